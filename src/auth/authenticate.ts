@@ -1,0 +1,92 @@
+// Authentication for one route: extract → decode → pick the issuer by its (unverified) iss →
+// key → verify → registered claims → route requirement. Each step returns a value or a Denial.
+import type { IncomingMessage } from 'node:http'
+import { createDecoder, TokenError } from 'fast-jwt'
+import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
+import { deny, isDenial, type Denial } from './deny.js'
+import { extractBearerToken } from './extract.js'
+import type { Issuer, KeyLookup } from './issuer.js'
+
+export interface AuthRule {
+  /** The route's accepted issuers by their exact `iss` value. */
+  issuersByIss: ReadonlyMap<string, Issuer>
+  requirement: Requirement
+}
+
+export interface Identity {
+  token: string
+  issuer: Issuer
+  claims: Record<string, unknown>
+}
+
+type Decoded = { header: Record<string, unknown>; payload: unknown }
+const decode = createDecoder({ complete: true }) as (token: string) => Decoded
+
+export function authenticate(req: IncomingMessage, rule: AuthRule, maxTokenBytes: number): Identity | Denial | Promise<Identity | Denial> {
+  const token = extractBearerToken(req, maxTokenBytes)
+  if (typeof token !== 'string') return token
+
+  let decoded: Decoded
+  try {
+    decoded = decode(token)
+  } catch {
+    return deny('malformed', 'the token is not a well-formed JWT')
+  }
+  const { header, payload } = decoded
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    return deny('malformed', 'the token payload is not a JSON object')
+  }
+  const iss = (payload as Record<string, unknown>).iss
+  // The issuer is chosen before any key is looked up, and only among the route's issuers.
+  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
+  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
+
+  const alg = header.alg
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
+  const kid = header.kid
+  if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
+
+  const key = issuer.keyFor(kid, alg)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, issuer, rule))
+  return verifyWith(key, token, issuer, rule)
+}
+
+function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRule): Identity | Denial {
+  if (isDenial(key)) return key
+  let claims: Record<string, unknown>
+  try {
+    claims = key.verify(token)
+  } catch (err) {
+    return denialFor(err)
+  }
+  const problem = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now()) ?? authorize(claims, rule.requirement)
+  if (problem) return problem
+  return { token, issuer, claims }
+}
+
+function denialFor(err: unknown): Denial {
+  const code = err instanceof TokenError ? err.code : undefined
+  switch (code) {
+    case TokenError.codes.invalidSignature:
+      return deny('bad_signature', 'the token signature is invalid')
+    case TokenError.codes.invalidAlgorithm:
+      return deny('bad_algorithm', 'the token algorithm is not allowed for its key')
+    case TokenError.codes.expired:
+      return deny('expired', 'the token has expired')
+    case TokenError.codes.inactive:
+      return deny('not_yet_valid', 'the token is not valid yet')
+    case TokenError.codes.missingRequiredClaim:
+      return deny('invalid_claims', (err as Error).message.includes('exp') ? 'the token has no exp claim' : 'the token lacks a required claim')
+    case TokenError.codes.invalidClaimType:
+    case TokenError.codes.invalidClaimValue:
+      return deny('invalid_claims', 'a registered claim of the token has the wrong type or value')
+    case TokenError.codes.invalidCritHeader:
+      return deny('invalid_claims', 'the token has a critical header this gateway does not understand')
+    case TokenError.codes.malformed:
+    case TokenError.codes.invalidPayload:
+    case TokenError.codes.missingSignature:
+      return deny('malformed', 'the token is not a well-formed JWT')
+    default:
+      return deny('bad_signature', 'the token could not be verified')
+  }
+}

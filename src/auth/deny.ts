@@ -1,0 +1,89 @@
+// A denial is a value, not an exception: each step of the request path returns one when the
+// request must stop. Its `reason` is a closed set of codes, used alike in the response body,
+// the access log and (later) the metric label.
+
+export type DenyReason =
+  | 'bad_path'              // 400: the path cannot be normalized safely
+  | 'no_route'              // 404: nothing in the policy matches; never reaches an upstream
+  | 'multiple_tokens'       // 400: more than one Authorization header (RFC 6750 §2)
+  | 'missing_token'         // 401 without error code (RFC 6750 §3.1)
+  | 'malformed'             // 401: not a decodable JWS compact token
+  | 'token_too_large'       // 401
+  | 'wrong_issuer'          // 401: iss absent, not a string, or not accepted on this route
+  | 'bad_algorithm'         // 401: alg not in the issuer's allow-list or not usable with its key
+  | 'unknown_kid'           // 401: no key of the issuer has this kid, even after a refetch
+  | 'keys_unavailable'      // 503: the issuer's keys could not be fetched; not the token's fault
+  | 'bad_signature'         // 401
+  | 'expired'               // 401
+  | 'not_yet_valid'         // 401: nbf in the future
+  | 'issued_in_future'      // 401: iat in the future beyond the clock skew
+  | 'wrong_audience'        // 401: aud absent or none of the accepted audiences
+  | 'invalid_claims'        // 401: a registered claim is missing or of the wrong type, bad crit/typ header
+  | 'insufficient_claims'   // 403: a valid token without the claims or scopes the route requires
+
+export interface Denial {
+  status: 400 | 401 | 403 | 404 | 503
+  reason: DenyReason
+  /** Safe to show the client: says why, never echoes key material or the token. */
+  description: string
+  /** For 403: the scopes the route requires, to name in WWW-Authenticate. */
+  scope?: string
+}
+
+export function deny(reason: DenyReason, description: string): Denial {
+  return { status: STATUS[reason], reason, description }
+}
+
+const STATUS: Record<DenyReason, Denial['status']> = {
+  bad_path: 400,
+  no_route: 404,
+  multiple_tokens: 400,
+  missing_token: 401,
+  malformed: 401,
+  token_too_large: 401,
+  wrong_issuer: 401,
+  bad_algorithm: 401,
+  unknown_kid: 401,
+  keys_unavailable: 503,
+  bad_signature: 401,
+  expired: 401,
+  not_yet_valid: 401,
+  issued_in_future: 401,
+  wrong_audience: 401,
+  invalid_claims: 401,
+  insufficient_claims: 403,
+}
+
+export function isDenial(value: unknown): value is Denial {
+  return typeof value === 'object' && value !== null && 'reason' in value && 'status' in value
+}
+
+/**
+ * The WWW-Authenticate challenge for a denial (RFC 6750 §3). A request with no token gets the
+ * bare challenge; a bad token `invalid_token`; missing rights `insufficient_scope`; a request
+ * that is malformed as a whole `invalid_request`. Statuses that are not about the token get none.
+ */
+export function challenge(denial: Denial): string | undefined {
+  const realm = 'Bearer realm="jwtgate"'
+  switch (denial.status) {
+    case 401:
+      if (denial.reason === 'missing_token') return realm
+      return `${realm}, error="invalid_token", error_description="${quoted(denial.description)}"`
+    case 403:
+      return `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` +
+        (denial.scope ? `, scope="${quoted(denial.scope)}"` : '')
+    case 400:
+      if (denial.reason === 'multiple_tokens') return `${realm}, error="invalid_request", error_description="${quoted(denial.description)}"`
+      return undefined
+    case 503:
+      // Not the token's fault, so no error code; the description says what happened.
+      return `${realm}, error_description="${quoted(denial.description)}"`
+    default:
+      return undefined
+  }
+}
+
+// RFC 6750 §3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+function quoted(text: string): string {
+  return text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '')
+}

@@ -1,0 +1,77 @@
+// A configured issuer: the only keys and algorithms a token claiming its `iss` may be checked
+// against. Keys are bound to their issuer, so a key of one IdP can never verify another's token.
+import type { Logger } from 'pino'
+import { deny, type Denial } from './deny.js'
+import { JwksCache, type JwksSettings } from './jwks_cache.js'
+import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'
+
+export interface IssuerSettings extends VerifyOptions {
+  name: string
+  audiences: readonly string[]
+  algorithms: readonly string[]
+}
+
+export type KeyLookup = PreparedKey | Denial
+
+export interface Issuer {
+  readonly name: string
+  readonly issuer: string
+  readonly audiences: ReadonlySet<string>
+  readonly algorithms: ReadonlySet<string>
+  readonly clockSkewMs: number
+  /** The key for this token header; a promise only when the key set must be fetched first. */
+  keyFor(kid: string | undefined, alg: string): KeyLookup | Promise<KeyLookup>
+  start(): Promise<void>
+  stop(): void
+  /** True when keys are at hand (always, for a shared secret). */
+  readonly ready: boolean
+  readonly jwks?: JwksCache
+}
+
+function base(settings: IssuerSettings) {
+  return {
+    name: settings.name,
+    issuer: settings.issuer,
+    audiences: new Set(settings.audiences),
+    algorithms: new Set(settings.algorithms),
+    clockSkewMs: settings.clockSkewMs,
+  }
+}
+
+/** An issuer whose tokens are HMAC-signed with a shared secret. */
+export function secretIssuer(settings: IssuerSettings, secret: Buffer): Issuer {
+  const key = prepareKey(undefined, secret, [...settings.algorithms], settings)
+  return {
+    ...base(settings),
+    keyFor: () => key,
+    start: () => Promise.resolve(),
+    stop: () => {},
+    ready: true,
+  }
+}
+
+/** An issuer whose public keys come from a JWKS document. */
+export function jwksIssuer(settings: IssuerSettings, jwks: JwksSettings, log: Logger): Issuer {
+  const cache = new JwksCache(jwks, new Set(settings.algorithms), settings, log.child({ issuer: settings.name }))
+  return {
+    ...base(settings),
+    jwks: cache,
+    get ready() { return cache.hasKeys },
+    start: () => cache.start(),
+    stop: () => cache.stop(),
+    keyFor(kid, alg) {
+      const key = cache.find(kid, alg)
+      if (key) return key
+      if (kid === undefined && cache.hasKeys) return deny('unknown_kid', 'the token has no kid and the issuer has several keys')
+      const refetch = cache.refetchForUnknownKid()
+      if (!refetch) return missing(cache)
+      return refetch.then(() => cache.find(kid, alg) ?? missing(cache))
+    },
+  }
+}
+
+function missing(cache: JwksCache): Denial {
+  // No keys at all means the IdP has not answered yet: that is our problem, not the token's.
+  if (!cache.hasKeys) return deny('keys_unavailable', "the issuer's signing keys are unavailable; try again later")
+  return deny('unknown_kid', 'no key of the issuer matches the token kid')
+}

@@ -1,0 +1,138 @@
+// The request path, top to bottom: normalize → match route → authenticate (extract, verify,
+// authorize) → forward with identity headers. Each step returns a value or a Denial.
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import type { Logger } from 'pino'
+import { authenticate, type Identity } from './auth/authenticate.js'
+import { challenge, deny, isDenial, type Denial } from './auth/deny.js'
+import type { CompiledPolicy, Route } from './policy/compile.js'
+import { forwardOptions, upstreamUrl } from './proxy/forward.js'
+import { hostFromHeader } from './routing/route_table.js'
+import { normalizePath, splitTarget } from './routing/normalize.js'
+
+/** What the gateway learnt about one request, for forwarding and the access log. */
+export interface RequestState {
+  /** The policy the request started under; a reload never changes it mid-request. */
+  policy: CompiledPolicy
+  path?: string
+  route?: Route
+  identity?: Identity
+  denial?: Denial
+  upstreamError?: string
+}
+
+type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
+
+export interface GatewayApp {
+  app: FastifyInstance
+  /** The policy new requests use; replacing it is one assignment. */
+  policy: CompiledPolicy
+}
+
+export async function buildGateway(policy: CompiledPolicy, logger: Logger): Promise<GatewayApp> {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // Our own access line replaces fastify's two per request.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    requestIdHeader: false,
+    genReqId: requestId,
+    return503OnClosing: true,
+    // fastify answers some malformed requests itself; answer them in our shape.
+    frameworkErrors: (error, request, reply) => sendDenial(reply, deny('bad_path', error.message), request.id),
+  })
+  const gateway: GatewayApp = { app, policy }
+  const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
+  const options = (route: Route) => {
+    let o = optionsByRoute.get(route)
+    if (!o) optionsByRoute.set(route, (o = forwardOptions(route)))
+    return o
+  }
+
+  // Bodies stream through untouched: no parsing, no buffering, no body limit of our own.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+  await app.register(replyFrom, {
+    undici: { connections: 128, pipelining: 1, connect: { rejectUnauthorized: true, timeout: 5000 } },
+    destroyAgent: true,
+    disableCache: true,
+    disableRequestLogging: true,
+  })
+  app.decorateRequest('jwtgate', null)
+
+  async function handle(request: FastifyRequest, reply: FastifyReply) {
+    const state: RequestState = { policy: gateway.policy }
+    ;(request as GatewayRequest).jwtgate = state
+    const { policy } = state
+
+    const { path: rawPath } = splitTarget(request.raw.url ?? '')
+    const normalized = normalizePath(rawPath, { rejectPathParameters: policy.rejectPathParameters })
+    if (!normalized.ok) return reject(reply, state, deny('bad_path', `the request path is not acceptable: ${normalized.reason}`))
+    state.path = normalized.path
+
+    const match = policy.routes.match(request.raw.method ?? 'GET', hostFromHeader(request.headers.host), normalized.path)
+    if (!match) return reject(reply, state, deny('no_route', 'no route of the policy matches this request'))
+    const route = match.value
+    state.route = route
+
+    if (route.auth) {
+      const result = await authenticate(request.raw, route.auth, policy.maxTokenBytes)
+      if (isDenial(result)) return reject(reply, state, result)
+      state.identity = result
+    }
+
+    return reply.from(upstreamUrl(route, normalized.path), options(route))
+  }
+
+  app.all('*', handle)
+  app.setNotFoundHandler(handle)
+  app.addHook('onResponse', async (request, reply) => accessLog(request as GatewayRequest, reply))
+  app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
+    request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
+    const status = error.statusCode
+    if (status && status >= 400 && status < 500) {
+      return reply.code(status).type('application/json').send({ error: 'bad_request', message: 'the request could not be processed', request_id: request.id })
+    }
+    return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
+  })
+  return gateway
+}
+
+function reject(reply: FastifyReply, state: RequestState, denial: Denial): FastifyReply {
+  state.denial = denial
+  return sendDenial(reply, denial, reply.request.id)
+}
+
+function sendDenial(reply: FastifyReply, denial: Denial, id: string): FastifyReply {
+  const header = challenge(denial)
+  if (header) reply.header('www-authenticate', header)
+  if (denial.status === 503) reply.header('retry-after', '5')
+  return reply.code(denial.status).header('cache-control', 'no-store').type('application/json')
+    .send({ error: denial.reason, message: denial.description, request_id: id })
+}
+
+// A client's request id is kept when it looks like one, so traces join up; otherwise ours.
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
+
+function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+/** One line per request. Never the Authorization or Cookie header, never the query string. */
+function accessLog(request: GatewayRequest, reply: FastifyReply): void {
+  const state = request.jwtgate
+  const claims = state?.identity?.claims
+  request.log.info({
+    method: request.raw.method,
+    path: state?.path ?? splitTarget(request.raw.url ?? '').path.slice(0, 256),
+    route: state?.route?.name,
+    upstream: state?.route?.upstream.name,
+    status: reply.statusCode,
+    ms: Math.round(reply.elapsedTime * 100) / 100,
+    issuer: state?.identity?.issuer.name,
+    sub: typeof claims?.sub === 'string' ? claims.sub : undefined,
+    reason: state?.denial?.reason ?? state?.upstreamError,
+  }, 'request')
+}

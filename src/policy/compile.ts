@@ -1,0 +1,269 @@
+// From a schema-valid policy document to immutable runtime objects: routes with precompiled
+// matchers, issuers with prepared verifiers and key sources, upstreams with parsed URLs. The
+// request path reads only these; it never sees YAML or the raw document.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { compileRequirement, parseClaimPath } from '../auth/claims.js'
+import type { AuthRule } from '../auth/authenticate.js'
+import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
+import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
+import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
+import { durationMs } from './duration.js'
+import { label } from './load.js'
+import type { PolicySource } from './load.js'
+import { PolicyError, type DocPath } from './problems.js'
+import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument } from './schema.js'
+
+export interface Upstream {
+  name: string
+  /** scheme://host:port */
+  origin: string
+  /** The URL's own path without a trailing slash, prefixed to every forwarded path. */
+  basePath: string
+  timeoutMs: number
+}
+
+export interface Route {
+  index: number
+  /** `routes[2] /api/**`, for logs. */
+  name: string
+  upstream: Upstream
+  /** null when the route is `auth: none`. */
+  auth: AuthRule | null
+  identityHeaders: readonly IdentityHeader[]
+  forwardToken: boolean
+}
+
+export interface CompiledPolicy {
+  file: string
+  /** sha256 of the policy text, to tell one loaded policy from another. */
+  hash: string
+  listen: { host: string; port: number }
+  logLevel: string
+  routes: RouteTable<Route>
+  issuers: ReadonlyMap<string, Issuer>
+  upstreams: ReadonlyMap<string, Upstream>
+  stripIdentityHeaders: (headers: Record<string, unknown>) => void
+  rejectPathParameters: boolean
+  maxTokenBytes: number
+}
+
+const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
+const DEFAULT_MAX_TOKEN_BYTES = 8192
+// Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
+const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
+  'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+
+export function compilePolicy(source: PolicySource, log: Logger): CompiledPolicy {
+  const doc = source.document
+  const problems = source.problems
+  const report = (at: DocPath, message: string) => problems.add(at, message)
+
+  const upstreams = new Map<string, Upstream>()
+  for (const [name, u] of Object.entries(doc.upstreams)) {
+    const upstream = compileUpstream(name, u, (m) => report(['upstreams', name, 'url'], m))
+    if (upstream) upstreams.set(name, upstream)
+  }
+
+  const issuers = new Map<string, Issuer>()
+  const issuerNameByIss = new Map<string, string>()
+  for (const [name, spec] of Object.entries(doc.issuers ?? {})) {
+    const at: DocPath = ['issuers', name]
+    const previous = issuerNameByIss.get(spec.issuer)
+    if (previous) report([...at, 'issuer'], `issuer "${spec.issuer}" is already configured as issuers.${previous}; one iss value must map to one issuer`)
+    issuerNameByIss.set(spec.issuer, name)
+    const issuer = compileIssuer(name, spec, source.file, log, (where, m) => report([...at, ...where], m))
+    if (issuer) issuers.set(name, issuer)
+  }
+
+  const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
+  const candidates: RouteCandidate<Route>[] = []
+  doc.routes.forEach((spec, index) => {
+    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, report })
+    if (candidate) candidates.push(candidate)
+  })
+
+  let routes: RouteTable<Route> | undefined
+  if (candidates.length === doc.routes.length) {
+    routes = new RouteTable(candidates)
+    for (const { index, by } of routes.shadowedBy()) {
+      report(['routes', index, 'path'], `route is unreachable: routes[${by}] (${doc.routes[by]!.path}) matches every request it would`)
+    }
+  }
+
+  if (problems.list.length || !routes) {
+    for (const issuer of issuers.values()) issuer.stop()
+    throw new PolicyError(problems.list)
+  }
+
+  return Object.freeze({
+    file: source.file,
+    hash: createHash('sha256').update(source.text).digest('hex'),
+    listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port },
+    logLevel: doc.log?.level ?? 'info',
+    routes,
+    issuers,
+    upstreams,
+    stripIdentityHeaders: headerStripper(identityHeaderNames(doc), doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES) as CompiledPolicy['stripIdentityHeaders'],
+    rejectPathParameters: doc.reject_path_parameters ?? true,
+    maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
+  })
+}
+
+function compileUpstream(name: string, spec: { url: string; timeout?: string | number }, report: (m: string) => void): Upstream | undefined {
+  let url: URL
+  try {
+    url = new URL(spec.url)
+  } catch {
+    report(`upstream url ${JSON.stringify(spec.url)} is not a valid URL`)
+    return undefined
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    report('upstream url must not carry credentials, a query or a fragment')
+    return undefined
+  }
+  return {
+    name,
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    timeoutMs: durationMs(spec.timeout ?? '30s'),
+  }
+}
+
+function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, report: (at: DocPath, m: string) => void): Issuer | undefined {
+  const sources = (['jwks_uri', 'secret', 'secret_file'] as const).filter((k) => spec[k] !== undefined)
+  if (sources.length !== 1) {
+    report([], `issuer needs exactly one key source: jwks_uri, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
+    return undefined
+  }
+  const hmac = spec.algorithms.filter((a) => (HMAC_ALGORITHMS as readonly string[]).includes(a))
+  const settings = {
+    name,
+    issuer: spec.issuer,
+    audiences: spec.audiences,
+    algorithms: spec.algorithms,
+    clockSkewMs: durationMs(spec.clock_skew ?? '30s'),
+    requireExp: spec.require_exp ?? true,
+  }
+  if (spec.jwks_uri !== undefined) {
+    // A key set is public; an HMAC algorithm over it would let anyone holding it sign.
+    if (hmac.length) {
+      report(['algorithms'], `${hmac.join(', ')} cannot be used with a jwks_uri; HMAC issuers take a secret`)
+      return undefined
+    }
+    return jwksIssuer(settings, {
+      uri: spec.jwks_uri,
+      timeoutMs: durationMs(spec.jwks?.timeout ?? '5s'),
+      cooldownMs: durationMs(spec.jwks?.cooldown ?? '30s'),
+      minAgeMs: durationMs(spec.jwks?.min_age ?? '30s'),
+      maxAgeMs: durationMs(spec.jwks?.max_age ?? '10m'),
+    }, log)
+  }
+  if (hmac.length !== spec.algorithms.length) {
+    report(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
+    return undefined
+  }
+  let secret: Buffer
+  if (spec.secret_file !== undefined) {
+    try {
+      secret = Buffer.from(readFileSync(path.resolve(path.dirname(policyFile), spec.secret_file), 'utf8').replace(/\r?\n$/, ''))
+    } catch (err) {
+      report(['secret_file'], `cannot read secret_file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      return undefined
+    }
+  } else {
+    secret = Buffer.from(spec.secret!)
+  }
+  // RFC 7518 §3.2: the key must be at least as long as the hash output.
+  const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
+  if (secret.length < needed) {
+    report([spec.secret_file !== undefined ? 'secret_file' : 'secret'], `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`)
+    return undefined
+  }
+  return secretIssuer(settings, secret)
+}
+
+function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at: DocPath, report: (at: DocPath, m: string) => void): IdentityHeader[] {
+  const out: IdentityHeader[] = []
+  for (const [header, value] of Object.entries(spec)) {
+    const name = header.toLowerCase()
+    if (FORBIDDEN_IDENTITY_HEADERS.has(name)) {
+      report([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
+      continue
+    }
+    const claim = typeof value === 'string' ? value : value.claim
+    try {
+      const encoding = typeof value === 'object' && value.json ? { json: true as const } : { json: false as const, join: (typeof value === 'object' && value.join) || ',' }
+      out.push({ name, claim: parseClaimPath(claim), encoding })
+    } catch (err) {
+      report([...at, header], (err as Error).message)
+    }
+  }
+  return out
+}
+
+function identityHeaderNames(doc: PolicySource['document']): string[] {
+  return Object.keys(doc.identity_headers ?? {})
+}
+
+interface RouteContext {
+  upstreams: ReadonlyMap<string, Upstream>
+  issuers: ReadonlyMap<string, Issuer>
+  defaultIdentity: readonly IdentityHeader[]
+  report: (at: DocPath, m: string) => void
+}
+
+function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): RouteCandidate<Route> | undefined {
+  const at: DocPath = ['routes', index]
+  let ok = true
+  const fail = (where: DocPath, m: string) => { ctx.report([...at, ...where], m); ok = false }
+
+  let pathPattern
+  try {
+    pathPattern = compilePathPattern(spec.path)
+  } catch (err) {
+    fail(['path'], (err as Error).message)
+  }
+  let host = null
+  if (spec.host !== undefined) {
+    try {
+      host = compileHostPattern(spec.host)
+    } catch (err) {
+      fail(['host'], (err as Error).message)
+    }
+  }
+  const upstream = ctx.upstreams.get(spec.upstream)
+  if (!upstream) fail(['upstream'], `unknown upstream "${spec.upstream}"${known(ctx.upstreams)}`)
+
+  let auth: AuthRule | null = null
+  if (spec.auth !== 'none') {
+    const issuersByIss = new Map<string, Issuer>()
+    spec.auth.issuers.forEach((name, i) => {
+      const issuer = ctx.issuers.get(name)
+      if (issuer) issuersByIss.set(issuer.issuer, issuer)
+      else fail(['auth', 'issuers', i], `unknown issuer "${name}"${known(ctx.issuers)}`)
+    })
+    try {
+      auth = { issuersByIss, requirement: compileRequirement(spec.auth.claims, spec.auth.scopes) }
+    } catch (err) {
+      fail(['auth', 'claims'], (err as Error).message)
+    }
+  }
+  if (!ok || !pathPattern || !upstream) return undefined
+  const route: Route = {
+    index,
+    name: `${label(at)} ${spec.path}`,
+    upstream,
+    auth,
+    identityHeaders: ctx.defaultIdentity,
+    forwardToken: spec.forward_token ?? true,
+  }
+  return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+}
+
+function known(map: ReadonlyMap<string, unknown>): string {
+  return map.size ? ` (known: ${[...map.keys()].join(', ')})` : ''
+}

@@ -1,0 +1,248 @@
+// Reading a policy file: YAML → ${ENV} interpolation → schema validation → compilation.
+// Every problem found on the way is reported with its file:line:col; nothing is returned
+// unless the whole policy is good, so a bad file can never start or replace a good one.
+import { readFileSync } from 'node:fs'
+import { Ajv, type ErrorObject } from 'ajv'
+import { isMap, isScalar, isSeq, LineCounter, parse as parseYamlValue, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
+import { PolicySchema, type PolicyDocument } from './schema.js'
+import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+/** A parsed, interpolated and schema-valid policy document, with a way back to source positions. */
+export interface PolicySource {
+  file: string
+  document: PolicyDocument
+  /** sha256 of the file text, to tell one loaded policy from another. */
+  text: string
+  problems: ProblemSink & { list: PolicyProblem[] }
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false })
+const validateSchema = ajv.compile(PolicySchema)
+
+export function readPolicySource(file: string, env: Env = process.env): PolicySource {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new PolicyError([{ file, line: 1, col: 1, message: `cannot read policy: ${(err as Error).message}` }])
+  }
+  return parsePolicySource(file, text, env)
+}
+
+export function parsePolicySource(file: string, text: string, env: Env = process.env): PolicySource {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
+  const problems = problemSink(file, doc, lineCounter)
+  // After the first syntax error the parser's further complaints are mostly its consequences.
+  const syntax = doc.errors[0] ?? doc.warnings[0]
+  if (syntax) {
+    const { line, col } = lineCounter.linePos(syntax.pos[0])
+    const sourceLine = text.split('\n')[line - 1] ?? ''
+    // A common trip: inside { } or [ ] YAML reads the braces of ${VAR} as syntax.
+    const hint = sourceLine.includes('${') ? ' (inside { } or [ ], put a value that uses ${...} in quotes)' : ''
+    problems.list.push({ file, line, col, message: syntax.message.split('\n')[0]! + hint })
+  }
+  if (problems.list.length) throw new PolicyError(problems.list)
+
+  interpolate(doc, env, problems)
+  const document = doc.toJS() as unknown
+  if (!validateSchema(document)) {
+    for (const e of readableErrors(validateSchema.errors ?? [])) problems.add(e.path, e.message, e.at)
+  }
+  if (problems.list.length) throw new PolicyError(problems.list)
+  return { file, document: document as PolicyDocument, text, problems }
+}
+
+// ${NAME} is replaced by the environment variable NAME, ${NAME:-fallback} falls back when it is
+// unset or empty, and $${ writes a literal ${. A plain (unquoted) scalar that is exactly one
+// reference is re-read as YAML, so `port: ${PORT}` gives a number.
+const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+function interpolate(doc: Document, env: Env, problems: ProblemSink): void {
+  visit(doc, {
+    Scalar(key, node, path) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return
+      const source = node.value
+      let missing = false
+      const result = source.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
+        if (match === '$${') return '${'
+        const value = env[name!]
+        if (value !== undefined && value !== '') return value
+        if (fallback !== undefined) return fallback
+        missing = true
+        problems.add(docPathOf(path, node), `environment variable ${name} is not set`)
+        return ''
+      })
+      if (missing) return
+      const wholeReference = /^\$\{[^}]+\}$/.test(source)
+      if (wholeReference && node.type === Scalar.PLAIN) {
+        const typed = parseYamlValue(result) as unknown
+        node.value = typed === null || typeof typed === 'object' ? result : typed
+      } else {
+        node.value = result
+      }
+    },
+  })
+}
+
+/** The document path of a node from yaml's visitor ancestry. */
+function docPathOf(ancestors: readonly unknown[], node: Node): DocPath {
+  const out: Array<string | number> = []
+  const chain = [...ancestors, node]
+  for (let i = 0; i < chain.length - 1; i++) {
+    const parent = chain[i]
+    const child = chain[i + 1]
+    if (isSeq(parent)) out.push(parent.items.indexOf(child as never))
+    else if (isMap(parent)) {
+      const pair = child as { key?: unknown }
+      out.push(String(isScalar(pair.key) ? pair.key.value : pair.key))
+    }
+  }
+  return out
+}
+
+function problemSink(file: string, doc: Document, lines: LineCounter): ProblemSink & { list: PolicyProblem[] } {
+  const list: PolicyProblem[] = []
+  return {
+    list,
+    add(path, message, at = 'value') {
+      const offset = locate(doc, path, at)
+      const { line, col } = lines.linePos(offset)
+      list.push({ file, line, col, message })
+    },
+  }
+}
+
+/** The source offset of the node at `path` (or of its key), falling back to the nearest ancestor. */
+function locate(doc: Document, path: DocPath, at: 'key' | 'value'): number {
+  let node: unknown = doc.contents
+  let offset = (doc.contents as Node | null)?.range?.[0] ?? 0
+  for (let i = 0; i < path.length; i++) {
+    const segment = path[i]
+    const last = i === path.length - 1
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment))
+      if (!pair) return offset
+      const keyNode = pair.key as Node
+      if (last && at === 'key') return keyNode.range?.[0] ?? offset
+      node = pair.value
+      offset = (pair.value as Node | null)?.range?.[0] ?? keyNode.range?.[0] ?? offset
+    } else if (isSeq(node)) {
+      node = node.items[Number(segment)]
+      if (!node) return offset
+      offset = (node as Node).range?.[0] ?? offset
+    } else {
+      return offset
+    }
+  }
+  return offset
+}
+
+interface ReadableError { path: DocPath; message: string; at: 'key' | 'value' }
+
+/** Turns ajv's errors into one plain sentence per problem, as a person editing YAML would want them. */
+export function readableErrors(errors: ErrorObject[]): ReadableError[] {
+  const out: ReadableError[] = []
+  const unionErrors = errors.filter((e) => e.keyword === 'anyOf')
+  const insideUnion = (e: ErrorObject) => unionErrors.find((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/'))
+  for (const e of errors) {
+    const union = insideUnion(e)
+    if (union) {
+      // Keep a branch's own errors only when the value is an object and the branch is the
+      // object form: then they say which field is wrong. Otherwise the union speaks once.
+      const branch = /^\/(\d+)/.exec(e.schemaPath.slice(union.schemaPath.length))?.[1]
+      const branchSchema = (union.schema as Array<{ type?: string }>)[Number(branch)]
+      if (isPlainObject(union.data) && branchSchema?.type === 'object') out.push(readable(e))
+      continue
+    }
+    if (e.keyword === 'anyOf') {
+      const objectBranch = (e.schema as Array<{ type?: string }>).some((s) => s.type === 'object')
+      if (isPlainObject(e.data) && objectBranch) continue
+      out.push({ path: pathOf(e), message: `${label(pathOf(e))} ${describe(e.parentSchema)}`, at: 'value' })
+      continue
+    }
+    out.push(readable(e))
+  }
+  return out
+}
+
+function readable(e: ErrorObject): ReadableError {
+  const path = pathOf(e)
+  const where = label(path)
+  const p = e.params as Record<string, unknown>
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const name = String(p.additionalProperty)
+      const known = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {})
+      const guess = closest(name, known)
+      return {
+        path: [...path, name],
+        message: `unknown field "${name}"${where ? ` in ${where}` : ''}${guess ? ` (did you mean "${guess}"?)` : ''}`,
+        at: 'key',
+      }
+    }
+    case 'required':
+      return { path, message: `missing required field "${String(p.missingProperty)}"${where ? ` in ${where}` : ''}`, at: 'key' }
+    case 'enum':
+      return { path, message: `${where} must be one of: ${(p.allowedValues as unknown[]).join(', ')}`, at: 'value' }
+    case 'const':
+      return { path, message: `${where} must be ${JSON.stringify(p.allowedValue)}`, at: 'value' }
+    case 'pattern':
+      return { path, message: `${where} ${describe(e.parentSchema) ?? `must match ${String(p.pattern)}`}`, at: 'value' }
+    case 'propertyNames':
+      return { path, message: `${where} has an invalid name`, at: 'value' }
+    default:
+      return { path, message: `${where} ${e.message ?? 'is invalid'}`, at: 'value' }
+  }
+}
+
+function describe(schema: unknown): string {
+  const description = (schema as { description?: string } | undefined)?.description
+  return description ? `must be ${description}` : 'has the wrong type or form'
+}
+
+function pathOf(e: ErrorObject): DocPath {
+  if (!e.instancePath) return []
+  return e.instancePath.slice(1).split('/').map((s) => {
+    const k = s.replace(/~1/g, '/').replace(/~0/g, '~')
+    return /^\d+$/.test(k) ? Number(k) : k
+  })
+}
+
+/** `routes[2].auth.issuers` for messages. */
+export function label(path: DocPath): string {
+  let out = ''
+  for (const s of path) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s
+  return out
+}
+
+function isPlainObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** The known name closest to a misspelt one, if it is close enough to be a likely typo. */
+function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
+  for (const k of known) {
+    const d = editDistance(name, k)
+    if (d < bestDistance) { best = k; bestDistance = d }
+  }
+  return best
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+      previous = current
+    }
+  }
+  return row[b.length]!
+}

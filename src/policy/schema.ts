@@ -1,0 +1,113 @@
+// The policy file's shape: the one definition the loader validates with, the types the compiler
+// reads, and (later) the JSON Schema published for editors. Field docs live in docs/policy.md.
+import Type, { type Static } from 'typebox'
+
+/** A string enum that validates as `{type: string, enum}` so errors read "must be one of …". */
+function StringEnum<T extends string[]>(values: [...T], options: object = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options })
+}
+
+// Durations are written "500ms", "30s", "10m", "1h" or as a plain number of seconds.
+const Duration = Type.Union([
+  Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }),
+  Type.Number({ minimum: 0 }),
+], { description: 'a duration such as 500ms, 30s, 10m or 1h, or a number of seconds' })
+
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+// 'none' is not in the list, so the schema itself refuses it.
+const Algorithm = StringEnum([...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS])
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]+$', minLength: 1, description: 'a name of letters, digits, "_", "." or "-"' })
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', minLength: 1, description: 'an HTTP header name' })
+// A claim path: dot separated names (realm_access.roles); a name containing dots is written
+// in double quotes ("https://example.com/roles").
+const ClaimPath = Type.String({ minLength: 1 })
+
+const Listen = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+}, { additionalProperties: false })
+
+const JwksTuning = Type.Object({
+  timeout: Type.Optional(Duration),
+  cooldown: Type.Optional(Duration),
+  min_age: Type.Optional(Duration),
+  max_age: Type.Optional(Duration),
+}, { additionalProperties: false })
+
+const Issuer = Type.Object({
+  issuer: Type.String({ minLength: 1 }),
+  jwks_uri: Type.Optional(Type.String({ pattern: '^https?://' })),
+  secret: Type.Optional(Type.String()),
+  secret_file: Type.Optional(Type.String({ minLength: 1 })),
+  audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
+  clock_skew: Type.Optional(Duration),
+  require_exp: Type.Optional(Type.Boolean()),
+  jwks: Type.Optional(JwksTuning),
+}, { additionalProperties: false })
+
+const Upstream = Type.Object({
+  url: Type.String({ pattern: '^https?://' }),
+  timeout: Type.Optional(Duration),
+}, { additionalProperties: false })
+
+const IdentityHeader = Type.Union([
+  ClaimPath,
+  Type.Object({
+    claim: ClaimPath,
+    join: Type.Optional(Type.String({ minLength: 1 })),
+    json: Type.Optional(Type.Boolean()),
+  }, { additionalProperties: false }),
+], { description: 'a claim path, or an object with claim and join or json' })
+
+const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' })
+const ClaimCondition = Type.Object({
+  equals: Type.Optional(Scalar),
+  one_of: Type.Optional(Type.Array(Scalar, { minItems: 1 })),
+  contains: Type.Optional(Scalar),
+}, { additionalProperties: false, minProperties: 1 })
+
+const RouteAuth = Type.Union([
+  StringEnum(['none']),
+  Type.Object({
+    issuers: Type.Array(Name, { minItems: 1, uniqueItems: true }),
+    claims: Type.Optional(Type.Record(Type.String({ minLength: 1 }), ClaimCondition)),
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+  }, { additionalProperties: false }),
+], { description: '"none" or an object with issuers (and optional claims and scopes)' })
+
+const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'])
+
+const Route = Type.Object({
+  path: Type.String({ pattern: '^/' }),
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true })),
+  upstream: Name,
+  auth: RouteAuth,
+  forward_token: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+
+export const PolicySchema = Type.Object({
+  version: Type.Literal(1),
+  listen: Listen,
+  issuers: Type.Optional(Type.Record(Name, Issuer)),
+  upstreams: Type.Record(Name, Upstream, { minProperties: 1 }),
+  identity_headers: Type.Optional(Type.Record(HeaderName, IdentityHeader)),
+  strip_header_prefixes: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }))),
+  reject_path_parameters: Type.Optional(Type.Boolean()),
+  max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 65536 })),
+  log: Type.Optional(Type.Object({
+    level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+  }, { additionalProperties: false })),
+  routes: Type.Array(Route, { minItems: 1 }),
+}, { additionalProperties: false })
+
+export type PolicyDocument = Static<typeof PolicySchema>
+export type IssuerDocument = Static<typeof Issuer>
+export type UpstreamDocument = Static<typeof Upstream>
+export type RouteDocument = Static<typeof Route>
+export type RouteAuthDocument = Static<typeof RouteAuth>
+export type ClaimConditionDocument = Static<typeof ClaimCondition>
+export type IdentityHeaderDocument = Static<typeof IdentityHeader>

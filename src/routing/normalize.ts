@@ -1,0 +1,218 @@
+// Request-path normalization. The policy is matched against the normalized path and the upstream
+// is sent that same path, so the two can never disagree about which route a request belongs to.
+// Every input that two servers could reasonably read differently is either rewritten to one
+// canonical form here or refused: that gap is what path-confusion attacks live in (Istio
+// CVE-2021-39156/39155 and the `%2F`/`..;/` family, Tomcat's `/admin;/`, IIS and Windows
+// back ends reading `\` as `/`, double-decoding `%252e`).
+
+export type NormalizeResult = { ok: true; path: string } | { ok: false; reason: string }
+
+export interface NormalizeOptions {
+  /** Refuse `;` anywhere in the path, raw or as %3B. The policy defaults this to true. */
+  rejectPathParameters: boolean
+}
+
+const SLASH = 0x2f
+const PERCENT = 0x25
+const DOT = 0x2e
+const SEMICOLON = 0x3b
+
+// Classes of the ASCII characters as they arrive raw (RFC 3986 §3.3: pchar).
+const BAD = 0        // refused: controls, DEL, `\`, `#`, `?`
+const UNRESERVED = 1 // §2.3 ALPHA DIGIT - . _ ~
+const PCHAR = 2      // §2.2 sub-delims except `;`, plus `:` and `@`: valid raw, kept raw
+const ENCODE = 3     // printable but not allowed raw in a path: percent-encoded, as nginx and Envoy do
+const CLASS = new Uint8Array(128)
+for (let c = 0x30; c <= 0x39; c++) CLASS[c] = UNRESERVED
+for (let c = 0x41; c <= 0x5a; c++) CLASS[c] = UNRESERVED
+for (let c = 0x61; c <= 0x7a; c++) CLASS[c] = UNRESERVED
+for (const ch of '-._~') CLASS[ch.charCodeAt(0)] = UNRESERVED
+for (const ch of "!$&'()*+,=:@") CLASS[ch.charCodeAt(0)] = PCHAR
+for (const ch of ' "<>[]^`{|}') CLASS[ch.charCodeAt(0)] = ENCODE
+
+const HEX = '0123456789ABCDEF'
+
+// Refusals are shared frozen values: a flood of bad requests allocates nothing.
+function refuse(reason: string): NormalizeResult {
+  return Object.freeze({ ok: false as const, reason })
+}
+const NOT_ABSOLUTE = refuse('path must start with /')
+const ENCODED_SLASH = refuse('encoded slash in path')
+const ENCODED_BACKSLASH = refuse('encoded backslash in path')
+const BACKSLASH = refuse('backslash in path')
+const NUL = refuse('NUL byte in path')
+const CONTROL = refuse('control character in path')
+const MALFORMED = refuse('malformed percent-encoding in path')
+const BAD_UTF8 = refuse('percent-encoded bytes are not valid UTF-8')
+const RAW_NON_ASCII = refuse('non-ASCII characters in path must be percent-encoded')
+const PATH_PARAMETER = refuse('path parameter (;) in path')
+const FRAGMENT = refuse("'#' in path")
+const QUERY = refuse("'?' in path (the query must be split off first)")
+
+/**
+ * Normalize a request path (no query string) or say why it cannot be done safely.
+ * The result is idempotent: normalizing a normalized path returns it unchanged.
+ */
+export function normalizePath(rawPath: string, options: NormalizeOptions): NormalizeResult {
+  // Absolute-form (`http://host/x`), asterisk-form (`*`) and empty targets have no path to match.
+  if (rawPath.charCodeAt(0) !== SLASH) return NOT_ABSOLUTE
+  if (isAlreadyNormal(rawPath)) return { ok: true, path: rawPath }
+  return normalizeSlow(rawPath, options.rejectPathParameters)
+}
+
+/** Split a request target at the first '?'; the query keeps its '?' and is never altered. */
+export function splitTarget(rawUrl: string): { path: string; query: string } {
+  const q = rawUrl.indexOf('?')
+  if (q < 0) return { path: rawUrl, query: '' }
+  return { path: rawUrl.slice(0, q), query: rawUrl.slice(q) }
+}
+
+/**
+ * The fast path: only characters that are kept raw, no `%`, no `;`, no empty segment (`//`)
+ * and no segment starting with a dot (`/.`, which covers `.` and `..`). Such a path is its own
+ * normal form. `;` is left to the slow path so the option is honoured in one place.
+ */
+function isAlreadyNormal(path: string): boolean {
+  let prev = SLASH
+  for (let i = 1; i < path.length; i++) {
+    const c = path.charCodeAt(i)
+    if (c === SLASH) {
+      if (prev === SLASH) return false
+    } else if (c === DOT) {
+      if (prev === SLASH) return false
+    } else if (c >= 128 || (CLASS[c] !== UNRESERVED && CLASS[c] !== PCHAR)) {
+      return false
+    }
+    prev = c
+  }
+  return true
+}
+
+function normalizeSlow(raw: string, rejectParams: boolean): NormalizeResult {
+  const kept: string[] = [] // segments that survive dot-segment removal
+  let trailingSlash = false
+  let seg = ''
+  const n = raw.length
+  let i = 1
+  for (;;) {
+    if (i === n || raw.charCodeAt(i) === SLASH) {
+      // End of a segment. Dot segments are recognized only after decoding, so `%2e%2e` and
+      // `.%2E` are `..` here (RFC 3986 §6.2.2.3 does the decoding before §5.2.4 removal).
+      const last = i === n
+      if (seg === '..') kept.pop()
+      else if (seg !== '.' && seg !== '') kept.push(seg)
+      // An empty segment in the middle is a run of slashes and is dropped. At the end, an empty
+      // or dot segment leaves a trailing slash: `/a/b/` and `/a/b/.` are both `/a/b/` (§5.2.4).
+      if (last) {
+        trailingSlash = seg === '' || seg === '.' || seg === '..'
+        break
+      }
+      seg = ''
+      i++
+      continue
+    }
+    const c = raw.charCodeAt(i)
+    if (c === PERCENT) {
+      const b = hexByte(raw, i)
+      if (b < 0) return MALFORMED
+      if (b < 0x80) {
+        const refusal = refuseEncoded(b, rejectParams)
+        if (refusal !== null) return refusal
+        // §2.3 / §6.2.2.2: encoded unreserved characters are the same as the raw ones. Other
+        // escapes keep their meaning (%2A is not `*`, %25 is not the start of another escape:
+        // decoding only once keeps `%252e` from becoming `.`), with the hex in upper case (§6.2.2.1).
+        seg += CLASS[b] === UNRESERVED ? String.fromCharCode(b) : escape(b)
+        i += 3
+      } else {
+        const length = utf8Length(raw, i, b)
+        if (length === 0) return BAD_UTF8
+        for (let k = 0; k < length; k++, i += 3) seg += escape(hexByte(raw, i))
+      }
+      continue
+    }
+    if (c >= 0x80) return RAW_NON_ASCII // Node hands raw bytes over as latin1 characters
+    if (c === SEMICOLON) {
+      if (rejectParams) return PATH_PARAMETER
+      seg += ';'
+    } else {
+      const cls = CLASS[c]
+      if (cls === UNRESERVED || cls === PCHAR) seg += raw[i]
+      else if (cls === ENCODE) seg += escape(c)
+      else return refuseRaw(c)
+    }
+    i++
+  }
+  if (kept.length === 0) return { ok: true, path: '/' }
+  const path = '/' + kept.join('/')
+  return { ok: true, path: trailingSlash ? path + '/' : path }
+}
+
+/** A refusal for an ASCII byte arriving percent-encoded, or null if it is allowed. */
+function refuseEncoded(b: number, rejectParams: boolean): NormalizeResult | null {
+  // %2F and %5C split a segment for some servers and not for others: a route for /public/**
+  // must not see `/public/..%2Fadmin` while the upstream sees `/admin`.
+  if (b === 0x2f) return ENCODED_SLASH
+  if (b === 0x5c) return ENCODED_BACKSLASH
+  if (b === 0) return NUL
+  if (b < 0x20 || b === 0x7f) return CONTROL
+  if (b === SEMICOLON && rejectParams) return PATH_PARAMETER
+  return null
+}
+
+/** The refusal for a raw ASCII character of class BAD. */
+function refuseRaw(c: number): NormalizeResult {
+  if (c === 0x5c) return BACKSLASH
+  if (c === 0) return NUL
+  if (c === 0x23) return FRAGMENT
+  if (c === 0x3f) return QUERY
+  return CONTROL
+}
+
+function escape(b: number): string {
+  return '%' + HEX[b >> 4] + HEX[b & 15]
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30
+  const lower = c | 0x20
+  if (lower >= 0x61 && lower <= 0x66) return lower - 0x61 + 10
+  return -1
+}
+
+/** The byte encoded by the escape at `i` (which holds '%'), or -1 if it is not `%` HEXDIG HEXDIG. */
+function hexByte(s: string, i: number): number {
+  if (i + 2 >= s.length || s.charCodeAt(i) !== PERCENT) return -1
+  const hi = hexDigit(s.charCodeAt(i + 1))
+  const lo = hexDigit(s.charCodeAt(i + 2))
+  return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo
+}
+
+/**
+ * The number of bytes in the well-formed UTF-8 sequence whose lead byte `lead` is escaped at
+ * `i`, or 0. Follows Unicode table 3-7, so overlong forms (%C0%AE is an overlong `.`, a classic
+ * traversal trick), UTF-16 surrogates (%ED%A0%80) and code points past U+10FFFF are all refused.
+ */
+function utf8Length(s: string, i: number, lead: number): number {
+  let length: number
+  let min = 0x80 // range of the second byte; later bytes are always 0x80..0xBF
+  let max = 0xbf
+  if (lead >= 0xc2 && lead <= 0xdf) length = 2
+  else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3
+    if (lead === 0xe0) min = 0xa0      // overlong
+    else if (lead === 0xed) max = 0x9f // surrogates
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4
+    if (lead === 0xf0) min = 0x90      // overlong
+    else if (lead === 0xf4) max = 0x8f // past U+10FFFF
+  } else {
+    return 0 // a continuation byte, an overlong lead (C0, C1) or F5..FF
+  }
+  for (let k = 1; k < length; k++) {
+    const b = hexByte(s, i + 3 * k)
+    if (b < min || b > max) return 0
+    min = 0x80
+    max = 0xbf
+  }
+  return length
+}

@@ -1,0 +1,118 @@
+// A bad policy never starts: every problem is reported as file:line:col message.
+import t from 'tap'
+import { fileURLToPath } from 'node:url'
+import { createLogger } from '../../src/log.js'
+import { compilePolicy } from '../../src/policy/compile.js'
+import { parsePolicySource } from '../../src/policy/load.js'
+import { PolicyError, formatProblem } from '../../src/policy/problems.js'
+import { loadPolicy } from '../../src/server.js'
+import { tempFile } from '../support/harness.js'
+
+const silent = createLogger('silent')
+
+function problems(yaml: string, env: Record<string, string> = {}): string[] {
+  try {
+    const policy = compilePolicy(parsePolicySource('policy.yaml', yaml, env), silent)
+    for (const issuer of policy.issuers.values()) issuer.stop()
+    return []
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err
+    return err.problems.map(formatProblem)
+  }
+}
+
+const GOOD = `version: 1
+listen: { host: 127.0.0.1, port: 8080 }
+issuers:
+  idp:
+    issuer: https://idp.example.com/
+    jwks_uri: https://idp.example.com/.well-known/jwks.json
+    audiences: [orders-api]
+    algorithms: [RS256]
+upstreams:
+  orders: { url: "http://127.0.0.1:3001", timeout: 15s }
+routes:
+  - path: /api/**
+    upstream: orders
+    auth: { issuers: [idp] }
+`
+
+t.test('a good policy compiles', async (t) => {
+  t.same(problems(GOOD), [])
+})
+
+t.test('config/example.yaml and config/demo.yaml are valid', async (t) => {
+  for (const name of ['example.yaml', 'demo.yaml']) {
+    const file = fileURLToPath(new URL(`../../config/${name}`, import.meta.url))
+    const env = { INTERNAL_JWT_SECRET: 'x'.repeat(32), DEMO_ISSUER: 'http://127.0.0.1:1/', DEMO_JWKS_URI: 'http://127.0.0.1:1/jwks', DEMO_UPSTREAM: 'http://127.0.0.1:2' }
+    const policy = loadPolicy(file, silent, env)
+    for (const issuer of policy.issuers.values()) issuer.stop()
+    t.ok(policy.routes, name)
+  }
+})
+
+t.test('unknown field, with position and a suggestion', async (t) => {
+  const out = problems(GOOD.replace('    audiences:', '    audience: [x]\n    audiences:'))
+  t.same(out, ['policy.yaml:7:5 unknown field "audience" in issuers.idp (did you mean "audiences"?)'])
+})
+
+t.test('unknown issuer and upstream referenced by a route', async (t) => {
+  const out = problems(GOOD.replace('upstream: orders\n    auth: { issuers: [idp] }', 'upstream: billing\n    auth: { issuers: [idp, other] }'))
+  t.same(out, [
+    'policy.yaml:13:15 unknown upstream "billing" (known: orders)',
+    'policy.yaml:14:28 unknown issuer "other" (known: idp)',
+  ])
+})
+
+t.test('bad duration, unsupported alg and "none"', async (t) => {
+  const out = problems(GOOD.replace('timeout: 15s', 'timeout: 15 seconds').replace('algorithms: [RS256]', 'algorithms: [RS256, none, HS257]'))
+  t.equal(out.length, 3)
+  t.match(out[0], /^policy\.yaml:8:25 issuers\.idp\.algorithms\[1\] must be one of: RS256, /)
+  t.match(out[1], /^policy\.yaml:8:31 issuers\.idp\.algorithms\[2\] must be one of/)
+  t.match(out[2], /^policy\.yaml:10:52 upstreams\.orders\.timeout must be a duration such as 500ms, 30s, 10m or 1h/)
+})
+
+t.test('a missing environment variable', async (t) => {
+  const yaml = GOOD.replace('issuer: https://idp.example.com/', 'issuer: ${IDP_ISSUER}')
+  t.same(problems(yaml), ['policy.yaml:5:13 environment variable IDP_ISSUER is not set'])
+  t.same(problems(yaml, { IDP_ISSUER: 'https://idp.example.com/' }), [])
+  t.same(problems(GOOD.replace('listen: { host: 127.0.0.1, port: 8080 }', 'listen:\n  port: ${PORT:-9000}')), [], 'a default, typed as a number')
+  t.match(problems(GOOD.replace('port: 8080', 'port: ${PORT:-9000}')), [/put a value that uses \$\{\.\.\.\} in quotes/], 'a hint for ${} inside a flow map')
+})
+
+t.test('a route unreachable behind an earlier one', async (t) => {
+  const out = problems(GOOD + `  - path: /api/orders/*
+    methods: [GET]
+    upstream: orders
+    auth: none
+`)
+  t.same(out, ['policy.yaml:15:11 route is unreachable: routes[0] (/api/**) matches every request it would'])
+})
+
+t.test('HMAC algorithms with a JWKS, asymmetric with a secret, short secrets', async (t) => {
+  t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256, HS256]')), [/HS256 cannot be used with a jwks_uri/])
+  const secretIssuer = GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret: ${S}')
+  t.match(problems(secretIssuer, { S: 'x'.repeat(40) }), [/accepts only HS256, HS384 or HS512/])
+  t.match(problems(secretIssuer.replace('[RS256]', '[HS256]'), { S: 'short' }), [/at least 32 bytes/])
+  t.same(problems(secretIssuer.replace('[RS256]', '[HS256]'), { S: 'x'.repeat(32) }), [])
+  t.match(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret_file: /nonexistent/secret').replace('[RS256]', '[HS256]')), [/cannot read secret_file: ENOENT/])
+  const file = tempFile('secret', 'y'.repeat(48) + '\n')
+  t.same(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', `secret_file: ${file}`).replace('[RS256]', '[HS384]')), [])
+})
+
+t.test('every problem is listed, not just the first', async (t) => {
+  const out = problems(GOOD.replace('version: 1', 'version: 2').replace('port: 8080', 'port: http').replace('auth: { issuers: [idp] }', 'auth: nope'))
+  t.equal(out.length, 3)
+  t.match(out.join('\n'), /version must be 1/)
+  t.match(out.join('\n'), /listen\.port must be integer/)
+  t.match(out.join('\n'), /routes\[0\]\.auth must be "none" or an object/)
+})
+
+t.test('YAML syntax errors and duplicate keys', async (t) => {
+  t.match(problems('version: 1\nlisten: [\n'), [/^policy\.yaml:\d+:\d+ /])
+  t.match(problems(GOOD.replace('upstreams:', 'upstreams:\n  orders: { url: "http://127.0.0.1:1" }')), [/^policy\.yaml:11:3 .*[Uu]nique/])
+})
+
+t.test('identity headers may not name headers the gateway owns', async (t) => {
+  t.match(problems(GOOD.replace('routes:', 'identity_headers: { authorization: sub, x-ok: sub }\nroutes:')), [/authorization cannot carry a claim/])
+})
