@@ -179,9 +179,12 @@ function hexDigit(c: number): number {
   return -1
 }
 
-/** The byte encoded by the escape at `i` (which holds '%'), or -1 if it is not `%` HEXDIG HEXDIG. */
+/**
+ * The byte encoded by the escape at `i`, or -1 if it is not `%` HEXDIG HEXDIG. Past the end of
+ * the string charCodeAt gives NaN, which is no hex digit, so a truncated escape is -1 too.
+ */
 function hexByte(s: string, i: number): number {
-  if (i + 2 >= s.length || s.charCodeAt(i) !== PERCENT) return -1
+  if (s.charCodeAt(i) !== PERCENT) return -1
   const hi = hexDigit(s.charCodeAt(i + 1))
   const lo = hexDigit(s.charCodeAt(i + 2))
   return hi < 0 || lo < 0 ? -1 : (hi << 4) | lo
