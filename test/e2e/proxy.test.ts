@@ -57,6 +57,13 @@ t.test('paths, headers and bodies', async (t) => {
     t.equal(up.received.length, before, 'none reached the upstream')
   })
 
+  t.test('absolute-form and asterisk-form targets are refused', async (t) => {
+    const before = up.received.length
+    t.equal((await rawGet(gw.port, 'http://127.0.0.1/public/x')).status, 400)
+    t.equal((await rawRequest(gw.port, 'OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).status, 400)
+    t.equal(up.received.length, before)
+  })
+
   t.test('a request no route matches gets 404 and never reaches an upstream', async (t) => {
     const before = up.received.length
     const res = await get(`${gw.url}/elsewhere`, bearer(admin))
