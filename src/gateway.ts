@@ -77,7 +77,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger): Prom
     state.route = route
 
     if (route.auth) {
-      const result = await authenticate(request.raw, route.auth, policy.maxTokenBytes)
+      const result = await authenticate(request.raw, route.auth, policy.auth)
       if (isDenial(result)) return reject(reply, state, result)
       state.identity = result
     }

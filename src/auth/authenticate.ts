@@ -6,11 +6,18 @@ import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
 import { extractBearerToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
+import type { TokenCache } from './token_cache.js'
 
 export interface AuthRule {
   /** The route's accepted issuers by their exact `iss` value. */
   issuersByIss: ReadonlyMap<string, Issuer>
   requirement: Requirement
+}
+
+/** What authentication needs from the policy as a whole. */
+export interface AuthContext {
+  maxTokenBytes: number
+  tokens: TokenCache
 }
 
 export interface Identity {
@@ -22,9 +29,18 @@ export interface Identity {
 type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
 
-export function authenticate(req: IncomingMessage, rule: AuthRule, maxTokenBytes: number): Identity | Denial | Promise<Identity | Denial> {
-  const token = extractBearerToken(req, maxTokenBytes)
+export function authenticate(req: IncomingMessage, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+  const token = extractBearerToken(req, context.maxTokenBytes)
   if (typeof token !== 'string') return token
+
+  const now = Date.now()
+  const known = context.tokens.get(token, now)
+  // A cached token still has to be acceptable on this route: its issuer allowed here, its
+  // audience and the route's claims checked again (they differ per route, and cost little).
+  if (known && rule.issuersByIss.get(known.claims.iss as string) === known.issuer) {
+    return checkRegisteredClaims(known.claims, known.issuer.audiences, known.issuer.clockSkewMs, now) ??
+      authorize(known.claims, rule.requirement) ?? { token, issuer: known.issuer, claims: known.claims }
+  }
 
   let decoded: Decoded
   try {
@@ -47,11 +63,11 @@ export function authenticate(req: IncomingMessage, rule: AuthRule, maxTokenBytes
   if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
 
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, issuer, rule))
-  return verifyWith(key, token, issuer, rule)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, issuer, rule, context))
+  return verifyWith(key, token, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRule): Identity | Denial {
+function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {
@@ -59,9 +75,13 @@ function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRul
   } catch (err) {
     return denialFor(err)
   }
-  const problem = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now()) ?? authorize(claims, rule.requirement)
-  if (problem) return problem
-  return { token, issuer, claims }
+  const now = Date.now()
+  const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now)
+  if (invalid) return invalid
+  // Cached once valid, before the route's own requirement: a token lacking a role here may
+  // carry all another route needs.
+  context.tokens.set(token, issuer, key, claims, now)
+  return authorize(claims, rule.requirement) ?? { token, issuer, claims }
 }
 
 function denialFor(err: unknown): Denial {

@@ -23,6 +23,8 @@ export interface Issuer {
   keyFor(kid: string | undefined, alg: string): KeyLookup | Promise<KeyLookup>
   start(): Promise<void>
   stop(): void
+  /** Whether the key is still one of the issuer's; false once a refresh dropped it. */
+  holdsKey(key: PreparedKey): boolean
   /** True when keys are at hand (always, for a shared secret). */
   readonly ready: boolean
   readonly jwks?: JwksCache
@@ -44,6 +46,7 @@ export function secretIssuer(settings: IssuerSettings, secret: Buffer): Issuer {
   return {
     ...base(settings),
     keyFor: () => key,
+    holdsKey: (k) => k === key,
     start: () => Promise.resolve(),
     stop: () => {},
     ready: true,
@@ -59,6 +62,7 @@ export function jwksIssuer(settings: IssuerSettings, jwks: JwksSettings, log: Lo
     get ready() { return cache.hasKeys },
     start: () => cache.start(),
     stop: () => cache.stop(),
+    holdsKey: (key) => cache.holds(key),
     keyFor(kid, alg) {
       const key = cache.find(kid, alg)
       if (key) return key

@@ -28,6 +28,10 @@ const FIRST_RETRY_MS = 500
 export class JwksCache {
   private byKid = new Map<string, PreparedKey[]>()
   private keys: PreparedKey[] = []
+  private current = new Set<PreparedKey>()
+  /** The JWK text each current key was prepared from, to reuse it when a refresh brings it again. */
+  private byJwk = new Map<string, PreparedKey>()
+  private readonly jwkOf = new WeakMap<PreparedKey, string>()
   private inflight: Promise<void> | undefined
   private lastAttemptAt = -Infinity
   private failures = 0
@@ -48,6 +52,10 @@ export class JwksCache {
   /** The first fetch. Resolves when it ends, whatever the outcome: an IdP that is down must not stop the gateway. */
   start(): Promise<void> {
     return this.fetchNow()
+  }
+
+  holds(key: PreparedKey): boolean {
+    return this.current.has(key)
   }
 
   get hasKeys(): boolean {
@@ -118,9 +126,18 @@ export class JwksCache {
     if (!Array.isArray(list)) throw new Error('response has no "keys" array')
     const keys: PreparedKey[] = []
     for (const jwk of list) {
+      // An unchanged key keeps its prepared verifier, and with it the tokens cached under it.
+      const same = typeof jwk === 'object' && jwk !== null ? this.byJwk.get(JSON.stringify(jwk)) : undefined
+      if (same) {
+        keys.push(same)
+        continue
+      }
       const prepared = typeof jwk === 'object' && jwk !== null ? prepareJwk(jwk, this.allowed, this.verifyOptions) : 'not an object'
       if (typeof prepared === 'string') this.log.debug({ jwks_uri: this.settings.uri, kid: (jwk as { kid?: unknown })?.kid, why: prepared }, 'skipping key')
-      else keys.push(prepared)
+      else {
+        keys.push(prepared)
+        this.jwkOf.set(prepared, JSON.stringify(jwk))
+      }
     }
     if (keys.length === 0) throw new Error('no usable signing key in the key set')
     return { keys, lifetimeMs: this.lifetime(response.headers['cache-control']) }
@@ -137,6 +154,8 @@ export class JwksCache {
     // One assignment each: a request sees the old set or the new one, never a mix.
     this.keys = keys
     this.byKid = byKid
+    this.current = new Set(keys)
+    this.byJwk = new Map(keys.map((k) => [this.jwkOf.get(k)!, k]))
     this.failures = 0
     this.status.keyCount = keys.length
     this.status.lastSuccessAt = Date.now()

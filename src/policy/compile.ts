@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { compileRequirement, parseClaimPath } from '../auth/claims.js'
-import type { AuthRule } from '../auth/authenticate.js'
+import type { AuthContext, AuthRule } from '../auth/authenticate.js'
+import { TokenCache } from '../auth/token_cache.js'
 import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
 import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
@@ -47,11 +48,14 @@ export interface CompiledPolicy {
   upstreams: ReadonlyMap<string, Upstream>
   stripIdentityHeaders: (headers: Record<string, unknown>) => void
   rejectPathParameters: boolean
-  maxTokenBytes: number
+  /** Token limits and the verified-token cache; one cache per loaded policy. */
+  auth: AuthContext
 }
 
 const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
 const DEFAULT_MAX_TOKEN_BYTES = 8192
+// About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
+const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
 // Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
 const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
   'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
@@ -109,7 +113,10 @@ export function compilePolicy(source: PolicySource, log: Logger): CompiledPolicy
     upstreams,
     stripIdentityHeaders: headerStripper(identityHeaderNames(doc), doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES) as CompiledPolicy['stripIdentityHeaders'],
     rejectPathParameters: doc.reject_path_parameters ?? true,
-    maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
+    auth: {
+      maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
+      tokens: new TokenCache(doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES),
+    },
   })
 }
 

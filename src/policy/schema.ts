@@ -98,6 +98,9 @@ export const PolicySchema = Type.Object({
   strip_header_prefixes: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }))),
   reject_path_parameters: Type.Optional(Type.Boolean()),
   max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 65536 })),
+  token_cache: Type.Optional(Type.Object({
+    max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  }, { additionalProperties: false })),
   log: Type.Optional(Type.Object({
     level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
   }, { additionalProperties: false })),

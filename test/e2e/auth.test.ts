@@ -155,6 +155,9 @@ t.test('verification rules', async (t) => {
     t.match(res.headers.get('www-authenticate'), /^Bearer realm="jwtgate", error="insufficient_scope"/)
     t.equal((await get(`${gw.url}/admin/users`, bearer(idp.sign({ ...good, roles: ['admin'] })))).status, 200)
     t.equal((await get(`${gw.url}/admin/users`, bearer(idp.sign({ ...good, roles: 'admin' })))).status, 403, 'contains needs an array')
+    const reader = idp.sign({ ...good, jti: 'same-token' })
+    t.equal((await get(api, bearer(reader))).status, 200)
+    t.equal((await get(`${gw.url}/admin/users`, bearer(reader))).status, 403, 'the same (cached) token is authorized per route')
   })
 
   t.test('scopes come from scope (space separated) or scp (array or string)', async (t) => {
@@ -211,6 +214,9 @@ t.test('keys are bound to their issuer', async (t) => {
   t.equal(res.json.error, 'wrong_issuer')
   t.equal(other.fetches, otherFetches, 'refused before any key lookup')
   t.equal((await get(`${gw.url}/both/x`, bearer(token))).status, 200)
+  const again = await get(`${gw.url}/api/x`, bearer(token))
+  t.equal(again.status, 401, 'a token verified (and cached) on a route that allows its issuer is still refused where it does not')
+  t.equal(again.json.error, 'wrong_issuer')
 
   // A token claiming idp but signed by other's key, with other's kid: idp's keys are the only ones tried.
   const forged = other.sign({ sub: 'mallory', aud: 'orders-api', iss: idp.url })
