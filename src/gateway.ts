@@ -1,25 +1,20 @@
-// The request path, top to bottom: normalize → match route → authenticate (extract, verify,
-// authorize) → forward with identity headers. Each step returns a value or a Denial.
+// The proxy: the decision (src/decide.ts: normalize → match route → authenticate and
+// authorize), then forwarding with identity headers, or the denial as an RFC 6750 answer.
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
-import { authenticate, type Identity } from './auth/authenticate.js'
-import { challenge, deny, isDenial, type Denial } from './auth/deny.js'
+import { challenge, deny, type Denial } from './auth/deny.js'
+import { decide, type Decision } from './decide.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 import { forwardOptions, upstreamUrl } from './proxy/forward.js'
-import { hostFromHeader } from './routing/route_table.js'
-import { normalizePath, splitTarget } from './routing/normalize.js'
+import { splitTarget } from './routing/normalize.js'
 
 /** What the gateway learnt about one request, for forwarding and the access log. */
-export interface RequestState {
+export interface RequestState extends Decision {
   /** The policy the request started under; a reload never changes it mid-request. */
   policy: CompiledPolicy
-  path?: string
-  route?: Route
-  identity?: Identity
-  denial?: Denial
   upstreamError?: string
 }
 
@@ -64,25 +59,10 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger): Prom
   async function handle(request: FastifyRequest, reply: FastifyReply) {
     const state: RequestState = { policy: gateway.policy }
     ;(request as GatewayRequest).jwtgate = state
-    const { policy } = state
-
-    const { path: rawPath } = splitTarget(request.raw.url ?? '')
-    const normalized = normalizePath(rawPath, { rejectPathParameters: policy.rejectPathParameters })
-    if (!normalized.ok) return reject(reply, state, deny('bad_path', `the request path is not acceptable: ${normalized.reason}`))
-    state.path = normalized.path
-
-    const match = policy.routes.match(request.raw.method ?? 'GET', hostFromHeader(request.headers.host), normalized.path)
-    if (!match) return reject(reply, state, deny('no_route', 'no route of the policy matches this request'))
-    const route = match.value
-    state.route = route
-
-    if (route.auth) {
-      const result = await authenticate(request.raw, route.auth, policy.auth)
-      if (isDenial(result)) return reject(reply, state, result)
-      state.identity = result
-    }
-
-    return reply.from(upstreamUrl(route, normalized.path), options(route))
+    const pending = decide(state.policy, request.raw.method ?? 'GET', request.headers.host, request.raw.url ?? '', request.raw, state)
+    if (pending) await pending
+    if (state.denial) return sendDenial(reply, state.denial, request.id)
+    return reply.from(upstreamUrl(state.route!, state.path!), options(state.route!))
   }
 
   app.all('*', handle)
@@ -97,11 +77,6 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger): Prom
     return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
   })
   return gateway
-}
-
-function reject(reply: FastifyReply, state: RequestState, denial: Denial): FastifyReply {
-  state.denial = denial
-  return sendDenial(reply, denial, reply.request.id)
 }
 
 function sendDenial(reply: FastifyReply, denial: Denial, id: string): FastifyReply {

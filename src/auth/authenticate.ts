@@ -1,6 +1,5 @@
 // Authentication for one route: extract → decode → pick the issuer by its (unverified) iss →
 // key → verify → registered claims → route requirement. Each step returns a value or a Denial.
-import type { IncomingMessage } from 'node:http'
 import { createDecoder, TokenError } from 'fast-jwt'
 import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
@@ -29,8 +28,15 @@ export interface Identity {
 type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
 
-export function authenticate(req: IncomingMessage, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
-  const token = extractBearerToken(req, context.maxTokenBytes)
+/**
+ * Where the identity comes from: a request's raw headers (an IncomingMessage is one), or
+ * claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
+ */
+export type Credentials = { rawHeaders: string[] } | { claims: Record<string, unknown> }
+
+export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+  if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
+  const token = extractBearerToken(credentials.rawHeaders, context.maxTokenBytes)
   if (typeof token !== 'string') return token
 
   const now = Date.now()
@@ -82,6 +88,15 @@ function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRul
   // carry all another route needs.
   context.tokens.set(token, issuer, key, claims, now)
   return authorize(claims, rule.requirement) ?? { token, issuer, claims }
+}
+
+/** The checks after signature verification, on claims given as verified. */
+function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
+  const iss = claims.iss
+  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
+  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
+  return checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now()) ??
+    authorize(claims, rule.requirement) ?? { token: '', issuer, claims }
 }
 
 function denialFor(err: unknown): Denial {

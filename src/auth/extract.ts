@@ -1,5 +1,4 @@
 // Finds the bearer token of a request (RFC 6750 §2.1: `Authorization: Bearer <token>`).
-import type { IncomingMessage } from 'node:http'
 import { deny, type Denial } from './deny.js'
 
 /**
@@ -7,8 +6,7 @@ import { deny, type Denial } from './deny.js'
  * is what tells whether a client sent more than one; two tokens make the request ambiguous and
  * it is refused rather than guessing which one a back end would read.
  */
-export function extractBearerToken(req: IncomingMessage, maxBytes: number): string | Denial {
-  const raw = req.rawHeaders
+export function extractBearerToken(raw: readonly string[], maxBytes: number): string | Denial {
   let value: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!

@@ -1,0 +1,44 @@
+// The decision for one request, the same for the proxy, `jwtgate explain` and `jwtgate test`:
+// normalize the path → match a route → authenticate and authorize. Only forwarding is left to
+// the caller. The outcome is written into `out` (the proxy passes its per-request state).
+import { authenticate, type Credentials, type Identity } from './auth/authenticate.js'
+import { deny, isDenial, type Denial } from './auth/deny.js'
+import type { CompiledPolicy, Route } from './policy/compile.js'
+import { normalizePath, splitTarget } from './routing/normalize.js'
+import { hostFromHeader } from './routing/route_table.js'
+
+export interface Decision {
+  /** The normalized path: what the route matched and what the upstream will see. */
+  path?: string
+  route?: Route
+  identity?: Identity
+  /** Set when the request must stop; absent means allowed. */
+  denial?: Denial
+}
+
+export function decide(policy: CompiledPolicy, method: string, hostHeader: string | undefined, target: string, credentials: Credentials, out: Decision): void | Promise<void> {
+  const normalized = normalizePath(splitTarget(target).path, { rejectPathParameters: policy.rejectPathParameters })
+  if (!normalized.ok) {
+    out.denial = deny('bad_path', `the request path is not acceptable: ${normalized.reason}`)
+    return
+  }
+  out.path = normalized.path
+
+  const match = policy.routes.match(method, hostFromHeader(hostHeader), normalized.path)
+  if (!match) {
+    out.denial = deny('no_route', 'no route of the policy matches this request')
+    return
+  }
+  const route = match.value
+  out.route = route
+  if (!route.auth) return
+
+  const result = authenticate(credentials, route.auth, policy.auth)
+  if (result instanceof Promise) return result.then((r) => settle(out, r))
+  settle(out, result)
+}
+
+function settle(out: Decision, result: Identity | Denial): void {
+  if (isDenial(result)) out.denial = result
+  else out.identity = result
+}
