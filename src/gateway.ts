@@ -7,6 +7,7 @@ import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
 import { challenge, deny, type Denial } from './auth/deny.js'
 import { decide, type Decision } from './decide.js'
+import type { Metrics } from './admin/metrics.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 import { forwardOptions, upstreamUrl } from './proxy/forward.js'
 import { splitTarget } from './routing/normalize.js'
@@ -16,6 +17,8 @@ export interface RequestState extends Decision {
   /** The policy the request started under; a reload never changes it mid-request. */
   policy: CompiledPolicy
   upstreamError?: string
+  /** performance.now() when forwarding began, for the upstream latency metric. */
+  forwardedAt?: number
 }
 
 type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
@@ -26,7 +29,7 @@ export interface GatewayApp {
   policy: CompiledPolicy
 }
 
-export async function buildGateway(policy: CompiledPolicy, logger: Logger): Promise<GatewayApp> {
+export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
@@ -41,7 +44,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger): Prom
   const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
   const options = (route: Route) => {
     let o = optionsByRoute.get(route)
-    if (!o) optionsByRoute.set(route, (o = forwardOptions(route)))
+    if (!o) optionsByRoute.set(route, (o = forwardOptions(route, metrics)))
     return o
   }
 
@@ -62,17 +65,23 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger): Prom
     const pending = decide(state.policy, request.raw.method ?? 'GET', request.headers.host, request.raw.url ?? '', request.raw, state)
     if (pending) await pending
     if (state.denial) return sendDenial(reply, state.denial, request.id)
+    state.forwardedAt = performance.now()
     return reply.from(upstreamUrl(state.route!, state.path!), options(state.route!))
   }
 
   app.all('*', handle)
   app.setNotFoundHandler(handle)
-  app.addHook('onResponse', async (request, reply) => accessLog(request as GatewayRequest, reply))
+  app.addHook('onResponse', async (request, reply) => {
+    const state = (request as GatewayRequest).jwtgate
+    metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)
+    accessLog(request as GatewayRequest, reply)
+  })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
     const status = error.statusCode
     if (status && status >= 400 && status < 500) {
-      return reply.code(status).type('application/json').send({ error: 'bad_request', message: 'the request could not be processed', request_id: request.id })
+      // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
+      return reply.code(status).header('cache-control', 'no-store').type('application/json').send({ error: 'bad_request', message: 'the request could not be processed', request_id: request.id })
     }
     return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
   })

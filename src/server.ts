@@ -1,58 +1,200 @@
-// Starting and stopping a gateway from a policy file: what `jwtgate serve` and the tests run.
+// A running gateway: the proxy and admin listeners, the live policy and its reloads, and the
+// graceful shutdown. What `jwtgate serve` runs, and what the tests start.
+import { createHash } from 'node:crypto'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type pino from 'pino'
 import type { Logger } from 'pino'
+import type { FastifyInstance } from 'fastify'
+import { Metrics } from './admin/metrics.js'
+import { buildAdmin } from './admin/server.js'
 import { buildGateway, type GatewayApp } from './gateway.js'
 import { createLogger } from './log.js'
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env } from './policy/load.js'
+import { formatProblem, PolicyError } from './policy/problems.js'
 
 export interface StartOptions {
   policyFile: string
+  /** The environment ${VAR} references read; read again on every reload. */
   env?: Env
   /** Where log lines go; stdout by default. */
   logDestination?: pino.DestinationStream
   /** Overrides the policy's listen address (tests use port 0). */
   listen?: { host?: string; port?: number }
+  /** Overrides the policy's admin address (tests use port 0). */
+  admin?: { host?: string; port?: number }
+  /** Reload when the policy file (or a secret file it names) changes. On for `serve`. */
+  watch?: boolean
 }
 
 export interface RunningGateway {
   /** http://host:port the proxy listens on. */
   url: string
   port: number
+  /** http://host:port of the admin listener, if any. */
+  adminUrl: string | undefined
   gateway: GatewayApp
   logger: Logger
+  metrics: Metrics
+  /** Loads the policy file again; keeps the old policy (and says why) when the new one is bad. */
+  reload(): Promise<boolean>
+  /** Readiness off, drain delay, stop accepting, finish in-flight requests, close. */
+  shutdown(): Promise<void>
+  /** Closes at once (tests). */
   close(): Promise<void>
 }
 
 /** Loads and compiles a policy file; throws PolicyError listing every problem. */
-export function loadPolicy(policyFile: string, logger: Logger, env?: Env): CompiledPolicy {
-  return compilePolicy(readPolicySource(policyFile, env), logger)
+export function loadPolicy(policyFile: string, logger: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
+  return compilePolicy(readPolicySource(policyFile, env), logger, previous)
 }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const bootstrap = createLogger('info', options.logDestination)
-  const policy = loadPolicy(options.policyFile, bootstrap, options.env)
-  const logger = bootstrap
+  const logger = createLogger('info', options.logDestination)
+  const policy = loadPolicy(options.policyFile, logger, options.env)
   logger.level = policy.logLevel
-  const gateway = await buildGateway(policy, logger)
+  const metrics = new Metrics()
+  const gateway = await buildGateway(policy, logger, metrics)
+  let loadedAt = new Date()
+  let shuttingDown = false
   // The first key fetches run before we listen, each bounded by its timeout; an IdP that is
   // down does not stop the start: its routes answer 503 until its keys arrive.
   await Promise.all([...policy.issuers.values()].map((issuer) => issuer.start()))
-  const host = options.listen?.host ?? policy.listen.host
-  const port = options.listen?.port ?? policy.listen.port
-  await gateway.app.listen({ host, port })
-  const address = gateway.app.server.address() as AddressInfo
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+  metrics.policyLoaded(policy.hash, policy.issuers.values(), () => gateway.policy.auth.tokens.size)
+
+  const url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
   logger.info({ address: url, policy: policy.file, policy_hash: policy.hash.slice(0, 12), routes: policy.routes.size }, `jwtgate listening on ${url}`)
+  let admin: FastifyInstance | undefined
+  let adminUrl: string | undefined
+  if (policy.admin) {
+    admin = buildAdmin({ policy: () => gateway.policy, loadedAt: () => loadedAt, shuttingDown: () => shuttingDown }, metrics, logger)
+    adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port)
+    logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
+  }
+
+  // Reloads run one at a time, in order.
+  let reloading: Promise<boolean> = Promise.resolve(true)
+  async function reloadNow(): Promise<boolean> {
+    const current = gateway.policy
+    let next: CompiledPolicy
+    try {
+      next = loadPolicy(options.policyFile, logger, options.env ?? process.env, current)
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err
+      for (const p of err.problems) logger.error({ problem: formatProblem(p) }, 'policy reload rejected')
+      logger.error({ problems: err.problems.length, kept: current.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
+      metrics.reloaded(false)
+      return false
+    }
+    const added = [...next.issuers.values()].filter((i) => current.issuers.get(i.name) !== i)
+    await Promise.all(added.map((i) => i.start()))
+    // One assignment: requests already running keep the policy they started with.
+    gateway.policy = next
+    loadedAt = new Date()
+    logger.level = next.logLevel
+    metrics.policyLoaded(next.hash, next.issuers.values(), () => gateway.policy.auth.tokens.size)
+    metrics.reloaded(true)
+    for (const old of current.issuers.values()) if (next.issuers.get(old.name) !== old) old.stop()
+    if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host) {
+      logger.warn('listen address changes take effect at the next restart')
+    }
+    logger.info({ policy_hash: next.hash.slice(0, 12), kept_issuers: next.issuers.size - added.length, routes: next.routes.size }, 'policy reloaded')
+    return true
+  }
+  const reload = () => (reloading = reloading.then(reloadNow, reloadNow))
+
+  const watcher = options.watch ? watchPolicy(options.policyFile, () => gateway.policy, () => void reload(), logger) : undefined
+
+  let closed: Promise<void> | undefined
+  const closeAll = () => (closed ??= (async () => {
+    watcher?.close()
+    await gateway.app.close()
+    await admin?.close()
+    for (const issuer of gateway.policy.issuers.values()) issuer.stop()
+  })())
+
   return {
     url,
-    port: address.port,
+    port: Number(new URL(url).port),
+    adminUrl,
     gateway,
     logger,
-    async close() {
-      await gateway.app.close()
-      for (const issuer of gateway.policy.issuers.values()) issuer.stop()
+    metrics,
+    reload,
+    async shutdown() {
+      if (shuttingDown) return closed
+      shuttingDown = true
+      const { drainDelayMs } = gateway.policy.shutdown
+      logger.info({ drain_delay_ms: drainDelayMs }, 'shutting down: readiness off, still accepting during the drain delay')
+      // Endpoint controllers need time to see /readyz fail and stop sending traffic here.
+      await sleep(drainDelayMs)
+      logger.info('closing the listener; finishing requests in flight')
+      await closeAll()
+      logger.info('shut down')
     },
+    close: closeAll,
   }
+}
+
+async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  await app.listen({ host, port })
+  const address = app.server.address() as AddressInfo
+  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
+/**
+ * Kubernetes updates a mounted ConfigMap by swapping a symlink in the file's directory, so the
+ * directory is watched, not the file; the file's content hash decides whether anything changed.
+ * Directories of secret files the policy names are watched too.
+ */
+function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () => void, logger: Logger): { close(): void } {
+  const watchers = new Map<string, FSWatcher>()
+  let lastSeen = fingerprint(file, policy())
+  let timer: NodeJS.Timeout | undefined
+  const check = () => {
+    const now = fingerprint(file, policy())
+    if (now === lastSeen) return
+    lastSeen = now
+    onChange()
+  }
+  const dirs = () => new Set([path.dirname(path.resolve(file)), ...secretFiles(policy()).map((f) => path.dirname(f))])
+  const sync = () => {
+    for (const dir of dirs()) {
+      if (watchers.has(dir)) continue
+      try {
+        const w = watch(dir, () => {
+          clearTimeout(timer)
+          // Editors and kubelet write in several steps; settle first.
+          timer = setTimeout(() => { check(); sync() }, 200)
+          timer.unref()
+        })
+        w.unref()
+        watchers.set(dir, w)
+      } catch (err) {
+        logger.warn({ dir, error: (err as Error).message }, 'cannot watch for policy changes; SIGHUP still reloads')
+      }
+    }
+  }
+  sync()
+  return { close: () => { clearTimeout(timer); for (const w of watchers.values()) w.close() } }
+}
+
+function secretFiles(policy: CompiledPolicy): string[] {
+  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }> }
+  return Object.values(doc.issuers ?? {}).flatMap((i) => (i.secret_file ? [path.resolve(path.dirname(policy.file), i.secret_file)] : []))
+}
+
+function fingerprint(file: string, policy: CompiledPolicy): string {
+  const hash = createHash('sha256')
+  for (const f of [file, ...secretFiles(policy)]) {
+    try {
+      hash.update(readFileSync(f))
+    } catch {
+      hash.update('missing')
+    }
+  }
+  return hash.digest('hex')
 }

@@ -18,7 +18,7 @@ export type DenyReason =
   | 'not_yet_valid'         // 401: nbf in the future
   | 'issued_in_future'      // 401: iat in the future beyond the clock skew
   | 'wrong_audience'        // 401: aud absent or none of the accepted audiences
-  | 'invalid_claims'        // 401: a registered claim is missing or of the wrong type, bad crit/typ header
+  | 'invalid_claims'        // 401: a registered claim is missing or of the wrong type, or a crit header we do not know
   | 'insufficient_claims'   // 403: a valid token without the claims or scopes the route requires
 
 export interface Denial {

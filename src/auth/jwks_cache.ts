@@ -38,6 +38,8 @@ export class JwksCache {
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   private readonly agent: Agent
+  /** Told of every fetch's outcome (metrics). */
+  onFetch: ((ok: boolean) => void) | undefined
   readonly status: KeySetStatus = { keyCount: 0, lastSuccessAt: undefined, lastFailureAt: undefined, lastError: undefined }
 
   constructor(
@@ -157,6 +159,7 @@ export class JwksCache {
     this.current = new Set(keys)
     this.byJwk = new Map(keys.map((k) => [this.jwkOf.get(k)!, k]))
     this.failures = 0
+    this.onFetch?.(true)
     this.status.keyCount = keys.length
     this.status.lastSuccessAt = Date.now()
     this.log.info({ jwks_uri: this.settings.uri, keys: keys.length, refresh_in_ms: lifetimeMs }, 'key set loaded')
@@ -166,6 +169,7 @@ export class JwksCache {
 
   private failed(err: Error): void {
     this.failures++
+    this.onFetch?.(false)
     this.status.lastFailureAt = Date.now()
     this.status.lastError = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : err.message
     this.log.warn({ jwks_uri: this.settings.uri, error: this.status.lastError, keeping_keys: this.keys.length }, 'key set fetch failed')

@@ -42,6 +42,13 @@ export interface CompiledPolicy {
   /** sha256 of the policy text, to tell one loaded policy from another. */
   hash: string
   listen: { host: string; port: number }
+  /** The admin listener (health, readiness, metrics, config); null when turned off. */
+  admin: { host: string; port: number } | null
+  shutdown: { drainDelayMs: number; timeoutMs: number }
+  /** Issuers whose keys must be loaded before /readyz says ready. */
+  requiredForReadiness: readonly Issuer[]
+  /** The policy as loaded, secrets redacted: what GET /config shows. */
+  redacted: unknown
   logLevel: string
   routes: RouteTable<Route>
   issuers: ReadonlyMap<string, Issuer>
@@ -61,7 +68,15 @@ const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', '
   'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
 
-export function compilePolicy(source: PolicySource, log: Logger): CompiledPolicy {
+// What each JWKS issuer was built from, so a reload can keep an unchanged issuer (and its warm
+// key set) instead of fetching its keys again.
+const builtFrom = new WeakMap<Issuer, string>()
+
+/**
+ * Compiles a checked document. With `previous` (a reload), issuers whose settings did not change
+ * are kept as they are, and so are their caches; the token cache too when its size is the same.
+ */
+export function compilePolicy(source: PolicySource, log: Logger, previous?: CompiledPolicy): CompiledPolicy {
   const doc = source.document
   const problems = source.problems
   const report = (at: DocPath, message: string) => problems.add(at, message)
@@ -76,12 +91,27 @@ export function compilePolicy(source: PolicySource, log: Logger): CompiledPolicy
   const issuerNameByIss = new Map<string, string>()
   for (const [name, spec] of Object.entries(doc.issuers ?? {})) {
     const at: DocPath = ['issuers', name]
-    const previous = issuerNameByIss.get(spec.issuer)
-    if (previous) report([...at, 'issuer'], `issuer "${spec.issuer}" is already configured as issuers.${previous}; one iss value must map to one issuer`)
+    const sameIss = issuerNameByIss.get(spec.issuer)
+    if (sameIss) report([...at, 'issuer'], `issuer "${spec.issuer}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
     issuerNameByIss.set(spec.issuer, name)
+    const kept = previous?.issuers.get(name)
+    if (kept && spec.jwks_uri !== undefined && builtFrom.get(kept) === JSON.stringify(spec)) {
+      issuers.set(name, kept)
+      continue
+    }
     const issuer = compileIssuer(name, spec, source.file, log, (where, m) => report([...at, ...where], m))
-    if (issuer) issuers.set(name, issuer)
+    if (issuer) {
+      issuers.set(name, issuer)
+      builtFrom.set(issuer, JSON.stringify(spec))
+    }
   }
+
+  const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES
+  stripPrefixes.forEach((prefix, i) => {
+    const canonical = prefix.toLowerCase().replaceAll('_', '-')
+    const owned = [...FORBIDDEN_IDENTITY_HEADERS].find((h) => h.startsWith(canonical))
+    if (owned) report(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
+  })
 
   const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
   const candidates: RouteCandidate<Route>[] = []
@@ -99,25 +129,47 @@ export function compilePolicy(source: PolicySource, log: Logger): CompiledPolicy
   }
 
   if (problems.list.length || !routes) {
-    for (const issuer of issuers.values()) issuer.stop()
+    for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
+  const cacheEntries = doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES
 
   return Object.freeze({
     file: source.file,
     hash: createHash('sha256').update(source.text).digest('hex'),
     listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port },
+    // Loopback by default: metrics and config are for the pod, not the network.
+    admin: doc.admin === false ? null : { host: doc.admin?.host ?? '127.0.0.1', port: doc.admin?.port ?? 9901 },
+    shutdown: { drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? '5s'), timeoutMs: durationMs(doc.shutdown?.timeout ?? '30s') },
+    requiredForReadiness: Object.entries(doc.issuers ?? {}).filter(([, spec]) => spec.jwks_uri !== undefined && !spec.optional_at_startup).map(([name]) => issuers.get(name)!),
+    redacted: redact(doc),
     logLevel: doc.log?.level ?? 'info',
     routes,
     issuers,
     upstreams,
-    stripIdentityHeaders: headerStripper(identityHeaderNames(doc), doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES) as CompiledPolicy['stripIdentityHeaders'],
+    stripIdentityHeaders: headerStripper(identityHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
     rejectPathParameters: doc.reject_path_parameters ?? true,
     auth: {
       maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
-      tokens: new TokenCache(doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES),
+      // Entries name their issuer object: a kept issuer keeps its tokens valid, a replaced one
+      // makes its entries unusable on every route, so carrying the cache over is safe.
+      tokens: previous?.auth.tokens.maxEntries === cacheEntries ? previous.auth.tokens : new TokenCache(cacheEntries),
     },
   })
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== ''
+  } catch {
+    return false
+  }
+}
+
+/** A deep copy with every secret replaced, for GET /config. */
+function redact(doc: PolicySource['document']): unknown {
+  return JSON.parse(JSON.stringify(doc, (key, value: unknown) => (key === 'secret' ? '[redacted]' : value)))
 }
 
 function compileUpstream(name: string, spec: { url: string; timeout?: string | number }, report: (m: string) => void): Upstream | undefined {
@@ -161,13 +213,26 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
       report(['algorithms'], `${hmac.join(', ')} cannot be used with a jwks_uri; HMAC issuers take a secret`)
       return undefined
     }
-    return jwksIssuer(settings, {
+    if (!isHttpUrl(spec.jwks_uri)) {
+      report(['jwks_uri'], `jwks_uri ${JSON.stringify(spec.jwks_uri)} is not an http(s) URL`)
+      return undefined
+    }
+    const jwks = {
       uri: spec.jwks_uri,
       timeoutMs: durationMs(spec.jwks?.timeout ?? '5s'),
       cooldownMs: durationMs(spec.jwks?.cooldown ?? '30s'),
       minAgeMs: durationMs(spec.jwks?.min_age ?? '30s'),
       maxAgeMs: durationMs(spec.jwks?.max_age ?? '10m'),
-    }, log)
+    }
+    if (jwks.timeoutMs <= 0) {
+      report(['jwks', 'timeout'], 'jwks.timeout must be more than 0')
+      return undefined
+    }
+    if (jwks.minAgeMs > jwks.maxAgeMs) {
+      report(['jwks', 'min_age'], `jwks.min_age (${jwks.minAgeMs} ms) is more than jwks.max_age (${jwks.maxAgeMs} ms)`)
+      return undefined
+    }
+    return jwksIssuer(settings, jwks, log)
   }
   if (hmac.length !== spec.algorithms.length) {
     report(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
@@ -197,7 +262,8 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
   const out: IdentityHeader[] = []
   for (const [header, value] of Object.entries(spec)) {
     const name = header.toLowerCase()
-    if (FORBIDDEN_IDENTITY_HEADERS.has(name)) {
+    // x_forwarded_for is X-Forwarded-For to CGI-style back ends: check the dash spelling.
+    if (FORBIDDEN_IDENTITY_HEADERS.has(name.replaceAll('_', '-'))) {
       report([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
       continue
     }

@@ -3,7 +3,7 @@
 // unless the whole policy is good, so a bad file can never start or replace a good one.
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
-import { isMap, isScalar, isSeq, LineCounter, parse as parseYamlValue, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
 import { PolicySchema, type PolicyDocument } from './schema.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
 
@@ -18,7 +18,9 @@ export interface PolicySource {
   problems: ProblemSink & { list: PolicyProblem[] }
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false })
+// coerceTypes: a value from ${VAR} is a string; the schema decides whether it is read as a
+// number (port: ${PORT}) or kept a string (secret: ${SECRET} of digits only).
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false, coerceTypes: true })
 const validateSchema = ajv.compile(PolicySchema)
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {
@@ -56,8 +58,8 @@ export function parsePolicySource(file: string, text: string, env: Env = process
 }
 
 // ${NAME} is replaced by the environment variable NAME, ${NAME:-fallback} falls back when it is
-// unset or empty, and $${ writes a literal ${. A plain (unquoted) scalar that is exactly one
-// reference is re-read as YAML, so `port: ${PORT}` gives a number.
+// unset or empty, and $${ writes a literal ${. The value is taken as it is, never parsed as
+// YAML: a secret with '#' or '[' in it stays whole.
 const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
 function interpolate(doc: Document, env: Env, problems: ProblemSink): void {
@@ -75,14 +77,7 @@ function interpolate(doc: Document, env: Env, problems: ProblemSink): void {
         problems.add(docPathOf(path, node), `environment variable ${name} is not set`)
         return ''
       })
-      if (missing) return
-      const wholeReference = /^\$\{[^}]+\}$/.test(source)
-      if (wholeReference && node.type === Scalar.PLAIN) {
-        const typed = parseYamlValue(result) as unknown
-        node.value = typed === null || typeof typed === 'object' ? result : typed
-      } else {
-        node.value = result
-      }
+      if (!missing) node.value = result
     },
   })
 }
@@ -192,7 +187,7 @@ function readable(e: ErrorObject): ReadableError {
     case 'pattern':
       return { path, message: `${where} ${describe(e.parentSchema) ?? `must match ${String(p.pattern)}`}`, at: 'value' }
     case 'propertyNames':
-      return { path, message: `${where} has an invalid name`, at: 'value' }
+      return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
     default:
       return { path, message: `${where} ${e.message ?? 'is invalid'}`, at: 'value' }
   }

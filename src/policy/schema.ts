@@ -1,10 +1,18 @@
 // The policy file's shape: the one definition the loader validates with, the types the compiler
 // reads, and (later) the JSON Schema published for editors. Field docs live in docs/policy.md.
-import Type, { type Static } from 'typebox'
+import Type, { type Static, type TSchema } from 'typebox'
 
 /** A string enum that validates as `{type: string, enum}` so errors read "must be one of …". */
 function StringEnum<T extends string[]>(values: [...T], options: object = {}) {
   return Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options })
+}
+
+/**
+ * A map whose keys follow `key` and whose every value is a `value`. (TypeBox's Record uses
+ * patternProperties, which leaves entries with a non-matching key unchecked.)
+ */
+function NamedMap<V extends TSchema>(key: TSchema, value: V, options: object = {}) {
+  return Type.Unsafe<Record<string, Static<V>>>({ type: 'object', propertyNames: key, additionalProperties: value, ...options })
 }
 
 // Durations are written "500ms", "30s", "10m", "1h" or as a plain number of seconds.
@@ -38,7 +46,7 @@ const JwksTuning = Type.Object({
 
 const Issuer = Type.Object({
   issuer: Type.String({ minLength: 1 }),
-  jwks_uri: Type.Optional(Type.String({ pattern: '^https?://' })),
+  jwks_uri: Type.Optional(Type.String({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?://' })),
   secret: Type.Optional(Type.String()),
   secret_file: Type.Optional(Type.String({ minLength: 1 })),
   audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
@@ -46,10 +54,11 @@ const Issuer = Type.Object({
   clock_skew: Type.Optional(Duration),
   require_exp: Type.Optional(Type.Boolean()),
   jwks: Type.Optional(JwksTuning),
+  optional_at_startup: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false })
 
 const Upstream = Type.Object({
-  url: Type.String({ pattern: '^https?://' }),
+  url: Type.String({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?://' }),
   timeout: Type.Optional(Duration),
 }, { additionalProperties: false })
 
@@ -73,12 +82,13 @@ const RouteAuth = Type.Union([
   StringEnum(['none']),
   Type.Object({
     issuers: Type.Array(Name, { minItems: 1, uniqueItems: true }),
-    claims: Type.Optional(Type.Record(Type.String({ minLength: 1 }), ClaimCondition)),
+    claims: Type.Optional(NamedMap(Type.String({ minLength: 1 }), ClaimCondition)),
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
   }, { additionalProperties: false }),
 ], { description: '"none" or an object with issuers (and optional claims and scopes)' })
 
-const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'])
+// CONNECT is absent: Node answers it outside the request path, so a route could never match it.
+const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'])
 
 const Route = Type.Object({
   path: Type.String({ pattern: '^/' }),
@@ -92,12 +102,18 @@ const Route = Type.Object({
 export const PolicySchema = Type.Object({
   version: Type.Literal(1),
   listen: Listen,
-  issuers: Type.Optional(Type.Record(Name, Issuer)),
-  upstreams: Type.Record(Name, Upstream, { minProperties: 1 }),
-  identity_headers: Type.Optional(Type.Record(HeaderName, IdentityHeader)),
+  admin: Type.Optional(Type.Union([Type.Literal(false), Listen], { description: 'false, or an object with host and port' })),
+  shutdown: Type.Optional(Type.Object({
+    drain_delay: Type.Optional(Duration),
+    timeout: Type.Optional(Duration),
+  }, { additionalProperties: false })),
+  issuers: Type.Optional(NamedMap(Name, Issuer)),
+  upstreams: NamedMap(Name, Upstream, { minProperties: 1 }),
+  identity_headers: Type.Optional(NamedMap(HeaderName, IdentityHeader)),
   strip_header_prefixes: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }))),
   reject_path_parameters: Type.Optional(Type.Boolean()),
-  max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 65536 })),
+  // Node refuses request headers above 16 KiB in all (431) before we see them.
+  max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 16384 })),
   token_cache: Type.Optional(Type.Object({
     max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
   }, { additionalProperties: false })),

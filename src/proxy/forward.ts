@@ -4,6 +4,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
 import { injectIdentity } from './identity_headers.js'
 import type { RequestState } from '../gateway.js'
@@ -18,13 +19,18 @@ export function upstreamUrl(route: Route, path: string): string {
 }
 
 /** reply-from options; one object per route, built once, since nothing in it depends on the request. */
-export function forwardOptions(route: Route): FastifyReplyFromHooks & { timeout: number } {
+export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
   return {
     timeout: route.upstream.timeoutMs,
     // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
     retryDelay: () => null,
     rewriteRequestHeaders: (request, headers) => requestHeaders(request as FastifyRequest, headers as IncomingHttpHeaders, route),
-    rewriteHeaders: (headers) => responseHeaders(headers as IncomingHttpHeaders),
+    rewriteHeaders: (headers, request) => {
+      // Called when the upstream's response headers arrive: the upstream's share of the latency.
+      const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
+      if (state.forwardedAt !== undefined) metrics.upstream(route.upstream.name, (performance.now() - state.forwardedAt) / 1000)
+      return responseHeaders(headers as IncomingHttpHeaders)
+    },
     onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error),
   }
 }

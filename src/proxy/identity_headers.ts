@@ -51,12 +51,12 @@ export function encodeClaim(value: unknown, encoding: IdentityHeader['encoding']
 /**
  * Header values are visible ASCII. Anything else (CR and LF above all, which would let a claim
  * split the request; also non-ASCII, which Node refuses to send) is percent-encoded as UTF-8,
- * and so is '%' itself then, so the encoding can be undone.
+ * and so is every '%', so an upstream can always decode a value and get the claim back.
  */
 export function headerSafe(text: string): string {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (c < 0x20 || c > 0x7e) return text.replace(/[^\x20-\x24\x26-\x7e]/gu, percentEncode)
+    if (c < 0x20 || c > 0x7e || c === 0x25) return text.replace(/[^\x20-\x24\x26-\x7e]/gu, percentEncode)
   }
   return text
 }

@@ -57,6 +57,14 @@ t.test('paths, headers and bodies', async (t) => {
     t.equal(up.received.length, before, 'none reached the upstream')
   })
 
+  t.test('a segment that reply-from refuses (..b) is a clean 400, not a crash', async (t) => {
+    const before = up.received.length
+    const res = await rawGet(gw.port, '/public/a/..b')
+    t.equal(res.status, 400)
+    t.equal(res.headers['cache-control'], 'no-store')
+    t.equal(up.received.length, before)
+  })
+
   t.test('absolute-form and asterisk-form targets are refused', async (t) => {
     const before = up.received.length
     t.equal((await rawGet(gw.port, 'http://127.0.0.1/public/x')).status, 400)

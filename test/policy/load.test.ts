@@ -116,3 +116,31 @@ t.test('YAML syntax errors and duplicate keys', async (t) => {
 t.test('identity headers may not name headers the gateway owns', async (t) => {
   t.match(problems(GOOD.replace('routes:', 'identity_headers: { authorization: sub, x-ok: sub }\nroutes:')), [/authorization cannot carry a claim/])
 })
+
+t.test('map keys are checked, and so are the entries under a bad key', async (t) => {
+  const out = problems(GOOD.replace('  orders: { url: "http://127.0.0.1:3001", timeout: 15s }', '  orders: { url: "http://127.0.0.1:3001", timeout: 15s }\n  "my upstream": { url: "http://127.0.0.1:1", timeout: 15 seconds }'))
+  t.match(out.join('\n'), /upstreams has an invalid name "my upstream"/)
+  t.match(out.join('\n'), /upstreams\.my upstream\.timeout must be a duration/)
+  t.match(problems(GOOD.replace('routes:', 'identity_headers: { "x user": sub }\nroutes:')).join('\n'), /identity_headers has an invalid name "x user"/)
+})
+
+t.test('a value from ${VAR} is never parsed as YAML', async (t) => {
+  const yaml = GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret: ${S}').replace('[RS256]', '[HS256]')
+  for (const secret of ['12345678901234567890123456789012', '@starts-with-at-and-is-long-enough!!', '[bracket] and # hash ' + 'x'.repeat(20), "'quoted-and-long-enough-to-be-a-secret"]) {
+    t.same(problems(yaml, { S: secret }), [], JSON.stringify(secret))
+  }
+  const source = parsePolicySource('policy.yaml', yaml, { S: 'abc #tail ' + 'y'.repeat(30) })
+  t.equal(source.document.issuers!.idp!.secret, 'abc #tail ' + 'y'.repeat(30), 'kept whole')
+})
+
+t.test('header names and prefixes the gateway owns are refused in any spelling', async (t) => {
+  t.match(problems(GOOD.replace('routes:', 'identity_headers: { x_forwarded_for: sub }\nroutes:')), [/x_forwarded_for cannot carry a claim/])
+  t.match(problems(GOOD.replace('routes:', 'strip_header_prefixes: [auth]\nroutes:')), [/prefix "auth" would strip authorization/])
+  t.match(problems(GOOD.replace('routes:', 'strip_header_prefixes: [x-forwarded]\nroutes:')), [/would strip x-forwarded-for/])
+})
+
+t.test('JWKS settings that cannot work are refused', async (t) => {
+  t.match(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'jwks_uri: "https://"')), [/is not an http\(s\) URL/])
+  t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256]\n    jwks: { min_age: 20m, max_age: 10m }')), [/min_age .* is more than jwks.max_age/])
+  t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256]\n    jwks: { timeout: 0s }')), [/jwks.timeout must be more than 0/])
+})

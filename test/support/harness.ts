@@ -44,7 +44,7 @@ export async function upstream(t: Teardown): Promise<EchoUpstream> {
 
 export async function gateway(t: Teardown, yaml: string, env: Record<string, string> = {}): Promise<RunningGateway & { logs: LogCapture }> {
   const logs = new LogCapture()
-  const g = await startGateway({ policyFile: tempFile('policy.yaml', yaml), env: { ...process.env, ...env }, logDestination: logs, listen: { host: '127.0.0.1', port: 0 } })
+  const g = await startGateway({ policyFile: tempFile('policy.yaml', yaml), env: { ...process.env, ...env }, logDestination: logs, listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } })
   t.teardown(() => g.close())
   return Object.assign(g, { logs })
 }
@@ -53,6 +53,7 @@ export async function gateway(t: Teardown, yaml: string, env: Record<string, str
 export function policy(opts: { issuer: DevIssuer; upstream: EchoUpstream; routes: string; extra?: string; issuerExtra?: string; audiences?: string }): string {
   return `version: 1
 listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
 issuers:
   idp:
     issuer: ${opts.issuer.url}

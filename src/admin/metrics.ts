@@ -1,0 +1,110 @@
+// Prometheus metrics (prom-client). Names and labels are part of the interface: the Grafana
+// dashboard and alerts query them, and a test checks the dashboard only uses these.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Issuer } from '../auth/issuer.js'
+
+export const METRIC_NAMES = [
+  'jwtgate_requests_total',
+  'jwtgate_auth_failures_total',
+  'jwtgate_request_duration_seconds',
+  'jwtgate_upstream_duration_seconds',
+  'jwtgate_jwks_fetches_total',
+  'jwtgate_jwks_keys',
+  'jwtgate_jwks_last_success_age_seconds',
+  'jwtgate_policy_reloads_total',
+  'jwtgate_policy_info',
+  'jwtgate_token_cache_entries',
+] as const
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+export class Metrics {
+  readonly registry = new Registry()
+  private readonly requests = new Counter({
+    name: 'jwtgate_requests_total', help: 'Requests by route, method and status class.',
+    labelNames: ['route', 'method', 'status_class'] as const, registers: [this.registry],
+  })
+  private readonly authFailures = new Counter({
+    name: 'jwtgate_auth_failures_total', help: 'Refused requests by route and reason (the reason codes of the 4xx/503 bodies).',
+    labelNames: ['route', 'reason'] as const, registers: [this.registry],
+  })
+  private readonly requestDuration = new Histogram({
+    name: 'jwtgate_request_duration_seconds', help: 'Time from request to response, by route.',
+    labelNames: ['route'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  private readonly upstreamDuration = new Histogram({
+    name: 'jwtgate_upstream_duration_seconds', help: 'Time from forwarding to the upstream response headers, by upstream.',
+    labelNames: ['upstream'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  private readonly jwksFetches = new Counter({
+    name: 'jwtgate_jwks_fetches_total', help: 'Key set fetches by issuer and result (ok or error).',
+    labelNames: ['issuer', 'result'] as const, registers: [this.registry],
+  })
+  private readonly reloads = new Counter({
+    name: 'jwtgate_policy_reloads_total', help: 'Policy reloads by result (success or failure).',
+    labelNames: ['result'] as const, registers: [this.registry],
+  })
+  private readonly policyInfo = new Gauge({
+    name: 'jwtgate_policy_info', help: 'The loaded policy: 1, labelled with its sha256.',
+    labelNames: ['hash'] as const, registers: [this.registry],
+  })
+  /** Issuers of the live policy, read at scrape time. */
+  private issuers: Issuer[] = []
+  private tokenCacheSize = () => 0
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry })
+    for (const r of ['success', 'failure'] as const) this.reloads.inc({ result: r }, 0)
+    const metrics = this
+    new Gauge({
+      name: 'jwtgate_jwks_keys', help: 'Signing keys currently cached, by issuer.', labelNames: ['issuer'] as const, registers: [this.registry],
+      collect() {
+        this.reset()
+        for (const i of metrics.issuers) if (i.jwks) this.set({ issuer: i.name }, i.jwks.status.keyCount)
+      },
+    })
+    new Gauge({
+      name: 'jwtgate_jwks_last_success_age_seconds', help: 'Seconds since the last successful key set fetch, by issuer (absent until the first).',
+      labelNames: ['issuer'] as const, registers: [this.registry],
+      collect() {
+        this.reset()
+        const now = Date.now()
+        for (const i of metrics.issuers) {
+          const at = i.jwks?.status.lastSuccessAt
+          if (at !== undefined) this.set({ issuer: i.name }, (now - at) / 1000)
+        }
+      },
+    })
+    new Gauge({
+      name: 'jwtgate_token_cache_entries', help: 'Verified tokens currently cached.', registers: [this.registry],
+      collect() { this.set(metrics.tokenCacheSize()) },
+    })
+  }
+
+  /** Called with each policy that goes live. */
+  policyLoaded(hash: string, issuers: Iterable<Issuer>, tokenCacheSize: () => number): void {
+    this.policyInfo.reset()
+    this.policyInfo.set({ hash }, 1)
+    this.issuers = [...issuers]
+    this.tokenCacheSize = tokenCacheSize
+    for (const issuer of this.issuers) {
+      if (issuer.jwks) issuer.jwks.onFetch = (ok) => this.jwksFetches.inc({ issuer: issuer.name, result: ok ? 'ok' : 'error' })
+    }
+  }
+
+  reloaded(ok: boolean): void {
+    this.reloads.inc({ result: ok ? 'success' : 'failure' })
+  }
+
+  request(route: string, method: string, status: number, seconds: number, denied: string | undefined): void {
+    this.requests.labels(route, method, STATUS_CLASS[Math.floor(status / 100)] ?? 'other').inc()
+    this.requestDuration.labels(route).observe(seconds)
+    if (denied) this.authFailures.labels(route, denied).inc()
+  }
+
+  upstream(name: string, seconds: number): void {
+    this.upstreamDuration.labels(name).observe(seconds)
+  }
+}
+
+const STATUS_CLASS: Record<number, string> = { 1: '1xx', 2: '2xx', 3: '3xx', 4: '4xx', 5: '5xx' }
