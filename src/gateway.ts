@@ -27,6 +27,8 @@ export interface GatewayApp {
   app: FastifyInstance
   /** The policy new requests use; replacing it is one assignment. */
   policy: CompiledPolicy
+  /** Set when shutdown closes the listener: responses then end their connection. */
+  closing: boolean
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -40,7 +42,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     // fastify answers some malformed requests itself; answer them in our shape.
     frameworkErrors: (error, request, reply) => sendDenial(reply, deny('bad_path', error.message), request.id),
   })
-  const gateway: GatewayApp = { app, policy }
+  const gateway: GatewayApp = { app, policy, closing: false }
   const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
   const options = (route: Route) => {
     let o = optionsByRoute.get(route)
@@ -71,6 +73,9 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
 
   app.all('*', handle)
   app.setNotFoundHandler(handle)
+  app.addHook('onSend', async (_request, reply) => {
+    if (gateway.closing) reply.header('connection', 'close')
+  })
   app.addHook('onResponse', async (request, reply) => {
     const state = (request as GatewayRequest).jwtgate
     metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)

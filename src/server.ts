@@ -60,6 +60,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const gateway = await buildGateway(policy, logger, metrics)
   let loadedAt = new Date()
   let shuttingDown = false
+  metrics.instrument(policy.issuers.values())
   // The first key fetches run before we listen, each bounded by its timeout; an IdP that is
   // down does not stop the start: its routes answer 503 until its keys arrive.
   await Promise.all([...policy.issuers.values()].map((issuer) => issuer.start()))
@@ -90,6 +91,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       return false
     }
     const added = [...next.issuers.values()].filter((i) => current.issuers.get(i.name) !== i)
+    metrics.instrument(added)
     await Promise.all(added.map((i) => i.start()))
     // One assignment: requests already running keep the policy they started with.
     gateway.policy = next
@@ -109,9 +111,23 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const watcher = options.watch ? watchPolicy(options.policyFile, () => gateway.policy, () => void reload(), logger) : undefined
 
   let closed: Promise<void> | undefined
-  const closeAll = () => (closed ??= (async () => {
+  const closeAll = (timeoutMs = 0) => (closed ??= (async () => {
     watcher?.close()
-    await gateway.app.close()
+    gateway.closing = true
+    const server = gateway.app.server
+    // Node's close() only ends connections idle at that moment; a keep-alive connection whose
+    // request finishes later would hold the close open until its keep-alive timeout.
+    const sweeper = setInterval(() => server.closeIdleConnections(), 100)
+    const deadline = timeoutMs > 0 ? setTimeout(() => {
+      logger.warn({ timeout_ms: timeoutMs }, 'shutdown timeout: closing the connections still open')
+      server.closeAllConnections()
+    }, timeoutMs) : undefined
+    try {
+      await gateway.app.close()
+    } finally {
+      clearInterval(sweeper)
+      clearTimeout(deadline)
+    }
     await admin?.close()
     for (const issuer of gateway.policy.issuers.values()) issuer.stop()
   })())
@@ -127,15 +143,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     async shutdown() {
       if (shuttingDown) return closed
       shuttingDown = true
-      const { drainDelayMs } = gateway.policy.shutdown
+      const { drainDelayMs, timeoutMs } = gateway.policy.shutdown
       logger.info({ drain_delay_ms: drainDelayMs }, 'shutting down: readiness off, still accepting during the drain delay')
       // Endpoint controllers need time to see /readyz fail and stop sending traffic here.
       await sleep(drainDelayMs)
       logger.info('closing the listener; finishing requests in flight')
-      await closeAll()
+      await closeAll(timeoutMs)
       logger.info('shut down')
     },
-    close: closeAll,
+    close: () => closeAll(),
   }
 }
 

@@ -87,8 +87,12 @@ export class Metrics {
     this.policyInfo.set({ hash }, 1)
     this.issuers = [...issuers]
     this.tokenCacheSize = tokenCacheSize
-    for (const issuer of this.issuers) {
-      if (issuer.jwks) issuer.jwks.onFetch = (ok) => this.jwksFetches.inc({ issuer: issuer.name, result: ok ? 'ok' : 'error' })
+  }
+
+  /** Counts the key set fetches of these issuers; call before they start fetching. */
+  instrument(issuers: Iterable<Issuer>): void {
+    for (const issuer of issuers) {
+      if (issuer.jwks && !issuer.jwks.onFetch) issuer.jwks.onFetch = (ok) => this.jwksFetches.inc({ issuer: issuer.name, result: ok ? 'ok' : 'error' })
     }
   }
 
