@@ -12,8 +12,8 @@ import { Metrics } from './admin/metrics.js'
 import { buildAdmin } from './admin/server.js'
 import { buildGateway, type GatewayApp } from './gateway.js'
 import { createLogger } from './log.js'
-import { compilePolicy, type CompiledPolicy } from './policy/compile.js'
-import { readPolicySource, type Env } from './policy/load.js'
+import { loadPolicy, type CompiledPolicy } from './policy/compile.js'
+import type { Env } from './policy/load.js'
 import { formatProblem, PolicyError } from './policy/problems.js'
 
 export interface StartOptions {
@@ -47,10 +47,7 @@ export interface RunningGateway {
   close(): Promise<void>
 }
 
-/** Loads and compiles a policy file; throws PolicyError listing every problem. */
-export function loadPolicy(policyFile: string, logger: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
-  return compilePolicy(readPolicySource(policyFile, env), logger, previous)
-}
+export { loadPolicy }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const logger = createLogger('info', options.logDestination)

@@ -16,10 +16,10 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
     DEMO_ISSUER: issuer.url,
     DEMO_JWKS_URI: issuer.jwksUri,
     DEMO_UPSTREAM: upstream.url,
-    // --check must not collide with a demo already running on 8080.
-    DEMO_PORT: check ? '0' : process.env.DEMO_PORT,
   }
-  const gateway = await startGateway({ policyFile: DEMO_POLICY, env, admin: check ? { port: 0 } : undefined })
+  // --check must not collide with a demo already running on 8080 and 9901.
+  const port = check ? 0 : process.env.DEMO_PORT ? Number(process.env.DEMO_PORT) : undefined
+  const gateway = await startGateway({ policyFile: DEMO_POLICY, env, listen: { port }, admin: check ? { port: 0 } : undefined })
   const user = issuer.sign({ sub: 'alice', aud: 'demo-api', roles: ['reader'] }, { expiresInSeconds: 3600 })
   const admin = issuer.sign({ sub: 'root', aud: 'demo-api', roles: ['admin'] }, { expiresInSeconds: 3600 })
   const stop = async () => {

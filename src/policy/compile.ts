@@ -12,8 +12,7 @@ import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
 import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
-import { label } from './load.js'
-import type { PolicySource } from './load.js'
+import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
 import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument } from './schema.js'
 
@@ -67,6 +66,11 @@ const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
 const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
   'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+
+/** Reads, checks and compiles a policy file; throws PolicyError listing every problem. */
+export function loadPolicy(policyFile: string, log: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
+  return compilePolicy(readPolicySource(policyFile, env), log, previous)
+}
 
 // What each JWKS issuer was built from, so a reload can keep an unchanged issuer (and its warm
 // key set) instead of fetching its keys again.
@@ -173,13 +177,11 @@ function redact(doc: PolicySource['document']): unknown {
 }
 
 function compileUpstream(name: string, spec: { url: string; timeout?: string | number }, report: (m: string) => void): Upstream | undefined {
-  let url: URL
-  try {
-    url = new URL(spec.url)
-  } catch {
-    report(`upstream url ${JSON.stringify(spec.url)} is not a valid URL`)
+  if (!isHttpUrl(spec.url)) {
+    report(`upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
     return undefined
   }
+  const url = new URL(spec.url)
   if (url.username || url.password || url.search || url.hash) {
     report('upstream url must not carry credentials, a query or a fragment')
     return undefined

@@ -11,6 +11,7 @@ t.test('validate: exit 0 on a good policy, 1 with file:line:col problems on a ba
   const ok = spawnSync(process.execPath, [BIN, 'validate', '-c', 'config/example.yaml'], { cwd: ROOT, env: { ...process.env, INTERNAL_JWT_SECRET: 'x'.repeat(32) }, encoding: 'utf8' })
   t.equal(ok.status, 0, ok.stderr)
   t.match(ok.stdout, /config\/example\.yaml: ok/)
+  t.match(ok.stderr, /config\/example\.yaml:\d+:\d+ warning: requests to \/admin\/\*\* with methods other than GET, POST match no route and get 404/, 'default-deny surprises are pointed out')
   const file = tempFile('bad.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: { issuers: [idp] }\n')
   const bad = spawnSync(process.execPath, [BIN, 'validate', '-c', file], { encoding: 'utf8' })
   t.equal(bad.status, 1)

@@ -139,6 +139,12 @@ t.test('header names and prefixes the gateway owns are refused in any spelling',
   t.match(problems(GOOD.replace('routes:', 'strip_header_prefixes: [x-forwarded]\nroutes:')), [/would strip x-forwarded-for/])
 })
 
+t.test('URLs are parsed', async (t) => {
+  t.match(problems(GOOD.replace('url: "http://127.0.0.1:3001"', 'url: "ftp://127.0.0.1"')), [/upstream url "ftp:\/\/127.0.0.1" is not an http\(s\) URL/])
+  t.match(problems(GOOD.replace('url: "http://127.0.0.1:3001"', 'url: "HTTP://127.0.0.1:3001"')), [])
+  t.match(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'jwks_uri: idp.example.com/jwks')), [/is not an http\(s\) URL/])
+})
+
 t.test('JWKS settings that cannot work are refused', async (t) => {
   t.match(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'jwks_uri: "https://"')), [/is not an http\(s\) URL/])
   t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256]\n    jwks: { min_age: 20m, max_age: 10m }')), [/min_age .* is more than jwks.max_age/])

@@ -1,0 +1,236 @@
+// `jwtgate explain`: what the gateway would do with one request, and why. The answer comes from
+// `decide` (src/decide.ts), the very function the proxy runs; this file only gathers its result
+// and the policy text around it (route patterns, methods, claim conditions) into something a
+// person can read, or one JSON object.
+import type { Credentials } from '../auth/authenticate.js'
+import { decide, type Decision } from '../decide.js'
+import { createLogger } from '../log.js'
+import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
+import { readPolicySource } from '../policy/load.js'
+import type { PolicyDocument, RouteDocument } from '../policy/schema.js'
+import { upstreamUrl } from '../proxy/forward.js'
+import { splitTarget } from '../routing/normalize.js'
+import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
+import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+
+export interface ExplainOptions {
+  policyFile: string
+  /** Upper case. */
+  method: string
+  /** The request target as a client would send it: path and optional query. */
+  target: string
+  host?: string
+  /** A real token, verified with the issuer's real keys. */
+  token?: string
+  /** Claims taken as already verified. */
+  claims?: Record<string, unknown>
+  json: boolean
+}
+
+interface RouteFacts {
+  index: number
+  path: string
+  methods: string[] | null
+  host: string | null
+}
+
+interface SkippedRoute extends RouteFacts {
+  mismatch: Mismatch
+}
+
+interface ClaimRule {
+  claim: string
+  equals?: unknown
+  one_of?: unknown[]
+  contains?: unknown
+}
+
+type Requirement =
+  | { auth: 'none' }
+  | { auth: 'token'; issuers: Array<{ name: string; iss: string; audiences: string[] }>; claims: ClaimRule[]; scopes: string[] }
+
+/** The facts `explain` prints; also its --json shape. */
+export interface Explanation {
+  request: { method: string; target: string; host: string | null }
+  /** The normalized path; null when the path is refused (then `path_refused` says why). */
+  path: string | null
+  path_refused?: string
+  /** Routes before the one that matched (all of them when none did), with why each did not. */
+  skipped: SkippedRoute[]
+  route: RouteFacts | null
+  upstream: { name: string; url: string } | null
+  requires: Requirement | null
+  evaluated_with: 'token' | 'claims' | 'nothing'
+  /** With --claims: the claims evaluated, iss and aud filled in from the route when not given. */
+  claims?: Record<string, unknown>
+  decision: 'allow' | 'deny'
+  status?: number
+  reason?: string
+  description?: string
+  issuer?: string
+  identity_headers?: Record<string, string>
+  authorization_forwarded?: boolean
+}
+
+export async function explain(options: ExplainOptions): Promise<number> {
+  let policy: CompiledPolicy
+  let document: PolicyDocument
+  try {
+    policy = loadPolicy(options.policyFile, createLogger('silent'))
+    // The compiled policy drives the decision; the document is read only to show the routes as
+    // written (patterns, methods, claim conditions), which compiled matchers do not keep.
+    document = readPolicySource(options.policyFile).document
+  } catch (err) {
+    return reportPolicyError(err)
+  }
+  try {
+    const { decision, claims } = await evaluate(policy, options)
+    const explanation = explanationOf(policy, document, options, decision, claims)
+    process.stdout.write(options.json ? `${JSON.stringify(explanation, null, 2)}\n` : render(explanation))
+    return decision.denial ? 1 : 0
+  } finally {
+    stopIssuers(policy)
+  }
+}
+
+async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promise<{ decision: Decision; claims?: Record<string, unknown> }> {
+  const route = options.token !== undefined || options.claims ? await routeFor(policy, options.method, options.host, options.target) : undefined
+  // Only the keys of the route's issuers can check a token there: an unrelated IdP that is
+  // unreachable from here costs nothing.
+  if (options.token !== undefined && route?.auth) await Promise.all([...route.auth.issuersByIss.values()].map((issuer) => issuer.start()))
+  const claims = options.claims && withRouteDefaults(options.claims, route)
+  const decision: Decision = {}
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims), decision)
+  return { decision, claims }
+}
+
+function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined): Credentials {
+  if (claims) return { claims }
+  // No Authorization header at all: what a request without a token gets.
+  if (token === undefined) return { rawHeaders: [] }
+  return { rawHeaders: ['authorization', `Bearer ${token}`] }
+}
+
+function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, decision: Decision, claims: Record<string, unknown> | undefined): Explanation {
+  const { route, path, denial } = decision
+  const refused = denial?.reason === 'bad_path'
+  return {
+    request: { method: options.method, target: options.target, host: options.host ?? null },
+    path: path ?? null,
+    ...(refused ? { path_refused: denial.description } : {}),
+    skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
+    route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
+    upstream: route && path !== undefined ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
+    requires: route ? requirementOf(route, document.routes[route.index]!) : null,
+    evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
+    ...(claims ? { claims } : {}),
+    ...outcome(decision),
+  }
+}
+
+function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded'> {
+  const { denial, route, identity } = decision
+  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description }
+  return {
+    decision: 'allow',
+    ...(identity ? { issuer: identity.issuer.name } : {}),
+    identity_headers: identityHeadersOf(decision),
+    authorization_forwarded: route!.forwardToken,
+  }
+}
+
+function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
+  const host = hostFromHeader(options.host)
+  const out: SkippedRoute[] = []
+  for (let i = 0; i < before; i++) {
+    const mismatch = policy.routes.mismatch(i, options.method, host, path)
+    if (mismatch) out.push({ ...routeFacts(document.routes[i]!, i), mismatch })
+  }
+  return out
+}
+
+function routeFacts(spec: RouteDocument, index: number): RouteFacts {
+  return { index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
+}
+
+function requirementOf(route: Route, spec: RouteDocument): Requirement {
+  if (!route.auth || spec.auth === 'none') return { auth: 'none' }
+  const issuers = [...route.auth.issuersByIss.values()].map((i) => ({ name: i.name, iss: i.issuer, audiences: [...i.audiences] }))
+  const claims = Object.entries(spec.auth.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition }))
+  return { auth: 'token', issuers, claims, scopes: spec.auth.scopes ?? [] }
+}
+
+// ---- text output -------------------------------------------------------------------------
+
+function render(e: Explanation): string {
+  const out: string[] = []
+  const put = (label: string, ...lines: string[]) => lines.forEach((text, i) => out.push(`${(i ? '' : label).padEnd(10)}${text}`))
+
+  put('request', `${e.request.method} ${e.request.target}${e.request.host ? `  (Host: ${e.request.host})` : '  (no Host header)'}`)
+  if (e.path === null) {
+    put('path', `refused: ${e.path_refused}`)
+  } else {
+    put('path', e.path + (e.path !== splitTarget(e.request.target).path ? `  (normalized from ${splitTarget(e.request.target).path})` : ''))
+    if (e.skipped.length) put('skipped', ...e.skipped.map((s) => `${routeName(s)}  ${mismatchText(s, e)}`))
+    put('route', e.route ? `${routeName(e.route)}  methods ${e.route.methods?.join(', ') ?? 'any'}, host ${e.route.host ?? 'any'}` : 'no route matches: 404')
+  }
+  if (e.upstream) put('upstream', `${e.upstream.name} → ${e.upstream.url}`)
+  if (e.requires) put('requires', ...requirementLines(e.requires))
+  if (e.claims) put('claims', JSON.stringify(e.claims))
+  put('decision', ...decisionLines(e))
+  return out.join('\n') + '\n'
+}
+
+function routeName(r: RouteFacts): string {
+  return `routes[${r.index}] ${r.path}`
+}
+
+function mismatchText(s: SkippedRoute, e: Explanation): string {
+  switch (s.mismatch) {
+    case 'path': return 'path does not match'
+    case 'method': return `method ${e.request.method} is not one of ${s.methods!.join(', ')}`
+    case 'host': return e.request.host ? `host ${e.request.host} does not match ${s.host}` : `only for host ${s.host} (give --host)`
+  }
+}
+
+function requirementLines(r: Requirement): string[] {
+  if (r.auth === 'none') return ['nothing: auth none']
+  const from = r.issuers.map((i) => `${i.name} (iss ${i.iss}, aud ${i.audiences.join(' or ')})`).join(' or ')
+  return [
+    `a valid token from ${from}`,
+    ...r.claims.map((c) => `claim ${conditionText(c)}`),
+    ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
+  ]
+}
+
+function conditionText(c: ClaimRule): string {
+  const parts: string[] = []
+  if (c.equals !== undefined) parts.push(`equals ${JSON.stringify(c.equals)}`)
+  if (c.one_of !== undefined) parts.push(`is one of ${c.one_of.map((v) => JSON.stringify(v)).join(', ')}`)
+  if (c.contains !== undefined) parts.push(`contains ${JSON.stringify(c.contains)}`)
+  return `${c.claim} ${parts.join(' and ')}`
+}
+
+function decisionLines(e: Explanation): string[] {
+  const basis = basisText(e)
+  if (e.decision === 'deny') return [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+  return [
+    `ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`,
+    ...(e.requires?.auth === 'token' ? headerLines(e.identity_headers ?? {}) : []),
+    `Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`,
+  ]
+}
+
+function basisText(e: Explanation): string {
+  switch (e.evaluated_with) {
+    case 'claims': return 'with the claims given, taken as verified'
+    case 'token': return "with the token given, verified against the issuer's keys"
+    case 'nothing': return e.requires?.auth === 'token' ? 'without a token (give --token or --claims to check one)' : ''
+  }
+}
+
+function headerLines(headers: Record<string, string>): string[] {
+  const entries = Object.entries(headers)
+  if (!entries.length) return ['sets no identity headers (the token has none of their claims)']
+  return entries.map(([name, value]) => `sets ${name}: ${value}`)
+}

@@ -1,0 +1,283 @@
+// `jwtgate test`: a policy's expected decisions, checked offline, in the spirit of `opa test`.
+//
+//   tokens:                                  # optional: named sets of claims
+//     admin: { iss: https://idp.example.com/, aud: orders-api, sub: alice, roles: [admin] }
+//   cases:
+//     - request: GET /admin/users?page=2     # METHOD TARGET, as on the request line
+//       host: api.example.com                # optional Host header; none by default
+//       token: admin                         # optional: a name from tokens, or claims inline
+//       expect: allow                        # allow, a status (400 401 403 404 503) or a reason code
+//       upstream: orders                     # optional: the upstream the route sends it to
+//       headers: { x-user-id: alice, x-user-roles: null }   # identity headers; null: must be absent
+//
+// Each case runs through `decide` (src/decide.ts), the proxy's own decision: path normalization,
+// route matching, issuer, audience, iat, claims and scopes. The claims are taken as verified
+// (credentials `{ claims }`): no keys are fetched and no socket is opened, so signatures, exp
+// and nbf are not part of it; `jwtgate explain --token` checks a real token.
+//
+// Inline claims (`token: { sub: bob }`) mean "a token this route accepts, with these claims":
+// a missing iss is filled with the first issuer the matched route lists and a missing aud with
+// that issuer's first audience, so a case states only the claims it is about (as with
+// `explain --claims`). An explicit iss or aud always wins, and `null` leaves the claim out.
+// Named tokens are used exactly as written: they stand for one real token, whatever route it is
+// sent to, so a wrong iss or aud in one shows up as the 401 the proxy would give.
+import { readFileSync } from 'node:fs'
+import { Ajv } from 'ajv'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
+import type { Credentials } from '../auth/authenticate.js'
+import type { DenyReason } from '../auth/deny.js'
+import { decide, type Decision } from '../decide.js'
+import { createLogger } from '../log.js'
+import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
+import { label, readableErrors } from '../policy/load.js'
+import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
+import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+
+const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
+  'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
+  'wrong_audience', 'invalid_claims', 'insufficient_claims'] as const satisfies readonly DenyReason[]
+// Fails to compile when src/auth/deny.ts gains a reason this list lacks.
+const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
+void everyReason
+const STATUSES = [400, 401, 403, 404, 503]
+
+type Expectation = { allow: true } | { status: number } | { reason: DenyReason }
+
+export interface TestCase {
+  /** `file:line:col` of the case, for FAIL lines. */
+  at: string
+  method: string
+  target: string
+  host?: string
+  token?: { name: string; claims: Record<string, unknown>; inline: boolean }
+  expect: Expectation
+  upstream?: string
+  /** Lower-case names; null: the header must be absent. */
+  headers?: Record<string, string | null>
+}
+
+export async function runPolicyTests(policyFile: string, testFiles: string[]): Promise<number> {
+  let policy: CompiledPolicy
+  try {
+    policy = loadPolicy(policyFile, createLogger('silent'))
+  } catch (err) {
+    return reportPolicyError(err)
+  }
+  try {
+    const read = testFiles.map((file) => readTestFile(file, policy))
+    const problems = read.flatMap((r) => ('problems' in r ? r.problems : []))
+    if (problems.length) return reportTestFileProblems(problems)
+    return await runCases(policy, read.flatMap((r) => ('cases' in r ? r.cases : [])))
+  } finally {
+    stopIssuers(policy)
+  }
+}
+
+function reportTestFileProblems(problems: PolicyProblem[]): number {
+  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`)
+  process.stderr.write(`${problems.length} problem${problems.length === 1 ? '' : 's'} in the test file; no case was run\n`)
+  return 1
+}
+
+// ---- running --------------------------------------------------------------------------------
+
+async function runCases(policy: CompiledPolicy, cases: TestCase[]): Promise<number> {
+  const width = Math.min(60, Math.max(...cases.map((c) => describeCase(c).length)))
+  let failed = 0
+  for (const c of cases) {
+    const decision = await evaluate(policy, c)
+    const failures = check(c, decision)
+    if (failures.length) failed++
+    const status = failures.length ? 'FAIL' : 'ok  '
+    const detail = failures.length ? `${failures.join('; ')}  at ${c.at}` : outcomeText(decision)
+    process.stdout.write(`${status} ${describeCase(c).padEnd(width)}  ${detail}\n`)
+  }
+  process.stdout.write(`${cases.length - failed} passed, ${failed} failed\n`)
+  return failed ? 1 : 0
+}
+
+function describeCase(c: TestCase): string {
+  return `${c.method} ${c.target}${c.host ? ` (host ${c.host})` : ''}${c.token ? ` [${c.token.name}]` : ''}`
+}
+
+async function evaluate(policy: CompiledPolicy, c: TestCase): Promise<Decision> {
+  const decision: Decision = {}
+  await decide(policy, c.method, c.host, c.target, await credentialsFor(policy, c), decision)
+  return decision
+}
+
+async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Credentials> {
+  if (!c.token) return { rawHeaders: [] }
+  if (!c.token.inline) return { claims: c.token.claims }
+  return { claims: withRouteDefaults(c.token.claims, await routeFor(policy, c.method, c.host, c.target)) }
+}
+
+/** What is wrong with the decision, one phrase per unmet expectation; empty when it passes. */
+function check(c: TestCase, d: Decision): string[] {
+  const out: string[] = []
+  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d)}`)
+  if (c.upstream !== undefined && d.route?.upstream.name !== c.upstream) {
+    out.push(`expected upstream ${c.upstream}, got ${d.route ? d.route.upstream.name : 'no route'}`)
+  }
+  const got = identityHeadersOf(d)
+  for (const [name, want] of Object.entries(c.headers ?? {})) {
+    const have = got[name]
+    if (want === null && have !== undefined) out.push(`expected no ${name}, got ${name}: ${have}`)
+    if (want !== null && have !== want) out.push(`expected ${name}: ${want}, got ${have === undefined ? `no ${name}` : `${name}: ${have}`}`)
+  }
+  return out
+}
+
+function meets(expect: Expectation, d: Decision): boolean {
+  if ('allow' in expect) return !d.denial
+  if ('status' in expect) return d.denial?.status === expect.status
+  return d.denial?.reason === expect.reason
+}
+
+function expectationText(expect: Expectation): string {
+  if ('allow' in expect) return 'allow'
+  return 'status' in expect ? String(expect.status) : expect.reason
+}
+
+function outcomeText(d: Decision): string {
+  return d.denial ? `${d.denial.status} ${d.denial.reason}` : `allow → ${d.route!.upstream.name}`
+}
+
+// ---- reading the test file --------------------------------------------------------------------
+
+const SCALAR = { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }], description: 'a string, or null for a header that must be absent' }
+
+const CASE_SCHEMA = {
+  type: 'object',
+  properties: {
+    request: { type: 'string', pattern: '^[A-Za-z]+ [^ ]+$', description: 'a method and a request path, as in "GET /api/orders"' },
+    host: { type: 'string', minLength: 1 },
+    token: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object' }], description: 'a name from tokens, or an object of claims' },
+    expect: { anyOf: [{ type: 'string' }, { type: 'integer' }], description: 'allow, a status (400, 401, 403, 404, 503) or a reason code' },
+    upstream: { type: 'string', minLength: 1 },
+    headers: { type: 'object', additionalProperties: SCALAR },
+  },
+  required: ['request', 'expect'],
+  additionalProperties: false,
+}
+
+const TEST_FILE_SCHEMA = {
+  type: 'object',
+  properties: {
+    tokens: { type: 'object', additionalProperties: { type: 'object' } },
+    cases: { type: 'array', minItems: 1, items: CASE_SCHEMA },
+  },
+  required: ['cases'],
+  additionalProperties: false,
+}
+
+const validateTestFile = new Ajv({ allErrors: true, strict: true, verbose: true }).compile(TEST_FILE_SCHEMA)
+
+interface TestFileDocument {
+  tokens?: Record<string, Record<string, unknown>>
+  cases: Array<{ request: string; host?: string; token?: string | Record<string, unknown>; expect: string | number; upstream?: string; headers?: Record<string, unknown> }>
+}
+
+/** The cases of one test file, or every problem in it as file:line:col. */
+export function readTestFile(file: string, policy: CompiledPolicy): { cases: TestCase[] } | { problems: PolicyProblem[] } {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    return { problems: [{ file, line: 1, col: 1, message: `cannot read test file: ${(err as Error).message}` }] }
+  }
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false })
+  const problems: PolicyProblem[] = []
+  const add = (path: DocPath, message: string, at: 'key' | 'value' = 'value') => problems.push({ file, ...lines.linePos(locate(doc, path, at)), message })
+
+  const syntax = doc.errors[0] ?? doc.warnings[0]
+  if (syntax) {
+    problems.push({ file, ...lines.linePos(syntax.pos[0]), message: syntax.message.split('\n')[0]! })
+    return { problems }
+  }
+  const value = doc.toJS() as unknown
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    add([], 'a test file is a map with cases (a list) and optional tokens')
+    return { problems }
+  }
+  if (!validateTestFile(value)) {
+    for (const e of readableErrors(validateTestFile.errors ?? [])) add(e.path, e.message, e.at)
+    return { problems }
+  }
+  const document = value as unknown as TestFileDocument
+  const cases = document.cases.map((spec, i) => caseOf(spec, ['cases', i], document, policy, add))
+  if (problems.length) return { problems }
+  return { cases: cases.map((c, i) => ({ ...c!, at: position(file, lines, locate(doc, ['cases', i], 'value')) })) }
+}
+
+type Add = (path: DocPath, message: string) => void
+
+function caseOf(spec: TestFileDocument['cases'][number], at: DocPath, document: TestFileDocument, policy: CompiledPolicy, add: Add): Omit<TestCase, 'at'> | undefined {
+  const [method, target] = spec.request.split(' ') as [string, string]
+  const token = tokenOf(spec.token, [...at, 'token'], document.tokens ?? {}, add)
+  const expect = expectationOf(spec.expect, [...at, 'expect'], add)
+  if (spec.upstream !== undefined && !policy.upstreams.has(spec.upstream)) {
+    add([...at, 'upstream'], `unknown upstream "${spec.upstream}" (known: ${[...policy.upstreams.keys()].join(', ')})`)
+  }
+  if (token === null || !expect) return undefined
+  const headers = spec.headers && Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), v === null ? null : String(v)]))
+  return { method: method.toUpperCase(), target, host: spec.host, token, expect, upstream: spec.upstream, headers }
+}
+
+/** undefined: no token; null: a problem was reported. */
+function tokenOf(spec: TestFileDocument['cases'][number]['token'], at: DocPath, tokens: Record<string, Record<string, unknown>>, add: Add): TestCase['token'] | null {
+  if (spec === undefined) return undefined
+  if (typeof spec === 'object') return { name: flow(spec), claims: spec, inline: true }
+  const claims = Object.hasOwn(tokens, spec) ? tokens[spec] : undefined
+  if (claims) return { name: spec, claims, inline: false }
+  const names = Object.keys(tokens)
+  add(at, `unknown token "${spec}" ${names.length ? `(known: ${names.join(', ')})` : '(the file has no tokens section)'}`)
+  return null
+}
+
+/** Inline claims as a short YAML-like label for the case line: `{sub: bob, roles: [admin]}`. */
+function flow(claims: Record<string, unknown>): string {
+  const text = `{${Object.entries(claims).map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join(', ')}}`
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text
+}
+
+function expectationOf(spec: string | number, at: DocPath, add: Add): Expectation | undefined {
+  if (spec === 'allow') return { allow: true }
+  if (typeof spec === 'number' && STATUSES.includes(spec)) return { status: spec }
+  if (typeof spec === 'string' && (REASONS as readonly string[]).includes(spec)) return { reason: spec as DenyReason }
+  if (typeof spec === 'number' || /^[0-9]+$/.test(spec)) {
+    const hint = Number(spec) === 200 ? '; write allow for a request the gateway lets through' : ''
+    add(at, `${label(at)} must be allow or a status the gateway answers with (${STATUSES.join(', ')}), not ${JSON.stringify(spec)}${hint}`)
+  } else {
+    add(at, `${label(at)} "${spec}" is neither allow nor a reason code (${REASONS.join(', ')})`)
+  }
+  return undefined
+}
+
+function position(file: string, lines: LineCounter, offset: number): string {
+  const { line, col } = lines.linePos(offset)
+  return `${file}:${line}:${col}`
+}
+
+/** The source offset of the node at `path` (or of its key), falling back to the nearest ancestor found. */
+function locate(doc: Document, path: DocPath, at: 'key' | 'value'): number {
+  let node = doc.contents as unknown
+  let offset = (node as Node | null)?.range?.[0] ?? 0
+  for (const [i, segment] of path.entries()) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment))
+      if (!pair) return offset
+      const key = pair.key as Node
+      if (i === path.length - 1 && at === 'key') return key.range?.[0] ?? offset
+      node = pair.value
+      offset = (pair.value as Node | null)?.range?.[0] ?? key.range?.[0] ?? offset
+    } else if (isSeq(node) && node.items[Number(segment)]) {
+      node = node.items[Number(segment)]
+      offset = (node as Node).range?.[0] ?? offset
+    } else {
+      return offset
+    }
+  }
+  return offset
+}

@@ -1,0 +1,52 @@
+// Small pieces `explain` and `test` share (and `validate` and `serve`: printing a bad policy).
+// Everything that decides goes through `decide`, the proxy's own code.
+import type { IncomingHttpHeaders } from 'node:http'
+import { decide, type Decision } from '../decide.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { PolicyError, formatProblem } from '../policy/problems.js'
+import { injectIdentity } from '../proxy/identity_headers.js'
+
+/** Prints every problem as file:line:col and returns exit code 1; rethrows anything else. */
+export function reportPolicyError(err: unknown): number {
+  if (!(err instanceof PolicyError)) throw err
+  for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`)
+  process.stderr.write(`${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}; the policy was not loaded\n`)
+  return 1
+}
+
+/**
+ * The identity headers the proxy would set on an allowed request, computed by the proxy's own
+ * injectIdentity. Empty for a denial and for an `auth: none` route (no identity).
+ */
+export function identityHeadersOf(decision: Decision): Record<string, string> {
+  if (decision.denial || !decision.identity || !decision.route) return {}
+  const headers: IncomingHttpHeaders = {}
+  injectIdentity(headers, decision.identity.claims, decision.route.identityHeaders)
+  return headers as Record<string, string>
+}
+
+/** Compiling a policy makes each JWKS issuer an undici Agent; stopping them lets the process exit. */
+export function stopIssuers(policy: CompiledPolicy): void {
+  for (const issuer of policy.issuers.values()) issuer.stop()
+}
+
+/**
+ * Claims written by hand (`explain --claims`, inline tokens in a test file) mean "a token this
+ * route accepts, with these claims": a missing iss becomes the route's first issuer, a missing aud
+ * that issuer's first audience. A given iss or aud always wins; `null` leaves the claim out.
+ */
+export function withRouteDefaults(claims: Record<string, unknown>, route: Route | undefined): Record<string, unknown> {
+  const out = { ...claims }
+  const issuer = route?.auth ? [...route.auth.issuersByIss.values()][0] : undefined
+  if (issuer && !Object.hasOwn(out, 'iss')) out.iss = issuer.issuer
+  if (issuer && !Object.hasOwn(out, 'aud')) out.aud = [...issuer.audiences][0]
+  for (const name of ['iss', 'aud']) if (out[name] === null) delete out[name]
+  return out
+}
+
+/** The route `decide` picks for a request, found by running it once without credentials. */
+export async function routeFor(policy: CompiledPolicy, method: string, host: string | undefined, target: string): Promise<Route | undefined> {
+  const probe: Decision = {}
+  await decide(policy, method, host, target, { rawHeaders: [] }, probe)
+  return probe.route
+}

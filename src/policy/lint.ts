@@ -1,0 +1,32 @@
+// Warnings for a policy that is valid but may not do what its author meant: default-deny
+// surprises a reviewer should see before rollout. (A route shadowed by an earlier one is an
+// error, reported by the compiler.)
+import type { RouteDocument } from './schema.js'
+import { compilePathPattern, patternCovers } from '../routing/route_table.js'
+
+export interface Warning {
+  /** Index into routes. */
+  route: number
+  message: string
+}
+
+/**
+ * A route limited to some methods or a host leaves the other methods or hosts of its paths to
+ * the routes after it; when none of them covers those paths, such requests get 404. That is
+ * deny-by-default working as designed, but often not what was meant (a POST to a GET-only API,
+ * a request by IP instead of host name).
+ */
+export function lintRoutes(routes: readonly RouteDocument[]): Warning[] {
+  const warnings: Warning[] = []
+  const patterns = routes.map((r) => compilePathPattern(r.path))
+  routes.forEach((route, i) => {
+    if (!route.methods && route.host === undefined) return
+    const fallback = routes.slice(i + 1).some((later, k) =>
+      patternCovers(patterns[i + 1 + k]!, patterns[i]!) && !later.methods && later.host === undefined)
+    if (fallback) return
+    const limits = [route.methods ? `methods other than ${route.methods.join(', ')}` : '', route.host !== undefined ? `hosts other than ${route.host}` : '']
+      .filter(Boolean).join(' or ')
+    warnings.push({ route: i, message: `requests to ${route.path} with ${limits} match no route and get 404` })
+  })
+  return warnings
+}

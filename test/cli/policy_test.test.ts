@@ -1,0 +1,228 @@
+// `jwtgate test` as a child process: expected decisions checked offline, and checked against
+// what a running gateway really answers.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { gateway, issuer, policy, rawRequest, tempFile, upstream } from '../support/harness.js'
+
+const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+// Loaded into the child before anything else: any connection, listener or DNS lookup ends it,
+// except the local pipe tsx's loader itself connects to when it runs the TypeScript source.
+const NO_NETWORK = tempFile('no-network.mjs', `
+import net from 'node:net'
+import dns from 'node:dns'
+const refuse = (what) => function () { process.stderr.write('NETWORK USED: ' + what + '\\n'); process.exit(99) }
+const connect = net.Socket.prototype.connect
+net.Socket.prototype.connect = function (...args) {
+  const target = Array.isArray(args[0]) ? args[0][0] : args[0]
+  const tsxPipe = typeof target?.path === 'string' && target.path.includes('tsx-') && target.path.endsWith('.pipe')
+  if (tsxPipe) return connect.apply(this, args)
+  return refuse('connect ' + JSON.stringify(target))()
+}
+net.Server.prototype.listen = refuse('listen')
+dns.lookup = refuse('dns.lookup')
+dns.promises.lookup = refuse('dns.promises.lookup')
+`)
+
+function jwtgateTest(policyFile: string, testFile: string, env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, ['--import', pathToFileURL(NO_NETWORK).href, BIN, 'test', '-c', policyFile, testFile],
+    { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30000 })
+}
+
+// Issuers with key sets nobody serves: `jwtgate test` must never need them.
+const POLICY = tempFile('policy.yaml', `version: 1
+listen: { port: 8080 }
+issuers:
+  idp:
+    issuer: https://idp.example.com/
+    jwks_uri: https://idp.example.com/.well-known/jwks.json
+    audiences: [orders-api, admin-api]
+    algorithms: [RS256]
+  partner:
+    issuer: https://partner.example.net/
+    jwks_uri: https://partner.example.net/jwks.json
+    audiences: [partner-api]
+    algorithms: [ES256]
+upstreams:
+  orders: { url: "http://127.0.0.1:3001/v1" }
+  partners: { url: "http://127.0.0.1:3002" }
+identity_headers:
+  x-user-id: sub
+  x-user-roles: roles
+routes:
+  - { path: /public/**, upstream: orders, auth: none }
+  - path: /admin/**
+    methods: [GET, POST]
+    upstream: orders
+    auth: { issuers: [idp], claims: { roles: { contains: admin } } }
+  - { path: /partner/**, upstream: partners, auth: { issuers: [partner, idp] } }
+  - { path: /api/**, host: "*.example.com", upstream: orders, auth: { issuers: [idp], scopes: ["orders:read"] } }
+`)
+
+t.test('a passing file: one ok line per case, the summary, exit 0', async (t) => {
+  const file = tempFile('policy.test.yaml', `
+tokens:
+  admin: { iss: https://idp.example.com/, aud: orders-api, sub: alice, roles: [admin] }
+  reader: { iss: https://idp.example.com/, aud: orders-api, sub: bob, roles: [reader] }
+cases:
+  - { request: GET /admin/users, token: admin, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: admin } }
+  - { request: GET /admin/users, expect: 401 }
+  - { request: GET /admin/users, token: reader, expect: insufficient_claims }
+  - { request: DELETE /admin/users, token: admin, expect: 404 }
+  - { request: GET /public/../admin/users?x=1, token: { sub: carol }, expect: 403, upstream: orders }
+  - { request: GET /public/a, expect: allow, headers: { x-user-id: null } }
+  - { request: GET /partner/x, token: { sub: p1 }, expect: allow, upstream: partners, headers: { x-user-id: p1 } }
+  - { request: GET /partner/x, token: { sub: p1, iss: https://idp.example.com/ }, expect: wrong_audience }
+  - { request: GET /partner/x, token: { sub: p1, aud: null }, expect: wrong_audience }
+  - { request: GET /api/orders, host: shop.example.com, token: { sub: d, scope: "orders:read" }, expect: allow }
+  - { request: GET /api/orders, token: { sub: d, scope: "orders:read" }, expect: no_route }
+  - { request: GET /api/orders, host: shop.example.com, token: admin, expect: 403 }
+  - { request: GET /public/%2fetc, expect: bad_path }
+`)
+  const res = jwtgateTest(POLICY, file)
+  t.equal(res.status, 0, res.stdout + res.stderr)
+  const lines = res.stdout.trimEnd().split('\n')
+  t.equal(lines.length, 14)
+  t.match(lines[0], /^ok   GET \/admin\/users \[admin\] +allow → orders$/)
+  t.match(lines[1], /^ok   GET \/admin\/users +401 missing_token$/)
+  t.match(lines[4], /^ok   GET \/public\/\.\.\/admin\/users\?x=1 \[\{sub: carol\}\] +403 insufficient_claims$/)
+  t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners$/, 'inline claims get the route\'s first issuer')
+  t.match(lines[9], /^ok   GET \/api\/orders \(host shop\.example\.com\)/)
+  t.equal(lines[13], '13 passed, 0 failed')
+  t.equal(res.stderr, '')
+})
+
+t.test('a failing case: a FAIL line saying what was expected and what came instead, exit 1', async (t) => {
+  const file = tempFile('policy.test.yaml', `tokens:
+  reader: { iss: https://idp.example.com/, aud: orders-api, sub: bob, roles: [reader] }
+cases:
+  - { request: GET /public/a, expect: allow }
+  - { request: GET /admin/users, token: reader, expect: allow }
+  - request: GET /partner/x
+    token: reader
+    expect: 403
+  - { request: GET /partner/x, token: reader, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: null } }
+`)
+  const res = jwtgateTest(POLICY, file)
+  t.equal(res.status, 1)
+  const lines = res.stdout.trimEnd().split('\n')
+  t.match(lines[0], /^ok   /)
+  t.match(lines[1], `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims  at ${file}:5:5`)
+  t.match(lines[2], `FAIL GET /partner/x [reader]    expected 403, got allow → partners  at ${file}:6:5`)
+  t.match(lines[3], 'expected upstream orders, got partners; expected x-user-id: alice, got x-user-id: bob; expected no x-user-roles, got x-user-roles: reader')
+  t.equal(lines[4], '1 passed, 3 failed')
+})
+
+t.test('a bad test file: every problem as file:line:col, no case run, exit 1', async (t) => {
+  const file = tempFile('bad.test.yaml', `tokens:
+  admin: { sub: alice }
+cases:
+  - { request: GET /admin/users, token: admn, expect: allow }
+  - { request: /admin/users, expect: 401 }
+  - request: GET /x
+    expcet: 401
+  - { request: GET /x, expect: 200 }
+  - { request: GET /x, expect: denied, upstream: billing }
+`)
+  const res = jwtgateTest(POLICY, file)
+  t.equal(res.status, 1)
+  t.equal(res.stdout, '', 'no case runs')
+  // Structure first, like the policy loader: the schema problems, then (once it is sound) the rest.
+  t.same(res.stderr.trimEnd().split('\n'), [
+    `${file}:5:16 cases[1].request must be a method and a request path, as in "GET /api/orders"`,
+    `${file}:6:5 missing required field "expect" in cases[2]`,
+    `${file}:7:5 unknown field "expcet" in cases[2] (did you mean "expect"?)`,
+    '3 problems in the test file; no case was run',
+  ])
+
+  const fixed = tempFile('bad.test.yaml', `tokens:
+  admin: { sub: alice }
+cases:
+  - { request: GET /admin/users, token: admn, expect: allow }
+  - { request: GET /x, expect: 200 }
+  - { request: GET /x, expect: denied, upstream: billing }
+`)
+  const again = jwtgateTest(POLICY, fixed)
+  t.equal(again.status, 1)
+  t.same(again.stderr.trimEnd().split('\n'), [
+    `${fixed}:4:41 unknown token "admn" (known: admin)`,
+    `${fixed}:5:32 cases[1].expect must be allow or a status the gateway answers with (400, 401, 403, 404, 503), not 200; write allow for a request the gateway lets through`,
+    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims)`,
+    `${fixed}:6:50 unknown upstream "billing" (known: orders, partners)`,
+    '4 problems in the test file; no case was run',
+  ])
+
+  const syntax = jwtgateTest(POLICY, tempFile('syntax.test.yaml', 'cases:\n  - { request: GET /x, expect: 401\n'))
+  t.equal(syntax.status, 1)
+  t.match(syntax.stderr, /syntax\.test\.yaml:\d+:\d+ /)
+  const notAMap = jwtgateTest(POLICY, tempFile('list.test.yaml', '- { request: GET /x, expect: 401 }\n'))
+  t.match(notAMap.stderr, /list\.test\.yaml:1:1 a test file is a map with cases \(a list\) and optional tokens/)
+  const missing = jwtgateTest(POLICY, '/nonexistent/policy.test.yaml')
+  t.match(missing.stderr, /\/nonexistent\/policy\.test\.yaml:1:1 cannot read test file/)
+})
+
+t.test('config/example.test.yaml passes against config/example.yaml', async (t) => {
+  const res = jwtgateTest('config/example.yaml', 'config/example.test.yaml', { INTERNAL_JWT_SECRET: 'x'.repeat(32) })
+  t.equal(res.status, 0, res.stdout + res.stderr)
+  t.match(res.stdout, /^\d+ passed, 0 failed\n$/m)
+  t.notMatch(res.stdout, /FAIL/)
+})
+
+// The proxy and `jwtgate test` must agree: each request below is sent to a running gateway with
+// a real signed token; its answers become the test file's expectations (the reason code for a
+// denial, the identity headers the upstream received for an allow), and `jwtgate test` must
+// pass them all, the inline claims getting iss and aud from the route's issuer.
+t.test('jwtgate test agrees with the running gateway', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const yaml = policy({
+    issuer: idp, upstream: up, routes: `
+  - { path: /public/**, upstream: orders, auth: none }
+  - { path: /admin/**, methods: [GET, POST], upstream: orders, auth: { issuers: [idp], claims: { roles: { contains: admin } } } }
+  - { path: /write/**, upstream: orders, auth: { issuers: [idp], scopes: ["orders:write"] } }
+  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
+`,
+  })
+  const gw = await gateway(t, yaml)
+  const requests: Array<{ request: string; claims?: Record<string, unknown> }> = [
+    { request: 'GET /public/x' },
+    { request: 'GET /admin/users' },
+    { request: 'GET /admin/users', claims: { sub: 'alice', roles: ['admin'] } },
+    { request: 'GET /admin/users', claims: { sub: 'bob', roles: ['reader'] } },
+    { request: 'DELETE /admin/users', claims: { sub: 'alice', roles: ['admin'] } },
+    { request: 'GET /public/../admin/users', claims: { sub: 'bob', roles: ['reader'] } },
+    { request: 'GET /public/%2e%2e/admin/users?q=1', claims: { sub: 'alice', roles: ['admin', 'ops'] } },
+    { request: 'GET /public/..%2fadmin' },
+    { request: 'POST /write/orders', claims: { sub: 'svc', scope: 'orders:read' } },
+    { request: 'POST /write/orders', claims: { sub: 'svc', scope: 'orders:read orders:write' } },
+    { request: 'GET /api/orders/1', claims: { sub: 'carol', aud: 'billing-api' } },
+    { request: 'GET /api/orders/1', claims: { sub: 42 } },
+    { request: 'GET /nothing/here', claims: { sub: 'alice' } },
+  ]
+  const statuses: number[] = []
+  const cases: string[] = []
+  for (const { request, claims } of requests) {
+    const [method, target] = request.split(' ')
+    const token = claims && idp.sign({ aud: 'orders-api', ...claims })
+    const seen = up.received.length
+    const res = await rawRequest(gw.port, `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}\r\n`)
+    statuses.push(res.status)
+    let expect: string
+    let headers = ''
+    if (res.status === 200) {
+      const received = up.received[seen]!.headers
+      expect = 'allow'
+      headers = `, headers: ${JSON.stringify({ 'x-user-id': received['x-user-id'] ?? null, 'x-user-roles': received['x-user-roles'] ?? null })}`
+    } else {
+      expect = (JSON.parse(res.body) as { error: string }).error
+    }
+    cases.push(`  - { request: "${request}", expect: ${expect}${claims ? `, token: ${JSON.stringify(claims)}` : ''}${headers} }`)
+  }
+  t.same(statuses, [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404], 'the gateway answers as this test assumes')
+
+  const res = jwtgateTest(tempFile('policy.yaml', yaml), tempFile('agree.test.yaml', `cases:\n${cases.join('\n')}\n`))
+  t.equal(res.status, 0, res.stdout + res.stderr)
+  t.match(res.stdout, `${requests.length} passed, 0 failed`)
+})

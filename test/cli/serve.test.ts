@@ -1,0 +1,141 @@
+// `jwtgate serve` as Kubernetes runs it: a ConfigMap swapped by symlink, SIGHUP, SIGTERM.
+import t from 'tap'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { get, sleep, upstream } from '../support/harness.js'
+
+const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
+
+interface Child { proc: ChildProcessWithoutNullStreams; out: () => string; url: string; admin: string }
+
+async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Child> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => { out += d })
+  proc.stderr.on('data', (d: Buffer) => { out += d })
+  const deadline = Date.now() + 20000
+  let m: RegExpExecArray | null = null
+  while (!(m = /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)) && Date.now() < deadline) await sleep(50)
+  if (!m) throw new Error(`did not start: ${out}`)
+  return { proc, out: () => out, url: m[1]!, admin: m[2]! }
+}
+
+function policyText(upstreamUrl: string, route: string, extra = ''): string {
+  return `version: 1
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+${extra}
+upstreams:
+  orders: { url: "${upstreamUrl}" }
+routes:
+  - { path: ${route}, upstream: orders, auth: none }
+`
+}
+
+/** A directory laid out as kubelet mounts a ConfigMap: policy.yaml → ..data/policy.yaml, ..data → a timestamped dir. */
+function configMapDir(text: string): { file: string; swap(text: string): void } {
+  const root = mkdtempSync(path.join(tmpdir(), 'jwtgate-configmap-'))
+  let n = 0
+  const write = (body: string) => {
+    const dir = `..2026_${n++}`
+    mkdirSync(path.join(root, dir))
+    writeFileSync(path.join(root, dir, 'policy.yaml'), body)
+    // Atomic swap of the ..data symlink, as kubelet does.
+    symlinkSync(dir, path.join(root, '..data_tmp'))
+    renameSync(path.join(root, '..data_tmp'), path.join(root, '..data'))
+  }
+  write(text)
+  symlinkSync('..data/policy.yaml', path.join(root, 'policy.yaml'))
+  return { file: path.join(root, 'policy.yaml'), swap: write }
+}
+
+t.test('a ConfigMap symlink swap switches traffic with no failed request', async (t) => {
+  const up = await upstream(t)
+  const cm = configMapDir(policyText(up.url, '/v1/**'))
+  const gw = await serve(t, cm.file)
+  t.equal((await get(`${gw.url}/v1/x`)).status, 200)
+
+  let failures = 0
+  let running = true
+  const statuses = new Set<number>()
+  const load = (async () => {
+    for (let i = 0; i < 2000 && running; i++) {
+      const [a, b] = await Promise.all([get(`${gw.url}/v1/x`), get(`${gw.url}/v2/x`)])
+      if (a.status >= 500 || b.status >= 500) failures++
+      statuses.add(a.status).add(b.status)
+    }
+  })()
+  await sleep(200)
+  cm.swap(policyText(up.url, '/v2/**'))
+  let switched = false
+  for (let i = 0; i < 100 && !switched; i++) {
+    await sleep(50)
+    switched = (await get(`${gw.url}/v2/x`)).status === 200
+  }
+  running = false
+  await load
+  t.ok(switched, 'the new policy serves')
+  t.equal((await get(`${gw.url}/v1/x`)).status, 404, 'the old route is gone')
+  t.equal(failures, 0, 'no request failed during the swap')
+  t.same([...statuses].sort(), [200, 404], 'every request was served by one policy or the other')
+
+  cm.swap('version: 1\nnot valid at all: [')
+  await sleep(600)
+  t.equal((await get(`${gw.url}/v2/x`)).status, 200, 'an invalid policy is not loaded')
+  t.match(gw.out(), /policy reload rejected/)
+  const metrics = await (await fetch(`${gw.admin}/metrics`)).text()
+  t.match(metrics, /jwtgate_policy_reloads_total\{result="success"\} 1/)
+  t.match(metrics, /jwtgate_policy_reloads_total\{result="failure"\} 1/)
+})
+
+t.test('SIGHUP reloads', async (t) => {
+  const up = await upstream(t)
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-hup-')), 'policy.yaml')
+  writeFileSync(file, policyText(up.url, '/v1/**'))
+  const gw = await serve(t, file)
+  // Written in place and signalled, like an operator would; the watcher may also see it.
+  writeFileSync(file, policyText(up.url, '/v3/**'))
+  gw.proc.kill('SIGHUP')
+  let ok = false
+  for (let i = 0; i < 100 && !ok; i++) {
+    await sleep(50)
+    ok = (await get(`${gw.url}/v3/x`)).status === 200
+  }
+  t.ok(ok)
+})
+
+t.test('SIGTERM: readiness drops first, the slow response completes, exit 0', async (t) => {
+  const up = await upstream(t)
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-term-')), 'policy.yaml')
+  writeFileSync(file, policyText(up.url, '/v1/**', 'shutdown: { drain_delay: 500ms, timeout: 10s }'))
+  const gw = await serve(t, file)
+  t.equal((await get(`${gw.admin}/readyz`)).status, 200)
+  up.delayMs = 1500
+  const slow = get(`${gw.url}/v1/slow`)
+  await sleep(200)
+  const exited = new Promise<number | null>((resolve) => gw.proc.on('exit', (code) => resolve(code)))
+  gw.proc.kill('SIGTERM')
+  await sleep(100)
+  t.equal((await get(`${gw.admin}/readyz`)).status, 503, 'not ready at once')
+  const res = await slow
+  t.equal(res.status, 200, 'the in-flight response completed')
+  t.equal(await exited, 0)
+})
+
+t.test('a second SIGTERM exits at once', async (t) => {
+  const up = await upstream(t)
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-term2-')), 'policy.yaml')
+  writeFileSync(file, policyText(up.url, '/v1/**', 'shutdown: { drain_delay: 30s, timeout: 30s }'))
+  const gw = await serve(t, file)
+  const exited = new Promise<number | null>((resolve) => gw.proc.on('exit', (code) => resolve(code)))
+  gw.proc.kill('SIGTERM')
+  await sleep(300)
+  const started = Date.now()
+  gw.proc.kill('SIGTERM')
+  t.equal(await exited, 1)
+  t.ok(Date.now() - started < 5000, 'without waiting for the drain')
+})

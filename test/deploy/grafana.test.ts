@@ -1,0 +1,77 @@
+// The Grafana dashboard queries only metrics the gateway exports, and every panel can run.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { METRIC_NAMES, Metrics } from '../../src/admin/metrics.js'
+import { ROOT } from './dockerfile.js'
+
+const FILE = path.join(ROOT, 'deploy/grafana/jwtgate-dashboard.json')
+
+interface Target { expr?: string; datasource?: { type?: string; uid?: string } }
+interface Panel { id: number; type: string; title: string; datasource?: { type?: string; uid?: string }; targets?: Target[]; panels?: Panel[] }
+
+const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
+
+/** The metric names a PromQL expression reads. */
+export function metricNames(expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')                          // string literals
+    .replace(/\{[^}]*\}/g, '')                                                       // label matchers
+    .replace(/\[[^\]]*\]/g, '')                                                      // ranges
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')  // label lists
+    .replace(/\$\{?\w+\}?/g, '')                                                     // Grafana variables
+  const names: string[] = []
+  for (const m of bare.matchAll(/(?<![\w.])([A-Za-z_:][\w:]*)(?!\s*\()/g)) {
+    if (!KEYWORDS.has(m[1]!.toLowerCase())) names.push(m[1]!)
+  }
+  return names
+}
+
+t.test('the PromQL name extraction', async (t) => {
+  t.same(metricNames('histogram_quantile(0.99, sum by (le, route) (rate(jwtgate_request_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'), ['jwtgate_request_duration_seconds_bucket'])
+  t.same(metricNames('sum(rate(a_total{x="rate(b)"}[5m])) / sum without (y) (c) > bool 0.5'), ['a_total', 'c'])
+})
+
+const dashboard = JSON.parse(readFileSync(FILE, 'utf8')) as { schemaVersion: number; templating: { list: Array<{ name: string; type: string; query?: unknown }> }; panels: Panel[] }
+const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row')
+
+t.test('the dashboard parses, with a Prometheus data source variable', async (t) => {
+  t.ok(dashboard.schemaVersion >= 36, `schemaVersion ${dashboard.schemaVersion}`)
+  const ds = dashboard.templating.list.find((v) => v.name === 'datasource')
+  t.equal(ds?.type, 'datasource')
+  t.equal(ds?.query, 'prometheus')
+  t.ok(panels.length >= 10)
+  t.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique')
+})
+
+t.test('every panel has the data source and at least one query', async (t) => {
+  for (const p of panels) {
+    t.same(p.datasource, { type: 'prometheus', uid: '${datasource}' }, `${p.title}: datasource`)
+    t.ok(p.targets?.length, `${p.title}: at least one target`)
+    for (const target of p.targets ?? []) {
+      t.ok(target.expr?.trim(), `${p.title}: the target has an expression`)
+      if (target.datasource) t.equal(target.datasource.uid, '${datasource}', `${p.title}: target datasource`)
+    }
+  }
+})
+
+t.test('the dashboard uses only exported metrics, and shows each jwtgate metric', async (t) => {
+  // The default process and Node.js metrics, as prom-client registers them here.
+  const registered = new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name))
+  const known = new Set<string>(METRIC_NAMES)
+  const used = new Set<string>()
+  const exprs = [...panels.flatMap((p) => (p.targets ?? []).map((x) => ({ where: p.title, expr: x.expr ?? '' }))),
+    ...dashboard.templating.list.filter((v) => v.type === 'query').map((v) => ({ where: `variable ${v.name}`, expr: String((v.query as { query?: string })?.query ?? v.query) }))]
+  for (const { where, expr } of exprs) {
+    const names = metricNames(expr)
+    t.ok(names.length, `${where}: reads a metric (${expr})`)
+    for (const name of names) {
+      const base = name.replace(/_(bucket|sum|count)$/, '')
+      const metric = known.has(base) ? base : name
+      used.add(metric)
+      const ok = known.has(metric) || (/^(process|nodejs)_/.test(metric) && registered.has(metric))
+      t.ok(ok, `${where}: ${name} is exported by jwtgate`)
+    }
+  }
+  for (const name of METRIC_NAMES) t.ok(used.has(name), `${name} is on the dashboard`)
+})

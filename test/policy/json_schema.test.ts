@@ -1,0 +1,34 @@
+// The published JSON Schema is the loader's own schema, and the example policies point to it.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Ajv } from 'ajv'
+import { parse } from 'yaml'
+import { policyJsonSchema } from '../../src/policy/json_schema.js'
+import { PolicySchema } from '../../src/policy/schema.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+t.test('jwtgate schema prints the loader schema', async (t) => {
+  const res = spawnSync(process.execPath, ['bin/jwtgate.js', 'schema'], { cwd: ROOT, encoding: 'utf8' })
+  t.equal(res.status, 0)
+  const printed = JSON.parse(res.stdout)
+  t.same(printed, policyJsonSchema())
+  t.same(printed.properties, JSON.parse(JSON.stringify(PolicySchema)).properties, 'same definition the loader validates with')
+})
+
+t.test('the example policies reference the schema and are valid against it', async (t) => {
+  const ajv = new Ajv({ strict: false, coerceTypes: true })
+  const validate = ajv.compile(policyJsonSchema())
+  for (const name of ['example.yaml', 'demo.yaml']) {
+    const text = readFileSync(`${ROOT}config/${name}`, 'utf8')
+    t.match(text.split('\n')[0], '# yaml-language-server: $schema=../schema/policy.schema.json', name)
+    t.ok(validate(parse(text)), `${name}: ${JSON.stringify(validate.errors)}`)
+  }
+})
+
+t.test('an editor finds mistakes with it', async (t) => {
+  const validate = new Ajv({ strict: false }).compile(policyJsonSchema())
+  t.notOk(validate(parse('version: 1\nlisten: { port: 1 }\nupstreams: { a: { url: "http://x" } }\nroutes: [ { path: /x, upstream: a, auth: none, methds: [GET] } ]\n')))
+})
