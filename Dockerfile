@@ -1,21 +1,45 @@
-# jwtgate: a small image that runs the compiled gateway as an unprivileged user.
+# jwtgate: the compiled gateway on Node 20, as an unprivileged user, nothing written outside /tmp.
+# test/deploy/dockerfile.test.ts performs every COPY and RUN below without Docker and starts the
+# result; it knows only the commands used here, so keep the steps plain (or teach it new ones).
+
+# Build: all dependencies, TypeScript compiled to dist/. --ignore-scripts: the package's own
+# `prepare` (writing schema/) needs bin/ and src/, which are not here yet, and the image has no use
+# for its output; no dependency needs an install script to compile.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build
+
+# Production dependencies only. No install scripts: nothing at run time needs one (tsx and its
+# esbuild are dependencies only for running src/ from a checkout; the image has no src/).
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:20-bookworm-slim
+# tini as PID 1 forwards SIGTERM to node and reaps zombies; jwtgate's own handler then drains.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=build /app/node_modules ./node_modules
+# Everything here is owned by root and read-only to the runtime user.
+COPY package.json package-lock.json ./
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY package.json ./
 COPY bin ./bin
 COPY config ./config
-USER node
-EXPOSE 8080
-ENTRYPOINT ["node", "bin/jwtgate.js"]
+# `jwtgate` on PATH, as with `npm install -g`: `docker run IMAGE validate -c …` works, and so does
+# `command: [jwtgate, …]` in a pod spec. bin/jwtgate.js runs dist/ because there is no src/.
+RUN chmod 0755 /app/bin/jwtgate.js && ln -s /app/bin/jwtgate.js /usr/local/bin/jwtgate
+# A numeric uid/gid, so Kubernetes can check runAsNonRoot; match runAsUser in the pod spec.
+USER 10001:10001
+# 8080: the gateway (policy listen); 9901: admin (health, readiness, metrics). The admin
+# listener binds 127.0.0.1 unless the policy says `admin: { host: 0.0.0.0 }`.
+EXPOSE 8080 9901
+ENTRYPOINT ["/usr/bin/tini", "--", "jwtgate"]
 CMD ["serve", "-c", "/etc/jwtgate/policy.yaml"]

@@ -177,8 +177,13 @@ function perform(command: string, cwd: string, root: string, apt: Set<string>, a
   if (/^npm ci\b/.test(command) && /--omit=dev\b/.test(command)) {
     npm([...command.split(/\s+/).slice(1), '--prefer-offline'], cwd, at)
   } else if (/^npm ci\b/.test(command)) {
-    // All dependencies: the checkout's own `npm ci` made exactly these.
+    // All dependencies: the checkout's own `npm ci` made exactly these. Without --ignore-scripts
+    // npm also runs the package's own install scripts, here, with only what is copied so far.
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(cwd, 'node_modules'), 'dir')
+    if (!/--ignore-scripts\b/.test(command)) {
+      const { scripts = {} } = JSON.parse(readFileSync(path.join(cwd, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }
+      for (const name of ['preinstall', 'install', 'postinstall', 'prepare']) if (scripts[name]) npm(['run', name], cwd, at)
+    }
   } else if (command === 'npm run build') {
     npm(['run', 'build'], cwd, at)
   } else if ((m = /^apt-get install (.*)$/.exec(command))) {

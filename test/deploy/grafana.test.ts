@@ -13,23 +13,26 @@ interface Panel { id: number; type: string; title: string; datasource?: { type?:
 const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
 
 /** The metric names a PromQL expression reads. */
-export function metricNames(expr: string): string[] {
+function metricNames(expr: string): string[] {
   const bare = expr
     .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')                          // string literals
     .replace(/\{[^}]*\}/g, '')                                                       // label matchers
     .replace(/\[[^\]]*\]/g, '')                                                      // ranges
     .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')  // label lists
     .replace(/\$\{?\w+\}?/g, '')                                                     // Grafana variables
+    .replace(/\blabel_values\(\s*([^,)]*?)\s*,[^)]*\)/g, ' $1 ')                       // label_values(metric, label)
   const names: string[] = []
-  for (const m of bare.matchAll(/(?<![\w.])([A-Za-z_:][\w:]*)(?!\s*\()/g)) {
-    if (!KEYWORDS.has(m[1]!.toLowerCase())) names.push(m[1]!)
+  for (const m of bare.matchAll(/(?<![\w.])[A-Za-z_:][\w:]*/g)) {
+    const function_ = /^\s*\(/.test(bare.slice(m.index + m[0].length))
+    if (!function_ && !KEYWORDS.has(m[0].toLowerCase())) names.push(m[0])
   }
   return names
 }
 
 t.test('the PromQL name extraction', async (t) => {
   t.same(metricNames('histogram_quantile(0.99, sum by (le, route) (rate(jwtgate_request_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'), ['jwtgate_request_duration_seconds_bucket'])
-  t.same(metricNames('sum(rate(a_total{x="rate(b)"}[5m])) / sum without (y) (c) > bool 0.5'), ['a_total', 'c'])
+  t.same(metricNames('sum(rate(a_total{x="rate(b)"}[5m])) / sum without (y) (c) > bool 0.5e3'), ['a_total', 'c'])
+  t.same(metricNames('label_values(jwtgate_policy_info, instance)'), ['jwtgate_policy_info'])
 })
 
 const dashboard = JSON.parse(readFileSync(FILE, 'utf8')) as { schemaVersion: number; templating: { list: Array<{ name: string; type: string; query?: unknown }> }; panels: Panel[] }
