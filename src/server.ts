@@ -59,11 +59,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let shuttingDown = false
   metrics.instrument(policy.issuers.values())
   // The first key fetches run before we listen, each bounded by its timeout; an IdP that is
-  // down does not stop the start: its routes answer 503 until its keys arrive.
-  await Promise.all([...policy.issuers.values()].map((issuer) => issuer.start()))
+  // down does not stop the start: its routes answer 503 until its keys arrive. So does the
+  // revocation list's first load: until it is loaded, tokens get 503.
+  await Promise.all([...[...policy.issuers.values()].map((issuer) => issuer.start()), policy.revocation?.store.start()])
   metrics.policyLoaded(policy.hash, policy.issuers.values(), () => gateway.policy.auth.tokens.size)
 
-  const url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
+  let url: string
+  try {
+    url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
+  } catch (err) {
+    // Its Redis connections would keep the process alive.
+    await policy.revocation?.store.stop()
+    throw err
+  }
   logger.info({ address: url, policy: policy.file, policy_hash: policy.hash.slice(0, 12), routes: policy.routes.size }, `jwtgate listening on ${url}`)
   let admin: FastifyInstance | undefined
   let adminUrl: string | undefined
@@ -89,7 +97,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     }
     const added = [...next.issuers.values()].filter((i) => current.issuers.get(i.name) !== i)
     metrics.instrument(added)
-    await Promise.all(added.map((i) => i.start()))
+    const oldStore = current.revocation?.store
+    const newStore = next.revocation?.store
+    await Promise.all([...added.map((i) => i.start()), newStore !== oldStore ? newStore?.start() : undefined])
+    // A new revocation backend that cannot be loaded would refuse every token: keep the old policy.
+    if (newStore && newStore !== oldStore && newStore.currentState === 'loading') {
+      logger.error({ error: newStore.stats().last_error }, 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy')
+      void newStore.stop()
+      for (const i of added) i.stop()
+      metrics.reloaded(false)
+      return false
+    }
     // One assignment: requests already running keep the policy they started with.
     gateway.policy = next
     loadedAt = new Date()
@@ -97,6 +115,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     metrics.policyLoaded(next.hash, next.issuers.values(), () => gateway.policy.auth.tokens.size)
     metrics.reloaded(true)
     for (const old of current.issuers.values()) if (next.issuers.get(old.name) !== old) old.stop()
+    if (oldStore && oldStore !== newStore) void oldStore.stop()
     if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host) {
       logger.warn('listen address changes take effect at the next restart')
     }
@@ -127,6 +146,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     }
     await admin?.close()
     for (const issuer of gateway.policy.issuers.values()) issuer.stop()
+    await gateway.policy.revocation?.store.stop()
   })())
 
   return {
@@ -196,8 +216,10 @@ function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () =>
 }
 
 function secretFiles(policy: CompiledPolicy): string[] {
-  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }> }
-  return Object.values(doc.issuers ?? {}).flatMap((i) => (i.secret_file ? [path.resolve(path.dirname(policy.file), i.secret_file)] : []))
+  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }>; revocation?: { admin_token_file?: string } }
+  const files = Object.values(doc.issuers ?? {}).map((i) => i.secret_file)
+  files.push(doc.revocation?.admin_token_file)
+  return files.flatMap((f) => (f ? [path.resolve(path.dirname(policy.file), f)] : []))
 }
 
 function fingerprint(file: string, policy: CompiledPolicy): string {

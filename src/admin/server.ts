@@ -3,6 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
+import { revocationRoutes } from '../revocation/admin.js'
 import type { Metrics } from './metrics.js'
 
 export interface AdminView {
@@ -19,8 +20,12 @@ export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): F
   app.get('/readyz', async (_request, reply) => {
     const reasons = notReady(view)
     if (reasons.length) return reply.code(503).header('cache-control', 'no-store').send({ status: 'not_ready', reasons })
-    return reply.header('cache-control', 'no-store').send({ status: 'ready' })
+    // serve_stale with the revocation backend away: still ready, but said.
+    const degraded = view.policy().revocation?.store.readiness().degraded
+    return reply.header('cache-control', 'no-store').send(degraded ? { status: 'ready', degraded: [degraded] } : { status: 'ready' })
   })
+
+  revocationRoutes(app, () => view.policy())
 
   app.get('/metrics', async (_request, reply) => {
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
@@ -40,5 +45,7 @@ export function notReady(view: AdminView): string[] {
   for (const issuer of view.policy().requiredForReadiness) {
     if (!issuer.ready) reasons.push(`issuer ${issuer.name}: no signing keys yet${issuer.jwks?.status.lastError ? ` (${issuer.jwks.status.lastError})` : ''}`)
   }
+  const revocation = view.policy().revocation?.store.readiness().notReady
+  if (revocation) reasons.push(revocation)
   return reasons
 }

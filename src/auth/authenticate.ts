@@ -11,12 +11,24 @@ export interface AuthRule {
   /** The route's accepted issuers by their exact `iss` value. */
   issuersByIss: ReadonlyMap<string, Issuer>
   requirement: Requirement
+  /** One-time tokens: a second use of the same jti is refused (`replay_protection: true`). */
+  replayProtection?: boolean
+}
+
+/** Revoked tokens (src/revocation/); `check` is a local lookup, never I/O. */
+export interface RevocationCheck {
+  /** A denial when the token is revoked, or when the list cannot be trusted (503). */
+  check(claims: Record<string, unknown>, now: number): Denial | undefined
+  /** Records the first use of the token's jti; a denial for any later use. One backend round trip. */
+  consumeOnce(claims: Record<string, unknown>): Promise<Denial | undefined>
 }
 
 /** What authentication needs from the policy as a whole. */
 export interface AuthContext {
   maxTokenBytes: number
   tokens: TokenCache
+  /** null (or absent) when the policy has no `revocation:` section. */
+  revocation?: RevocationCheck | null
 }
 
 export interface Identity {
@@ -35,6 +47,18 @@ const decode = createDecoder({ complete: true }) as (token: string) => Decoded
 export type Credentials = { rawHeaders: string[] } | { claims: Record<string, unknown> }
 
 export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+  const result = authenticateToken(credentials, rule, context)
+  // Replay protection costs a round trip to the backend, so only its routes pay it.
+  if (!rule.replayProtection || 'claims' in credentials) return result
+  return result instanceof Promise ? result.then((r) => useOnce(r, context)) : useOnce(result, context)
+}
+
+function useOnce(result: Identity | Denial, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+  if (isDenial(result) || !context.revocation) return result
+  return context.revocation.consumeOnce(result.claims).then((denial) => denial ?? result)
+}
+
+function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
   if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
   const token = extractBearerToken(credentials.rawHeaders, context.maxTokenBytes)
   if (typeof token !== 'string') return token
@@ -42,9 +66,11 @@ export function authenticate(credentials: Credentials, rule: AuthRule, context: 
   const now = Date.now()
   const known = context.tokens.get(token, now)
   // A cached token still has to be acceptable on this route: its issuer allowed here, its
-  // audience and the route's claims checked again (they differ per route, and cost little).
+  // audience and the route's claims checked again (they differ per route, and cost little),
+  // and it must not have been revoked since it was cached.
   if (known && rule.issuersByIss.get(known.claims.iss as string) === known.issuer) {
     return checkRegisteredClaims(known.claims, known.issuer.audiences, known.issuer.clockSkewMs, now) ??
+      context.revocation?.check(known.claims, now) ??
       authorize(known.claims, rule.requirement) ?? { token, issuer: known.issuer, claims: known.claims }
   }
 
@@ -84,6 +110,8 @@ function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRul
   const now = Date.now()
   const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now)
   if (invalid) return invalid
+  const revoked = context.revocation?.check(claims, now)
+  if (revoked) return revoked
   // Cached once valid, before the route's own requirement: a token lacking a role here may
   // carry all another route needs.
   context.tokens.set(token, issuer, key, claims, now)

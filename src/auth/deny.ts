@@ -20,6 +20,9 @@ export type DenyReason =
   | 'wrong_audience'        // 401: aud absent or none of the accepted audiences
   | 'invalid_claims'        // 401: a registered claim is missing or of the wrong type, or a crit header we do not know
   | 'insufficient_claims'   // 403: a valid token without the claims or scopes the route requires
+  | 'revoked'               // 401: the token's jti, or its subject before its iat, is revoked
+  | 'replayed'              // 401: a one-time token (replay_protection) used a second time
+  | 'revocation_unavailable' // 503: the revocation list is not loaded, or its backend is down with fail_closed
 
 export interface Denial {
   status: 400 | 401 | 403 | 404 | 503
@@ -52,6 +55,9 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   wrong_audience: 401,
   invalid_claims: 401,
   insufficient_claims: 403,
+  revoked: 401,
+  replayed: 401,
+  revocation_unavailable: 503,
 }
 
 export function isDenial(value: unknown): value is Denial {

@@ -20,6 +20,9 @@ const USAGE = `usage:
                                       (exit 0 allowed, 1 denied)
   jwtgate test -c policy.yaml FILE.test.yaml...
                                       check the policy against expected decisions, offline
+  jwtgate revoke -c policy.yaml (--jti ID [--exp UNIX] | --sub USER [--before UNIX])
+                                      revoke one token, or a subject's tokens issued before a
+                                      moment (default now), in the policy's revocation backend
   jwtgate schema [--out FILE]         the policy's JSON Schema, for editors
   jwtgate demo [--check]              a local issuer, an echo upstream and the gateway, end to end
 `
@@ -28,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === 'explain') return explainCommand(rest)
   if (command === 'test') return testCommand(rest)
+  if (command === 'revoke') return revokeCommand(rest)
   const { values } = parseArgs({
     args: rest,
     options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
@@ -99,6 +103,33 @@ function testCommand(args: string[]): number | Promise<number> {
   if (!policyFile) return usage('test needs -c policy.yaml')
   if (parsed.positionals.length === 0) return usage('test needs at least one test file, as in: jwtgate test -c policy.yaml policy.test.yaml')
   return runPolicyTests(policyFile, parsed.positionals)
+}
+
+async function revokeCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(() => parseArgs({
+    args,
+    allowPositionals: false,
+    options: { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, exp: { type: 'string' }, sub: { type: 'string' }, before: { type: 'string' } },
+  }))
+  if (typeof parsed === 'string') return usage(parsed)
+  const { values } = parsed
+  const policyFile = values.config ?? process.env.JWTGATE_CONFIG
+  if (!policyFile) return usage('revoke needs -c policy.yaml')
+  if ((values.jti === undefined) === (values.sub === undefined)) return usage('revoke needs --jti ID or --sub USER (one of them)')
+  if (values.jti !== undefined && values.before !== undefined) return usage('--before goes with --sub; a --jti revocation takes --exp')
+  if (values.sub !== undefined && values.exp !== undefined) return usage('--exp goes with --jti; a --sub revocation takes --before')
+  if (values.jti === '' || values.sub === '') return usage('the jti or sub must not be empty')
+  const seconds = (name: string, text: string | undefined): number | string | undefined => {
+    if (text === undefined) return undefined
+    return /^[0-9]+(\.[0-9]+)?$/.test(text) && Number(text) > 0 ? Number(text) : `--${name} must be unix seconds, as in --${name} ${Math.ceil(Date.now() / 1000)}`
+  }
+  const exp = seconds('exp', values.exp)
+  const before = seconds('before', values.before)
+  if (typeof exp === 'string') return usage(exp)
+  if (typeof before === 'string') return usage(before)
+  // Loaded on demand, like serve: the redis client is only needed here.
+  const { runRevoke } = await import('../revocation/cli.js')
+  return runRevoke(values.jti !== undefined ? { policyFile, jti: values.jti, exp } : { policyFile, sub: values.sub!, before })
 }
 
 /** A usage message instead of an exception on an unknown or incomplete option. */

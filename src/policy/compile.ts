@@ -10,6 +10,7 @@ import type { AuthContext, AuthRule } from '../auth/authenticate.js'
 import { TokenCache } from '../auth/token_cache.js'
 import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
 import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
+import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
@@ -56,6 +57,8 @@ export interface CompiledPolicy {
   rejectPathParameters: boolean
   /** Token limits and the verified-token cache; one cache per loaded policy. */
   auth: AuthContext
+  /** The revocation store (also at auth.revocation) and the admin API token; null without `revocation:`. */
+  revocation: CompiledRevocation | null
 }
 
 const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
@@ -110,6 +113,9 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     }
   }
 
+  // Kept across reloads when its settings are unchanged, like an unchanged issuer.
+  const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, report, previous?.revocation) : null
+
   const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES
   stripPrefixes.forEach((prefix, i) => {
     const canonical = prefix.toLowerCase().replaceAll('_', '-')
@@ -120,7 +126,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, report })
+    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, revocation: doc.revocation !== undefined, report })
     if (candidate) candidates.push(candidate)
   })
 
@@ -137,6 +143,8 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     throw new PolicyError(problems.list)
   }
   const cacheEntries = doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES
+  // A token is accepted until exp + its issuer's skew, so a revocation is kept that much longer.
+  if (revocation) revocation.store.marginMs = Math.max(0, ...[...issuers.values()].map((i) => i.clockSkewMs))
 
   return Object.freeze({
     file: source.file,
@@ -158,7 +166,9 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
       // Entries name their issuer object: a kept issuer keeps its tokens valid, a replaced one
       // makes its entries unusable on every route, so carrying the cache over is safe.
       tokens: previous?.auth.tokens.maxEntries === cacheEntries ? previous.auth.tokens : new TokenCache(cacheEntries),
+      revocation: revocation?.store ?? null,
     },
+    revocation: revocation ?? null,
   })
 }
 
@@ -173,7 +183,12 @@ function isHttpUrl(text: string): boolean {
 
 /** A deep copy with every secret replaced, for GET /config. */
 function redact(doc: PolicySource['document']): unknown {
-  return JSON.parse(JSON.stringify(doc, (key, value: unknown) => (key === 'secret' ? '[redacted]' : value)))
+  return JSON.parse(JSON.stringify(doc, (key, value: unknown) => {
+    if (key === 'secret' || key === 'admin_token') return '[redacted]'
+    // A redis URL may carry a password.
+    if (key === 'url' && typeof value === 'string' && /^rediss?:/i.test(value)) return value.replace(/\/\/([^@/]*)@/, '//[redacted]@')
+    return value
+  }))
 }
 
 function compileUpstream(name: string, spec: { url: string; timeout?: string | number }, report: (m: string) => void): Upstream | undefined {
@@ -288,6 +303,8 @@ interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
   issuers: ReadonlyMap<string, Issuer>
   defaultIdentity: readonly IdentityHeader[]
+  /** Whether the policy has a revocation: section (replay protection needs its backend). */
+  revocation: boolean
   report: (at: DocPath, m: string) => void
 }
 
@@ -322,10 +339,14 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
       else fail(['auth', 'issuers', i], `unknown issuer "${name}"${known(ctx.issuers)}`)
     })
     try {
-      auth = { issuersByIss, requirement: compileRequirement(spec.auth.claims, spec.auth.scopes) }
+      auth = { issuersByIss, requirement: compileRequirement(spec.auth.claims, spec.auth.scopes), ...(spec.replay_protection ? { replayProtection: true } : {}) }
     } catch (err) {
       fail(['auth', 'claims'], (err as Error).message)
     }
+  }
+  if (spec.replay_protection) {
+    if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
+    else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
   }
   if (!ok || !pathPattern || !upstream) return undefined
   const route: Route = {

@@ -99,6 +99,21 @@ const Route = Type.Object({
   upstream: Name,
   auth: RouteAuth,
   forward_token: Type.Optional(Type.Boolean()),
+  replay_protection: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+
+const Revocation = Type.Object({
+  backend: StringEnum(['memory', 'file', 'redis']),
+  on_backend_unavailable: Type.Optional(StringEnum(['fail_closed', 'serve_stale'])),
+  max_token_lifetime: Type.Optional(Duration),
+  file: Type.Optional(Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
+  redis: Type.Optional(Type.Object({
+    url: Type.String({ minLength: 1 }),
+    key_prefix: Type.Optional(Type.String({ minLength: 1 })),
+    timeout: Type.Optional(Duration),
+  }, { additionalProperties: false })),
+  admin_token: Type.Optional(Type.String()),
+  admin_token_file: Type.Optional(Type.String({ minLength: 1 })),
 }, { additionalProperties: false })
 
 export const PolicySchema = Type.Object({
@@ -119,6 +134,7 @@ export const PolicySchema = Type.Object({
   token_cache: Type.Optional(Type.Object({
     max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
   }, { additionalProperties: false })),
+  revocation: Type.Optional(Revocation),
   log: Type.Optional(Type.Object({
     level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
   }, { additionalProperties: false })),
@@ -129,6 +145,7 @@ export type PolicyDocument = Static<typeof PolicySchema>
 export type IssuerDocument = Static<typeof Issuer>
 export type UpstreamDocument = Static<typeof Upstream>
 export type RouteDocument = Static<typeof Route>
+export type RevocationDocument = Static<typeof Revocation>
 export type RouteAuthDocument = Static<typeof RouteAuth>
 export type ClaimConditionDocument = Static<typeof ClaimCondition>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>

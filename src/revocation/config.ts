@@ -1,0 +1,105 @@
+// The policy's `revocation:` section → store settings, the admin token, and the store itself
+// (built once; a reload keeps the previous policy's store when its settings are unchanged).
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import { durationMs } from '../policy/duration.js'
+import type { DocPath } from '../policy/problems.js'
+import type { RevocationDocument } from '../policy/schema.js'
+import { FileStore } from './file.js'
+import { MemoryStore } from './memory.js'
+import { RedisStore } from './redis.js'
+import type { RevocationSettings, RevocationStore } from './store.js'
+
+export interface CompiledRevocation {
+  store: RevocationStore
+  /** sha256 of the admin API's bearer token; null: POST /revocations is off. */
+  adminTokenDigest: Buffer | null
+}
+
+const DEFAULT_KEY_PREFIX = 'jwtgate:revocation:'
+const MIN_ADMIN_TOKEN_BYTES = 16
+
+const builtFrom = new WeakMap<RevocationStore, string>()
+
+/**
+ * Checks the section (reporting each problem at its place) and returns the store to use:
+ * `previous` when its settings are the same, a new, not yet started one otherwise. The caller
+ * sets the store's marginMs once the whole policy compiled.
+ */
+export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger,
+  report: (at: DocPath, message: string) => void, previous: CompiledRevocation | null | undefined): CompiledRevocation | undefined {
+  const at = (...where: Array<string | number>): DocPath => ['revocation', ...where]
+  let ok = true
+  const fail = (where: DocPath, message: string) => { report(where, message); ok = false }
+
+  const settings: RevocationSettings = {
+    backend: spec.backend,
+    failClosed: (spec.on_backend_unavailable ?? 'serve_stale') === 'fail_closed',
+    maxTokenLifetimeMs: durationMs(spec.max_token_lifetime ?? '24h'),
+  }
+  if (settings.maxTokenLifetimeMs <= 0) fail(at('max_token_lifetime'), 'max_token_lifetime must be more than 0')
+
+  if (spec.backend !== 'file' && spec.file !== undefined) fail(at('file'), `file: is only used with backend: file (the backend is ${spec.backend})`)
+  if (spec.backend !== 'redis' && spec.redis !== undefined) fail(at('redis'), `redis: is only used with backend: redis (the backend is ${spec.backend})`)
+  if (spec.backend === 'file') {
+    if (spec.file === undefined) fail(at('backend'), 'backend: file needs file: { path: … }')
+    else settings.file = { path: path.resolve(path.dirname(policyFile), spec.file.path) }
+  }
+  if (spec.backend === 'redis') {
+    if (spec.redis === undefined) fail(at('backend'), 'backend: redis needs redis: { url: … }')
+    else {
+      if (!isRedisUrl(spec.redis.url)) fail(at('redis', 'url'), 'redis.url must be a redis:// or rediss:// URL, as in redis://127.0.0.1:6379/0')
+      const timeoutMs = durationMs(spec.redis.timeout ?? '1s')
+      if (timeoutMs <= 0) fail(at('redis', 'timeout'), 'redis.timeout must be more than 0')
+      settings.redis = { url: spec.redis.url, keyPrefix: spec.redis.key_prefix ?? DEFAULT_KEY_PREFIX, timeoutMs }
+    }
+  }
+
+  let adminTokenDigest: Buffer | null = null
+  if (spec.admin_token !== undefined && spec.admin_token_file !== undefined) {
+    fail(at('admin_token_file'), 'give admin_token or admin_token_file, not both')
+  } else if (spec.admin_token !== undefined || spec.admin_token_file !== undefined) {
+    const where = at(spec.admin_token !== undefined ? 'admin_token' : 'admin_token_file')
+    let token: string | undefined = spec.admin_token
+    if (spec.admin_token_file !== undefined) {
+      try {
+        token = readFileSync(path.resolve(path.dirname(policyFile), spec.admin_token_file), 'utf8').replace(/\r?\n$/, '')
+      } catch (err) {
+        fail(where, `cannot read admin_token_file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      }
+    }
+    if (token !== undefined) {
+      if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES) fail(where, `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes; it has ${Buffer.byteLength(token)}`)
+      else adminTokenDigest = createHash('sha256').update(token).digest()
+    }
+  }
+  if (!ok) return undefined
+
+  const key = JSON.stringify(settings)
+  let store = previous?.store
+  if (!store || builtFrom.get(store) !== key) {
+    store = createStore(settings, log)
+    builtFrom.set(store, key)
+  }
+  return { store, adminTokenDigest }
+}
+
+export function createStore(settings: RevocationSettings, log: Logger): RevocationStore {
+  const child = log.child({ component: 'revocation' })
+  switch (settings.backend) {
+    case 'memory': return new MemoryStore(settings, child)
+    case 'file': return new FileStore(settings, child)
+    case 'redis': return new RedisStore(settings, child)
+  }
+}
+
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text)
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== ''
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,236 @@
+// Revocation shared through a real redis-server: two gateways in this process, the jwtgate
+// command as a child, Redis killed and restarted under them.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { bearer, gateway, get, issuer, tempFile, upstream } from '../support/harness.js'
+import { freePort, rdbWith, redisTest, startRedis } from './redis_server.js'
+import { ADMIN_ENV, revocationPolicy, revoke, stats, status, token, within } from './support.js'
+
+const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
+const PREFIX = 'test:revocation:'
+
+const redisFields = (url: string, more = '') => `  backend: redis\n  redis: { url: "${url}", key_prefix: "${PREFIX}" }\n${more}`
+
+function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d })
+    child.stderr.on('data', (d: Buffer) => { stderr += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`jwtgate ${args.join(' ')} did not finish: ${stderr}`)) }, 30_000)
+    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+  })
+}
+
+redisTest(t, 'revoked by jti on one gateway, by subject with the CLI: every gateway refuses within a second', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const yaml = revocationPolicy(idp, up, redisFields(redis.url))
+  const a = await gateway(t, yaml, ADMIN_ENV)
+  const b = await gateway(t, yaml, ADMIN_ENV)
+  const stolen = token(idp)
+  const other = token(idp)
+  for (const g of [a, b]) t.equal(await status(`${g.url}/api/x`, stolen.token), 200, 'accepted before, and now in the token cache')
+
+  const res = await revoke(a.adminUrl!, { jti: stolen.jti })
+  t.equal(res.status, 201)
+  t.match(res.json, { revoked: 'jti', jti: stolen.jti, kept_until: /^\d{4}-/ })
+  t.equal(await status(`${a.url}/api/x`, stolen.token), 401, 'refused at once where it was revoked')
+  const tookMs = await within(1000, async () => (await status(`${b.url}/api/x`, stolen.token)) === 401)
+  t.ok(tookMs >= 0, `the other gateway refuses it within a second (took ${tookMs} ms)`)
+  const refused = await get(`${b.url}/api/x`, bearer(stolen.token))
+  t.equal(refused.json.error, 'revoked')
+  t.equal(refused.headers.get('www-authenticate'), 'Bearer realm="jwtgate", error="invalid_token", error_description="token revoked"')
+  t.equal(await status(`${b.url}/api/x`, other.token), 200, 'other tokens are unaffected')
+  const metrics = await (await fetch(`${b.adminUrl}/metrics`)).text()
+  t.match(metrics, /jwtgate_auth_failures_total\{route="routes\[0\] \/api\/\*\*",reason="revoked"\} \d/)
+
+  // "Log out everywhere": every token of bob issued before now, revoked from the command line.
+  const bob = token(idp, { sub: 'bob' })
+  for (const g of [a, b]) t.equal(await status(`${g.url}/api/x`, bob.token), 200)
+  const file = tempFile('policy.yaml', yaml)
+  const out = await cli(['revoke', '-c', file, '--sub', 'bob'], ADMIN_ENV)
+  t.equal(out.code, 0, out.stderr)
+  const written = JSON.parse(out.stdout)
+  t.match(written, { revoked: 'sub', sub: 'bob', before: Number })
+  for (const g of [a, b]) {
+    const ms = await within(1000, async () => (await status(`${g.url}/api/x`, bob.token)) === 401)
+    t.ok(ms >= 0, `bob's token refused within a second (${ms} ms)`)
+  }
+  // A token bob gets after the revocation is fine.
+  await within(1500, async () => Date.now() / 1000 >= written.before)
+  const fresh = token(idp, { sub: 'bob' })
+  for (const g of [a, b]) t.equal(await status(`${g.url}/api/x`, fresh.token), 200, 'a token issued after the revocation passes')
+  t.match(await stats(b.adminUrl!), { backend: 'redis', state: 'synced', jti: 1, subjects: 1, last_sync: /^\d{4}-/, unavailable_since: null })
+
+  const exp = Math.floor(Date.now() / 1000) + 120
+  const byCli = token(idp)
+  const jtiOut = await cli(['revoke', '-c', file, '--jti', byCli.jti, '--exp', String(exp)], ADMIN_ENV)
+  t.equal(jtiOut.code, 0, jtiOut.stderr)
+  t.match(JSON.parse(jtiOut.stdout), { revoked: 'jti', jti: byCli.jti, exp })
+  t.ok(await within(1000, async () => (await status(`${a.url}/api/x`, byCli.token)) === 401) >= 0)
+  const ttl = await redis.client().pttl(`${PREFIX}jti:${byCli.jti}`)
+  t.ok(ttl > 100_000 && ttl <= 125_000, `the Redis entry lives until exp + the clock skew (${ttl} ms)`)
+})
+
+redisTest(t, 'a restarted gateway still refuses what was revoked', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const yaml = revocationPolicy(idp, up, redisFields(redis.url))
+  const first = await gateway(t, yaml, ADMIN_ENV)
+  const tok = token(idp)
+  const carol = token(idp, { sub: 'carol' })
+  t.equal((await revoke(first.adminUrl!, { jti: tok.jti })).status, 201)
+  t.equal((await revoke(first.adminUrl!, { sub: 'carol' })).status, 201)
+  await first.close()
+
+  const second = await gateway(t, yaml, ADMIN_ENV)
+  t.equal(await status(`${second.url}/api/x`, tok.token), 401, 'loaded before listening: refused from the first request')
+  t.equal(await status(`${second.url}/api/x`, carol.token), 401)
+  t.match(await stats(second.adminUrl!), { state: 'synced', jti: 1, subjects: 1 })
+})
+
+redisTest(t, 'Redis down: serve_stale keeps the last list, fail_closed refuses; back up: a full resync', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const stale = await gateway(t, revocationPolicy(idp, up, redisFields(redis.url, '  on_backend_unavailable: serve_stale')), ADMIN_ENV)
+  const closed = await gateway(t, revocationPolicy(idp, up, redisFields(redis.url, '  on_backend_unavailable: fail_closed')), ADMIN_ENV)
+  const revoked = token(idp)
+  const good = token(idp, { sub: 'dave' })
+  const later = token(idp, { sub: 'erin' })
+  t.equal((await revoke(stale.adminUrl!, { jti: revoked.jti })).status, 201)
+  t.ok(await within(1000, async () => (await status(`${closed.url}/api/x`, revoked.token)) === 401) >= 0)
+
+  await redis.kill()
+  for (const g of [stale, closed]) {
+    t.ok(await within(3000, async () => (await stats(g.adminUrl!)).state === 'stale') >= 0, 'the loss is noticed')
+  }
+  t.equal(await status(`${stale.url}/api/x`, good.token), 200, 'serve_stale: valid tokens still pass')
+  t.equal(await status(`${stale.url}/api/x`, revoked.token), 401, 'serve_stale: the last synced list still applies')
+  const degraded = await get(`${stale.adminUrl}/readyz`)
+  t.equal(degraded.status, 200, 'serve_stale stays ready')
+  t.match(degraded.json, { status: 'ready', degraded: [/revocation backend unavailable since .*serving the list synced at/] })
+  t.match(await stats(stale.adminUrl!), { state: 'stale', unavailable_since: /^\d{4}-/, last_error: String })
+
+  const refused = await get(`${closed.url}/api/x`, bearer(good.token))
+  t.equal(refused.status, 503, 'fail_closed: every token is refused')
+  t.equal(refused.json.error, 'revocation_unavailable')
+  t.equal(refused.headers.get('retry-after'), '5')
+  const notReady = await get(`${closed.adminUrl}/readyz`)
+  t.equal(notReady.status, 503)
+  t.match(notReady.json, { status: 'not_ready', reasons: [/revocation backend unavailable since .*fail_closed/] })
+  t.match(await revoke(stale.adminUrl!, { jti: 'x' }), { status: 503, json: { error: 'revocation_unavailable' } }, 'a revocation cannot be stored meanwhile')
+  t.equal(await status(`${stale.url}/once/x`, token(idp).token), 503, 'one-time tokens cannot be checked without Redis')
+
+  // Written straight into Redis while the gateways are cut off: no pub/sub message ever
+  // reaches them, only the resync after the reconnect can find it.
+  const dir = await rdbWith(t, (c) => c.set(`${PREFIX}jti:${later.jti}`, String(Date.now() + 300_000), 'PX', 300_000))
+  await redis.start({ dir })
+  for (const g of [stale, closed]) {
+    const ms = await within(5000, async () => (await status(`${g.url}/api/x`, later.token)) === 401)
+    t.ok(ms >= 0, `resynced after the reconnect: the entry written meanwhile applies (${ms} ms)`)
+    t.match(await stats(g.adminUrl!), { state: 'synced', unavailable_since: null, last_error: null })
+    t.same((await get(`${g.adminUrl}/readyz`)).json, { status: 'ready' })
+    t.equal(await status(`${g.url}/api/x`, good.token), 200)
+    t.equal(await status(`${g.url}/api/x`, revoked.token), 401, 'what was known before is kept, although this Redis lost it')
+  }
+  // And pub/sub follows again.
+  const after = token(idp)
+  t.equal((await revoke(stale.adminUrl!, { jti: after.jti })).status, 201)
+  t.ok(await within(1000, async () => (await status(`${closed.url}/api/x`, after.token)) === 401) >= 0)
+})
+
+redisTest(t, 'a Redis that stops answering without closing the connection is noticed by the heartbeat', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, redisFields(redis.url, '  on_backend_unavailable: fail_closed')), ADMIN_ENV)
+  const tok = token(idp)
+  t.equal(await status(`${gw.url}/api/x`, tok.token), 200)
+  redis.pause()
+  t.teardown(() => redis.resume())
+  const ms = await within(5000, async () => (await stats(gw.adminUrl!)).state === 'stale')
+  t.ok(ms >= 0, `noticed after ${ms} ms`)
+  t.equal(await status(`${gw.url}/api/x`, tok.token), 503)
+  redis.resume()
+  t.ok(await within(5000, async () => (await status(`${gw.url}/api/x`, tok.token)) === 200) >= 0, 'back once it answers again')
+})
+
+redisTest(t, 'Redis down at start: tokens get 503 and readiness waits until the list is loaded', async (t) => {
+  const port = await freePort()
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, redisFields(`redis://127.0.0.1:${port}`)), ADMIN_ENV)
+  const tok = token(idp)
+  const res = await get(`${gw.url}/api/x`, bearer(tok.token))
+  t.equal(res.status, 503)
+  t.equal(res.json.error, 'revocation_unavailable')
+  const ready = await get(`${gw.adminUrl}/readyz`)
+  t.equal(ready.status, 503)
+  t.match(ready.json.reasons, [/revocation list not loaded yet/])
+  await startRedis(t, { port })
+  t.ok(await within(5000, async () => (await status(`${gw.url}/api/x`, tok.token)) === 200) >= 0, 'serves once loaded')
+  t.equal((await get(`${gw.adminUrl}/readyz`)).status, 200)
+})
+
+redisTest(t, 'entries expire: from Redis by their TTL, from memory by the lookup and the sweep', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  // No clock skew, so an entry lives exactly until the token's exp; subjects for 2 s.
+  const yaml = revocationPolicy(idp, up, redisFields(redis.url, '  max_token_lifetime: 2s')).replace('clock_skew: 5s', 'clock_skew: 0s')
+  const gw = await gateway(t, yaml, ADMIN_ENV)
+  const client = redis.client()
+
+  const short = token(idp, {}, 2)
+  const frank = token(idp, { sub: 'frank' }, 300)
+  const exp = Math.floor(Date.now() / 1000) + 2
+  t.equal((await revoke(gw.adminUrl!, { jti: short.jti, exp })).status, 201)
+  t.equal((await revoke(gw.adminUrl!, { sub: 'frank' })).status, 201)
+  t.equal(await status(`${gw.url}/api/x`, short.token), 401)
+  t.equal(await status(`${gw.url}/api/x`, frank.token), 401)
+  t.match(await stats(gw.adminUrl!), { jti: 1, subjects: 1 })
+  const ttl = await client.pttl(`${PREFIX}jti:${short.jti}`)
+  t.ok(ttl > 0 && ttl <= 2000, `the jti entry's TTL is the token's remaining lifetime (${ttl} ms)`)
+
+  const gone = await within(5000, async () => {
+    const s = await stats(gw.adminUrl!)
+    return s.jti === 0 && s.subjects === 0
+  })
+  t.ok(gone >= 0, `both entries left memory once expired (${gone} ms)`)
+  t.equal(await client.exists(`${PREFIX}jti:${short.jti}`, `${PREFIX}sub:frank`), 0, 'and Redis')
+  t.equal((await get(`${gw.url}/api/x`, bearer(short.token))).json.error, 'expired', 'the token itself has expired by now')
+  t.equal(await status(`${gw.url}/api/x`, frank.token), 200, 'a subject revocation holds for max_token_lifetime only')
+})
+
+redisTest(t, 'one-time tokens: of 20 concurrent uses on two gateways exactly one succeeds', async (t) => {
+  const redis = await startRedis(t)
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const yaml = revocationPolicy(idp, up, redisFields(redis.url))
+  const a = await gateway(t, yaml, ADMIN_ENV)
+  const b = await gateway(t, yaml, ADMIN_ENV)
+  const once = token(idp)
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => get(`${(i % 2 ? a : b).url}/once/reset-password`, bearer(once.token))))
+  t.equal(results.filter((r) => r.status === 200).length, 1, 'exactly one use passes')
+  const refused = results.filter((r) => r.status !== 200)
+  t.equal(refused.length, 19)
+  t.ok(refused.every((r) => r.status === 401 && r.json.error === 'replayed'), 'every other one is a replay')
+  const key = `${PREFIX}used:${JSON.stringify([idp.url, once.jti])}`
+  const ttl = await redis.client().pttl(key)
+  t.ok(ttl > 290_000 && ttl <= 306_000, `remembered for the token's lifetime plus the skew (${ttl} ms)`)
+
+  t.equal(await status(`${a.url}/api/x`, once.token), 200, 'routes without replay_protection are unaffected')
+  t.equal(await status(`${a.url}/api/x`, once.token), 200)
+  const noJti = await get(`${a.url}/once/x`, bearer(idp.sign({ sub: 'alice', aud: 'orders-api' })))
+  t.equal(noJti.status, 401)
+  t.match(noJti.json, { error: 'invalid_claims', message: 'a one-time token needs a jti claim' })
+  const revokedOnce = token(idp)
+  t.equal((await revoke(a.adminUrl!, { jti: revokedOnce.jti })).status, 201)
+  t.equal((await get(`${a.url}/once/x`, bearer(revokedOnce.token))).json.error, 'revoked', 'a revoked token is refused before it is used up')
+})
