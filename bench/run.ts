@@ -1,0 +1,372 @@
+// `npm run bench`: throughput and cost of jwtgate against the upstream alone and against a bare
+// fastify + reply-from forwarder, in one run. A report, never a test: nothing here asserts a time.
+//
+// Layout: wrk on CPU 0 (with this process), the proxy under test and the upstream on CPU 1.
+// Processes are started once and kept for all rounds: the upstream, the floor, jwtgate with
+// auth: none, and one jwtgate per algorithm that serves its 1, 1k and 10k token rows. CPU time is
+// measured per run, so it is per scenario; peak RSS is per process (the three rows of one
+// algorithm share theirs). Before the first round every process is primed: each token sent once
+// (at least PRIME_MIN requests), which warms the JIT and fills the verified-token cache, so the
+// rotating-token rows are the cache's steady state, not a cold start (BENCH_TOKEN_CACHE=0 turns
+// the cache off: then every request verifies a signature).
+// Rounds run every scenario once, in an order rotated per round; the table shows medians.
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Pool } from 'undici'
+import { stringify } from 'yaml'
+import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
+import { killAll, killAllNow, startService, type Service } from './children.js'
+import { cpuMicros, peakRssBytes, pin, which } from './proc.js'
+import { makeTokens, type Signer } from './tokens.js'
+import { runWrk, type WrkRun } from './wrk.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
+
+function intFromEnv(name: string, fallback: number, max: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (Number.isInteger(value) && value >= 1 && value <= max) return value
+  console.error(`bench: ${name} must be a whole number from 1 to ${max}, not "${raw}"`)
+  process.exit(2)
+}
+
+const DURATION_S = intFromEnv('BENCH_DURATION', 3, 3600)
+const REPEATS = intFromEnv('BENCH_REPEATS', 3, 100)
+const CONNECTIONS = intFromEnv('BENCH_CONNECTIONS', 50, 10_000)
+const TOKEN_CACHE = process.env.BENCH_TOKEN_CACHE // unset: jwtgate's default
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info, one line a request)
+const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
+const OUT = process.env.BENCH_OUT
+const PRIME_MIN = 1500
+const TOKEN_COUNTS = [1, 1000, 10_000] as const
+const ALGORITHMS = ['RS256', 'ES256', 'HS256'] as const
+const AUDIENCE = 'bench-api'
+const PATH = '/api/items'
+const LOADGEN_CPU = 0
+const SERVER_CPU = 1
+// Read before pinning: afterwards this process sees one CPU.
+const CPUS = os.availableParallelism()
+
+interface Scenario {
+  name: string
+  service: Service
+  /** Its tokens, one a line; none: no Authorization header. */
+  tokensFile?: string
+}
+
+interface RunResult extends WrkRun {
+  round: number
+  cpuUsPerReq: number
+  upstreamCpuUsPerReq: number
+}
+
+interface Summary {
+  name: string
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  cpuUsPerReq: number
+  peakRssMB: number
+  /** Socket errors and >= 400 answers over all runs; non-zero makes the row suspect. */
+  errors: number
+  runs: RunResult[]
+}
+
+let tmp: string | undefined
+const issuers: DevIssuer[] = []
+
+async function main(): Promise<void> {
+  if (process.platform !== 'linux') throw new Error('the benchmark reads /proc and needs Linux')
+  const wrk = which('wrk')
+  if (!wrk) {
+    console.error('wrk is not installed. Install it, then run again:\n  Debian/Ubuntu: sudo apt-get install -y wrk\n  macOS: brew install wrk')
+    process.exitCode = 2
+    return
+  }
+  const pinned = which('taskset') !== undefined && CPUS >= 2
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'jwtgate-bench-'))
+
+  // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
+  const started = performance.now()
+  const seconds = () => ((performance.now() - started) / 1000).toFixed(1)
+  const algorithms = ALGORITHMS.filter((alg) => TOKEN_COUNTS.some((n) => selected(scenarioName(alg, n))))
+  const signers = new Map<string, { signer: Signer; issuer: Record<string, unknown> }>()
+  for (const alg of algorithms) {
+    if (alg === 'HS256') {
+      const secret = randomBytes(32).toString('hex')
+      signers.set(alg, { signer: { alg, secret }, issuer: { issuer: 'bench-hs256', secret } })
+    } else {
+      const dev = await startDevIssuer({ keys: [{ alg }] })
+      issuers.push(dev)
+      const key = dev.keys[0]!
+      signers.set(alg, { signer: { alg, kid: key.kid, privateKey: key.privateKey }, issuer: { issuer: dev.url, jwks_uri: dev.jwksUri } })
+    }
+  }
+  const tokens = new Map<string, string[]>()
+  for (const alg of algorithms) {
+    const { signer, issuer } = signers.get(alg)!
+    tokens.set(alg, await makeTokens(signer, { iss: issuer.issuer as string, aud: AUDIENCE, lifetimeS: 24 * 3600 }, Math.max(...TOKEN_COUNTS)))
+  }
+  console.error(`bench: ${[...tokens.values()].reduce((n, t) => n + t.length, 0)} tokens signed in ${seconds()} s`)
+
+  // The processes under test.
+  const json = (line: string) => {
+    try {
+      const url = (JSON.parse(line) as { url?: unknown }).url
+      return typeof url === 'string' ? url : undefined
+    } catch {
+      return undefined
+    }
+  }
+  const listening = (line: string) => /"msg":"jwtgate listening on (http:\/\/[^"]+)"/.exec(line)?.[1]
+  const upstream = await startService('upstream', process.execPath, ['--import', 'tsx', here('./upstream.ts')], json)
+  // The port is chosen here: with BENCH_LOG_LEVEL=warn the gateway does not log where it listens.
+  const jwtgate = (name: string, policy: Record<string, unknown>) => async () => {
+    const file = path.join(tmp!, name.replace(/\W+/g, '_'))
+    const port = await freePort()
+    writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
+    return startService(name, process.execPath, [path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', `${file}.yaml`], listening,
+      { logFile: `${file}.log`, probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
+  }
+  const basePolicy = {
+    version: 1,
+    admin: false, // the gateways would all want 127.0.0.1:9901
+    shutdown: { drain_delay: '0s', timeout: '1s' }, // no readiness drain for the benchmark's exit
+    upstreams: { up: { url: upstream.url } },
+    identity_headers: { 'x-user-id': 'sub' },
+    ...(TOKEN_CACHE !== undefined ? { token_cache: { max_entries: Number(TOKEN_CACHE) } } : {}),
+    ...(LOG_LEVEL !== undefined ? { log: { level: LOG_LEVEL } } : {}),
+  }
+  // One process per group; a group's scenarios share it. The 1 and 1k token sets are the first
+  // tokens of the 10k set, so one gateway's cache holds all three (10k entries, the default).
+  interface Group { name: string; start: () => Promise<Service>; tokens?: string[]; scenarios: { name: string; count?: number }[] }
+  const groups: Group[] = [
+    { name: 'floor', start: () => startService('floor', process.execPath, ['--import', 'tsx', here('./floor.ts'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
+    { name: 'jwtgate auth:none', start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }), scenarios: [{ name: 'c  jwtgate auth:none' }] },
+  ]
+  for (const alg of algorithms) {
+    const policy = {
+      ...basePolicy,
+      issuers: { bench: { ...signers.get(alg)!.issuer, audiences: [AUDIENCE], algorithms: [alg] } },
+      routes: [{ path: '/**', upstream: 'up', auth: { issuers: ['bench'] } }],
+    }
+    groups.push({ name: `jwtgate ${alg}`, start: jwtgate(`jwtgate ${alg}`, policy), tokens: tokens.get(alg), scenarios: TOKEN_COUNTS.map((count) => ({ name: scenarioName(alg, count), count })) })
+  }
+  const wanted = groups.filter((g) => g.scenarios.some((x) => selected(x.name)))
+  // Started a few at a time and unpinned (module loading is most of the start-up), then pinned.
+  const services = await mapLimit(wanted, 3, (g) => g.start())
+  const scenarios: Scenario[] = [{ name: 'a  upstream direct', service: upstream }]
+  wanted.forEach((g, i) => {
+    for (const x of g.scenarios) {
+      if (!selected(x.name)) continue
+      const scenario: Scenario = { name: x.name, service: services[i]! }
+      if (g.tokens && x.count) {
+        scenario.tokensFile = path.join(tmp!, `tokens-${services[i]!.pid}-${x.count}.txt`)
+        writeFileSync(scenario.tokensFile, g.tokens.slice(0, x.count).join('\n') + '\n')
+      }
+      scenarios.push(scenario)
+    }
+  })
+  console.error(`bench: ${wanted.length + 1} processes for ${scenarios.length} scenarios ready after ${seconds()} s; priming`)
+  // Priming runs before pinning, on both CPUs: it is the slowest part of the set-up.
+  await mapLimit([{ service: upstream, tokens: undefined }, ...wanted.map((g, i) => ({ service: services[i]!, tokens: g.tokens }))], 2, (x) => prime(x.service, x.tokens))
+  if (pinned) {
+    for (const s of [upstream, ...services]) pin(s.pid, SERVER_CPU)
+    pin(process.pid, LOADGEN_CPU)
+  }
+  console.error(`bench: primed after ${seconds()} s${pinned ? '' : '; taskset or a second CPU missing: nothing pinned'}`)
+
+  const estimate = Math.round(scenarios.length * REPEATS * (DURATION_S + 0.1))
+  console.error(`bench: ${REPEATS} rounds × ${scenarios.length} scenarios × ${DURATION_S} s, about ${estimate} s`)
+  const runs = new Map<Scenario, RunResult[]>(scenarios.map((s) => [s, []]))
+  for (let round = 0; round < REPEATS; round++) {
+    // Each round starts at a different scenario, so no scenario always runs first or after the same one.
+    const shift = Math.floor((round * scenarios.length) / REPEATS)
+    const order = [...scenarios.slice(shift), ...scenarios.slice(0, shift)]
+    for (const s of order) {
+      s.service.assertAlive()
+      upstream.assertAlive()
+      await sleep(50) // the previous run's connections close
+      const cpu0 = cpuMicros(s.service.pid)
+      const up0 = cpuMicros(upstream.pid)
+      const result = await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined })
+      const cpu = cpuMicros(s.service.pid) - cpu0
+      const up = cpuMicros(upstream.pid) - up0
+      s.service.truncateLog()
+      runs.get(s)!.push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests })
+      process.stderr.write(`  round ${round + 1}/${REPEATS} ${s.name.padEnd(30)} ${result.rps.toFixed(0).padStart(7)} req/s\n`)
+    }
+  }
+
+  const summaries: Summary[] = scenarios.map((s) => {
+    const r = runs.get(s)!
+    return {
+      name: s.name,
+      rps: median(r.map((x) => x.rps)),
+      p50Ms: median(r.map((x) => x.p50Ms)),
+      p99Ms: median(r.map((x) => x.p99Ms)),
+      cpuUsPerReq: median(r.map((x) => x.cpuUsPerReq)),
+      peakRssMB: peakRssBytes(s.service.pid) / 2 ** 20,
+      errors: r.reduce((n, x) => n + Object.values(x.errors).reduce((a, b) => a + b, 0), 0),
+      runs: r,
+    }
+  })
+  const revision = gitRevision()
+  printTable(summaries, { pinned, revision })
+  if (OUT) {
+    const meta = {
+      date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
+      durationS: DURATION_S, repeats: REPEATS, connections: CONNECTIONS, tokenCache: TOKEN_CACHE ?? 'default', logLevel: LOG_LEVEL ?? 'default',
+    }
+    writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries }, null, 2) + '\n')
+    console.error(`bench: results written to ${OUT}`)
+  }
+  console.error(`bench: done in ${seconds()} s`)
+}
+
+/** BENCH_ONLY picks scenarios by name; (a) and (b) always run, the ratios need them. */
+function selected(name: string): boolean {
+  return !ONLY || name.startsWith('a ') || name.startsWith('b ') || ONLY.test(name)
+}
+
+function scenarioName(alg: string, count: number): string {
+  return `c  jwtgate ${alg} ${count === 1 ? '1 token' : `${count / 1000}k tokens`}`
+}
+
+/** Sends every token once (at least PRIME_MIN requests) and requires a 200 for each. */
+async function prime(service: Service, tokens?: string[]): Promise<void> {
+  const pool = new Pool(service.url, { connections: CONNECTIONS, headersTimeout: 10_000, bodyTimeout: 10_000 })
+  const total = Math.max(PRIME_MIN, tokens?.length ?? 0)
+  let next = 0
+  const failures: string[] = []
+  const worker = async () => {
+    while (next < total) {
+      const i = next++
+      const headers = tokens ? { authorization: `Bearer ${tokens[i % tokens.length]}` } : {}
+      const response = await pool.request({ path: PATH, method: 'GET', headers })
+      const body = await response.body.text()
+      if (response.statusCode !== 200) failures.push(`${response.statusCode} ${body.slice(0, 300)}`)
+    }
+  }
+  try {
+    await Promise.all(Array.from({ length: CONNECTIONS }, worker))
+  } finally {
+    await pool.close()
+  }
+  if (failures.length) throw new Error(`${service.name}: ${failures.length} of ${total} priming requests failed, e.g. ${failures[0]}`)
+}
+
+function printTable(rows: Summary[], info: { pinned: boolean; revision: string }): void {
+  const a = rows.find((r) => r.name.startsWith('a '))!
+  const b = rows.find((r) => r.name.startsWith('b '))!
+  const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
+  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'peak RSS MB', 'req/s ÷a', 'req/s ÷b', 'CPU ÷b', 'errors']
+  const lines = rows.map((r) => [
+    r.name, fixed(r.rps, 0), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), fixed(r.cpuUsPerReq, 1), fixed(r.peakRssMB, 0),
+    fixed(r.rps / a.rps, 2), fixed(r.rps / b.rps, 2), fixed(r.cpuUsPerReq / b.cpuUsPerReq, 2), r.errors ? String(r.errors) : '',
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
+  const format = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
+  console.log('')
+  console.log(`How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
+    `CPU µs/req and peak RSS are the proxy process's alone (row a: the upstream's; the rows of one algorithm share one gateway, so one RSS); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
+    `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
+  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}`)
+  console.log('')
+  console.log(format(header))
+  console.log(format(widths.map((w) => '-'.repeat(w))))
+  for (const l of lines) console.log(format(l))
+  if (rows.some((r) => r.errors)) console.log('\nerrors: socket errors or answers >= 400 during the runs; those rows do not measure what they say.')
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++
+      results[i] = await fn(items[i]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return results
+}
+
+function gitRevision(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 5000 }).trim()
+    return git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--', 'src', 'bin') ? ' + uncommitted changes' : '')
+  } catch {
+    return 'unknown revision'
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Whether something accepts connections on 127.0.0.1:port. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.setTimeout(1000)
+    socket.once('connect', () => (socket.destroy(), resolve(true)))
+    socket.once('error', () => resolve(false))
+    socket.once('timeout', () => (socket.destroy(), resolve(false)))
+  })
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+let cleaning: Promise<void> | undefined
+let stopping = false
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await killAll()
+    await Promise.all(issuers.map((issuer) => issuer.close()))
+    if (tmp) rmSync(tmp, { recursive: true, force: true })
+  })()
+  return cleaning
+}
+
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(signal, () => {
+    stopping = true
+    console.error(`\nbench: ${signal}, stopping`)
+    void cleanup().finally(() => process.exit(code))
+  })
+}
+// Whatever happens, no child outlives us and no temp dir stays behind.
+process.on('exit', () => {
+  killAllNow()
+  if (tmp) rmSync(tmp, { recursive: true, force: true })
+})
+
+try {
+  await main()
+} catch (err) {
+  // After a signal, children dying under us is expected: no second message for that.
+  if (!stopping) console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`)
+  process.exitCode = 1
+} finally {
+  await cleanup()
+}
