@@ -23,14 +23,19 @@ export type DenyReason =
   | 'revoked'               // 401: the token's jti, or its subject before its iat, is revoked
   | 'replayed'              // 401: a one-time token (replay_protection) used a second time
   | 'revocation_unavailable' // 503: the revocation list is not loaded, or its backend is down with fail_closed
+  | 'cors_rejected'         // 403: a CORS preflight for an origin, method or header the route's cors does not allow
+  | 'https_required'        // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
+  | 'body_too_large'        // 413: the request body is larger than the route's max_body_bytes
 
 export interface Denial {
-  status: 400 | 401 | 403 | 404 | 503
+  status: 308 | 400 | 401 | 403 | 404 | 413 | 503
   reason: DenyReason
   /** Safe to show the client: says why, never echoes key material or the token. */
   description: string
   /** For 403: the scopes the route requires, to name in WWW-Authenticate. */
   scope?: string
+  /** For 308 (https_required): where the client should go instead. */
+  location?: string
 }
 
 export function deny(reason: DenyReason, description: string): Denial {
@@ -58,6 +63,9 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   revoked: 401,
   replayed: 401,
   revocation_unavailable: 503,
+  cors_rejected: 403,
+  https_required: 403,
+  body_too_large: 413,
 }
 
 export function isDenial(value: unknown): value is Denial {
@@ -76,6 +84,8 @@ export function challenge(denial: Denial): string | undefined {
       if (denial.reason === 'missing_token') return realm
       return `${realm}, error="invalid_token", error_description="${quoted(denial.description)}"`
     case 403:
+      // Refusals that are not about the token carry no challenge.
+      if (denial.reason === 'cors_rejected' || denial.reason === 'https_required') return undefined
       return `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` +
         (denial.scope ? `, scope="${quoted(denial.scope)}"` : '')
     case 400:

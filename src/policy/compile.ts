@@ -9,13 +9,16 @@ import { compileRequirement, parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
 import { TokenCache } from '../auth/token_cache.js'
 import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
+import { compileCors, type CorsRule } from '../proxy/cors.js'
+import { compileHttpsRule, type HttpsRule } from '../proxy/https_only.js'
 import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
-import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument } from './schema.js'
+import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument, type UpstreamDocument } from './schema.js'
+import { compileListenTls, compileUpstreamTls, type ListenTls, type UpstreamTls } from './tls_files.js'
 
 export interface Upstream {
   name: string
@@ -24,6 +27,15 @@ export interface Upstream {
   /** The URL's own path without a trailing slash, prefixed to every forwarded path. */
   basePath: string
   timeoutMs: number
+  /** The most connections open to it at once. */
+  connections: number
+  /** For https: a private CA and a client certificate; null for the defaults (system CAs, no client certificate). */
+  tls: UpstreamTls | null
+  /**
+   * Everything the connection pool is built from (origin, connections, TLS material): a reload
+   * keeps the pool of an upstream whose key is unchanged.
+   */
+  poolKey: string
 }
 
 export interface Route {
@@ -35,13 +47,26 @@ export interface Route {
   auth: AuthRule | null
   identityHeaders: readonly IdentityHeader[]
   forwardToken: boolean
+  /** The route's CORS rule (its own, else the global one); null when CORS is off for it. */
+  cors: CorsRule | null
+  /** `websocket: true`: upgrades are checked, then tunnelled to the upstream. */
+  websocket: boolean
+  /** The largest request body; 0 for no limit. */
+  maxBodyBytes: number
 }
 
 export interface CompiledPolicy {
   file: string
   /** sha256 of the policy text, to tell one loaded policy from another. */
   hash: string
-  listen: { host: string; port: number }
+  /** `tls`: the certificate and key read at load; null for plain HTTP. */
+  listen: { host: string; port: number; tls: ListenTls | null }
+  /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
+  maxHeaderBytes: number
+  /** The global CORS rule, for responses that match no route; null without `cors:`. */
+  cors: CorsRule | null
+  /** `require_https` and `trusted_proxies`. */
+  https: HttpsRule
   /** The admin listener (health, readiness, metrics, config); null when turned off. */
   admin: { host: string; port: number } | null
   shutdown: { drainDelayMs: number; timeoutMs: number }
@@ -62,7 +87,10 @@ export interface CompiledPolicy {
 }
 
 const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
-const DEFAULT_MAX_TOKEN_BYTES = 8192
+const DEFAULT_MAX_TOKEN_BYTES = 16_384
+// Node's own default is 16 KiB for the whole header section, which a 16 KiB token alone fills.
+const DEFAULT_MAX_HEADER_BYTES = 32_768
+const DEFAULT_UPSTREAM_CONNECTIONS = 128
 // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
 const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
 // Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
@@ -89,10 +117,28 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const report = (at: DocPath, message: string) => problems.add(at, message)
 
   const upstreams = new Map<string, Upstream>()
+  const poolKeyByOrigin = new Map<string, [string, string]>()
   for (const [name, u] of Object.entries(doc.upstreams)) {
-    const upstream = compileUpstream(name, u, (m) => report(['upstreams', name, 'url'], m))
-    if (upstream) upstreams.set(name, upstream)
+    const upstream = compileUpstream(name, u, source.file, report)
+    if (!upstream) continue
+    upstreams.set(name, upstream)
+    // Connections are pooled per origin (undici dispatches by origin), so one origin has one
+    // set of connection settings.
+    const same = poolKeyByOrigin.get(upstream.origin)
+    if (same && same[1] !== upstream.poolKey) {
+      report(['upstreams', name], `upstreams.${same[0]} has the same origin (${upstream.origin}) with other connections or tls settings; give both the same`)
+    }
+    poolKeyByOrigin.set(upstream.origin, [name, upstream.poolKey])
   }
+
+  const listenTls = compileListenTls(doc.listen.tls, source.file, report)
+  const maxHeaderBytes = doc.limits?.max_header_bytes ?? DEFAULT_MAX_HEADER_BYTES
+  const maxTokenBytes = doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES
+  if (maxTokenBytes >= maxHeaderBytes) {
+    report([doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'], `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`)
+  }
+  const cors = doc.cors ? compileCors(doc.cors, ['cors'], report) ?? null : null
+  const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, report)
 
   const issuers = new Map<string, Issuer>()
   const issuerNameByIss = new Map<string, string>()
@@ -126,7 +172,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, revocation: doc.revocation !== undefined, report })
+    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, report })
     if (candidate) candidates.push(candidate)
   })
 
@@ -138,7 +184,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     }
   }
 
-  if (problems.list.length || !routes) {
+  if (problems.list.length || !routes || listenTls === undefined) {
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
@@ -149,7 +195,10 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   return Object.freeze({
     file: source.file,
     hash: createHash('sha256').update(source.text).digest('hex'),
-    listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port },
+    listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port, tls: listenTls },
+    maxHeaderBytes,
+    cors,
+    https,
     // Loopback by default: metrics and config are for the pod, not the network.
     admin: doc.admin === false ? null : { host: doc.admin?.host ?? '127.0.0.1', port: doc.admin?.port ?? 9901 },
     shutdown: { drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? '5s'), timeoutMs: durationMs(doc.shutdown?.timeout ?? '30s') },
@@ -162,7 +211,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     stripIdentityHeaders: headerStripper(identityHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
     rejectPathParameters: doc.reject_path_parameters ?? true,
     auth: {
-      maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
+      maxTokenBytes,
       // Entries name their issuer object: a kept issuer keeps its tokens valid, a replaced one
       // makes its entries unusable on every route, so carrying the cache over is safe.
       tokens: previous?.auth.tokens.maxEntries === cacheEntries ? previous.auth.tokens : new TokenCache(cacheEntries),
@@ -191,21 +240,30 @@ function redact(doc: PolicySource['document']): unknown {
   }))
 }
 
-function compileUpstream(name: string, spec: { url: string; timeout?: string | number }, report: (m: string) => void): Upstream | undefined {
+function compileUpstream(name: string, spec: UpstreamDocument, policyFile: string, report: (at: DocPath, m: string) => void): Upstream | undefined {
+  const at: DocPath = ['upstreams', name]
   if (!isHttpUrl(spec.url)) {
-    report(`upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
+    report([...at, 'url'], `upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
     return undefined
   }
   const url = new URL(spec.url)
   if (url.username || url.password || url.search || url.hash) {
-    report('upstream url must not carry credentials, a query or a fragment')
+    report([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
     return undefined
   }
+  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, report)
+  if (tls === undefined) return undefined
+  const connections = spec.connections ?? DEFAULT_UPSTREAM_CONNECTIONS
+  const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
+  for (const pem of [tls?.ca, tls?.cert, tls?.key]) hash.update('\n').update(pem ?? '')
   return {
     name,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     timeoutMs: durationMs(spec.timeout ?? '30s'),
+    connections,
+    tls,
+    poolKey: hash.digest('hex'),
   }
 }
 
@@ -305,6 +363,10 @@ interface RouteContext {
   defaultIdentity: readonly IdentityHeader[]
   /** Whether the policy has a revocation: section (replay protection needs its backend). */
   revocation: boolean
+  /** The global CORS rule, which routes without their own `cors` use. */
+  cors: CorsRule | null
+  /** `limits.max_body_bytes`, for routes without their own. */
+  maxBodyBytes: number
   report: (at: DocPath, m: string) => void
 }
 
@@ -348,6 +410,12 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
     else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
   }
+  let cors = ctx.cors
+  if (spec.cors === false) cors = null
+  else if (spec.cors) {
+    cors = compileCors(spec.cors, [...at, 'cors'], ctx.report) ?? null
+    if (!cors) ok = false
+  }
   if (!ok || !pathPattern || !upstream) return undefined
   const route: Route = {
     index,
@@ -356,6 +424,9 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     auth,
     identityHeaders: ctx.defaultIdentity,
     forwardToken: spec.forward_token ?? true,
+    cors,
+    websocket: spec.websocket ?? false,
+    maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
   }
   return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
 }

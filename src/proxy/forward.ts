@@ -3,9 +3,11 @@
 // hop-by-hop headers stripped both ways, upstream TLS verified, X-Forwarded-* set.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
+import { bodyTooLarge, isBodyTooLarge } from './body_limit.js'
+import { requestScheme } from './https_only.js'
 import { injectIdentity } from './identity_headers.js'
 import type { RequestState } from '../gateway.js'
 
@@ -24,7 +26,10 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
     timeout: route.upstream.timeoutMs,
     // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
     retryDelay: () => null,
-    rewriteRequestHeaders: (request, headers) => requestHeaders(request as FastifyRequest, headers as IncomingHttpHeaders, route),
+    rewriteRequestHeaders: (request, headers) => {
+      const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
+      return upstreamRequestHeaders(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
+    },
     rewriteHeaders: (headers, request) => {
       // Called when the upstream's response headers arrive: the upstream's share of the latency.
       const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
@@ -35,27 +40,31 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
   }
 }
 
-function requestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, route: Route): IncomingHttpHeaders {
-  const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
+/**
+ * The headers the upstream receives, from a copy of the client's with its Connection
+ * nominations already removed: for forwarded requests and for WebSocket upgrades alike.
+ */
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
+  const route = state.route!
   for (const name of HOP_BY_HOP_REQUEST) delete headers[name]
   state.policy.stripIdentityHeaders(headers)
   if (!route.forwardToken) delete headers.authorization
   if (state.identity) injectIdentity(headers, state.identity.claims, route.identityHeaders)
-  headers['x-request-id'] = request.id
+  headers['x-request-id'] = requestId
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
   // usually behind an ingress whose entries the upstream may want. Proto and host describe the
   // request as it reached us, so they are set, never taken from the client.
-  const peer = request.raw.socket.remoteAddress ?? ''
+  const peer = raw.socket.remoteAddress ?? ''
   const chain = headers['x-forwarded-for']
   headers['x-forwarded-for'] = chain ? `${Array.isArray(chain) ? chain.join(', ') : chain}, ${peer}` : peer
-  headers['x-forwarded-proto'] = 'encrypted' in request.raw.socket ? 'https' : 'http'
-  const host = request.headers.host
+  headers['x-forwarded-proto'] = requestScheme(raw, state.policy.https)
+  const host = raw.headers.host
   if (host) headers['x-forwarded-host'] = host
   else delete headers['x-forwarded-host']
   return headers
 }
 
-function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+export function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const nominated = headers.connection
   if (typeof nominated === 'string') {
     for (const name of nominated.split(',')) delete headers[name.trim().toLowerCase()]
@@ -65,9 +74,16 @@ function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 }
 
 function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {
+  const state = (reply.request as FastifyRequest & { jwtgate: RequestState }).jwtgate
+  if (isBodyTooLarge(error)) {
+    // The upstream request was aborted mid-body; the rest of the client's body is not read.
+    state.denial = bodyTooLarge(state.route!.maxBodyBytes)
+    reply.code(413).header('connection', 'close').header('cache-control', 'no-store').type('application/json')
+      .send({ error: state.denial.reason, message: state.denial.description, request_id: reply.request.id })
+    return
+  }
   const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
   const status = timedOut ? 504 : 502
-  const state = (reply.request as FastifyRequest & { jwtgate: RequestState }).jwtgate
   state.upstreamError = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
   reply.log.warn({ upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } }, 'upstream request failed')
   reply.code(status).header('cache-control', 'no-store').type('application/json').send({
