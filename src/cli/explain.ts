@@ -8,6 +8,7 @@ import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
 import { readPolicySource } from '../policy/load.js'
 import type { PolicyDocument, RouteDocument } from '../policy/schema.js'
+import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
@@ -24,6 +25,10 @@ export interface ExplainOptions {
   token?: string
   /** Claims taken as already verified. */
   claims?: Record<string, unknown>
+  /** The request's Origin header: shows the CORS headers of the answer. */
+  origin?: string
+  /** With `origin`, an OPTIONS request is a CORS preflight asking for this method and these headers. */
+  preflight?: { method: string; headers: string[] }
   json: boolean
 }
 
@@ -70,6 +75,10 @@ export interface Explanation {
   issuer?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
+  /** A CORS preflight the gateway answers itself: nothing is forwarded. */
+  preflight?: true
+  /** With --origin: the CORS headers the answer gets. */
+  cors_headers?: Record<string, string>
 }
 
 export async function explain(options: ExplainOptions): Promise<number> {
@@ -100,8 +109,13 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   if (options.token !== undefined && route?.auth) await Promise.all([...route.auth.issuersByIss.values()].map((issuer) => issuer.start()))
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims), decision)
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims), decision, preflightOf(options))
   return { decision, claims }
+}
+
+function preflightOf(options: ExplainOptions): Preflight | undefined {
+  if (!options.preflight || options.origin === undefined) return undefined
+  return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
 }
 
 function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined): Credentials {
@@ -120,17 +134,27 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
-    upstream: route && path !== undefined ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
+    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
     requires: route ? requirementOf(route, document.routes[route.index]!) : null,
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
     ...outcome(decision),
+    ...(options.origin !== undefined ? { cors_headers: corsHeadersOf(policy, decision, options.origin) } : {}),
   }
 }
 
-function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded'> {
+/** The CORS headers the proxy would add to its answer, by the proxy's own addCorsHeaders. */
+function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: string): Record<string, string> {
+  const rule = decision.route ? decision.route.cors : policy.cors
+  const sink = headerRecord()
+  if (rule) addCorsHeaders(sink, rule, origin, decision.preflight === true, decision.preflight === true && decision.denial !== undefined)
+  return sink.headers
+}
+
+function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
   const { denial, route, identity } = decision
   if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description }
+  if (decision.preflight) return { decision: 'allow', status: 204, preflight: true }
   return {
     decision: 'allow',
     ...(identity ? { issuer: identity.issuer.name } : {}),
@@ -178,6 +202,7 @@ function render(e: Explanation): string {
   if (e.requires) put('requires', ...requirementLines(e.requires))
   if (e.claims) put('claims', JSON.stringify(e.claims))
   put('decision', ...decisionLines(e))
+  if (e.cors_headers) put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
   return out.join('\n') + '\n'
 }
 
@@ -214,6 +239,7 @@ function conditionText(c: ClaimRule): string {
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
   if (e.decision === 'deny') return [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+  if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   return [
     `ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`,
     ...(e.requires?.auth === 'token' ? headerLines(e.identity_headers ?? {}) : []),
