@@ -34,6 +34,10 @@ t.test('request bodies: 413 above the route limit, declared or streamed', async 
     t.equal(errorOf(res), 'body_too_large')
     t.equal(res.headers.connection, 'close', 'the rest of the body is not read')
     t.equal(up.received.length, before)
+    // Only the head, no body at all: the declared length alone is enough to answer.
+    const { responses } = await exchange(gw.port, 'POST /small/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n')
+    t.same(responses.map((r) => r.status), [413], 'answered before the body is sent')
+    t.equal(up.received.length, before)
     const ok = await send(gw.port, { method: 'POST', target: '/small/x', body: 'x'.repeat(1000) })
     t.equal(ok.status, 200, 'exactly the limit passes')
     t.equal(up.received.at(-1)!.body.length, 1000)
