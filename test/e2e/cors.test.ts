@@ -3,15 +3,11 @@
 // (denials included), and leaves OPTIONS alone where no cors applies. Plus `jwtgate explain`
 // and `jwtgate test`, which answer preflights through the same decide().
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { fileURLToPath } from 'node:url'
-import { createLogger } from '../../src/log.js'
-import { loadPolicy } from '../../src/policy/compile.js'
-import { PolicyError } from '../../src/policy/problems.js'
 import { send } from '../hardening/raw.js'
-import { bearer, gateway, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { jwtgate } from '../support/cli.js'
+import { gateway, issuer, policy, policyProblems, tempFile, upstream } from '../support/harness.js'
 
 const APP = 'https://app.example.com'
 const CORS = `
@@ -136,15 +132,6 @@ t.test("the upstream's own CORS headers are replaced where the gateway answers f
   t.equal(res.headers['access-control-allow-origin'], '*', 'with cors: false the upstream answers for CORS itself')
 })
 
-function problemsOf(text: string): string[] {
-  try {
-    loadPolicy(tempFile('policy.yaml', text), createLogger('silent'))
-    return []
-  } catch (err) {
-    if (!(err instanceof PolicyError)) throw err
-    return err.problems.map((p) => `${p.line}:${p.col} ${p.message}`)
-  }
-}
 
 t.test('cors settings that cannot work are refused at load', async (t) => {
   const doc = (cors: string) => `version: 1
@@ -153,29 +140,15 @@ upstreams: { orders: { url: "http://127.0.0.1:1" } }
 cors: ${cors}
 routes: [ { path: /x, upstream: orders, auth: none } ]
 `
-  t.match(problemsOf(doc('{ origins: ["*"], credentials: true }')), [/^4:\d+ credentials: true cannot be used with origins: \["\*"\]; list the origins/])
-  t.match(problemsOf(doc('{ origins: ["*", "https://a.example"] }')), [/"\*" allows every origin; it cannot be listed with others/])
-  t.match(problemsOf(doc('{ origins: ["https://a.example/"] }')), [/"https:\/\/a\.example\/" is not an origin as browsers send it; write "https:\/\/a\.example"/])
-  t.match(problemsOf(doc('{ origins: ["https://A.example:443"] }')), [/write "https:\/\/a\.example"/])
-  t.match(problemsOf(doc('{ origins: ["null"] }')), [/the origin "null" .* cannot be allowed/])
-  t.match(problemsOf(doc('{ origins: ["a.example"] }')), [/is not an origin such as https:\/\/app\.example\.com/])
-  t.match(problemsOf(doc('{ origins: ["file:///x"] }')), [/is not an http\(s\) origin/])
-  t.same(problemsOf(doc('{ origins: ["https://a.example", "http://localhost:5173"], credentials: true }')), [])
+  t.match(policyProblems(doc('{ origins: ["*"], credentials: true }')), [/^4:\d+ credentials: true cannot be used with origins: \["\*"\]; list the origins/])
+  t.match(policyProblems(doc('{ origins: ["*", "https://a.example"] }')), [/"\*" allows every origin; it cannot be listed with others/])
+  t.match(policyProblems(doc('{ origins: ["https://a.example/"] }')), [/"https:\/\/a\.example\/" is not an origin as browsers send it; write "https:\/\/a\.example"/])
+  t.match(policyProblems(doc('{ origins: ["https://A.example:443"] }')), [/write "https:\/\/a\.example"/])
+  t.match(policyProblems(doc('{ origins: ["null"] }')), [/the origin "null" .* cannot be allowed/])
+  t.match(policyProblems(doc('{ origins: ["a.example"] }')), [/is not an origin such as https:\/\/app\.example\.com/])
+  t.match(policyProblems(doc('{ origins: ["file:///x"] }')), [/is not an http\(s\) origin/])
+  t.same(policyProblems(doc('{ origins: ["https://a.example", "http://localhost:5173"], credentials: true }')), [])
 })
-
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
-
-function jwtgate(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('error', reject)
-    child.on('close', (status) => resolve({ status, stdout, stderr }))
-  })
-}
 
 t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, async (t) => {
   const idp = await issuer(t)

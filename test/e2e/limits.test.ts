@@ -4,11 +4,8 @@
 import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createLogger } from '../../src/log.js'
-import { loadPolicy } from '../../src/policy/compile.js'
-import { PolicyError } from '../../src/policy/problems.js'
 import { errorOf, exchange, send } from '../hardening/raw.js'
-import { gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { gateway, get, issuer, policy, policyProblems, upstream } from '../support/harness.js'
 
 const ROUTES = `
   - { path: /small/**, upstream: orders, auth: none, max_body_bytes: 1000 }
@@ -98,13 +95,7 @@ max_token_bytes: 16384
 limits: { max_header_bytes: 16384 }
 routes: [ { path: /x, upstream: orders, auth: none } ]
 `
-  try {
-    loadPolicy(tempFile('policy.yaml', text), createLogger('silent'))
-    t.fail('loaded')
-  } catch (err) {
-    t.ok(err instanceof PolicyError)
-    t.match((err as PolicyError).problems, [{ line: 4, message: /max_token_bytes \(16384\) must be less than limits\.max_header_bytes \(16384\)/ }])
-  }
+  t.match(policyProblems(text), [/^4:\d+ max_token_bytes \(16384\) must be less than limits\.max_header_bytes \(16384\)/])
 })
 
 t.test('upstream connections: the pool never opens more than its size', async (t) => {

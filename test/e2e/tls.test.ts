@@ -7,11 +7,8 @@ import { request as httpsRequest } from 'node:https'
 import { connect as tlsConnect } from 'node:tls'
 import { startEchoUpstream, type EchoUpstream } from '../../src/devkit/echo_upstream.js'
 import { startGateway } from '../../src/server.js'
-import { loadPolicy } from '../../src/policy/compile.js'
-import { createLogger } from '../../src/log.js'
-import { PolicyError } from '../../src/policy/problems.js'
 import { testPki, type CertFiles } from '../support/certs.js'
-import { gateway, get, LogCapture, sleep, tempFile, upstream } from '../support/harness.js'
+import { gateway, get, LogCapture, policyProblems, sleep, tempFile, upstream } from '../support/harness.js'
 import { send } from '../hardening/raw.js'
 
 const pki = testPki()
@@ -61,15 +58,6 @@ async function until(what: string, condition: () => Promise<boolean> | boolean):
   throw new Error(`gave up waiting: ${what}`)
 }
 
-function problemsOf(text: string): string[] {
-  try {
-    loadPolicy(tempFile('policy.yaml', text), createLogger('silent'))
-    return []
-  } catch (err) {
-    if (!(err instanceof PolicyError)) throw err
-    return err.problems.map((p) => `${p.line}:${p.col} ${p.message}`)
-  }
-}
 
 async function httpsUpstream(t: { teardown(fn: () => unknown): void }, cert: CertFiles, clientCa?: Buffer): Promise<EchoUpstream> {
   const u = await startEchoUpstream({ tls: { cert: cert.cert, key: cert.key, ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) } })
@@ -123,13 +111,13 @@ t.test('certificate problems are policy problems with their place', async (t) =>
   const a = pki.issue('a')
   const b = pki.issue('b')
   const listen = (cert: string, key: string) => yaml(up, { listen: `, tls: { cert_file: "${cert}", key_file: "${key}" }` })
-  t.match(problemsOf(listen(a.certFile, b.keyFile)), [/^2:\d+ the private key does not belong to the certificate/])
-  t.match(problemsOf(listen(a.keyFile, a.keyFile)), [/^2:\d+ .* is not a PEM certificate/])
-  t.match(problemsOf(listen('/nonexistent.crt', a.keyFile)), [/^2:\d+ cannot read \/nonexistent\.crt: ENOENT/])
-  t.match(problemsOf(yaml(up, { upstream: `, tls: { cert_file: "${a.certFile}" }` })), [/a client certificate needs both cert_file and key_file/])
-  t.match(problemsOf(yaml(up, { upstream: `, tls: { ca_file: "${a.keyFile}" }` })), [/ca_file|is not a PEM certificate/])
-  t.match(problemsOf(yaml({ url: 'http://127.0.0.1:1' }, { upstream: `, tls: { ca_file: "${pki.ca.certFile}" }` })), [/tls is for https:\/\/ upstreams/])
-  t.same(problemsOf(listen(a.certFile, a.keyFile)), [], 'a matching pair loads')
+  t.match(policyProblems(listen(a.certFile, b.keyFile)), [/^2:\d+ the private key does not belong to the certificate/])
+  t.match(policyProblems(listen(a.keyFile, a.keyFile)), [/^2:\d+ .* is not a PEM certificate/])
+  t.match(policyProblems(listen('/nonexistent.crt', a.keyFile)), [/^2:\d+ cannot read \/nonexistent\.crt: ENOENT/])
+  t.match(policyProblems(yaml(up, { upstream: `, tls: { cert_file: "${a.certFile}" }` })), [/a client certificate needs both cert_file and key_file/])
+  t.match(policyProblems(yaml(up, { upstream: `, tls: { ca_file: "${a.keyFile}" }` })), [/ca_file|is not a PEM certificate/])
+  t.match(policyProblems(yaml({ url: 'http://127.0.0.1:1' }, { upstream: `, tls: { ca_file: "${pki.ca.certFile}" }` })), [/tls is for https:\/\/ upstreams/])
+  t.same(policyProblems(listen(a.certFile, a.keyFile)), [], 'a matching pair loads')
 })
 
 t.test('upstream https is verified: an unknown or self-signed certificate is a 502', async (t) => {
@@ -168,7 +156,7 @@ upstreams:
   c: { url: "https://127.0.0.1:8443/c" }
 routes: [ { path: /a, upstream: a, auth: none }, { path: /b, upstream: b, auth: none }, { path: /c, upstream: c, auth: none } ]
 `
-  t.match(problemsOf(text), [/^5:\d+ upstreams\.a has the same origin \(https:\/\/127\.0\.0\.1:8443\) with other connections or tls settings/])
+  t.match(policyProblems(text), [/^5:\d+ upstreams\.a has the same origin \(https:\/\/127\.0\.0\.1:8443\) with other connections or tls settings/])
 })
 
 t.test('require_https: plain HTTP is redirected (GET, HEAD) or refused; trusted proxies are believed', async (t) => {
@@ -204,7 +192,7 @@ t.test('require_https: plain HTTP is redirected (GET, HEAD) or refused; trusted 
   const tls = await gateway(t, yaml(up, { listen: `, tls: { cert_file: "${cert.certFile}", key_file: "${cert.keyFile}" }`, extra: 'require_https: true' }))
   t.equal((await httpsGet(`${tls.url}/public/x`, pki.ca.cert)).status, 200, 'a request over the TLS listener passes')
 
-  t.match(problemsOf(yaml(up, { extra: 'trusted_proxies: [10.0.0.0/33, nope, 10.0.0.0/8]' })), [
+  t.match(policyProblems(yaml(up, { extra: 'trusted_proxies: [10.0.0.0/33, nope, 10.0.0.0/8]' })), [
     /"10\.0\.0\.0\/33" has a prefix length that is not 0 to 32/,
     /"nope" is not an IP address or CIDR/,
   ])
