@@ -1,7 +1,7 @@
 // `jwtgate explain` as a child process: what the gateway would do with one request, and why.
 import t from 'tap'
+import { jwtgate as run } from '../support/cli.js'
 import { generateDevKey, signToken } from '../../src/devkit/dev_issuer.js'
-import { jwtgate } from '../support/cli.js'
 import { issuer, policy, tempFile, upstream } from '../support/harness.js'
 
 const ROUTES = `
@@ -14,6 +14,13 @@ const ROUTES = `
   - { path: /api/**, host: internal.example.com, upstream: orders, auth: none }
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] }, forward_token: false }
 `
+
+interface Run { status: number | null; stdout: string; stderr: string }
+
+const jwtgate = async (...args: string[]): Promise<Run> => {
+  const { code, stdout, stderr } = await run(args)
+  return { status: code, stdout, stderr }
+}
 
 // Each run is a fresh process (about two seconds of start-up): the subtests run side by side.
 t.test('explain', { jobs: 4 }, async (t) => {

@@ -156,14 +156,14 @@ t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, as
   const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: ROUTES, extra: CORS }))
 
   t.test('explain --origin --preflight', async (t) => {
-    const allowed = await jwtgate('explain', '-c', file, 'OPTIONS', '/api/x', '--origin', APP, '--preflight', 'PUT', '--preflight-headers', 'authorization', '--json')
-    t.equal(allowed.status, 0, allowed.stderr)
+    const allowed = await jwtgate(['explain', '-c', file, 'OPTIONS', '/api/x', '--origin', APP, '--preflight', 'PUT', '--preflight-headers', 'authorization', '--json'])
+    t.equal(allowed.code, 0, allowed.stderr)
     const e = JSON.parse(allowed.stdout)
     t.match(e, { decision: 'allow', status: 204, preflight: true, upstream: null, route: { index: 0 } })
     t.equal(e.cors_headers['access-control-allow-origin'], APP)
     t.equal(e.cors_headers['access-control-max-age'], '600')
-    const refused = await jwtgate('explain', '-c', file, 'OPTIONS', '/api/x', '--origin', 'https://evil.example', '--preflight', 'GET')
-    t.equal(refused.status, 1)
+    const refused = await jwtgate(['explain', '-c', file, 'OPTIONS', '/api/x', '--origin', 'https://evil.example', '--preflight', 'GET'])
+    t.equal(refused.code, 1)
     t.match(refused.stdout, /DENY 403 cors_rejected: the origin is not allowed by cors\.origins/)
     t.match(refused.stdout, /cors\s+vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers/)
   })
@@ -183,8 +183,8 @@ t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, as
     preflight: { origin: "${APP}", method: GET }
     expect: missing_token
 `)
-    const run = await jwtgate('test', '-c', file, cases)
-    t.equal(run.status, 0, run.stdout + run.stderr)
+    const run = await jwtgate(['test', '-c', file, cases])
+    t.equal(run.code, 0, run.stdout + run.stderr)
     t.match(run.stdout, /ok\s+OPTIONS \/api\/x \[preflight PUT from https:\/\/app\.example\.com\]\s+allow → preflight answered by the gateway \(204\)/)
     t.match(run.stdout, /4 passed, 0 failed/)
   })
