@@ -153,9 +153,14 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
 
   upstreamRequest.on('upgrade', (response: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
     if (settled) return upstreamSocket.destroy()
+    upstreamSocket.on('error', () => upstreamSocket.destroy())
+    // It must switch to what the client asked for; anything else would be a protocol confusion.
+    if (String(response.headers.upgrade).toLowerCase() !== 'websocket') {
+      upstreamSocket.destroy()
+      return fail(false)
+    }
     settled = true
     clearTimeout(timer)
-    upstreamSocket.on('error', () => upstreamSocket.destroy())
     socket.write(switchingProtocols(response.headers))
     if (upstreamHead.length) socket.write(upstreamHead)
     if (head.length) upstreamSocket.write(head)
