@@ -417,6 +417,8 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
     else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
   }
+  // A WebSocket handshake is a GET; the route could never see one.
+  if (spec.websocket && spec.methods && !spec.methods.includes('GET')) fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
   let cors = ctx.cors
   if (spec.cors === false) cors = null
   else if (spec.cors) {

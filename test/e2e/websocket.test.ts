@@ -7,7 +7,7 @@ import { createServer as createHttpsServer, type ServerOptions } from 'node:http
 import { connect, type AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
 import { testPki } from '../support/certs.js'
-import { gateway, get, issuer, policy, sleep } from '../support/harness.js'
+import { gateway, get, issuer, policy, policyProblems, sleep } from '../support/harness.js'
 
 interface WsUpstream {
   url: string
@@ -179,6 +179,14 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal('status' in res && res.status, 502)
     t.match('status' in res && res.body, /upstream_unreachable/)
   })
+})
+
+t.test('websocket: true on a route without GET is refused at load', async (t) => {
+  t.match(policyProblems(`version: 1
+listen: { port: 0 }
+upstreams: { orders: { url: "http://127.0.0.1:1" } }
+routes: [ { path: /ws, methods: [POST], upstream: orders, auth: none, websocket: true } ]
+`), [/^4:\d+ websocket: true needs GET in methods/])
 })
 
 t.test('a tunnel closes when its token stops being accepted (exp plus clock_skew)', async (t) => {
