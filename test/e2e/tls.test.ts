@@ -51,7 +51,7 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: stri
 
 /** Waits for a condition, polling; bounded, so a broken reload fails the test instead of hanging it. */
 async function until(what: string, condition: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     if (await condition()) return
     await sleep(50)
   }
