@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
 import { injectIdentity } from './identity_headers.js'
+import { queryWithout, removeTokenCarriers } from './token_removal.js'
 import type { RequestState } from '../gateway.js'
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send (keep-alive, upgrade,
@@ -20,7 +21,10 @@ export function upstreamUrl(route: Route, path: string): string {
 
 /** reply-from options; one object per route, built once, since nothing in it depends on the request. */
 export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
+  const tokenParameters = route.auth?.sources.queryNames ?? []
   return {
+    // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
+    ...(tokenParameters.length ? { queryString: (_search: string | undefined, url: string) => queryWithout(url, tokenParameters) } : {}),
     timeout: route.upstream.timeoutMs,
     // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
     retryDelay: () => null,
@@ -39,7 +43,10 @@ function requestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, r
   const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
   for (const name of HOP_BY_HOP_REQUEST) delete headers[name]
   state.policy.stripIdentityHeaders(headers)
-  if (!route.forwardToken) delete headers.authorization
+  if (!route.forwardToken) {
+    if (route.auth) removeTokenCarriers(headers, route.auth.sources)
+    else delete headers.authorization
+  }
   if (state.identity) injectIdentity(headers, state.identity.claims, route.identityHeaders)
   headers['x-request-id'] = request.id
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
