@@ -17,6 +17,7 @@ import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.j
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
+import { lintIssuers } from './lint.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
 import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument } from './schema.js'
@@ -150,6 +151,8 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
+  // `jwtgate validate` prints these as file:line:col warnings; a running gateway logs them.
+  for (const warning of lintIssuers(doc.issuers)) log.warn({ issuer: warning.issuer }, warning.message)
   const cacheEntries = doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES
   // A token is accepted until exp + its issuer's skew, so a revocation is kept that much longer.
   if (revocation) revocation.store.marginMs = Math.max(0, ...[...issuers.values()].map((i) => i.clockSkewMs))
@@ -236,9 +239,6 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
   if (template && spec.issuer_aliases) {
     report(['issuer_aliases'], 'issuer_aliases cannot go with a multi-tenant issuer ({tid} in issuer)')
     return undefined
-  }
-  if (template && !template.tenants) {
-    log.warn({ issuer: name }, `issuers.${name} accepts tokens of every tenant of ${spec.issuer}; list tenants: to limit it`)
   }
   if (!checkTokenSources(spec.token_sources, (i, m) => report(['token_sources', i], m))) return undefined
   const hmac = spec.algorithms.filter((a) => (HMAC_ALGORITHMS as readonly string[]).includes(a))
