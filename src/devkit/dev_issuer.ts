@@ -57,7 +57,7 @@ export interface DevIssuer {
   /** How many times the discovery document was fetched. */
   discoveryFetches: number
   /** Replace what the discovery endpoint answers: a status, a whole body, a delay, or just the document's fields. */
-  discovery: { status: number; body?: string; delayMs: number; document?: Record<string, unknown> }
+  discovery: { status: number; body?: string; delayMs: number; document?: Record<string, unknown>; headers?: Record<string, string> }
   sign(claims: Record<string, unknown>, options?: { key?: DevKey; header?: Record<string, unknown>; expiresInSeconds?: number }): string
   close(): Promise<void>
 }
@@ -86,7 +86,7 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[];
   const server: Server = createServer((req, res) => {
     if (req.url === new URL(issuer.discoveryUri).pathname) {
       issuer.discoveryFetches++
-      const { status, body, delayMs, document } = issuer.discovery
+      const { status, body, delayMs, document, headers } = issuer.discovery
       const standard = {
         issuer: issuer.url,
         jwks_uri: issuer.jwksUri,
@@ -94,7 +94,7 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[];
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: [...new Set(issuer.keys.map((k) => k.alg))],
       }
-      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json' }).end(body ?? JSON.stringify({ ...standard, ...document })), delayMs).unref()
+      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body ?? JSON.stringify({ ...standard, ...document })), delayMs).unref()
       return
     }
     if (req.url !== '/.well-known/jwks.json') {
