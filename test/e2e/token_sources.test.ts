@@ -1,7 +1,7 @@
 // Token sources end to end: headers with a custom name and prefix, cookies, query parameters;
 // one token per request (RFC 6750 §2); the query token never reaches the upstream or the log.
 import t from 'tap'
-import { bearer, gateway, get, issuer, rawRequest, upstream } from '../support/harness.js'
+import { bearer, gateway, get, issuer, policy, rawRequest, upstream } from '../support/harness.js'
 import type { DevIssuer } from '../../src/devkit/dev_issuer.js'
 import type { EchoUpstream } from '../../src/devkit/echo_upstream.js'
 
@@ -165,4 +165,17 @@ t.test('token sources', async (t) => {
     t.equal((await get(`${gw.url}/quiet/x`, bearer(token))).status, 200)
     t.notOk('authorization' in up.received.at(-1)!.headers)
   })
+})
+
+t.test('by default only Authorization: Bearer is read: no cookie, no query parameter', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: '  - path: /api/**\n    upstream: orders\n    auth: { issuers: [idp] }' }))
+  const token = idp.sign(claims)
+  for (const [what, url, headers] of [['query', `/api/x?access_token=${token}`, {}], ['cookie', '/api/x', { cookie: `access_token=${token}; session=${token}; token=${token}` }]] as const) {
+    const res = await get(`${gw.url}${url}`, headers)
+    t.same([res.status, res.json.error], [401, 'missing_token'], what)
+  }
+  t.equal(up.received.length, 0)
+  t.equal((await get(`${gw.url}/api/x`, bearer(token))).status, 200)
 })
