@@ -84,9 +84,15 @@ function twoPlaces(first: TokenSource, second: TokenSource): Denial {
   return deny('multiple_tokens', `tokens in more than one place: the ${first.what} and the ${second.what}`)
 }
 
+/** `prefix` is lower case; compared without cutting strings (ASCII letters fold, as RFC 7235 schemes do). */
 function startsWithIgnoringCase(value: string, prefix: string): boolean {
-  if (prefix.length === 0) return true
-  return value.length >= prefix.length && value.slice(0, prefix.length).toLowerCase() === prefix
+  if (value.length < prefix.length) return false
+  for (let i = 0; i < prefix.length; i++) {
+    let c = value.charCodeAt(i)
+    if (c >= 0x41 && c <= 0x5a) c += 0x20
+    if (c !== prefix.charCodeAt(i)) return false
+  }
+  return true
 }
 
 /** Where the pair after the one holding `at` starts (a value may itself contain `=`). */

@@ -14,7 +14,7 @@ export interface TokenSource {
   readonly kind: 'header' | 'cookie' | 'query'
   /** Header names in lower case; cookie and parameter names as written (they are case-sensitive). */
   readonly name: string
-  /** Headers only: the text before the token, lower case; '' for none. */
+  /** Headers only: the text before the token, ASCII letters in lower case; '' for none. */
   readonly prefix: string
   /** For messages: `Authorization header`, `session cookie`, `access_token query parameter`. */
   readonly what: string
@@ -61,7 +61,7 @@ export function sourcePlace(spec: TokenSourceSpec): SourcePlace | string {
     const prefix = spec.prefix ?? (name === 'authorization' ? 'Bearer ' : '')
     const scheme = prefix.trim()
     return {
-      kind: 'header', name, prefix: prefix.toLowerCase(), what: `${spec.header} header`, key: `header:${name}`,
+      kind: 'header', name, prefix: prefix.replace(/[A-Z]/g, (c) => c.toLowerCase()), what: `${spec.header} header`, key: `header:${name}`,
       unprefixed: `the ${spec.header} header does not carry a ${scheme ? `${scheme} ` : ''}token`,
     }
   }
