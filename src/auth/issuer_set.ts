@@ -29,8 +29,4 @@ export class IssuerSet {
     }
     return deny('wrong_issuer', 'the token issuer is not accepted here')
   }
-
-  has(issuer: Issuer): boolean {
-    return this.list.includes(issuer)
-  }
 }
