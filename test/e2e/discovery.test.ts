@@ -4,7 +4,7 @@
 import t from 'tap'
 import { startDevIssuer, type DevIssuer } from '../../src/devkit/dev_issuer.js'
 import type { EchoUpstream } from '../../src/devkit/echo_upstream.js'
-import { bearer, gateway, get, issuer, sleep, upstream } from '../support/harness.js'
+import { bearer, eventually, gateway, get, issuer, sleep, upstream } from '../support/harness.js'
 
 function discoveryPolicy(idp: DevIssuer, up: EchoUpstream, jwks = '{ cooldown: 1s, timeout: 500ms }'): string {
   return `version: 1
@@ -27,15 +27,6 @@ routes:
 }
 
 const claims = { sub: 'alice', aud: 'orders-api' }
-
-async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await sleep(50)
-  }
-  return false
-}
 
 t.test('the key set URL comes from the discovery document', async (t) => {
   const idp = await issuer(t)

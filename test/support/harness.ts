@@ -136,3 +136,13 @@ export async function get(url: string, headers: Record<string, string> = {}, ini
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Polls until `check` is true, at most `ms`; whether it became true. */
+export async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return true
+    await sleep(50)
+  }
+  return false
+}
