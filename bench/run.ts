@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
-import { killAll, killAllNow, startService, type Service } from './children.js'
+import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
 import { cpuMicros, peakRssBytes, pin, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
@@ -42,9 +42,19 @@ const REPEATS = intFromEnv('BENCH_REPEATS', 3, 100)
 const CONNECTIONS = intFromEnv('BENCH_CONNECTIONS', 50, 10_000)
 const TOKEN_CACHE = process.env.BENCH_TOKEN_CACHE // unset: jwtgate's default
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info, one line a request)
+const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
+// Node options for the jwtgate processes, e.g. "--max-semi-space-size=2" (heap tuning).
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
+// A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
+// (summarize one with bench/profile.ts).
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
 const PRIME_MIN = 1500
+// Unset: the processes run JavaScript compiled by bench/tsconfig.json, as the image does; 1: the
+// TypeScript through tsx, as `npm start` from a checkout does (tsx's loader costs memory).
+const TSX = process.env.BENCH_TSX === '1'
+const BUILD_DIR = path.join(ROOT, 'node_modules/.cache/jwtgate-bench')
 const TOKEN_COUNTS = [1, 1000, 10_000] as const
 const ALGORITHMS = ['RS256', 'ES256', 'HS256'] as const
 const AUDIENCE = 'bench-api'
@@ -92,6 +102,14 @@ async function main(): Promise<void> {
   }
   const pinned = which('taskset') !== undefined && CPUS >= 2
   tmp = mkdtempSync(path.join(os.tmpdir(), 'jwtgate-bench-'))
+  if (!TSX) {
+    console.error('bench: compiling (bench/tsconfig.json)')
+    const tsc = await runCommand(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', here('./tsconfig.json')], 300_000)
+    if (tsc.code !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`)
+  }
+  // How each process is started: a script of the bench (floor, upstream) and jwtgate itself.
+  const script = (name: string) => (TSX ? ['--import', 'tsx', here(`./${name}.ts`)] : [path.join(BUILD_DIR, `bench/${name}.js`)])
+  const jwtgateMain = TSX ? path.join(ROOT, 'bin/jwtgate.js') : path.join(BUILD_DIR, 'src/cli/main.js')
 
   // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
   const started = performance.now()
@@ -126,13 +144,13 @@ async function main(): Promise<void> {
     }
   }
   const listening = (line: string) => /"msg":"jwtgate listening on (http:\/\/[^"]+)"/.exec(line)?.[1]
-  const upstream = await startService('upstream', process.execPath, ['--import', 'tsx', here('./upstream.ts')], json)
+  const upstream = await startService('upstream', process.execPath, script('upstream'), json)
   // The port is chosen here: with BENCH_LOG_LEVEL=warn the gateway does not log where it listens.
   const jwtgate = (name: string, policy: Record<string, unknown>) => async () => {
     const file = path.join(tmp!, name.replace(/\W+/g, '_'))
     const port = await freePort()
     writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
-    return startService(name, process.execPath, [path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', `${file}.yaml`], listening,
+    return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening,
       { logFile: `${file}.log`, probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
   }
   const basePolicy = {
@@ -142,13 +160,15 @@ async function main(): Promise<void> {
     upstreams: { up: { url: upstream.url } },
     identity_headers: { 'x-user-id': 'sub' },
     ...(TOKEN_CACHE !== undefined ? { token_cache: { max_entries: Number(TOKEN_CACHE) } } : {}),
-    ...(LOG_LEVEL !== undefined ? { log: { level: LOG_LEVEL } } : {}),
+    ...(LOG_LEVEL !== undefined || ACCESS_LOG !== undefined
+      ? { log: { ...(LOG_LEVEL !== undefined ? { level: LOG_LEVEL } : {}), ...(ACCESS_LOG !== undefined ? { access: ACCESS_LOG !== 'false' } : {}) } }
+      : {}),
   }
   // One process per group; a group's scenarios share it. The 1 and 1k token sets are the first
   // tokens of the 10k set, so one gateway's cache holds all three (10k entries, the default).
   interface Group { name: string; start: () => Promise<Service>; tokens?: string[]; scenarios: { name: string; count?: number }[] }
   const groups: Group[] = [
-    { name: 'floor', start: () => startService('floor', process.execPath, ['--import', 'tsx', here('./floor.ts'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
+    { name: 'floor', start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
     { name: 'jwtgate auth:none', start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }), scenarios: [{ name: 'c  jwtgate auth:none' }] },
   ]
   for (const alg of algorithms) {
@@ -182,6 +202,13 @@ async function main(): Promise<void> {
     pin(process.pid, LOADGEN_CPU)
   }
   console.error(`bench: primed after ${seconds()} s${pinned ? '' : '; taskset or a second CPU missing: nothing pinned'}`)
+  if (PROFILE_DIR) {
+    // Start-up and priming (every token's first, uncached verification) are left out this way.
+    for (const s of services) {
+      const skip = ((performance.now() - s.startedAt) / 1000).toFixed(1)
+      console.error(`bench: the rounds of ${s.name}: npx tsx bench/profile.ts ${path.join(PROFILE_DIR, s.name.replace(/\W+/g, '_'))} --skip ${skip}`)
+    }
+  }
 
   const estimate = Math.round(scenarios.length * REPEATS * (DURATION_S + 0.1))
   console.error(`bench: ${REPEATS} rounds × ${scenarios.length} scenarios × ${DURATION_S} s, about ${estimate} s`)
@@ -224,11 +251,18 @@ async function main(): Promise<void> {
     const meta = {
       date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
       durationS: DURATION_S, repeats: REPEATS, connections: CONNECTIONS, tokenCache: TOKEN_CACHE ?? 'default', logLevel: LOG_LEVEL ?? 'default',
+      accessLog: ACCESS_LOG ?? 'default', nodeFlags: NODE_FLAGS.join(' '), tsx: TSX,
     }
     writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
   }
   console.error(`bench: done in ${seconds()} s`)
+}
+
+function profileArgs(name: string): string[] {
+  // A directory per process: each thread (tsx's loader runs in one) writes its own profile; the
+  // largest is the main thread's.
+  return PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name.replace(/\W+/g, '_'))}`] : []
 }
 
 /** BENCH_ONLY picks scenarios by name; (a) and (b) always run, the ratios need them. */
@@ -278,7 +312,8 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string }
   console.log(`How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
     `CPU µs/req and peak RSS are the proxy process's alone (row a: the upstream's; the rows of one algorithm share one gateway, so one RSS); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
     `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
-  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}`)
+  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
+    `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`)
   console.log('')
   console.log(format(header))
   console.log(format(widths.map((w) => '-'.repeat(w))))
@@ -341,7 +376,7 @@ let cleaning: Promise<void> | undefined
 let stopping = false
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    await killAll()
+    await killAll(PROFILE_DIR ? 15_000 : undefined) // writing a profile takes a while
     await Promise.all(issuers.map((issuer) => issuer.close()))
     if (tmp) rmSync(tmp, { recursive: true, force: true })
   })()
