@@ -4,7 +4,17 @@ import pino, { type Logger } from 'pino'
 
 const SERVICE = 'jwtgate'
 
-export function createLogger(level = 'info', destination?: pino.DestinationStream): Logger {
+/**
+ * Standard output, written in batches: lines gather until 4 KiB or for at most 100 ms, then go
+ * out in one asynchronous write (and at exit, synchronously). One write per line cost a write
+ * call and a hand-off to libuv's thread pool for every request, about a tenth of the CPU of a
+ * request in the benchmark's profile.
+ */
+function stdout(): pino.DestinationStream {
+  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 })
+}
+
+export function createLogger(level = 'info', destination: pino.DestinationStream = stdout()): Logger {
   return pino({
     level,
     base: { service: SERVICE },
