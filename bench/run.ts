@@ -11,7 +11,7 @@
 // the cache off: then every request verifies a signature).
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
 import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createPublicKey, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -24,6 +24,7 @@ import { killAll, killAllNow, runCommand, startService, type Service } from './c
 import { cpuMicros, peakRssBytes, pin, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
+import { compareVersions, expressPeerMissing, haproxyFiles, revocationList, versionOf } from './peers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
@@ -56,6 +57,13 @@ const PRIME_MIN = 1500
 const TSX = process.env.BENCH_TSX === '1'
 const BUILD_DIR = path.join(ROOT, 'node_modules/.cache/jwtgate-bench')
 const TOKEN_COUNTS = [1, 1000, 10_000] as const
+const REVOKED_ENTRIES = 100_000
+const ROUTES_500 = 'c  jwtgate auth:none, 500 routes'
+const REVOCATION = 'c  jwtgate RS256 1k tokens, 100k revoked'
+const HAPROXY = 'p  HAProxy jwt_verify RS256 1k tokens'
+const EXPRESS = 'p  express+express-jwt RS256 1k tokens'
+/** The rows besides the token rows that need RS256 tokens. */
+const EXTRA_RS256 = [REVOCATION, HAPROXY, EXPRESS]
 const ALGORITHMS = ['RS256', 'ES256', 'HS256'] as const
 const AUDIENCE = 'bench-api'
 const PATH = '/api/items'
@@ -114,7 +122,7 @@ async function main(): Promise<void> {
   // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
   const started = performance.now()
   const seconds = () => ((performance.now() - started) / 1000).toFixed(1)
-  const algorithms = ALGORITHMS.filter((alg) => TOKEN_COUNTS.some((n) => selected(scenarioName(alg, n))))
+  const algorithms = ALGORITHMS.filter((alg) => [...TOKEN_COUNTS.map((n) => scenarioName(alg, n)), ...EXTRA_RS256].some((n) => n.includes(alg) && selected(n)))
   const signers = new Map<string, { signer: Signer; issuer: Record<string, unknown> }>()
   for (const alg of algorithms) {
     if (alg === 'HS256') {
@@ -166,7 +174,14 @@ async function main(): Promise<void> {
   }
   // One process per group; a group's scenarios share it. The 1 and 1k token sets are the first
   // tokens of the 10k set, so one gateway's cache holds all three (10k entries, the default).
-  interface Group { name: string; start: () => Promise<Service>; tokens?: string[]; scenarios: { name: string; count?: number }[] }
+  interface Group {
+    name: string
+    start: () => Promise<Service>
+    tokens?: string[]
+    scenarios: { name: string; count?: number }[]
+    /** Why the group cannot run here (a tool missing): its rows are listed as skipped. */
+    skip?: string
+  }
   const groups: Group[] = [
     { name: 'floor', start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
     { name: 'jwtgate auth:none', start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }), scenarios: [{ name: 'c  jwtgate auth:none' }] },
@@ -179,7 +194,67 @@ async function main(): Promise<void> {
     }
     groups.push({ name: `jwtgate ${alg}`, start: jwtgate(`jwtgate ${alg}`, policy), tokens: tokens.get(alg), scenarios: TOKEN_COUNTS.map((count) => ({ name: scenarioName(alg, count), count })) })
   }
-  const wanted = groups.filter((g) => g.scenarios.some((x) => selected(x.name)))
+  // Route matching: 500 routes under one first segment, the request matching the last one,
+  // against auth:none's single route.
+  groups.push({
+    name: 'jwtgate 500 routes',
+    start: jwtgate('jwtgate 500 routes', {
+      ...basePolicy,
+      routes: [...Array.from({ length: 499 }, (_, i) => ({ path: `/api/svc-${i}/**`, upstream: 'up', auth: 'none' })), { path: '/api/**', upstream: 'up', auth: 'none' }],
+    }),
+    scenarios: [{ name: ROUTES_500 }],
+  })
+  const rs256 = signers.get('RS256')
+  if (rs256) {
+    const rsPolicy = {
+      ...basePolicy,
+      issuers: { bench: { ...rs256.issuer, audiences: [AUDIENCE], algorithms: ['RS256'] } },
+      routes: [{ path: '/**', upstream: 'up', auth: { issuers: ['bench'] } }],
+    }
+    // Revocation (issue 5): 100,000 entries in the file backend, none of them revoking a bench
+    // token, but every bench token's subject has one, so each request finds and weighs an entry.
+    const revoked = path.join(tmp, 'revoked.json')
+    writeFileSync(revoked, JSON.stringify(revocationList(REVOKED_ENTRIES)))
+    groups.push({
+      name: 'jwtgate RS256 revocation',
+      start: jwtgate('jwtgate RS256 revocation', { ...rsPolicy, revocation: { backend: 'file', file: { path: revoked } } }),
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: REVOCATION, count: 1000 }],
+    })
+    const signer = rs256.signer as Exclude<Signer, { alg: 'HS256' }>
+    const haproxy = which('haproxy')
+    const haproxyVersion = haproxy ? versionOf(haproxy) : undefined
+    groups.push({
+      name: 'HAProxy',
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: HAPROXY, count: 1000 }],
+      skip: !haproxy ? 'haproxy is not installed (apt-get install -y haproxy)'
+        : !haproxyVersion || compareVersions(haproxyVersion, '2.5') < 0 ? `haproxy ${haproxyVersion ?? '(unknown version)'} has no jwt_verify (2.5 or later)`
+          : undefined,
+      start: async () => {
+        const port = await freePort()
+        const dir = path.join(tmp!, 'haproxy')
+        const config = haproxyFiles(dir, { port, upstream: upstream.url, issuer: rs256.issuer.issuer as string, audience: AUDIENCE, publicKey: createPublicKey(signer.privateKey) })
+        return startService('HAProxy', haproxy!, ['-db', '-f', config], () => undefined,
+          { logFile: path.join(dir, 'haproxy.log'), probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
+      },
+    })
+    const express = expressPeerMissing()
+    groups.push({
+      name: 'express',
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: EXPRESS, count: 1000 }],
+      skip: express,
+      start: async () => {
+        const pem = path.join(tmp!, 'rs256-public.pem')
+        writeFileSync(pem, createPublicKey(signer.privateKey).export({ type: 'spki', format: 'pem' }))
+        return startService('express', process.execPath, [here('./express_peer.mjs'), upstream.url, pem, rs256.issuer.issuer as string, AUDIENCE], json)
+      },
+    })
+  }
+  const skipped = groups.filter((g) => g.skip && g.scenarios.some((x) => selected(x.name)))
+  for (const g of skipped) console.error(`bench: ${g.name} skipped: ${g.skip}`)
+  const wanted = groups.filter((g) => !g.skip && g.scenarios.some((x) => selected(x.name)))
   // Started a few at a time and unpinned (module loading is most of the start-up), then pinned.
   const services = await mapLimit(wanted, 3, (g) => g.start())
   const scenarios: Scenario[] = [{ name: 'a  upstream direct', service: upstream }]
@@ -247,6 +322,8 @@ async function main(): Promise<void> {
   })
   const revision = gitRevision()
   printTable(summaries, { pinned, revision })
+  for (const g of skipped) console.log(`skipped: ${g.scenarios.map((x) => x.name.slice(3)).join(', ')}: ${g.skip}`)
+  comparisons(summaries)
   if (OUT) {
     const meta = {
       date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
@@ -268,6 +345,25 @@ function profileArgs(name: string): string[] {
 /** BENCH_ONLY picks scenarios by name; (a) and (b) always run, the ratios need them. */
 function selected(name: string): boolean {
   return !ONLY || name.startsWith('a ') || name.startsWith('b ') || ONLY.test(name)
+}
+
+/** How a row compares with another of the same run: the figures issues 5 and 6 ask for. */
+function comparisons(rows: Summary[]): void {
+  const row = (name: string) => rows.find((r) => r.name === name)
+  const pairs: [string, string | undefined, string][] = [
+    [ROUTES_500, 'c  jwtgate auth:none', 'route matching, 500 routes against 1'],
+    [REVOCATION, scenarioName('RS256', 1000), 'revocation, 100k entries against none'],
+    [HAPROXY, scenarioName('RS256', 1000), 'HAProxy against jwtgate'],
+    [EXPRESS, scenarioName('RS256', 1000), 'express against jwtgate'],
+  ]
+  const lines = pairs.flatMap(([name, base, what]) => {
+    const a = row(name)
+    const b = base === undefined ? undefined : row(base)
+    if (!a || !b) return []
+    const rss = name === REVOCATION ? `, peak RSS ${(a.peakRssMB - b.peakRssMB).toFixed(0)} MB more` : ''
+    return [`${what}: req/s ×${(a.rps / b.rps).toFixed(3)}, CPU µs/req ×${(a.cpuUsPerReq / b.cpuUsPerReq).toFixed(3)}${rss}`]
+  })
+  if (lines.length) console.log(['', ...lines].join('\n'))
 }
 
 function scenarioName(alg: string, count: number): string {
