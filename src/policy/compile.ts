@@ -162,7 +162,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     routes,
     issuers,
     upstreams,
-    stripIdentityHeaders: headerStripper(identityHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
+    stripIdentityHeaders: headerStripper(strippedHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
     rejectPathParameters: doc.reject_path_parameters ?? true,
     auth: {
       maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
@@ -298,8 +298,15 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
   return out
 }
 
-function identityHeaderNames(doc: PolicySource['document']): string[] {
-  return Object.keys(doc.identity_headers ?? {})
+// Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
+// as the request's real path or method. The policy matched the path and method of the request
+// line, so a client must not name others to the upstream. Stripped with the identity headers,
+// so the underscore spellings go too.
+const PATH_AND_METHOD_OVERRIDES = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-method-override', 'x-http-method']
+
+/** Every header the client may not send on: identity headers and path/method overrides. */
+function strippedHeaderNames(doc: PolicySource['document']): string[] {
+  return [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
 }
 
 interface RouteContext {
