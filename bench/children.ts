@@ -125,8 +125,8 @@ function readTail(file: string): string {
 }
 
 /** Runs a command to completion, killing it after timeoutMs; resolves with its output. */
-export function runCommand(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+export function runCommand(command: string, args: string[], timeoutMs: number, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env })
   live.add(child)
   let stdout = ''
   let stderr = ''

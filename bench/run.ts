@@ -285,7 +285,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const estimate = Math.round(scenarios.length * REPEATS * (DURATION_S + 0.1))
+  const estimate = Math.round((scenarios.length + 2) * REPEATS * (DURATION_S + 0.1))
   console.error(`bench: ${REPEATS} rounds × ${scenarios.length} scenarios × ${DURATION_S} s, about ${estimate} s`)
   const runs = new Map<Scenario, RunResult[]>(scenarios.map((s) => [s, []]))
   for (let round = 0; round < REPEATS; round++) {
@@ -307,6 +307,26 @@ async function main(): Promise<void> {
     }
   }
 
+  // Latency below saturation: the floor and jwtgate (RS256, 1k tokens) paced at about half the
+  // floor's throughput, each connection waiting between its requests. The p99 jwtgate adds there
+  // is issue 6's latency target.
+  const paced: { name: string; rps: number; p50Ms: number; p99Ms: number }[] = []
+  const floorScenario = scenarios.find((s) => s.name.startsWith('b '))!
+  const rsScenario = scenarios.find((s) => s.name === scenarioName('RS256', 1000))
+  if (rsScenario) {
+    const half = median(runs.get(floorScenario)!.map((r) => r.rps)) / 2
+    const delayMs = Math.max(1, Math.round((CONNECTIONS * 1000) / half))
+    for (const s of [floorScenario, rsScenario]) {
+      const results: WrkRun[] = []
+      for (let round = 0; round < REPEATS; round++) {
+        await sleep(50)
+        results.push(await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined, delayMs }))
+      }
+      paced.push({ name: s.name, rps: median(results.map((r) => r.rps)), p50Ms: median(results.map((r) => r.p50Ms)), p99Ms: median(results.map((r) => r.p99Ms)) })
+      process.stderr.write(`  paced ${s.name.padEnd(30)} ${paced.at(-1)!.rps.toFixed(0).padStart(7)} req/s\n`)
+    }
+  }
+
   const summaries: Summary[] = scenarios.map((s) => {
     const r = runs.get(s)!
     return {
@@ -324,13 +344,19 @@ async function main(): Promise<void> {
   printTable(summaries, { pinned, revision })
   for (const g of skipped) console.log(`skipped: ${g.scenarios.map((x) => x.name.slice(3)).join(', ')}: ${g.skip}`)
   comparisons(summaries)
+  if (paced.length === 2) {
+    const [b, c] = paced as [typeof paced[0], typeof paced[0]]
+    console.log(`\npaced at about half the floor's throughput (${b.rps.toFixed(0)} and ${c.rps.toFixed(0)} req/s): ` +
+      `p50 ${b.p50Ms.toFixed(2)} / ${c.p50Ms.toFixed(2)} ms, p99 ${b.p99Ms.toFixed(2)} / ${c.p99Ms.toFixed(2)} ms (floor / jwtgate RS256 1k tokens); ` +
+      `jwtgate adds ${(c.p99Ms - b.p99Ms).toFixed(2)} ms at p99`)
+  }
   if (OUT) {
     const meta = {
       date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
       durationS: DURATION_S, repeats: REPEATS, connections: CONNECTIONS, tokenCache: TOKEN_CACHE ?? 'default', logLevel: LOG_LEVEL ?? 'default',
       accessLog: ACCESS_LOG ?? 'default', nodeFlags: NODE_FLAGS.join(' '), tsx: TSX,
     }
-    writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries }, null, 2) + '\n')
+    writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries, paced }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
   }
   console.error(`bench: done in ${seconds()} s`)
