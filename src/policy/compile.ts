@@ -55,6 +55,8 @@ export interface CompiledPolicy {
   /** The policy as loaded, secrets redacted: what GET /config shows. */
   redacted: unknown
   logLevel: string
+  /** One access-log line per request (`log.access`). */
+  accessLog: boolean
   routes: RouteTable<Route>
   issuers: ReadonlyMap<string, Issuer>
   upstreams: ReadonlyMap<string, Upstream>
@@ -167,6 +169,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     requiredForReadiness: Object.entries(doc.issuers ?? {}).filter(([, spec]) => isRemote(spec) && !spec.optional_at_startup).map(([name]) => issuers.get(name)!),
     redacted: redact(doc),
     logLevel: doc.log?.level ?? 'info',
+    accessLog: doc.log?.access ?? true,
     routes,
     issuers,
     upstreams,

@@ -155,6 +155,7 @@ export const PolicySchema = Type.Object({
   revocation: Type.Optional(Revocation),
   log: Type.Optional(Type.Object({
     level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+    access: Type.Optional(Type.Boolean({ description: 'Whether to write one access line per request (at info). Default true.' })),
   }, { additionalProperties: false })),
   routes: Type.Array(Route, { minItems: 1 }),
 }, { additionalProperties: false })
