@@ -3,13 +3,17 @@
 import { createDecoder, TokenError } from 'fast-jwt'
 import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
-import { extractBearerToken } from './extract.js'
+import { extractToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
+import type { IssuerSet } from './issuer_set.js'
 import type { TokenCache } from './token_cache.js'
+import type { TokenSources } from './token_sources.js'
 
 export interface AuthRule {
-  /** The route's accepted issuers by their exact `iss` value. */
-  issuersByIss: ReadonlyMap<string, Issuer>
+  /** The route's accepted issuers; the token's `iss` picks one. */
+  issuers: IssuerSet
+  /** Where the route reads tokens, each source with the issuers that accept tokens from there. */
+  sources: TokenSources
   requirement: Requirement
   /** One-time tokens: a second use of the same jti is refused (`replay_protection: true`). */
   replayProtection?: boolean
@@ -41,10 +45,10 @@ type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
 
 /**
- * Where the identity comes from: a request's raw headers (an IncomingMessage is one), or
- * claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
+ * Where the identity comes from: a request's raw headers and target (an IncomingMessage is
+ * one), or claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
  */
-export type Credentials = { rawHeaders: string[] } | { claims: Record<string, unknown> }
+export type Credentials = { rawHeaders: string[]; url?: string | undefined } | { claims: Record<string, unknown> }
 
 export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
   const result = authenticateToken(credentials, rule, context)
@@ -60,18 +64,20 @@ function useOnce(result: Identity | Denial, context: AuthContext): Identity | De
 
 function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
   if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
-  const token = extractBearerToken(credentials.rawHeaders, context.maxTokenBytes)
-  if (typeof token !== 'string') return token
+  const found = extractToken(credentials.rawHeaders, credentials.url, rule.sources, context.maxTokenBytes)
+  if (isDenial(found)) return found
+  const { token, source } = found
 
   const now = Date.now()
   const known = context.tokens.get(token, now)
-  // A cached token still has to be acceptable on this route: its issuer allowed here, its
-  // audience and the route's claims checked again (they differ per route, and cost little),
-  // and it must not have been revoked since it was cached.
-  if (known && rule.issuersByIss.get(known.claims.iss as string) === known.issuer) {
-    return checkRegisteredClaims(known.claims, known.issuer.audiences, known.issuer.clockSkewMs, now) ??
+  // A cached token still has to be acceptable on this route: its issuer allowed here (and from
+  // this source), its audience and the route's claims checked again (they differ per route,
+  // and cost little), and it must not have been revoked since it was cached.
+  if (known && source.issuers.find(known.claims) === known.issuer) {
+    const issuer = known.issuer
+    return checkRegisteredClaims(known.claims, issuer.audiences, issuer.clockSkewMs, now, issuer.audienceClaim) ??
       context.revocation?.check(known.claims, now) ??
-      authorize(known.claims, rule.requirement) ?? { token, issuer: known.issuer, claims: known.claims }
+      authorize(known.claims, rule.requirement) ?? { token, issuer, claims: known.claims }
   }
 
   let decoded: Decoded
@@ -84,10 +90,10 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     return deny('malformed', 'the token payload is not a JSON object')
   }
-  const iss = (payload as Record<string, unknown>).iss
-  // The issuer is chosen before any key is looked up, and only among the route's issuers.
-  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
-  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
+  // The issuer is chosen before any key is looked up, and only among the issuers that accept
+  // tokens from where this one was found.
+  const issuer = source.issuers.find(payload as Record<string, unknown>)
+  if (isDenial(issuer)) return issuer
 
   const alg = header.alg
   if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
@@ -111,7 +117,7 @@ function verifyWith(key: KeyLookup, token: string, decoded: Decoded, issuer: Iss
   // crit member at all refuses the token (RFC 7515 §4.1.11).
   if (Object.hasOwn(decoded.header, 'crit')) return deny('invalid_claims', 'the token has a critical header this gateway does not understand')
   const now = Date.now()
-  const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now)
+  const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now, issuer.audienceClaim)
   if (invalid) return invalid
   const revoked = context.revocation?.check(claims, now)
   if (revoked) return revoked
@@ -123,10 +129,9 @@ function verifyWith(key: KeyLookup, token: string, decoded: Decoded, issuer: Iss
 
 /** The checks after signature verification, on claims given as verified. */
 function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
-  const iss = claims.iss
-  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
-  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
-  return checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now()) ??
+  const issuer = rule.issuers.find(claims)
+  if (isDenial(issuer)) return issuer
+  return checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now(), issuer.audienceClaim) ??
     authorize(claims, rule.requirement) ?? { token: '', issuer, claims }
 }
 

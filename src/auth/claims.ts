@@ -114,25 +114,26 @@ export function grantedScopes(claims: Record<string, unknown>): string[] {
 }
 
 /**
- * Registered claims fast-jwt leaves to us: `aud` must be present and name one of the accepted
- * audiences; `iat`, when present, a number not in the future beyond the skew; `sub`, when
- * present, a string (it becomes an identity header).
+ * Registered claims fast-jwt leaves to us: the audience (`aud`, or the issuer's `audience_claim`)
+ * must be present and name one of the accepted audiences; `iat`, when present, a number not in
+ * the future beyond the skew; `sub`, when present, a string (it becomes an identity header).
  */
-export function checkRegisteredClaims(claims: Record<string, unknown>, audiences: ReadonlySet<string>, clockSkewMs: number, now: number): Denial | undefined {
-  const aud = claims.aud
+export function checkRegisteredClaims(claims: Record<string, unknown>, audiences: ReadonlySet<string>, clockSkewMs: number, now: number, audienceClaim = 'aud'): Denial | undefined {
+  // Own properties only: an audience_claim such as `constructor` must not read Object.prototype.
+  const aud = Object.hasOwn(claims, audienceClaim) ? claims[audienceClaim] : undefined
   if (typeof aud === 'string') {
     if (!audiences.has(aud)) return deny('wrong_audience', 'the token is not meant for this audience')
   } else if (Array.isArray(aud)) {
     let match = false
     for (const a of aud) {
-      if (typeof a !== 'string') return deny('invalid_claims', 'the aud claim must be a string or an array of strings')
+      if (typeof a !== 'string') return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
       if (audiences.has(a)) match = true
     }
     if (!match) return deny('wrong_audience', 'the token is not meant for this audience')
   } else if (aud === undefined) {
-    return deny('wrong_audience', 'the token has no aud claim')
+    return deny('wrong_audience', `the token has no ${audienceClaim} claim`)
   } else {
-    return deny('invalid_claims', 'the aud claim must be a string or an array of strings')
+    return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
   }
   const iat = claims.iat
   if (iat !== undefined) {

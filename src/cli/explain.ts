@@ -9,7 +9,9 @@ import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.j
 import { readPolicySource } from '../policy/load.js'
 import type { PolicyDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
+import type { Issuer } from '../auth/issuer.js'
 import { upstreamUrl } from '../proxy/forward.js'
+import { queryWithout } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
 import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
@@ -50,9 +52,26 @@ interface ClaimRule {
   contains?: unknown
 }
 
+interface IssuerFacts {
+  name: string
+  iss: string
+  audiences: string[]
+  /** Only when set in the policy. */
+  iss_aliases?: string[]
+  tenants?: string[] | 'any'
+  audience_claim?: string
+}
+
 type Requirement =
   | { auth: 'none' }
-  | { auth: 'token'; issuers: Array<{ name: string; iss: string; audiences: string[] }>; claims: ClaimRule[]; scopes: string[] }
+  | {
+    auth: 'token'
+    issuers: IssuerFacts[]
+    claims: ClaimRule[]
+    scopes: string[]
+    /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
+    token_sources?: Array<{ from: string; forwarded: boolean }>
+  }
 
 /** The facts `explain` prints; also its --json shape. */
 export interface Explanation {
@@ -106,10 +125,10 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   const route = options.token !== undefined || options.claims ? await routeFor(policy, options.method, options.host, options.target) : undefined
   // Only the keys of the route's issuers can check a token there: an unrelated IdP that is
   // unreachable from here costs nothing.
-  if (options.token !== undefined && route?.auth) await Promise.all([...route.auth.issuersByIss.values()].map((issuer) => issuer.start()))
+  if (options.token !== undefined && route?.auth) await Promise.all(route.auth.issuers.list.map((issuer) => issuer.start()))
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims), decision, preflightOf(options))
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims, route, options.target), decision, preflightOf(options))
   return { decision, claims }
 }
 
@@ -118,11 +137,22 @@ function preflightOf(options: ExplainOptions): Preflight | undefined {
   return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
 }
 
-function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined): Credentials {
+/** A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route says otherwise. */
+function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined, route: Route | undefined, target: string): Credentials {
   if (claims) return { claims }
-  // No Authorization header at all: what a request without a token gets.
-  if (token === undefined) return { rawHeaders: [] }
-  return { rawHeaders: ['authorization', `Bearer ${token}`] }
+  // No token anywhere: what a request without a token gets.
+  if (token === undefined) return { rawHeaders: [], url: target }
+  const source = route?.auth?.sources.all[0]
+  switch (source?.kind) {
+    case 'cookie': return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
+    case 'query': return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
+    case 'header': return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
+    default: return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
+  }
+}
+
+function capitalized(text: string): string {
+  return text[0]!.toUpperCase() + text.slice(1)
 }
 
 function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, decision: Decision, claims: Record<string, unknown> | undefined): Explanation {
@@ -134,7 +164,7 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
-    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
+    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(route, options.target) } : null,
     requires: route ? requirementOf(route, document.routes[route.index]!) : null,
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
@@ -163,6 +193,14 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
   }
 }
 
+/** The query as the upstream gets it: token parameters removed, as the proxy does. */
+function forwardedQuery(route: Route, target: string): string {
+  const names = route.auth?.sources.queryNames
+  if (!names?.length) return splitTarget(target).query
+  const rest = queryWithout(target, names)
+  return rest ? `?${rest}` : ''
+}
+
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
   const host = hostFromHeader(options.host)
   const out: SkippedRoute[] = []
@@ -179,9 +217,25 @@ function routeFacts(spec: RouteDocument, index: number): RouteFacts {
 
 function requirementOf(route: Route, spec: RouteDocument): Requirement {
   if (!route.auth || spec.auth === 'none') return { auth: 'none' }
-  const issuers = [...route.auth.issuersByIss.values()].map((i) => ({ name: i.name, iss: i.issuer, audiences: [...i.audiences] }))
+  const issuers = route.auth.issuers.list.map(issuerFacts)
   const claims = Object.entries(spec.auth.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition }))
-  return { auth: 'token', issuers, claims, scopes: spec.auth.scopes ?? [] }
+  const sources = route.auth.sources.all
+  const usual = sources.length === 1 && sources[0]!.kind === 'header' && sources[0]!.name === 'authorization' && sources[0]!.prefix === 'bearer '
+  return {
+    auth: 'token', issuers, claims, scopes: spec.auth.scopes ?? [],
+    ...(usual ? {} : { token_sources: sources.map((s) => ({ from: s.what, forwarded: s.kind !== 'query' && route.forwardToken })) }),
+  }
+}
+
+function issuerFacts(i: Issuer): IssuerFacts {
+  return {
+    name: i.name,
+    iss: i.issuer,
+    audiences: [...i.audiences],
+    ...(i.exactIss.length > 1 ? { iss_aliases: i.exactIss.slice(1) } : {}),
+    ...(i.template ? { tenants: i.template.tenants ? [...i.template.tenants] : 'any' as const } : {}),
+    ...(i.audienceClaim !== 'aud' ? { audience_claim: i.audienceClaim } : {}),
+  }
 }
 
 // ---- text output -------------------------------------------------------------------------
@@ -220,12 +274,18 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
-  const from = r.issuers.map((i) => `${i.name} (iss ${i.iss}, aud ${i.audiences.join(' or ')})`).join(' or ')
+  const from = r.issuers.map((i) => `${i.name} (${issText(i)}, ${i.audience_claim ?? 'aud'} ${i.audiences.join(' or ')})`).join(' or ')
   return [
     `a valid token from ${from}`,
+    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
     ...r.claims.map((c) => `claim ${conditionText(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
+}
+
+function issText(i: IssuerFacts): string {
+  if (i.tenants) return `iss ${i.iss}, ${i.tenants === 'any' ? 'any tenant' : `tenants ${i.tenants.join(', ')}`}`
+  return `iss ${[i.iss, ...(i.iss_aliases ?? [])].join(' or ')}`
 }
 
 function conditionText(c: ClaimRule): string {
@@ -243,8 +303,14 @@ function decisionLines(e: Explanation): string[] {
   return [
     `ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`,
     ...(e.requires?.auth === 'token' ? headerLines(e.identity_headers ?? {}) : []),
-    `Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`,
+    ...forwardingLines(e),
   ]
+}
+
+function forwardingLines(e: Explanation): string[] {
+  const sources = e.requires?.auth === 'token' ? e.requires.token_sources : undefined
+  if (!sources) return [`Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`]
+  return sources.map((s) => `${s.from} ${s.forwarded ? 'forwarded' : 'removed'}`)
 }
 
 function basisText(e: Explanation): string {

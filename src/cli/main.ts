@@ -5,7 +5,7 @@ import path from 'node:path'
 import { createLogger } from '../log.js'
 import { loadPolicy } from '../policy/compile.js'
 import { policyJsonSchema } from '../policy/json_schema.js'
-import { lintRoutes } from '../policy/lint.js'
+import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import { explain } from './explain.js'
 import { runPolicyTests } from './policy_test.js'
@@ -156,6 +156,10 @@ function validate(policyFile: string): number {
     const source = readPolicySource(policyFile)
     for (const w of lintRoutes(source.document.routes)) {
       source.problems.add(['routes', w.route, 'path'], w.message)
+      process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
+    }
+    for (const w of lintIssuers(source.document.issuers)) {
+      source.problems.add(['issuers', w.issuer, 'issuer'], w.message)
       process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
     }
     process.stdout.write(`${policyFile}: ok (${policy.routes.size} routes, ${policy.issuers.size} issuers, ${policy.upstreams.size} upstreams)\n`)

@@ -2,6 +2,7 @@
 // Everything that decides goes through `decide`, the proxy's own code.
 import type { IncomingHttpHeaders } from 'node:http'
 import { decide, type Decision } from '../decide.js'
+import type { Issuer } from '../auth/issuer.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { PolicyError, formatProblem } from '../policy/problems.js'
 import { injectIdentity } from '../proxy/identity_headers.js'
@@ -37,11 +38,22 @@ export function stopIssuers(policy: CompiledPolicy): void {
  */
 export function withRouteDefaults(claims: Record<string, unknown>, route: Route | undefined): Record<string, unknown> {
   const out = { ...claims }
-  const issuer = route?.auth ? [...route.auth.issuersByIss.values()][0] : undefined
-  if (issuer && !Object.hasOwn(out, 'iss')) out.iss = issuer.issuer
-  if (issuer && !Object.hasOwn(out, 'aud')) out.aud = [...issuer.audiences][0]
-  for (const name of ['iss', 'aud']) if (out[name] === null) delete out[name]
+  const issuer = route?.auth?.issuers.list[0]
+  // The audience goes where the issuer looks for it (aud, or its audience_claim).
+  const audience = issuer?.audienceClaim ?? 'aud'
+  if (issuer && !Object.hasOwn(out, 'iss')) out.iss = defaultIss(issuer, out)
+  if (issuer && !Object.hasOwn(out, audience)) out[audience] = [...issuer.audiences][0]
+  for (const name of ['iss', audience]) if (out[name] === null || out[name] === undefined) delete out[name]
   return out
+}
+
+/** The issuer's iss; for a multi-tenant issuer, with the claims' tid or its first listed tenant. */
+function defaultIss(issuer: Issuer, claims: Record<string, unknown>): string | undefined {
+  if (!issuer.template) return issuer.issuer
+  const tid = typeof claims.tid === 'string' ? claims.tid : issuer.template.tenants?.values().next().value
+  if (tid === undefined) return undefined
+  claims.tid = tid
+  return issuer.template.prefix + tid + issuer.template.suffix
 }
 
 /** The route `decide` picks for a request, found by running it once without credentials. */

@@ -8,13 +8,18 @@ import type { Logger } from 'pino'
 import { compileRequirement, parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
 import { TokenCache } from '../auth/token_cache.js'
-import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
+import { unsafeUrl } from '../auth/discovery.js'
+import { jwksIssuer, secretIssuer, type Issuer, type IssuerSettings } from '../auth/issuer.js'
+import { IssuerSet } from '../auth/issuer_set.js'
+import { allowedIssOf, parseIssuerTemplate, tenantIn } from '../auth/issuer_template.js'
+import { DEFAULT_TOKEN_SOURCES, sourcePlace, tokenSources, type SourcePlace, type TokenSource, type TokenSourceSpec, type TokenSources } from '../auth/token_sources.js'
 import { compileCors, type CorsRule } from '../proxy/cors.js'
 import { compileHttpsRule, type HttpsRule } from '../proxy/https_only.js'
 import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
+import { lintIssuers } from './lint.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
 import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument, type UpstreamDocument } from './schema.js'
@@ -75,6 +80,8 @@ export interface CompiledPolicy {
   /** The policy as loaded, secrets redacted: what GET /config shows. */
   redacted: unknown
   logLevel: string
+  /** One access-log line per request (`log.access`). */
+  accessLog: boolean
   routes: RouteTable<Route>
   issuers: ReadonlyMap<string, Issuer>
   upstreams: ReadonlyMap<string, Upstream>
@@ -144,11 +151,13 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const issuerNameByIss = new Map<string, string>()
   for (const [name, spec] of Object.entries(doc.issuers ?? {})) {
     const at: DocPath = ['issuers', name]
-    const sameIss = issuerNameByIss.get(spec.issuer)
-    if (sameIss) report([...at, 'issuer'], `issuer "${spec.issuer}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
-    issuerNameByIss.set(spec.issuer, name)
+    ;[spec.issuer, ...(spec.issuer_aliases ?? [])].forEach((iss, i) => {
+      const sameIss = issuerNameByIss.get(iss)
+      if (sameIss) report(i === 0 ? [...at, 'issuer'] : [...at, 'issuer_aliases', i - 1], `issuer "${iss}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
+      issuerNameByIss.set(iss, name)
+    })
     const kept = previous?.issuers.get(name)
-    if (kept && spec.jwks_uri !== undefined && builtFrom.get(kept) === JSON.stringify(spec)) {
+    if (kept && isRemote(spec) && builtFrom.get(kept) === JSON.stringify(spec)) {
       issuers.set(name, kept)
       continue
     }
@@ -158,6 +167,8 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
       builtFrom.set(issuer, JSON.stringify(spec))
     }
   }
+
+  reportTemplateOverlaps(issuers, report)
 
   // Kept across reloads when its settings are unchanged, like an unchanged issuer.
   const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, report, previous?.revocation) : null
@@ -188,6 +199,8 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
+  // `jwtgate validate` prints these as file:line:col warnings; a running gateway logs them.
+  for (const warning of lintIssuers(doc.issuers)) log.warn({ issuer: warning.issuer }, warning.message)
   const cacheEntries = doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES
   // A token is accepted until exp + its issuer's skew, so a revocation is kept that much longer.
   if (revocation) revocation.store.marginMs = Math.max(0, ...[...issuers.values()].map((i) => i.clockSkewMs))
@@ -202,9 +215,10 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     // Loopback by default: metrics and config are for the pod, not the network.
     admin: doc.admin === false ? null : { host: doc.admin?.host ?? '127.0.0.1', port: doc.admin?.port ?? 9901 },
     shutdown: { drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? '5s'), timeoutMs: durationMs(doc.shutdown?.timeout ?? '30s') },
-    requiredForReadiness: Object.entries(doc.issuers ?? {}).filter(([, spec]) => spec.jwks_uri !== undefined && !spec.optional_at_startup).map(([name]) => issuers.get(name)!),
+    requiredForReadiness: Object.entries(doc.issuers ?? {}).filter(([, spec]) => isRemote(spec) && !spec.optional_at_startup).map(([name]) => issuers.get(name)!),
     redacted: redact(doc),
     logLevel: doc.log?.level ?? 'info',
+    accessLog: doc.log?.access ?? true,
     routes,
     issuers,
     upstreams,
@@ -267,33 +281,56 @@ function compileUpstream(name: string, spec: UpstreamDocument, policyFile: strin
   }
 }
 
+/** Whether an issuer's keys come over the network (a key set, directly or through discovery). */
+function isRemote(spec: IssuerDocument): boolean {
+  return spec.jwks_uri !== undefined || spec.discovery === true
+}
+
 function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, report: (at: DocPath, m: string) => void): Issuer | undefined {
-  const sources = (['jwks_uri', 'secret', 'secret_file'] as const).filter((k) => spec[k] !== undefined)
+  const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
   if (sources.length !== 1) {
-    report([], `issuer needs exactly one key source: jwks_uri, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
+    report([], `issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
     return undefined
   }
+  const template = parseIssuerTemplate(spec.issuer, spec.tenants)
+  if (typeof template === 'string') {
+    report([spec.tenants && !spec.issuer.includes('{tid}') ? 'tenants' : 'issuer'], template)
+    return undefined
+  }
+  if (template && spec.issuer_aliases) {
+    report(['issuer_aliases'], 'issuer_aliases cannot go with a multi-tenant issuer ({tid} in issuer)')
+    return undefined
+  }
+  if (!checkTokenSources(spec.token_sources, (i, m) => report(['token_sources', i], m))) return undefined
   const hmac = spec.algorithms.filter((a) => (HMAC_ALGORITHMS as readonly string[]).includes(a))
-  const settings = {
+  const exactIss = template ? [] : [spec.issuer, ...(spec.issuer_aliases ?? [])]
+  const settings: IssuerSettings = {
     name,
     issuer: spec.issuer,
+    exactIss,
+    template,
+    allowedIss: template ? allowedIssOf(template) : exactIss.length > 1 ? exactIss : spec.issuer,
     audiences: spec.audiences,
+    audienceClaim: spec.audience_claim ?? 'aud',
     algorithms: spec.algorithms,
     clockSkewMs: durationMs(spec.clock_skew ?? '30s'),
     requireExp: spec.require_exp ?? true,
+    tokenSources: spec.token_sources ?? DEFAULT_TOKEN_SOURCES,
   }
-  if (spec.jwks_uri !== undefined) {
+  if (isRemote(spec)) {
     // A key set is public; an HMAC algorithm over it would let anyone holding it sign.
     if (hmac.length) {
-      report(['algorithms'], `${hmac.join(', ')} cannot be used with a jwks_uri; HMAC issuers take a secret`)
+      report(['algorithms'], `${hmac.join(', ')} cannot be used with a ${sources[0]}; HMAC issuers take a secret`)
       return undefined
     }
-    if (!isHttpUrl(spec.jwks_uri)) {
-      report(['jwks_uri'], `jwks_uri ${JSON.stringify(spec.jwks_uri)} is not an http(s) URL`)
+    const uri = spec.jwks_uri !== undefined ? spec.jwks_uri : discoverySource(spec, template !== undefined, (m) => report(['issuer'], m))
+    if (uri === undefined) return undefined
+    if (typeof uri === 'string' && !isHttpUrl(uri)) {
+      report(['jwks_uri'], `jwks_uri ${JSON.stringify(uri)} is not an http(s) URL`)
       return undefined
     }
     const jwks = {
-      uri: spec.jwks_uri,
+      uri,
       timeoutMs: durationMs(spec.jwks?.timeout ?? '5s'),
       cooldownMs: durationMs(spec.jwks?.cooldown ?? '30s'),
       minAgeMs: durationMs(spec.jwks?.min_age ?? '30s'),
@@ -331,6 +368,60 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     return undefined
   }
   return secretIssuer(settings, secret)
+}
+
+/**
+ * `discovery: true`: the issuer is where its metadata lives (OIDC Discovery §4), so it must be
+ * one exact https URL (http on loopback) without query or fragment.
+ */
+function discoverySource(spec: IssuerDocument, isTemplate: boolean, report: (m: string) => void): { discover: string } | undefined {
+  if (isTemplate) {
+    report('discovery needs one exact issuer; give a multi-tenant issuer its jwks_uri')
+    return undefined
+  }
+  const why = unsafeUrl(spec.issuer)
+  if (why) {
+    report(`discovery reads {issuer}/.well-known/openid-configuration, but the issuer ${why}`)
+    return undefined
+  }
+  const url = new URL(spec.issuer)
+  if (url.search || url.hash || spec.issuer.includes('?') || spec.issuer.includes('#')) {
+    report('discovery needs an issuer URL without a query or fragment (OIDC Discovery §4)')
+    return undefined
+  }
+  return { discover: spec.issuer }
+}
+
+/** Checks an issuer's token_sources; false when one cannot be used (each reported). */
+function checkTokenSources(specs: readonly TokenSourceSpec[] | undefined, report: (index: number, m: string) => void): boolean {
+  let ok = true
+  const seen = new Set<string>()
+  specs?.forEach((spec, i) => {
+    const place = sourcePlace(spec)
+    if (typeof place === 'string') {
+      report(i, place)
+      ok = false
+    } else if (seen.has(place.key)) {
+      report(i, `the ${place.what} is already a token source`)
+      ok = false
+    }
+    if (typeof place !== 'string') seen.add(place.key)
+  })
+  return ok
+}
+
+/** An exact iss of one issuer that a multi-tenant issuer also matches would make the choice a guess. */
+function reportTemplateOverlaps(issuers: ReadonlyMap<string, Issuer>, report: (at: DocPath, m: string) => void): void {
+  for (const multi of issuers.values()) {
+    if (!multi.template) continue
+    for (const other of issuers.values()) {
+      other.exactIss.forEach((iss, i) => {
+        if (tenantIn(multi.template!, iss) === undefined) return
+        report(['issuers', other.name, i === 0 ? 'issuer' : 'issuer_aliases', ...(i === 0 ? [] : [i - 1])],
+          `issuer "${iss}" is also matched by issuers.${multi.name} (${multi.issuer}); one iss value must map to one issuer`)
+      })
+    }
+  }
 }
 
 function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at: DocPath, report: (at: DocPath, m: string) => void): IdentityHeader[] {
@@ -401,17 +492,21 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
 
   let auth: AuthRule | null = null
   if (spec.auth !== 'none') {
-    const issuersByIss = new Map<string, Issuer>()
+    const issuers: Issuer[] = []
     spec.auth.issuers.forEach((name, i) => {
       const issuer = ctx.issuers.get(name)
-      if (issuer) issuersByIss.set(issuer.issuer, issuer)
+      if (issuer) issuers.push(issuer)
       else fail(['auth', 'issuers', i], `unknown issuer "${name}"${known(ctx.issuers)}`)
     })
+    const sources = compileTokenSources(spec.token_sources, issuers, fail)
     try {
-      auth = { issuersByIss, requirement: compileRequirement(spec.auth.claims, spec.auth.scopes), ...(spec.replay_protection ? { replayProtection: true } : {}) }
+      const requirement = compileRequirement(spec.auth.claims, spec.auth.scopes)
+      if (sources) auth = { issuers: new IssuerSet(issuers), sources, requirement, ...(spec.replay_protection ? { replayProtection: true } : {}) }
     } catch (err) {
       fail(['auth', 'claims'], (err as Error).message)
     }
+  } else if (spec.token_sources) {
+    fail(['token_sources'], 'token_sources needs a token: the route has auth: none')
   }
   if (spec.replay_protection) {
     if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
@@ -438,6 +533,59 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
   }
   return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+}
+
+// The extractor keeps one bit per header source.
+const MAX_HEADER_SOURCES = 30
+
+/**
+ * A route's token sources: its own `token_sources` (read for every issuer of the route), or
+ * else each issuer's, merged: one place read by several issuers is one source accepting all
+ * of them, and a token found there may only be checked by one of them.
+ */
+function compileTokenSources(override: readonly TokenSourceSpec[] | undefined, issuers: readonly Issuer[], fail: (at: DocPath, m: string) => void): TokenSources | undefined {
+  const places = new Map<string, { place: SourcePlace; issuers: Issuer[] }>()
+  let ok = true
+  const read = (place: SourcePlace, by: readonly Issuer[], at: DocPath) => {
+    const known = places.get(place.key)
+    if (!known) {
+      places.set(place.key, { place, issuers: [...by] })
+      return
+    }
+    if (override) {
+      fail(at, `the ${place.what} is already a token source`)
+      ok = false
+    } else if (known.place.prefix !== place.prefix) {
+      fail(['auth', 'issuers'], `issuers ${known.issuers.map((i) => i.name).join(', ')} and ${by[0]!.name} read the ${place.what} with different prefixes ("${known.place.prefix}" and "${place.prefix}"); a route reads a header one way`)
+      ok = false
+    } else {
+      for (const issuer of by) if (!known.issuers.includes(issuer)) known.issuers.push(issuer)
+    }
+  }
+  if (override) {
+    override.forEach((spec, i) => {
+      const place = sourcePlace(spec)
+      if (typeof place === 'string') {
+        fail(['token_sources', i], place)
+        ok = false
+      } else read(place, issuers, ['token_sources', i])
+    })
+  } else {
+    for (const issuer of issuers) {
+      for (const spec of issuer.tokenSources) {
+        const place = sourcePlace(spec)
+        if (typeof place !== 'string') read(place, [issuer], ['auth', 'issuers'])
+      }
+    }
+  }
+  const all: TokenSource[] = [...places.values()].map(({ place, issuers: by }) => ({
+    kind: place.kind, name: place.name, prefix: place.prefix, what: place.what, unprefixed: place.unprefixed, issuers: new IssuerSet(by),
+  }))
+  if (all.filter((s) => s.kind === 'header').length > MAX_HEADER_SOURCES) {
+    fail(['auth', 'issuers'], `a route reads tokens from at most ${MAX_HEADER_SOURCES} headers`)
+    ok = false
+  }
+  return ok ? tokenSources(all) : undefined
 }
 
 function known(map: ReadonlyMap<string, unknown>): string {

@@ -27,7 +27,9 @@ export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
 const Algorithm = StringEnum([...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS])
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]+$', minLength: 1, description: 'a name of letters, digits, "_", "." or "-"' })
-const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', minLength: 1, description: 'an HTTP header name' })
+// RFC 9110 §5.6.2 token: header names, and cookie names too (RFC 6265 §4.1.1).
+const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$'
+const HeaderName = Type.String({ pattern: TOKEN, minLength: 1, description: 'an HTTP header name' })
 // A claim path: dot separated names (realm_access.roles); a name containing dots is written
 // in double quotes ("https://example.com/roles").
 const ClaimPath = Type.String({ minLength: 1 })
@@ -56,11 +58,26 @@ const JwksTuning = Type.Object({
   max_age: Type.Optional(Duration),
 }, { additionalProperties: false })
 
+// Where a token is read from. One object with exactly one of header, cookie or query (checked
+// by the compiler, whose message is plainer than a union's).
+const TokenSource = Type.Object({
+  header: Type.Optional(HeaderName),
+  prefix: Type.Optional(Type.String({ description: 'the text before the token in the header, compared ignoring case ("Bearer " for Authorization by default)' })),
+  cookie: Type.Optional(Type.String({ pattern: TOKEN, minLength: 1, description: 'a cookie name' })),
+  query: Type.Optional(Type.String({ minLength: 1, description: 'a query parameter carrying the token; removed before forwarding' })),
+}, { additionalProperties: false, description: 'where a token is read: { header, prefix }, { cookie } or { query }' })
+const TokenSources = Type.Array(TokenSource, { minItems: 1, description: 'where tokens are read, tried in order' })
+
 const Issuer = Type.Object({
-  issuer: Type.String({ minLength: 1 }),
+  issuer: Type.String({ minLength: 1, description: 'the exact iss of the tokens; {tid} stands for the token\'s tid claim in a multi-tenant issuer' }),
+  issuer_aliases: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'other exact iss values the same issuer writes (accounts.google.com besides https://accounts.google.com)' })),
+  tenants: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'the tenants accepted by a multi-tenant issuer ({tid} in issuer)' })),
+  audience_claim: Type.Optional(Type.String({ minLength: 1, description: 'the claim checked against audiences instead of aud (client_id for AWS Cognito access tokens, azp)' })),
   // URLs are parsed by the compiler (with a better message than a pattern could give, and
   // leaving ${VAR} alone in an editor).
   jwks_uri: Type.Optional(Type.String({ minLength: 1 })),
+  discovery: Type.Optional(Type.Boolean({ description: 'true: read jwks_uri from {issuer}/.well-known/openid-configuration (OIDC Discovery)' })),
+  token_sources: Type.Optional(TokenSources),
   secret: Type.Optional(Type.String()),
   secret_file: Type.Optional(Type.String({ minLength: 1 })),
   audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
@@ -127,6 +144,7 @@ const Route = Type.Object({
   upstream: Name,
   auth: RouteAuth,
   forward_token: Type.Optional(Type.Boolean()),
+  token_sources: Type.Optional(TokenSources),
   replay_protection: Type.Optional(Type.Boolean()),
   cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
   websocket: Type.Optional(Type.Boolean({ description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' })),
@@ -175,6 +193,7 @@ export const PolicySchema = Type.Object({
   revocation: Type.Optional(Revocation),
   log: Type.Optional(Type.Object({
     level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+    access: Type.Optional(Type.Boolean({ description: 'Whether to write one access line per request (at info). Default true.' })),
   }, { additionalProperties: false })),
   routes: Type.Array(Route, { minItems: 1 }),
 }, { additionalProperties: false })
@@ -188,3 +207,4 @@ export type RevocationDocument = Static<typeof Revocation>
 export type RouteAuthDocument = Static<typeof RouteAuth>
 export type ClaimConditionDocument = Static<typeof ClaimCondition>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>
+export type TokenSourceDocument = Static<typeof TokenSource>

@@ -150,3 +150,13 @@ export function policyProblems(yaml: string): string[] {
     return err.problems.map((p) => `${p.line}:${p.col} ${p.message}`)
   }
 }
+
+/** Polls until `check` is true, at most `ms`; whether it became true. */
+export async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return true
+    await sleep(50)
+  }
+  return false
+}
