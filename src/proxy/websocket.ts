@@ -22,6 +22,7 @@ import { splitTarget } from '../routing/normalize.js'
 import { allowsOrigin } from './cors.js'
 import { responseHeaders, upstreamRequestHeaders } from './forward.js'
 import { insecureRequest } from './https_only.js'
+import { queryWithout } from './token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from './upstream_pools.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
@@ -114,7 +115,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const options = {
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port || (https ? 443 : 80),
-    path: upstream.basePath + state.path! + splitTarget(req.url ?? '').query,
+    path: upstream.basePath + state.path! + upgradeQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
     method: 'GET',
     headers,
     agent: false,
@@ -238,4 +239,11 @@ function pipeTogether(gateway: GatewayApp, client: Socket, upstream: Socket, clo
     timer.unref()
   }
   arm()
+}
+
+/** The query the upstream sees: a token in a query parameter never reaches it (RFC 6750 §5.3). */
+function upgradeQuery(url: string, tokenParameters: readonly string[]): string {
+  if (tokenParameters.length === 0) return splitTarget(url).query
+  const kept = queryWithout(url, tokenParameters)
+  return kept ? `?${kept}` : ''
 }
