@@ -87,6 +87,24 @@ const ROUTES = `
   - { path: /plain/**, upstream: orders, auth: { issuers: [idp] } }
 `
 
+t.test('a token in a query parameter opens the socket and never reaches the upstream', async (t) => {
+  const idp = await issuer(t)
+  const up = await wsUpstream(t)
+  const routes = `
+  - { path: /ws/**, upstream: orders, auth: { issuers: [idp] }, websocket: true, token_sources: [{ query: access_token }] }
+`
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up as never, routes }))
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api' })
+  const opened = await open(`${gw.url.replace(/^http/, 'ws')}/ws/chat?room=1&access_token=${token}&x=2`)
+  if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
+  t.teardown(() => opened.ws.terminate())
+  t.equal(await echo(opened.ws, 'hi'), 'hi')
+  const seen = up.upgrades.at(-1)!
+  t.equal(seen.url, '/ws/chat?room=1&x=2', 'the token parameter is removed, the rest kept')
+  t.equal(seen.headers['x-user-id'], 'alice')
+  t.notOk(JSON.stringify(seen).includes(token), 'the token reached the upstream nowhere')
+})
+
 t.test('WebSockets on routes with websocket: true', async (t) => {
   const idp = await issuer(t)
   const up = await wsUpstream(t)
