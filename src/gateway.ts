@@ -79,6 +79,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.addHook('onResponse', async (request, reply) => {
     const state = (request as GatewayRequest).jwtgate
     metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)
+    if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
     accessLog(request as GatewayRequest, reply)
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
@@ -109,6 +110,11 @@ function requestId(req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
+function reportFields(reported: Denial | undefined) {
+  if (!reported) return { report: 'allow' }
+  return { report: 'deny', report_status: reported.status, report_reason: reported.reason }
+}
+
 /** One line per request. Never the Authorization or Cookie header, never the query string. */
 function accessLog(request: GatewayRequest, reply: FastifyReply): void {
   const state = request.jwtgate
@@ -123,5 +129,7 @@ function accessLog(request: GatewayRequest, reply: FastifyReply): void {
     issuer: state?.identity?.issuer.name,
     sub: typeof claims?.sub === 'string' ? claims.sub : undefined,
     reason: state?.denial?.reason ?? state?.upstreamError,
+    // mode: report: what enforcing would have answered; the request was forwarded anyway.
+    ...(state?.route?.report ? reportFields(state.reported) : {}),
   }, 'request')
 }

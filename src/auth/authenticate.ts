@@ -1,16 +1,20 @@
 // Authentication for one route: extract → decode → pick the issuer by its (unverified) iss →
-// key → verify → registered claims → route requirement. Each step returns a value or a Denial.
+// key → verify → registered claims → revocation → the route's requirement (src/auth/requirement.ts).
+// Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
-import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
+import { checkTokenClaims } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
 import { extractBearerToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
+import type { Requirement, TokenFacts } from './requirement.js'
 import type { TokenCache } from './token_cache.js'
 
 export interface AuthRule {
-  /** The route's accepted issuers by their exact `iss` value. */
+  /** Every issuer the route's requirement accepts, by exact `iss` (the requirement's own map). */
   issuersByIss: ReadonlyMap<string, Issuer>
   requirement: Requirement
+  /** `auth: { optional: true, … }`: a request without a token is let through anonymously. */
+  optional?: boolean
   /** One-time tokens: a second use of the same jti is refused (`replay_protection: true`). */
   replayProtection?: boolean
 }
@@ -31,11 +35,14 @@ export interface AuthContext {
   revocation?: RevocationCheck | null
 }
 
-export interface Identity {
+/** A verified token: its issuer, claims and header typ; `token` is '' for claims given as verified. */
+export interface Identity extends TokenFacts {
   token: string
-  issuer: Issuer
-  claims: Record<string, unknown>
 }
+
+/** An optional route's request without a token: allowed, with no identity. */
+export type Anonymous = null
+export type AuthResult = Identity | Denial | Anonymous
 
 type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
@@ -46,32 +53,35 @@ const decode = createDecoder({ complete: true }) as (token: string) => Decoded
  */
 export type Credentials = { rawHeaders: string[] } | { claims: Record<string, unknown> }
 
-export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   const result = authenticateToken(credentials, rule, context)
   // Replay protection costs a round trip to the backend, so only its routes pay it.
   if (!rule.replayProtection || 'claims' in credentials) return result
   return result instanceof Promise ? result.then((r) => useOnce(r, context)) : useOnce(result, context)
 }
 
-function useOnce(result: Identity | Denial, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
-  if (isDenial(result) || !context.revocation) return result
+function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise<AuthResult> {
+  if (result === null || isDenial(result) || !context.revocation) return result
   return context.revocation.consumeOnce(result.claims).then((denial) => denial ?? result)
 }
 
-function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
   const token = extractBearerToken(credentials.rawHeaders, context.maxTokenBytes)
-  if (typeof token !== 'string') return token
+  if (typeof token !== 'string') {
+    // Optional means the token may be absent; one that is sent, even an empty one, is checked.
+    return rule.optional && token.reason === 'missing_token' ? null : token
+  }
 
   const now = Date.now()
   const known = context.tokens.get(token, now)
-  // A cached token still has to be acceptable on this route: its issuer allowed here, its
-  // audience and the route's claims checked again (they differ per route, and cost little),
-  // and it must not have been revoked since it was cached.
+  // A cached token still has to be acceptable on this route: its issuer allowed here, the
+  // route's requirement checked again (it differs per route, and costs little), and it must not
+  // have been revoked since it was cached. iat and sub were checked when it was cached and a
+  // later clock cannot undo that.
   if (known && rule.issuersByIss.get(known.claims.iss as string) === known.issuer) {
-    return checkRegisteredClaims(known.claims, known.issuer.audiences, known.issuer.clockSkewMs, now) ??
-      context.revocation?.check(known.claims, now) ??
-      authorize(known.claims, rule.requirement) ?? { token, issuer: known.issuer, claims: known.claims }
+    return context.revocation?.check(known.claims, now) ??
+      meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
   let decoded: Decoded
@@ -94,12 +104,14 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
 
+  const typ = typeof header.typ === 'string' ? header.typ : undefined
+
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, issuer, rule, context))
-  return verifyWith(key, token, issuer, rule, context)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, typ, issuer, rule, context))
+  return verifyWith(key, token, typ, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
+function verifyWith(key: KeyLookup, token: string, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {
@@ -108,23 +120,28 @@ function verifyWith(key: KeyLookup, token: string, issuer: Issuer, rule: AuthRul
     return denialFor(err)
   }
   const now = Date.now()
-  const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now)
+  const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now) ?? context.revocation?.check(claims, now)
   if (invalid) return invalid
-  const revoked = context.revocation?.check(claims, now)
-  if (revoked) return revoked
-  // Cached once valid, before the route's own requirement: a token lacking a role here may
-  // carry all another route needs.
-  context.tokens.set(token, issuer, key, claims, now)
-  return authorize(claims, rule.requirement) ?? { token, issuer, claims }
+  // Cached once valid, before the route's own requirement: a token lacking a role or audience
+  // here may carry all another route needs.
+  context.tokens.set(token, issuer, key, claims, now, typ)
+  return meetRequirement(rule, { token, issuer, claims, typ }, now)
 }
 
-/** The checks after signature verification, on claims given as verified. */
+/** The checks after signature verification, on claims given as verified (no header: typ is not checked). */
 function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
   const iss = claims.iss
   const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
   if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
-  return checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now()) ??
-    authorize(claims, rule.requirement) ?? { token: '', issuer, claims }
+  const now = Date.now()
+  return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
+}
+
+function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Denial {
+  const denial = rule.requirement.check(identity, now)
+  if (!denial) return identity
+  denial.identity = identity
+  return denial
 }
 
 function denialFor(err: unknown): Denial {

@@ -35,7 +35,7 @@ import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteD
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
   'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
-  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable'] as const satisfies readonly DenyReason[]
+  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large'] as const satisfies readonly DenyReason[]
 // Fails to compile when src/auth/deny.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
 void everyReason

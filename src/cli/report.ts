@@ -1,10 +1,8 @@
 // Small pieces `explain` and `test` share (and `validate` and `serve`: printing a bad policy).
 // Everything that decides goes through `decide`, the proxy's own code.
-import type { IncomingHttpHeaders } from 'node:http'
 import { decide, type Decision } from '../decide.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { PolicyError, formatProblem } from '../policy/problems.js'
-import { injectIdentity } from '../proxy/identity_headers.js'
 
 /** Prints every problem as file:line:col and returns exit code 1; rethrows anything else. */
 export function reportPolicyError(err: unknown): number {
@@ -15,14 +13,12 @@ export function reportPolicyError(err: unknown): number {
 }
 
 /**
- * The identity headers the proxy would set on an allowed request, computed by the proxy's own
- * injectIdentity. Empty for a denial and for an `auth: none` route (no identity).
+ * The identity headers the proxy would set, as `decide` computed them. Empty for a denial, an
+ * `auth: none` route and an optional route's request without a token (no identity).
  */
 export function identityHeadersOf(decision: Decision): Record<string, string> {
-  if (decision.denial || !decision.identity || !decision.route) return {}
-  const headers: IncomingHttpHeaders = {}
-  injectIdentity(headers, decision.identity.claims, decision.route.identityHeaders)
-  return headers as Record<string, string>
+  if (decision.denial) return {}
+  return decision.identityHeaders ?? {}
 }
 
 /** Compiling a policy makes each JWKS issuer an undici Agent; stopping them lets the process exit. */

@@ -5,11 +5,12 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { compileRequirement, parseClaimPath } from '../auth/claims.js'
+import { parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
+import { compileRequirement } from '../auth/requirement.js'
 import { TokenCache } from '../auth/token_cache.js'
 import { jwksIssuer, secretIssuer, type Issuer } from '../auth/issuer.js'
-import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
+import { headerStripper, type IdentityHeader, type IdentityOutput } from '../proxy/identity_headers.js'
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
@@ -33,7 +34,9 @@ export interface Route {
   upstream: Upstream
   /** null when the route is `auth: none`. */
   auth: AuthRule | null
-  identityHeaders: readonly IdentityHeader[]
+  /** `mode: report`: the decision is logged and counted, and the request forwarded whatever it is. */
+  report: boolean
+  identity: IdentityOutput
   forwardToken: boolean
 }
 
@@ -65,6 +68,8 @@ const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
 const DEFAULT_MAX_TOKEN_BYTES = 8192
 // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
 const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
+// Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
+const DEFAULT_IDENTITY_HEADER_MAX_BYTES = 4096
 // Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
 const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
   'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
@@ -124,9 +129,11 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   })
 
   const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
+  const defaultPayloadHeader = doc.forward_payload_header === undefined ? null : payloadHeader(doc.forward_payload_header, defaultIdentity, ['forward_payload_header'], report)
+  const identityMaxBytes = doc.identity_header_max_bytes ?? DEFAULT_IDENTITY_HEADER_MAX_BYTES
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, revocation: doc.revocation !== undefined, report })
+    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, defaultPayloadHeader, identityMaxBytes, revocation: doc.revocation !== undefined, report })
     if (candidate) candidates.push(candidate)
   })
 
@@ -295,14 +302,40 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
   return out
 }
 
+/** `forward_payload_header`'s name, checked like an identity header's; null after reporting a problem. */
+function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, report: (at: DocPath, m: string) => void): string | null {
+  const lower = name.toLowerCase()
+  if (FORBIDDEN_IDENTITY_HEADERS.has(lower.replaceAll('_', '-'))) {
+    report(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    return null
+  }
+  if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
+    report(at, `${name} is also an identity header; give the payload a header of its own`)
+    return null
+  }
+  return lower
+}
+
+/**
+ * Every header name the gateway may write as identity, on any route: removed from every client
+ * request, so that no route, whatever it sets itself, passes a client's copy through.
+ */
 function identityHeaderNames(doc: PolicySource['document']): string[] {
-  return Object.keys(doc.identity_headers ?? {})
+  const names = Object.keys(doc.identity_headers ?? {})
+  if (doc.forward_payload_header) names.push(doc.forward_payload_header)
+  for (const route of doc.routes) {
+    names.push(...Object.keys(route.identity_headers ?? {}))
+    if (route.forward_payload_header) names.push(route.forward_payload_header)
+  }
+  return names
 }
 
 interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
   issuers: ReadonlyMap<string, Issuer>
   defaultIdentity: readonly IdentityHeader[]
+  defaultPayloadHeader: string | null
+  identityMaxBytes: number
   /** Whether the policy has a revocation: section (replay protection needs its backend). */
   revocation: boolean
   report: (at: DocPath, m: string) => void
@@ -332,32 +365,56 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
 
   let auth: AuthRule | null = null
   if (spec.auth !== 'none') {
-    const issuersByIss = new Map<string, Issuer>()
-    spec.auth.issuers.forEach((name, i) => {
-      const issuer = ctx.issuers.get(name)
-      if (issuer) issuersByIss.set(issuer.issuer, issuer)
-      else fail(['auth', 'issuers', i], `unknown issuer "${name}"${known(ctx.issuers)}`)
-    })
-    try {
-      auth = { issuersByIss, requirement: compileRequirement(spec.auth.claims, spec.auth.scopes), ...(spec.replay_protection ? { replayProtection: true } : {}) }
-    } catch (err) {
-      fail(['auth', 'claims'], (err as Error).message)
+    const requirement = compileRequirement(spec.auth, [...at, 'auth'], ctx)
+    if (requirement) {
+      auth = { issuersByIss: requirement.issuersByIss, requirement, ...(spec.auth.optional ? { optional: true } : {}), ...(spec.replay_protection ? { replayProtection: true } : {}) }
+    } else {
+      ok = false
     }
   }
   if (spec.replay_protection) {
     if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
     else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
   }
-  if (!ok || !pathPattern || !upstream) return undefined
+  if (spec.auth === 'none') {
+    // Without a token there is nothing to report on and no identity to send: almost certainly a mistake.
+    for (const field of ['mode', 'identity_headers', 'forward_payload_header'] as const) {
+      if (spec[field] !== undefined && !(field === 'mode' && spec.mode === 'enforce')) fail([field], `${field} needs a token: the route has auth: none`)
+    }
+  }
+  const identity = routeIdentity(spec, at, ctx)
+  if (!ok || !pathPattern || !upstream || !identity) return undefined
   const route: Route = {
     index,
     name: `${label(at)} ${spec.path}`,
     upstream,
     auth,
-    identityHeaders: ctx.defaultIdentity,
+    report: spec.mode === 'report',
+    identity,
     forwardToken: spec.forward_token ?? true,
   }
   return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+}
+
+/** The policy's identity headers with the route's own added or overriding, and its payload header. */
+function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): IdentityOutput | undefined {
+  let headers = ctx.defaultIdentity
+  if (spec.identity_headers) {
+    const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], ctx.report)
+    if (own.length !== Object.keys(spec.identity_headers).length) return undefined
+    const byName = new Map(ctx.defaultIdentity.map((h) => [h.name, h]))
+    for (const h of own) byName.set(h.name, h)
+    headers = [...byName.values()]
+  }
+  let payload = ctx.defaultPayloadHeader
+  if (spec.forward_payload_header !== undefined) {
+    payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], ctx.report)
+    if (spec.forward_payload_header !== false && payload === null) return undefined
+  } else if (payload && headers.some((h) => h.name.replaceAll('_', '-') === payload!.replaceAll('_', '-'))) {
+    ctx.report([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
+    return undefined
+  }
+  return { headers, payloadHeader: payload, maxBytes: ctx.identityMaxBytes }
 }
 
 function known(map: ReadonlyMap<string, unknown>): string {

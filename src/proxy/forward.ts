@@ -6,7 +6,6 @@ import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
-import { injectIdentity } from './identity_headers.js'
 import type { RequestState } from '../gateway.js'
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send (keep-alive, upgrade,
@@ -40,7 +39,8 @@ function requestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, r
   for (const name of HOP_BY_HOP_REQUEST) delete headers[name]
   state.policy.stripIdentityHeaders(headers)
   if (!route.forwardToken) delete headers.authorization
-  if (state.identity) injectIdentity(headers, state.identity.claims, route.identityHeaders)
+  // Computed by decide() from the verified claims; written after the client's copies were removed.
+  if (state.identityHeaders) Object.assign(headers, state.identityHeaders)
   headers['x-request-id'] = request.id
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
   // usually behind an ingress whose entries the upstream may want. Proto and host describe the
