@@ -378,8 +378,9 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
   }
   if (spec.auth === 'none') {
     // Without a token there is nothing to report on and no identity to send: almost certainly a mistake.
-    for (const field of ['mode', 'identity_headers', 'forward_payload_header'] as const) {
-      if (spec[field] !== undefined && !(field === 'mode' && spec.mode === 'enforce')) fail([field], `${field} needs a token: the route has auth: none`)
+    if (spec.mode === 'report') fail(['mode'], 'mode: report needs a token to report on: the route has auth: none')
+    for (const field of ['identity_headers', 'forward_payload_header'] as const) {
+      if (spec[field] !== undefined) fail([field], `${field} needs a token: the route has auth: none`)
     }
   }
   const identity = routeIdentity(spec, at, ctx)
@@ -398,10 +399,11 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
 
 /** The policy's identity headers with the route's own added or overriding, and its payload header. */
 function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): IdentityOutput | undefined {
+  let ok = true
   let headers = ctx.defaultIdentity
   if (spec.identity_headers) {
     const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], ctx.report)
-    if (own.length !== Object.keys(spec.identity_headers).length) return undefined
+    if (own.length !== Object.keys(spec.identity_headers).length) ok = false
     const byName = new Map(ctx.defaultIdentity.map((h) => [h.name, h]))
     for (const h of own) byName.set(h.name, h)
     headers = [...byName.values()]
@@ -409,12 +411,12 @@ function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): Ide
   let payload = ctx.defaultPayloadHeader
   if (spec.forward_payload_header !== undefined) {
     payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], ctx.report)
-    if (spec.forward_payload_header !== false && payload === null) return undefined
+    if (spec.forward_payload_header !== false && payload === null) ok = false
   } else if (payload && headers.some((h) => h.name.replaceAll('_', '-') === payload!.replaceAll('_', '-'))) {
     ctx.report([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
-    return undefined
+    ok = false
   }
-  return { headers, payloadHeader: payload, maxBytes: ctx.identityMaxBytes }
+  return ok ? { headers, payloadHeader: payload, maxBytes: ctx.identityMaxBytes } : undefined
 }
 
 function known(map: ReadonlyMap<string, unknown>): string {
