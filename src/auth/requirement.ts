@@ -22,6 +22,11 @@ export interface Requirement {
   readonly issuersByIss: ReadonlyMap<string, Issuer>
   /** undefined when the token meets the requirement; otherwise the denial (see `any` for which one). */
   check(token: TokenFacts, now: number): Denial | undefined
+  /**
+   * The aud values a token of this issuer needs to meet the requirement: one per token check
+   * on its way (the first audience each accepts). For claims written by hand (`explain`, `test`).
+   */
+  audiencesFor(issuer: Issuer): string[]
 }
 
 interface Node {
@@ -30,6 +35,7 @@ interface Node {
   /** Scopes every token meeting this node must grant, for the `scope` of a 403. */
   readonly scopes: readonly string[]
   check(token: TokenFacts, now: number): Denial | undefined
+  audiencesFor(issuer: Issuer): string[]
 }
 
 export interface RequirementContext {
@@ -45,7 +51,7 @@ export function compileRequirement(doc: RequirementDocument, at: DocPath, ctx: R
   if (!root) return undefined
   const issuersByIss = new Map<string, Issuer>()
   for (const issuer of root.issuers) issuersByIss.set(issuer.issuer, issuer)
-  return { issuersByIss, check: (token, now) => root.check(token, now) }
+  return { issuersByIss, check: (token, now) => root.check(token, now), audiencesFor: (issuer) => root.audiencesFor(issuer) }
 }
 
 function compileNode(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Node | undefined {
@@ -89,6 +95,7 @@ function anyOf(children: Node[]): Node {
       }
       return best
     },
+    audiencesFor: (issuer) => children.find((c) => c.issuers.has(issuer))?.audiencesFor(issuer) ?? [],
   }
 }
 
@@ -120,6 +127,7 @@ function allOf(children: Node[], at: DocPath, ctx: RequirementContext): Node | u
       }
       return undefined
     },
+    audiencesFor: (issuer) => union(children.map((c) => c.audiencesFor(issuer))),
   }
 }
 
@@ -173,6 +181,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
   return {
     issuers,
     scopes,
+    audiencesFor: (issuer) => (issuers.has(issuer) ? [...(audiences ?? issuer.audiences)].slice(0, 1) : []),
     check(token, now) {
       if (!issuers.has(token.issuer)) return deny('wrong_issuer', 'the token issuer is not accepted here')
       const { claims } = token

@@ -5,9 +5,9 @@
 import type { Credentials } from '../auth/authenticate.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
-import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
+import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { readPolicySource } from '../policy/load.js'
-import type { PolicyDocument, RouteDocument } from '../policy/schema.js'
+import type { PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { upstreamUrl } from '../proxy/forward.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
@@ -43,11 +43,27 @@ interface ClaimRule {
   equals?: unknown
   one_of?: unknown[]
   contains?: unknown
+  contains_any?: unknown[]
+  contains_all?: unknown[]
+  matches?: string
+  exists?: boolean
 }
+
+/** One token check; `audiences` of each issuer are the ones this check accepts. */
+interface TokenCheck {
+  issuers: Array<{ name: string; iss: string; audiences: string[] }>
+  claims: ClaimRule[]
+  scopes: string[]
+  typ?: string[]
+  require_claims?: string[]
+  max_age?: string | number
+}
+
+type RequirementTree = TokenCheck | { any: RequirementTree[] } | { all: RequirementTree[] }
 
 type Requirement =
   | { auth: 'none' }
-  | { auth: 'token'; issuers: Array<{ name: string; iss: string; audiences: string[] }>; claims: ClaimRule[]; scopes: string[] }
+  | ({ auth: 'token'; optional?: true } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
 export interface Explanation {
@@ -60,9 +76,12 @@ export interface Explanation {
   route: RouteFacts | null
   upstream: { name: string; url: string } | null
   requires: Requirement | null
+  /** `mode: report`: the decision is the route's, but the request is forwarded whatever it is. */
+  mode?: 'report'
   evaluated_with: 'token' | 'claims' | 'nothing'
   /** With --claims: the claims evaluated, iss and aud filled in from the route when not given. */
   claims?: Record<string, unknown>
+  /** The route's decision; on a report route the request is forwarded even when it is deny. */
   decision: 'allow' | 'deny'
   status?: number
   reason?: string
@@ -87,7 +106,8 @@ export async function explain(options: ExplainOptions): Promise<number> {
     const { decision, claims } = await evaluate(policy, options)
     const explanation = explanationOf(policy, document, options, decision, claims)
     process.stdout.write(options.json ? `${JSON.stringify(explanation, null, 2)}\n` : render(explanation))
-    return decision.denial ? 1 : 0
+    // The route's decision, also on a report route (which forwards anyway): what enforcing would do.
+    return decision.denial ?? decision.reported ? 1 : 0
   } finally {
     stopIssuers(policy)
   }
@@ -121,7 +141,8 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
     upstream: route && path !== undefined ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
-    requires: route ? requirementOf(route, document.routes[route.index]!) : null,
+    requires: route ? requirementOf(policy, document.routes[route.index]!) : null,
+    ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
     ...outcome(decision),
@@ -129,14 +150,15 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
 }
 
 function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded'> {
-  const { denial, route, identity } = decision
-  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description }
-  return {
-    decision: 'allow',
+  const { route, identity } = decision
+  const denial = decision.denial ?? decision.reported
+  const forwarded = {
     ...(identity ? { issuer: identity.issuer.name } : {}),
     identity_headers: identityHeadersOf(decision),
-    authorization_forwarded: route!.forwardToken,
+    authorization_forwarded: route?.forwardToken ?? false,
   }
+  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+  return { decision: 'allow', ...forwarded }
 }
 
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
@@ -153,11 +175,27 @@ function routeFacts(spec: RouteDocument, index: number): RouteFacts {
   return { index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
-function requirementOf(route: Route, spec: RouteDocument): Requirement {
-  if (!route.auth || spec.auth === 'none') return { auth: 'none' }
-  const issuers = [...route.auth.issuersByIss.values()].map((i) => ({ name: i.name, iss: i.issuer, audiences: [...i.audiences] }))
-  const claims = Object.entries(spec.auth.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition }))
-  return { auth: 'token', issuers, claims, scopes: spec.auth.scopes ?? [] }
+function requirementOf(policy: CompiledPolicy, spec: RouteDocument): Requirement {
+  if (spec.auth === 'none') return { auth: 'none' }
+  return { auth: 'token', ...(spec.auth.optional ? { optional: true as const } : {}), ...treeOf(policy, spec.auth) }
+}
+
+/** The requirement as written, with each issuer's iss and the audiences this check accepts. */
+function treeOf(policy: CompiledPolicy, doc: RequirementDocument): RequirementTree {
+  if (doc.any) return { any: doc.any.map((d) => treeOf(policy, d)) }
+  if (doc.all) return { all: doc.all.map((d) => treeOf(policy, d)) }
+  const issuers = (doc.issuers ?? []).map((name) => {
+    const issuer = policy.issuers.get(name)!
+    return { name, iss: issuer.issuer, audiences: doc.audiences ?? [...issuer.audiences] }
+  })
+  return {
+    issuers,
+    claims: Object.entries(doc.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition })),
+    scopes: doc.scopes ?? [],
+    ...(doc.typ !== undefined ? { typ: typeof doc.typ === 'string' ? [doc.typ] : doc.typ } : {}),
+    ...(doc.require_claims ? { require_claims: doc.require_claims } : {}),
+    ...(doc.max_age !== undefined ? { max_age: doc.max_age } : {}),
+  }
 }
 
 // ---- text output -------------------------------------------------------------------------
@@ -176,6 +214,7 @@ function render(e: Explanation): string {
   }
   if (e.upstream) put('upstream', `${e.upstream.name} → ${e.upstream.url}`)
   if (e.requires) put('requires', ...requirementLines(e.requires))
+  if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
   put('decision', ...decisionLines(e))
   return out.join('\n') + '\n'
@@ -195,42 +234,69 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
+  const tree = treeLines(r)
+  return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
+}
+
+function treeLines(r: RequirementTree): string[] {
+  if ('any' in r || 'all' in r) {
+    const [word, parts] = 'any' in r ? ['any', r.any] : ['all', r.all]
+    return [`${word} of:`, ...parts.flatMap((p, i) => treeLines(p).map((l, j) => (j ? '     ' : `  ${i + 1}. `) + l))]
+  }
   const from = r.issuers.map((i) => `${i.name} (iss ${i.iss}, aud ${i.audiences.join(' or ')})`).join(' or ')
   return [
     `a valid token from ${from}`,
+    ...(r.typ ? [`typ ${r.typ.join(' or ')}`] : []),
+    ...(r.require_claims ? [`must carry ${r.require_claims.join(', ')}`] : []),
+    ...(r.max_age !== undefined ? [`issued at most ${typeof r.max_age === 'number' ? `${r.max_age}s` : r.max_age} ago (max_age)`] : []),
     ...r.claims.map((c) => `claim ${conditionText(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
 }
 
 function conditionText(c: ClaimRule): string {
+  const list = (values: unknown[]) => values.map((v) => JSON.stringify(v)).join(', ')
   const parts: string[] = []
+  if (c.exists === true) parts.push('is present')
+  if (c.exists === false) parts.push('is absent')
   if (c.equals !== undefined) parts.push(`equals ${JSON.stringify(c.equals)}`)
-  if (c.one_of !== undefined) parts.push(`is one of ${c.one_of.map((v) => JSON.stringify(v)).join(', ')}`)
+  if (c.one_of !== undefined) parts.push(`is one of ${list(c.one_of)}`)
   if (c.contains !== undefined) parts.push(`contains ${JSON.stringify(c.contains)}`)
+  if (c.contains_any !== undefined) parts.push(`contains any of ${list(c.contains_any)}`)
+  if (c.contains_all !== undefined) parts.push(`contains all of ${list(c.contains_all)}`)
+  if (c.matches !== undefined) parts.push(`matches ${JSON.stringify(c.matches)} (whole string)`)
   return `${c.claim} ${parts.join(' and ')}`
 }
 
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
-  if (e.decision === 'deny') return [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
-  return [
-    `ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`,
-    ...(e.requires?.auth === 'token' ? headerLines(e.identity_headers ?? {}) : []),
+  const forwarded = [
+    ...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []),
     `Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`,
   ]
+  if (e.decision === 'deny') {
+    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+    return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
+  }
+  return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
 }
 
 function basisText(e: Explanation): string {
   switch (e.evaluated_with) {
-    case 'claims': return 'with the claims given, taken as verified'
+    case 'claims': return `with the claims given, taken as verified${e.requires && checksTyp(e.requires) ? ' (typ, a header, is not checked)' : ''}`
     case 'token': return "with the token given, verified against the issuer's keys"
     case 'nothing': return e.requires?.auth === 'token' ? 'without a token (give --token or --claims to check one)' : ''
   }
 }
 
-function headerLines(headers: Record<string, string>): string[] {
+function checksTyp(r: Requirement | RequirementTree): boolean {
+  if ('any' in r) return r.any.some(checksTyp)
+  if ('all' in r) return r.all.some(checksTyp)
+  return 'typ' in r && r.typ !== undefined
+}
+
+function headerLines(headers: Record<string, string>, e: Explanation): string[] {
   const entries = Object.entries(headers)
-  if (!entries.length) return ['sets no identity headers (the token has none of their claims)']
+  if (!entries.length) return [e.issuer ? 'sets no identity headers (the token has none of their claims)' : 'sets no identity headers (no token)']
   return entries.map(([name, value]) => `sets ${name}: ${value}`)
 }

@@ -29,13 +29,18 @@ export function stopIssuers(policy: CompiledPolicy): void {
 /**
  * Claims written by hand (`explain --claims`, inline tokens in a test file) mean "a token this
  * route accepts, with these claims": a missing iss becomes the route's first issuer, a missing aud
- * that issuer's first audience. A given iss or aud always wins; `null` leaves the claim out.
+ * the audience the route's requirement wants from that issuer (its own `audiences`, or the
+ * issuer's first; a list when an `all` wants several). A given iss or aud always wins; `null`
+ * leaves the claim out.
  */
 export function withRouteDefaults(claims: Record<string, unknown>, route: Route | undefined): Record<string, unknown> {
   const out = { ...claims }
   const issuer = route?.auth ? [...route.auth.issuersByIss.values()][0] : undefined
   if (issuer && !Object.hasOwn(out, 'iss')) out.iss = issuer.issuer
-  if (issuer && !Object.hasOwn(out, 'aud')) out.aud = [...issuer.audiences][0]
+  if (issuer && !Object.hasOwn(out, 'aud')) {
+    const audiences = route!.auth!.requirement.audiencesFor(issuer)
+    out.aud = audiences.length === 1 ? audiences[0] : audiences
+  }
   for (const name of ['iss', 'aud']) if (out[name] === null) delete out[name]
   return out
 }
