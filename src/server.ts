@@ -89,9 +89,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     try {
       next = loadPolicy(options.policyFile, logger, options.env ?? process.env, current)
     } catch (err) {
-      if (!(err instanceof PolicyError)) throw err
-      for (const p of err.problems) logger.error({ problem: formatProblem(p) }, 'policy reload rejected')
-      logger.error({ problems: err.problems.length, kept: current.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
+      // Whatever went wrong, the running policy stays: a reload must never take the gateway down.
+      const problems = err instanceof PolicyError ? err.problems.map(formatProblem) : [`${options.policyFile}:1:1 ${(err as Error).message}`]
+      for (const problem of problems) logger.error({ problem }, 'policy reload rejected')
+      logger.error({ problems: problems.length, kept: current.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
       metrics.reloaded(false)
       return false
     }

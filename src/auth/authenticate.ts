@@ -107,18 +107,21 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const typ = typeof header.typ === 'string' ? header.typ : undefined
 
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, typ, issuer, rule, context))
-  return verifyWith(key, token, typ, issuer, rule, context)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, decoded, typ, issuer, rule, context))
+  return verifyWith(key, token, decoded, typ, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
+function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {
     claims = key.verify(token)
   } catch (err) {
-    return denialFor(err)
+    return denialFor(err, decoded.payload as Record<string, unknown>)
   }
+  // fast-jwt lets a falsy crit (null, false, 0, "") through; we understand no extension, so any
+  // crit member at all refuses the token (RFC 7515 §4.1.11).
+  if (Object.hasOwn(decoded.header, 'crit')) return deny('invalid_claims', 'the token has a critical header this gateway does not understand')
   const now = Date.now()
   const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now) ?? context.revocation?.check(claims, now)
   if (invalid) return invalid
@@ -144,7 +147,10 @@ function meetRequirement(rule: AuthRule, identity: Identity, now: number): Ident
   return denial
 }
 
-function denialFor(err: unknown): Denial {
+function denialFor(err: unknown, payload: Record<string, unknown>): Denial {
+  // An exp or nbf beyond a Date's range makes fast-jwt throw a RangeError while it words its
+  // message, after the signature checked out: the comparison it was making still decides.
+  if (err instanceof RangeError) return outOfRangeDate(payload) ?? deny('invalid_claims', 'a registered claim of the token has the wrong type or value')
   const code = err instanceof TokenError ? err.code : undefined
   switch (code) {
     case TokenError.codes.invalidSignature:
@@ -169,4 +175,11 @@ function denialFor(err: unknown): Denial {
     default:
       return deny('bad_signature', 'the token could not be verified')
   }
+}
+
+function outOfRangeDate(payload: Record<string, unknown>): Denial | undefined {
+  const now = Date.now() / 1000
+  if (typeof payload.exp === 'number' && payload.exp < now) return deny('expired', 'the token has expired')
+  if (typeof payload.nbf === 'number' && payload.nbf > now) return deny('not_yet_valid', 'the token is not valid yet')
+  return undefined
 }

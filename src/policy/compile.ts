@@ -166,7 +166,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     routes,
     issuers,
     upstreams,
-    stripIdentityHeaders: headerStripper(identityHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
+    stripIdentityHeaders: headerStripper(strippedHeaderNames(doc), stripPrefixes) as CompiledPolicy['stripIdentityHeaders'],
     rejectPathParameters: doc.reject_path_parameters ?? true,
     auth: {
       maxTokenBytes: doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES,
@@ -316,12 +316,19 @@ function payloadHeader(name: string, identity: readonly IdentityHeader[], at: Do
   return lower
 }
 
+// Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
+// as the request's real path or method. The policy matched the path and method of the request
+// line, so a client must not name others to the upstream. Stripped with the identity headers,
+// so the underscore spellings go too.
+const PATH_AND_METHOD_OVERRIDES = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-method-override', 'x-http-method']
+
 /**
- * Every header name the gateway may write as identity, on any route: removed from every client
- * request, so that no route, whatever it sets itself, passes a client's copy through.
+ * Every header the client may not send on: every header name the gateway may write as identity,
+ * on any route (so that no route, whatever it sets itself, passes a client's copy through), and
+ * the path/method overrides.
  */
-function identityHeaderNames(doc: PolicySource['document']): string[] {
-  const names = Object.keys(doc.identity_headers ?? {})
+function strippedHeaderNames(doc: PolicySource['document']): string[] {
+  const names = [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
   if (doc.forward_payload_header) names.push(doc.forward_payload_header)
   for (const route of doc.routes) {
     names.push(...Object.keys(route.identity_headers ?? {}))

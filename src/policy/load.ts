@@ -48,13 +48,38 @@ export function parsePolicySource(file: string, text: string, env: Env = process
   }
   if (problems.list.length) throw new PolicyError(problems.list)
 
+  checkAliases(file, doc, lineCounter, problems.list)
+  if (problems.list.length) throw new PolicyError(problems.list)
   interpolate(doc, env, problems)
-  const document = doc.toJS() as unknown
+  let document: unknown
+  try {
+    // Bounded: an alias bomb (a billion laughs) fails here instead of filling memory.
+    document = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
+  } catch (err) {
+    problems.list.push({ file, line: 1, col: 1, message: `the policy cannot be read: ${(err as Error).message}` })
+    throw new PolicyError(problems.list)
+  }
   if (!validateSchema(document)) {
     for (const e of readableErrors(validateSchema.errors ?? [])) problems.add(e.path, e.message, e.at)
   }
   if (problems.list.length) throw new PolicyError(problems.list)
   return { file, document: document as PolicyDocument, text, problems }
+}
+
+const MAX_ALIAS_COUNT = 100
+
+/**
+ * Every alias must name an anchor defined before it. The usual cause is not YAML's alias syntax
+ * at all but a value starting with * or & left unquoted (`host: *.example.com`), so say so.
+ */
+function checkAliases(file: string, doc: Document, lines: LineCounter, list: PolicyProblem[]): void {
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) !== undefined) return
+      const { line, col } = lines.linePos(node.range?.[0] ?? 0)
+      list.push({ file, line, col, message: `*${node.source} refers to no anchor; a value that starts with * or & must be quoted ("*${node.source}")` })
+    },
+  })
 }
 
 // ${NAME} is replaced by the environment variable NAME, ${NAME:-fallback} falls back when it is

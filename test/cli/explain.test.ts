@@ -1,11 +1,8 @@
 // `jwtgate explain` as a child process: what the gateway would do with one request, and why.
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { jwtgate as run } from '../support/cli.js'
 import { generateDevKey, signToken } from '../../src/devkit/dev_issuer.js'
 import { issuer, policy, tempFile, upstream } from '../support/harness.js'
-
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 
 const ROUTES = `
   - { path: /public/**, upstream: orders, auth: none }
@@ -28,18 +25,9 @@ const ROUTES = `
 
 interface Run { status: number | null; stdout: string; stderr: string }
 
-// Asynchronous, unlike cli.test.ts's spawnSync: the dev issuer lives in this process and must
-// keep answering the child's key fetches.
-function jwtgate(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('error', reject)
-    child.on('close', (status) => resolve({ status, stdout, stderr }))
-  })
+const jwtgate = async (...args: string[]): Promise<Run> => {
+  const { code, stdout, stderr } = await run(args)
+  return { status: code, stdout, stderr }
 }
 
 // Each run is a fresh process (about two seconds of start-up): the subtests run side by side.

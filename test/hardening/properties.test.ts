@@ -23,8 +23,6 @@ type TT = Parameters<Parameters<typeof t.test>[0]>[0]
 const SEED = Number(process.env.FC_SEED ?? 20_251_130)
 // FC_RUNS_SCALE=10 runs ten times as many cases of every property, for a deeper local search.
 const SCALE = Number(process.env.FC_RUNS_SCALE ?? 1)
-const RUN_KNOWN_BUGS = process.env.HARDENING_TODO === 'run'
-const knownBug = (reason: string) => (RUN_KNOWN_BUGS ? {} : { todo: reason })
 
 /** Runs a property from its own fixed seed; a failure reports fast-check's message (seed, counterexample, path). */
 function holds<Ts extends [unknown, ...unknown[]]>(t: TT, name: string, property: fc.IProperty<Ts>, numRuns: number, offset: number): void {
@@ -316,18 +314,12 @@ routes:
 `
 const ENV = { INTERNAL_SECRET: SECRET }
 
-/** A YAML alias error escaping as a plain ReferenceError: the known bug tested on its own below. */
-function isKnownAliasBug(err: unknown): boolean {
-  return !RUN_KNOWN_BUGS && err instanceof ReferenceError && /alias/i.test(err.message)
-}
-
 /** Loads a policy text; returns 'ok', or throws if anything but a well-formed PolicyError escapes. */
-function load(text: string, env: Record<string, string | undefined>): 'ok' | 'refused' | 'known-bug' {
+function load(text: string, env: Record<string, string | undefined>): 'ok' | 'refused' {
   let policy: CompiledPolicy
   try {
     policy = compilePolicy(parsePolicySource('policy.yaml', text, env), silent)
   } catch (err) {
-    if (isKnownAliasBug(err)) return 'known-bug'
     if (!(err instanceof PolicyError)) throw new Error(`not a PolicyError: ${(err as Error)?.constructor?.name}: ${(err as Error)?.message}`)
     expect(err.problems.length > 0, 'a PolicyError lists at least one problem')
     for (const p of err.problems) {
@@ -438,7 +430,7 @@ t.test('the policy loader', async (t) => {
   }) as typeof process.emitWarning
   t.teardown(() => { process.emitWarning = emitWarning })
   t.equal(load(GOOD, ENV), 'ok', 'the base policy loads')
-  const outcomes = { ok: 0, refused: 0, 'known-bug': 0 }
+  const outcomes = { ok: 0, refused: 0 }
   const property = (text: string, env: Record<string, string | undefined>) => { outcomes[load(text, env)]++ }
   const timed = (name: string, run: () => void) => { const start = performance.now(); run(); t.comment(`${name}: ${Math.round(performance.now() - start)} ms ${JSON.stringify(outcomes)}`) }
   timed('text', () => holds(t, 'arbitrary text: only ever a PolicyError with file:line:col', fc.property(anyString, envArb, property), 2000, 30))
@@ -450,7 +442,7 @@ t.test('the policy loader', async (t) => {
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no policy polluted Object.prototype')
 })
 
-t.test('YAML alias errors are policy problems, and a reload keeps the running policy', knownBug('yaml Document.toJS() throws a ReferenceError for an unresolved alias or an alias bomb; parsePolicySource does not catch it, so validate prints a stack trace and a reload rejects (server.ts rethrows non-PolicyErrors), which close-with-grace turns into a shutdown'), async (t) => {
+t.test('YAML alias errors are policy problems, and a reload keeps the running policy', async (t) => {
   const aliasTypo = GOOD.replace('  orders: { url: "http://127.0.0.1:3001", timeout: 15s }', '  orders: { url: "http://127.0.0.1:3001", timeout: *typo }')
   const bomb = `a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n${GOOD}`
   for (const [what, text] of [['an alias to an anchor that does not exist', aliasTypo], ['an alias bomb', bomb]] as const) {

@@ -1,16 +1,13 @@
 // The file backend: a list on disk, followed as it changes; `jwtgate revoke` appends to it.
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { jwtgate as cli } from '../support/cli.js'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 import { freePort } from './redis_server.js'
 import { ADMIN_ENV, revocationPolicy, revoke, stats, status, token, within } from './support.js'
-
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 
 function listFile(text?: string): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-revoked-')), 'revoked.yaml')
@@ -19,18 +16,6 @@ function listFile(text?: string): string {
 }
 
 const fileFields = (file: string, more = '') => `  backend: file\n  file: { path: "${file}" }\n${more}`
-
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`jwtgate ${args.join(' ')} did not finish`)) }, 30_000)
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
-  })
-}
 
 t.test('the list is read at start and followed as the file changes', async (t) => {
   const idp = await issuer(t)

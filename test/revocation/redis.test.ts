@@ -1,28 +1,14 @@
 // Revocation shared through a real redis-server: two gateways in this process, the jwtgate
 // command as a child, Redis killed and restarted under them.
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { jwtgate as cli } from '../support/cli.js'
 import { bearer, gateway, get, issuer, tempFile, upstream } from '../support/harness.js'
 import { freePort, rdbWith, redisTest, startRedis } from './redis_server.js'
 import { ADMIN_ENV, revocationPolicy, revoke, stats, status, token, within } from './support.js'
 
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 const PREFIX = 'test:revocation:'
 
 const redisFields = (url: string, more = '') => `  backend: redis\n  redis: { url: "${url}", key_prefix: "${PREFIX}" }\n${more}`
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`jwtgate ${args.join(' ')} did not finish: ${stderr}`)) }, 30_000)
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
-  })
-}
 
 redisTest(t, 'revoked by jti on one gateway, by subject with the CLI: every gateway refuses within a second', async (t) => {
   const redis = await startRedis(t)
