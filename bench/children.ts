@@ -17,6 +17,8 @@ export interface Service {
   assertAlive(): void
   /** Empties the log file, if the output goes to one. */
   truncateLog(): void
+  /** performance.now() when the process was spawned. */
+  startedAt: number
 }
 
 const live = new Set<ChildProcess>()
@@ -34,6 +36,7 @@ export function startService(name: string, command: string, args: string[], read
   options: { logFile?: string; probe?: () => Promise<string | undefined>; timeoutMs?: number } = {}): Promise<Service> {
   const { logFile, probe, timeoutMs = 60_000 } = options
   const fd = logFile === undefined ? undefined : openSync(logFile, 'a')
+  const startedAt = performance.now()
   const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', fd ?? 'pipe', fd ?? 'pipe'] })
   if (fd !== undefined) closeSync(fd)
   live.add(child)
@@ -50,6 +53,7 @@ export function startService(name: string, command: string, args: string[], read
         name,
         pid: child.pid!,
         url,
+        startedAt,
         assertAlive() {
           if (exit !== undefined) throw new Error(`${name} exited (${exit})\n${output()}`)
         },
@@ -121,8 +125,8 @@ function readTail(file: string): string {
 }
 
 /** Runs a command to completion, killing it after timeoutMs; resolves with its output. */
-export function runCommand(command: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+export function runCommand(command: string, args: string[], timeoutMs: number, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env })
   live.add(child)
   let stdout = ''
   let stderr = ''

@@ -19,3 +19,5 @@ app.all('*', (request, reply) => reply.from(request.raw.url))
 const address = await app.listen({ host: '127.0.0.1', port: 0 })
 console.log(JSON.stringify({ url: address }))
 process.stdin.on('close', () => process.exit(0)).resume()
+// An exit rather than death by signal, so `--cpu-prof` (BENCH_PROFILE) writes its profile.
+process.on('SIGTERM', () => process.exit(0))

@@ -11,7 +11,7 @@
 // the cache off: then every request verifies a signature).
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
 import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createPublicKey, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import os from 'node:os'
@@ -20,10 +20,11 @@ import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
-import { killAll, killAllNow, startService, type Service } from './children.js'
+import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
 import { cpuMicros, peakRssBytes, pin, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
+import { compareVersions, expressPeerMissing, haproxyFiles, revocationList, versionOf } from './peers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
@@ -42,10 +43,27 @@ const REPEATS = intFromEnv('BENCH_REPEATS', 3, 100)
 const CONNECTIONS = intFromEnv('BENCH_CONNECTIONS', 50, 10_000)
 const TOKEN_CACHE = process.env.BENCH_TOKEN_CACHE // unset: jwtgate's default
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info, one line a request)
+const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
+// Node options for the jwtgate processes, e.g. "--max-semi-space-size=2" (heap tuning).
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
+// A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
+// (summarize one with bench/profile.ts).
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
 const PRIME_MIN = 1500
+// Unset: the processes run JavaScript compiled by bench/tsconfig.json, as the image does; 1: the
+// TypeScript through tsx, as `npm start` from a checkout does (tsx's loader costs memory).
+const TSX = process.env.BENCH_TSX === '1'
+const BUILD_DIR = path.join(ROOT, 'node_modules/.cache/jwtgate-bench')
 const TOKEN_COUNTS = [1, 1000, 10_000] as const
+const REVOKED_ENTRIES = 100_000
+const ROUTES_500 = 'c  jwtgate auth:none, 500 routes'
+const REVOCATION = 'c  jwtgate RS256 1k tokens, 100k revoked'
+const HAPROXY = 'p  HAProxy jwt_verify RS256 1k tokens'
+const EXPRESS = 'p  express+express-jwt RS256 1k tokens'
+/** The rows besides the token rows that need RS256 tokens. */
+const EXTRA_RS256 = [REVOCATION, HAPROXY, EXPRESS]
 const ALGORITHMS = ['RS256', 'ES256', 'HS256'] as const
 const AUDIENCE = 'bench-api'
 const PATH = '/api/items'
@@ -92,11 +110,19 @@ async function main(): Promise<void> {
   }
   const pinned = which('taskset') !== undefined && CPUS >= 2
   tmp = mkdtempSync(path.join(os.tmpdir(), 'jwtgate-bench-'))
+  if (!TSX) {
+    console.error('bench: compiling (bench/tsconfig.json)')
+    const tsc = await runCommand(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', here('./tsconfig.json')], 300_000)
+    if (tsc.code !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`)
+  }
+  // How each process is started: a script of the bench (floor, upstream) and jwtgate itself.
+  const script = (name: string) => (TSX ? ['--import', 'tsx', here(`./${name}.ts`)] : [path.join(BUILD_DIR, `bench/${name}.js`)])
+  const jwtgateMain = TSX ? path.join(ROOT, 'bin/jwtgate.js') : path.join(BUILD_DIR, 'src/cli/main.js')
 
   // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
   const started = performance.now()
   const seconds = () => ((performance.now() - started) / 1000).toFixed(1)
-  const algorithms = ALGORITHMS.filter((alg) => TOKEN_COUNTS.some((n) => selected(scenarioName(alg, n))))
+  const algorithms = ALGORITHMS.filter((alg) => [...TOKEN_COUNTS.map((n) => scenarioName(alg, n)), ...EXTRA_RS256].some((n) => n.includes(alg) && selected(n)))
   const signers = new Map<string, { signer: Signer; issuer: Record<string, unknown> }>()
   for (const alg of algorithms) {
     if (alg === 'HS256') {
@@ -126,13 +152,13 @@ async function main(): Promise<void> {
     }
   }
   const listening = (line: string) => /"msg":"jwtgate listening on (http:\/\/[^"]+)"/.exec(line)?.[1]
-  const upstream = await startService('upstream', process.execPath, ['--import', 'tsx', here('./upstream.ts')], json)
+  const upstream = await startService('upstream', process.execPath, script('upstream'), json)
   // The port is chosen here: with BENCH_LOG_LEVEL=warn the gateway does not log where it listens.
   const jwtgate = (name: string, policy: Record<string, unknown>) => async () => {
     const file = path.join(tmp!, name.replace(/\W+/g, '_'))
     const port = await freePort()
     writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
-    return startService(name, process.execPath, [path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', `${file}.yaml`], listening,
+    return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening,
       { logFile: `${file}.log`, probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
   }
   const basePolicy = {
@@ -142,13 +168,22 @@ async function main(): Promise<void> {
     upstreams: { up: { url: upstream.url } },
     identity_headers: { 'x-user-id': 'sub' },
     ...(TOKEN_CACHE !== undefined ? { token_cache: { max_entries: Number(TOKEN_CACHE) } } : {}),
-    ...(LOG_LEVEL !== undefined ? { log: { level: LOG_LEVEL } } : {}),
+    ...(LOG_LEVEL !== undefined || ACCESS_LOG !== undefined
+      ? { log: { ...(LOG_LEVEL !== undefined ? { level: LOG_LEVEL } : {}), ...(ACCESS_LOG !== undefined ? { access: ACCESS_LOG !== 'false' } : {}) } }
+      : {}),
   }
   // One process per group; a group's scenarios share it. The 1 and 1k token sets are the first
   // tokens of the 10k set, so one gateway's cache holds all three (10k entries, the default).
-  interface Group { name: string; start: () => Promise<Service>; tokens?: string[]; scenarios: { name: string; count?: number }[] }
+  interface Group {
+    name: string
+    start: () => Promise<Service>
+    tokens?: string[]
+    scenarios: { name: string; count?: number }[]
+    /** Why the group cannot run here (a tool missing): its rows are listed as skipped. */
+    skip?: string
+  }
   const groups: Group[] = [
-    { name: 'floor', start: () => startService('floor', process.execPath, ['--import', 'tsx', here('./floor.ts'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
+    { name: 'floor', start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
     { name: 'jwtgate auth:none', start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }), scenarios: [{ name: 'c  jwtgate auth:none' }] },
   ]
   for (const alg of algorithms) {
@@ -159,7 +194,67 @@ async function main(): Promise<void> {
     }
     groups.push({ name: `jwtgate ${alg}`, start: jwtgate(`jwtgate ${alg}`, policy), tokens: tokens.get(alg), scenarios: TOKEN_COUNTS.map((count) => ({ name: scenarioName(alg, count), count })) })
   }
-  const wanted = groups.filter((g) => g.scenarios.some((x) => selected(x.name)))
+  // Route matching: 500 routes under one first segment, the request matching the last one,
+  // against auth:none's single route.
+  groups.push({
+    name: 'jwtgate 500 routes',
+    start: jwtgate('jwtgate 500 routes', {
+      ...basePolicy,
+      routes: [...Array.from({ length: 499 }, (_, i) => ({ path: `/api/svc-${i}/**`, upstream: 'up', auth: 'none' })), { path: '/api/**', upstream: 'up', auth: 'none' }],
+    }),
+    scenarios: [{ name: ROUTES_500 }],
+  })
+  const rs256 = signers.get('RS256')
+  if (rs256) {
+    const rsPolicy = {
+      ...basePolicy,
+      issuers: { bench: { ...rs256.issuer, audiences: [AUDIENCE], algorithms: ['RS256'] } },
+      routes: [{ path: '/**', upstream: 'up', auth: { issuers: ['bench'] } }],
+    }
+    // Revocation (issue 5): 100,000 entries in the file backend, none of them revoking a bench
+    // token, but every bench token's subject has one, so each request finds and weighs an entry.
+    const revoked = path.join(tmp, 'revoked.json')
+    writeFileSync(revoked, JSON.stringify(revocationList(REVOKED_ENTRIES)))
+    groups.push({
+      name: 'jwtgate RS256 revocation',
+      start: jwtgate('jwtgate RS256 revocation', { ...rsPolicy, revocation: { backend: 'file', file: { path: revoked } } }),
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: REVOCATION, count: 1000 }],
+    })
+    const signer = rs256.signer as Exclude<Signer, { alg: 'HS256' }>
+    const haproxy = which('haproxy')
+    const haproxyVersion = haproxy ? versionOf(haproxy) : undefined
+    groups.push({
+      name: 'HAProxy',
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: HAPROXY, count: 1000 }],
+      skip: !haproxy ? 'haproxy is not installed (apt-get install -y haproxy)'
+        : !haproxyVersion || compareVersions(haproxyVersion, '2.5') < 0 ? `haproxy ${haproxyVersion ?? '(unknown version)'} has no jwt_verify (2.5 or later)`
+          : undefined,
+      start: async () => {
+        const port = await freePort()
+        const dir = path.join(tmp!, 'haproxy')
+        const config = haproxyFiles(dir, { port, upstream: upstream.url, issuer: rs256.issuer.issuer as string, audience: AUDIENCE, publicKey: createPublicKey(signer.privateKey) })
+        return startService('HAProxy', haproxy!, ['-db', '-f', config], () => undefined,
+          { logFile: path.join(dir, 'haproxy.log'), probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
+      },
+    })
+    const express = expressPeerMissing()
+    groups.push({
+      name: 'express',
+      tokens: tokens.get('RS256'),
+      scenarios: [{ name: EXPRESS, count: 1000 }],
+      skip: express,
+      start: async () => {
+        const pem = path.join(tmp!, 'rs256-public.pem')
+        writeFileSync(pem, createPublicKey(signer.privateKey).export({ type: 'spki', format: 'pem' }))
+        return startService('express', process.execPath, [here('./express_peer.mjs'), upstream.url, pem, rs256.issuer.issuer as string, AUDIENCE], json)
+      },
+    })
+  }
+  const skipped = groups.filter((g) => g.skip && g.scenarios.some((x) => selected(x.name)))
+  for (const g of skipped) console.error(`bench: ${g.name} skipped: ${g.skip}`)
+  const wanted = groups.filter((g) => !g.skip && g.scenarios.some((x) => selected(x.name)))
   // Started a few at a time and unpinned (module loading is most of the start-up), then pinned.
   const services = await mapLimit(wanted, 3, (g) => g.start())
   const scenarios: Scenario[] = [{ name: 'a  upstream direct', service: upstream }]
@@ -182,8 +277,15 @@ async function main(): Promise<void> {
     pin(process.pid, LOADGEN_CPU)
   }
   console.error(`bench: primed after ${seconds()} s${pinned ? '' : '; taskset or a second CPU missing: nothing pinned'}`)
+  if (PROFILE_DIR) {
+    // Start-up and priming (every token's first, uncached verification) are left out this way.
+    for (const s of services) {
+      const skip = ((performance.now() - s.startedAt) / 1000).toFixed(1)
+      console.error(`bench: the rounds of ${s.name}: npx tsx bench/profile.ts ${path.join(PROFILE_DIR, s.name.replace(/\W+/g, '_'))} --skip ${skip}`)
+    }
+  }
 
-  const estimate = Math.round(scenarios.length * REPEATS * (DURATION_S + 0.1))
+  const estimate = Math.round((scenarios.length + 2) * REPEATS * (DURATION_S + 0.1))
   console.error(`bench: ${REPEATS} rounds × ${scenarios.length} scenarios × ${DURATION_S} s, about ${estimate} s`)
   const runs = new Map<Scenario, RunResult[]>(scenarios.map((s) => [s, []]))
   for (let round = 0; round < REPEATS; round++) {
@@ -205,6 +307,26 @@ async function main(): Promise<void> {
     }
   }
 
+  // Latency below saturation: the floor and jwtgate (RS256, 1k tokens) paced at about half the
+  // floor's throughput, each connection waiting between its requests. The p99 jwtgate adds there
+  // is issue 6's latency target.
+  const paced: { name: string; rps: number; p50Ms: number; p99Ms: number }[] = []
+  const floorScenario = scenarios.find((s) => s.name.startsWith('b '))!
+  const rsScenario = scenarios.find((s) => s.name === scenarioName('RS256', 1000))
+  if (rsScenario) {
+    const half = median(runs.get(floorScenario)!.map((r) => r.rps)) / 2
+    const delayMs = Math.max(1, Math.round((CONNECTIONS * 1000) / half))
+    for (const s of [floorScenario, rsScenario]) {
+      const results: WrkRun[] = []
+      for (let round = 0; round < REPEATS; round++) {
+        await sleep(50)
+        results.push(await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined, delayMs }))
+      }
+      paced.push({ name: s.name, rps: median(results.map((r) => r.rps)), p50Ms: median(results.map((r) => r.p50Ms)), p99Ms: median(results.map((r) => r.p99Ms)) })
+      process.stderr.write(`  paced ${s.name.padEnd(30)} ${paced.at(-1)!.rps.toFixed(0).padStart(7)} req/s\n`)
+    }
+  }
+
   const summaries: Summary[] = scenarios.map((s) => {
     const r = runs.get(s)!
     return {
@@ -220,20 +342,54 @@ async function main(): Promise<void> {
   })
   const revision = gitRevision()
   printTable(summaries, { pinned, revision })
+  for (const g of skipped) console.log(`skipped: ${g.scenarios.map((x) => x.name.slice(3)).join(', ')}: ${g.skip}`)
+  comparisons(summaries)
+  if (paced.length === 2) {
+    const [b, c] = paced as [typeof paced[0], typeof paced[0]]
+    console.log(`\npaced at about half the floor's throughput (${b.rps.toFixed(0)} and ${c.rps.toFixed(0)} req/s): ` +
+      `p50 ${b.p50Ms.toFixed(2)} / ${c.p50Ms.toFixed(2)} ms, p99 ${b.p99Ms.toFixed(2)} / ${c.p99Ms.toFixed(2)} ms (floor / jwtgate RS256 1k tokens); ` +
+      `jwtgate adds ${(c.p99Ms - b.p99Ms).toFixed(2)} ms at p99`)
+  }
   if (OUT) {
     const meta = {
       date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
       durationS: DURATION_S, repeats: REPEATS, connections: CONNECTIONS, tokenCache: TOKEN_CACHE ?? 'default', logLevel: LOG_LEVEL ?? 'default',
+      accessLog: ACCESS_LOG ?? 'default', nodeFlags: NODE_FLAGS.join(' '), tsx: TSX,
     }
-    writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries }, null, 2) + '\n')
+    writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries, paced }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
   }
   console.error(`bench: done in ${seconds()} s`)
 }
 
+function profileArgs(name: string): string[] {
+  // A directory per process: each thread (tsx's loader runs in one) writes its own profile; the
+  // largest is the main thread's.
+  return PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name.replace(/\W+/g, '_'))}`] : []
+}
+
 /** BENCH_ONLY picks scenarios by name; (a) and (b) always run, the ratios need them. */
 function selected(name: string): boolean {
   return !ONLY || name.startsWith('a ') || name.startsWith('b ') || ONLY.test(name)
+}
+
+/** How a row compares with another of the same run: the figures issues 5 and 6 ask for. */
+function comparisons(rows: Summary[]): void {
+  const row = (name: string) => rows.find((r) => r.name === name)
+  const pairs: [string, string | undefined, string][] = [
+    [ROUTES_500, 'c  jwtgate auth:none', 'route matching, 500 routes against 1'],
+    [REVOCATION, scenarioName('RS256', 1000), 'revocation, 100k entries against none'],
+    [HAPROXY, scenarioName('RS256', 1000), 'HAProxy against jwtgate'],
+    [EXPRESS, scenarioName('RS256', 1000), 'express against jwtgate'],
+  ]
+  const lines = pairs.flatMap(([name, base, what]) => {
+    const a = row(name)
+    const b = base === undefined ? undefined : row(base)
+    if (!a || !b) return []
+    const rss = name === REVOCATION ? `, peak RSS ${(a.peakRssMB - b.peakRssMB).toFixed(0)} MB more` : ''
+    return [`${what}: req/s ×${(a.rps / b.rps).toFixed(3)}, CPU µs/req ×${(a.cpuUsPerReq / b.cpuUsPerReq).toFixed(3)}${rss}`]
+  })
+  if (lines.length) console.log(['', ...lines].join('\n'))
 }
 
 function scenarioName(alg: string, count: number): string {
@@ -278,7 +434,8 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string }
   console.log(`How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
     `CPU µs/req and peak RSS are the proxy process's alone (row a: the upstream's; the rows of one algorithm share one gateway, so one RSS); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
     `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
-  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}`)
+  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
+    `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`)
   console.log('')
   console.log(format(header))
   console.log(format(widths.map((w) => '-'.repeat(w))))
@@ -341,7 +498,7 @@ let cleaning: Promise<void> | undefined
 let stopping = false
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    await killAll()
+    await killAll(PROFILE_DIR ? 15_000 : undefined) // writing a profile takes a while
     await Promise.all(issuers.map((issuer) => issuer.close()))
     if (tmp) rmSync(tmp, { recursive: true, force: true })
   })()

@@ -2,6 +2,15 @@
 -- <file> holds one token per line; "-" (or an empty file) sends no Authorization header.
 -- Every request is formatted once in init(), so a request costs wrk a table read, whatever
 -- the number of tokens. done() prints one JSON line that bench/wrk.ts parses.
+-- With WRK_DELAY_MS set, each connection waits that long after a response before its next
+-- request: a paced load (for latency below saturation) instead of as fast as possible.
+local pace = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pace ~= nil and pace > 0 then
+  function delay()
+    return pace
+  end
+end
+
 local requests = {}
 local count = 0
 local next_index = 0

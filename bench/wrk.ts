@@ -24,13 +24,15 @@ export interface WrkOptions {
   tokensFile?: string
   /** Run wrk on this CPU (through taskset). */
   cpu?: number
+  /** Each connection waits this long after a response before its next request (paced load). */
+  delayMs?: number
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkRun> {
   // One thread: wrk gets one CPU, and a second thread on it would only add switches.
   const args = ['-t1', `-c${o.connections}`, `-d${o.durationS}s`, '--timeout', '5s', '--latency', '-s', SCRIPT, o.url, '--', o.tokensFile ?? '-']
   const [command, argv] = o.cpu === undefined ? [o.wrk, args] : ['taskset', ['-c', String(o.cpu), o.wrk, ...args]]
-  const { code, stdout, stderr } = await runCommand(command, argv, (o.durationS + 30) * 1000)
+  const { code, stdout, stderr } = await runCommand(command, argv, (o.durationS + 30) * 1000, o.delayMs ? { WRK_DELAY_MS: String(o.delayMs) } : undefined)
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '))
   if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}) against ${o.url}\n${stdout}\n${stderr}`)
   const r = JSON.parse(line.slice('BENCH_JSON '.length)) as {

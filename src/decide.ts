@@ -6,6 +6,7 @@ import { authenticate, type AuthResult, type Credentials, type Identity } from '
 import { deny, isDenial, type Denial } from './auth/deny.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 import { identityHeaders } from './proxy/identity_headers.js'
+import { refusePreflight, type Preflight } from './proxy/cors.js'
 import { normalizePath, splitTarget } from './routing/normalize.js'
 import { hostFromHeader } from './routing/route_table.js'
 
@@ -21,9 +22,15 @@ export interface Decision {
   denial?: Denial
   /** On a `mode: report` route: the denial the route would have given. The request goes on. */
   reported?: Denial
+  /**
+   * A CORS preflight the gateway answers itself (204, or the denial `cors_rejected`); `route`
+   * is then the route of the request the preflight asks about. Nothing is forwarded.
+   */
+  preflight?: boolean
 }
 
-export function decide(policy: CompiledPolicy, method: string, hostHeader: string | undefined, target: string, credentials: Credentials, out: Decision): void | Promise<void> {
+/** `preflight`: the request's Origin and Access-Control-Request-* headers, when it is an OPTIONS preflight. */
+export function decide(policy: CompiledPolicy, method: string, hostHeader: string | undefined, target: string, credentials: Credentials, out: Decision, preflight?: Preflight): void | Promise<void> {
   const normalized = normalizePath(splitTarget(target).path, { rejectPathParameters: policy.rejectPathParameters })
   if (!normalized.ok) {
     out.denial = deny('bad_path', `the request path is not acceptable: ${normalized.reason}`)
@@ -31,7 +38,20 @@ export function decide(policy: CompiledPolicy, method: string, hostHeader: strin
   }
   out.path = normalized.path
 
-  const match = policy.routes.match(method, hostFromHeader(hostHeader), normalized.path)
+  const host = hostFromHeader(hostHeader)
+  // A preflight carries no token. It is answered here when the request it asks about would use
+  // a route with CORS; otherwise it is an OPTIONS request like any other.
+  if (preflight) {
+    const actual = policy.routes.match(preflight.method, host, normalized.path)
+    if (actual?.value.cors) {
+      out.route = actual.value
+      out.preflight = true
+      out.denial = refusePreflight(actual.value.cors, preflight)
+      return
+    }
+  }
+
+  const match = policy.routes.match(method, host, normalized.path)
   if (!match) {
     out.denial = deny('no_route', 'no route of the policy matches this request')
     return

@@ -1,15 +1,22 @@
 // The proxy: the decision (src/decide.ts: normalize → match route → authenticate and
 // authorize), then forwarding with identity headers, or the denial as an RFC 6750 answer.
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
+import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
+import { accessLogger } from './log.js'
 import { challenge, deny, type Denial } from './auth/deny.js'
 import { decide, type Decision } from './decide.js'
 import type { Metrics } from './admin/metrics.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
+import { limitBody } from './proxy/body_limit.js'
+import { addCorsHeaders, preflightOf } from './proxy/cors.js'
 import { forwardOptions, upstreamUrl } from './proxy/forward.js'
+import { insecureRequest } from './proxy/https_only.js'
+import { UpstreamPools } from './proxy/upstream_pools.js'
+import { decidedAtUpgrade, handleUpgrade } from './proxy/websocket.js'
 import { splitTarget } from './routing/normalize.js'
 
 /** What the gateway learnt about one request, for forwarding and the access log. */
@@ -29,6 +36,10 @@ export interface GatewayApp {
   policy: CompiledPolicy
   /** Set when shutdown closes the listener: responses then end their connection. */
   closing: boolean
+  /** Connections to the upstreams; `update` them when the policy changes. */
+  pools: UpstreamPools
+  /** Client sockets of open WebSocket tunnels, which the HTTP server no longer tracks. */
+  upgraded: Set<Socket>
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -41,8 +52,13 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     return503OnClosing: true,
     // fastify answers some malformed requests itself; answer them in our shape.
     frameworkErrors: (error, request, reply) => sendDenial(reply, deny('bad_path', error.message), request.id),
+    // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
+    ...(policy.listen.tls
+      ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes } }
+      : { http: { maxHeaderSize: policy.maxHeaderBytes } }),
   })
-  const gateway: GatewayApp = { app, policy, closing: false }
+  const pools = new UpstreamPools(policy)
+  const gateway: GatewayApp = { app, policy, closing: false, pools, upgraded: new Set() }
   const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
   const options = (route: Route) => {
     let o = optionsByRoute.get(route)
@@ -54,33 +70,70 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
   await app.register(replyFrom, {
-    undici: { connections: 128, pipelining: 1, connect: { rejectUnauthorized: true, timeout: 5000 } },
+    // Per-upstream pools (connections, TLS verified with the upstream's own CA and client
+    // certificate); reply-from's one dispatcher picks them by origin.
+    undici: pools,
     destroyAgent: true,
     disableCache: true,
     disableRequestLogging: true,
   })
   app.decorateRequest('jwtgate', null)
 
-  async function handle(request: FastifyRequest, reply: FastifyReply) {
-    const state: RequestState = { policy: gateway.policy }
+  // Not async: a request whose decision needs no I/O (a cached key, a cached token) is
+  // forwarded without a promise or a microtask hop of our own.
+  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply | undefined {
+    // An upgrade request that is not tunnelled arrives here already decided (src/proxy/websocket.ts).
+    const early = decidedAtUpgrade(request.raw as IncomingMessage)
+    const state = early ?? newState(gateway.policy)
     ;(request as GatewayRequest).jwtgate = state
-    const pending = decide(state.policy, request.raw.method ?? 'GET', request.headers.host, request.raw.url ?? '', request.raw, state)
-    if (pending) await pending
+    if (!early) {
+      state.denial = insecureRequest(request.raw as IncomingMessage, state.policy.https)
+      if (state.denial) return sendDenial(reply, state.denial, request.id)
+      const method = request.raw.method ?? 'GET'
+      const pending = decide(state.policy, method, request.headers.host, request.raw.url ?? '', request.raw, state, preflightOf(method, request.headers))
+      if (pending) return pending.then(() => proceed(request, reply, state))
+    }
+    proceed(request, reply, state)
+  }
+
+  function proceed(request: FastifyRequest, reply: FastifyReply, state: RequestState): FastifyReply {
     if (state.denial) return sendDenial(reply, state.denial, request.id)
+    // A CORS preflight the route's cors allows; onSend adds its headers.
+    if (state.preflight) return reply.code(204).send()
+    const limit = state.route!.maxBodyBytes
+    if (limit > 0) {
+      const limited = limitBody(request.body, request.headers['content-length'], limit)
+      if ('reason' in limited) {
+        state.denial = limited
+        // The client may be sending the body still: do not read it to keep the connection.
+        reply.header('connection', 'close')
+        return sendDenial(reply, limited, request.id)
+      }
+      request.body = limited.body
+    }
     state.forwardedAt = performance.now()
     return reply.from(upstreamUrl(state.route!, state.path!), options(state.route!))
   }
 
   app.all('*', handle)
   app.setNotFoundHandler(handle)
-  app.addHook('onSend', async (_request, reply) => {
+  // Hooks in the callback style: an async hook costs a promise and a microtask per request.
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (gateway.closing) reply.header('connection', 'close')
+    // CORS headers on every answer of a route with cors (denials too, so a page can read its
+    // 401); the global rule for answers that matched no route.
+    const state = (request as GatewayRequest).jwtgate
+    const cors = state?.route ? state.route.cors : (state?.policy ?? gateway.policy).cors
+    if (cors) addCorsHeaders(reply, cors, request.headers.origin, state?.preflight === true, state?.preflight === true && state.denial !== undefined)
+    done(null, payload)
   })
-  app.addHook('onResponse', async (request, reply) => {
+  const writeAccessLine = accessLogger(logger)
+  app.addHook('onResponse', (request, reply, done) => {
     const state = (request as GatewayRequest).jwtgate
     metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)
     if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
-    accessLog(request as GatewayRequest, reply)
+    if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, request as GatewayRequest, reply)
+    done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
@@ -91,6 +144,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     }
     return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
   })
+  const server = app.server as Server
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, metrics, requestId }, req, socket, head))
   return gateway
 }
 
@@ -98,6 +153,7 @@ function sendDenial(reply: FastifyReply, denial: Denial, id: string): FastifyRep
   const header = challenge(denial)
   if (header) reply.header('www-authenticate', header)
   if (denial.status === 503) reply.header('retry-after', '5')
+  if (denial.location) reply.header('location', denial.location)
   return reply.code(denial.status).header('cache-control', 'no-store').type('application/json')
     .send({ error: denial.reason, message: denial.description, request_id: id })
 }
@@ -110,16 +166,20 @@ function requestId(req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
-function reportFields(reported: Denial | undefined) {
-  if (!reported) return { report: 'allow' }
-  return { report: 'deny', report_status: reported.status, report_reason: reported.reason }
+/** Every field set up front: one object shape for all requests. */
+function newState(policy: CompiledPolicy): RequestState {
+  return {
+    policy, path: undefined, route: undefined, identity: undefined, identityHeaders: undefined, denial: undefined, reported: undefined,
+    preflight: undefined, upstreamError: undefined, forwardedAt: undefined,
+  }
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */
-function accessLog(request: GatewayRequest, reply: FastifyReply): void {
+function accessLog(write: ReturnType<typeof accessLogger>, request: GatewayRequest, reply: FastifyReply): void {
   const state = request.jwtgate
   const claims = state?.identity?.claims
-  request.log.info({
+  write({
+    requestId: request.id,
     method: request.raw.method,
     path: state?.path ?? splitTarget(request.raw.url ?? '').path.slice(0, 256),
     route: state?.route?.name,
@@ -130,6 +190,8 @@ function accessLog(request: GatewayRequest, reply: FastifyReply): void {
     sub: typeof claims?.sub === 'string' ? claims.sub : undefined,
     reason: state?.denial?.reason ?? state?.upstreamError,
     // mode: report: what enforcing would have answered; the request was forwarded anyway.
-    ...(state?.route?.report ? reportFields(state.reported) : {}),
-  }, 'request')
+    report: state?.route?.report ? (state.reported ? 'deny' : 'allow') : undefined,
+    reportStatus: state?.reported?.status,
+    reportReason: state?.reported?.reason,
+  })
 }

@@ -2,6 +2,7 @@
 // graceful shutdown. What `jwtgate serve` runs, and what the tests start.
 import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import type { Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -111,14 +112,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     }
     // One assignment: requests already running keep the policy they started with.
     gateway.policy = next
+    gateway.pools.update(next)
+    applyListenTls(gateway, current, next, logger)
     loadedAt = new Date()
     logger.level = next.logLevel
     metrics.policyLoaded(next.hash, next.issuers.values(), () => gateway.policy.auth.tokens.size)
     metrics.reloaded(true)
     for (const old of current.issuers.values()) if (next.issuers.get(old.name) !== old) old.stop()
     if (oldStore && oldStore !== newStore) void oldStore.stop()
-    if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host) {
-      logger.warn('listen address changes take effect at the next restart')
+    if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host || next.maxHeaderBytes !== current.maxHeaderBytes) {
+      logger.warn('listen address and limits.max_header_bytes changes take effect at the next restart')
     }
     logger.info({ policy_hash: next.hash.slice(0, 12), kept_issuers: next.issuers.size - added.length, routes: next.routes.size }, 'policy reloaded')
     return true
@@ -135,10 +138,16 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // Node's close() only ends connections idle at that moment; a keep-alive connection whose
     // request finishes later would hold the close open until its keep-alive timeout.
     const sweeper = setInterval(() => server.closeIdleConnections(), 100)
+    const closeEverything = () => {
+      server.closeAllConnections()
+      // WebSocket tunnels left the HTTP server's connection list at the upgrade.
+      for (const socket of gateway.upgraded) socket.destroy()
+    }
     const deadline = timeoutMs > 0 ? setTimeout(() => {
       logger.warn({ timeout_ms: timeoutMs }, 'shutdown timeout: closing the connections still open')
-      server.closeAllConnections()
+      closeEverything()
     }, timeoutMs) : undefined
+    if (timeoutMs <= 0) for (const socket of gateway.upgraded) socket.destroy()
     try {
       await gateway.app.close()
     } finally {
@@ -176,7 +185,23 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
   await app.listen({ host, port })
   const address = app.server.address() as AddressInfo
-  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+  const scheme = 'setSecureContext' in app.server ? 'https' : 'http'
+  return `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
+/**
+ * A reloaded certificate (cert-manager rotates the files; the watcher reloads) is used for new
+ * connections from now on. Turning TLS on or off needs a new listener: at the next restart.
+ */
+function applyListenTls(gateway: GatewayApp, current: CompiledPolicy, next: CompiledPolicy, logger: Logger): void {
+  const server = gateway.app.server
+  if (!next.listen.tls || !('setSecureContext' in server)) {
+    if (next.listen.tls || current.listen.tls) logger.warn('turning listen.tls on or off takes effect at the next restart')
+    return
+  }
+  if (next.listen.tls.hash === current.listen.tls?.hash) return
+  ;(server as HttpsServer).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key })
+  logger.info('listener certificate reloaded')
 }
 
 /**
@@ -217,9 +242,12 @@ function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () =>
 }
 
 function secretFiles(policy: CompiledPolicy): string[] {
-  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }>; revocation?: { admin_token_file?: string } }
+  type TlsFiles = { ca_file?: string; cert_file?: string; key_file?: string }
+  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }>; revocation?: { admin_token_file?: string }; listen: { tls?: TlsFiles }; upstreams: Record<string, { tls?: TlsFiles }> }
   const files = Object.values(doc.issuers ?? {}).map((i) => i.secret_file)
   files.push(doc.revocation?.admin_token_file)
+  // Certificates too: cert-manager renews them in place, and a reload picks the new ones up.
+  for (const tls of [doc.listen.tls, ...Object.values(doc.upstreams).map((u) => u.tls)]) files.push(tls?.ca_file, tls?.cert_file, tls?.key_file)
   return files.flatMap((f) => (f ? [path.resolve(path.dirname(policy.file), f)] : []))
 }
 

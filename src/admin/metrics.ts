@@ -1,7 +1,8 @@
 // Prometheus metrics (prom-client). Names and labels are part of the interface: the Grafana
 // dashboard and alerts query them, and a test checks the dashboard only uses these.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Issuer } from '../auth/issuer.js'
+import { Histogram, RequestCounter } from './series.js'
 
 export const METRIC_NAMES = [
   'jwtgate_requests_total',
@@ -21,10 +22,8 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export class Metrics {
   readonly registry = new Registry()
-  private readonly requests = new Counter({
-    name: 'jwtgate_requests_total', help: 'Requests by route, method and status class.',
-    labelNames: ['route', 'method', 'status_class'] as const, registers: [this.registry],
-  })
+  // The three written on every request: plain numbers until a scrape (./series.ts).
+  private readonly requests = new RequestCounter(this.registry)
   private readonly authFailures = new Counter({
     name: 'jwtgate_auth_failures_total', help: 'Refused requests by route and reason (the reason codes of the 4xx/503 bodies).',
     labelNames: ['route', 'reason'] as const, registers: [this.registry],
@@ -33,14 +32,8 @@ export class Metrics {
     name: 'jwtgate_report_decisions_total', help: 'Decisions on mode: report routes, which forward every request: allow, or deny with the reason it would have had.',
     labelNames: ['route', 'decision', 'reason'] as const, registers: [this.registry],
   })
-  private readonly requestDuration = new Histogram({
-    name: 'jwtgate_request_duration_seconds', help: 'Time from request to response, by route.',
-    labelNames: ['route'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
-  })
-  private readonly upstreamDuration = new Histogram({
-    name: 'jwtgate_upstream_duration_seconds', help: 'Time from forwarding to the upstream response headers, by upstream.',
-    labelNames: ['upstream'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
-  })
+  private readonly requestDuration = new Histogram('jwtgate_request_duration_seconds', 'Time from request to response, by route.', 'route', LATENCY_BUCKETS, this.registry)
+  private readonly upstreamDuration = new Histogram('jwtgate_upstream_duration_seconds', 'Time from forwarding to the upstream response headers, by upstream.', 'upstream', LATENCY_BUCKETS, this.registry)
   private readonly jwksFetches = new Counter({
     name: 'jwtgate_jwks_fetches_total', help: 'Key set fetches by issuer and result (ok or error).',
     labelNames: ['issuer', 'result'] as const, registers: [this.registry],
@@ -106,8 +99,8 @@ export class Metrics {
   }
 
   request(route: string, method: string, status: number, seconds: number, denied: string | undefined): void {
-    this.requests.labels(route, method, STATUS_CLASS[Math.floor(status / 100)] ?? 'other').inc()
-    this.requestDuration.labels(route).observe(seconds)
+    this.requests.inc(route, method, STATUS_CLASS[Math.floor(status / 100)] ?? 'other')
+    this.requestDuration.of(route).observe(seconds)
     if (denied) this.authFailures.labels(route, denied).inc()
   }
 
@@ -117,7 +110,7 @@ export class Metrics {
   }
 
   upstream(name: string, seconds: number): void {
-    this.upstreamDuration.labels(name).observe(seconds)
+    this.upstreamDuration.of(name).observe(seconds)
   }
 }
 

@@ -4,14 +4,18 @@
 import { createDecoder, TokenError } from 'fast-jwt'
 import { checkTokenClaims } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
-import { extractBearerToken } from './extract.js'
+import { extractToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
+import type { IssuerSet } from './issuer_set.js'
 import type { Requirement, TokenFacts } from './requirement.js'
 import type { TokenCache } from './token_cache.js'
+import type { TokenSources } from './token_sources.js'
 
 export interface AuthRule {
-  /** Every issuer the route's requirement accepts, by exact `iss` (the requirement's own map). */
-  issuersByIss: ReadonlyMap<string, Issuer>
+  /** Every issuer some part of the route's requirement accepts; the token's `iss` picks one. */
+  issuers: IssuerSet
+  /** Where the route reads tokens, each source with the issuers that accept tokens from there. */
+  sources: TokenSources
   requirement: Requirement
   /** `auth: { optional: true, … }`: a request without a token is let through anonymously. */
   optional?: boolean
@@ -48,10 +52,10 @@ type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
 
 /**
- * Where the identity comes from: a request's raw headers (an IncomingMessage is one), or
- * claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
+ * Where the identity comes from: a request's raw headers and target (an IncomingMessage is
+ * one), or claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
  */
-export type Credentials = { rawHeaders: string[] } | { claims: Record<string, unknown> }
+export type Credentials = { rawHeaders: string[]; url?: string | undefined } | { claims: Record<string, unknown> }
 
 export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   const result = authenticateToken(credentials, rule, context)
@@ -67,19 +71,20 @@ function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise
 
 function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
-  const token = extractBearerToken(credentials.rawHeaders, context.maxTokenBytes)
-  if (typeof token !== 'string') {
+  const found = extractToken(credentials.rawHeaders, credentials.url, rule.sources, context.maxTokenBytes)
+  if (isDenial(found)) {
     // Optional means the token may be absent; one that is sent, even an empty one, is checked.
-    return rule.optional && token.reason === 'missing_token' ? null : token
+    return rule.optional && found.reason === 'missing_token' ? null : found
   }
+  const { token, source } = found
 
   const now = Date.now()
   const known = context.tokens.get(token, now)
-  // A cached token still has to be acceptable on this route: its issuer allowed here, the
-  // route's requirement checked again (it differs per route, and costs little), and it must not
-  // have been revoked since it was cached. iat and sub were checked when it was cached and a
-  // later clock cannot undo that.
-  if (known && rule.issuersByIss.get(known.claims.iss as string) === known.issuer) {
+  // A cached token still has to be acceptable on this route: its issuer allowed here (and from
+  // this source), the route's requirement (audience included) checked again (it differs per
+  // route, and costs little), and it must not have been revoked since it was cached. iat and
+  // sub were checked when it was cached and a later clock cannot undo that.
+  if (known && source.issuers.find(known.claims) === known.issuer) {
     return context.revocation?.check(known.claims, now) ??
       meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
@@ -94,10 +99,10 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     return deny('malformed', 'the token payload is not a JSON object')
   }
-  const iss = (payload as Record<string, unknown>).iss
-  // The issuer is chosen before any key is looked up, and only among the route's issuers.
-  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
-  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
+  // The issuer is chosen before any key is looked up, and only among the issuers that accept
+  // tokens from where this one was found.
+  const issuer = source.issuers.find(payload as Record<string, unknown>)
+  if (isDenial(issuer)) return issuer
 
   const alg = header.alg
   if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
@@ -133,9 +138,8 @@ function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string
 
 /** The checks after signature verification, on claims given as verified (no header: typ is not checked). */
 function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
-  const iss = claims.iss
-  const issuer = typeof iss === 'string' ? rule.issuersByIss.get(iss) : undefined
-  if (!issuer) return deny('wrong_issuer', typeof iss === 'string' ? 'the token issuer is not accepted here' : 'the token has no iss claim')
+  const issuer = rule.issuers.find(claims)
+  if (isDenial(issuer)) return issuer
   const now = Date.now()
   return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
 }

@@ -161,22 +161,26 @@ export function checkTokenClaims(claims: Record<string, unknown>, clockSkewMs: n
   return undefined
 }
 
-/** `aud` must be present and name one of the accepted audiences (the issuer's, or the requirement's own). */
-export function checkAudience(claims: Record<string, unknown>, audiences: ReadonlySet<string>): Denial | undefined {
-  const aud = claims.aud
+/**
+ * The audience (`aud`, or the issuer's `audience_claim`) must be present and name one of the
+ * accepted audiences (the issuer's, or the requirement's own).
+ */
+export function checkAudience(claims: Record<string, unknown>, audiences: ReadonlySet<string>, audienceClaim = 'aud'): Denial | undefined {
+  // Own properties only: an audience_claim such as `constructor` must not read Object.prototype.
+  const aud = Object.hasOwn(claims, audienceClaim) ? claims[audienceClaim] : undefined
   if (typeof aud === 'string') {
     if (!audiences.has(aud)) return deny('wrong_audience', 'the token is not meant for this audience')
   } else if (Array.isArray(aud)) {
     let match = false
     for (const a of aud) {
-      if (typeof a !== 'string') return deny('invalid_claims', 'the aud claim must be a string or an array of strings')
+      if (typeof a !== 'string') return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
       if (audiences.has(a)) match = true
     }
     if (!match) return deny('wrong_audience', 'the token is not meant for this audience')
   } else if (aud === undefined) {
-    return deny('wrong_audience', 'the token has no aud claim')
+    return deny('wrong_audience', `the token has no ${audienceClaim} claim`)
   } else {
-    return deny('invalid_claims', 'the aud claim must be a string or an array of strings')
+    return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
   }
   return undefined
 }

@@ -26,9 +26,12 @@ export type DenyReason =
   | 'revocation_unavailable' // 503: the revocation list is not loaded, or its backend is down with fail_closed
   | 'wrong_type'            // 401: the token's typ header is not one the route's requirement accepts
   | 'identity_too_large'    // 403: an identity header value would exceed identity_header_max_bytes
+  | 'cors_rejected'         // 403: a CORS preflight for an origin, method or header the route's cors does not allow
+  | 'https_required'        // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
+  | 'body_too_large'        // 413: the request body is larger than the route's max_body_bytes
 
 export interface Denial {
-  status: 400 | 401 | 403 | 404 | 503
+  status: 308 | 400 | 401 | 403 | 404 | 413 | 503
   reason: DenyReason
   /** Safe to show the client: says why, never echoes key material or the token. */
   description: string
@@ -40,6 +43,8 @@ export interface Denial {
    * still forwards. A denial stays a denial: nothing reads this as permission.
    */
   identity?: Identity
+  /** For 308 (https_required): where the client should go instead. */
+  location?: string
 }
 
 export function deny(reason: DenyReason, description: string): Denial {
@@ -69,6 +74,9 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   revocation_unavailable: 503,
   wrong_type: 401,
   identity_too_large: 403,
+  cors_rejected: 403,
+  https_required: 403,
+  body_too_large: 413,
 }
 
 export function isDenial(value: unknown): value is Denial {
@@ -87,6 +95,8 @@ export function challenge(denial: Denial): string | undefined {
       if (denial.reason === 'missing_token') return realm
       return `${realm}, error="invalid_token", error_description="${quoted(denial.description)}"`
     case 403:
+      // Refusals that are not about the token carry no challenge.
+      if (denial.reason === 'cors_rejected' || denial.reason === 'https_required') return undefined
       // Not a matter of scope: the token is fine, the gateway cannot pass its identity on.
       if (denial.reason === 'identity_too_large') return `${realm}, error_description="${quoted(denial.description)}"`
       return `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` +

@@ -2,21 +2,37 @@
 // against. Keys are bound to their issuer, so a key of one IdP can never verify another's token.
 import type { Logger } from 'pino'
 import { deny, type Denial } from './deny.js'
+import type { IssuerTemplate } from './issuer_template.js'
 import { JwksCache, type JwksSettings } from './jwks_cache.js'
 import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'
+import { DEFAULT_TOKEN_SOURCES, type TokenSourceSpec } from './token_sources.js'
 
 export interface IssuerSettings extends VerifyOptions {
   name: string
+  /** The exact iss values of its tokens: `issuer` and its aliases; none for a template. */
+  exactIss?: readonly string[]
+  /** A multi-tenant issuer (`{tid}` in `issuer`). */
+  template?: IssuerTemplate
   audiences: readonly string[]
+  /** The claim compared with audiences; `aud` by default. */
+  audienceClaim?: string
   algorithms: readonly string[]
+  /** Where its tokens are read; `Authorization: Bearer` by default. */
+  tokenSources?: readonly TokenSourceSpec[]
 }
 
 export type KeyLookup = PreparedKey | Denial
 
 export interface Issuer {
   readonly name: string
+  /** As written in the policy; a template contains `{tid}`. */
   readonly issuer: string
+  readonly exactIss: readonly string[]
+  readonly template: IssuerTemplate | undefined
   readonly audiences: ReadonlySet<string>
+  readonly audienceClaim: string
+  /** Where its tokens are read, unless a route says otherwise. */
+  readonly tokenSources: readonly TokenSourceSpec[]
   readonly algorithms: ReadonlySet<string>
   readonly clockSkewMs: number
   /** The key for this token header; a promise only when the key set must be fetched first. */
@@ -34,7 +50,11 @@ function base(settings: IssuerSettings) {
   return {
     name: settings.name,
     issuer: settings.issuer,
+    exactIss: settings.exactIss ?? (settings.template ? [] : [settings.issuer]),
+    template: settings.template,
     audiences: new Set(settings.audiences),
+    audienceClaim: settings.audienceClaim ?? 'aud',
+    tokenSources: settings.tokenSources ?? DEFAULT_TOKEN_SOURCES,
     algorithms: new Set(settings.algorithms),
     clockSkewMs: settings.clockSkewMs,
   }

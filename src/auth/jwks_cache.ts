@@ -2,13 +2,17 @@
 // docs/design.md): it fetches the whole set at start-up, refreshes it in the background before
 // it goes stale (Cache-Control max-age, clamped), refetches on an unknown kid at most once per
 // cool-down with every waiting request sharing the one fetch, keeps the last good keys when the
-// IdP is down, slow or answers garbage, and bounds every fetch in time and size.
-import { Agent, request } from 'undici'
+// IdP is down, slow or answers garbage, and bounds every fetch in time and size. With OIDC
+// discovery, each fetch first reads the key set URL from the issuer's discovery document.
+import { Agent } from 'undici'
 import type { Logger } from 'pino'
+import { discoverJwksUri, discoveryUrl } from './discovery.js'
+import { fetchJson } from './fetch_json.js'
 import { prepareJwk, type PreparedKey, type VerifyOptions } from './keys.js'
 
 export interface JwksSettings {
-  uri: string
+  /** The key set URL, or how to find it: `{ discover: issuer }` reads the issuer's discovery document. */
+  uri: string | { discover: string }
   timeoutMs: number
   cooldownMs: number
   minAgeMs: number
@@ -20,6 +24,8 @@ export interface KeySetStatus {
   lastSuccessAt: number | undefined
   lastFailureAt: number | undefined
   lastError: string | undefined
+  /** The key set URL last used (with discovery, the one the document named). */
+  jwksUri: string | undefined
 }
 
 const MAX_BODY_BYTES = 1024 * 1024
@@ -40,7 +46,7 @@ export class JwksCache {
   private readonly agent: Agent
   /** Told of every fetch's outcome (metrics). */
   onFetch: ((ok: boolean) => void) | undefined
-  readonly status: KeySetStatus = { keyCount: 0, lastSuccessAt: undefined, lastFailureAt: undefined, lastError: undefined }
+  readonly status: KeySetStatus = { keyCount: 0, lastSuccessAt: undefined, lastFailureAt: undefined, lastError: undefined, jwksUri: undefined }
 
   constructor(
     readonly settings: JwksSettings,
@@ -108,22 +114,11 @@ export class JwksCache {
   }
 
   private async fetchOnce(): Promise<{ keys: PreparedKey[]; lifetimeMs: number }> {
-    const response = await request(this.settings.uri, {
-      dispatcher: this.agent,
-      headers: { accept: 'application/json, application/jwk-set+json' },
-      signal: AbortSignal.timeout(this.settings.timeoutMs),
-    })
-    if (response.statusCode !== 200) {
-      await response.body.dump({ limit: 64 * 1024 }).catch(() => {})
-      throw new Error(`HTTP ${response.statusCode}`)
-    }
-    const text = await readLimited(response.body, MAX_BODY_BYTES)
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      throw new Error('response is not JSON')
-    }
+    const { uri: source, timeoutMs } = this.settings
+    // Discovery is read on the key set's schedule: a moved jwks_uri is followed at the next refresh.
+    const uri = typeof source === 'string' ? source : await discoverJwksUri(source.discover, this.agent, timeoutMs)
+    this.status.jwksUri = uri
+    const { body, headers } = await fetchJson(uri, this.agent, timeoutMs, MAX_BODY_BYTES, 'application/json, application/jwk-set+json')
     const list = (body as { keys?: unknown } | null)?.keys
     if (!Array.isArray(list)) throw new Error('response has no "keys" array')
     const keys: PreparedKey[] = []
@@ -135,14 +130,14 @@ export class JwksCache {
         continue
       }
       const prepared = typeof jwk === 'object' && jwk !== null ? prepareJwk(jwk, this.allowed, this.verifyOptions) : 'not an object'
-      if (typeof prepared === 'string') this.log.debug({ jwks_uri: this.settings.uri, kid: (jwk as { kid?: unknown })?.kid, why: prepared }, 'skipping key')
+      if (typeof prepared === 'string') this.log.debug({ jwks_uri: uri, kid: (jwk as { kid?: unknown })?.kid, why: prepared }, 'skipping key')
       else {
         keys.push(prepared)
         this.jwkOf.set(prepared, JSON.stringify(jwk))
       }
     }
     if (keys.length === 0) throw new Error('no usable signing key in the key set')
-    return { keys, lifetimeMs: this.lifetime(response.headers['cache-control']) }
+    return { keys, lifetimeMs: this.lifetime(headers['cache-control']) }
   }
 
   private succeeded({ keys, lifetimeMs }: { keys: PreparedKey[]; lifetimeMs: number }): void {
@@ -162,7 +157,7 @@ export class JwksCache {
     this.onFetch?.(true)
     this.status.keyCount = keys.length
     this.status.lastSuccessAt = Date.now()
-    this.log.info({ jwks_uri: this.settings.uri, keys: keys.length, refresh_in_ms: lifetimeMs }, 'key set loaded')
+    this.log.info({ ...this.where(), keys: keys.length, refresh_in_ms: lifetimeMs }, 'key set loaded')
     // Refresh ahead of expiry so requests never wait on a routine refresh.
     this.schedule(Math.max(this.settings.minAgeMs, Math.floor(lifetimeMs * 0.8)))
   }
@@ -172,11 +167,17 @@ export class JwksCache {
     this.onFetch?.(false)
     this.status.lastFailureAt = Date.now()
     this.status.lastError = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : err.message
-    this.log.warn({ jwks_uri: this.settings.uri, error: this.status.lastError, keeping_keys: this.keys.length }, 'key set fetch failed')
+    this.log.warn({ ...this.where(), error: this.status.lastError, keeping_keys: this.keys.length }, 'key set fetch failed')
     // Back off from half a second up to the cool-down, so a gateway that started while the
     // IdP was down recovers soon after it comes back, without hammering it meanwhile.
     const backoff = Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), Math.max(this.settings.cooldownMs, FIRST_RETRY_MS))
     this.schedule(backoff)
+  }
+
+  /** Where the keys come from, for log lines. */
+  private where(): { jwks_uri: string | undefined; discovery?: string } {
+    const { uri } = this.settings
+    return typeof uri === 'string' ? { jwks_uri: uri } : { jwks_uri: this.status.jwksUri, discovery: discoveryUrl(uri.discover) }
   }
 
   private schedule(delayMs: number): void {
@@ -193,18 +194,4 @@ export class JwksCache {
     const ms = maxAge ? Number(maxAge[1]) * 1000 : this.settings.maxAgeMs
     return Math.min(Math.max(ms, this.settings.minAgeMs), this.settings.maxAgeMs)
   }
-}
-
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += chunk.length
-    if (size > limit) {
-      body.destroy()
-      throw new Error(`response larger than ${limit} bytes`)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
 }

@@ -6,6 +6,8 @@ import { createVerifier } from 'fast-jwt'
 
 export interface VerifyOptions {
   issuer: string
+  /** The iss values the verifier accepts, when not just `issuer`: aliases, or a multi-tenant template's shape. */
+  allowedIss?: string | RegExp | readonly string[]
   clockSkewMs: number
   requireExp: boolean
 }
@@ -24,8 +26,9 @@ const MIN_RSA_BITS = 2048
 
 /** Why a JWK from a key set cannot be used, or the prepared key. */
 export function prepareJwk(jwk: JsonWebKey & { kid?: unknown; use?: unknown; alg?: unknown }, allowed: ReadonlySet<string>, options: VerifyOptions): PreparedKey | string {
-  // Keys meant for encryption never verify signatures (RFC 7517 §4.2).
+  // Keys meant for encryption never verify signatures (RFC 7517 §4.2, §4.3).
   if (jwk.use !== undefined && jwk.use !== 'sig') return `use is "${String(jwk.use)}"`
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return 'key_ops does not include "verify"'
   if (jwk.kid !== undefined && typeof jwk.kid !== 'string') return 'kid is not a string'
   const typeAlgorithms = algorithmsForKeyType(jwk)
   if (typeof typeAlgorithms === 'string') return typeAlgorithms
@@ -54,7 +57,7 @@ export function prepareKey(kid: string | undefined, keyOrSecret: string | Buffer
     algorithms: algorithms as never,
     // The issuer was chosen by this exact iss already; checking it again costs little and keeps
     // the verifier safe on its own. fast-jwt skips allowedIss when iss is absent, hence requiredClaims.
-    allowedIss: options.issuer,
+    allowedIss: (options.allowedIss ?? options.issuer) as string,
     requiredClaims: options.requireExp ? ['iss', 'exp'] : ['iss'],
     clockTolerance: options.clockSkewMs,
     // fast-jwt's token cache is keyed by the token alone and would keep accepting tokens of a

@@ -18,8 +18,8 @@ export interface TokenFacts {
 }
 
 export interface Requirement {
-  /** Every issuer some part of the tree accepts, by exact `iss`: the token's iss picks one before any key is used. */
-  readonly issuersByIss: ReadonlyMap<string, Issuer>
+  /** Every issuer some part of the tree accepts: the token's iss picks one (src/auth/issuer_set.ts) before any key is used. */
+  readonly issuers: readonly Issuer[]
   /** undefined when the token meets the requirement; otherwise the denial (see `any` for which one). */
   check(token: TokenFacts, now: number): Denial | undefined
   /**
@@ -49,9 +49,7 @@ const TOKEN_CHECK_FIELDS = ['audiences', 'claims', 'scopes', 'require_claims', '
 export function compileRequirement(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Requirement | undefined {
   const root = compileNode(doc, at, ctx)
   if (!root) return undefined
-  const issuersByIss = new Map<string, Issuer>()
-  for (const issuer of root.issuers) issuersByIss.set(issuer.issuer, issuer)
-  return { issuersByIss, check: (token, now) => root.check(token, now), audiencesFor: (issuer) => root.audiencesFor(issuer) }
+  return { issuers: [...root.issuers], check: (token, now) => root.check(token, now), audiencesFor: (issuer) => root.audiencesFor(issuer) }
 }
 
 function compileNode(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Node | undefined {
@@ -185,7 +183,8 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
     check(token, now) {
       if (!issuers.has(token.issuer)) return deny('wrong_issuer', 'the token issuer is not accepted here')
       const { claims } = token
-      const wrongAudience = checkAudience(claims, audiences ?? token.issuer.audiences)
+      // The issuer's audience_claim is read whichever audiences apply: it is where its tokens say who they are for.
+      const wrongAudience = checkAudience(claims, audiences ?? token.issuer.audiences, token.issuer.audienceClaim)
       if (wrongAudience) return wrongAudience
       if (types && token.typ !== null && (token.typ === undefined || !types.has(mediaType(token.typ)))) {
         return deny('wrong_type', 'the token type (typ header) is not accepted here')

@@ -5,10 +5,13 @@
 import type { Credentials } from '../auth/authenticate.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
-import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
+import type { Issuer } from '../auth/issuer.js'
+import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
 import { readPolicySource } from '../policy/load.js'
 import type { PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
+import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
+import { queryWithout } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
 import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
@@ -24,6 +27,10 @@ export interface ExplainOptions {
   token?: string
   /** Claims taken as already verified. */
   claims?: Record<string, unknown>
+  /** The request's Origin header: shows the CORS headers of the answer. */
+  origin?: string
+  /** With `origin`, an OPTIONS request is a CORS preflight asking for this method and these headers. */
+  preflight?: { method: string; headers: string[] }
   json: boolean
 }
 
@@ -49,9 +56,20 @@ interface ClaimRule {
   exists?: boolean
 }
 
-/** One token check; `audiences` of each issuer are the ones this check accepts. */
+interface IssuerFacts {
+  name: string
+  iss: string
+  /** The audiences this token check accepts from the issuer (its own `audiences`, or the issuer's). */
+  audiences: string[]
+  /** Only when set in the policy. */
+  iss_aliases?: string[]
+  tenants?: string[] | 'any'
+  audience_claim?: string
+}
+
+/** One token check. */
 interface TokenCheck {
-  issuers: Array<{ name: string; iss: string; audiences: string[] }>
+  issuers: IssuerFacts[]
   claims: ClaimRule[]
   scopes: string[]
   typ?: string[]
@@ -63,7 +81,12 @@ type RequirementTree = TokenCheck | { any: RequirementTree[] } | { all: Requirem
 
 type Requirement =
   | { auth: 'none' }
-  | ({ auth: 'token'; optional?: true } & RequirementTree)
+  | ({
+    auth: 'token'
+    optional?: true
+    /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
+    token_sources?: Array<{ from: string; forwarded: boolean }>
+  } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
 export interface Explanation {
@@ -89,6 +112,10 @@ export interface Explanation {
   issuer?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
+  /** A CORS preflight the gateway answers itself: nothing is forwarded. */
+  preflight?: true
+  /** With --origin: the CORS headers the answer gets. */
+  cors_headers?: Record<string, string>
 }
 
 export async function explain(options: ExplainOptions): Promise<number> {
@@ -117,18 +144,34 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   const route = options.token !== undefined || options.claims ? await routeFor(policy, options.method, options.host, options.target) : undefined
   // Only the keys of the route's issuers can check a token there: an unrelated IdP that is
   // unreachable from here costs nothing.
-  if (options.token !== undefined && route?.auth) await Promise.all([...route.auth.issuersByIss.values()].map((issuer) => issuer.start()))
+  if (options.token !== undefined && route?.auth) await Promise.all(route.auth.issuers.list.map((issuer) => issuer.start()))
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims), decision)
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims, route, options.target), decision, preflightOf(options))
   return { decision, claims }
 }
 
-function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined): Credentials {
+function preflightOf(options: ExplainOptions): Preflight | undefined {
+  if (!options.preflight || options.origin === undefined) return undefined
+  return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
+}
+
+/** A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route says otherwise. */
+function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined, route: Route | undefined, target: string): Credentials {
   if (claims) return { claims }
-  // No Authorization header at all: what a request without a token gets.
-  if (token === undefined) return { rawHeaders: [] }
-  return { rawHeaders: ['authorization', `Bearer ${token}`] }
+  // No token anywhere: what a request without a token gets.
+  if (token === undefined) return { rawHeaders: [], url: target }
+  const source = route?.auth?.sources.all[0]
+  switch (source?.kind) {
+    case 'cookie': return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
+    case 'query': return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
+    case 'header': return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
+    default: return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
+  }
+}
+
+function capitalized(text: string): string {
+  return text[0]!.toUpperCase() + text.slice(1)
 }
 
 function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, decision: Decision, claims: Record<string, unknown> | undefined): Explanation {
@@ -140,17 +183,27 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
-    upstream: route && path !== undefined ? { name: route.upstream.name, url: upstreamUrl(route, path) + splitTarget(options.target).query } : null,
-    requires: route ? requirementOf(policy, document.routes[route.index]!) : null,
+    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(route, options.target) } : null,
+    requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
     ...outcome(decision),
+    ...(options.origin !== undefined ? { cors_headers: corsHeadersOf(policy, decision, options.origin) } : {}),
   }
 }
 
-function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded'> {
+/** The CORS headers the proxy would add to its answer, by the proxy's own addCorsHeaders. */
+function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: string): Record<string, string> {
+  const rule = decision.route ? decision.route.cors : policy.cors
+  const sink = headerRecord()
+  if (rule) addCorsHeaders(sink, rule, origin, decision.preflight === true, decision.preflight === true && decision.denial !== undefined)
+  return sink.headers
+}
+
+function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
   const { route, identity } = decision
+  if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
   const denial = decision.denial ?? decision.reported
   const forwarded = {
     ...(identity ? { issuer: identity.issuer.name } : {}),
@@ -159,6 +212,14 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
   }
   if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
   return { decision: 'allow', ...forwarded }
+}
+
+/** The query as the upstream gets it: token parameters removed, as the proxy does. */
+function forwardedQuery(route: Route, target: string): string {
+  const names = route.auth?.sources.queryNames
+  if (!names?.length) return splitTarget(target).query
+  const rest = queryWithout(target, names)
+  return rest ? `?${rest}` : ''
 }
 
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
@@ -175,19 +236,23 @@ function routeFacts(spec: RouteDocument, index: number): RouteFacts {
   return { index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
-function requirementOf(policy: CompiledPolicy, spec: RouteDocument): Requirement {
-  if (spec.auth === 'none') return { auth: 'none' }
-  return { auth: 'token', ...(spec.auth.optional ? { optional: true as const } : {}), ...treeOf(policy, spec.auth) }
+function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument): Requirement {
+  if (!route.auth || spec.auth === 'none') return { auth: 'none' }
+  const sources = route.auth.sources.all
+  const usual = sources.length === 1 && sources[0]!.kind === 'header' && sources[0]!.name === 'authorization' && sources[0]!.prefix === 'bearer '
+  return {
+    auth: 'token',
+    ...(spec.auth.optional ? { optional: true as const } : {}),
+    ...(usual ? {} : { token_sources: sources.map((s) => ({ from: s.what, forwarded: s.kind !== 'query' && route.forwardToken })) }),
+    ...treeOf(policy, spec.auth),
+  }
 }
 
 /** The requirement as written, with each issuer's iss and the audiences this check accepts. */
 function treeOf(policy: CompiledPolicy, doc: RequirementDocument): RequirementTree {
   if (doc.any) return { any: doc.any.map((d) => treeOf(policy, d)) }
   if (doc.all) return { all: doc.all.map((d) => treeOf(policy, d)) }
-  const issuers = (doc.issuers ?? []).map((name) => {
-    const issuer = policy.issuers.get(name)!
-    return { name, iss: issuer.issuer, audiences: doc.audiences ?? [...issuer.audiences] }
-  })
+  const issuers = (doc.issuers ?? []).map((name) => issuerFacts(policy.issuers.get(name)!, doc.audiences))
   return {
     issuers,
     claims: Object.entries(doc.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition })),
@@ -195,6 +260,17 @@ function treeOf(policy: CompiledPolicy, doc: RequirementDocument): RequirementTr
     ...(doc.typ !== undefined ? { typ: typeof doc.typ === 'string' ? [doc.typ] : doc.typ } : {}),
     ...(doc.require_claims ? { require_claims: doc.require_claims } : {}),
     ...(doc.max_age !== undefined ? { max_age: doc.max_age } : {}),
+  }
+}
+
+function issuerFacts(i: Issuer, audiences: string[] | undefined): IssuerFacts {
+  return {
+    name: i.name,
+    iss: i.issuer,
+    audiences: audiences ?? [...i.audiences],
+    ...(i.exactIss.length > 1 ? { iss_aliases: i.exactIss.slice(1) } : {}),
+    ...(i.template ? { tenants: i.template.tenants ? [...i.template.tenants] : 'any' as const } : {}),
+    ...(i.audienceClaim !== 'aud' ? { audience_claim: i.audienceClaim } : {}),
   }
 }
 
@@ -217,6 +293,7 @@ function render(e: Explanation): string {
   if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
   put('decision', ...decisionLines(e))
+  if (e.cors_headers) put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
   return out.join('\n') + '\n'
 }
 
@@ -234,7 +311,10 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
-  const tree = treeLines(r)
+  const tree = [
+    ...treeLines(r),
+    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
+  ]
   return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
 }
 
@@ -243,7 +323,7 @@ function treeLines(r: RequirementTree): string[] {
     const [word, parts] = 'any' in r ? ['any', r.any] : ['all', r.all]
     return [`${word} of:`, ...parts.flatMap((p, i) => treeLines(p).map((l, j) => (j ? '     ' : `  ${i + 1}. `) + l))]
   }
-  const from = r.issuers.map((i) => `${i.name} (iss ${i.iss}, aud ${i.audiences.join(' or ')})`).join(' or ')
+  const from = r.issuers.map((i) => `${i.name} (${issText(i)}, ${i.audience_claim ?? 'aud'} ${i.audiences.join(' or ')})`).join(' or ')
   return [
     `a valid token from ${from}`,
     ...(r.typ ? [`typ ${r.typ.join(' or ')}`] : []),
@@ -252,6 +332,11 @@ function treeLines(r: RequirementTree): string[] {
     ...r.claims.map((c) => `claim ${conditionText(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
+}
+
+function issText(i: IssuerFacts): string {
+  if (i.tenants) return `iss ${i.iss}, ${i.tenants === 'any' ? 'any tenant' : `tenants ${i.tenants.join(', ')}`}`
+  return `iss ${[i.iss, ...(i.iss_aliases ?? [])].join(' or ')}`
 }
 
 function conditionText(c: ClaimRule): string {
@@ -270,15 +355,22 @@ function conditionText(c: ClaimRule): string {
 
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
+  if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [
     ...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []),
-    `Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`,
+    ...forwardingLines(e),
   ]
   if (e.decision === 'deny') {
     const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
+}
+
+function forwardingLines(e: Explanation): string[] {
+  const sources = e.requires?.auth === 'token' ? e.requires.token_sources : undefined
+  if (!sources) return [`Authorization header ${e.authorization_forwarded ? 'forwarded' : 'removed'}`]
+  return sources.map((s) => `${s.from} ${s.forwarded ? 'forwarded' : 'removed'}`)
 }
 
 function basisText(e: Explanation): string {

@@ -5,7 +5,7 @@ import path from 'node:path'
 import { createLogger } from '../log.js'
 import { loadPolicy } from '../policy/compile.js'
 import { policyJsonSchema } from '../policy/json_schema.js'
-import { lintRoutes } from '../policy/lint.js'
+import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import { explain } from './explain.js'
 import { runPolicyTests } from './policy_test.js'
@@ -15,7 +15,7 @@ import type { PolicyProblem } from '../policy/problems.js'
 const USAGE = `usage:
   jwtgate serve -c policy.yaml        start the gateway (or set JWTGATE_CONFIG)
   jwtgate validate -c policy.yaml     check a policy; prints every problem as file:line:col message
-  jwtgate explain -c policy.yaml METHOD PATH [--host H] [--token JWT | --claims JSON] [--json]
+  jwtgate explain -c policy.yaml METHOD PATH [--host H] [--token JWT | --claims JSON] [--origin O [--preflight METHOD] [--preflight-headers H,H]] [--json]
                                       what the gateway would do with one request, and why
                                       (exit 0 allowed, 1 denied)
   jwtgate test -c policy.yaml FILE.test.yaml...
@@ -68,7 +68,10 @@ function explainCommand(args: string[]): number | Promise<number> {
   const parsed = parseCommand(() => parseArgs({
     args,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, host: { type: 'string' }, token: { type: 'string' }, claims: { type: 'string' }, json: { type: 'boolean' } },
+    options: {
+      config: { type: 'string', short: 'c' }, host: { type: 'string' }, token: { type: 'string' }, claims: { type: 'string' }, json: { type: 'boolean' },
+      origin: { type: 'string' }, preflight: { type: 'string' }, 'preflight-headers': { type: 'string' },
+    },
   }))
   if (typeof parsed === 'string') return usage(parsed)
   const { values, positionals } = parsed
@@ -82,7 +85,10 @@ function explainCommand(args: string[]): number | Promise<number> {
   if (typeof claims === 'string') return usage(claims)
   // A token pasted with its scheme is still the token.
   const token = values.token?.replace(/^bearer\s+/i, '')
-  return explain({ policyFile, method, target: positionals[1]!, host: values.host, token, claims, json: values.json === true })
+  if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined)) return usage('--preflight METHOD describes an OPTIONS request with --origin')
+  if (values['preflight-headers'] !== undefined && values.preflight === undefined) return usage('--preflight-headers goes with --preflight')
+  const preflight = values.preflight === undefined ? undefined : { method: values.preflight.toUpperCase(), headers: (values['preflight-headers'] ?? '').split(',').map((h) => h.trim()).filter(Boolean) }
+  return explain({ policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight, json: values.json === true })
 }
 
 function claimsArgument(text: string): Record<string, unknown> | string {
@@ -150,6 +156,10 @@ function validate(policyFile: string): number {
     const source = readPolicySource(policyFile)
     for (const w of lintRoutes(source.document.routes)) {
       source.problems.add(['routes', w.route, 'path'], w.message)
+      process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
+    }
+    for (const w of lintIssuers(source.document.issuers)) {
+      source.problems.add(['issuers', w.issuer, 'issuer'], w.message)
       process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
     }
     process.stdout.write(`${policyFile}: ok (${policy.routes.size} routes, ${policy.issuers.size} issuers, ${policy.upstreams.size} upstreams)\n`)

@@ -9,6 +9,9 @@
 //       expect: allow                        # allow, a status (400 401 403 404 503) or a reason code
 //       upstream: orders                     # optional: the upstream the route sends it to
 //       headers: { x-user-id: alice, x-user-roles: null }   # identity headers; null: must be absent
+//     - request: OPTIONS /api/orders         # a CORS preflight (no token): allow means the
+//       preflight: { origin: https://app.example.com, method: PUT, headers: [authorization] }
+//       expect: allow                        # gateway answers it with 204, cors_rejected that it refuses
 //
 // Each case runs through `decide` (src/decide.ts), the proxy's own decision: path normalization,
 // route matching, issuer, audience, iat, the route's requirement (claims, scopes, max_age, …) and
@@ -30,6 +33,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { Credentials } from '../auth/authenticate.js'
 import type { DenyReason } from '../auth/deny.js'
 import { decide, type Decision } from '../decide.js'
+import type { Preflight } from '../proxy/cors.js'
 import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { label, readableErrors } from '../policy/load.js'
@@ -38,7 +42,8 @@ import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteD
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
   'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
-  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large'] as const satisfies readonly DenyReason[]
+  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large',
+  'cors_rejected', 'https_required', 'body_too_large'] as const satisfies readonly DenyReason[]
 // Fails to compile when src/auth/deny.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
 void everyReason
@@ -57,6 +62,8 @@ export interface TestCase {
   upstream?: string
   /** Lower-case names; null: the header must be absent. */
   headers?: Record<string, string | null>
+  /** A CORS preflight: its Origin and Access-Control-Request-* headers. */
+  preflight?: Preflight
 }
 
 export async function runPolicyTests(policyFile: string, testFiles: string[]): Promise<number> {
@@ -100,12 +107,12 @@ async function runCases(policy: CompiledPolicy, cases: TestCase[]): Promise<numb
 }
 
 function describeCase(c: TestCase): string {
-  return `${c.method} ${c.target}${c.host ? ` (host ${c.host})` : ''}${c.token ? ` [${c.token.name}]` : ''}`
+  return `${c.method} ${c.target}${c.host ? ` (host ${c.host})` : ''}${c.token ? ` [${c.token.name}]` : ''}${c.preflight ? ` [preflight ${c.preflight.method} from ${c.preflight.origin}]` : ''}`
 }
 
 async function evaluate(policy: CompiledPolicy, c: TestCase): Promise<Decision> {
   const decision: Decision = {}
-  await decide(policy, c.method, c.host, c.target, await credentialsFor(policy, c), decision)
+  await decide(policy, c.method, c.host, c.target, await credentialsFor(policy, c), decision, c.preflight)
   return decision
 }
 
@@ -147,7 +154,8 @@ function expectationText(expect: Expectation): string {
 
 function outcomeText(d: Decision): string {
   if (d.reported) return `${d.reported.status} ${d.reported.reason} (mode report: forwarded to ${d.route!.upstream.name} anyway)`
-  return d.denial ? `${d.denial.status} ${d.denial.reason}` : `allow → ${d.route!.upstream.name}`
+  if (d.denial) return `${d.denial.status} ${d.denial.reason}`
+  return d.preflight ? 'allow → preflight answered by the gateway (204)' : `allow → ${d.route!.upstream.name}`
 }
 
 // ---- reading the test file --------------------------------------------------------------------
@@ -163,6 +171,17 @@ const CASE_SCHEMA = {
     expect: { anyOf: [{ type: 'string' }, { type: 'integer' }], description: 'allow, a status (400, 401, 403, 404, 503) or a reason code' },
     upstream: { type: 'string', minLength: 1 },
     headers: { type: 'object', additionalProperties: SCALAR },
+    preflight: {
+      type: 'object',
+      properties: {
+        origin: { type: 'string', minLength: 1 },
+        method: { type: 'string', pattern: '^[A-Z]+$' },
+        headers: { type: 'array', items: { type: 'string', minLength: 1 } },
+      },
+      required: ['origin', 'method'],
+      additionalProperties: false,
+      description: 'a CORS preflight: the Origin and the method and headers it asks for',
+    },
   },
   required: ['request', 'expect'],
   additionalProperties: false,
@@ -182,7 +201,7 @@ const validateTestFile = new Ajv({ allErrors: true, strict: true, verbose: true 
 
 interface TestFileDocument {
   tokens?: Record<string, Record<string, unknown>>
-  cases: Array<{ request: string; host?: string; token?: string | Record<string, unknown>; expect: string | number; upstream?: string; headers?: Record<string, unknown> }>
+  cases: Array<{ request: string; host?: string; token?: string | Record<string, unknown>; expect: string | number; upstream?: string; headers?: Record<string, unknown>; preflight?: { origin: string; method: string; headers?: string[] } }>
 }
 
 /** The cases of one test file, or every problem in it as file:line:col. */
@@ -227,9 +246,11 @@ function caseOf(spec: TestFileDocument['cases'][number], at: DocPath, document: 
   if (spec.upstream !== undefined && !policy.upstreams.has(spec.upstream)) {
     add([...at, 'upstream'], `unknown upstream "${spec.upstream}" (known: ${[...policy.upstreams.keys()].join(', ')})`)
   }
+  if (spec.preflight && method.toUpperCase() !== 'OPTIONS') add([...at, 'request'], 'a case with preflight is an OPTIONS request')
   if (token === null || !expect) return undefined
   const headers = spec.headers && Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), v === null ? null : String(v)]))
-  return { method: method.toUpperCase(), target, host: spec.host, token, expect, upstream: spec.upstream, headers }
+  const preflight = spec.preflight && { origin: spec.preflight.origin, method: spec.preflight.method, headers: (spec.preflight.headers ?? []).join(',') }
+  return { method: method.toUpperCase(), target, host: spec.host, token, expect, upstream: spec.upstream, headers, ...(preflight ? { preflight } : {}) }
 }
 
 /** undefined: no token; null: a problem was reported. */

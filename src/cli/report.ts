@@ -1,6 +1,7 @@
 // Small pieces `explain` and `test` share (and `validate` and `serve`: printing a bad policy).
 // Everything that decides goes through `decide`, the proxy's own code.
 import { decide, type Decision } from '../decide.js'
+import type { Issuer } from '../auth/issuer.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { PolicyError, formatProblem } from '../policy/problems.js'
 
@@ -28,21 +29,33 @@ export function stopIssuers(policy: CompiledPolicy): void {
 
 /**
  * Claims written by hand (`explain --claims`, inline tokens in a test file) mean "a token this
- * route accepts, with these claims": a missing iss becomes the route's first issuer, a missing aud
- * the audience the route's requirement wants from that issuer (its own `audiences`, or the
- * issuer's first; a list when an `all` wants several). A given iss or aud always wins; `null`
- * leaves the claim out.
+ * route accepts, with these claims": a missing iss becomes the route's first issuer (for a
+ * multi-tenant one, with the claims' tid or its first tenant), a missing aud (or the issuer's
+ * audience_claim) the audience the route's requirement wants from that issuer (its own
+ * `audiences`, or the issuer's first; a list when an `all` wants several). A given iss or aud
+ * always wins; `null` leaves the claim out.
  */
 export function withRouteDefaults(claims: Record<string, unknown>, route: Route | undefined): Record<string, unknown> {
   const out = { ...claims }
-  const issuer = route?.auth ? [...route.auth.issuersByIss.values()][0] : undefined
-  if (issuer && !Object.hasOwn(out, 'iss')) out.iss = issuer.issuer
-  if (issuer && !Object.hasOwn(out, 'aud')) {
+  const issuer = route?.auth?.issuers.list[0]
+  // The audience goes where the issuer looks for it (aud, or its audience_claim).
+  const audience = issuer?.audienceClaim ?? 'aud'
+  if (issuer && !Object.hasOwn(out, 'iss')) out.iss = defaultIss(issuer, out)
+  if (issuer && !Object.hasOwn(out, audience)) {
     const audiences = route!.auth!.requirement.audiencesFor(issuer)
-    out.aud = audiences.length === 1 ? audiences[0] : audiences
+    out[audience] = audiences.length === 1 ? audiences[0] : audiences
   }
-  for (const name of ['iss', 'aud']) if (out[name] === null) delete out[name]
+  for (const name of ['iss', audience]) if (out[name] === null || out[name] === undefined) delete out[name]
   return out
+}
+
+/** The issuer's iss; for a multi-tenant issuer, with the claims' tid or its first listed tenant. */
+function defaultIss(issuer: Issuer, claims: Record<string, unknown>): string | undefined {
+  if (!issuer.template) return issuer.issuer
+  const tid = typeof claims.tid === 'string' ? claims.tid : issuer.template.tenants?.values().next().value
+  if (tid === undefined) return undefined
+  claims.tid = tid
+  return issuer.template.prefix + tid + issuer.template.suffix
 }
 
 /** The route `decide` picks for a request, found by running it once without credentials. */

@@ -52,11 +52,21 @@ export interface DevIssuer {
   fetches: number
   /** Replace what the JWKS endpoint answers: a status, a body, a delay. */
   respond: { status: number; body?: string; delayMs: number; cacheControl?: string }
+  /** Where its OIDC discovery document is served: `{url without a final /}/.well-known/openid-configuration`. */
+  discoveryUri: string
+  /** How many times the discovery document was fetched. */
+  discoveryFetches: number
+  /** Replace what the discovery endpoint answers: a status, a whole body, a delay, or just the document's fields. */
+  discovery: { status: number; body?: string; delayMs: number; document?: Record<string, unknown>; headers?: Record<string, string> }
   sign(claims: Record<string, unknown>, options?: { key?: DevKey; header?: Record<string, unknown>; expiresInSeconds?: number }): string
   close(): Promise<void>
 }
 
-export async function startDevIssuer(options: { port?: number; keys?: KeySpec[] } = {}): Promise<DevIssuer> {
+/**
+ * `path` gives the issuer a path, as Keycloak's `…/realms/demo` (without a final slash); by
+ * default the issuer is `http://127.0.0.1:<port>/`.
+ */
+export async function startDevIssuer(options: { port?: number; keys?: KeySpec[]; path?: string } = {}): Promise<DevIssuer> {
   const keys = (options.keys ?? [{ alg: 'RS256' }]).map(generateDevKey)
   const issuer: DevIssuer = {
     url: '',
@@ -64,6 +74,9 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[] 
     keys,
     fetches: 0,
     respond: { status: 200, delayMs: 0 },
+    discoveryUri: '',
+    discoveryFetches: 0,
+    discovery: { status: 200, delayMs: 0 },
     sign(claims, { key = keys[0]!, header, expiresInSeconds = 300 } = {}) {
       const now = Math.floor(Date.now() / 1000)
       return signToken(key, { iss: issuer.url, iat: now, exp: now + expiresInSeconds, ...claims }, header)
@@ -71,6 +84,19 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[] 
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
   }
   const server: Server = createServer((req, res) => {
+    if (req.url === new URL(issuer.discoveryUri).pathname) {
+      issuer.discoveryFetches++
+      const { status, body, delayMs, document, headers } = issuer.discovery
+      const standard = {
+        issuer: issuer.url,
+        jwks_uri: issuer.jwksUri,
+        response_types_supported: ['code'],
+        subject_types_supported: ['public'],
+        id_token_signing_alg_values_supported: [...new Set(issuer.keys.map((k) => k.alg))],
+      }
+      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body ?? JSON.stringify({ ...standard, ...document })), delayMs).unref()
+      return
+    }
     if (req.url !== '/.well-known/jwks.json') {
       res.writeHead(404).end()
       return
@@ -85,7 +111,8 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[] 
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
-  issuer.url = `http://127.0.0.1:${port}/`
+  issuer.url = options.path ? `http://127.0.0.1:${port}${options.path}` : `http://127.0.0.1:${port}/`
   issuer.jwksUri = `http://127.0.0.1:${port}/.well-known/jwks.json`
+  issuer.discoveryUri = `${issuer.url.replace(/\/$/, '')}/.well-known/openid-configuration`
   return issuer
 }

@@ -1,7 +1,8 @@
 // Warnings for a policy that is valid but may not do what its author meant: default-deny
 // surprises a reviewer should see before rollout. (A route shadowed by an earlier one is an
 // error, reported by the compiler.)
-import type { RouteDocument } from './schema.js'
+import { TENANT_PLACEHOLDER } from '../auth/issuer_template.js'
+import type { IssuerDocument, RouteDocument } from './schema.js'
 import { compilePathPattern, patternCovers } from '../routing/route_table.js'
 
 export interface Warning {
@@ -29,4 +30,15 @@ export function lintRoutes(routes: readonly RouteDocument[]): Warning[] {
     warnings.push({ route: i, message: `requests to ${route.path} with ${limits} match no route and get 404` })
   })
   return warnings
+}
+
+/**
+ * A multi-tenant issuer without `tenants` accepts a token from any tenant of the IdP: anyone
+ * can create a tenant of Entra and sign in with it. That is right for a multi-tenant SaaS app
+ * and wrong for almost everything else, so it is said aloud.
+ */
+export function lintIssuers(issuers: Readonly<Record<string, IssuerDocument>> | undefined): Array<{ issuer: string; message: string }> {
+  return Object.entries(issuers ?? {})
+    .filter(([, spec]) => spec.issuer.includes(TENANT_PLACEHOLDER) && !spec.tenants)
+    .map(([name, spec]) => ({ issuer: name, message: `issuers.${name} accepts tokens of every tenant of ${spec.issuer}; list tenants: to accept only yours` }))
 }

@@ -27,14 +27,28 @@ export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
 const Algorithm = StringEnum([...ASYMMETRIC_ALGORITHMS, ...HMAC_ALGORITHMS])
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]+$', minLength: 1, description: 'a name of letters, digits, "_", "." or "-"' })
-const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', minLength: 1, description: 'an HTTP header name' })
+// RFC 9110 §5.6.2 token: header names, and cookie names too (RFC 6265 §4.1.1).
+const TOKEN = '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$'
+const HeaderName = Type.String({ pattern: TOKEN, minLength: 1, description: 'an HTTP header name' })
 // A claim path: dot separated names (realm_access.roles); a name containing dots is written
 // in double quotes ("https://example.com/roles").
 const ClaimPath = Type.String({ minLength: 1 })
 
+const Address = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+}, { additionalProperties: false })
+
+// PEM files; a relative path is relative to the policy file's directory.
+const PemFile = Type.String({ minLength: 1, description: 'a PEM file; relative to the policy file\'s directory' })
+
 const Listen = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1 })),
   port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  tls: Type.Optional(Type.Object({
+    cert_file: PemFile,
+    key_file: PemFile,
+  }, { additionalProperties: false, description: 'terminate TLS: the certificate chain and its private key, re-read when they change' })),
 }, { additionalProperties: false })
 
 const JwksTuning = Type.Object({
@@ -44,11 +58,26 @@ const JwksTuning = Type.Object({
   max_age: Type.Optional(Duration),
 }, { additionalProperties: false })
 
+// Where a token is read from. One object with exactly one of header, cookie or query (checked
+// by the compiler, whose message is plainer than a union's).
+const TokenSource = Type.Object({
+  header: Type.Optional(HeaderName),
+  prefix: Type.Optional(Type.String({ description: 'the text before the token in the header, compared ignoring case ("Bearer " for Authorization by default)' })),
+  cookie: Type.Optional(Type.String({ pattern: TOKEN, minLength: 1, description: 'a cookie name' })),
+  query: Type.Optional(Type.String({ minLength: 1, description: 'a query parameter carrying the token; removed before forwarding' })),
+}, { additionalProperties: false, description: 'where a token is read: { header, prefix }, { cookie } or { query }' })
+const TokenSources = Type.Array(TokenSource, { minItems: 1, description: 'where tokens are read, tried in order' })
+
 const Issuer = Type.Object({
-  issuer: Type.String({ minLength: 1 }),
+  issuer: Type.String({ minLength: 1, description: 'the exact iss of the tokens; {tid} stands for the token\'s tid claim in a multi-tenant issuer' }),
+  issuer_aliases: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'other exact iss values the same issuer writes (accounts.google.com besides https://accounts.google.com)' })),
+  tenants: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'the tenants accepted by a multi-tenant issuer ({tid} in issuer)' })),
+  audience_claim: Type.Optional(Type.String({ minLength: 1, description: 'the claim checked against audiences instead of aud (client_id for AWS Cognito access tokens, azp)' })),
   // URLs are parsed by the compiler (with a better message than a pattern could give, and
   // leaving ${VAR} alone in an editor).
   jwks_uri: Type.Optional(Type.String({ minLength: 1 })),
+  discovery: Type.Optional(Type.Boolean({ description: 'true: read jwks_uri from {issuer}/.well-known/openid-configuration (OIDC Discovery)' })),
+  token_sources: Type.Optional(TokenSources),
   secret: Type.Optional(Type.String()),
   secret_file: Type.Optional(Type.String({ minLength: 1 })),
   audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
@@ -62,6 +91,12 @@ const Issuer = Type.Object({
 const Upstream = Type.Object({
   url: Type.String({ minLength: 1 }),
   timeout: Type.Optional(Duration),
+  connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'the most connections open to this upstream at once (default 128)' })),
+  tls: Type.Optional(Type.Object({
+    ca_file: Type.Optional(PemFile),
+    cert_file: Type.Optional(PemFile),
+    key_file: Type.Optional(PemFile),
+  }, { additionalProperties: false, description: 'for an https upstream: the CA to verify it with (instead of the system CAs), and a client certificate for mTLS' })),
 }, { additionalProperties: false })
 
 const IdentityHeader = Type.Union([
@@ -131,6 +166,16 @@ const IdentityHeaders = NamedMap(HeaderName, IdentityHeader)
 // CONNECT is absent: Node answers it outside the request path, so a route could never match it.
 const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'])
 
+const Cors = Type.Object({
+  origins: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'exact origins such as https://app.example.com, or ["*"] (not with credentials)' }),
+  methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'methods a preflight may ask for (default GET, HEAD, POST)' })),
+  headers: Type.Optional(Type.Array(HeaderName, { uniqueItems: true, description: 'request headers a preflight may ask for (default authorization, content-type)' })),
+  expose_headers: Type.Optional(Type.Array(HeaderName, { uniqueItems: true, description: 'response headers the browser lets the page read' })),
+  credentials: Type.Optional(Type.Boolean({ description: 'allow cookies and other credentials (Access-Control-Allow-Credentials)' })),
+  max_age: Type.Optional(Duration),
+}, { additionalProperties: false, description: 'cross-origin requests from browsers: the gateway answers preflights itself' })
+
+
 const Route = Type.Object({
   path: Type.String({ pattern: '^/' }),
   host: Type.Optional(Type.String({ minLength: 1 })),
@@ -138,10 +183,14 @@ const Route = Type.Object({
   upstream: Name,
   auth: RouteAuth,
   forward_token: Type.Optional(Type.Boolean()),
+  token_sources: Type.Optional(TokenSources),
   replay_protection: Type.Optional(Type.Boolean()),
   mode: Type.Optional(StringEnum(['enforce', 'report'], { description: 'enforce: refuse what the requirement refuses; report: log and count the decision, forward anyway' })),
   identity_headers: Type.Optional(IdentityHeaders),
   forward_payload_header: Type.Optional(Type.Union([Type.Literal(false), HeaderName], { description: 'a header name for the verified claims as base64url JSON, or false for none on this route' })),
+  cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
+  websocket: Type.Optional(Type.Boolean({ description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' })),
+  max_body_bytes: Type.Optional(Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' })),
 }, { additionalProperties: false })
 
 const Revocation = Type.Object({
@@ -161,7 +210,7 @@ const Revocation = Type.Object({
 export const PolicySchema = Type.Object({
   version: Type.Literal(1),
   listen: Listen,
-  admin: Type.Optional(Type.Union([Type.Literal(false), Listen], { description: 'false, or an object with host and port' })),
+  admin: Type.Optional(Type.Union([Type.Literal(false), Address], { description: 'false, or an object with host and port' })),
   shutdown: Type.Optional(Type.Object({
     drain_delay: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
@@ -174,14 +223,22 @@ export const PolicySchema = Type.Object({
   identity_header_max_bytes: Type.Optional(Type.Integer({ minimum: 16, maximum: 16384, description: 'the longest identity header value sent; a longer one refuses the request' })),
   strip_header_prefixes: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }))),
   reject_path_parameters: Type.Optional(Type.Boolean()),
-  // Node refuses request headers above 16 KiB in all (431) before we see them.
-  max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 16384 })),
+  // Below limits.max_header_bytes, checked by the compiler: Node refuses a larger header section (431).
+  max_token_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1_048_576 })),
+  limits: Type.Optional(Type.Object({
+    max_header_bytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: 1_048_576, description: 'the largest request header section; larger gets 431 (default 32768)' })),
+    max_body_bytes: Type.Optional(Type.Integer({ minimum: 0, description: 'the largest request body, in bytes, on routes that set none; 0 (the default) for no limit' })),
+  }, { additionalProperties: false })),
+  cors: Type.Optional(Cors),
+  require_https: Type.Optional(Type.Boolean({ description: 'redirect (GET, HEAD: 308) or refuse (403) requests that did not arrive over HTTPS' })),
+  trusted_proxies: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true, description: 'CIDRs of proxies whose X-Forwarded-Proto is believed, such as 10.0.0.0/8' })),
   token_cache: Type.Optional(Type.Object({
     max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
   }, { additionalProperties: false })),
   revocation: Type.Optional(Revocation),
   log: Type.Optional(Type.Object({
     level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])),
+    access: Type.Optional(Type.Boolean({ description: 'Whether to write one access line per request (at info). Default true.' })),
   }, { additionalProperties: false })),
   routes: Type.Array(Route, { minItems: 1 }),
 }, { additionalProperties: false, definitions: { requirement: Requirement } })
@@ -190,8 +247,10 @@ export type PolicyDocument = Static<typeof PolicySchema>
 export type IssuerDocument = Static<typeof Issuer>
 export type UpstreamDocument = Static<typeof Upstream>
 export type RouteDocument = Static<typeof Route>
+export type CorsDocument = Static<typeof Cors>
 export type RevocationDocument = Static<typeof Revocation>
 export type RouteAuthDocument = Static<typeof RouteAuth>
 export type ClaimConditionDocument = Static<typeof ClaimCondition>
 export type RouteRequirementDocument = Exclude<RouteAuthDocument, 'none'>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>
+export type TokenSourceDocument = Static<typeof TokenSource>

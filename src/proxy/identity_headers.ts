@@ -29,16 +29,21 @@ export interface IdentityOutput {
 export function headerStripper(names: Iterable<string>, prefixes: readonly string[]): (headers: IncomingHttpHeaders) => void {
   const reserved = new Set([...names].map(canonical))
   const reservedPrefixes = prefixes.map(canonical)
+  const isReserved = (name: string) => {
+    const c = canonical(name)
+    if (reserved.has(c)) return true
+    for (const p of reservedPrefixes) if (c.startsWith(p)) return true
+    return false
+  }
+  // for…in, not Object.keys: no array per request. Deleting the key being visited is safe.
   return (headers) => {
-    for (const name of Object.keys(headers)) {
-      const c = canonical(name)
-      if (reserved.has(c) || reservedPrefixes.some((p) => c.startsWith(p))) delete headers[name]
-    }
+    for (const name in headers) if (isReserved(name)) delete headers[name]
   }
 }
 
 function canonical(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-')
+  const lower = name.toLowerCase()
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower
 }
 
 /**

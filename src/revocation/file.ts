@@ -71,7 +71,7 @@ export class FileStore extends RevocationStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
       throw new Error(`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
     }
-    const doc = parse(text) as unknown
+    const doc = parseList(text)
     if (doc === null || doc === undefined) return []
     if (!Array.isArray(doc)) throw new Error('must be a list of { jti, exp } or { sub, before } entries')
     return doc.map((item, i) => checkEntry(item, i))
@@ -101,6 +101,39 @@ export class FileStore extends RevocationStore {
     super.sweep(now)
     this.uses.sweep(now)
   }
+}
+
+/**
+ * The file as data. A JSON array, and the one-JSON-object-per-line YAML list that `jwtgate
+ * revoke` writes, are read with JSON.parse: the YAML parser builds a document tree first, which
+ * for 100,000 entries took seconds and some 400 MB at its peak. Anything else goes to the YAML
+ * parser, which also says where a malformed file goes wrong.
+ */
+function parseList(text: string): unknown {
+  if (text.trimStart().startsWith('[')) {
+    try {
+      return JSON.parse(text)
+    } catch {
+      // Not JSON after all: YAML's error has the line and column.
+    }
+  }
+  return jsonLines(text) ?? parse(text)
+}
+
+/** `- {…json…}` lines (and comments, blank lines) as a list; undefined for any other line. */
+function jsonLines(text: string): unknown[] | undefined {
+  const items: unknown[] = []
+  for (const raw of text.split('\n')) {
+    const line = raw.trim()
+    if (line === '' || line.startsWith('#')) continue
+    if (!line.startsWith('- {') || !line.endsWith('}')) return undefined
+    try {
+      items.push(JSON.parse(line.slice(2)))
+    } catch {
+      return undefined
+    }
+  }
+  return items
 }
 
 function checkEntry(item: unknown, index: number): FileEntry {

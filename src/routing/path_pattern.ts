@@ -141,11 +141,18 @@ function tokensOf(p: PathPattern): readonly Token[] {
   return (p instanceof CompiledPathPattern ? p : compilePathPattern(p.source) as CompiledPathPattern).tokens
 }
 
-/** The first segment a path must have to match, or null if the pattern starts with a wildcard. */
-export function firstLiteral(p: PathPattern): string | null {
-  if (!(p instanceof CompiledPathPattern)) return null // unknown matcher: assume it can match anything
-  const first = p.tokens[0]
-  return first.kind === LITERAL ? first.text : null
+/**
+ * The literal segments a pattern starts with, before its first wildcard: every path it matches
+ * starts with exactly these segments. Empty for a foreign pattern (it may match anything).
+ */
+export function literalPrefix(p: PathPattern): readonly string[] {
+  if (!(p instanceof CompiledPathPattern)) return []
+  const out: string[] = []
+  for (const t of p.tokens) {
+    if (t.kind !== LITERAL) break
+    out.push(t.text)
+  }
+  return out
 }
 
 /**

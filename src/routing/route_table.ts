@@ -1,13 +1,15 @@
 // The route table: the policy's routes in priority order, the first that matches wins.
 //
-// To keep the cost per request flat as the policy grows, routes are bucketed by the literal
-// first segment their path pattern requires (`/api/**` can only match paths whose first
-// segment is `api`). Each bucket holds its own routes plus those whose pattern starts with a
-// wildcard, merged in priority order, so a request scans one short list and still gets the
-// lowest-indexed matching route. Buckets are keyed by a hash of the segment so that finding the
-// bucket allocates nothing; a collision only puts extra routes in the list, each still fully
-// checked.
-import { firstLiteral, patternCovers, type PathPattern } from './path_pattern.js'
+// To keep the cost per request flat as the policy grows, routes are indexed by the literal
+// segments their path pattern starts with (`/api/orders/**` can only match paths whose first
+// two segments are `api` and `orders`), in a tree with one level per segment. Each node holds
+// its own routes merged in priority order with those of every node above it, down from the
+// routes whose pattern starts with a wildcard; a request walks down the tree along its own
+// segments as far as it can and scans the one short list where it stops, so it still gets the
+// lowest-indexed matching route. Children are keyed by a hash of the segment, so that the walk
+// allocates nothing; a collision only merges two nodes' routes into one list, each route still
+// fully checked.
+import { literalPrefix, patternCovers, type PathPattern } from './path_pattern.js'
 import { hostCovers, type HostPattern } from './host_pattern.js'
 
 // Re-exported so the policy compiler can take everything routing-related from this module.
@@ -28,32 +30,40 @@ export type RouteMatch<T> = { readonly index: number; readonly value: T }
 
 export type Mismatch = 'path' | 'method' | 'host'
 
+interface IndexNode {
+  /** Its own routes and those of the nodes above it, in priority order. */
+  list: Int32Array
+  /** By the hash of the next segment; null for a leaf. */
+  children: Map<number, IndexNode> | null
+}
+
 export class RouteTable<T> {
   private readonly routes: readonly RouteCandidate<T>[]
   private readonly results: readonly RouteMatch<T>[]
-  private readonly buckets = new Map<number, Int32Array>()
-  /** Routes whose pattern starts with a wildcard: the list for a first segment with no bucket. */
-  private readonly unbucketed: Int32Array
+  /** Its list: the routes whose pattern starts with a wildcard. */
+  private readonly root: IndexNode
 
   constructor(candidates: RouteCandidate<T>[]) {
     this.routes = candidates.slice()
     this.results = candidates.map((c, index) => Object.freeze({ index, value: c.value }))
-    const byKey = new Map<number, number[]>()
-    const wild: number[] = []
+    interface Building { own: number[]; children: Map<number, Building> }
+    const top: Building = { own: [], children: new Map() }
     candidates.forEach((c, i) => {
-      const first = firstLiteral(c.path)
-      if (first === null) wild.push(i)
-      else {
-        const key = hashSegment(first, 0, first.length)
-        const list = byKey.get(key)
-        if (list) list.push(i)
-        else byKey.set(key, [i])
+      let node = top
+      for (const literal of literalPrefix(c.path)) {
+        const key = hashSegment(literal, 0, literal.length)
+        let child = node.children.get(key)
+        if (!child) node.children.set(key, (child = { own: [], children: new Map() }))
+        node = child
       }
+      node.own.push(i)
     })
-    this.unbucketed = Int32Array.from(wild)
-    for (const [key, list] of byKey) {
-      this.buckets.set(key, Int32Array.from([...list, ...wild]).sort())
+    const finish = (node: Building, above: Int32Array): IndexNode => {
+      const list = node.own.length ? Int32Array.from([...above, ...node.own]).sort() : above
+      const children = node.children.size ? new Map([...node.children].map(([key, child]) => [key, finish(child, list)] as const)) : null
+      return { list, children }
     }
+    this.root = finish(top, new Int32Array(0))
   }
 
   /** The number of routes. */
@@ -63,7 +73,19 @@ export class RouteTable<T> {
 
   /** The first route matching the request, or null. `host` comes from hostFromHeader, `path` from normalizePath. */
   match(method: string, host: string, path: string): RouteMatch<T> | null {
-    const list = this.buckets.get(hashFirstSegment(path)) ?? this.unbucketed
+    // Down the index along the path's segments (`/` is one empty segment) while there is a node.
+    let node = this.root
+    let start = 1
+    while (node.children !== null) {
+      let end = path.indexOf('/', start)
+      if (end < 0) end = path.length
+      const next = node.children.get(hashSegment(path, start, end))
+      if (next === undefined) break
+      node = next
+      if (end === path.length) break
+      start = end + 1
+    }
+    const list = node.list
     for (let k = 0; k < list.length; k++) {
       const i = list[k]
       if (check(this.routes[i], method, host, path) === null) return this.results[i]
@@ -122,11 +144,4 @@ function hashSegment(s: string, start: number, end: number): number {
   let h = 0x811c9dc5
   for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
   return h | 0
-}
-
-/** The hash of the first segment of a path ('' for `/`), without slicing it out. */
-function hashFirstSegment(path: string): number {
-  let end = path.indexOf('/', 1)
-  if (end < 0) end = path.length
-  return hashSegment(path, 1, end)
 }

@@ -31,7 +31,7 @@ function token(issuer: Issuer, claims: Record<string, unknown>, typ: string | un
 
 t.test('one token check: issuer, audience, claims, scopes', async (t) => {
   const r = compile({ issuers: ['idp'], claims: { roles: { contains: 'admin' } }, scopes: ['orders:write'] })
-  t.same([...r.issuersByIss.keys()], ['https://idp.example.com/'], 'the issuers the route accepts, by iss')
+  t.same(r.issuers.map((i) => i.issuer), ['https://idp.example.com/'], 'the issuers the route accepts, by iss')
   t.equal(r.check(token(idp, { roles: ['admin'], scope: 'orders:write' }), now), undefined)
   t.match(r.check(token(internal, {}), now), { status: 401, reason: 'wrong_issuer' })
   t.match(r.check(token(idp, { aud: 'billing' }), now), { status: 401, reason: 'wrong_audience' })
@@ -43,6 +43,19 @@ t.test('audiences: the requirement\'s own replace the issuer\'s', async (t) => {
   const r = compile({ issuers: ['idp'], audiences: ['admin-api'] })
   t.equal(r.check(token(idp, { aud: 'admin-api' }), now), undefined)
   t.match(r.check(token(idp, { aud: 'orders-api' }), now), { reason: 'wrong_audience' }, 'the issuer\'s audience no longer counts here')
+})
+
+t.test('audience_claim: the issuer\'s own audience claim is read, for its audiences and the requirement\'s', async (t) => {
+  const cognito = secretIssuer({ name: 'cognito', issuer: 'https://cognito.example.com/', audiences: ['app-client'], audienceClaim: 'client_id', algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true }, Buffer.alloc(32, 'c'))
+  const issuers = new Map([['cognito', cognito]])
+  const compileWith = (doc: RequirementDocument) => compileRequirement(doc, ['auth'], { issuers, report: () => {} })!
+  const facts = (claims: Record<string, unknown>): TokenFacts => ({ issuer: cognito, claims: { iss: cognito.issuer, ...claims }, typ: 'JWT' })
+  const plain = compileWith({ issuers: ['cognito'] })
+  t.equal(plain.check(facts({ client_id: 'app-client' }), now), undefined)
+  t.match(plain.check(facts({ aud: 'app-client' }), now), { reason: 'wrong_audience', description: 'the token has no client_id claim' }, 'aud is not what this issuer is checked by')
+  const own = compileWith({ issuers: ['cognito'], audiences: ['admin-client'] })
+  t.equal(own.check(facts({ client_id: 'admin-client' }), now), undefined)
+  t.match(own.check(facts({ client_id: 'app-client', aud: 'admin-client' }), now), { reason: 'wrong_audience' })
 })
 
 t.test('typ: compared as a media type, case-insensitively, application/ optional', async (t) => {
@@ -68,7 +81,7 @@ t.test('require_claims and max_age', async (t) => {
 
 t.test('any: met by one alternative', async (t) => {
   const r = compile({ any: [{ issuers: ['idp'], claims: { roles: { contains: 'admin' } } }, { issuers: ['internal'] }] })
-  t.same([...r.issuersByIss.keys()], ['https://idp.example.com/', 'internal-auth'])
+  t.same(r.issuers.map((i) => i.issuer), ['https://idp.example.com/', 'internal-auth'])
   t.equal(r.check(token(idp, { roles: ['admin'] }), now), undefined)
   t.equal(r.check(token(internal, {}), now), undefined)
 })
@@ -85,12 +98,12 @@ t.test('any: the denial of the alternative the token got furthest in', async (t)
   const typed = compile({ any: [{ issuers: ['internal'] }, { issuers: ['idp'], typ: 'at+jwt' }] })
   t.match(typed.check(token(idp, {}), now), { reason: 'wrong_type' }, 'a wrong type over a wrong issuer')
   const none = compile({ any: [{ issuers: ['internal'] }, { issuers: ['internal'], scopes: ['x'] }] })
-  t.same([...none.issuersByIss.keys()], ['internal-auth'])
+  t.same(none.issuers.map((i) => i.issuer), ['internal-auth'])
 })
 
 t.test('all: every requirement; the first unmet gives the denial, naming every scope', async (t) => {
   const r = compile({ all: [{ issuers: ['idp', 'internal'], scopes: ['orders:read'] }, { issuers: ['idp'], claims: { tier: { equals: 'gold' } } }] })
-  t.same([...r.issuersByIss.keys()], ['https://idp.example.com/'], 'only issuers every part accepts')
+  t.same(r.issuers.map((i) => i.issuer), ['https://idp.example.com/'], 'only issuers every part accepts')
   t.equal(r.check(token(idp, { scope: 'orders:read', tier: 'gold' }), now), undefined)
   t.match(r.check(token(idp, { scope: 'orders:read', tier: 'silver' }), now), { status: 403, description: /claim tier/, scope: 'orders:read' })
   t.match(r.check(token(idp, { tier: 'gold' }), now), { status: 403, description: /scope/, scope: 'orders:read' })

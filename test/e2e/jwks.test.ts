@@ -2,7 +2,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { generateDevKey } from '../../src/devkit/dev_issuer.js'
-import { bearer, gateway, get, issuer, policy, sleep, upstream } from '../support/harness.js'
+import { bearer, eventually, gateway, get, issuer, policy, sleep, upstream } from '../support/harness.js'
 
 const ROUTES = `
   - path: /api/**
@@ -10,16 +10,6 @@ const ROUTES = `
     auth: { issuers: [idp] }
 `
 const claims = { sub: 'alice', aud: 'orders-api' }
-
-/** Polls until `check` is true, at most `ms`. */
-async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await sleep(50)
-  }
-  return false
-}
 
 t.test('the key set is fetched once at start-up and not per request', async (t) => {
   const idp = await issuer(t)

@@ -264,8 +264,8 @@ t.test('the request path under attack', async (t) => {
     for (const kid of ['../../etc/passwd', '/etc/passwd', '..%2F..%2Fetc%2Fpasswd', 'file:///etc/passwd', `${idp.jwksUri}`, '', ' rsa-1', 'RSA-1', 'rsa-1\u0000', "rsa-1' OR '1'='1", '__proto__', 'constructor', 'hasOwnProperty', 'toString']) {
       await refused(t, withToken(jws(hdr({ kid }), claims(), rsa)), 401, 'unknown_kid', `kid ${JSON.stringify(kid)}`)
     }
-    // 10 KB of kid makes the token longer than max_token_bytes (8192 by default).
-    await refused(t, withToken(jws(hdr({ kid: 'k'.repeat(10 * 1024) }), claims(), rsa)), 401, 'token_too_large', 'a 10 KB kid')
+    // 20 KB of kid makes the token longer than max_token_bytes (16384 by default).
+    await refused(t, withToken(jws(hdr({ kid: 'k'.repeat(20 * 1024) }), claims(), rsa)), 401, 'token_too_large', 'a 20 KB kid')
     for (const kid of [42, 0, -1, 1.5, true, false, {}, { kid: 'rsa-1' }, [], ['rsa-1'], null]) {
       await refused(t, withToken(jws(hdr({ kid }), claims(), rsa)), 401, 'malformed', `kid ${JSON.stringify(kid)}`)
     }
@@ -519,16 +519,17 @@ t.test('the request path under attack', async (t) => {
   t.test('oversized tokens: 401 token_too_large up to Node\'s header limit, then 431', async (t) => {
     const big = jws(hdr(), claims({ roles: ['admin'], pad: 'x'.repeat(100 * 1024) }), rsa)
     t.ok(big.length > 100 * 1024, '100 KB token')
-    // Node answers 431 before jwtgate sees the request (its header section is limited to 16 KiB).
+    // Node answers 431 before jwtgate sees the request (its header section is limited to
+    // limits.max_header_bytes, 32 KiB by default).
     for (const target of ['/api/x', '/admin/x', '/public/x']) {
       const res = await refused(t, withToken(big, target), 431, undefined, `100 KB token on ${target}`)
       t.match(res.body, /Request Header Fields Too Large/)
     }
     const res = await refused(t, request('/public/x', [['X-Big', 'x'.repeat(100 * 1024)]]), 431, undefined, '100 KB of another header')
     t.match(res.body, /Request Header Fields Too Large/)
-    await refused(t, withToken('a'.repeat(8193)), 401, 'token_too_large', 'max_token_bytes + 1')
-    await refused(t, withToken('a'.repeat(8192)), 401, 'malformed', 'exactly max_token_bytes is decoded (and is not a JWT)')
-    await refused(t, withToken(jws(hdr(), claims({ pad: 'x'.repeat(9000) }), rsa)), 401, 'token_too_large', 'a 12 KB signed token')
+    await refused(t, withToken('a'.repeat(16_385)), 401, 'token_too_large', 'max_token_bytes + 1')
+    await refused(t, withToken('a'.repeat(16_384)), 401, 'malformed', 'exactly max_token_bytes is decoded (and is not a JWT)')
+    await refused(t, withToken(jws(hdr(), claims({ pad: 'x'.repeat(13_000) }), rsa)), 401, 'token_too_large', 'a 17 KB signed token')
   })
 
   t.test('several Authorization headers', async (t) => {

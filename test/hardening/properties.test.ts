@@ -6,7 +6,9 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import { extractBearerToken } from '../../src/auth/extract.js'
+import { extractToken } from '../../src/auth/extract.js'
+import { IssuerSet } from '../../src/auth/issuer_set.js'
+import { sourcePlace, tokenSources, type SourcePlace } from '../../src/auth/token_sources.js'
 import { isDenial } from '../../src/auth/deny.js'
 import { decide, type Decision } from '../../src/decide.js'
 import { createLogger } from '../../src/log.js'
@@ -225,13 +227,17 @@ const rawHeaders = fc.array(fc.tuple(
 
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
-t.test('extractBearerToken', async (t) => {
+// The default token source: `Authorization: Bearer`.
+const bearerOnly = tokenSources([{ ...(sourcePlace({ header: 'Authorization' }) as SourcePlace), issuers: new IssuerSet([]) }])
+
+t.test('extractToken from Authorization: Bearer', async (t) => {
   holds(t, 'never throws; two Authorization headers never give a token; a token is what follows Bearer', fc.property(
     rawHeaders, fc.integer({ min: 1, max: 400 }), fc.boolean(),
     (raw, maxBytes, truncate) => {
       // Node's rawHeaders always has pairs; an odd-length list must not break it either.
       const list = truncate && raw.length > 0 ? raw.slice(0, -1) : raw
-      const result = extractBearerToken(list, maxBytes)
+      const found = extractToken(list, undefined, bearerOnly, maxBytes)
+      const result = isDenial(found) ? found : found.token
       const values: string[] = []
       for (let i = 0; i < list.length; i += 2) if (asciiLower(list[i]!) === 'authorization') values.push(list[i + 1]!)
       if (values.length >= 2) {

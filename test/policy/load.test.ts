@@ -199,3 +199,74 @@ t.test('mode, identity_headers and forward_payload_header: problems at their pla
   ])
   t.match(problems(GOOD.replace('routes:', 'identity_header_max_bytes: 8\nroutes:')), [/identity_header_max_bytes must be >= 16/])
 })
+
+const JWKS = 'jwks_uri: https://idp.example.com/.well-known/jwks.json'
+const ROUTE_AUTH = 'auth: { issuers: [idp] }'
+
+t.test('token sources: one place each, never what the gateway owns, never on auth: none', async (t) => {
+  const issuerSources = (list: string) => problems(GOOD.replace('algorithms: [RS256]', `algorithms: [RS256]\n    token_sources: ${list}`))
+  t.same(issuerSources('[{ header: Authorization }, { cookie: session }, { query: access_token }, { header: X-Token, prefix: "" }]'), [])
+  // The route naming it then reports the issuer as unknown too, as for any broken issuer.
+  t.same(issuerSources('[{ header: X-Token, cookie: session }]'), ['policy.yaml:9:21 a token source names exactly one of header, cookie or query (found header, cookie)', 'policy.yaml:15:23 unknown issuer "idp"'])
+  t.match(issuerSources('[{ prefix: "Bearer " }]'), [/names exactly one of header, cookie or query$/])
+  t.match(issuerSources('[{ cookie: session, prefix: "x" }]'), [/prefix goes with header/])
+  t.match(issuerSources('[{ header: Cookie }]'), [/Cookie cannot carry a token: the gateway or the protocol owns it \(use \{ cookie: <name> \}\)/])
+  t.match(issuerSources('[{ header: Host }]'), [/Host cannot carry a token/])
+  t.match(issuerSources('[{ cookie: "a b" }]'), [/token_sources\[0\]\.cookie must be a cookie name/])
+  t.match(issuerSources('[{ cookie: s }, { cookie: s }]'), [/policy.yaml:9:36 the s cookie is already a token source/])
+  t.match(issuerSources('[{ header: authorization }, { header: Authorization, prefix: "JWT " }]'), [/the Authorization header is already a token source/])
+  t.match(problems(GOOD.replace(ROUTE_AUTH, `${ROUTE_AUTH}\n    token_sources: [{ query: t }, { query: t }]`)), [/policy.yaml:15:35 the t query parameter is already a token source/])
+  t.match(problems(GOOD.replace(ROUTE_AUTH, 'auth: none\n    token_sources: [{ query: t }]')), [/token_sources needs a token: the route has auth: none/])
+  // Two issuers reading one header differently cannot share a route.
+  const two = GOOD.replace('upstreams:', `  other:
+    issuer: other
+    ${JWKS}
+    audiences: [orders-api]
+    algorithms: [RS256]
+    token_sources: [{ header: Authorization, prefix: "JWT " }]
+upstreams:`)
+  t.same(problems(two), [], 'each on its own route is fine')
+  t.match(problems(two.replace(ROUTE_AUTH, 'auth: { issuers: [idp, other] }')), [/issuers idp and other read the Authorization header with different prefixes \("bearer " and "jwt "\)/])
+  t.same(problems(two.replace(ROUTE_AUTH, 'auth: { issuers: [idp, other] }\n    token_sources: [{ cookie: s }]')), [], 'unless the route says where it reads')
+})
+
+t.test('issuer spellings: aliases and multi-tenant templates map each iss to one issuer', async (t) => {
+  const withIssuer = (lines: string) => problems(GOOD.replace('    issuer: https://idp.example.com/', lines))
+  t.same(withIssuer('    issuer: https://accounts.google.com\n    issuer_aliases: [accounts.google.com]'), [])
+  t.same(withIssuer('    issuer: https://login.microsoftonline.com/{tid}/v2.0\n    tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47]'), [])
+  t.same(withIssuer('    issuer: https://login.microsoftonline.com/{tid}/v2.0'), [], 'any tenant is allowed (validate warns)')
+  t.match(withIssuer('    issuer: https://idp.example.com/\n    tenants: [a]'), [/tenants goes with an issuer that has \{tid\} in it/])
+  t.match(withIssuer('    issuer: https://x/{tid}/{tid}'), [/the issuer may contain \{tid\} once/])
+  t.match(withIssuer('    issuer: "{tid}.example.com"'), [/cannot start with \{tid\}/])
+  t.match(withIssuer('    issuer: https://x/{tid}/v2.0\n    tenants: [a/b]'), [/tenant "a\/b" cannot appear in an iss/])
+  t.match(withIssuer('    issuer: https://x/{tid}/v2.0\n    issuer_aliases: [y]'), [/issuer_aliases cannot go with a multi-tenant issuer/])
+  const second = (iss: string) => GOOD.replace('upstreams:', `  other:\n    issuer: ${iss}\n    ${JWKS}\n    audiences: [a]\n    algorithms: [RS256]\nupstreams:`)
+  t.match(problems(second('other').replace('    issuer: https://idp.example.com/', '    issuer: https://idp.example.com/\n    issuer_aliases: [other]')),
+    [/issuer "other" is already configured as issuers.idp; one iss value must map to one issuer/])
+  t.match(problems(second('https://login.microsoftonline.com/abc/v2.0').replace('    issuer: https://idp.example.com/', '    issuer: https://login.microsoftonline.com/{tid}/v2.0')),
+    ['policy.yaml:10:13 issuer "https://login.microsoftonline.com/abc/v2.0" is also matched by issuers.idp (https://login.microsoftonline.com/{tid}/v2.0); one iss value must map to one issuer'])
+  t.match(problems(second('https://x/{tid}/').replace('    issuer: https://idp.example.com/', '    issuer: https://x/{tid}/')), [/issuer "https:\/\/x\/\{tid\}\/" is already configured as issuers.idp/])
+})
+
+t.test('discovery: one exact https issuer (http on loopback), instead of jwks_uri', async (t) => {
+  const discovery = (issuer: string) => problems(GOOD.replace('issuer: https://idp.example.com/', `issuer: "${issuer}"`).replace(JWKS, 'discovery: true'))
+  t.same(discovery('https://idp.example.com/realms/demo'), [])
+  t.same(discovery('http://127.0.0.1:8080/'), [])
+  t.same(discovery('http://localhost:8080'), [])
+  t.match(discovery('http://idp.example.com/'), [/discovery reads \{issuer\}\/\.well-known\/openid-configuration, but the issuer is not https \(http is accepted only on loopback\)/])
+  t.match(discovery('accounts.google.com'), [/but the issuer is not a URL/])
+  t.match(discovery('https://idp.example.com/?tenant=1'), [/without a query or fragment/])
+  t.match(discovery('https://login.microsoftonline.com/{tid}/v2.0'), [/discovery needs one exact issuer; give a multi-tenant issuer its jwks_uri/])
+  t.match(problems(GOOD.replace(JWKS, `${JWKS}\n    discovery: true`)), [/issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file \(found jwks_uri, discovery\)/])
+  t.same(problems(GOOD.replace(JWKS, `${JWKS}\n    discovery: false`)), [], 'discovery: false is no key source')
+  t.match(problems(GOOD.replace(JWKS, 'discovery: true').replace('[RS256]', '[HS256]')), [/HS256 cannot be used with a discovery; HMAC issuers take a secret/])
+})
+
+t.test('audience_claim is a claim name; validate warns about an issuer open to every tenant', async (t) => {
+  t.same(problems(GOOD.replace('audiences: [orders-api]', 'audiences: [orders-api]\n    audience_claim: client_id')), [])
+  t.match(problems(GOOD.replace('audiences: [orders-api]', 'audiences: [orders-api]\n    audience_claim: ""')), [/audience_claim must NOT have fewer than 1 characters/])
+  const { lintIssuers } = await import('../../src/policy/lint.js')
+  const doc = parsePolicySource('policy.yaml', GOOD.replace('issuer: https://idp.example.com/', 'issuer: https://login.microsoftonline.com/{tid}/v2.0')).document
+  t.same(lintIssuers(doc.issuers), [{ issuer: 'idp', message: 'issuers.idp accepts tokens of every tenant of https://login.microsoftonline.com/{tid}/v2.0; list tenants: to accept only yours' }])
+  t.same(lintIssuers(parsePolicySource('policy.yaml', GOOD).document.issuers), [])
+})

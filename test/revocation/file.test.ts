@@ -121,3 +121,26 @@ t.test('jwtgate revoke: usage and backends it cannot reach', async (t) => {
   t.equal(bad.code, 2, 'a usage error')
   t.match(bad.stderr, /--exp goes with --jti[\s\S]*usage:/)
 })
+
+t.test('large lists: JSON and the one-entry-per-line form are read as JSON, any other YAML still works', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const revoked = token(idp, { sub: 'bob' })
+  const fine = token(idp)
+  const exp = Math.floor(Date.now() / 1000) + 300
+  const many = Array.from({ length: 50_000 }, (_, i) => ({ jti: `other-${i}`, exp }))
+  const file = listFile(JSON.stringify([...many, { jti: revoked.jti, exp }]))
+  const gw = await gateway(t, revocationPolicy(idp, up, fileFields(file)), ADMIN_ENV)
+  t.equal(await status(`${gw.url}/api/x`, revoked.token), 401, 'the last of 50,001 JSON entries')
+  t.equal(await status(`${gw.url}/api/x`, fine.token), 200)
+  t.match(await stats(gw.adminUrl!), { jti: 50_001 })
+
+  // The form `jwtgate revoke` writes, with a comment, then one line of plain YAML among them.
+  const lines = `# list\n${many.slice(0, 1000).map((e) => `- ${JSON.stringify(e)}\n`).join('')}- ${JSON.stringify({ jti: fine.jti, exp })}\n`
+  writeFileSync(file, lines)
+  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, fine.token)) === 401) >= 0, 'JSON lines')
+  t.equal(await status(`${gw.url}/api/x`, revoked.token), 200)
+  writeFileSync(file, `${lines}- { sub: bob }\n`)
+  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, revoked.token)) === 401) >= 0, 'a YAML line: the whole file is read as YAML')
+  t.match(await stats(gw.adminUrl!), { jti: 1001, subjects: 1 })
+})

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compilePathPattern, firstLiteral, patternCovers, type PathPattern } from '../../src/routing/path_pattern.js'
+import { compilePathPattern, literalPrefix, patternCovers, type PathPattern } from '../../src/routing/path_pattern.js'
 
 function check(t: Pick<typeof import('tap').default, 'ok' | 'notOk' | 'equal'>, pattern: string, yes: string[], no: string[]): void {
   const p = compilePathPattern(pattern)
@@ -78,12 +78,13 @@ t.test('a pattern with a literal %2A does not act as a wildcard', t => {
   t.end()
 })
 
-t.test('firstLiteral', t => {
-  t.equal(firstLiteral(compilePathPattern('/api/**')), 'api')
-  t.equal(firstLiteral(compilePathPattern('/')), '')
-  t.equal(firstLiteral(compilePathPattern('/*/x')), null)
-  t.equal(firstLiteral(compilePathPattern('/**')), null)
-  t.equal(firstLiteral({ source: '/api', matches: () => true }), null, 'a foreign pattern is never bucketed')
+t.test('literalPrefix', t => {
+  t.same(literalPrefix(compilePathPattern('/api/v1/**')), ['api', 'v1'])
+  t.same(literalPrefix(compilePathPattern('/api/*/x')), ['api'])
+  t.same(literalPrefix(compilePathPattern('/api/v1')), ['api', 'v1'])
+  t.same(literalPrefix(compilePathPattern('/')), [''])
+  t.same(literalPrefix(compilePathPattern('/**')), [])
+  t.same(literalPrefix({ source: '/api', matches: () => true }), [], 'a foreign pattern is never indexed')
   t.end()
 })
 

@@ -143,6 +143,32 @@ t.test('the first-segment index keeps first-match-wins priority', t => {
   t.end()
 })
 
+t.test('the index goes deeper than the first segment and keeps priority at every level', t => {
+  const routes = tableOf([
+    { path: '/api/v1/admin/**' }, // 0
+    { path: '/api/*/x' },         // 1
+    { path: '/api/v1/**' },       // 2
+    { path: '/api/v1' },          // 3: shadowed by 2 for GET, still indexed
+    { path: '/**/x' },            // 4
+    { path: '/api/**' },          // 5
+  ])
+  t.equal(routes.match('GET', '', '/api/v1/admin/x')?.index, 0)
+  t.equal(routes.match('GET', '', '/api/v1/x')?.index, 1, 'a wildcard at the second level beats a later deeper literal')
+  t.equal(routes.match('GET', '', '/api/v2/x')?.index, 1)
+  t.equal(routes.match('GET', '', '/api/v1/y')?.index, 2)
+  t.equal(routes.match('GET', '', '/api/v1')?.index, 2)
+  t.equal(routes.match('GET', '', '/api/v1/')?.index, 2)
+  t.equal(routes.match('GET', '', '/api/v2/y/x')?.index, 4)
+  t.equal(routes.match('GET', '', '/api/v2/y')?.index, 5)
+  t.equal(routes.match('GET', '', '/api')?.index, 5)
+  t.equal(routes.match('GET', '', '/other'), null)
+  // 500 routes under one first segment: the request still finds the last one.
+  const many = tableOf([...Array.from({ length: 499 }, (_, i) => ({ path: `/api/svc-${i}/**` })), { path: '/api/**' }])
+  t.equal(many.match('GET', '', '/api/items')?.index, 499)
+  t.equal(many.match('GET', '', '/api/svc-498/a')?.index, 498)
+  t.end()
+})
+
 t.test('a pattern object from elsewhere is checked on every request, never bucketed', t => {
   const foreign: PathPattern = { source: '/x', matches: p => p.startsWith('/y') }
   const routes = new RouteTable([{ path: foreign, methods: null, host: null, value: 'f' }, route({ path: '/y' })])

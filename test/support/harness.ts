@@ -7,7 +7,9 @@ import path from 'node:path'
 import { Writable } from 'node:stream'
 import { startDevIssuer, type DevIssuer, type KeySpec } from '../../src/devkit/dev_issuer.js'
 import { startEchoUpstream, type EchoUpstream } from '../../src/devkit/echo_upstream.js'
-import { startGateway, type RunningGateway } from '../../src/server.js'
+import { createLogger } from '../../src/log.js'
+import { PolicyError } from '../../src/policy/problems.js'
+import { loadPolicy, startGateway, type RunningGateway } from '../../src/server.js'
 
 interface Teardown { teardown(fn: () => unknown): void }
 
@@ -136,3 +138,25 @@ export async function get(url: string, headers: Record<string, string> = {}, ini
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** The problems loading a policy text reports, as `line:col message`; empty when it loads. */
+export function policyProblems(yaml: string): string[] {
+  try {
+    const loaded = loadPolicy(tempFile('policy.yaml', yaml), createLogger('silent'))
+    for (const i of loaded.issuers.values()) i.stop()
+    return []
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err
+    return err.problems.map((p) => `${p.line}:${p.col} ${p.message}`)
+  }
+}
+
+/** Polls until `check` is true, at most `ms`; whether it became true. */
+export async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return true
+    await sleep(50)
+  }
+  return false
+}

@@ -1,0 +1,64 @@
+// A multi-tenant issuer: one IdP whose tokens carry a per-tenant iss, such as Microsoft Entra's
+// `https://login.microsoftonline.com/{tid}/v2.0`. The `{tid}` part must equal the token's own
+// `tid` claim (Microsoft's guidance for multi-tenant apps), and, when the policy lists tenants,
+// be one of them.
+import { deny, type Denial } from './deny.js'
+
+export const TENANT_PLACEHOLDER = '{tid}'
+
+export interface IssuerTemplate {
+  /** The issuer as written, with `{tid}`. */
+  readonly text: string
+  readonly prefix: string
+  readonly suffix: string
+  /** null: every tenant of the IdP. */
+  readonly tenants: ReadonlySet<string> | null
+}
+
+/** The template of an `issuer` value, undefined when it has no `{tid}`, or why it cannot be used. */
+export function parseIssuerTemplate(text: string, tenants: readonly string[] | undefined): IssuerTemplate | undefined | string {
+  const at = text.indexOf(TENANT_PLACEHOLDER)
+  if (at < 0) return tenants ? 'tenants goes with an issuer that has {tid} in it' : undefined
+  if (text.indexOf(TENANT_PLACEHOLDER, at + 1) >= 0) return 'the issuer may contain {tid} once'
+  const prefix = text.slice(0, at)
+  const suffix = text.slice(at + TENANT_PLACEHOLDER.length)
+  if (prefix.length === 0) return 'the issuer cannot start with {tid}'
+  const bad = tenants?.find((t) => !isTenant(t))
+  if (bad !== undefined) return `tenant ${JSON.stringify(bad)} cannot appear in an iss: it is empty or has "/", whitespace, "{" or "}"`
+  return { text, prefix, suffix, tenants: tenants ? new Set(tenants) : null }
+}
+
+/**
+ * Whether `iss` is one of this template's issuers: undefined when it is not shaped like them
+ * (another issuer's token), true when it is and the tenant is accepted, a denial otherwise.
+ * `tid` is the token's claim; the signature is checked afterwards over the same payload.
+ */
+export function matchTenant(template: IssuerTemplate, iss: string, tid: unknown): true | Denial | undefined {
+  const tenant = tenantIn(template, iss)
+  if (tenant === undefined) return undefined
+  if (tid !== tenant) return deny('wrong_issuer', 'the token tid claim does not match its issuer')
+  if (template.tenants && !template.tenants.has(tenant)) return deny('wrong_issuer', 'the token tenant is not accepted here')
+  return true
+}
+
+/** The tenant part of `iss` when it has the template's shape. */
+export function tenantIn(template: IssuerTemplate, iss: string): string | undefined {
+  const { prefix, suffix } = template
+  if (iss.length <= prefix.length + suffix.length || !iss.startsWith(prefix) || !iss.endsWith(suffix)) return undefined
+  const tenant = iss.slice(prefix.length, iss.length - suffix.length)
+  return isTenant(tenant) ? tenant : undefined
+}
+
+/** The iss values the verifier accepts: the listed tenants, or the template's shape. */
+export function allowedIssOf(template: IssuerTemplate): string[] | RegExp {
+  if (template.tenants) return [...template.tenants].map((t) => template.prefix + t + template.suffix)
+  return new RegExp(`^${escape(template.prefix)}[^/\\s{}]+${escape(template.suffix)}$`)
+}
+
+function isTenant(text: string): boolean {
+  return text.length > 0 && !/[/\s{}]/.test(text)
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+}

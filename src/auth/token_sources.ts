@@ -1,0 +1,87 @@
+// Where a route reads its tokens: headers (with a prefix such as `Bearer `), cookies and query
+// parameters, each with the issuers that accept tokens from there (Envoy's from_headers,
+// from_cookies and from_params). Compiled once per route; src/auth/extract.ts reads them.
+import type { IssuerSet } from './issuer_set.js'
+
+export interface TokenSourceSpec {
+  header?: string
+  prefix?: string
+  cookie?: string
+  query?: string
+}
+
+export interface TokenSource {
+  readonly kind: 'header' | 'cookie' | 'query'
+  /** Header names in lower case; cookie and parameter names as written (they are case-sensitive). */
+  readonly name: string
+  /** Headers only: the text before the token, ASCII letters in lower case; '' for none. */
+  readonly prefix: string
+  /** For messages: `Authorization header`, `session cookie`, `access_token query parameter`. */
+  readonly what: string
+  /** Headers with a prefix: the message when the header is there without it. */
+  readonly unprefixed: string
+  /** The route's issuers that accept tokens found here. */
+  readonly issuers: IssuerSet
+}
+
+/** A route's token sources, by kind, so the extractor only looks where something is configured. */
+export interface TokenSources {
+  readonly all: readonly TokenSource[]
+  readonly headers: readonly TokenSource[]
+  readonly cookies: readonly TokenSource[]
+  readonly queries: readonly TokenSource[]
+  /** The parameter names to remove from the URL before forwarding. */
+  readonly queryNames: readonly string[]
+  readonly cookieNames: readonly string[]
+}
+
+/** RFC 6750 §2.1: what an issuer reads when it names no sources. */
+export const DEFAULT_TOKEN_SOURCES: readonly TokenSourceSpec[] = [{ header: 'Authorization', prefix: 'Bearer ' }]
+
+/** A source without the issuers yet: what one `token_sources` item says, checked. */
+export interface SourcePlace {
+  kind: TokenSource['kind']
+  name: string
+  prefix: string
+  what: string
+  unprefixed: string
+  /** The place read: one header is one place, whatever its prefix. */
+  key: string
+}
+
+/** Checks one `token_sources` item; a message for the policy author when it cannot be used. */
+export function sourcePlace(spec: TokenSourceSpec): SourcePlace | string {
+  const kinds = (['header', 'cookie', 'query'] as const).filter((k) => spec[k] !== undefined)
+  if (kinds.length !== 1) return `a token source names exactly one of header, cookie or query${kinds.length ? ` (found ${kinds.join(', ')})` : ''}`
+  if (spec.prefix !== undefined && spec.header === undefined) return 'prefix goes with header'
+  if (spec.header !== undefined) {
+    const name = spec.header.toLowerCase()
+    if (NOT_TOKEN_HEADERS.has(name)) return `${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`
+    // Authorization takes the Bearer scheme unless told otherwise; other headers carry the bare token.
+    const prefix = spec.prefix ?? (name === 'authorization' ? 'Bearer ' : '')
+    const scheme = prefix.trim()
+    return {
+      kind: 'header', name, prefix: prefix.replace(/[A-Z]/g, (c) => c.toLowerCase()), what: `${spec.header} header`, key: `header:${name}`,
+      unprefixed: `the ${spec.header} header does not carry a ${scheme ? `${scheme} ` : ''}token`,
+    }
+  }
+  if (spec.cookie !== undefined) return { kind: 'cookie', name: spec.cookie, prefix: '', what: `${spec.cookie} cookie`, key: `cookie:${spec.cookie}`, unprefixed: '' }
+  return { kind: 'query', name: spec.query!, prefix: '', what: `${spec.query!} query parameter`, key: `query:${spec.query!}`, unprefixed: '' }
+}
+
+// Headers that steer the proxy or the message framing, or that the gateway sets itself.
+const NOT_TOKEN_HEADERS = new Set(['host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive',
+  'upgrade', 'te', 'trailer', 'expect', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+
+export function tokenSources(all: TokenSource[]): TokenSources {
+  const queries = all.filter((s) => s.kind === 'query')
+  const cookies = all.filter((s) => s.kind === 'cookie')
+  return {
+    all,
+    headers: all.filter((s) => s.kind === 'header'),
+    cookies,
+    queries,
+    queryNames: queries.map((s) => s.name),
+    cookieNames: cookies.map((s) => s.name),
+  }
+}

@@ -1,0 +1,94 @@
+// Certificates and keys named in the policy (`listen.tls`, `upstreams.*.tls`), read and checked
+// when the policy is loaded, so a bad or mismatched file is a policy problem with its place in
+// the file: the gateway never starts with it, and a reload that brings one keeps the old policy
+// (and the old certificate) in use.
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import type { DocPath } from './problems.js'
+
+/** The listener's certificate chain and key, as the TLS server takes them. */
+export interface ListenTls {
+  cert: Buffer
+  key: Buffer
+  /** sha256 of both files: a reload swaps the server's context only when it changed. */
+  hash: string
+}
+
+/** An https upstream's trust anchors and client certificate; every field optional. */
+export interface UpstreamTls {
+  /** Replaces the system CAs for this upstream. */
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+}
+
+type Report = (at: DocPath, message: string) => void
+
+export function compileListenTls(spec: { cert_file: string; key_file: string } | undefined, policyFile: string, report: Report): ListenTls | null | undefined {
+  if (!spec) return null
+  const at: DocPath = ['listen', 'tls']
+  const cert = readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], report)
+  const key = readKey(policyFile, spec.key_file, [...at, 'key_file'], report)
+  if (!cert || !key || !keyMatches(cert, key, [...at, 'key_file'], report)) return undefined
+  return { cert, key, hash: createHash('sha256').update(cert).update(key).digest('hex') }
+}
+
+export function compileUpstreamTls(spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined, https: boolean, at: DocPath, policyFile: string, report: Report): UpstreamTls | null | undefined {
+  if (!spec) return null
+  if (!https) {
+    report(at, 'tls is for https:// upstreams; this upstream url is http://')
+    return undefined
+  }
+  if ((spec.cert_file === undefined) !== (spec.key_file === undefined)) {
+    report(at, 'a client certificate needs both cert_file and key_file')
+    return undefined
+  }
+  // null: not configured; undefined: configured but unusable (already reported).
+  const ca = spec.ca_file === undefined ? null : readCertificates(policyFile, spec.ca_file, [...at, 'ca_file'], report)
+  const cert = spec.cert_file === undefined ? null : readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], report)
+  const key = spec.key_file === undefined ? null : readKey(policyFile, spec.key_file, [...at, 'key_file'], report)
+  if (ca === undefined || cert === undefined || key === undefined) return undefined
+  if (cert && key && !keyMatches(cert, key, [...at, 'key_file'], report)) return undefined
+  return { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) }
+}
+
+function read(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
+  try {
+    return readFileSync(path.resolve(path.dirname(policyFile), file))
+  } catch (err) {
+    report(at, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    return undefined
+  }
+}
+
+/** A PEM file whose first block is an X.509 certificate (a chain or a CA bundle may follow). */
+function readCertificates(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
+  const pem = read(policyFile, file, at, report)
+  if (!pem) return undefined
+  try {
+    new X509Certificate(pem)
+    return pem
+  } catch (err) {
+    report(at, `${file} is not a PEM certificate: ${(err as Error).message}`)
+    return undefined
+  }
+}
+
+function readKey(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
+  const pem = read(policyFile, file, at, report)
+  if (!pem) return undefined
+  try {
+    createPrivateKey(pem)
+    return pem
+  } catch (err) {
+    report(at, `${file} is not a PEM private key: ${(err as Error).message}`)
+    return undefined
+  }
+}
+
+function keyMatches(cert: Buffer, key: Buffer, at: DocPath, report: Report): boolean {
+  if (new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) return true
+  report(at, 'the private key does not belong to the certificate')
+  return false
+}

@@ -1,0 +1,67 @@
+// Which scheme a request arrived with, and `require_https`. A request is HTTPS when it reached
+// this listener over TLS, or when a trusted proxy (an address in `trusted_proxies`) says so in
+// X-Forwarded-Proto. Anyone else's X-Forwarded-Proto is ignored: a client could write it.
+import type { IncomingMessage } from 'node:http'
+import { BlockList, isIP } from 'node:net'
+import { deny, type Denial } from '../auth/deny.js'
+import type { DocPath } from '../policy/problems.js'
+import { hostFromHeader } from '../routing/route_table.js'
+
+export interface HttpsRule {
+  /** `require_https`: plain-HTTP requests are redirected (GET, HEAD) or refused. */
+  required: boolean
+  /** `trusted_proxies`; null when none. */
+  trustedProxies: BlockList | null
+}
+
+export function compileHttpsRule(required: boolean | undefined, cidrs: readonly string[] | undefined, report: (at: DocPath, message: string) => void): HttpsRule {
+  let trustedProxies: BlockList | null = null
+  cidrs?.forEach((cidr, i) => {
+    const parsed = parseCidr(cidr)
+    if (typeof parsed === 'string') return report(['trusted_proxies', i], parsed)
+    trustedProxies ??= new BlockList()
+    trustedProxies.addSubnet(parsed.address, parsed.prefix, parsed.family)
+  })
+  return { required: required ?? false, trustedProxies }
+}
+
+function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | string {
+  const slash = text.indexOf('/')
+  const address = slash < 0 ? text : text.slice(0, slash)
+  const version = isIP(address)
+  if (version === 0) return `${JSON.stringify(text)} is not an IP address or CIDR such as 10.0.0.0/8`
+  const bits = version === 4 ? 32 : 128
+  const prefixText = slash < 0 ? String(bits) : text.slice(slash + 1)
+  const prefix = Number(prefixText)
+  if (!/^[0-9]{1,3}$/.test(prefixText) || prefix > bits) return `${JSON.stringify(text)} has a prefix length that is not 0 to ${bits}`
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
+}
+
+/** `https` or `http`: how the request reached us, or reached the trusted proxy in front of us. */
+export function requestScheme(raw: IncomingMessage, rule: HttpsRule): 'https' | 'http' {
+  if ('encrypted' in raw.socket) return 'https'
+  const peer = raw.socket.remoteAddress
+  if (rule.trustedProxies === null || peer === undefined || !rule.trustedProxies.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4')) return 'http'
+  // The proxy nearest the client wrote the first value; anything but https counts as http.
+  const forwarded = raw.headers['x-forwarded-proto']
+  const first = typeof forwarded === 'string' ? forwarded.split(',', 1)[0]!.trim().toLowerCase() : ''
+  return first === 'https' ? 'https' : 'http'
+}
+
+/**
+ * With `require_https`, what a plain-HTTP request gets: GET and HEAD a 308 to the same host and
+ * target on https (port 443), other methods (whose body the client has already sent in clear)
+ * and requests without a valid Host a 403. Undefined when the request may go on.
+ */
+export function insecureRequest(raw: IncomingMessage, rule: HttpsRule): Denial | undefined {
+  if (!rule.required || requestScheme(raw, rule) === 'https') return undefined
+  const host = hostFromHeader(raw.headers.host)
+  const target = raw.url ?? ''
+  if ((raw.method === 'GET' || raw.method === 'HEAD') && host !== '' && REDIRECTABLE_TARGET.test(target)) {
+    return { ...deny('https_required', 'this gateway is served over https only'), status: 308, location: `https://${host}${target}` }
+  }
+  return deny('https_required', 'this gateway is served over https only; send the request over https')
+}
+
+// An origin-form target of visible ASCII: safe to write into a Location header as it is.
+const REDIRECTABLE_TARGET = /^\/[\x21-\x7e]*$/

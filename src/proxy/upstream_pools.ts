@@ -1,0 +1,67 @@
+// Connections to the upstreams: one undici Pool per upstream origin, built from that upstream's
+// settings (`connections`, and for https its `tls`: a private CA, a client certificate). This is
+// the dispatcher reply-from sends through. reply-from takes a single dispatcher for the whole
+// app (see @fastify/reply-from/lib/request.js, `isUndiciInstance`), so this one picks the pool
+// by the request's origin; the compiler makes sure one origin has one set of settings.
+import { Dispatcher, Pool } from 'undici'
+import type { CompiledPolicy, Upstream } from '../policy/compile.js'
+
+// The connect limit of every upstream; `timeout` covers the wait for the answer.
+export const CONNECT_TIMEOUT_MS = 5000
+
+/** The TLS options node:tls takes for an upstream: always verified, with its own CA and client certificate if set. */
+export function upstreamTlsOptions(upstream: Upstream): { rejectUnauthorized: true; ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  // reply-from's default is rejectUnauthorized: false (notes/dependencies.md §5); never here.
+  return { rejectUnauthorized: true, ...upstream.tls }
+}
+
+export class UpstreamPools extends Dispatcher {
+  private pools = new Map<string, { key: string; pool: Pool }>()
+
+  constructor(policy: CompiledPolicy) {
+    super()
+    this.update(policy)
+  }
+
+  /**
+   * Makes the pools those of `policy`: an upstream whose settings did not change keeps its
+   * pool and its open connections; a changed or removed one gets its old pool closed once the
+   * requests on it have finished.
+   */
+  update(policy: CompiledPolicy): void {
+    const next = new Map<string, { key: string; pool: Pool }>()
+    for (const upstream of policy.upstreams.values()) {
+      if (next.has(upstream.origin)) continue
+      const current = this.pools.get(upstream.origin)
+      next.set(upstream.origin, current?.key === upstream.poolKey ? current : { key: upstream.poolKey, pool: newPool(upstream) })
+    }
+    for (const [origin, entry] of this.pools) {
+      if (next.get(origin) !== entry) void entry.pool.close().catch(() => {})
+    }
+    this.pools = next
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const entry = this.pools.get(String(options.origin))
+    // Only a request decided just before a reload removed its upstream gets here; undici's
+    // request() hands the error to its callback, and the client gets a 502.
+    if (!entry) throw new Error(`no connection pool for ${String(options.origin)}: the upstream was removed by a reload`)
+    return entry.pool.dispatch(options, handler)
+  }
+
+  override async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((e) => e.pool.close()))
+  }
+
+  override async destroy(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((e) => e.pool.destroy()))
+  }
+}
+
+function newPool(upstream: Upstream): Pool {
+  return new Pool(upstream.origin, {
+    connections: upstream.connections,
+    pipelining: 1,
+    connect: { timeout: CONNECT_TIMEOUT_MS, ...(upstream.origin.startsWith('https:') ? upstreamTlsOptions(upstream) : {}) },
+  })
+}

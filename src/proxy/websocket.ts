@@ -1,0 +1,254 @@
+// WebSockets: on a route with `websocket: true`, an upgrade request is checked like any request
+// (the same decide(): path, route, token, claims), its headers are rewritten like a forwarded
+// request's (the same upstreamRequestHeaders: the client's identity headers stripped, the ones
+// decide() computed into state.identityHeaders set, hop-by-hop removed, X-Forwarded-*), and only
+// then is a connection opened to the upstream. When the upstream answers 101, the two sockets
+// are piped together, byte for byte.
+//
+// Node hands every request with an Upgrade header to the server's `upgrade` listener, detached
+// from the HTTP parser. Whatever is not tunnelled (a denial, a route without `websocket`, an
+// `Upgrade: h2c`, which RFC 9110 §7.8 lets a server ignore) is given back to fastify as one
+// plain HTTP request on that connection, which is then closed; the decision already made
+// travels with it, so the token is not checked (or a one-time token used) twice.
+import { request as httpRequest, ServerResponse, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import type { Metrics } from '../admin/metrics.js'
+import { deny } from '../auth/deny.js'
+import { decide } from '../decide.js'
+import type { GatewayApp, RequestState } from '../gateway.js'
+import { splitTarget } from '../routing/normalize.js'
+import { allowsOrigin } from './cors.js'
+import { responseHeaders, upstreamRequestHeaders } from './forward.js'
+import { insecureRequest } from './https_only.js'
+import { queryWithout } from './token_removal.js'
+import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from './upstream_pools.js'
+
+const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
+// setTimeout's limit; a later expiry is reached in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+export interface UpgradeContext {
+  server: Server
+  gateway: GatewayApp
+  logger: Logger
+  metrics: Metrics
+  /** The gateway's request id for a raw request (fastify's genReqId). */
+  requestId(req: IncomingMessage): string
+}
+
+/** The decision made for an upgrade request that is then served as plain HTTP, if any. */
+export function decidedAtUpgrade(raw: IncomingMessage): RequestState | undefined {
+  return (raw as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED]
+}
+
+/** The server's `upgrade` listener. */
+export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  // Detached from the HTTP server, the socket has no error listener left: without this one, a
+  // client resetting the connection would crash the process.
+  socket.on('error', () => socket.destroy())
+  const policy = ctx.gateway.policy
+  if (ctx.gateway.closing || !isWebSocketUpgrade(req) || insecureRequest(req, policy.https)) return serveAsHttp(ctx.server, req, socket)
+  const state: RequestState = { policy }
+  const decided = () => {
+    const route = state.route
+    // Browsers send Origin on every WebSocket handshake and no preflight: with cors on the
+    // route, its origins are what stops another site's page from opening a socket with the
+    // user's cookies (cross-site WebSocket hijacking).
+    const origin = req.headers.origin
+    if (!state.denial && route?.cors && typeof origin === 'string' && !allowsOrigin(route.cors, origin)) {
+      state.denial = deny('cors_rejected', 'the origin is not allowed by cors.origins')
+    }
+    if (state.denial || !route?.websocket) {
+      ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
+      return serveAsHttp(ctx.server, req, socket)
+    }
+    tunnel(ctx, req, socket, head, state)
+  }
+  const pending = decide(policy, 'GET', req.headers.host, req.url ?? '', req, state)
+  if (!pending) return decided()
+  pending.then(decided, (err: Error) => {
+    ctx.logger.error({ err: { message: err.message } }, 'upgrade request failed')
+    socket.destroy()
+  })
+}
+
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade
+  return req.method === 'GET' && typeof upgrade === 'string' && upgrade.trim().toLowerCase() === 'websocket'
+}
+
+/**
+ * Answers the request through the normal HTTP path (fastify, the `request` event), then closes
+ * the connection: the parser has let go of it, so it cannot carry a second request.
+ */
+function serveAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void {
+  const res = new ServerResponse(req)
+  res.shouldKeepAlive = false
+  res.assignSocket(socket as Socket)
+  res.on('finish', () => {
+    res.detachSocket(socket as Socket)
+    ;(socket as Socket).destroySoon()
+  })
+  // The body of an upgrade request is not parsed (the parser stopped after the headers), so one
+  // with a body cannot be served; a WebSocket handshake never has one.
+  if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0) {
+    res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+    res.end(JSON.stringify({ error: 'bad_request', message: 'an upgrade request with a body is not supported' }))
+    return
+  }
+  server.emit('request', req, res)
+}
+
+function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head: Buffer, state: RequestState): void {
+  const started = performance.now()
+  const route = state.route!
+  const upstream = route.upstream
+  const id = ctx.requestId(req)
+  const headers = upstreamRequestHeaders(withoutNominated(req.headers), state, req, id)
+  const url = new URL(upstream.origin)
+  headers.host = url.host
+  headers.connection = 'Upgrade'
+  headers.upgrade = 'websocket'
+  const https = url.protocol === 'https:'
+  const options = {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port || (https ? 443 : 80),
+    path: upstream.basePath + state.path! + upgradeQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
+    method: 'GET',
+    headers,
+    agent: false,
+    ...(https ? upstreamTlsOptions(upstream) : {}),
+  }
+  const log = (status: number, reason?: string) => {
+    const claims = state.identity?.claims
+    ctx.metrics.request(route.name, 'GET', status, (performance.now() - started) / 1000, undefined)
+    if (route.report) ctx.metrics.reportDecision(route.name, state.reported?.reason)
+    const reported = state.reported
+    ctx.logger.info({
+      request_id: id, method: 'GET', path: state.path, route: route.name, upstream: upstream.name, status,
+      ms: Math.round((performance.now() - started) * 100) / 100, issuer: state.identity?.issuer.name,
+      sub: typeof claims?.sub === 'string' ? claims.sub : undefined, reason, websocket: true,
+      // mode: report: what enforcing would have answered; the upgrade went through anyway.
+      ...(route.report ? (reported ? { report: 'deny', report_status: reported.status, report_reason: reported.reason } : { report: 'allow' }) : {}),
+    }, 'request')
+  }
+
+  let settled = false
+  const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
+  const fail = (timedOut: boolean) => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    upstreamRequest.destroy()
+    const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
+    log(timedOut ? 504 : 502, reason)
+    answer(req, socket, timedOut ? 504 : 502, { 'content-type': 'application/json', 'cache-control': 'no-store' },
+      JSON.stringify({ error: reason, message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached', request_id: id }))
+  }
+  // Connecting has its fixed limit; then the upstream's timeout applies to its answer.
+  let timer = setTimeout(() => fail(true), CONNECT_TIMEOUT_MS)
+  upstreamRequest.on('socket', (s: Socket) => s.once('connect', () => {
+    clearTimeout(timer)
+    if (upstream.timeoutMs > 0) timer = setTimeout(() => fail(true), upstream.timeoutMs)
+  }))
+  upstreamRequest.on('error', () => fail(false))
+  socket.on('close', () => { if (!settled) { settled = true; clearTimeout(timer); upstreamRequest.destroy() } })
+
+  upstreamRequest.on('upgrade', (response: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
+    if (settled) return upstreamSocket.destroy()
+    upstreamSocket.on('error', () => upstreamSocket.destroy())
+    // It must switch to what the client asked for; anything else would be a protocol confusion.
+    if (String(response.headers.upgrade).toLowerCase() !== 'websocket') {
+      upstreamSocket.destroy()
+      return fail(false)
+    }
+    settled = true
+    clearTimeout(timer)
+    socket.write(switchingProtocols(response.headers))
+    if (upstreamHead.length) socket.write(upstreamHead)
+    if (head.length) upstreamSocket.write(head)
+    log(101)
+    pipeTogether(ctx.gateway, socket as Socket, upstreamSocket, closeAt(state))
+  })
+  // Anything but 101: the upstream refused the upgrade; its answer goes back as it is.
+  upstreamRequest.on('response', (response: IncomingMessage) => {
+    if (settled) return response.destroy()
+    settled = true
+    clearTimeout(timer)
+    log(response.statusCode ?? 502)
+    const res = answer(req, socket, response.statusCode ?? 502, responseHeaders({ ...response.headers }))
+    response.pipe(res)
+  })
+  upstreamRequest.end()
+}
+
+/** A copy of the client's headers without Connection and the headers it nominates (RFC 9110 §7.6.1). */
+function withoutNominated(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const copy = { ...headers }
+  const nominated = copy.connection
+  delete copy.connection
+  if (typeof nominated === 'string') for (const name of nominated.split(',')) delete copy[name.trim().toLowerCase()]
+  return copy
+}
+
+function switchingProtocols(headers: IncomingHttpHeaders): string {
+  let text = 'HTTP/1.1 101 Switching Protocols\r\n'
+  for (const [name, value] of Object.entries(responseHeaders({ ...headers }))) {
+    for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`
+  }
+  return `${text}connection: Upgrade\r\nupgrade: websocket\r\n\r\n`
+}
+
+/** Writes a whole HTTP response on a socket that left the HTTP server, then closes it. */
+function answer(req: IncomingMessage, socket: Duplex, status: number, headers: IncomingHttpHeaders, body?: string): ServerResponse {
+  const res = new ServerResponse(req)
+  res.shouldKeepAlive = false
+  res.assignSocket(socket as Socket)
+  res.on('finish', () => (socket as Socket).destroySoon())
+  res.writeHead(status, headers as Record<string, string | string[]>)
+  if (body !== undefined) res.end(body)
+  return res
+}
+
+/** When the tunnel must close: when the gateway stops accepting its token (exp plus the skew). */
+function closeAt(state: RequestState): number | undefined {
+  const exp = state.identity?.claims.exp
+  return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
+}
+
+function pipeTogether(gateway: GatewayApp, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
+  client.setTimeout(0)
+  client.setNoDelay(true)
+  upstream.setNoDelay(true)
+  gateway.upgraded.add(client)
+  let timer: NodeJS.Timeout | undefined
+  const end = () => {
+    clearTimeout(timer)
+    gateway.upgraded.delete(client)
+    client.destroy()
+    upstream.destroy()
+  }
+  client.on('close', end)
+  upstream.on('close', end)
+  client.pipe(upstream)
+  upstream.pipe(client)
+  if (closeAtMs === undefined) return
+  // The token was checked once, at the upgrade; the socket must not outlive it.
+  const arm = () => {
+    const left = closeAtMs - Date.now()
+    if (left <= 0) return end()
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
+    timer.unref()
+  }
+  arm()
+}
+
+/** The query the upstream sees: a token in a query parameter never reaches it (RFC 6750 §5.3). */
+function upgradeQuery(url: string, tokenParameters: readonly string[]): string {
+  if (tokenParameters.length === 0) return splitTarget(url).query
+  const kept = queryWithout(url, tokenParameters)
+  return kept ? `?${kept}` : ''
+}

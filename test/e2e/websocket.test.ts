@@ -1,0 +1,235 @@
+// WebSockets through the gateway, against a real `ws` server on 127.0.0.1: the token is checked
+// on the upgrade request, identity headers are injected (and client copies stripped), then the
+// socket is proxied; a refused upgrade never opens a connection to the upstream.
+import t from 'tap'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type ServerOptions } from 'node:https'
+import { connect, type AddressInfo } from 'node:net'
+import { WebSocket, WebSocketServer } from 'ws'
+import { testPki } from '../support/certs.js'
+import { gateway, get, issuer, policy, policyProblems, sleep } from '../support/harness.js'
+
+interface WsUpstream {
+  url: string
+  /** TCP connections accepted, upgraded or not. */
+  connections: number
+  /** The upgrade requests that became WebSockets. */
+  upgrades: Array<{ url: string; headers: IncomingHttpHeaders }>
+  /** Plain HTTP requests (an Upgrade the gateway did not pass on). */
+  plain: Array<{ url: string; headers: IncomingHttpHeaders }>
+}
+
+/** A WebSocket echo server; upgrades to /ws/refuse get 403 from it. */
+async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: ServerOptions): Promise<WsUpstream> {
+  const up: WsUpstream = { url: '', connections: 0, upgrades: [], plain: [] }
+  const plain = (req: IncomingMessage, res: ServerResponse) => {
+    up.plain.push({ url: req.url ?? '', headers: req.headers })
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('plain http')
+  }
+  const server = tls ? createHttpsServer(tls, plain) : createServer(plain)
+  server.on('connection', () => { up.connections++ })
+  const wss = new WebSocketServer({
+    server,
+    verifyClient: (info, done) => (info.req.url?.startsWith('/ws/refuse') ? done(false, 403, 'refused by the upstream') : done(true)),
+  })
+  wss.on('connection', (socket, req) => {
+    up.upgrades.push({ url: req.url ?? '', headers: req.headers })
+    socket.on('message', (data, binary) => socket.send(data, { binary }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  up.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`
+  t.teardown(() => new Promise<void>((resolve) => {
+    for (const client of wss.clients) client.terminate()
+    wss.close()
+    server.closeAllConnections()
+    server.close(() => resolve())
+  }))
+  return up
+}
+
+type Opened = { ws: WebSocket } | { status: number; body: string; headers: IncomingHttpHeaders }
+
+function open(url: string, headers: Record<string, string> = {}): Promise<Opened> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, handshakeTimeout: 5000 })
+    ws.once('open', () => resolve({ ws }))
+    ws.once('unexpected-response', (_req, res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
+    })
+    ws.once('error', reject)
+  })
+}
+
+function echo(ws: WebSocket, message: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    ws.once('message', (data) => resolve(String(data)))
+    ws.once('error', reject)
+    ws.send(message)
+  })
+}
+
+/** Resolves when the socket closes; rejects after `ms`, so a tunnel that stays open fails the test. */
+function closed(ws: WebSocket, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (ws.readyState === WebSocket.CLOSED) return resolve()
+    const timer = setTimeout(() => reject(new Error(`the socket was still open after ${ms} ms`)), ms)
+    ws.once('close', () => { clearTimeout(timer); resolve() })
+  })
+}
+
+const ROUTES = `
+  - { path: /ws/**, upstream: orders, auth: { issuers: [idp] }, websocket: true }
+  - { path: /pub/ws, upstream: orders, auth: none, websocket: true }
+  - { path: /browser/ws, upstream: orders, auth: { issuers: [idp] }, websocket: true, cors: { origins: ["https://app.example.com"] } }
+  - { path: /plain/**, upstream: orders, auth: { issuers: [idp] } }
+`
+
+t.test('WebSockets on routes with websocket: true', async (t) => {
+  const idp = await issuer(t)
+  const up = await wsUpstream(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES }))
+  const ws = (path: string) => `${gw.url.replace(/^http/, 'ws')}${path}`
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['reader'] })
+
+  t.test('a valid token: the socket is proxied, with identity headers from the token only', async (t) => {
+    const opened = await open(ws('/ws/chat?room=1'), { authorization: `Bearer ${token}`, 'x-user-id': 'mallory', 'X-User-Roles': 'admin', 'x-auth-user': 'root' })
+    if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
+    t.teardown(() => opened.ws.terminate())
+    t.equal(await echo(opened.ws, 'hello'), 'hello')
+    t.equal(await echo(opened.ws, 'x'.repeat(100_000)), 'x'.repeat(100_000), 'frames of any size pass both ways')
+    const seen = up.upgrades.at(-1)!
+    t.equal(seen.url, '/ws/chat?room=1', 'the normalized path and the query')
+    t.equal(seen.headers['x-user-id'], 'alice')
+    t.equal(seen.headers['x-user-roles'], 'reader', 'client-sent identity headers were replaced')
+    t.equal(seen.headers['x-auth-user'], undefined, 'and reserved prefixes stripped')
+    t.equal(seen.headers.authorization, `Bearer ${token}`)
+    t.equal(seen.headers['x-forwarded-for'], '127.0.0.1')
+    t.equal(seen.headers['x-forwarded-proto'], 'http')
+    t.match(seen.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+    t.equal(seen.headers.host, new URL(up.url).host)
+    t.match(gw.logs.lines.find((l) => l.status === 101), { route: 'routes[0] /ws/**', sub: 'alice', websocket: true })
+    t.notOk(gw.logs.text.includes(token), 'the token is not logged')
+  })
+
+  t.test('a missing or invalid token gets 401 before any upgrade; the upstream sees no connection', async (t) => {
+    const before = up.connections
+    for (const headers of [{} as Record<string, string>, { authorization: `Bearer ${token.slice(0, -4)}AAAA` }, { authorization: `Bearer ${idp.sign({ sub: 'alice', aud: 'other' })}` }]) {
+      const res = await open(ws('/ws/chat'), headers)
+      t.equal('status' in res && res.status, 401)
+      t.match('status' in res && res.headers['www-authenticate'], /^Bearer realm="jwtgate"/)
+    }
+    const noRoute = await open(ws('/nowhere'), { authorization: `Bearer ${token}` })
+    t.equal('status' in noRoute && noRoute.status, 404)
+    t.equal(up.connections, before, 'no connection was opened to the upstream')
+  })
+
+  t.test('auth: none routes tunnel without a token, still stripping identity headers', async (t) => {
+    const opened = await open(ws('/pub/ws'), { 'x-user-id': 'mallory' })
+    if (!('ws' in opened)) return t.fail(`not opened: ${opened.status}`)
+    t.teardown(() => opened.ws.terminate())
+    t.equal(await echo(opened.ws, 'hi'), 'hi')
+    t.equal(up.upgrades.at(-1)!.headers['x-user-id'], undefined)
+  })
+
+  t.test('an upgrade on a route without websocket is served as plain HTTP, without Upgrade', async (t) => {
+    const before = up.upgrades.length
+    const res = await open(ws('/plain/x'), { authorization: `Bearer ${token}` })
+    t.equal('status' in res && res.status, 200)
+    t.equal('status' in res && res.body, 'plain http')
+    t.equal(up.upgrades.length, before, 'no WebSocket was opened')
+    t.equal(up.plain.at(-1)!.headers.upgrade, undefined)
+    t.equal(up.plain.at(-1)!.headers['x-user-id'], 'alice')
+    const denied = await open(ws('/plain/x'))
+    t.equal('status' in denied && denied.status, 401, 'and checked like any request')
+  })
+
+  t.test("with cors on the route, only its origins may open a socket (cross-site WebSocket hijacking)", async (t) => {
+    const evil = await open(ws('/browser/ws'), { authorization: `Bearer ${token}`, origin: 'https://evil.example' })
+    t.equal('status' in evil && evil.status, 403)
+    t.match('status' in evil && evil.body, /cors_rejected/)
+    const app = await open(ws('/browser/ws'), { authorization: `Bearer ${token}`, origin: 'https://app.example.com' })
+    t.ok('ws' in app, 'an allowed origin opens')
+    if ('ws' in app) app.ws.terminate()
+  })
+
+  t.test("the upstream's refusal of the upgrade is passed back", async (t) => {
+    const res = await open(ws('/ws/refuse'), { authorization: `Bearer ${token}` })
+    t.equal('status' in res && res.status, 403)
+  })
+
+  t.test('a client that goes away mid-handshake crashes nothing', async (t) => {
+    for (let i = 0; i < 5; i++) {
+      const socket = connect(gw.port, '127.0.0.1')
+      socket.on('error', () => {})
+      socket.write(`GET /ws/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+      socket.resetAndDestroy()
+    }
+    await sleep(100)
+    const opened = await open(ws('/ws/after'), { authorization: `Bearer ${token}` })
+    t.ok('ws' in opened, 'the gateway still serves')
+    if ('ws' in opened) opened.ws.terminate()
+  })
+
+  t.test('an unreachable upstream is a 502', async (t) => {
+    const dead = await gateway(t, policy({ issuer: idp, upstream: { url: 'http://127.0.0.1:1' } as never, routes: ROUTES }))
+    const res = await open(`${dead.url.replace(/^http/, 'ws')}/ws/x`, { authorization: `Bearer ${token}` })
+    t.equal('status' in res && res.status, 502)
+    t.match('status' in res && res.body, /upstream_unreachable/)
+  })
+})
+
+t.test('websocket: true on a route without GET is refused at load', async (t) => {
+  t.match(policyProblems(`version: 1
+listen: { port: 0 }
+upstreams: { orders: { url: "http://127.0.0.1:1" } }
+routes: [ { path: /ws, methods: [POST], upstream: orders, auth: none, websocket: true } ]
+`), [/^4:\d+ websocket: true needs GET in methods/])
+})
+
+t.test('a tunnel closes when its token stops being accepted (exp plus clock_skew)', async (t) => {
+  const idp = await issuer(t)
+  const up = await wsUpstream(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES }))
+  // The harness policy's clock_skew is 5s: a token 4s past exp is still accepted, for 1s more.
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', exp: Math.floor(Date.now() / 1000) - 4 })
+  const opened = await open(`${gw.url.replace(/^http/, 'ws')}/ws/x`, { authorization: `Bearer ${token}` })
+  if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
+  t.equal(await echo(opened.ws, 'still valid'), 'still valid')
+  await closed(opened.ws, 10_000)
+  t.pass('closed by the gateway')
+  t.equal(gw.gateway.upgraded.size, 0, 'and forgotten')
+})
+
+t.test('shutdown closes open tunnels at the shutdown timeout', async (t) => {
+  const idp = await issuer(t)
+  const up = await wsUpstream(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES, extra: 'shutdown: { drain_delay: 0s, timeout: 200ms }' }))
+  const opened = await open(`${gw.url.replace(/^http/, 'ws')}/pub/ws`)
+  if (!('ws' in opened)) return t.fail('not opened')
+  const shutdown = gw.shutdown()
+  await closed(opened.ws, 10_000)
+  await shutdown
+  t.pass('the tunnel was closed and the shutdown finished')
+})
+
+t.test('wss upstreams are verified like https ones', async (t) => {
+  const pki = testPki()
+  const cert = pki.issue('ws-upstream')
+  const idp = await issuer(t)
+  const up = await wsUpstream(t, { cert: cert.cert, key: cert.key })
+  const untrusted = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES }))
+  const res = await open(`${untrusted.url.replace(/^http/, 'ws')}/pub/ws`)
+  t.equal('status' in res && res.status, 502, 'a certificate from an unknown CA')
+  t.equal(up.upgrades.length, 0)
+  const trusted = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES }).replace('timeout: 2s }', `timeout: 2s, tls: { ca_file: "${pki.ca.certFile}" } }`))
+  const opened = await open(`${trusted.url.replace(/^http/, 'ws')}/pub/ws`)
+  t.ok('ws' in opened, 'with ca_file')
+  if ('ws' in opened) {
+    t.equal(await echo(opened.ws, 'tls'), 'tls')
+    opened.ws.terminate()
+  }
+  t.equal((await get(`${trusted.url}/nowhere`)).status, 404)
+})
