@@ -1,9 +1,11 @@
 // The decision for one request, the same for the proxy, `jwtgate explain` and `jwtgate test`:
-// normalize the path → match a route → authenticate and authorize. Only forwarding is left to
-// the caller. The outcome is written into `out` (the proxy passes its per-request state).
-import { authenticate, type Credentials, type Identity } from './auth/authenticate.js'
+// normalize the path → match a route → authenticate and authorize → the identity headers to
+// send. Only forwarding is left to the caller. The outcome is written into `out` (the proxy
+// passes its per-request state).
+import { authenticate, type AuthResult, type Credentials, type Identity } from './auth/authenticate.js'
 import { deny, isDenial, type Denial } from './auth/deny.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
+import { identityHeaders } from './proxy/identity_headers.js'
 import { refusePreflight, type Preflight } from './proxy/cors.js'
 import { normalizePath, splitTarget } from './routing/normalize.js'
 import { hostFromHeader } from './routing/route_table.js'
@@ -12,9 +14,14 @@ export interface Decision {
   /** The normalized path: what the route matched and what the upstream will see. */
   path?: string
   route?: Route
+  /** The verified token the identity headers come from; absent without one (auth: none, an optional route's anonymous request). */
   identity?: Identity
+  /** The identity headers to set upstream, by lower-case name. */
+  identityHeaders?: Record<string, string>
   /** Set when the request must stop; absent means allowed. */
   denial?: Denial
+  /** On a `mode: report` route: the denial the route would have given. The request goes on. */
+  reported?: Denial
   /**
    * A CORS preflight the gateway answers itself (204, or the denial `cors_rejected`); `route`
    * is then the route of the request the preflight asks about. Nothing is forwarded.
@@ -54,11 +61,27 @@ export function decide(policy: CompiledPolicy, method: string, hostHeader: strin
   if (!route.auth) return
 
   const result = authenticate(credentials, route.auth, policy.auth)
-  if (result instanceof Promise) return result.then((r) => settle(out, r))
-  settle(out, result)
+  if (result instanceof Promise) return result.then((r) => settle(out, route, r))
+  settle(out, route, result)
 }
 
-function settle(out: Decision, result: Identity | Denial): void {
-  if (isDenial(result)) out.denial = result
-  else out.identity = result
+function settle(out: Decision, route: Route, result: AuthResult): void {
+  if (result === null) return // an optional route's request without a token: anonymous
+  const identity = isDenial(result) ? result.identity : result
+  let denial = isDenial(result) ? result : undefined
+  // Identity headers for an allowed request; on a report route also for a verified token that
+  // failed the requirement, since that request is forwarded too.
+  if (identity && (!denial || route.report)) {
+    const headers = identityHeaders(identity.claims, route.identity)
+    if (isDenial(headers)) {
+      headers.identity = identity
+      denial ??= headers
+    } else {
+      out.identity = identity
+      out.identityHeaders = headers
+    }
+  }
+  if (!denial) return
+  if (route.report) out.reported = denial
+  else out.denial = denial
 }

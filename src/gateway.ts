@@ -131,6 +131,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.addHook('onResponse', (request, reply, done) => {
     const state = (request as GatewayRequest).jwtgate
     metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)
+    if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
     if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, request as GatewayRequest, reply)
     done()
   })
@@ -167,7 +168,10 @@ function requestId(req: IncomingMessage): string {
 
 /** Every field set up front: one object shape for all requests. */
 function newState(policy: CompiledPolicy): RequestState {
-  return { policy, path: undefined, route: undefined, identity: undefined, denial: undefined, upstreamError: undefined, forwardedAt: undefined }
+  return {
+    policy, path: undefined, route: undefined, identity: undefined, identityHeaders: undefined, denial: undefined, reported: undefined,
+    preflight: undefined, upstreamError: undefined, forwardedAt: undefined,
+  }
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */
@@ -185,5 +189,9 @@ function accessLog(write: ReturnType<typeof accessLogger>, request: GatewayReque
     issuer: state?.identity?.issuer.name,
     sub: typeof claims?.sub === 'string' ? claims.sub : undefined,
     reason: state?.denial?.reason ?? state?.upstreamError,
+    // mode: report: what enforcing would have answered; the request was forwarded anyway.
+    report: state?.route?.report ? (state.reported ? 'deny' : 'allow') : undefined,
+    reportStatus: state?.reported?.status,
+    reportReason: state?.reported?.reason,
   })
 }

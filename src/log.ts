@@ -38,6 +38,10 @@ export interface AccessFields {
   issuer: string | undefined
   sub: string | undefined
   reason: string | undefined
+  /** `mode: report` routes: allow or deny, and what enforcing would have answered. */
+  report: 'allow' | 'deny' | undefined
+  reportStatus: number | undefined
+  reportReason: string | undefined
 }
 
 const INFO = 30
@@ -57,6 +61,7 @@ export function accessLogger(logger: Logger): (fields: AccessFields) => void {
     stream.write(`{"level":${INFO},"time":${Date.now()},"service":"${SERVICE}","request_id":${JSON.stringify(f.requestId)}` +
       text('method', f.method) + text('path', f.path) + text('route', f.route) + text('upstream', f.upstream) +
       `,"status":${f.status},"ms":${f.ms}` + text('issuer', f.issuer) + text('sub', f.sub) + text('reason', f.reason) +
+      text('report', f.report) + (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) + text('report_reason', f.reportReason) +
       ',"msg":"request"}\n')
   }
 }

@@ -15,6 +15,7 @@ export const METRIC_NAMES = [
   'jwtgate_policy_reloads_total',
   'jwtgate_policy_info',
   'jwtgate_token_cache_entries',
+  'jwtgate_report_decisions_total',
 ] as const
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -26,6 +27,10 @@ export class Metrics {
   private readonly authFailures = new Counter({
     name: 'jwtgate_auth_failures_total', help: 'Refused requests by route and reason (the reason codes of the 4xx/503 bodies).',
     labelNames: ['route', 'reason'] as const, registers: [this.registry],
+  })
+  private readonly reportDecisions = new Counter({
+    name: 'jwtgate_report_decisions_total', help: 'Decisions on mode: report routes, which forward every request: allow, or deny with the reason it would have had.',
+    labelNames: ['route', 'decision', 'reason'] as const, registers: [this.registry],
   })
   private readonly requestDuration = new Histogram('jwtgate_request_duration_seconds', 'Time from request to response, by route.', 'route', LATENCY_BUCKETS, this.registry)
   private readonly upstreamDuration = new Histogram('jwtgate_upstream_duration_seconds', 'Time from forwarding to the upstream response headers, by upstream.', 'upstream', LATENCY_BUCKETS, this.registry)
@@ -97,6 +102,11 @@ export class Metrics {
     this.requests.inc(route, method, STATUS_CLASS[Math.floor(status / 100)] ?? 'other')
     this.requestDuration.of(route).observe(seconds)
     if (denied) this.authFailures.labels(route, denied).inc()
+  }
+
+  /** A request on a `mode: report` route: what enforcing would have done (reason `none` when allowed). */
+  reportDecision(route: string, wouldDeny: string | undefined): void {
+    this.reportDecisions.labels(route, wouldDeny ? 'deny' : 'allow', wouldDeny ?? 'none').inc()
   }
 
   upstream(name: string, seconds: number): void {

@@ -1,20 +1,24 @@
 // Authentication for one route: extract → decode → pick the issuer by its (unverified) iss →
-// key → verify → registered claims → route requirement. Each step returns a value or a Denial.
+// key → verify → registered claims → revocation → the route's requirement (src/auth/requirement.ts).
+// Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
-import { authorize, checkRegisteredClaims, type Requirement } from './claims.js'
+import { checkTokenClaims } from './claims.js'
 import { deny, isDenial, type Denial } from './deny.js'
 import { extractToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
 import type { IssuerSet } from './issuer_set.js'
+import type { Requirement, TokenFacts } from './requirement.js'
 import type { TokenCache } from './token_cache.js'
 import type { TokenSources } from './token_sources.js'
 
 export interface AuthRule {
-  /** The route's accepted issuers; the token's `iss` picks one. */
+  /** Every issuer some part of the route's requirement accepts; the token's `iss` picks one. */
   issuers: IssuerSet
   /** Where the route reads tokens, each source with the issuers that accept tokens from there. */
   sources: TokenSources
   requirement: Requirement
+  /** `auth: { optional: true, … }`: a request without a token is let through anonymously. */
+  optional?: boolean
   /** One-time tokens: a second use of the same jti is refused (`replay_protection: true`). */
   replayProtection?: boolean
 }
@@ -35,11 +39,14 @@ export interface AuthContext {
   revocation?: RevocationCheck | null
 }
 
-export interface Identity {
+/** A verified token: its issuer, claims and header typ; `token` is '' for claims given as verified. */
+export interface Identity extends TokenFacts {
   token: string
-  issuer: Issuer
-  claims: Record<string, unknown>
 }
+
+/** An optional route's request without a token: allowed, with no identity. */
+export type Anonymous = null
+export type AuthResult = Identity | Denial | Anonymous
 
 type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
@@ -50,34 +57,36 @@ const decode = createDecoder({ complete: true }) as (token: string) => Decoded
  */
 export type Credentials = { rawHeaders: string[]; url?: string | undefined } | { claims: Record<string, unknown> }
 
-export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   const result = authenticateToken(credentials, rule, context)
   // Replay protection costs a round trip to the backend, so only its routes pay it.
   if (!rule.replayProtection || 'claims' in credentials) return result
   return result instanceof Promise ? result.then((r) => useOnce(r, context)) : useOnce(result, context)
 }
 
-function useOnce(result: Identity | Denial, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
-  if (isDenial(result) || !context.revocation) return result
+function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise<AuthResult> {
+  if (result === null || isDenial(result) || !context.revocation) return result
   return context.revocation.consumeOnce(result.claims).then((denial) => denial ?? result)
 }
 
-function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): Identity | Denial | Promise<Identity | Denial> {
+function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
   const found = extractToken(credentials.rawHeaders, credentials.url, rule.sources, context.maxTokenBytes)
-  if (isDenial(found)) return found
+  if (isDenial(found)) {
+    // Optional means the token may be absent; one that is sent, even an empty one, is checked.
+    return rule.optional && found.reason === 'missing_token' ? null : found
+  }
   const { token, source } = found
 
   const now = Date.now()
   const known = context.tokens.get(token, now)
   // A cached token still has to be acceptable on this route: its issuer allowed here (and from
-  // this source), its audience and the route's claims checked again (they differ per route,
-  // and cost little), and it must not have been revoked since it was cached.
+  // this source), the route's requirement (audience included) checked again (it differs per
+  // route, and costs little), and it must not have been revoked since it was cached. iat and
+  // sub were checked when it was cached and a later clock cannot undo that.
   if (known && source.issuers.find(known.claims) === known.issuer) {
-    const issuer = known.issuer
-    return checkRegisteredClaims(known.claims, issuer.audiences, issuer.clockSkewMs, now, issuer.audienceClaim) ??
-      context.revocation?.check(known.claims, now) ??
-      authorize(known.claims, rule.requirement) ?? { token, issuer, claims: known.claims }
+    return context.revocation?.check(known.claims, now) ??
+      meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
   let decoded: Decoded
@@ -100,12 +109,14 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
 
+  const typ = typeof header.typ === 'string' ? header.typ : undefined
+
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, decoded, issuer, rule, context))
-  return verifyWith(key, token, decoded, issuer, rule, context)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, decoded, typ, issuer, rule, context))
+  return verifyWith(key, token, decoded, typ, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, decoded: Decoded, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
+function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {
@@ -117,22 +128,27 @@ function verifyWith(key: KeyLookup, token: string, decoded: Decoded, issuer: Iss
   // crit member at all refuses the token (RFC 7515 §4.1.11).
   if (Object.hasOwn(decoded.header, 'crit')) return deny('invalid_claims', 'the token has a critical header this gateway does not understand')
   const now = Date.now()
-  const invalid = checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, now, issuer.audienceClaim)
+  const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now) ?? context.revocation?.check(claims, now)
   if (invalid) return invalid
-  const revoked = context.revocation?.check(claims, now)
-  if (revoked) return revoked
-  // Cached once valid, before the route's own requirement: a token lacking a role here may
-  // carry all another route needs.
-  context.tokens.set(token, issuer, key, claims, now)
-  return authorize(claims, rule.requirement) ?? { token, issuer, claims }
+  // Cached once valid, before the route's own requirement: a token lacking a role or audience
+  // here may carry all another route needs.
+  context.tokens.set(token, issuer, key, claims, now, typ)
+  return meetRequirement(rule, { token, issuer, claims, typ }, now)
 }
 
-/** The checks after signature verification, on claims given as verified. */
+/** The checks after signature verification, on claims given as verified (no header: typ is not checked). */
 function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
   const issuer = rule.issuers.find(claims)
   if (isDenial(issuer)) return issuer
-  return checkRegisteredClaims(claims, issuer.audiences, issuer.clockSkewMs, Date.now(), issuer.audienceClaim) ??
-    authorize(claims, rule.requirement) ?? { token: '', issuer, claims }
+  const now = Date.now()
+  return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
+}
+
+function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Denial {
+  const denial = rule.requirement.check(identity, now)
+  if (!denial) return identity
+  denial.identity = identity
+  return denial
 }
 
 function denialFor(err: unknown, payload: Record<string, unknown>): Denial {

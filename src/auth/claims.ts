@@ -1,4 +1,6 @@
-// Claim paths and the claim conditions a route can require.
+// Claim paths, the conditions a requirement can put on a claim, and the registered claims
+// checked on every route.
+import safeRegex from 'safe-regex2'
 import { deny, type Denial } from './deny.js'
 
 export type ClaimPath = readonly string[]
@@ -44,63 +46,95 @@ export function claimAt(claims: Record<string, unknown>, path: ClaimPath): unkno
 
 type Scalar = string | number | boolean
 
+export interface ConditionSpec {
+  equals?: Scalar
+  one_of?: Scalar[]
+  contains?: Scalar
+  contains_any?: Scalar[]
+  contains_all?: Scalar[]
+  matches?: string
+  exists?: boolean
+}
+
 export interface ClaimCondition {
   path: ClaimPath
   label: string
   test(value: unknown): boolean
 }
 
-export function compileCondition(label: string, spec: { equals?: Scalar; one_of?: Scalar[]; contains?: Scalar }): ClaimCondition {
+/**
+ * A condition on one claim. Throws a ConditionError when the spec cannot work (a bad or unsafe
+ * regular expression, exists: false with other tests), and parseClaimPath's Error for a bad path.
+ */
+export function compileCondition(label: string, spec: ConditionSpec): ClaimCondition {
   const path = parseClaimPath(label)
   const tests: Array<(v: unknown) => boolean> = []
+  if (spec.exists === false) {
+    if (Object.keys(spec).length > 1) throw conditionError('exists', 'exists: false cannot be combined with other conditions: an absent claim fails them all')
+    return { path, label, test: (v) => v === undefined || v === null }
+  }
+  if (spec.exists === true) tests.push((v) => v !== undefined && v !== null)
   if (spec.equals !== undefined) {
     const expected = spec.equals
     tests.push((v) => v === expected)
   }
   if (spec.one_of !== undefined) {
     const allowed = new Set<unknown>(spec.one_of)
-    tests.push((v) => (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') && allowed.has(v))
+    tests.push((v) => isScalar(v) && allowed.has(v))
   }
   if (spec.contains !== undefined) {
     const wanted = spec.contains
     tests.push((v) => Array.isArray(v) && v.includes(wanted))
   }
+  if (spec.contains_any !== undefined) {
+    const wanted = spec.contains_any
+    tests.push((v) => Array.isArray(v) && wanted.some((w) => v.includes(w)))
+  }
+  if (spec.contains_all !== undefined) {
+    const wanted = spec.contains_all
+    tests.push((v) => Array.isArray(v) && wanted.every((w) => v.includes(w)))
+  }
+  if (spec.matches !== undefined) {
+    const pattern = compileClaimPattern(spec.matches)
+    // The cap bounds the cost of a pattern that is slow without being exponential (.*a.*a.*);
+    // failing the condition is the safe side.
+    tests.push((v) => typeof v === 'string' && v.length <= MAX_MATCHED_LENGTH && pattern.test(v))
+  }
+  if (tests.length === 1) return { path, label, test: tests[0]! }
   return { path, label, test: (v) => tests.every((t) => t(v)) }
 }
 
-/** What a route requires of a verified token beyond its validity. */
-export interface Requirement {
-  conditions: readonly ClaimCondition[]
-  scopes: readonly string[]
-  /** The scopes as named in a 403's WWW-Authenticate (RFC 6750 §3). */
-  scopeText: string | undefined
+/** The longest string `matches` tests; a longer claim fails the condition. */
+export const MAX_MATCHED_LENGTH = 1024
+
+function isScalar(v: unknown): v is Scalar {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
 }
 
-export function compileRequirement(claims: Record<string, { equals?: Scalar; one_of?: Scalar[]; contains?: Scalar }> | undefined, scopes: string[] | undefined): Requirement {
-  const conditions = Object.entries(claims ?? {}).map(([label, spec]) => compileCondition(label, spec))
-  return { conditions, scopes: scopes ?? [], scopeText: scopes?.length ? scopes.join(' ') : undefined }
-}
-
-/** undefined when the token meets the requirement; a 403 denial naming what it lacks otherwise. */
-export function authorize(claims: Record<string, unknown>, requirement: Requirement): Denial | undefined {
-  for (const condition of requirement.conditions) {
-    if (!condition.test(claimAt(claims, condition.path))) {
-      return insufficient(`the token lacks the required claim ${condition.label}`, requirement)
-    }
+/**
+ * `matches`: anchored, so `admin` does not match `superadmin` and `a|b` means `^(?:a|b)$`; with
+ * the `u` flag, so `.` is one character, not half of one. A pattern with nested quantifiers
+ * (`(a+)+`) can take exponential time on a crafted claim, so it is refused at load time by
+ * safe-regex2 (fastify's and fast-jwt's own check: star height above 1, or over 25 quantifiers).
+ */
+export function compileClaimPattern(source: string): RegExp {
+  // Checked alone first: `a)|(.*` is invalid on its own, but would escape the anchoring group.
+  try {
+    new RegExp(source, 'u')
+  } catch (err) {
+    throw conditionError('matches', `invalid regular expression ${JSON.stringify(source)}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/u?: /, '')}`)
   }
-  if (requirement.scopes.length) {
-    const granted = grantedScopes(claims)
-    for (const scope of requirement.scopes) {
-      if (!granted.includes(scope)) return insufficient('the token lacks a required scope', requirement)
-    }
+  if (!safeRegex(source)) {
+    throw conditionError('matches', `regular expression ${JSON.stringify(source)} is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)`)
   }
-  return undefined
+  return new RegExp(`^(?:${source})$`, 'u')
 }
 
-function insufficient(description: string, requirement: Requirement): Denial {
-  const denial = deny('insufficient_claims', description)
-  if (requirement.scopeText) denial.scope = requirement.scopeText
-  return denial
+/** A compile error of one condition, naming the field at fault so the policy error points at it. */
+export type ConditionError = Error & { field: string }
+
+function conditionError(field: string, message: string): ConditionError {
+  return Object.assign(new Error(message), { field })
 }
 
 /** Scopes from `scope` (space separated, RFC 8693 §4.2) or `scp` (an array, or a string as Entra writes it). */
@@ -114,11 +148,24 @@ export function grantedScopes(claims: Record<string, unknown>): string[] {
 }
 
 /**
- * Registered claims fast-jwt leaves to us: the audience (`aud`, or the issuer's `audience_claim`)
- * must be present and name one of the accepted audiences; `iat`, when present, a number not in
+ * Registered claims fast-jwt leaves to us, for every route: `iat`, when present, a number not in
  * the future beyond the skew; `sub`, when present, a string (it becomes an identity header).
  */
-export function checkRegisteredClaims(claims: Record<string, unknown>, audiences: ReadonlySet<string>, clockSkewMs: number, now: number, audienceClaim = 'aud'): Denial | undefined {
+export function checkTokenClaims(claims: Record<string, unknown>, clockSkewMs: number, now: number): Denial | undefined {
+  const iat = claims.iat
+  if (iat !== undefined) {
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) return deny('invalid_claims', 'the iat claim must be a number')
+    if (iat * 1000 > now + clockSkewMs) return deny('issued_in_future', 'the token is issued in the future')
+  }
+  if (claims.sub !== undefined && typeof claims.sub !== 'string') return deny('invalid_claims', 'the sub claim must be a string')
+  return undefined
+}
+
+/**
+ * The audience (`aud`, or the issuer's `audience_claim`) must be present and name one of the
+ * accepted audiences (the issuer's, or the requirement's own).
+ */
+export function checkAudience(claims: Record<string, unknown>, audiences: ReadonlySet<string>, audienceClaim = 'aud'): Denial | undefined {
   // Own properties only: an audience_claim such as `constructor` must not read Object.prototype.
   const aud = Object.hasOwn(claims, audienceClaim) ? claims[audienceClaim] : undefined
   if (typeof aud === 'string') {
@@ -135,11 +182,5 @@ export function checkRegisteredClaims(claims: Record<string, unknown>, audiences
   } else {
     return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
   }
-  const iat = claims.iat
-  if (iat !== undefined) {
-    if (typeof iat !== 'number' || !Number.isFinite(iat)) return deny('invalid_claims', 'the iat claim must be a number')
-    if (iat * 1000 > now + clockSkewMs) return deny('issued_in_future', 'the token is issued in the future')
-  }
-  if (claims.sub !== undefined && typeof claims.sub !== 'string') return deny('invalid_claims', 'the sub claim must be a string')
   return undefined
 }

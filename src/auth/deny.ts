@@ -1,6 +1,7 @@
 // A denial is a value, not an exception: each step of the request path returns one when the
 // request must stop. Its `reason` is a closed set of codes, used alike in the response body,
 // the access log and (later) the metric label.
+import type { Identity } from './authenticate.js'
 
 export type DenyReason =
   | 'bad_path'              // 400: the path cannot be normalized safely
@@ -23,6 +24,8 @@ export type DenyReason =
   | 'revoked'               // 401: the token's jti, or its subject before its iat, is revoked
   | 'replayed'              // 401: a one-time token (replay_protection) used a second time
   | 'revocation_unavailable' // 503: the revocation list is not loaded, or its backend is down with fail_closed
+  | 'wrong_type'            // 401: the token's typ header is not one the route's requirement accepts
+  | 'identity_too_large'    // 403: an identity header value would exceed identity_header_max_bytes
   | 'cors_rejected'         // 403: a CORS preflight for an origin, method or header the route's cors does not allow
   | 'https_required'        // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
   | 'body_too_large'        // 413: the request body is larger than the route's max_body_bytes
@@ -34,6 +37,12 @@ export interface Denial {
   description: string
   /** For 403: the scopes the route requires, to name in WWW-Authenticate. */
   scope?: string
+  /**
+   * Set when the token itself was verified and only the route's requirement (or the identity
+   * output) refused it: who was refused, for the log, and the identity a `mode: report` route
+   * still forwards. A denial stays a denial: nothing reads this as permission.
+   */
+  identity?: Identity
   /** For 308 (https_required): where the client should go instead. */
   location?: string
 }
@@ -63,6 +72,8 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   revoked: 401,
   replayed: 401,
   revocation_unavailable: 503,
+  wrong_type: 401,
+  identity_too_large: 403,
   cors_rejected: 403,
   https_required: 403,
   body_too_large: 413,
@@ -86,6 +97,8 @@ export function challenge(denial: Denial): string | undefined {
     case 403:
       // Refusals that are not about the token carry no challenge.
       if (denial.reason === 'cors_rejected' || denial.reason === 'https_required') return undefined
+      // Not a matter of scope: the token is fine, the gateway cannot pass its identity on.
+      if (denial.reason === 'identity_too_large') return `${realm}, error_description="${quoted(denial.description)}"`
       return `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` +
         (denial.scope ? `, scope="${quoted(denial.scope)}"` : '')
     case 400:

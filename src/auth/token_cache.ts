@@ -10,6 +10,8 @@ export interface VerifiedToken {
   issuer: Issuer
   key: PreparedKey
   claims: Record<string, unknown>
+  /** The header's typ, which routes may require (the claims do not carry it). */
+  typ: string | undefined
   /** ms since the epoch; past it the entry is gone. */
   expiresAt: number
 }
@@ -34,7 +36,7 @@ export class TokenCache {
     return entry
   }
 
-  set(token: string, issuer: Issuer, key: PreparedKey, claims: Record<string, unknown>, now: number): void {
+  set(token: string, issuer: Issuer, key: PreparedKey, claims: Record<string, unknown>, now: number, typ?: string): void {
     if (this.maxEntries === 0) return
     const exp = claims.exp
     const expiresAt = typeof exp === 'number' ? exp * 1000 + issuer.clockSkewMs : now + NO_EXP_TTL_MS
@@ -42,7 +44,7 @@ export class TokenCache {
       const oldest = this.entries.keys().next()
       if (!oldest.done) this.entries.delete(oldest.value)
     }
-    this.entries.set(token, { issuer, key, claims, expiresAt })
+    this.entries.set(token, { issuer, key, claims, typ, expiresAt })
   }
 
   get size(): number {

@@ -5,11 +5,11 @@
 import type { Credentials } from '../auth/authenticate.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
+import type { Issuer } from '../auth/issuer.js'
 import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
 import { readPolicySource } from '../policy/load.js'
-import type { PolicyDocument, RouteDocument } from '../policy/schema.js'
+import type { PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
-import type { Issuer } from '../auth/issuer.js'
 import { upstreamUrl } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
@@ -50,11 +50,16 @@ interface ClaimRule {
   equals?: unknown
   one_of?: unknown[]
   contains?: unknown
+  contains_any?: unknown[]
+  contains_all?: unknown[]
+  matches?: string
+  exists?: boolean
 }
 
 interface IssuerFacts {
   name: string
   iss: string
+  /** The audiences this token check accepts from the issuer (its own `audiences`, or the issuer's). */
   audiences: string[]
   /** Only when set in the policy. */
   iss_aliases?: string[]
@@ -62,16 +67,26 @@ interface IssuerFacts {
   audience_claim?: string
 }
 
+/** One token check. */
+interface TokenCheck {
+  issuers: IssuerFacts[]
+  claims: ClaimRule[]
+  scopes: string[]
+  typ?: string[]
+  require_claims?: string[]
+  max_age?: string | number
+}
+
+type RequirementTree = TokenCheck | { any: RequirementTree[] } | { all: RequirementTree[] }
+
 type Requirement =
   | { auth: 'none' }
-  | {
+  | ({
     auth: 'token'
-    issuers: IssuerFacts[]
-    claims: ClaimRule[]
-    scopes: string[]
+    optional?: true
     /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
     token_sources?: Array<{ from: string; forwarded: boolean }>
-  }
+  } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
 export interface Explanation {
@@ -84,9 +99,12 @@ export interface Explanation {
   route: RouteFacts | null
   upstream: { name: string; url: string } | null
   requires: Requirement | null
+  /** `mode: report`: the decision is the route's, but the request is forwarded whatever it is. */
+  mode?: 'report'
   evaluated_with: 'token' | 'claims' | 'nothing'
   /** With --claims: the claims evaluated, iss and aud filled in from the route when not given. */
   claims?: Record<string, unknown>
+  /** The route's decision; on a report route the request is forwarded even when it is deny. */
   decision: 'allow' | 'deny'
   status?: number
   reason?: string
@@ -115,7 +133,8 @@ export async function explain(options: ExplainOptions): Promise<number> {
     const { decision, claims } = await evaluate(policy, options)
     const explanation = explanationOf(policy, document, options, decision, claims)
     process.stdout.write(options.json ? `${JSON.stringify(explanation, null, 2)}\n` : render(explanation))
-    return decision.denial ? 1 : 0
+    // The route's decision, also on a report route (which forwards anyway): what enforcing would do.
+    return decision.denial ?? decision.reported ? 1 : 0
   } finally {
     stopIssuers(policy)
   }
@@ -165,7 +184,8 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
     upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(route, options.target) } : null,
-    requires: route ? requirementOf(route, document.routes[route.index]!) : null,
+    requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
+    ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
     ...outcome(decision),
@@ -182,15 +202,16 @@ function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: strin
 }
 
 function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
-  const { denial, route, identity } = decision
-  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description }
-  if (decision.preflight) return { decision: 'allow', status: 204, preflight: true }
-  return {
-    decision: 'allow',
+  const { route, identity } = decision
+  if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
+  const denial = decision.denial ?? decision.reported
+  const forwarded = {
     ...(identity ? { issuer: identity.issuer.name } : {}),
     identity_headers: identityHeadersOf(decision),
-    authorization_forwarded: route!.forwardToken,
+    authorization_forwarded: route?.forwardToken ?? false,
   }
+  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+  return { decision: 'allow', ...forwarded }
 }
 
 /** The query as the upstream gets it: token parameters removed, as the proxy does. */
@@ -215,23 +236,38 @@ function routeFacts(spec: RouteDocument, index: number): RouteFacts {
   return { index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
-function requirementOf(route: Route, spec: RouteDocument): Requirement {
+function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument): Requirement {
   if (!route.auth || spec.auth === 'none') return { auth: 'none' }
-  const issuers = route.auth.issuers.list.map(issuerFacts)
-  const claims = Object.entries(spec.auth.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition }))
   const sources = route.auth.sources.all
   const usual = sources.length === 1 && sources[0]!.kind === 'header' && sources[0]!.name === 'authorization' && sources[0]!.prefix === 'bearer '
   return {
-    auth: 'token', issuers, claims, scopes: spec.auth.scopes ?? [],
+    auth: 'token',
+    ...(spec.auth.optional ? { optional: true as const } : {}),
     ...(usual ? {} : { token_sources: sources.map((s) => ({ from: s.what, forwarded: s.kind !== 'query' && route.forwardToken })) }),
+    ...treeOf(policy, spec.auth),
   }
 }
 
-function issuerFacts(i: Issuer): IssuerFacts {
+/** The requirement as written, with each issuer's iss and the audiences this check accepts. */
+function treeOf(policy: CompiledPolicy, doc: RequirementDocument): RequirementTree {
+  if (doc.any) return { any: doc.any.map((d) => treeOf(policy, d)) }
+  if (doc.all) return { all: doc.all.map((d) => treeOf(policy, d)) }
+  const issuers = (doc.issuers ?? []).map((name) => issuerFacts(policy.issuers.get(name)!, doc.audiences))
+  return {
+    issuers,
+    claims: Object.entries(doc.claims ?? {}).map(([claim, condition]) => ({ claim, ...condition })),
+    scopes: doc.scopes ?? [],
+    ...(doc.typ !== undefined ? { typ: typeof doc.typ === 'string' ? [doc.typ] : doc.typ } : {}),
+    ...(doc.require_claims ? { require_claims: doc.require_claims } : {}),
+    ...(doc.max_age !== undefined ? { max_age: doc.max_age } : {}),
+  }
+}
+
+function issuerFacts(i: Issuer, audiences: string[] | undefined): IssuerFacts {
   return {
     name: i.name,
     iss: i.issuer,
-    audiences: [...i.audiences],
+    audiences: audiences ?? [...i.audiences],
     ...(i.exactIss.length > 1 ? { iss_aliases: i.exactIss.slice(1) } : {}),
     ...(i.template ? { tenants: i.template.tenants ? [...i.template.tenants] : 'any' as const } : {}),
     ...(i.audienceClaim !== 'aud' ? { audience_claim: i.audienceClaim } : {}),
@@ -254,6 +290,7 @@ function render(e: Explanation): string {
   }
   if (e.upstream) put('upstream', `${e.upstream.name} → ${e.upstream.url}`)
   if (e.requires) put('requires', ...requirementLines(e.requires))
+  if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
   put('decision', ...decisionLines(e))
   if (e.cors_headers) put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
@@ -274,10 +311,24 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
+  const tree = [
+    ...treeLines(r),
+    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
+  ]
+  return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
+}
+
+function treeLines(r: RequirementTree): string[] {
+  if ('any' in r || 'all' in r) {
+    const [word, parts] = 'any' in r ? ['any', r.any] : ['all', r.all]
+    return [`${word} of:`, ...parts.flatMap((p, i) => treeLines(p).map((l, j) => (j ? '     ' : `  ${i + 1}. `) + l))]
+  }
   const from = r.issuers.map((i) => `${i.name} (${issText(i)}, ${i.audience_claim ?? 'aud'} ${i.audiences.join(' or ')})`).join(' or ')
   return [
     `a valid token from ${from}`,
-    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
+    ...(r.typ ? [`typ ${r.typ.join(' or ')}`] : []),
+    ...(r.require_claims ? [`must carry ${r.require_claims.join(', ')}`] : []),
+    ...(r.max_age !== undefined ? [`issued at most ${typeof r.max_age === 'number' ? `${r.max_age}s` : r.max_age} ago (max_age)`] : []),
     ...r.claims.map((c) => `claim ${conditionText(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
@@ -289,22 +340,31 @@ function issText(i: IssuerFacts): string {
 }
 
 function conditionText(c: ClaimRule): string {
+  const list = (values: unknown[]) => values.map((v) => JSON.stringify(v)).join(', ')
   const parts: string[] = []
+  if (c.exists === true) parts.push('is present')
+  if (c.exists === false) parts.push('is absent')
   if (c.equals !== undefined) parts.push(`equals ${JSON.stringify(c.equals)}`)
-  if (c.one_of !== undefined) parts.push(`is one of ${c.one_of.map((v) => JSON.stringify(v)).join(', ')}`)
+  if (c.one_of !== undefined) parts.push(`is one of ${list(c.one_of)}`)
   if (c.contains !== undefined) parts.push(`contains ${JSON.stringify(c.contains)}`)
+  if (c.contains_any !== undefined) parts.push(`contains any of ${list(c.contains_any)}`)
+  if (c.contains_all !== undefined) parts.push(`contains all of ${list(c.contains_all)}`)
+  if (c.matches !== undefined) parts.push(`matches ${JSON.stringify(c.matches)} (whole string)`)
   return `${c.claim} ${parts.join(' and ')}`
 }
 
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
-  if (e.decision === 'deny') return [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
-  return [
-    `ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`,
-    ...(e.requires?.auth === 'token' ? headerLines(e.identity_headers ?? {}) : []),
+  const forwarded = [
+    ...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []),
     ...forwardingLines(e),
   ]
+  if (e.decision === 'deny') {
+    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+    return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
+  }
+  return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
 }
 
 function forwardingLines(e: Explanation): string[] {
@@ -315,14 +375,20 @@ function forwardingLines(e: Explanation): string[] {
 
 function basisText(e: Explanation): string {
   switch (e.evaluated_with) {
-    case 'claims': return 'with the claims given, taken as verified'
+    case 'claims': return `with the claims given, taken as verified${e.requires && checksTyp(e.requires) ? ' (typ, a header, is not checked)' : ''}`
     case 'token': return "with the token given, verified against the issuer's keys"
     case 'nothing': return e.requires?.auth === 'token' ? 'without a token (give --token or --claims to check one)' : ''
   }
 }
 
-function headerLines(headers: Record<string, string>): string[] {
+function checksTyp(r: Requirement | RequirementTree): boolean {
+  if ('any' in r) return r.any.some(checksTyp)
+  if ('all' in r) return r.all.some(checksTyp)
+  return 'typ' in r && r.typ !== undefined
+}
+
+function headerLines(headers: Record<string, string>, e: Explanation): string[] {
   const entries = Object.entries(headers)
-  if (!entries.length) return ['sets no identity headers (the token has none of their claims)']
+  if (!entries.length) return [e.issuer ? 'sets no identity headers (the token has none of their claims)' : 'sets no identity headers (no token)']
   return entries.map(([name, value]) => `sets ${name}: ${value}`)
 }

@@ -14,13 +14,16 @@
 //       expect: allow                        # gateway answers it with 204, cors_rejected that it refuses
 //
 // Each case runs through `decide` (src/decide.ts), the proxy's own decision: path normalization,
-// route matching, issuer, audience, iat, claims and scopes. The claims are taken as verified
-// (credentials `{ claims }`): no keys are fetched and no socket is opened, so signatures, exp
-// and nbf are not part of it; `jwtgate explain --token` checks a real token.
+// route matching, issuer, audience, iat, the route's requirement (claims, scopes, max_age, …) and
+// the identity headers. The claims are taken as verified (credentials `{ claims }`): no keys are
+// fetched and no socket is opened, so signatures, exp, nbf and the header's typ are not part of
+// it; `jwtgate explain --token` checks a real token. On a `mode: report` route a case checks the
+// decision the route makes (which the proxy logs and counts), not that it forwards anyway.
 //
 // Inline claims (`token: { sub: bob }`) mean "a token this route accepts, with these claims":
 // a missing iss is filled with the first issuer the matched route lists and a missing aud with
-// that issuer's first audience, so a case states only the claims it is about (as with
+// the audience the route's requirement wants from that issuer (its own `audiences`, or the
+// issuer's first), so a case states only the claims it is about (as with
 // `explain --claims`). An explicit iss or aud always wins, and `null` leaves the claim out.
 // Named tokens are used exactly as written: they stand for one real token, whatever route it is
 // sent to, so a wrong iss or aud in one shows up as the 401 the proxy would give.
@@ -39,7 +42,7 @@ import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteD
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
   'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
-  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable',
+  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large',
   'cors_rejected', 'https_required', 'body_too_large'] as const satisfies readonly DenyReason[]
 // Fails to compile when src/auth/deny.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
@@ -135,10 +138,13 @@ function check(c: TestCase, d: Decision): string[] {
   return out
 }
 
+// On a `mode: report` route the case checks the route's decision, the one enforcing would give:
+// the file stays right when the route is switched to enforce.
 function meets(expect: Expectation, d: Decision): boolean {
-  if ('allow' in expect) return !d.denial
-  if ('status' in expect) return d.denial?.status === expect.status
-  return d.denial?.reason === expect.reason
+  const denial = d.denial ?? d.reported
+  if ('allow' in expect) return !denial
+  if ('status' in expect) return denial?.status === expect.status
+  return denial?.reason === expect.reason
 }
 
 function expectationText(expect: Expectation): string {
@@ -147,6 +153,7 @@ function expectationText(expect: Expectation): string {
 }
 
 function outcomeText(d: Decision): string {
+  if (d.reported) return `${d.reported.status} ${d.reported.reason} (mode report: forwarded to ${d.route!.upstream.name} anyway)`
   if (d.denial) return `${d.denial.status} ${d.denial.reason}`
   return d.preflight ? 'allow → preflight answered by the gateway (204)' : `allow → ${d.route!.upstream.name}`
 }

@@ -1,11 +1,9 @@
 // Small pieces `explain` and `test` share (and `validate` and `serve`: printing a bad policy).
 // Everything that decides goes through `decide`, the proxy's own code.
-import type { IncomingHttpHeaders } from 'node:http'
 import { decide, type Decision } from '../decide.js'
 import type { Issuer } from '../auth/issuer.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { PolicyError, formatProblem } from '../policy/problems.js'
-import { injectIdentity } from '../proxy/identity_headers.js'
 
 /** Prints every problem as file:line:col and returns exit code 1; rethrows anything else. */
 export function reportPolicyError(err: unknown): number {
@@ -16,14 +14,12 @@ export function reportPolicyError(err: unknown): number {
 }
 
 /**
- * The identity headers the proxy would set on an allowed request, computed by the proxy's own
- * injectIdentity. Empty for a denial and for an `auth: none` route (no identity).
+ * The identity headers the proxy would set, as `decide` computed them. Empty for a denial, an
+ * `auth: none` route and an optional route's request without a token (no identity).
  */
 export function identityHeadersOf(decision: Decision): Record<string, string> {
-  if (decision.denial || !decision.identity || !decision.route) return {}
-  const headers: IncomingHttpHeaders = {}
-  injectIdentity(headers, decision.identity.claims, decision.route.identityHeaders)
-  return headers as Record<string, string>
+  if (decision.denial) return {}
+  return decision.identityHeaders ?? {}
 }
 
 /** Compiling a policy makes each JWKS issuer an undici Agent; stopping them lets the process exit. */
@@ -33,8 +29,11 @@ export function stopIssuers(policy: CompiledPolicy): void {
 
 /**
  * Claims written by hand (`explain --claims`, inline tokens in a test file) mean "a token this
- * route accepts, with these claims": a missing iss becomes the route's first issuer, a missing aud
- * that issuer's first audience. A given iss or aud always wins; `null` leaves the claim out.
+ * route accepts, with these claims": a missing iss becomes the route's first issuer (for a
+ * multi-tenant one, with the claims' tid or its first tenant), a missing aud (or the issuer's
+ * audience_claim) the audience the route's requirement wants from that issuer (its own
+ * `audiences`, or the issuer's first; a list when an `all` wants several). A given iss or aud
+ * always wins; `null` leaves the claim out.
  */
 export function withRouteDefaults(claims: Record<string, unknown>, route: Route | undefined): Record<string, unknown> {
   const out = { ...claims }
@@ -42,7 +41,10 @@ export function withRouteDefaults(claims: Record<string, unknown>, route: Route 
   // The audience goes where the issuer looks for it (aud, or its audience_claim).
   const audience = issuer?.audienceClaim ?? 'aud'
   if (issuer && !Object.hasOwn(out, 'iss')) out.iss = defaultIss(issuer, out)
-  if (issuer && !Object.hasOwn(out, audience)) out[audience] = [...issuer.audiences][0]
+  if (issuer && !Object.hasOwn(out, audience)) {
+    const audiences = route!.auth!.requirement.audiencesFor(issuer)
+    out[audience] = audiences.length === 1 ? audiences[0] : audiences
+  }
   for (const name of ['iss', audience]) if (out[name] === null || out[name] === undefined) delete out[name]
   return out
 }

@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { compileRequirement, parseClaimPath } from '../auth/claims.js'
+import { parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
+import { compileRequirement } from '../auth/requirement.js'
 import { TokenCache } from '../auth/token_cache.js'
 import { unsafeUrl } from '../auth/discovery.js'
 import { jwksIssuer, secretIssuer, type Issuer, type IssuerSettings } from '../auth/issuer.js'
@@ -15,7 +16,7 @@ import { allowedIssOf, parseIssuerTemplate, tenantIn } from '../auth/issuer_temp
 import { DEFAULT_TOKEN_SOURCES, sourcePlace, tokenSources, type SourcePlace, type TokenSource, type TokenSourceSpec, type TokenSources } from '../auth/token_sources.js'
 import { compileCors, type CorsRule } from '../proxy/cors.js'
 import { compileHttpsRule, type HttpsRule } from '../proxy/https_only.js'
-import { headerStripper, type IdentityHeader } from '../proxy/identity_headers.js'
+import { headerStripper, type IdentityHeader, type IdentityOutput } from '../proxy/identity_headers.js'
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
@@ -50,7 +51,9 @@ export interface Route {
   upstream: Upstream
   /** null when the route is `auth: none`. */
   auth: AuthRule | null
-  identityHeaders: readonly IdentityHeader[]
+  /** `mode: report`: the decision is logged and counted, and the request forwarded whatever it is. */
+  report: boolean
+  identity: IdentityOutput
   forwardToken: boolean
   /** The route's CORS rule (its own, else the global one); null when CORS is off for it. */
   cors: CorsRule | null
@@ -100,6 +103,8 @@ const DEFAULT_MAX_HEADER_BYTES = 32_768
 const DEFAULT_UPSTREAM_CONNECTIONS = 128
 // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
 const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
+// Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
+const DEFAULT_IDENTITY_HEADER_MAX_BYTES = 4096
 // Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
 const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
   'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
@@ -181,9 +186,13 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   })
 
   const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
+  const defaultPayloadHeader = doc.forward_payload_header === undefined ? null : payloadHeader(doc.forward_payload_header, defaultIdentity, ['forward_payload_header'], report)
+  const identityMaxBytes = doc.identity_header_max_bytes ?? DEFAULT_IDENTITY_HEADER_MAX_BYTES
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, { upstreams, issuers, defaultIdentity, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, report })
+    const candidate = compileRoute(spec, index, {
+      upstreams, issuers, defaultIdentity, defaultPayloadHeader, identityMaxBytes, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, report,
+    })
     if (candidate) candidates.push(candidate)
   })
 
@@ -444,21 +453,47 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
   return out
 }
 
+/** `forward_payload_header`'s name, checked like an identity header's; null after reporting a problem. */
+function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, report: (at: DocPath, m: string) => void): string | null {
+  const lower = name.toLowerCase()
+  if (FORBIDDEN_IDENTITY_HEADERS.has(lower.replaceAll('_', '-'))) {
+    report(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    return null
+  }
+  if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
+    report(at, `${name} is also an identity header; give the payload a header of its own`)
+    return null
+  }
+  return lower
+}
+
 // Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
 // as the request's real path or method. The policy matched the path and method of the request
 // line, so a client must not name others to the upstream. Stripped with the identity headers,
 // so the underscore spellings go too.
 const PATH_AND_METHOD_OVERRIDES = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-method-override', 'x-http-method']
 
-/** Every header the client may not send on: identity headers and path/method overrides. */
+/**
+ * Every header the client may not send on: every header name the gateway may write as identity,
+ * on any route (so that no route, whatever it sets itself, passes a client's copy through), and
+ * the path/method overrides.
+ */
 function strippedHeaderNames(doc: PolicySource['document']): string[] {
-  return [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
+  const names = [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
+  if (doc.forward_payload_header) names.push(doc.forward_payload_header)
+  for (const route of doc.routes) {
+    names.push(...Object.keys(route.identity_headers ?? {}))
+    if (route.forward_payload_header) names.push(route.forward_payload_header)
+  }
+  return names
 }
 
 interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
   issuers: ReadonlyMap<string, Issuer>
   defaultIdentity: readonly IdentityHeader[]
+  defaultPayloadHeader: string | null
+  identityMaxBytes: number
   /** Whether the policy has a revocation: section (replay protection needs its backend). */
   revocation: boolean
   /** The global CORS rule, which routes without their own `cors` use. */
@@ -492,18 +527,16 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
 
   let auth: AuthRule | null = null
   if (spec.auth !== 'none') {
-    const issuers: Issuer[] = []
-    spec.auth.issuers.forEach((name, i) => {
-      const issuer = ctx.issuers.get(name)
-      if (issuer) issuers.push(issuer)
-      else fail(['auth', 'issuers', i], `unknown issuer "${name}"${known(ctx.issuers)}`)
-    })
-    const sources = compileTokenSources(spec.token_sources, issuers, fail)
-    try {
-      const requirement = compileRequirement(spec.auth.claims, spec.auth.scopes)
-      if (sources) auth = { issuers: new IssuerSet(issuers), sources, requirement, ...(spec.replay_protection ? { replayProtection: true } : {}) }
-    } catch (err) {
-      fail(['auth', 'claims'], (err as Error).message)
+    const requirement = compileRequirement(spec.auth, [...at, 'auth'], ctx)
+    // Sources are read for every issuer the requirement accepts somewhere in its tree.
+    const sources = compileTokenSources(spec.token_sources, requirement?.issuers ?? [], fail)
+    if (requirement && sources) {
+      auth = {
+        issuers: new IssuerSet(requirement.issuers), sources, requirement,
+        ...(spec.auth.optional ? { optional: true } : {}), ...(spec.replay_protection ? { replayProtection: true } : {}),
+      }
+    } else {
+      ok = false
     }
   } else if (spec.token_sources) {
     fail(['token_sources'], 'token_sources needs a token: the route has auth: none')
@@ -512,6 +545,14 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
     else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
   }
+  if (spec.auth === 'none') {
+    // Without a token there is nothing to report on and no identity to send: almost certainly a mistake.
+    if (spec.mode === 'report') fail(['mode'], 'mode: report needs a token to report on: the route has auth: none')
+    for (const field of ['identity_headers', 'forward_payload_header'] as const) {
+      if (spec[field] !== undefined) fail([field], `${field} needs a token: the route has auth: none`)
+    }
+  }
+  const identity = routeIdentity(spec, at, ctx)
   // A WebSocket handshake is a GET; the route could never see one.
   if (spec.websocket && spec.methods && !spec.methods.includes('GET')) fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
   let cors = ctx.cors
@@ -520,19 +561,42 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
     cors = compileCors(spec.cors, [...at, 'cors'], ctx.report) ?? null
     if (!cors) ok = false
   }
-  if (!ok || !pathPattern || !upstream) return undefined
+  if (!ok || !pathPattern || !upstream || !identity) return undefined
   const route: Route = {
     index,
     name: `${label(at)} ${spec.path}`,
     upstream,
     auth,
-    identityHeaders: ctx.defaultIdentity,
+    report: spec.mode === 'report',
+    identity,
     forwardToken: spec.forward_token ?? true,
     cors,
     websocket: spec.websocket ?? false,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
   }
   return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+}
+
+/** The policy's identity headers with the route's own added or overriding, and its payload header. */
+function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): IdentityOutput | undefined {
+  let ok = true
+  let headers = ctx.defaultIdentity
+  if (spec.identity_headers) {
+    const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], ctx.report)
+    if (own.length !== Object.keys(spec.identity_headers).length) ok = false
+    const byName = new Map(ctx.defaultIdentity.map((h) => [h.name, h]))
+    for (const h of own) byName.set(h.name, h)
+    headers = [...byName.values()]
+  }
+  let payload = ctx.defaultPayloadHeader
+  if (spec.forward_payload_header !== undefined) {
+    payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], ctx.report)
+    if (spec.forward_payload_header !== false && payload === null) ok = false
+  } else if (payload && headers.some((h) => h.name.replaceAll('_', '-') === payload!.replaceAll('_', '-'))) {
+    ctx.report([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
+    ok = false
+  }
+  return ok ? { headers, payloadHeader: payload, maxBytes: ctx.identityMaxBytes } : undefined
 }
 
 // The extractor keeps one bit per header source.

@@ -166,7 +166,10 @@ interface ReadableError { path: DocPath; message: string; at: 'key' | 'value' }
 export function readableErrors(errors: ErrorObject[]): ReadableError[] {
   const out: ReadableError[] = []
   const unionErrors = errors.filter((e) => e.keyword === 'anyOf')
-  const insideUnion = (e: ErrorObject) => unionErrors.find((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/'))
+  // The nearest union around an error: the same value or an enclosing one, and a schema path below the union's.
+  const insideUnion = (e: ErrorObject) => unionErrors
+    .filter((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/') && (e.instancePath + '/').startsWith(u.instancePath + '/'))
+    .reduce<ErrorObject | undefined>((nearest, u) => (!nearest || u.schemaPath.length > nearest.schemaPath.length ? u : nearest), undefined)
   for (const e of errors) {
     const union = insideUnion(e)
     if (union) {
@@ -174,8 +177,7 @@ export function readableErrors(errors: ErrorObject[]): ReadableError[] {
       // object form: then they say which field is wrong. Otherwise the union speaks once.
       const branch = /^\/(\d+)/.exec(e.schemaPath.slice(union.schemaPath.length))?.[1]
       const branchSchema = (union.schema as Array<{ type?: string }>)[Number(branch)]
-      if (isPlainObject(union.data) && branchSchema?.type === 'object') out.push(readable(e))
-      continue
+      if (!isPlainObject(union.data) || branchSchema?.type !== 'object') continue
     }
     if (e.keyword === 'anyOf') {
       const objectBranch = (e.schema as Array<{ type?: string }>).some((s) => s.type === 'object')
@@ -213,6 +215,9 @@ function readable(e: ErrorObject): ReadableError {
       return { path, message: `${where} ${describe(e.parentSchema) ?? `must match ${String(p.pattern)}`}`, at: 'value' }
     case 'propertyNames':
       return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
+    case 'type':
+      // "must be a requirement: …" says more than "must be object", where the schema says what it is.
+      return { path, message: `${where} ${(e.parentSchema as { description?: string } | undefined)?.description ? describe(e.parentSchema) : e.message ?? 'is invalid'}`, at: 'value' }
     default:
       return { path, message: `${where} ${e.message ?? 'is invalid'}`, at: 'value' }
   }

@@ -109,20 +109,59 @@ const IdentityHeader = Type.Union([
 ], { description: 'a claim path, or an object with claim and join or json' })
 
 const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' })
+const Scalars = Type.Array(Scalar, { minItems: 1 })
 const ClaimCondition = Type.Object({
   equals: Type.Optional(Scalar),
-  one_of: Type.Optional(Type.Array(Scalar, { minItems: 1 })),
+  one_of: Type.Optional(Scalars),
   contains: Type.Optional(Scalar),
-}, { additionalProperties: false, minProperties: 1 })
+  contains_any: Type.Optional(Scalars),
+  contains_all: Type.Optional(Scalars),
+  matches: Type.Optional(Type.String({ minLength: 1, description: 'a regular expression that must match the whole string claim' })),
+  exists: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false, minProperties: 1, description: 'a claim condition: equals, one_of, contains, contains_any, contains_all, matches or exists' })
+
+// A requirement is one token check (issuers and what the token must carry) or a combination of
+// requirements (any, all), nestable like Envoy's JwtRequirement. One object shape for all three,
+// so a typo reads "unknown field" once; the compiler checks which fields go together.
+const REQUIREMENT_REF = '#/definitions/requirement'
+const NestedRequirement = Type.Unsafe<RequirementDocument>({ $ref: REQUIREMENT_REF })
+function requirementFields() {
+  return {
+    issuers: Type.Optional(Type.Array(Name, { minItems: 1, uniqueItems: true, description: 'the issuers whose tokens meet this requirement' })),
+    audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "accepted aud values, instead of the issuers' audiences" })),
+    claims: Type.Optional(NamedMap(Type.String({ minLength: 1 }), ClaimCondition, { description: 'claim path → condition; all must hold' })),
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'scopes the token must grant (scope or scp)' })),
+    require_claims: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'claim paths the token must carry, such as jti or iat' })),
+    max_age: Type.Optional(Duration),
+    typ: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'the accepted token header typ (such as at+jwt), or a list of them' })),
+    any: Type.Optional(Type.Array(NestedRequirement, { minItems: 1, description: 'requirements of which at least one must be met' })),
+    all: Type.Optional(Type.Array(NestedRequirement, { minItems: 1, description: 'requirements that must all be met' })),
+  }
+}
+const Requirement = Type.Object(requirementFields(), { additionalProperties: false, minProperties: 1, description: 'a requirement: issuers (with optional audiences, claims, scopes, require_claims, max_age, typ), or any or all of requirements' })
+
+/** A requirement as written; any and all nest. */
+export interface RequirementDocument {
+  issuers?: string[]
+  audiences?: string[]
+  claims?: Record<string, ClaimConditionDocument>
+  scopes?: string[]
+  require_claims?: string[]
+  max_age?: string | number
+  typ?: string | string[]
+  any?: RequirementDocument[]
+  all?: RequirementDocument[]
+}
 
 const RouteAuth = Type.Union([
   StringEnum(['none']),
   Type.Object({
-    issuers: Type.Array(Name, { minItems: 1, uniqueItems: true }),
-    claims: Type.Optional(NamedMap(Type.String({ minLength: 1 }), ClaimCondition)),
-    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+    ...requirementFields(),
+    optional: Type.Optional(Type.Boolean({ description: 'a request without a token is forwarded anonymously; a token that is sent must meet the requirement' })),
   }, { additionalProperties: false }),
-], { description: '"none" or an object with issuers (and optional claims and scopes)' })
+], { description: '"none" or an object with issuers (and optional claims, scopes, …), any or all' })
+
+const IdentityHeaders = NamedMap(HeaderName, IdentityHeader)
 
 // CONNECT is absent: Node answers it outside the request path, so a route could never match it.
 const Method = StringEnum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'])
@@ -146,6 +185,9 @@ const Route = Type.Object({
   forward_token: Type.Optional(Type.Boolean()),
   token_sources: Type.Optional(TokenSources),
   replay_protection: Type.Optional(Type.Boolean()),
+  mode: Type.Optional(StringEnum(['enforce', 'report'], { description: 'enforce: refuse what the requirement refuses; report: log and count the decision, forward anyway' })),
+  identity_headers: Type.Optional(IdentityHeaders),
+  forward_payload_header: Type.Optional(Type.Union([Type.Literal(false), HeaderName], { description: 'a header name for the verified claims as base64url JSON, or false for none on this route' })),
   cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
   websocket: Type.Optional(Type.Boolean({ description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' })),
   max_body_bytes: Type.Optional(Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' })),
@@ -175,7 +217,10 @@ export const PolicySchema = Type.Object({
   }, { additionalProperties: false })),
   issuers: Type.Optional(NamedMap(Name, Issuer)),
   upstreams: NamedMap(Name, Upstream, { minProperties: 1 }),
-  identity_headers: Type.Optional(NamedMap(HeaderName, IdentityHeader)),
+  identity_headers: Type.Optional(IdentityHeaders),
+  forward_payload_header: Type.Optional(HeaderName),
+  // Past Node's 16 KiB header section an upstream answers 431; a value over it is refused, never cut.
+  identity_header_max_bytes: Type.Optional(Type.Integer({ minimum: 16, maximum: 16384, description: 'the longest identity header value sent; a longer one refuses the request' })),
   strip_header_prefixes: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }))),
   reject_path_parameters: Type.Optional(Type.Boolean()),
   // Below limits.max_header_bytes, checked by the compiler: Node refuses a larger header section (431).
@@ -196,7 +241,7 @@ export const PolicySchema = Type.Object({
     access: Type.Optional(Type.Boolean({ description: 'Whether to write one access line per request (at info). Default true.' })),
   }, { additionalProperties: false })),
   routes: Type.Array(Route, { minItems: 1 }),
-}, { additionalProperties: false })
+}, { additionalProperties: false, definitions: { requirement: Requirement } })
 
 export type PolicyDocument = Static<typeof PolicySchema>
 export type IssuerDocument = Static<typeof Issuer>
@@ -206,5 +251,6 @@ export type CorsDocument = Static<typeof Cors>
 export type RevocationDocument = Static<typeof Revocation>
 export type RouteAuthDocument = Static<typeof RouteAuth>
 export type ClaimConditionDocument = Static<typeof ClaimCondition>
+export type RouteRequirementDocument = Exclude<RouteAuthDocument, 'none'>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>
 export type TokenSourceDocument = Static<typeof TokenSource>

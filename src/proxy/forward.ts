@@ -8,7 +8,6 @@ import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from './body_limit.js'
 import { requestScheme } from './https_only.js'
-import { injectIdentity } from './identity_headers.js'
 import { queryWithout, removeTokenCarriers } from './token_removal.js'
 import type { RequestState } from '../gateway.js'
 
@@ -68,7 +67,9 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, state: Requ
     if (route.auth) removeTokenCarriers(out, route.auth.sources)
     else delete out.authorization
   }
-  if (state.identity) injectIdentity(out, state.identity.claims, route.identityHeaders)
+  // Computed by decide() from the verified claims; written after the client's copies were removed.
+  const identity = state.identityHeaders
+  if (identity) for (const name in identity) out[name] = identity[name]
   out['x-request-id'] = requestId
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
   // usually behind an ingress whose entries the upstream may want. Proto and host describe the

@@ -1,6 +1,7 @@
 // Identity headers: the client may never supply them, only the gateway, from verified claims.
 import type { IncomingHttpHeaders } from 'node:http'
 import { claimAt, type ClaimPath } from '../auth/claims.js'
+import { deny, type Denial } from '../auth/deny.js'
 
 export interface IdentityHeader {
   /** Lower-case header name. */
@@ -8,6 +9,16 @@ export interface IdentityHeader {
   claim: ClaimPath
   /** How an array claim is written: joined with `join`, or as JSON. */
   encoding: { json: true } | { json: false; join: string }
+}
+
+/** What a route tells its upstream about the caller. */
+export interface IdentityOutput {
+  /** The policy's identity_headers with the route's own added or overriding, by lower-case name. */
+  headers: readonly IdentityHeader[]
+  /** `forward_payload_header`: lower-case name of the header carrying the verified claims; null for none. */
+  payloadHeader: string | null
+  /** `identity_header_max_bytes`: a longer value refuses the request rather than being cut. */
+  maxBytes: number
 }
 
 /**
@@ -35,12 +46,33 @@ function canonical(name: string): string {
   return lower.includes('_') ? lower.replaceAll('_', '-') : lower
 }
 
-/** Sets the identity headers from verified claims. A claim that is absent gives no header. */
-export function injectIdentity(headers: IncomingHttpHeaders, claims: Record<string, unknown>, rules: readonly IdentityHeader[]): void {
-  for (const rule of rules) {
+/**
+ * The identity headers for verified claims (a claim that is absent gives no header), or a
+ * denial when a value is longer than the route allows. A value is never cut short: a truncated
+ * list of roles or groups would tell the upstream something the token does not say, and
+ * leaving the header out would say the token has no such claim.
+ */
+export function identityHeaders(claims: Record<string, unknown>, output: IdentityOutput): Record<string, string> | Denial {
+  const out: Record<string, string> = {}
+  for (const rule of output.headers) {
     const value = encodeClaim(claimAt(claims, rule.claim), rule.encoding)
-    if (value !== undefined) headers[rule.name] = value
+    if (value === undefined) continue
+    if (value.length > output.maxBytes) return tooLarge(rule.name, value.length, output.maxBytes)
+    out[rule.name] = value
   }
+  if (output.payloadHeader) {
+    // Re-encoded from the claims as parsed, not the token's own segment: with duplicate JSON
+    // members the upstream reads exactly the claims the gateway checked (the last of each).
+    const value = Buffer.from(JSON.stringify(claims)).toString('base64url')
+    if (value.length > output.maxBytes) return tooLarge(output.payloadHeader, value.length, output.maxBytes)
+    out[output.payloadHeader] = value
+  }
+  return out
+}
+
+// Header values are ASCII once encoded, so their length is their size in bytes.
+function tooLarge(name: string, bytes: number, max: number): Denial {
+  return deny('identity_too_large', `the identity header ${name} would be ${bytes} bytes, more than the ${max} this route sends`)
 }
 
 export function encodeClaim(value: unknown, encoding: IdentityHeader['encoding']): string | undefined {

@@ -1,8 +1,9 @@
 // WebSockets: on a route with `websocket: true`, an upgrade request is checked like any request
 // (the same decide(): path, route, token, claims), its headers are rewritten like a forwarded
-// request's (the same upstreamRequestHeaders: identity headers stripped and injected, hop-by-hop
-// removed, X-Forwarded-*), and only then is a connection opened to the upstream. When the
-// upstream answers 101, the two sockets are piped together, byte for byte.
+// request's (the same upstreamRequestHeaders: the client's identity headers stripped, the ones
+// decide() computed into state.identityHeaders set, hop-by-hop removed, X-Forwarded-*), and only
+// then is a connection opened to the upstream. When the upstream answers 101, the two sockets
+// are piped together, byte for byte.
 //
 // Node hands every request with an Upgrade header to the server's `upgrade` listener, detached
 // from the HTTP parser. Whatever is not tunnelled (a denial, a route without `websocket`, an
@@ -124,10 +125,14 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const log = (status: number, reason?: string) => {
     const claims = state.identity?.claims
     ctx.metrics.request(route.name, 'GET', status, (performance.now() - started) / 1000, undefined)
+    if (route.report) ctx.metrics.reportDecision(route.name, state.reported?.reason)
+    const reported = state.reported
     ctx.logger.info({
       request_id: id, method: 'GET', path: state.path, route: route.name, upstream: upstream.name, status,
       ms: Math.round((performance.now() - started) * 100) / 100, issuer: state.identity?.issuer.name,
       sub: typeof claims?.sub === 'string' ? claims.sub : undefined, reason, websocket: true,
+      // mode: report: what enforcing would have answered; the upgrade went through anyway.
+      ...(route.report ? (reported ? { report: 'deny', report_status: reported.status, report_reason: reported.reason } : { report: 'allow' }) : {}),
     }, 'request')
   }
 

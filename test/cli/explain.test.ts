@@ -13,6 +13,14 @@ const ROUTES = `
   - { path: /api/**, methods: [POST], upstream: orders, auth: { issuers: [idp], scopes: ["orders:write"] } }
   - { path: /api/**, host: internal.example.com, upstream: orders, auth: none }
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] }, forward_token: false }
+  - path: /tree/**
+    upstream: orders
+    mode: report
+    auth:
+      any:
+        - { issuers: [idp], audiences: [admin-api], claims: { email: { matches: '.+@example\\.com' } }, typ: at+jwt }
+        - all: [ { issuers: [idp], scopes: [a] }, { issuers: [idp], require_claims: [jti], max_age: 5m } ]
+  - { path: /opt/**, upstream: orders, auth: { optional: true, issuers: [idp] } }
 `
 
 interface Run { status: number | null; stdout: string; stderr: string }
@@ -143,6 +151,50 @@ t.test('explain', { jobs: 4 }, async (t) => {
     t.match(noRoute.stdout, 'routes[1] /admin/**  method DELETE is not one of GET, POST')
     t.match(noRoute.stdout, /^route +no route matches: 404$/m)
     t.match(noRoute.stdout, /DENY 404 no_route/)
+  })
+
+  t.test('a requirement tree on a report route, and an optional token', async (t) => {
+    const [tree, json, optional] = await Promise.all([
+      jwtgate('explain', '-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","scope":"a"}'),
+      jwtgate('explain', '-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","email":"bob@example.com"}', '--json'),
+      jwtgate('explain', '-c', file, 'GET', '/opt/x'),
+    ])
+    t.equal(tree.status, 1, 'the route\'s decision, though a report route forwards anyway')
+    const lines = tree.stdout.trimEnd().split('\n')
+    t.same(lines.slice(lines.findIndex((l) => l.startsWith('requires'))).filter((l) => !l.startsWith('claims')), [
+      `requires  any of:`,
+      `            1. a valid token from idp (iss ${idp.url}, aud admin-api)`,
+      `               typ at+jwt`,
+      `               claim email matches ".+@example\\\\.com" (whole string)`,
+      `            2. all of:`,
+      `                 1. a valid token from idp (iss ${idp.url}, aud orders-api)`,
+      `                    scopes a`,
+      `                 2. a valid token from idp (iss ${idp.url}, aud orders-api)`,
+      `                    must carry jti`,
+      `                    issued at most 5m ago (max_age)`,
+      `mode      report: the decision is logged and counted, and the request forwarded whatever it is`,
+      `decision  DENY 403 insufficient_claims: the token lacks the required claim email`,
+      `          with the claims given, taken as verified (typ, a header, is not checked)`,
+      `          not enforced (mode report): forwarded anyway`,
+      `          sets x-user-id: bob`,
+      `          Authorization header forwarded`,
+    ])
+    t.match(tree.stdout, /"aud":"admin-api"/, 'the claims get the audience the tree wants from the issuer')
+
+    t.equal(json.status, 0, json.stdout + json.stderr)
+    t.match(JSON.parse(json.stdout), {
+      requires: { auth: 'token', any: [
+        { issuers: [{ name: 'idp', audiences: ['admin-api'] }], claims: [{ claim: 'email', matches: '.+@example\\.com' }], typ: ['at+jwt'] },
+        { all: [{ scopes: ['a'] }, { require_claims: ['jti'], max_age: '5m' }] },
+      ] },
+      mode: 'report',
+      decision: 'allow',
+      identity_headers: { 'x-user-id': 'bob' },
+    })
+
+    t.equal(optional.status, 0)
+    t.match(optional.stdout, /^requires  no token, or a token that meets:\n {12}a valid token from idp/m)
+    t.match(optional.stdout, /^decision  ALLOW, without a token \(give --token or --claims to check one\)\n {10}sets no identity headers \(no token\)$/m)
   })
 
   t.test('--token: verified for real, keys fetched from the issuer', async (t) => {

@@ -59,6 +59,15 @@ routes:
     auth: { issuers: [idp], claims: { roles: { contains: admin } } }
   - { path: /partner/**, upstream: partners, auth: { issuers: [partner, idp] } }
   - { path: /api/**, host: "*.example.com", upstream: orders, auth: { issuers: [idp], scopes: ["orders:read"] } }
+  - path: /tree/**
+    upstream: orders
+    auth:
+      any:
+        - { issuers: [idp], audiences: [admin-api], claims: { roles: { contains_any: [admin, ops] } } }
+        - { issuers: [idp], scopes: ["orders:admin"], typ: at+jwt }
+  - { path: /opt/**, upstream: orders, auth: { optional: true, issuers: [idp] } }
+  - { path: /report/**, upstream: orders, mode: report, auth: { issuers: [idp], claims: { email: { matches: '.+@example\\.com' } } } }
+  - { path: /payload/**, upstream: orders, forward_payload_header: x-jwt-payload, identity_headers: { x-user-id: app.id }, auth: { issuers: [idp] } }
 `)
 
 t.test('a passing file: one ok line per case, the summary, exit 0', async (t) => {
@@ -80,17 +89,30 @@ cases:
   - { request: GET /api/orders, token: { sub: d, scope: "orders:read" }, expect: no_route }
   - { request: GET /api/orders, host: shop.example.com, token: admin, expect: 403 }
   - { request: GET /public/%2fetc, expect: bad_path }
+  # Requirement trees, optional tokens, report routes (the route's decision is checked), identity output.
+  - { request: GET /tree/a, token: { sub: a, roles: [ops] }, expect: allow, headers: { x-user-id: a } }
+  - { request: GET /tree/a, token: { sub: a, aud: orders-api, scope: "orders:admin" }, expect: allow }
+  - { request: GET /tree/a, token: { sub: a, aud: orders-api }, expect: insufficient_claims }
+  - { request: GET /opt/a, expect: allow, headers: { x-user-id: null } }
+  - { request: GET /opt/a, token: { sub: b }, expect: allow, headers: { x-user-id: b } }
+  - { request: GET /opt/a, token: { sub: b, aud: other }, expect: wrong_audience }
+  - { request: GET /report/a, token: { sub: c, email: c@example.com }, expect: allow }
+  - { request: GET /report/a, token: { sub: c, email: c@example.org }, expect: 403, headers: { x-user-id: c } }
+  - { request: GET /report/a, expect: missing_token }
+  - { request: GET /payload/a, token: { sub: d, app: { id: u-1 } }, expect: allow, headers: { x-user-id: u-1, x-jwt-payload: eyJzdWIiOiJkIiwiYXBwIjp7ImlkIjoidS0xIn0sImlzcyI6Imh0dHBzOi8vaWRwLmV4YW1wbGUuY29tLyIsImF1ZCI6Im9yZGVycy1hcGkifQ } }
 `)
   const res = jwtgateTest(POLICY, file)
   t.equal(res.status, 0, res.stdout + res.stderr)
   const lines = res.stdout.trimEnd().split('\n')
-  t.equal(lines.length, 14)
+  t.equal(lines.length, 24)
   t.match(lines[0], /^ok   GET \/admin\/users \[admin\] +allow → orders$/)
   t.match(lines[1], /^ok   GET \/admin\/users +401 missing_token$/)
   t.match(lines[4], /^ok   GET \/public\/\.\.\/admin\/users\?x=1 \[\{sub: carol\}\] +403 insufficient_claims$/)
   t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners$/, 'inline claims get the route\'s first issuer')
   t.match(lines[9], /^ok   GET \/api\/orders \(host shop\.example\.com\)/)
-  t.equal(lines[13], '13 passed, 0 failed')
+  t.match(lines[20], /^ok   GET \/report\/a \[\{sub: c, email: c@example\.org\}\] +403 insufficient_claims \(mode report: forwarded to orders anyway\)$/)
+  t.match(lines[21], /^ok   GET \/report\/a +401 missing_token \(mode report: forwarded to orders anyway\)$/)
+  t.equal(lines[23], '23 passed, 0 failed')
   t.equal(res.stderr, '')
 })
 
@@ -149,7 +171,7 @@ cases:
   t.same(again.stderr.trimEnd().split('\n'), [
     `${fixed}:4:41 unknown token "admn" (known: admin)`,
     `${fixed}:5:32 cases[1].expect must be allow or a status the gateway answers with (400, 401, 403, 404, 503), not 200; write allow for a request the gateway lets through`,
-    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, cors_rejected, https_required, body_too_large)`,
+    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large)`,
     `${fixed}:6:50 unknown upstream "billing" (known: orders, partners)`,
     '4 problems in the test file; no case was run',
   ])
@@ -183,6 +205,12 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
   - { path: /admin/**, methods: [GET, POST], upstream: orders, auth: { issuers: [idp], claims: { roles: { contains: admin } } } }
   - { path: /write/**, upstream: orders, auth: { issuers: [idp], scopes: ["orders:write"] } }
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
+  - path: /any/**
+    upstream: orders
+    auth: { any: [ { issuers: [idp], claims: { roles: { contains: admin } } }, { issuers: [idp], scopes: ["orders:admin"] } ] }
+  - { path: /opt/**, upstream: orders, auth: { optional: true, issuers: [idp] } }
+  - { path: /aud/**, upstream: orders, auth: { issuers: [idp], audiences: [admin-api] } }
+  - { path: /fresh/**, upstream: orders, auth: { issuers: [idp], max_age: 10m, require_claims: [jti] } }
 `,
   })
   const gw = await gateway(t, yaml)
@@ -200,6 +228,17 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
     { request: 'GET /api/orders/1', claims: { sub: 'carol', aud: 'billing-api' } },
     { request: 'GET /api/orders/1', claims: { sub: 42 } },
     { request: 'GET /nothing/here', claims: { sub: 'alice' } },
+    { request: 'GET /any/x', claims: { sub: 'alice', roles: ['admin'] } },
+    { request: 'GET /any/x', claims: { sub: 'bob', scope: 'orders:admin', roles: ['reader'] } },
+    { request: 'GET /any/x', claims: { sub: 'bob', roles: ['reader'] } },
+    { request: 'GET /opt/x' },
+    { request: 'GET /opt/x', claims: { sub: 'dan', roles: ['r'] } },
+    { request: 'GET /aud/x', claims: { sub: 'erin', aud: 'admin-api' } },
+    { request: 'GET /aud/x', claims: { sub: 'erin', aud: 'orders-api' } },
+    // Written with iat: the signer adds one, and max_age needs it offline too.
+    { request: 'GET /fresh/x', claims: { sub: 'fay', jti: 'f1', iat: Math.floor(Date.now() / 1000) } },
+    { request: 'GET /fresh/x', claims: { sub: 'fay', jti: 'f2', iat: Math.floor(Date.now() / 1000) - 3600 } },
+    { request: 'GET /fresh/x', claims: { sub: 'fay' } },
   ]
   const statuses: number[] = []
   const cases: string[] = []
@@ -220,7 +259,7 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
     }
     cases.push(`  - { request: "${request}", expect: ${expect}${claims ? `, token: ${JSON.stringify(claims)}` : ''}${headers} }`)
   }
-  t.same(statuses, [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404], 'the gateway answers as this test assumes')
+  t.same(statuses, [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404, 200, 200, 403, 200, 200, 200, 401, 200, 401, 401], 'the gateway answers as this test assumes')
 
   const res = jwtgateTest(tempFile('policy.yaml', yaml), tempFile('agree.test.yaml', `cases:\n${cases.join('\n')}\n`))
   t.equal(res.status, 0, res.stdout + res.stderr)

@@ -32,7 +32,8 @@ t.test('health, readiness, metrics and config', async (t) => {
   t.match(metrics, /jwtgate_jwks_last_success_age_seconds\{issuer="idp"\} \d/)
   t.match(metrics, /jwtgate_policy_info\{hash="[0-9a-f]{64}"\} 1/)
   t.match(metrics, /jwtgate_policy_reloads_total\{result="failure"\} 0/)
-  t.match(metrics, /jwtgate_token_cache_entries 1/)
+  // Both signed tokens: a token is cached once verified, before a route checks its audience.
+  t.match(metrics, /jwtgate_token_cache_entries 2/)
   t.match(metrics, /process_resident_memory_bytes/)
 
   const config = (await get(`${admin}/config`)).json

@@ -46,6 +46,12 @@ routes:
   - path: /both/**
     upstream: orders
     auth: { issuers: [idp, partner] }
+  - path: /tree/**
+    upstream: orders
+    auth:
+      any:
+        - { issuers: [idp], claims: { sub: { equals: alice } } }
+        - { issuers: [partner] }
   - path: /api/**
     upstream: orders
     auth: { issuers: [idp] }
@@ -155,6 +161,16 @@ t.test('token sources', async (t) => {
     await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/both/x`, { cookie: `session=${partnerToken}` }))
     // The verified-token cache must not lift the restriction: idpToken is cached by now.
     await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/both/x`, { 'x-api-token': token }))
+  })
+
+  t.test('a requirement tree reads the sources of every issuer it names, each token only where its issuer reads', async (t) => {
+    t.equal((await get(`${gw.url}/tree/x`, { 'x-api-token': partnerToken })).status, 200, 'partner, named only inside any, from X-Api-Token')
+    t.equal(up.received.at(-1)!.headers['x-user-id'], 'bob')
+    t.equal((await get(`${gw.url}/tree/x`, { cookie: `session=${token}` })).status, 200, 'idp from its cookie')
+    await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/tree/x`, { 'x-api-token': token }))
+    await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/tree/x`, bearer(partnerToken)))
+    const other = await refused(t, 403, 'insufficient_claims', () => get(`${gw.url}/tree/x`, bearer(idp.sign({ ...claims, sub: 'carol' }))))
+    t.equal(other.json.message, 'the token lacks the required claim sub', 'the idp alternative says what is lacking')
   })
 
   t.test('forward_token: false removes the token cookie and keeps the others', async (t) => {

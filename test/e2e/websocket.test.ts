@@ -85,6 +85,17 @@ const ROUTES = `
   - { path: /pub/ws, upstream: orders, auth: none, websocket: true }
   - { path: /browser/ws, upstream: orders, auth: { issuers: [idp] }, websocket: true, cors: { origins: ["https://app.example.com"] } }
   - { path: /plain/**, upstream: orders, auth: { issuers: [idp] } }
+  - path: /own/ws
+    upstream: orders
+    websocket: true
+    identity_headers: { x-user-roles: { claim: roles, join: "|" }, x-user-email: email }
+    forward_payload_header: x-token-claims
+    auth: { issuers: [idp], claims: { roles: { contains: reader } } }
+  - path: /report/ws
+    upstream: orders
+    websocket: true
+    mode: report
+    auth: { issuers: [idp], claims: { roles: { contains: admin } } }
 `
 
 t.test('a token in a query parameter opens the socket and never reaches the upstream', async (t) => {
@@ -142,6 +153,38 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     const noRoute = await open(ws('/nowhere'), { authorization: `Bearer ${token}` })
     t.equal('status' in noRoute && noRoute.status, 404)
     t.equal(up.connections, before, 'no connection was opened to the upstream')
+  })
+
+  t.test('an upgrade gets the identity headers decide() computed for its route, as HTTP does', async (t) => {
+    const tokenWithEmail = idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['reader', 'ops'], email: 'a@example.com' })
+    const opened = await open(ws('/own/ws'), { authorization: `Bearer ${tokenWithEmail}`, 'x-user-email': 'forged', 'x-token-claims': 'forged' })
+    if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
+    t.teardown(() => opened.ws.terminate())
+    const seen = up.upgrades.at(-1)!.headers
+    t.equal(seen['x-user-id'], 'alice', 'the policy\'s identity header')
+    t.equal(seen['x-user-roles'], 'reader|ops', 'the route\'s own replaces the policy\'s')
+    t.equal(seen['x-user-email'], 'a@example.com', 'the route\'s own is added')
+    t.match(JSON.parse(Buffer.from(String(seen['x-token-claims']), 'base64url').toString()), { sub: 'alice', email: 'a@example.com' }, 'the payload header')
+    const plain = up.plain.length
+    const refused = await open(ws('/own/ws'), { authorization: `Bearer ${idp.sign({ sub: 'bob', aud: 'orders-api', roles: ['guest'] })}` })
+    t.equal('status' in refused && refused.status, 403, 'the route\'s requirement is checked on the upgrade')
+    t.equal(up.plain.length, plain, 'and nothing reached the upstream')
+  })
+
+  t.test('mode report: an upgrade is tunnelled whatever the decision, with the identity of a verified token only', async (t) => {
+    const opened = await open(ws('/report/ws'), { authorization: `Bearer ${token}`, 'x-user-id': 'mallory' })
+    if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
+    t.teardown(() => opened.ws.terminate())
+    t.equal(up.upgrades.at(-1)!.headers['x-user-id'], 'alice', 'a token that only lacks the claim still gives its identity')
+    const anonymous = await open(ws('/report/ws'), { 'x-user-id': 'mallory' })
+    if (!('ws' in anonymous)) return t.fail(`not opened: ${anonymous.status} ${anonymous.body}`)
+    t.teardown(() => anonymous.ws.terminate())
+    t.equal(up.upgrades.at(-1)!.headers['x-user-id'], undefined, 'no token, no identity: the client\'s copy is removed')
+    const lines = gw.logs.lines.filter((l) => l.route === 'routes[5] /report/ws' && l.status === 101)
+    t.match(lines, [
+      { report: 'deny', report_status: 403, report_reason: 'insufficient_claims', sub: 'alice', websocket: true },
+      { report: 'deny', report_status: 401, report_reason: 'missing_token', websocket: true },
+    ])
   })
 
   t.test('auth: none routes tunnel without a token, still stripping identity headers', async (t) => {

@@ -513,6 +513,14 @@ function expectedReason(claims: Record<string, unknown>, requirement: Requiremen
   const iss = own(claims, ['iss'])
   const issuer = typeof iss === 'string' && Object.hasOwn(requirement.issuers, iss) ? requirement.issuers[iss]! : undefined
   if (!issuer) return 'wrong_issuer'
+  const iat = own(claims, ['iat'])
+  if (iat !== undefined) {
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) return 'invalid_claims'
+    if (iat * 1000 > now + SKEW_MS) return 'issued_in_future'
+  }
+  const sub = own(claims, ['sub'])
+  if (sub !== undefined && typeof sub !== 'string') return 'invalid_claims'
+  // Then the route's requirement, whose token check starts with the audience.
   const aud = own(claims, ['aud'])
   if (typeof aud === 'string') {
     if (!issuer.audiences.includes(aud)) return 'wrong_audience'
@@ -525,13 +533,6 @@ function expectedReason(claims: Record<string, unknown>, requirement: Requiremen
     if (!match) return 'wrong_audience'
   } else if (aud === undefined) return 'wrong_audience'
   else return 'invalid_claims'
-  const iat = own(claims, ['iat'])
-  if (iat !== undefined) {
-    if (typeof iat !== 'number' || !Number.isFinite(iat)) return 'invalid_claims'
-    if (iat * 1000 > now + SKEW_MS) return 'issued_in_future'
-  }
-  const sub = own(claims, ['sub'])
-  if (sub !== undefined && typeof sub !== 'string') return 'invalid_claims'
   for (const c of requirement.conditions) {
     const v = own(claims, c.path)
     const scalar = typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'

@@ -151,6 +151,55 @@ t.test('JWKS settings that cannot work are refused', async (t) => {
   t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256]\n    jwks: { timeout: 0s }')), [/jwks.timeout must be more than 0/])
 })
 
+t.test('requirement trees: schema and meaning problems at their place', async (t) => {
+  const route = (auth: string, extra = '') => GOOD.replace('    auth: { issuers: [idp] }\n', `${extra}    auth:\n${auth}`)
+  t.same(problems(route(`      any:
+        - { issuers: [idp], claim: { a: { equals: 1 } } }
+        - { issuers: [idp], optional: true }
+        - nope
+`)), [
+    'policy.yaml:16:29 unknown field "claim" in routes[0].auth.any[0] (did you mean "claims"?)',
+    'policy.yaml:17:29 unknown field "optional" in routes[0].auth.any[1]',
+    'policy.yaml:18:11 routes[0].auth.any[2] must be a requirement: issuers (with optional audiences, claims, scopes, require_claims, max_age, typ), or any or all of requirements',
+  ])
+  t.same(problems(route('      { issuers: [idp], max_age: 5 minutes, typ: [] }\n')), [
+    'policy.yaml:15:34 routes[0].auth.max_age must be a duration such as 500ms, 30s, 10m or 1h, or a number of seconds',
+    'policy.yaml:15:50 routes[0].auth.typ must be the accepted token header typ (such as at+jwt), or a list of them',
+  ])
+  t.same(problems(route(`      all:
+        - { issuers: [idp], claims: { email: { matches: "[a-z" }, roles: { matches: "(a+)+" } } }
+        - { any: [ { issuers: [idp], require_claims: [jti] } ], scopes: [x] }
+`)), [
+    'policy.yaml:16:57 invalid regular expression "[a-z": Unterminated character class',
+    'policy.yaml:16:85 regular expression "(a+)+" is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)',
+    'policy.yaml:17:73 scopes belongs to a requirement with issuers; with any, put it in each requirement of the list',
+  ])
+  t.same(problems(route('      { any: [ { issuers: [idp] }, { issuers: [other] } ] }\n')), ['policy.yaml:15:48 unknown issuer "other" (known: idp)'])
+})
+
+t.test('mode, identity_headers and forward_payload_header: problems at their place', async (t) => {
+  t.same(problems(GOOD.replace('    auth: { issuers: [idp] }\n', '    mode: report\n    identity_headers: { x-user-email: email }\n    forward_payload_header: x-jwt-payload\n    auth: none\n')), [
+    'policy.yaml:14:11 mode: report needs a token to report on: the route has auth: none',
+    'policy.yaml:15:23 identity_headers needs a token: the route has auth: none',
+    'policy.yaml:16:29 forward_payload_header needs a token: the route has auth: none',
+  ])
+  t.same(problems(GOOD.replace('    auth: { issuers: [idp] }\n', '    mode: enforce\n    auth: none\n')), [], 'mode: enforce is the default anyway')
+  t.same(problems(GOOD.replace('routes:', 'identity_headers: { x-user-id: sub }\nforward_payload_header: X_User_Id\nroutes:')), [
+    'policy.yaml:12:25 X_User_Id is also an identity header; give the payload a header of its own',
+  ])
+  t.same(problems(GOOD.replace('    auth: { issuers: [idp] }\n', '    forward_payload_header: Cookie\n    identity_headers: { host: sub }\n    auth: { issuers: [idp] }\n')), [
+    'policy.yaml:15:31 host cannot carry a claim: the gateway or the protocol owns it',
+    'policy.yaml:14:29 Cookie cannot carry the token payload: the gateway or the protocol owns it',
+  ])
+  t.same(problems(GOOD.replace('    auth: { issuers: [idp] }\n', '    forward_payload_header: Cookie\n    auth: { issuers: [idp] }\n')), [
+    'policy.yaml:14:29 Cookie cannot carry the token payload: the gateway or the protocol owns it',
+  ])
+  t.same(problems(GOOD.replace('routes:', 'forward_payload_header: x-claims\nroutes:').replace('    auth: { issuers: [idp] }\n', '    identity_headers: { x-claims: sub }\n    auth: { issuers: [idp] }\n')), [
+    'policy.yaml:15:23 x-claims is the policy\'s forward_payload_header; give the identity header another name',
+  ])
+  t.match(problems(GOOD.replace('routes:', 'identity_header_max_bytes: 8\nroutes:')), [/identity_header_max_bytes must be >= 16/])
+})
+
 const JWKS = 'jwks_uri: https://idp.example.com/.well-known/jwks.json'
 const ROUTE_AUTH = 'auth: { issuers: [idp] }'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { parseClaimPath } from '../../src/auth/claims.js'
-import { encodeClaim, headerSafe, headerStripper, injectIdentity } from '../../src/proxy/identity_headers.js'
+import { encodeClaim, headerSafe, headerStripper, identityHeaders, type IdentityHeader } from '../../src/proxy/identity_headers.js'
 
 t.test('the stripper removes mapped names and reserved prefixes in any spelling', async (t) => {
   const strip = headerStripper(['X-User-Id'], ['x-jwt-'])
@@ -30,14 +30,34 @@ t.test('values never carry CR, LF or non-ASCII raw', async (t) => {
   t.equal(decodeURIComponent(headerSafe('x\ty\u0000z')), 'x\ty\u0000z')
 })
 
+const plain = { json: false as const, join: ',' }
+
 t.test('nested and quoted claim paths; an absent claim gives no header', async (t) => {
-  const headers: Record<string, unknown> = {}
   const claims = { sub: 'alice', realm_access: { roles: ['r1', 'r2'] }, 'https://example.com/roles': ['admin'] }
-  injectIdentity(headers as never, claims, [
-    { name: 'x-roles', claim: parseClaimPath('realm_access.roles'), encoding: { json: false, join: ',' } },
+  const headers = identityHeaders(claims, { payloadHeader: null, maxBytes: 4096, headers: [
+    { name: 'x-roles', claim: parseClaimPath('realm_access.roles'), encoding: plain },
     { name: 'x-ns-roles', claim: parseClaimPath('"https://example.com/roles"'), encoding: { json: true } },
-    { name: 'x-email', claim: parseClaimPath('email'), encoding: { json: false, join: ',' } },
-    { name: 'x-proto', claim: parseClaimPath('__proto__.polluted'), encoding: { json: false, join: ',' } },
-  ])
+    { name: 'x-email', claim: parseClaimPath('email'), encoding: plain },
+    { name: 'x-proto', claim: parseClaimPath('__proto__.polluted'), encoding: plain },
+  ] })
   t.same(headers, { 'x-roles': 'r1,r2', 'x-ns-roles': '["admin"]' })
+})
+
+t.test('the payload header is base64url JSON of the claims as verified', async (t) => {
+  // As JSON.parse leaves a token with a duplicate member: the last one, which the gateway checked.
+  const claims = JSON.parse('{"sub":"alice","roles":["a"],"sub":"bob","n":{"é":1}}') as Record<string, unknown>
+  const headers = identityHeaders(claims, { headers: [], payloadHeader: 'x-jwt-payload', maxBytes: 4096 }) as Record<string, string>
+  t.match(headers['x-jwt-payload'], /^[A-Za-z0-9_-]+$/)
+  t.same(JSON.parse(Buffer.from(headers['x-jwt-payload']!, 'base64url').toString('utf8')), { sub: 'bob', roles: ['a'], n: { é: 1 } })
+})
+
+t.test('a value over the cap refuses the request; it is never cut or silently dropped', async (t) => {
+  const groups: IdentityHeader = { name: 'x-groups', claim: ['groups'], encoding: plain }
+  const fits = identityHeaders({ groups: ['a'.repeat(30), 'b'.repeat(31)] }, { headers: [groups], payloadHeader: null, maxBytes: 62 })
+  t.same(fits, { 'x-groups': `${'a'.repeat(30)},${'b'.repeat(31)}` }, 'exactly the cap is sent')
+  t.match(identityHeaders({ groups: ['a'.repeat(30), 'b'.repeat(32)] }, { headers: [groups], payloadHeader: null, maxBytes: 62 }),
+    { status: 403, reason: 'identity_too_large', description: 'the identity header x-groups would be 63 bytes, more than the 62 this route sends' })
+  t.match(identityHeaders({ name: 'é'.repeat(10) }, { headers: [{ name: 'x-name', claim: ['name'], encoding: plain }], payloadHeader: null, maxBytes: 59 }),
+    { reason: 'identity_too_large' }, 'measured after percent-encoding (60 bytes)')
+  t.match(identityHeaders({ sub: 'x'.repeat(100) }, { headers: [], payloadHeader: 'x-jwt-payload', maxBytes: 100 }), { reason: 'identity_too_large', description: /x-jwt-payload/ })
 })
