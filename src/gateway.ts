@@ -40,6 +40,12 @@ export interface GatewayApp {
   pools: UpstreamPools
   /** Client sockets of open WebSocket tunnels, which the HTTP server no longer tracks. */
   upgraded: Set<Socket>
+  /**
+   * Counts a finished request in the metrics and writes its access line: the one place for
+   * both, for HTTP requests and WebSocket tunnels alike. `target` is the raw request target, for
+   * a path that was never normalized; `ms` the time it took.
+   */
+  record(state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket?: boolean): void
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -58,7 +64,15 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       : { http: { maxHeaderSize: policy.maxHeaderBytes } }),
   })
   const pools = new UpstreamPools(policy)
-  const gateway: GatewayApp = { app, policy, closing: false, pools, upgraded: new Set() }
+  const writeAccessLine = accessLogger(logger)
+  const gateway: GatewayApp = {
+    app, policy, closing: false, pools, upgraded: new Set(),
+    record(state, id, method, target, status, ms, websocket) {
+      metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
+      if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
+      if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
+    },
+  }
   const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
   const options = (route: Route) => {
     let o = optionsByRoute.get(route)
@@ -127,12 +141,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     if (cors) addCorsHeaders(reply, cors, request.headers.origin, state?.preflight === true, state?.preflight === true && state.denial !== undefined)
     done(null, payload)
   })
-  const writeAccessLine = accessLogger(logger)
   app.addHook('onResponse', (request, reply, done) => {
-    const state = (request as GatewayRequest).jwtgate
-    metrics.request(state?.route?.name ?? 'none', request.raw.method ?? '', reply.statusCode, reply.elapsedTime / 1000, state?.denial?.reason)
-    if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
-    if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, request as GatewayRequest, reply)
+    gateway.record((request as GatewayRequest).jwtgate, request.id, request.raw.method ?? '', request.raw.url ?? '', reply.statusCode, reply.elapsedTime)
     done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
@@ -145,7 +155,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
   })
   const server = app.server as Server
-  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, metrics, requestId }, req, socket, head))
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
   return gateway
 }
 
@@ -175,17 +185,16 @@ function newState(policy: CompiledPolicy): RequestState {
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */
-function accessLog(write: ReturnType<typeof accessLogger>, request: GatewayRequest, reply: FastifyReply): void {
-  const state = request.jwtgate
+function accessLog(write: ReturnType<typeof accessLogger>, state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket: boolean | undefined): void {
   const claims = state?.identity?.claims
   write({
-    requestId: request.id,
-    method: request.raw.method,
-    path: state?.path ?? splitTarget(request.raw.url ?? '').path.slice(0, 256),
+    requestId,
+    method,
+    path: state?.path ?? splitTarget(target).path.slice(0, 256),
     route: state?.route?.name,
     upstream: state?.route?.upstream.name,
-    status: reply.statusCode,
-    ms: Math.round(reply.elapsedTime * 100) / 100,
+    status,
+    ms: Math.round(ms * 100) / 100,
     issuer: state?.identity?.issuer.name,
     sub: typeof claims?.sub === 'string' ? claims.sub : undefined,
     reason: state?.denial?.reason ?? state?.upstreamError,
@@ -193,5 +202,6 @@ function accessLog(write: ReturnType<typeof accessLogger>, request: GatewayReque
     report: state?.route?.report ? (state.reported ? 'deny' : 'allow') : undefined,
     reportStatus: state?.reported?.status,
     reportReason: state?.reported?.reason,
+    websocket,
   })
 }

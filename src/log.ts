@@ -42,6 +42,8 @@ export interface AccessFields {
   report: 'allow' | 'deny' | undefined
   reportStatus: number | undefined
   reportReason: string | undefined
+  /** A WebSocket tunnel's line. */
+  websocket: boolean | undefined
 }
 
 const INFO = 30
@@ -62,7 +64,7 @@ export function accessLogger(logger: Logger): (fields: AccessFields) => void {
       text('method', f.method) + text('path', f.path) + text('route', f.route) + text('upstream', f.upstream) +
       `,"status":${f.status},"ms":${f.ms}` + text('issuer', f.issuer) + text('sub', f.sub) + text('reason', f.reason) +
       text('report', f.report) + (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) + text('report_reason', f.reportReason) +
-      ',"msg":"request"}\n')
+      (f.websocket ? ',"websocket":true' : '') + ',"msg":"request"}\n')
   }
 }
 

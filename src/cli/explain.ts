@@ -11,7 +11,7 @@ import { readPolicySource } from '../policy/load.js'
 import type { PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
-import { queryWithout } from '../proxy/token_removal.js'
+import { forwardedQuery } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
 import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
@@ -183,7 +183,7 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
-    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(route, options.target) } : null,
+    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) } : null,
     requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
@@ -212,14 +212,6 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
   }
   if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
   return { decision: 'allow', ...forwarded }
-}
-
-/** The query as the upstream gets it: token parameters removed, as the proxy does. */
-function forwardedQuery(route: Route, target: string): string {
-  const names = route.auth?.sources.queryNames
-  if (!names?.length) return splitTarget(target).query
-  const rest = queryWithout(target, names)
-  return rest ? `?${rest}` : ''
 }
 
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {

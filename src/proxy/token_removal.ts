@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { afterPair, findCookie, parameterNameIs } from '../auth/extract.js'
 import type { TokenSources } from '../auth/token_sources.js'
+import { splitTarget } from '../routing/normalize.js'
 
 /**
  * The query string of `url` without the named parameters, for reply-from's `queryString`
@@ -24,6 +25,17 @@ export function queryWithout(url: string, names: readonly string[]): string {
     i = end
   }
   return kept.join('&')
+}
+
+/**
+ * The query of a request target as its route forwards it, with its `?` ('' when none is left):
+ * the route's token parameters removed, the rest byte for byte. For WebSocket upgrades and
+ * `jwtgate explain`; reply-from's `queryString` option calls queryWithout itself.
+ */
+export function forwardedQuery(target: string, tokenParameters: readonly string[]): string {
+  if (tokenParameters.length === 0) return splitTarget(target).query
+  const kept = queryWithout(target, tokenParameters)
+  return kept ? `?${kept}` : ''
 }
 
 /** A Cookie header without the named cookies; undefined when none is left. */

@@ -15,15 +15,13 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import type { Metrics } from '../admin/metrics.js'
 import { deny } from '../auth/deny.js'
 import { decide } from '../decide.js'
 import type { GatewayApp, RequestState } from '../gateway.js'
-import { splitTarget } from '../routing/normalize.js'
 import { allowsOrigin } from './cors.js'
 import { responseHeaders, upstreamRequestHeaders } from './forward.js'
 import { insecureRequest } from './https_only.js'
-import { queryWithout } from './token_removal.js'
+import { forwardedQuery } from './token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from './upstream_pools.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
@@ -34,7 +32,6 @@ export interface UpgradeContext {
   server: Server
   gateway: GatewayApp
   logger: Logger
-  metrics: Metrics
   /** The gateway's request id for a raw request (fastify's genReqId). */
   requestId(req: IncomingMessage): string
 }
@@ -116,25 +113,13 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const options = {
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port || (https ? 443 : 80),
-    path: upstream.basePath + state.path! + upgradeQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
+    path: upstream.basePath + state.path! + forwardedQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
     method: 'GET',
     headers,
     agent: false,
     ...(https ? upstreamTlsOptions(upstream) : {}),
   }
-  const log = (status: number, reason?: string) => {
-    const claims = state.identity?.claims
-    ctx.metrics.request(route.name, 'GET', status, (performance.now() - started) / 1000, undefined)
-    if (route.report) ctx.metrics.reportDecision(route.name, state.reported?.reason)
-    const reported = state.reported
-    ctx.logger.info({
-      request_id: id, method: 'GET', path: state.path, route: route.name, upstream: upstream.name, status,
-      ms: Math.round((performance.now() - started) * 100) / 100, issuer: state.identity?.issuer.name,
-      sub: typeof claims?.sub === 'string' ? claims.sub : undefined, reason, websocket: true,
-      // mode: report: what enforcing would have answered; the upgrade went through anyway.
-      ...(route.report ? (reported ? { report: 'deny', report_status: reported.status, report_reason: reported.reason } : { report: 'allow' }) : {}),
-    }, 'request')
-  }
+  const log = (status: number) => ctx.gateway.record(state, id, 'GET', req.url ?? '', status, performance.now() - started, true)
 
   let settled = false
   const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
@@ -144,7 +129,8 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     clearTimeout(timer)
     upstreamRequest.destroy()
     const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
-    log(timedOut ? 504 : 502, reason)
+    state.upstreamError = reason
+    log(timedOut ? 504 : 502)
     answer(req, socket, timedOut ? 504 : 502, { 'content-type': 'application/json', 'cache-control': 'no-store' },
       JSON.stringify({ error: reason, message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached', request_id: id }))
   }
@@ -179,7 +165,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     settled = true
     clearTimeout(timer)
     log(response.statusCode ?? 502)
-    const res = answer(req, socket, response.statusCode ?? 502, responseHeaders({ ...response.headers }))
+    const res = answer(req, socket, response.statusCode ?? 502, responseHeaders(response.headers))
     response.pipe(res)
   })
   upstreamRequest.end()
@@ -196,7 +182,7 @@ function withoutNominated(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 
 function switchingProtocols(headers: IncomingHttpHeaders): string {
   let text = 'HTTP/1.1 101 Switching Protocols\r\n'
-  for (const [name, value] of Object.entries(responseHeaders({ ...headers }))) {
+  for (const [name, value] of Object.entries(responseHeaders(headers))) {
     for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`
   }
   return `${text}connection: Upgrade\r\nupgrade: websocket\r\n\r\n`
@@ -246,9 +232,3 @@ function pipeTogether(gateway: GatewayApp, client: Socket, upstream: Socket, clo
   arm()
 }
 
-/** The query the upstream sees: a token in a query parameter never reaches it (RFC 6750 §5.3). */
-function upgradeQuery(url: string, tokenParameters: readonly string[]): string {
-  if (tokenParameters.length === 0) return splitTarget(url).query
-  const kept = queryWithout(url, tokenParameters)
-  return kept ? `?${kept}` : ''
-}
