@@ -2,8 +2,6 @@
 // matchers, issuers with prepared verifiers and key sources, upstreams with parsed URLs. The
 // request path reads only these; it never sees YAML or the raw document.
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import path from 'node:path'
 import type { Logger } from 'pino'
 import { parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
@@ -20,6 +18,7 @@ import { headerStripper, type IdentityHeader, type IdentityOutput } from '../pro
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
+import { readSecretBesidePolicy } from './policy_files.js'
 import { lintIssuers } from './lint.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
@@ -359,17 +358,12 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     report(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
     return undefined
   }
-  let secret: Buffer
-  if (spec.secret_file !== undefined) {
-    try {
-      secret = Buffer.from(readFileSync(path.resolve(path.dirname(policyFile), spec.secret_file), 'utf8').replace(/\r?\n$/, ''))
-    } catch (err) {
-      report(['secret_file'], `cannot read secret_file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-      return undefined
-    }
-  } else {
-    secret = Buffer.from(spec.secret!)
+  const text = spec.secret_file !== undefined ? readSecretBesidePolicy(policyFile, spec.secret_file, 'secret_file') : spec.secret!
+  if (typeof text !== 'string') {
+    report(['secret_file'], text.problem)
+    return undefined
   }
+  const secret = Buffer.from(text)
   // RFC 7518 §3.2: the key must be at least as long as the hash output.
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
   if (secret.length < needed) {

@@ -3,8 +3,7 @@
 // the file: the gateway never starts with it, and a reload that brings one keeps the old policy
 // (and the old certificate) in use.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import path from 'node:path'
+import { readBesidePolicy } from './policy_files.js'
 import type { DocPath } from './problems.js'
 
 /** The listener's certificate chain and key, as the TLS server takes them. */
@@ -54,12 +53,10 @@ export function compileUpstreamTls(spec: { ca_file?: string; cert_file?: string;
 }
 
 function read(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
-  try {
-    return readFileSync(path.resolve(path.dirname(policyFile), file))
-  } catch (err) {
-    report(at, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-    return undefined
-  }
+  const read = readBesidePolicy(policyFile, file)
+  if (Buffer.isBuffer(read)) return read
+  report(at, read.problem)
+  return undefined
 }
 
 /** A PEM file whose first block is an X.509 certificate (a chain or a CA bundle may follow). */

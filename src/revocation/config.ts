@@ -1,10 +1,10 @@
 // The policy's `revocation:` section → store settings, the admin token, and the store itself
 // (built once; a reload keeps the previous policy's store when its settings are unchanged).
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { durationMs } from '../policy/duration.js'
+import { readSecretBesidePolicy } from '../policy/policy_files.js'
 import type { DocPath } from '../policy/problems.js'
 import type { RevocationDocument } from '../policy/schema.js'
 import { FileStore } from './file.js'
@@ -64,10 +64,11 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
     const where = at(spec.admin_token !== undefined ? 'admin_token' : 'admin_token_file')
     let token: string | undefined = spec.admin_token
     if (spec.admin_token_file !== undefined) {
-      try {
-        token = readFileSync(path.resolve(path.dirname(policyFile), spec.admin_token_file), 'utf8').replace(/\r?\n$/, '')
-      } catch (err) {
-        fail(where, `cannot read admin_token_file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      const read = readSecretBesidePolicy(policyFile, spec.admin_token_file, 'admin_token_file')
+      if (typeof read === 'string') token = read
+      else {
+        token = undefined
+        fail(where, read.problem)
       }
     }
     if (token !== undefined) {

@@ -41,6 +41,13 @@ t.test('a good policy compiles', async (t) => {
   t.same(problems(GOOD), [])
 })
 
+t.test('an alias to no anchor (an unquoted *.example.com) is reported where it is, with the fix', async (t) => {
+  t.same(problems(GOOD.replace('  - path: /api/**', '  - path: /api/**\n    host: *.example.com')), [
+    'policy.yaml:13:11 *.example.com refers to no anchor; a value that starts with * or & must be quoted ("*.example.com")',
+  ])
+  t.same(problems(GOOD.replace('  - path: /api/**', '  - path: /api/**\n    host: "*.example.com"')), [], 'quoted, it is a host pattern')
+})
+
 t.test('config/example.yaml and config/demo.yaml are valid', async (t) => {
   for (const name of ['example.yaml', 'demo.yaml']) {
     const file = fileURLToPath(new URL(`../../config/${name}`, import.meta.url))
@@ -217,6 +224,10 @@ t.test('token sources: one place each, never what the gateway owns, never on aut
   t.match(issuerSources('[{ header: authorization }, { header: Authorization, prefix: "JWT " }]'), [/the Authorization header is already a token source/])
   t.match(problems(GOOD.replace(ROUTE_AUTH, `${ROUTE_AUTH}\n    token_sources: [{ query: t }, { query: t }]`)), [/policy.yaml:15:35 the t query parameter is already a token source/])
   t.match(problems(GOOD.replace(ROUTE_AUTH, 'auth: none\n    token_sources: [{ query: t }]')), [/token_sources needs a token: the route has auth: none/])
+  // The extractor keeps one bit per header source in a 32-bit number.
+  const headers = (n: number) => `[${Array.from({ length: n }, (_, i) => `{ header: X-Token-${i} }`).join(', ')}]`
+  t.same(problems(GOOD.replace(ROUTE_AUTH, `${ROUTE_AUTH}\n    token_sources: ${headers(30)}`)), [])
+  t.match(problems(GOOD.replace(ROUTE_AUTH, `${ROUTE_AUTH}\n    token_sources: ${headers(31)}`)), [/a route reads tokens from at most 30 headers/])
   // Two issuers reading one header differently cannot share a route.
   const two = GOOD.replace('upstreams:', `  other:
     issuer: other
