@@ -30,7 +30,8 @@ export class PrimaryPolicy {
       logRejectedReload(err, this.file, current, this.logger)
       return false
     }
-    stopIssuers(next)
+    // Issuers the reload kept are the current policy's, stopped already (a second stop throws).
+    for (const issuer of next.issuers.values()) if (current.issuers.get(issuer.name) !== issuer) issuer.stop()
     const oldStore = current.revocation?.store
     const newStore = next.revocation?.store
     if (newStore && newStore !== oldStore) {
