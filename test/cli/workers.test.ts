@@ -2,7 +2,7 @@
 // worker processes sharing the proxy listener. One cluster is started and taken through its
 // life in order (starting one costs seconds on a loaded machine); the steps are subtests.
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { request } from 'node:http'
 import { writeFileSync } from 'node:fs'
 import { BIN, jwtgate } from '../support/cli.js'
@@ -47,24 +47,32 @@ routes:
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
 ${routes}
 `
-const file = tempFile('policy.yaml', policyText('  - { path: /open/**, upstream: orders, auth: none }'))
-const proc = spawn(process.execPath, [BIN, 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-let out = ''
-proc.stdout.on('data', (d: Buffer) => { out += d })
-proc.stderr.on('data', (d: Buffer) => { out += d })
-const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
-t.teardown(() => { proc.kill("SIGKILL"); if (process.env.SHOW_OUT) console.error(out) })
 
-const lines = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+interface Cluster { proc: ChildProcessWithoutNullStreams; out(): string; url: string; admin: string; exited: Promise<number | null> }
+
+/** `jwtgate serve`, once every worker listens. */
+async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Cluster> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => { out += d })
+  proc.stderr.on('data', (d: Buffer) => { out += d })
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
+  t.teardown(() => { proc.kill('SIGKILL') })
+  if (!(await eventually(40_000, async () => /"all workers listening"/.test(out)))) throw new Error(`the cluster did not start: ${out}`)
+  return { proc, out: () => out, url: /jwtgate listening on (\S+?)"/.exec(out)![1]!, admin: /jwtgate admin on (\S+?)"/.exec(out)![1]!, exited }
+}
+
+const file = tempFile('policy.yaml', policyText('  - { path: /open/**, upstream: orders, auth: none }'))
+const gw = await serve(t, file)
+const { proc, url, admin, exited } = gw
+
+const lines = (text = gw.out()) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
 /** The pids of the workers the primary started, by worker number, latest last. */
-const started = (worker: number) => lines().filter((l) => l.msg === `worker ${worker} started`).map((l) => l.pid as number)
+const started = (worker: number, text = gw.out()) => lines(text).filter((l) => l.msg === `worker ${worker} started`).map((l) => l.pid as number)
 const listening = (pid: number) => lines().some((l) => l.msg?.toString().match(/^worker \d listening$/) && l.pid === pid)
 const accessLines = () => lines().filter((l) => l.msg === 'request')
 const workersOf = (list: Array<Record<string, unknown>>) => [...new Set(list.map((l) => l.worker))].sort()
 
-if (!(await eventually(40_000, async () => /"all workers listening"/.test(out)))) throw new Error(`the cluster did not start: ${out}`)
-const url = /jwtgate listening on (\S+?)"/.exec(out)![1]!
-const admin = /jwtgate admin on (\S+?)"/.exec(out)![1]!
 const alice = idp.sign({ sub: 'alice', aud: 'orders-api', jti: 'alice-1' })
 const bob = idp.sign({ sub: 'bob', aud: 'orders-api', jti: 'bob-1' })
 
@@ -109,11 +117,11 @@ t.test('a killed worker is replaced, with the revocations, and the gateway keeps
   const victim = started(1).at(-1)!
   process.kill(victim, 'SIGKILL')
   // A connection the primary handed to the worker as it died is lost with it, as with any crash.
-  t.ok(await eventually(5000, async () => /"msg":"worker 1 died; starting another"/.test(out)))
+  t.ok(await eventually(5000, async () => /"msg":"worker 1 died; starting another"/.test(gw.out())))
   const during = await statuses(`${url}/open/b`, 10)
   t.same(during, Array(10).fill(200), 'the other worker answers meanwhile')
   t.ok(await eventually(30_000, async () => started(1).length === 2 && listening(started(1)[1]!)), 'a new worker 1 listens')
-  t.match(out, /"worker":1,"pid":\d+,"code":null,"signal":"SIGKILL"[^\n]*"msg":"worker 1 died; starting another"/)
+  t.match(gw.out(), /"worker":1,"pid":\d+,"code":null,"signal":"SIGKILL"[^\n]*"msg":"worker 1 died; starting another"/)
   t.ok(await eventually(10_000, async () => (await fresh(`${admin}/readyz`)).status === 200), 'ready again')
   const before = accessLines().length
   t.same(await statuses(`${url}/api/x`, 10, bearer(alice)), Array(10).fill(401), 'the new worker refuses the revoked token too')
@@ -129,13 +137,13 @@ t.test('a policy file change reloads every worker; SIGHUP too; a bad edit keeps 
   t.ok(await eventually(10_000, async () => (await statuses(`${url}/hup/x`, 6)).every((s) => s === 200)), 'after SIGHUP')
   writeFileSync(file, policyText('  - { path: /bad/**, upstream: nowhere, auth: none }'))
   proc.kill('SIGHUP')
-  t.ok(await eventually(5000, async () => /policy reload rejected/.test(out)))
+  t.ok(await eventually(5000, async () => /policy reload rejected/.test(gw.out())))
   t.same(await statuses(`${url}/hup/x`, 6), Array(6).fill(200), 'the loaded policy still serves')
   t.same(await statuses(`${url}/bad/x`, 2), [404, 404])
   const text = (await fresh(`${admin}/metrics`)).body
   t.match(text, /jwtgate_policy_reloads_total\{result="failure"\} [12]\n/, 'counted once per refused reload (the watcher may see the file too)')
   t.match(text, /jwtgate_policy_reloads_total\{result="success"\} [2-4]\n/)
-  t.notMatch(out, /"worker":\d,[^\n]*"msg":"policy reload rejected"/, 'no worker saw the bad policy')
+  t.notMatch(gw.out(), /"worker":\d,[^\n]*"msg":"policy reload rejected"/, 'no worker saw the bad policy')
 })
 
 t.test('SIGTERM: readiness off at once, every worker drains and exits, then the primary, with 0', async (t) => {
@@ -146,10 +154,18 @@ t.test('SIGTERM: readiness off at once, every worker drains and exits, then the 
   t.equal(await exited, 0)
   const alive = pids.filter((pid) => { try { process.kill(pid, 0); return true } catch { return false } })
   t.same(alive, [], 'no worker left running')
-  t.match(out, /"worker":1,"msg":"shut down"/)
-  t.match(out, /"worker":2,"msg":"shut down"/)
-  const torn = out.split('\n').filter((l) => l !== '' && !isJson(l))
+  t.match(gw.out(), /"worker":1,"msg":"shut down"/)
+  t.match(gw.out(), /"worker":2,"msg":"shut down"/)
+  const torn = gw.out().split('\n').filter((l) => l !== '' && !isJson(l))
   t.same(torn, [], 'every line of the shared stdout is whole JSON')
+})
+
+t.test('workers exit when the primary is gone', async (t) => {
+  const orphaned = await serve(t, tempFile('policy.yaml', policyText('')))
+  const pids = [1, 2].map((n) => started(n, orphaned.out())[0]!)
+  orphaned.proc.kill('SIGKILL')
+  const gone = (pid: number) => { try { process.kill(pid, 0); return false } catch { return true } }
+  t.ok(await eventually(10_000, async () => pids.every(gone)), 'both workers exited')
 })
 
 t.test('a bad policy with workers: 2 exits with file:line:col before forking anything', async (t) => {
