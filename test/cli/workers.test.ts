@@ -63,7 +63,8 @@ async function serve(t: { teardown(fn: () => unknown): void }, policyFile: strin
 }
 
 const file = tempFile('policy.yaml', policyText('  - { path: /open/**, upstream: orders, auth: none }'))
-const gw = await serve(t, file)
+// The second cluster only has to lose its primary (the last test); started alongside, to save time.
+const [gw, orphaned] = await Promise.all([serve(t, file), serve(t, tempFile('policy.yaml', policyText('')))])
 const { proc, url, admin, exited } = gw
 
 const lines = (text = gw.out()) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -111,6 +112,20 @@ t.test('a revocation posted to the primary holds on every worker', async (t) => 
   t.same(workersOf(revoked()), [1, 2], 'by both workers')
   t.same(await statuses(`${url}/api/x`, 4, bearer(bob)), Array(4).fill(200), 'other tokens pass')
   t.match(JSON.parse((await fresh(`${admin}/revocations/stats`)).body), { backend: 'memory', jti: 1 })
+})
+
+t.test('a worker that does not answer: the revocation gets 503, /readyz names it', async (t) => {
+  const stuck = started(2).at(-1)!
+  process.kill(stuck, 'SIGSTOP')
+  t.teardown(() => { process.kill(stuck, 'SIGCONT') })
+  const posted = await fetch(`${admin}/revocations`, { method: 'POST', headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'carol' }) })
+  t.equal(posted.status, 503)
+  t.match(await posted.json(), { error: 'revocation_unavailable', message: /worker 2: no answer within/ })
+  const ready = await fresh(`${admin}/readyz`)
+  t.equal(ready.status, 503)
+  t.match(JSON.parse(ready.body), { status: 'not_ready', reasons: [/^worker 2: not answering/] })
+  process.kill(stuck, 'SIGCONT')
+  t.ok(await eventually(5000, async () => (await fresh(`${admin}/readyz`)).status === 200), 'ready again once it answers')
 })
 
 t.test('a killed worker is replaced, with the revocations, and the gateway keeps answering', async (t) => {
@@ -161,7 +176,6 @@ t.test('SIGTERM: readiness off at once, every worker drains and exits, then the 
 })
 
 t.test('workers exit when the primary is gone', async (t) => {
-  const orphaned = await serve(t, tempFile('policy.yaml', policyText('')))
   const pids = [1, 2].map((n) => started(n, orphaned.out())[0]!)
   orphaned.proc.kill('SIGKILL')
   const gone = (pid: number) => { try { process.kill(pid, 0); return false } catch { return true } }
