@@ -23,7 +23,7 @@ export class LineBatcher implements pino.DestinationStream {
   private pendingBytes = 0
   private timer: NodeJS.Timeout | undefined
 
-  constructor(private readonly out: pino.DestinationStream & { flushSync?(): void }, private readonly maxBytes: number, private readonly maxDelayMs: number) {
+  constructor(readonly out: pino.DestinationStream & { flushSync?(): void }, readonly maxBytes: number, private readonly maxDelayMs: number) {
     // pino's own exit hook flushes `out` before this one runs: hand over what is left, then flush again.
     process.on('exit', () => {
       this.flush()
@@ -53,15 +53,43 @@ export class LineBatcher implements pino.DestinationStream {
   }
 }
 
-export function createLogger(level = 'info', destination: pino.DestinationStream = stdout()): Logger {
-  return pino({
+// POSIX PIPE_BUF on Linux: a write to a pipe of at most this many bytes is atomic.
+const PIPE_BUF = 4096
+
+/**
+ * Standard output shared with other processes (the workers and the primary of `workers: N`
+ * write to the same pipe). A write larger than PIPE_BUF may be split and interleaved with
+ * another process's write, cutting a JSON line in two. Batches of whole lines stay within
+ * PIPE_BUF, and sonic-boom, which joins batches queued behind a write in progress, joins them
+ * only up to maxWrite: every write is atomic. A single line longer than that cannot be.
+ */
+function sharedStdout(): pino.DestinationStream {
+  return new LineBatcher(pino.destination({ dest: 1, sync: false, maxWrite: PIPE_BUF }), PIPE_BUF, 100)
+}
+
+export interface LoggerOptions {
+  /** A cluster worker's number (1..N), written as `worker` on every line; implies sharedStdout. */
+  worker?: number
+  /** Standard output is shared with other processes: keep each write atomic. */
+  sharedStdout?: boolean
+}
+
+// The fields of createLogger's base beyond service, as JSON text for the access log's lines.
+// pino's child loggers inherit from their parent's prototype, so children see it too.
+const extraBase = Symbol('jwtgate.extraBase')
+
+export function createLogger(level = 'info', destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
+  const extra = options.worker === undefined ? {} : { worker: options.worker }
+  const logger = pino({
     level,
-    base: { service: SERVICE },
+    base: { service: SERVICE, ...extra },
     redact: {
       paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token', 'secret', '*.secret'],
       censor: '[redacted]',
     },
-  }, destination)
+  }, destination ?? (options.worker !== undefined || options.sharedStdout ? sharedStdout() : stdout()))
+  Object.defineProperty(logger, extraBase, { value: Object.entries(extra).map(([k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}`).join('') })
+  return logger
 }
 
 /** The fields of one access-log line; an undefined field is left out, as pino does. */
@@ -96,9 +124,10 @@ const INFO = 30
  */
 export function accessLogger(logger: Logger): (fields: AccessFields) => void {
   const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!
+  const service = `"service":"${SERVICE}"${(logger as unknown as Record<symbol, string | undefined>)[extraBase] ?? ''}`
   return (f) => {
     if (logger.levelVal > INFO) return
-    stream.write(`{"level":${INFO},"time":${Date.now()},"service":"${SERVICE}","request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
+    stream.write(`{"level":${INFO},"time":${Date.now()},${service},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
       named('method', f.method) + text('path', f.path) + named('route', f.route) + named('upstream', f.upstream) +
       `,"status":${f.status},"ms":${f.ms}` + named('issuer', f.issuer) + text('sub', f.sub) + named('reason', f.reason) +
       named('report', f.report) + (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) + named('report_reason', f.reportReason) +

@@ -10,7 +10,7 @@ import type pino from 'pino'
 import type { Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { Metrics } from './admin/metrics.js'
-import { buildAdmin } from './admin/server.js'
+import { buildAdmin, readiness, type Readiness } from './admin/server.js'
 import { buildGateway, type GatewayApp } from './gateway.js'
 import { createLogger } from './log.js'
 import { loadPolicy, type CompiledPolicy } from './policy/compile.js'
@@ -25,10 +25,14 @@ export interface StartOptions {
   logDestination?: pino.DestinationStream
   /** Overrides the policy's listen address (tests use port 0). */
   listen?: { host?: string; port?: number }
-  /** Overrides the policy's admin address (tests use port 0). */
-  admin?: { host?: string; port?: number }
+  /** Overrides the policy's admin address (tests use port 0); false: no admin listener (a cluster worker's primary serves it). */
+  admin?: { host?: string; port?: number } | false
   /** Reload when the policy file (or a secret file it names) changes. On for `serve`. */
   watch?: boolean
+  /** A cluster worker's number: written on its log lines; its primary reports restart-only changes. */
+  worker?: number
+  /** Runs once the policy is loaded and its stores started, before the listener opens. */
+  beforeListen?: (gateway: GatewayApp) => Promise<void>
 }
 
 export interface RunningGateway {
@@ -40,6 +44,8 @@ export interface RunningGateway {
   gateway: GatewayApp
   logger: Logger
   metrics: Metrics
+  /** This process's readiness, as /readyz reports it. */
+  readiness(): Readiness
   /** Loads the policy file again; keeps the old policy (and says why) when the new one is bad. */
   reload(): Promise<boolean>
   /** Readiness off, drain delay, stop accepting, finish in-flight requests, close. */
@@ -51,7 +57,7 @@ export interface RunningGateway {
 export { loadPolicy }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
-  const logger = createLogger('info', options.logDestination)
+  const logger = createLogger('info', options.logDestination, { worker: options.worker })
   const policy = loadPolicy(options.policyFile, logger, options.env)
   logger.level = policy.logLevel
   const metrics = new Metrics()
@@ -67,6 +73,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 
   let url: string
   try {
+    await options.beforeListen?.(gateway)
     url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
   } catch (err) {
     // Its Redis connections would keep the process alive.
@@ -76,8 +83,9 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   logger.info({ address: url, policy: policy.file, policy_hash: policy.hash.slice(0, 12), routes: policy.routes.size }, `jwtgate listening on ${url}`)
   let admin: FastifyInstance | undefined
   let adminUrl: string | undefined
-  if (policy.admin) {
-    admin = buildAdmin({ policy: () => gateway.policy, loadedAt: () => loadedAt, shuttingDown: () => shuttingDown }, metrics, logger)
+  const view = { policy: () => gateway.policy, loadedAt: () => loadedAt, shuttingDown: () => shuttingDown }
+  if (policy.admin && options.admin !== false) {
+    admin = buildAdmin(view, metrics, logger)
     adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port)
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
@@ -91,9 +99,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       next = loadPolicy(options.policyFile, logger, options.env ?? process.env, current)
     } catch (err) {
       // Whatever went wrong, the running policy stays: a reload must never take the gateway down.
-      const problems = err instanceof PolicyError ? err.problems.map(formatProblem) : [`${options.policyFile}:1:1 ${(err as Error).message}`]
-      for (const problem of problems) logger.error({ problem }, 'policy reload rejected')
-      logger.error({ problems: problems.length, kept: current.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
+      logRejectedReload(err, options.policyFile, current, logger)
       metrics.reloaded(false)
       return false
     }
@@ -120,9 +126,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     metrics.reloaded(true)
     for (const old of current.issuers.values()) if (next.issuers.get(old.name) !== old) old.stop()
     if (oldStore && oldStore !== newStore) void oldStore.stop()
-    if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host || next.maxHeaderBytes !== current.maxHeaderBytes) {
-      logger.warn('listen address and limits.max_header_bytes changes take effect at the next restart')
-    }
+    // A cluster's primary says it once for all its workers.
+    if (options.worker === undefined) warnRestartOnly(current, next, logger)
     logger.info({ policy_hash: next.hash.slice(0, 12), kept_issuers: next.issuers.size - added.length, routes: next.routes.size }, 'policy reloaded')
     return true
   }
@@ -166,6 +171,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     gateway,
     logger,
     metrics,
+    readiness: () => readiness(view),
     reload,
     async shutdown() {
       if (shuttingDown) return closed
@@ -182,11 +188,26 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
 }
 
-async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
   await app.listen({ host, port })
   const address = app.server.address() as AddressInfo
   const scheme = 'setSecureContext' in app.server ? 'https' : 'http'
   return `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+}
+
+/** Says why a reload's policy was refused, problem by problem. */
+export function logRejectedReload(err: unknown, policyFile: string, kept: CompiledPolicy, logger: Logger): void {
+  const problems = err instanceof PolicyError ? err.problems.map(formatProblem) : [`${policyFile}:1:1 ${(err as Error).message}`]
+  for (const problem of problems) logger.error({ problem }, 'policy reload rejected')
+  logger.error({ problems: problems.length, kept: kept.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
+}
+
+/** Warns about changes a reload cannot apply. */
+export function warnRestartOnly(current: CompiledPolicy, next: CompiledPolicy, logger: Logger): void {
+  if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host || next.maxHeaderBytes !== current.maxHeaderBytes) {
+    logger.warn('listen address and limits.max_header_bytes changes take effect at the next restart')
+  }
+  if (next.workers !== current.workers) logger.warn({ workers: current.workers, next: next.workers }, 'a workers change takes effect at the next restart')
 }
 
 /**
@@ -209,7 +230,7 @@ function applyListenTls(gateway: GatewayApp, current: CompiledPolicy, next: Comp
  * directory is watched, not the file; the file's content hash decides whether anything changed.
  * Directories of secret files the policy names are watched too.
  */
-function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () => void, logger: Logger): { close(): void } {
+export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () => void, logger: Logger): { close(): void } {
   const watchers = new Map<string, FSWatcher>()
   let lastSeen = fingerprint(file, policy())
   let timer: NodeJS.Timeout | undefined

@@ -38,13 +38,12 @@ export class Metrics {
     name: 'jwtgate_jwks_fetches_total', help: 'Key set fetches by issuer and result (ok or error).',
     labelNames: ['issuer', 'result'] as const, registers: [this.registry],
   })
-  private readonly reloads = new Counter({
-    name: 'jwtgate_policy_reloads_total', help: 'Policy reloads by result (success or failure).',
-    labelNames: ['result'] as const, registers: [this.registry],
-  })
+  private readonly reloads = policyReloads(this.registry)
+  // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
+  // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
     name: 'jwtgate_policy_info', help: 'The loaded policy: 1, labelled with its sha256.',
-    labelNames: ['hash'] as const, registers: [this.registry],
+    labelNames: ['hash'] as const, registers: [this.registry], aggregator: 'first',
   })
   /** Issuers of the live policy, read at scrape time. */
   private issuers: Issuer[] = []
@@ -52,10 +51,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
-    for (const r of ['success', 'failure'] as const) this.reloads.inc({ result: r }, 0)
     const metrics = this
     new Gauge({
-      name: 'jwtgate_jwks_keys', help: 'Signing keys currently cached, by issuer.', labelNames: ['issuer'] as const, registers: [this.registry],
+      name: 'jwtgate_jwks_keys', help: 'Signing keys currently cached, by issuer.', labelNames: ['issuer'] as const, registers: [this.registry], aggregator: 'max',
       collect() {
         this.reset()
         for (const i of metrics.issuers) if (i.jwks) this.set({ issuer: i.name }, i.jwks.status.keyCount)
@@ -63,7 +61,8 @@ export class Metrics {
     })
     new Gauge({
       name: 'jwtgate_jwks_last_success_age_seconds', help: 'Seconds since the last successful key set fetch, by issuer (absent until the first).',
-      labelNames: ['issuer'] as const, registers: [this.registry],
+      // The worker whose keys are oldest: what a staleness alert is about.
+      labelNames: ['issuer'] as const, registers: [this.registry], aggregator: 'max',
       collect() {
         this.reset()
         const now = Date.now()
@@ -112,6 +111,19 @@ export class Metrics {
   upstream(name: string, seconds: number): void {
     this.upstreamDuration.of(name).observe(seconds)
   }
+}
+
+/**
+ * `jwtgate_policy_reloads_total`. With `workers: N` the primary counts its own reloads (it
+ * decides them, and refuses a bad policy before any worker sees it) instead of its workers'.
+ */
+export function policyReloads(registry: Registry): Counter<'result'> {
+  const reloads = new Counter({
+    name: 'jwtgate_policy_reloads_total', help: 'Policy reloads by result (success or failure).',
+    labelNames: ['result'] as const, registers: [registry],
+  })
+  for (const r of ['success', 'failure'] as const) reloads.inc({ result: r }, 0)
+  return reloads
 }
 
 const STATUS_CLASS: Record<number, string> = { 1: '1xx', 2: '2xx', 3: '3xx', 4: '4xx', 5: '5xx' }

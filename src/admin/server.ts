@@ -3,7 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
-import { revocationRoutes } from '../revocation/admin.js'
+import { revocationRoutes, revokeHere, type Revoke } from '../revocation/admin.js'
 import type { Metrics } from './metrics.js'
 
 export interface AdminView {
@@ -12,30 +12,73 @@ export interface AdminView {
   shuttingDown(): boolean
 }
 
+/** Why the gateway should not get traffic (empty: ready), and what is ready but impaired. */
+export interface Readiness {
+  reasons: string[]
+  degraded: string[]
+}
+
+/**
+ * What the admin listener answers from. One process answers from itself (buildAdmin); the
+ * primary of `workers: N` asks its workers (../cluster/primary_admin.ts).
+ */
+export interface AdminSource {
+  policy(): CompiledPolicy
+  loadedAt(): Date
+  readiness(): Promise<Readiness>
+  /** The exposition text; throws when it cannot be had (a worker did not answer). */
+  metrics(): Promise<{ contentType: string; text: string }>
+  revoke: Revoke
+}
+
 export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): FastifyInstance {
+  return adminListener({
+    policy: view.policy,
+    loadedAt: view.loadedAt,
+    readiness: async () => readiness(view),
+    metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
+    revoke: revokeHere,
+  }, logger)
+}
+
+export function adminListener(source: AdminSource, logger: Logger): FastifyInstance {
   const app = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (_request, reply) => {
-    const reasons = notReady(view)
-    if (reasons.length) return reply.code(503).header('cache-control', 'no-store').send({ status: 'not_ready', reasons })
+    const { reasons, degraded } = await source.readiness()
+    reply.header('cache-control', 'no-store')
+    if (reasons.length) return reply.code(503).send({ status: 'not_ready', reasons })
     // serve_stale with the revocation backend away: still ready, but said.
-    const degraded = view.policy().revocation?.store.readiness().degraded
-    return reply.header('cache-control', 'no-store').send(degraded ? { status: 'ready', degraded: [degraded] } : { status: 'ready' })
+    return reply.send(degraded.length ? { status: 'ready', degraded } : { status: 'ready' })
   })
 
-  revocationRoutes(app, () => view.policy())
+  revocationRoutes(app, () => source.policy(), source.revoke)
 
-  app.get('/metrics', async (_request, reply) => {
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
+  app.get('/metrics', async (request, reply) => {
+    let scraped
+    try {
+      scraped = await source.metrics()
+    } catch (err) {
+      request.log.warn({ error: (err as Error).message }, 'metrics unavailable')
+      return reply.code(503).send({ error: 'metrics_unavailable', message: (err as Error).message })
+    }
+    return reply.type(scraped.contentType).send(scraped.text)
   })
 
   app.get('/config', async () => {
-    const policy = view.policy()
-    return { file: policy.file, hash: policy.hash, loaded_at: view.loadedAt().toISOString(), policy: policy.redacted }
+    const policy = source.policy()
+    return { file: policy.file, hash: policy.hash, loaded_at: source.loadedAt().toISOString(), policy: policy.redacted }
   })
   return app
+}
+
+/** This process's readiness. */
+export function readiness(view: AdminView): Readiness {
+  const reasons = notReady(view)
+  const degraded = reasons.length ? undefined : view.policy().revocation?.store.readiness().degraded
+  return { reasons, degraded: degraded ? [degraded] : [] }
 }
 
 /** Why the gateway should not get traffic yet (or any more); empty when it should. */

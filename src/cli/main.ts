@@ -1,4 +1,5 @@
 // `jwtgate serve | validate | explain | test | demo`.
+import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -9,7 +10,7 @@ import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import { explain } from './explain.js'
 import { runPolicyTests } from './policy_test.js'
-import { reportPolicyError } from './report.js'
+import { reportPolicyError, stopIssuers } from './report.js'
 import type { PolicyProblem } from '../policy/problems.js'
 
 const USAGE = `usage:
@@ -185,6 +186,16 @@ function schema(out: string | undefined): number {
 }
 
 async function serve(policyFile: string): Promise<number> {
+  // A worker of `workers: N`: node:cluster forked it with the same command line.
+  const worker = Number(process.env.JWTGATE_WORKER)
+  if (cluster.isWorker && worker > 0) return (await import('../cluster/worker.js')).runWorker(policyFile, worker)
+  let workers: number
+  try {
+    workers = workerCount(policyFile)
+  } catch (err) {
+    return reportPolicyError(err)
+  }
+  if (workers > 1) return (await import('../cluster/primary.js')).runPrimary(policyFile)
   const { startGateway } = await import('../server.js')
   const { default: closeWithGrace } = await import('close-with-grace')
   let running
@@ -215,6 +226,13 @@ async function serve(policyFile: string): Promise<number> {
     await gateway.shutdown()
   })
   return new Promise<number>(() => {})
+}
+
+/** The policy's `workers`, read before deciding what this process becomes; throws PolicyError. */
+function workerCount(policyFile: string): number {
+  const policy = loadPolicy(policyFile, createLogger('silent'))
+  stopIssuers(policy)
+  return policy.workers
 }
 
 process.exitCode = await main(process.argv.slice(2)).catch((err: Error) => {

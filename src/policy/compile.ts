@@ -2,6 +2,7 @@
 // matchers, issuers with prepared verifiers and key sources, upstreams with parsed URLs. The
 // request path reads only these; it never sees YAML or the raw document.
 import { createHash } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { parseClaimPath } from '../auth/claims.js'
 import type { AuthContext, AuthRule } from '../auth/authenticate.js'
@@ -77,6 +78,8 @@ export interface CompiledPolicy {
   /** The admin listener (health, readiness, metrics, config); null when turned off. */
   admin: { host: string; port: number } | null
   shutdown: { drainDelayMs: number; timeoutMs: number }
+  /** Processes serving the proxy listener (`workers`, `auto` resolved); applies from the next start. */
+  workers: number
   /** Issuers whose keys must be loaded before /readyz says ready. */
   requiredForReadiness: readonly Issuer[]
   /** The policy as loaded, secrets redacted: what GET /config shows. */
@@ -100,6 +103,7 @@ const DEFAULT_MAX_TOKEN_BYTES = 16_384
 // Node's own default is 16 KiB for the whole header section, which a 16 KiB token alone fills.
 const DEFAULT_MAX_HEADER_BYTES = 32_768
 const DEFAULT_UPSTREAM_CONNECTIONS = 128
+const MAX_WORKERS = 64
 // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
 const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
 // Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
@@ -177,6 +181,13 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   // Kept across reloads when its settings are unchanged, like an unchanged issuer.
   const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, report, previous?.revocation) : null
 
+  // The memory and file backends remember used one-time tokens in each process: with several
+  // workers a token could be used once per worker.
+  if (doc.workers !== undefined && doc.workers !== 1 && doc.revocation && doc.revocation.backend !== 'redis') {
+    const index = doc.routes.findIndex((r) => r.replay_protection)
+    if (index >= 0) report(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
+  }
+
   const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES
   stripPrefixes.forEach((prefix, i) => {
     const canonical = prefix.toLowerCase().replaceAll('_', '-')
@@ -223,6 +234,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     // Loopback by default: metrics and config are for the pod, not the network.
     admin: doc.admin === false ? null : { host: doc.admin?.host ?? '127.0.0.1', port: doc.admin?.port ?? 9901 },
     shutdown: { drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? '5s'), timeoutMs: durationMs(doc.shutdown?.timeout ?? '30s') },
+    workers: doc.workers === 'auto' ? Math.min(MAX_WORKERS, availableParallelism()) : doc.workers ?? 1,
     requiredForReadiness: Object.entries(doc.issuers ?? {}).filter(([, spec]) => isRemote(spec) && !spec.optional_at_startup).map(([name]) => issuers.get(name)!),
     redacted: redact(doc),
     logLevel: doc.log?.level ?? 'info',

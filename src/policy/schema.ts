@@ -215,6 +215,10 @@ export const PolicySchema = Type.Object({
     drain_delay: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
   }, { additionalProperties: false })),
+  workers: Type.Optional(Type.Union([
+    Type.Integer({ minimum: 1, maximum: 64 }),
+    Type.Literal('auto'),
+  ], { description: 'processes serving the proxy listener: 1 to 64, or auto for one per available core (default 1); read at start' })),
   issuers: Type.Optional(NamedMap(Name, Issuer)),
   upstreams: NamedMap(Name, Upstream, { minProperties: 1 }),
   identity_headers: Type.Optional(IdentityHeaders),

@@ -5,13 +5,22 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CompiledPolicy } from '../policy/compile.js'
-import type { Revocation } from './store.js'
+import type { Revocation, RevocationStore } from './store.js'
 
-type RevokeBody = { jti: string; exp?: number } | { sub: string; before?: number }
+export type RevokeBody = { jti: string; exp?: number } | { sub: string; before?: number }
+
+/**
+ * Stores a checked revocation and returns it; throws when it was not stored everywhere it must
+ * be (the backend, or with `workers: N` every worker), which the API answers with 503.
+ */
+export type Revoke = (store: RevocationStore, body: RevokeBody) => Promise<Revocation>
+
+/** One process: its own store (and through it the backend). */
+export const revokeHere: Revoke = (store, body) => ('jti' in body ? store.revokeJti(body.jti, body.exp) : store.revokeSubject(body.sub, body.before))
 
 const MAX_ID_LENGTH = 1024
 
-export function revocationRoutes(app: FastifyInstance, policy: () => CompiledPolicy): void {
+export function revocationRoutes(app: FastifyInstance, policy: () => CompiledPolicy, revoke: Revoke = revokeHere): void {
   app.post('/revocations', {
     bodyLimit: 8192,
     // Checked before the body is read: an unauthenticated caller gets nothing parsed.
@@ -31,7 +40,7 @@ export function revocationRoutes(app: FastifyInstance, policy: () => CompiledPol
     if (typeof body === 'string') return reply.code(400).send({ error: 'bad_request', message: body })
     let entry: Revocation
     try {
-      entry = 'jti' in body ? await store.revokeJti(body.jti, body.exp) : await store.revokeSubject(body.sub, body.before)
+      entry = await revoke(store, body)
     } catch (err) {
       request.log.warn({ error: (err as Error).message }, 'revocation not stored')
       return reply.code(503).header('retry-after', '5').send({ error: 'revocation_unavailable', message: `the revocation backend did not take it: ${(err as Error).message}` })

@@ -92,7 +92,7 @@ export abstract class RevocationStore implements RevocationCheck {
     const expiresAt = (exp !== undefined ? exp * 1000 : Date.now() + this.settings.maxTokenLifetimeMs) + this.marginMs
     const entry: Revocation = exp === undefined ? { kind: 'jti', id, expiresAt } : { kind: 'jti', id, expiresAt, exp }
     await this.persist(entry)
-    this.set.addJti(id, expiresAt)
+    this.remember(entry)
     return entry
   }
 
@@ -104,8 +104,26 @@ export abstract class RevocationStore implements RevocationCheck {
     const expiresAt = before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs
     const entry: Revocation = { kind: 'sub', id, before, expiresAt }
     await this.persist(entry)
-    this.set.addSubject(id, before, expiresAt)
+    this.remember(entry)
     return entry
+  }
+
+  /**
+   * Adds a revocation already stored elsewhere to this process's set: the cluster primary sends
+   * each one it stored to every worker, so it holds at once on all of them.
+   */
+  remember(entry: Revocation): void {
+    if (entry.kind === 'jti') this.set.addJti(entry.id, entry.expiresAt)
+    else this.set.addSubject(entry.id, entry.before, entry.expiresAt)
+  }
+
+  /** The entries still in force, as revocations (the primary hands them to a new worker). */
+  entries(now = Date.now()): Revocation[] {
+    this.sweep(now)
+    const list: Revocation[] = []
+    for (const [id, expiresAt] of this.set.jti) list.push({ kind: 'jti', id, expiresAt })
+    for (const [id, e] of this.set.subjects) list.push({ kind: 'sub', id, before: e.before, expiresAt: e.expiresAt })
+    return list
   }
 
   async start(): Promise<void> {
