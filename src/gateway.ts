@@ -6,7 +6,7 @@ import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
-import { accessLogger } from './log.js'
+import { accessLogger, LazyChildLogger } from './log.js'
 import { challenge, deny, type Denial } from './auth/deny.js'
 import { decide, type Decision } from './decide.js'
 import type { Metrics } from './admin/metrics.js'
@@ -53,6 +53,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    childLoggerFactory: (parent, bindings, options) => new LazyChildLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     requestIdHeader: false,
     genReqId: requestId,
     return503OnClosing: true,

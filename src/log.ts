@@ -160,3 +160,40 @@ function named(name: string, value: string | undefined): string {
   }
   return fragment
 }
+
+type LogMethod = (...args: unknown[]) => void
+
+/**
+ * A request's logger (fastify's request.log) whose pino child is made on its first line. fastify
+ * makes a child for every request, 1.4% of a request's CPU in the benchmark's profile, while the
+ * proxy writes through it only when something fails.
+ */
+export class LazyChildLogger {
+  private made: Logger | undefined
+
+  constructor(private readonly parent: Logger, private readonly bindings: pino.Bindings, private readonly options: pino.ChildLoggerOptions) {}
+
+  private get logger(): Logger {
+    return (this.made ??= this.parent.child(this.bindings, this.options))
+  }
+
+  get level(): string {
+    return this.made?.level ?? this.options.level ?? this.parent.level
+  }
+
+  set level(level: string) {
+    this.logger.level = level
+  }
+
+  fatal(...args: unknown[]): void { (this.logger.fatal as LogMethod).apply(this.logger, args) }
+  error(...args: unknown[]): void { (this.logger.error as LogMethod).apply(this.logger, args) }
+  warn(...args: unknown[]): void { (this.logger.warn as LogMethod).apply(this.logger, args) }
+  info(...args: unknown[]): void { (this.logger.info as LogMethod).apply(this.logger, args) }
+  debug(...args: unknown[]): void { (this.logger.debug as LogMethod).apply(this.logger, args) }
+  trace(...args: unknown[]): void { (this.logger.trace as LogMethod).apply(this.logger, args) }
+  silent(): void {}
+
+  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+    return this.logger.child(bindings, options)
+  }
+}

@@ -2,7 +2,7 @@
 // lines carry its number, and processes sharing standard output write atomically.
 import t from 'tap'
 import pino from 'pino'
-import { accessLogger, createLogger, LineBatcher } from '../src/log.js'
+import { accessLogger, createLogger, LazyChildLogger, LineBatcher } from '../src/log.js'
 import { LogCapture } from './support/harness.js'
 
 const fields = {
@@ -51,4 +51,19 @@ t.test('processes sharing standard output write at most PIPE_BUF (4096) bytes at
     t.equal((batcher.out as unknown as { maxWrite: number }).maxWrite, 4096, 'and sonic-boom joins queued batches only up to PIPE_BUF')
   }
   t.equal(batcherOf(createLogger('silent')).maxBytes, 16000, 'one process keeps its 16 KB batches')
+})
+
+t.test("a request's logger makes its pino child only for its first line, with the request's bindings", async (t) => {
+  const capture = new LogCapture()
+  const parent = createLogger('info', capture)
+  let children = 0
+  const child = parent.child.bind(parent)
+  parent.child = ((bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => (children++, child(bindings, options))) as unknown as typeof parent.child
+  const log = new LazyChildLogger(parent, { request_id: 'r9' }, {})
+  t.equal(log.level, 'info')
+  t.equal(children, 0, 'no child yet')
+  log.warn({ upstream: 'orders' }, 'upstream request failed')
+  log.error('again')
+  t.equal(children, 1, 'one child, made for the first line')
+  t.match(capture.lines, [{ level: 40, request_id: 'r9', upstream: 'orders', msg: 'upstream request failed' }, { level: 50, request_id: 'r9', msg: 'again' }])
 })

@@ -166,4 +166,7 @@ routes:
   t.equal(flakyRes.status, 503, "the upstream's own 503 is passed through")
   t.equal(hits, 1, 'and not retried')
   t.match(gw.logs.lines.filter((l) => l.msg === 'request'), [{ status: 502, reason: 'upstream_unreachable' }, { status: 504, reason: 'upstream_timeout' }, { status: 503 }])
+  // Written through request.log, whose child logger is made only for such a line: it still
+  // carries the request's id.
+  t.match(gw.logs.lines.filter((l) => l.msg === 'upstream request failed').map((l) => l.request_id), [dead.json.request_id, slow.json.request_id])
 })
