@@ -27,8 +27,17 @@ export function cpuMicros(pid: number): number {
 
 /** The process's peak resident set size so far (VmHWM), in bytes. */
 export function peakRssBytes(pid: number): number {
-  const match = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return match ? Number(match[1]) * 1024 : Number.NaN
+  return statusKb(pid, 'VmHWM') * 1024
+}
+
+/** The process's resident set size now (VmRSS), in bytes. */
+export function rssBytes(pid: number): number {
+  return statusKb(pid, 'VmRSS') * 1024
+}
+
+function statusKb(pid: number, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match ? Number(match[1]) : Number.NaN
 }
 
 /** The full path of an executable on PATH, or undefined. */

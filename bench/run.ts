@@ -21,7 +21,7 @@ import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
-import { cpuMicros, peakRssBytes, pin, which } from './proc.js'
+import { cpuMicros, peakRssBytes, pin, rssBytes, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
 import { compareVersions, expressPeerMissing, haproxyFiles, revocationList, versionOf } from './peers.js'
@@ -83,6 +83,8 @@ interface RunResult extends WrkRun {
   round: number
   cpuUsPerReq: number
   upstreamCpuUsPerReq: number
+  /** The proxy's resident set size right after the run. */
+  rssMB: number
 }
 
 interface Summary {
@@ -91,6 +93,8 @@ interface Summary {
   p50Ms: number
   p99Ms: number
   cpuUsPerReq: number
+  /** Resident set size after the scenario's last run (issue 6's "RSS after the 10,000-token run"). */
+  rssMB: number
   peakRssMB: number
   /** Socket errors and >= 400 answers over all runs; non-zero makes the row suspect. */
   errors: number
@@ -302,7 +306,7 @@ async function main(): Promise<void> {
       const cpu = cpuMicros(s.service.pid) - cpu0
       const up = cpuMicros(upstream.pid) - up0
       s.service.truncateLog()
-      runs.get(s)!.push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests })
+      runs.get(s)!.push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
       process.stderr.write(`  round ${round + 1}/${REPEATS} ${s.name.padEnd(30)} ${result.rps.toFixed(0).padStart(7)} req/s\n`)
     }
   }
@@ -335,6 +339,7 @@ async function main(): Promise<void> {
       p50Ms: median(r.map((x) => x.p50Ms)),
       p99Ms: median(r.map((x) => x.p99Ms)),
       cpuUsPerReq: median(r.map((x) => x.cpuUsPerReq)),
+      rssMB: r.reduce((last, x) => (x.round >= last.round ? x : last)).rssMB,
       peakRssMB: peakRssBytes(s.service.pid) / 2 ** 20,
       errors: r.reduce((n, x) => n + Object.values(x.errors).reduce((a, b) => a + b, 0), 0),
       runs: r,
@@ -423,16 +428,16 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string }
   const a = rows.find((r) => r.name.startsWith('a '))!
   const b = rows.find((r) => r.name.startsWith('b '))!
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
-  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'peak RSS MB', 'req/s ÷a', 'req/s ÷b', 'CPU ÷b', 'errors']
+  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MB', 'peak RSS MB', 'req/s ÷a', 'req/s ÷b', 'CPU ÷b', 'errors']
   const lines = rows.map((r) => [
-    r.name, fixed(r.rps, 0), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), fixed(r.cpuUsPerReq, 1), fixed(r.peakRssMB, 0),
+    r.name, fixed(r.rps, 0), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), fixed(r.cpuUsPerReq, 1), fixed(r.rssMB, 0), fixed(r.peakRssMB, 0),
     fixed(r.rps / a.rps, 2), fixed(r.rps / b.rps, 2), fixed(r.cpuUsPerReq / b.cpuUsPerReq, 2), r.errors ? String(r.errors) : '',
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
   const format = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   console.log('')
   console.log(`How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
-    `CPU µs/req and peak RSS are the proxy process's alone (row a: the upstream's; the rows of one algorithm share one gateway, so one RSS); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
+    `CPU µs/req and RSS are the proxy process's alone (row a: the upstream's), RSS after the row's last run and at its peak (the rows of one algorithm share one gateway, so one peak); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
     `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
   console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
     `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`)
