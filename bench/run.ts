@@ -476,7 +476,22 @@ function gitRevision(): string {
   }
 }
 
-function freePort(): Promise<number> {
+// Ports handed out in this run. The kernel may give a port that was just released to the next
+// bind(0) again; two gateways told the same port would be one gateway answering for both (a
+// run once primed the revocation row against the HS256 gateway: every token wrong_issuer).
+const portsGiven = new Set<number>()
+
+async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await unusedPort()
+    if (portsGiven.has(port)) continue
+    portsGiven.add(port)
+    return port
+  }
+  throw new Error('no free port found in 100 attempts')
+}
+
+function unusedPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer().once('error', reject)
     server.listen(0, '127.0.0.1', () => {
