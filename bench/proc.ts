@@ -64,3 +64,10 @@ export function pin(pid: number, cpu: number): boolean {
     return false
   }
 }
+
+/** The machine's CPU time so far, in clock ticks: all of it, and the part stolen by the hypervisor. */
+export function machineTicks(): { total: number; steal: number } {
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 }
+}

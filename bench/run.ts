@@ -21,7 +21,7 @@ import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
-import { cpuMicros, peakRssBytes, pin, rssBytes, which } from './proc.js'
+import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
 import { compareVersions, expressPeerMissing, haproxyFiles, revocationList, versionOf } from './peers.js'
@@ -292,6 +292,8 @@ async function main(): Promise<void> {
   const estimate = Math.round((scenarios.length + 2) * REPEATS * (DURATION_S + 0.1))
   console.error(`bench: ${REPEATS} rounds × ${scenarios.length} scenarios × ${DURATION_S} s, about ${estimate} s`)
   const runs = new Map<Scenario, RunResult[]>(scenarios.map((s) => [s, []]))
+  // The share of the machine's CPU time the hypervisor gave to other guests during each run.
+  const stolen: number[] = []
   for (let round = 0; round < REPEATS; round++) {
     // Each round starts at a different scenario, so no scenario always runs first or after the same one.
     const shift = Math.floor((round * scenarios.length) / REPEATS)
@@ -302,9 +304,12 @@ async function main(): Promise<void> {
       await sleep(50) // the previous run's connections close
       const cpu0 = cpuMicros(s.service.pid)
       const up0 = cpuMicros(upstream.pid)
+      const machine0 = machineTicks()
       const result = await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined })
       const cpu = cpuMicros(s.service.pid) - cpu0
       const up = cpuMicros(upstream.pid) - up0
+      const machine1 = machineTicks()
+      stolen.push((machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total))
       s.service.truncateLog()
       runs.get(s)!.push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
       process.stderr.write(`  round ${round + 1}/${REPEATS} ${s.name.padEnd(30)} ${result.rps.toFixed(0).padStart(7)} req/s\n`)
@@ -346,7 +351,7 @@ async function main(): Promise<void> {
     }
   })
   const revision = gitRevision()
-  printTable(summaries, { pinned, revision })
+  printTable(summaries, { pinned, revision, steal: stolen.length ? { median: median(stolen), max: Math.max(...stolen) } : undefined })
   for (const g of skipped) console.log(`skipped: ${g.scenarios.map((x) => x.name.slice(3)).join(', ')}: ${g.skip}`)
   comparisons(summaries)
   if (paced.length === 2) {
@@ -424,7 +429,7 @@ async function prime(service: Service, tokens?: string[]): Promise<void> {
   if (failures.length) throw new Error(`${service.name}: ${failures.length} of ${total} priming requests failed, e.g. ${failures[0]}`)
 }
 
-function printTable(rows: Summary[], info: { pinned: boolean; revision: string }): void {
+function printTable(rows: Summary[], info: { pinned: boolean; revision: string; steal: { median: number; max: number } | undefined }): void {
   const a = rows.find((r) => r.name.startsWith('a '))!
   const b = rows.find((r) => r.name.startsWith('b '))!
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
@@ -441,6 +446,9 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string }
     `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
   console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
     `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`)
+  // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
+  // CPU figures from run to run: above a few per cent, read the ratios with care.
+  if (info.steal) console.log(`CPU steal (other guests of this machine's host) during the runs: median ${(info.steal.median * 100).toFixed(1)}%, at most ${(info.steal.max * 100).toFixed(1)}%`)
   console.log('')
   console.log(format(header))
   console.log(format(widths.map((w) => '-'.repeat(w))))
