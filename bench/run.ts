@@ -12,7 +12,7 @@
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
 import { execFileSync } from 'node:child_process'
 import { createPublicKey, randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -44,8 +44,9 @@ const CONNECTIONS = intFromEnv('BENCH_CONNECTIONS', 50, 10_000)
 const TOKEN_CACHE = process.env.BENCH_TOKEN_CACHE // unset: jwtgate's default
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info, one line a request)
 const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
-// Node options for the jwtgate processes, e.g. "--max-semi-space-size=2" (heap tuning).
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)
+// Node options for the jwtgate processes: the image's (its Dockerfile's NODE_OPTIONS) unless
+// BENCH_NODE_FLAGS says otherwise, e.g. "" for Node's defaults or "--max-semi-space-size=4".
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions()).split(/\s+/).filter(Boolean)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
 // A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
@@ -370,6 +371,12 @@ async function main(): Promise<void> {
     console.error(`bench: results written to ${OUT}`)
   }
   console.error(`bench: done in ${seconds()} s`)
+}
+
+/** `ENV NODE_OPTIONS=…` of the Dockerfile: how the image runs node. */
+function imageNodeOptions(): string {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
 }
 
 function profileArgs(name: string): string[] {
