@@ -73,6 +73,9 @@ export class RedisStore extends RevocationStore {
     if (this.client) return this.client
     const [Redis, options] = await this.options('jwtgate')
     if (this.client) return this.client
+    // Stopped while ioredis was loading: a client made now would never be closed, and its
+    // reconnect attempts would keep the process alive.
+    if (this.currentState === 'stopped') throw new Error('the revocation store is stopped')
     const client = new Redis(this.settings.redis!.url, options)
     client.on('error', (err: Error) => { this.lastError = err.message })
     this.client = client
@@ -89,6 +92,7 @@ export class RedisStore extends RevocationStore {
   protected async open(): Promise<void> {
     const first = new Promise<void>((resolve) => { this.firstOutcome = resolve })
     const [Redis, options] = await this.options('jwtgate-subscriber')
+    if (this.currentState === 'stopped') return
     const subscriber = new Redis(this.settings.redis!.url, options)
     this.subscriber = subscriber
     subscriber.on('error', (err: Error) => {
@@ -98,7 +102,8 @@ export class RedisStore extends RevocationStore {
     subscriber.on('ready', () => void this.onSubscriberReady(subscriber))
     subscriber.on('close', () => this.onSubscriberLost())
     subscriber.on('message', (_channel: string, message: string) => this.onMessage(message))
-    void this.commands()
+    // Its failure is the subscriber's too, which reports it.
+    this.commands().catch(() => {})
     this.heartbeat = setInterval(() => {
       // A connection that died without a close (a network partition) is noticed here.
       if (subscriber.status !== 'ready') return

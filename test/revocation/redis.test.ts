@@ -220,3 +220,31 @@ redisTest(t, 'one-time tokens: of 20 concurrent uses on two gateways exactly one
   t.equal((await revoke(a.adminUrl!, { jti: revokedOnce.jti })).status, 201)
   t.equal((await get(`${a.url}/once/x`, bearer(revokedOnce.token))).json.error, 'revoked', 'a revoked token is refused before it is used up')
 })
+
+// A reload to an unreachable Redis stops the new store while it may still be loading ioredis; a
+// connection made after that was never closed, and its reconnect attempts kept the process alive
+// (the suite's memory.test.ts hung 2 runs in 6 under load). Here a TCP server that drops every
+// connection counts the attempts: none may come after stop().
+t.test('a redis store stopped while it starts never connects again', async (t) => {
+  const { createServer } = await import('node:net')
+  const { RedisStore } = await import('../../src/revocation/redis.js')
+  const { createLogger } = await import('../../src/log.js')
+  let attempts = 0
+  const server = createServer((socket) => { attempts++; socket.destroy() })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as { port: number }).port
+  for (let i = 0; i < 5; i++) {
+    const store = new RedisStore({ backend: 'redis', failClosed: false, maxTokenLifetimeMs: 60_000, redis: { url: `redis://127.0.0.1:${port}`, keyPrefix: 'jwtgate:', timeoutMs: 200 } }, createLogger('silent'))
+    const starting = store.start()
+    // Stopped at a different point of the start each time: before and after ioredis is loaded.
+    await new Promise((resolve) => setTimeout(resolve, i * 5))
+    await store.stop()
+    await starting
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const before = attempts
+    // ioredis retries within 100-200 ms (retryStrategy): a live client would be seen here.
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    t.equal(attempts, before, `round ${i}: no connection attempt after stop`)
+  }
+})
