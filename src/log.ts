@@ -4,6 +4,15 @@ import pino, { type Logger } from 'pino'
 
 const SERVICE = 'jwtgate'
 
+// POSIX PIPE_BUF on Linux: a write to a pipe of at most this many bytes is atomic.
+const PIPE_BUF = 4096
+
+// Standard output shared with other processes (the workers and the primary of `workers: N`
+// write to the same pipe): a write larger than PIPE_BUF may be split and interleaved with
+// another process's write, cutting a JSON line in two. sonic-boom writes its buffers in chunks
+// of at most maxWrite bytes, each made of whole lines, so with maxWrite at PIPE_BUF every write
+// is atomic (minLength must be below maxWrite). A single line longer than that cannot be.
+
 /**
  * Standard output, written in batches: lines gather until 16 KB or for at most 100 ms, then go
  * out in one asynchronous write (and at exit, synchronously: pino's exit hook flushes the
@@ -14,22 +23,11 @@ const SERVICE = 'jwtgate'
  * line with 16 KB batches, two thirds of an access line (measured: 3.8 µs a line in string mode,
  * 1.0-1.3 in buffer mode).
  */
-function stdout(): pino.DestinationStream {
-  return new EncodedLines(pino.destination({ dest: 1, sync: false, contentMode: 'buffer', minLength: 16000, periodicFlush: 100 }))
-}
-
-// POSIX PIPE_BUF on Linux: a write to a pipe of at most this many bytes is atomic.
-const PIPE_BUF = 4096
-
-/**
- * Standard output shared with other processes (the workers and the primary of `workers: N`
- * write to the same pipe). A write larger than PIPE_BUF may be split and interleaved with
- * another process's write, cutting a JSON line in two; sonic-boom writes its buffers in chunks
- * of at most maxWrite bytes, each made of whole lines, so with maxWrite at PIPE_BUF every write
- * is atomic. (minLength must be below maxWrite.) A single line longer than that cannot be.
- */
-function sharedStdout(): pino.DestinationStream {
-  return new EncodedLines(pino.destination({ dest: 1, sync: false, contentMode: 'buffer', minLength: PIPE_BUF - 256, maxWrite: PIPE_BUF, periodicFlush: 100 }))
+function stdout(shared: boolean): pino.DestinationStream {
+  return new EncodedLines(pino.destination({
+    dest: 1, sync: false, contentMode: 'buffer', periodicFlush: 100,
+    ...(shared ? { minLength: PIPE_BUF - 256, maxWrite: PIPE_BUF } : { minLength: 16000 }),
+  }))
 }
 
 /** pino writes strings; this hands them to a sonic-boom in buffer mode (its types know only strings). */
@@ -48,22 +46,15 @@ export interface LoggerOptions {
   sharedStdout?: boolean
 }
 
-// The fields of createLogger's base beyond service, as JSON text for the access log's lines.
-// pino's child loggers inherit from their parent's prototype, so children see it too.
-const extraBase = Symbol('jwtgate.extraBase')
-
 export function createLogger(level = 'info', destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
-  const extra = options.worker === undefined ? {} : { worker: options.worker }
-  const logger = pino({
+  return pino({
     level,
-    base: { service: SERVICE, ...extra },
+    base: { service: SERVICE, ...(options.worker === undefined ? {} : { worker: options.worker }) },
     redact: {
       paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token', 'secret', '*.secret'],
       censor: '[redacted]',
     },
-  }, destination ?? (options.worker !== undefined || options.sharedStdout ? sharedStdout() : stdout()))
-  Object.defineProperty(logger, extraBase, { value: Object.entries(extra).map(([k, v]) => `,${JSON.stringify(k)}:${JSON.stringify(v)}`).join('') })
-  return logger
+  }, destination ?? stdout(options.worker !== undefined || options.sharedStdout === true))
 }
 
 /** The fields of one access-log line; an undefined field is left out, as pino does. */
@@ -98,10 +89,11 @@ const INFO = 30
  */
 export function accessLogger(logger: Logger): (fields: AccessFields) => void {
   const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!
-  const service = `"service":"${SERVICE}"${(logger as unknown as Record<symbol, string | undefined>)[extraBase] ?? ''}`
+  // The base fields (service, a worker's number) and any bindings, serialized once by pino.
+  const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym]
   return (f) => {
     if (logger.levelVal > INFO) return
-    stream.write(`{"level":${INFO},"time":${Date.now()},${service},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
+    stream.write(`{"level":${INFO},"time":${Date.now()}${bindings},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
       named('method', f.method) + text('path', f.path) + named('route', f.route) + named('upstream', f.upstream) +
       `,"status":${f.status},"ms":${f.ms}` + named('issuer', f.issuer) + text('sub', f.sub) + named('reason', f.reason) +
       named('report', f.report) + (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) + named('report_reason', f.reportReason) +

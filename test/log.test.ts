@@ -25,6 +25,18 @@ t.test("a worker's lines, pino's and the access log's, carry its number after se
   t.match(capture.lines[1], { worker: 2, request_id: 'r1', status: 200, msg: 'request' })
 })
 
+t.test('every field of an access line is escaped, whatever it holds; names reuse their fragment', async (t) => {
+  const capture = new LogCapture()
+  const write = accessLogger(createLogger('info', capture))
+  // request_id is written unescaped only when it matches the request-id pattern; route names are
+  // written from a cached fragment, built escaped the first time and reused the second.
+  const odd = { ...fields, requestId: 'id"}\n{"x', route: 'r"1\\', upstream: 'up\u2028', method: 'GE"T', sub: '"\n' }
+  write(odd)
+  write(odd)
+  t.equal(capture.lines.length, 2, 'two lines, each valid JSON (LogCapture parses them)')
+  for (const line of capture.lines) t.match(line, { request_id: odd.requestId, route: odd.route, upstream: odd.upstream, method: odd.method, sub: odd.sub })
+})
+
 t.test('one process: no worker field', async (t) => {
   const capture = new LogCapture()
   accessLogger(createLogger('info', capture))(fields)
