@@ -16,6 +16,7 @@ import { createLogger } from './log.js'
 import { loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import type { Env } from './policy/load.js'
 import { formatProblem, PolicyError } from './policy/problems.js'
+import { startReloadedStore } from './revocation/store.js'
 
 export interface StartOptions {
   policyFile: string
@@ -107,11 +108,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     metrics.instrument(added)
     const oldStore = current.revocation?.store
     const newStore = next.revocation?.store
-    await Promise.all([...added.map((i) => i.start()), newStore !== oldStore ? newStore?.start() : undefined])
-    // A new revocation backend that cannot be loaded would refuse every token: keep the old policy.
-    if (newStore && newStore !== oldStore && newStore.currentState === 'loading') {
-      logger.error({ error: newStore.stats().last_error }, 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy')
-      void newStore.stop()
+    const [revocationLoaded] = await Promise.all([startReloadedStore(oldStore, newStore, logger), ...added.map((i) => i.start())])
+    if (!revocationLoaded) {
       for (const i of added) i.stop()
       metrics.reloaded(false)
       return false

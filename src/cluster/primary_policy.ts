@@ -4,6 +4,7 @@
 import type { Logger } from 'pino'
 import { stopIssuers } from '../cli/report.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
+import { startReloadedStore } from '../revocation/store.js'
 import { logRejectedReload, warnRestartOnly } from '../server.js'
 
 export class PrimaryPolicy {
@@ -34,15 +35,7 @@ export class PrimaryPolicy {
     for (const issuer of next.issuers.values()) if (current.issuers.get(issuer.name) !== issuer) issuer.stop()
     const oldStore = current.revocation?.store
     const newStore = next.revocation?.store
-    if (newStore && newStore !== oldStore) {
-      await newStore.start()
-      // As a single gateway does: a revocation list that cannot be loaded would refuse every token.
-      if (newStore.currentState === 'loading') {
-        this.logger.error({ error: newStore.stats().last_error }, 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy')
-        void newStore.stop()
-        return false
-      }
-    }
+    if (!(await startReloadedStore(oldStore, newStore, this.logger))) return false
     this.current = next
     this.loadedAt = new Date()
     this.logger.level = next.logLevel

@@ -226,3 +226,17 @@ export class LocalUses {
     for (const [key, until] of this.used) if (now >= until) this.used.delete(key)
   }
 }
+
+/**
+ * Starts the store a reloaded policy brings, when it is not the running one. false (said why,
+ * and the new store stopped) when its list could not be loaded: it would refuse every token, so
+ * the reload keeps the running policy.
+ */
+export async function startReloadedStore(running: RevocationStore | undefined, next: RevocationStore | undefined, log: Logger): Promise<boolean> {
+  if (!next || next === running) return true
+  await next.start()
+  if (next.currentState !== 'loading') return true
+  log.error({ error: next.stats().last_error }, 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy')
+  void next.stop()
+  return false
+}
