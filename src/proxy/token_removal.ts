@@ -1,10 +1,9 @@
 // What the upstream must not see of the token. A query parameter that carries tokens is always
 // removed: URLs end up in access logs, browser history and Referer headers (RFC 6750 §2.3,
-// §5.3). With `forward_token: false` every other place the route reads tokens from is removed
-// too: its token headers, and its token cookies, while the other cookies stay.
-import type { IncomingHttpHeaders } from 'node:http'
+// §5.3). With `forward_token: false` every other place the route reads tokens from goes too:
+// src/proxy/forward.ts leaves its token headers out and cuts its token cookies (cookiesWithout)
+// out of Cookie, while the other cookies stay.
 import { afterPair, findCookie, parameterNameIs } from '../auth/extract.js'
-import type { TokenSources } from '../auth/token_sources.js'
 import { splitTarget } from '../routing/normalize.js'
 
 /**
@@ -49,14 +48,4 @@ export function cookiesWithout(header: string, names: readonly string[]): string
     i = end
   }
   return kept.length ? kept.join('; ') : undefined
-}
-
-/** `forward_token: false`: the token headers and token cookies go; the query is handled apart. */
-export function removeTokenCarriers(headers: IncomingHttpHeaders, sources: TokenSources): void {
-  for (const source of sources.headers) delete headers[source.name]
-  if (sources.cookies.length && typeof headers.cookie === 'string') {
-    const rest = cookiesWithout(headers.cookie, sources.cookieNames)
-    if (rest === undefined) delete headers.cookie
-    else headers.cookie = rest
-  }
 }

@@ -21,6 +21,7 @@ const ROUTES = `
     host: "*.example.test"
     upstream: orders
     auth: none
+  - { path: /open/**, upstream: orders, auth: none, forward_token: false }
 `
 
 t.test('paths, headers and bodies', async (t) => {
@@ -95,6 +96,16 @@ t.test('paths, headers and bodies', async (t) => {
     t.equal(seen.headers['x-user-id'], 'alice', 'set from the verified claim')
     t.equal(seen.rawHeaders.filter((h) => /^x[-_]user[-_]id$/i.test(h)).length, 1, 'exactly one copy')
     t.equal(seen.headers['x-user-roles'], undefined, 'an absent claim gives no header, never the client one')
+  })
+
+  t.test('auth: none with forward_token: false keeps the Authorization header from the upstream', async (t) => {
+    const headers = { authorization: `Bearer ${admin}`, 'x-other': 'kept' }
+    t.equal((await get(`${gw.url}/open/x`, headers)).status, 200)
+    t.equal(up.received.at(-1)!.headers.authorization, undefined, 'removed')
+    t.equal(up.received.at(-1)!.headers['x-other'], 'kept', 'the other headers go through')
+    // forward_token: true, the default: passed on unchecked.
+    t.equal((await get(`${gw.url}/public/x`, headers)).status, 200)
+    t.equal(up.received.at(-1)!.headers.authorization, `Bearer ${admin}`)
   })
 
   t.test('claim values cannot inject header lines', async (t) => {
