@@ -1,7 +1,7 @@
 // Identity headers: the client may never supply them, only the gateway, from verified claims.
 import type { IncomingHttpHeaders } from 'node:http'
 import { claimAt, type ClaimPath } from '../auth/claims.js'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export interface IdentityHeader {
   /** Lower-case header name. */
