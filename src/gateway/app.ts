@@ -7,16 +7,16 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger } from '../log.js'
-import { challenge, deny, type Denial } from '../http/denial.js'
-import { decide } from '../decide.js'
+import { deny, fail } from '../http/denial.js'
+import { sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
-import { addCorsHeaders, preflightOf } from '../proxy/cors.js'
+import { addCorsHeaders } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
-import { insecureRequest } from '../proxy/https_only.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
+import { admit } from './admit.js'
 import { forwardOptions, type GatewayRequest } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
@@ -45,7 +45,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     genReqId: requestId,
     return503OnClosing: true,
     // fastify answers some malformed requests itself; answer them in our shape.
-    frameworkErrors: (error, request, reply) => sendDenial(reply, deny('bad_path', error.message), request.id),
+    frameworkErrors: (error, request, reply) => sendError(reply, deny('bad_path', error.message), request.id),
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
     ...(policy.listen.tls
       ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes } }
@@ -81,40 +81,31 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   })
   app.decorateRequest('jwtgate', null)
 
-  // Not async: a request whose decision needs no I/O (a cached key, a cached token) is
-  // forwarded without a promise or a microtask hop of our own.
-  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply | undefined {
-    // An upgrade request that is not tunnelled arrives here already decided (src/gateway/websocket.ts).
-    const early = decidedAtUpgrade(request.raw as IncomingMessage)
-    const state = early ?? newState(gateway.policy)
-    ;(request as GatewayRequest).jwtgate = state
-    if (!early) {
-      state.denial = insecureRequest(request.raw as IncomingMessage, state.policy.https)
-      if (state.denial) return sendDenial(reply, state.denial, request.id)
-      const method = request.raw.method ?? 'GET'
-      const pending = decide(state.policy, method, request.headers.host, request.raw.url ?? '', request.raw, state, preflightOf(method, request.headers))
-      if (pending) return pending.then(() => proceed(request, reply, state))
+  // Not async, and returning nothing when the decision needed no I/O (a cached key, a cached
+  // token): fastify would wrap a returned reply, a thenable, in a promise of its own.
+  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | undefined {
+    const raw = request.raw as IncomingMessage
+    // An upgrade request that is not tunnelled arrives here already admitted (src/gateway/websocket.ts):
+    // a one-time token is not used twice.
+    let state = decidedAtUpgrade(raw)
+    let pending: void | Promise<void> = undefined
+    if (!state) {
+      state = newState(gateway.policy)
+      pending = admit(raw, state, false)
     }
+    ;(request as GatewayRequest).jwtgate = state
+    if (pending) return pending.then(() => proceed(request, reply, state))
     proceed(request, reply, state)
   }
 
   function proceed(request: FastifyRequest, reply: FastifyReply, state: RequestState): FastifyReply {
-    if (state.denial) return sendDenial(reply, state.denial, request.id)
+    if (state.denial) return sendError(reply, state.denial, request.id)
     // A CORS preflight the route's cors allows; onSend adds its headers.
     if (state.preflight) return reply.code(204).send()
-    const limit = state.route!.maxBodyBytes
-    if (limit > 0) {
-      const limited = limitBody(request.body, request.headers['content-length'], limit)
-      if ('reason' in limited) {
-        state.denial = limited
-        // The client may be sending the body still: do not read it to keep the connection.
-        reply.header('connection', 'close')
-        return sendDenial(reply, limited, request.id)
-      }
-      request.body = limited.body
-    }
+    const route = state.route!
+    if (route.maxBodyBytes > 0) request.body = limitBody(request.body, route.maxBodyBytes)
     state.forwardedAt = performance.now()
-    return reply.from(upstreamUrl(state.route!, state.path!), options(state.route!))
+    return reply.from(upstreamUrl(route, state.path!), options(route))
   }
 
   app.all('*', handle)
@@ -136,24 +127,13 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
     const status = error.statusCode
-    if (status && status >= 400 && status < 500) {
-      // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
-      return reply.code(status).header('cache-control', 'no-store').type('application/json').send({ error: 'bad_request', message: 'the request could not be processed', request_id: request.id })
-    }
-    return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
+    // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
+    if (status && status >= 400 && status < 500) return sendError(reply, { ...fail('bad_request'), status }, request.id)
+    return sendError(reply, fail('internal_error'), request.id)
   })
   const server = app.server as Server
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
   return gateway
-}
-
-function sendDenial(reply: FastifyReply, denial: Denial, id: string): FastifyReply {
-  const header = challenge(denial)
-  if (header) reply.header('www-authenticate', header)
-  if (denial.status === 503) reply.header('retry-after', '5')
-  if (denial.location) reply.header('location', denial.location)
-  return reply.code(denial.status).header('cache-control', 'no-store').type('application/json')
-    .send({ error: denial.reason, message: denial.description, request_id: id })
 }
 
 // A client's request id is kept when it looks like one, so traces join up; otherwise ours.

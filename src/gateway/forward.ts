@@ -5,6 +5,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks } from '@fastify/reply-from'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
+import { fail } from '../http/denial.js'
+import { sendError } from '../http/respond.js'
 import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
 import { headerCopy, responseHeaders, upstreamRequestHeaders, type HeaderCopy } from '../proxy/forward.js'
@@ -52,17 +54,12 @@ function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: numbe
   if (isBodyTooLarge(error)) {
     // The upstream request was aborted mid-body; the rest of the client's body is not read.
     state.denial = bodyTooLarge(state.route!.maxBodyBytes)
-    reply.code(413).header('connection', 'close').header('cache-control', 'no-store').type('application/json')
-      .send({ error: state.denial.reason, message: state.denial.description, request_id: reply.request.id })
+    sendError(reply, state.denial, reply.request.id)
     return
   }
   const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
-  const status = timedOut ? 504 : 502
-  state.upstreamError = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
+  const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
+  state.upstreamError = failure.reason
   reply.log.warn({ upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } }, 'upstream request failed')
-  reply.code(status).header('cache-control', 'no-store').type('application/json').send({
-    error: state.upstreamError,
-    message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached',
-    request_id: reply.request.id,
-  })
+  sendError(reply, failure, reply.request.id)
 }

@@ -15,16 +15,15 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { deny } from '../http/denial.js'
-import { decide } from '../decide.js'
+import { fail } from '../http/denial.js'
+import { writeError } from '../http/respond.js'
 import type { CompiledPolicy } from '../policy/compile.js'
-import { allowsOrigin } from '../proxy/cors.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
-import { insecureRequest } from '../proxy/https_only.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
+import { admit } from './admit.js'
 import { headersForUpstream } from './forward.js'
-import type { RecordRequest, RequestState } from './request_state.js'
+import { newState, type RecordRequest, type RequestState } from './request_state.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
 // setTimeout's limit; a later expiry is reached in steps.
@@ -58,27 +57,18 @@ export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket:
   // Detached from the HTTP server, the socket has no error listener left: without this one, a
   // client resetting the connection would crash the process.
   socket.on('error', () => socket.destroy())
-  const policy = ctx.gateway.policy
-  if (ctx.gateway.closing || !isWebSocketUpgrade(req) || insecureRequest(req, policy.https)) return serveAsHttp(ctx.server, req, socket)
-  const state: RequestState = { policy }
-  const decided = () => {
-    const route = state.route
-    // Browsers send Origin on every WebSocket handshake and no preflight: with cors on the
-    // route, its origins are what stops another site's page from opening a socket with the
-    // user's cookies (cross-site WebSocket hijacking).
-    const origin = req.headers.origin
-    if (!state.denial && route?.cors && typeof origin === 'string' && !allowsOrigin(route.cors, origin)) {
-      state.denial = deny('cors_rejected', 'the origin is not allowed by cors.origins')
-    }
-    if (state.denial || !route?.websocket) {
+  if (ctx.gateway.closing || !isWebSocketUpgrade(req)) return serveAsHttp(ctx, req, socket)
+  const state = newState(ctx.gateway.policy)
+  const admitted = () => {
+    if (state.denial || !state.route?.websocket) {
       ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
-      return serveAsHttp(ctx.server, req, socket)
+      return serveAsHttp(ctx, req, socket)
     }
     tunnel(ctx, req, socket, head, state)
   }
-  const pending = decide(policy, 'GET', req.headers.host, req.url ?? '', req, state)
-  if (!pending) return decided()
-  pending.then(decided, (err: Error) => {
+  const pending = admit(req, state, true)
+  if (!pending) return admitted()
+  pending.then(admitted, (err: Error) => {
     ctx.logger.error({ err: { message: err.message } }, 'upgrade request failed')
     socket.destroy()
   })
@@ -93,7 +83,7 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
  * Answers the request through the normal HTTP path (fastify, the `request` event), then closes
  * the connection: the parser has let go of it, so it cannot carry a second request.
  */
-function serveAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void {
+function serveAsHttp(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex): void {
   const res = new ServerResponse(req)
   res.shouldKeepAlive = false
   res.assignSocket(socket as Socket)
@@ -104,11 +94,10 @@ function serveAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void
   // The body of an upgrade request is not parsed (the parser stopped after the headers), so one
   // with a body cannot be served; a WebSocket handshake never has one.
   if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0) {
-    res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' })
-    res.end(JSON.stringify({ error: 'bad_request', message: 'an upgrade request with a body is not supported' }))
+    writeError(res, fail('bad_request', 'an upgrade request with a body is not supported'), ctx.requestId(req))
     return
   }
-  server.emit('request', req, res)
+  ctx.server.emit('request', req, res)
 }
 
 function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head: Buffer, state: RequestState): void {
@@ -135,24 +124,23 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
 
   let settled = false
   const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
-  const fail = (timedOut: boolean) => {
+  const failed = (timedOut: boolean) => {
     if (settled) return
     settled = true
     clearTimeout(timer)
     upstreamRequest.destroy()
-    const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
-    state.upstreamError = reason
-    log(timedOut ? 504 : 502)
-    answer(req, socket, timedOut ? 504 : 502, { 'content-type': 'application/json', 'cache-control': 'no-store' },
-      JSON.stringify({ error: reason, message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached', request_id: id }))
+    const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
+    state.upstreamError = failure.reason
+    log(failure.status)
+    writeError(detachedResponse(req, socket), failure, id)
   }
   // Connecting has its fixed limit; then the upstream's timeout applies to its answer.
-  let timer = setTimeout(() => fail(true), CONNECT_TIMEOUT_MS)
+  let timer = setTimeout(() => failed(true), CONNECT_TIMEOUT_MS)
   upstreamRequest.on('socket', (s: Socket) => s.once('connect', () => {
     clearTimeout(timer)
-    if (upstream.timeoutMs > 0) timer = setTimeout(() => fail(true), upstream.timeoutMs)
+    if (upstream.timeoutMs > 0) timer = setTimeout(() => failed(true), upstream.timeoutMs)
   }))
-  upstreamRequest.on('error', () => fail(false))
+  upstreamRequest.on('error', () => failed(false))
   socket.on('close', () => { if (!settled) { settled = true; clearTimeout(timer); upstreamRequest.destroy() } })
 
   upstreamRequest.on('upgrade', (response: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
@@ -161,7 +149,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     // It must switch to what the client asked for; anything else would be a protocol confusion.
     if (String(response.headers.upgrade).toLowerCase() !== 'websocket') {
       upstreamSocket.destroy()
-      return fail(false)
+      return failed(false)
     }
     settled = true
     clearTimeout(timer)
@@ -177,7 +165,8 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     settled = true
     clearTimeout(timer)
     log(response.statusCode ?? 502)
-    const res = answer(req, socket, response.statusCode ?? 502, responseHeaders(response.headers))
+    const res = detachedResponse(req, socket)
+    res.writeHead(response.statusCode ?? 502, responseHeaders(response.headers) as Record<string, string | string[]>)
     response.pipe(res)
   })
   upstreamRequest.end()
@@ -191,14 +180,12 @@ function switchingProtocols(headers: IncomingHttpHeaders): string {
   return `${text}connection: Upgrade\r\nupgrade: websocket\r\n\r\n`
 }
 
-/** Writes a whole HTTP response on a socket that left the HTTP server, then closes it. */
-function answer(req: IncomingMessage, socket: Duplex, status: number, headers: IncomingHttpHeaders, body?: string): ServerResponse {
+/** A response on a socket that left the HTTP server, which closes it once written. */
+function detachedResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
   const res = new ServerResponse(req)
   res.shouldKeepAlive = false
   res.assignSocket(socket as Socket)
   res.on('finish', () => (socket as Socket).destroySoon())
-  res.writeHead(status, headers as Record<string, string | string[]>)
-  if (body !== undefined) res.end(body)
   return res
 }
 
