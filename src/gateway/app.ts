@@ -17,14 +17,14 @@ import { upstreamUrl } from '../proxy/forward.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
 import { admit } from './admit.js'
-import { forwardOptions, type GatewayRequest } from './forward.js'
+import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 
 
 export interface GatewayApp {
   app: FastifyInstance
-  /** The policy new requests use; replacing it is one assignment. */
+  /** The policy new requests use; replacing it is one assignment, which builds its routes' forwarding. */
   policy: CompiledPolicy
   /** Set when shutdown closes the listener: responses then end their connection. */
   closing: boolean
@@ -33,6 +33,8 @@ export interface GatewayApp {
   /** Client sockets of open WebSocket tunnels, which the HTTP server no longer tracks. */
   upgraded: Set<Socket>
   record: RecordRequest
+  /** A route's forwarding, built when the gateway took its policy. */
+  forwarding(route: Route): RouteForwarding
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -53,19 +55,24 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   })
   const pools = new UpstreamPools(policy)
   const writeAccessLine = accessLogger(logger)
+  // Filled when a policy is taken, for all its routes; a request that started under the previous
+  // policy still finds its route's, until that policy is gone.
+  const forwarding = new WeakMap<Route, RouteForwarding>()
+  const take = (next: CompiledPolicy) => {
+    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, next, metrics))
+    return next
+  }
+  let current = take(policy)
   const gateway: GatewayApp = {
-    app, policy, closing: false, pools, upgraded: new Set(),
+    app, closing: false, pools, upgraded: new Set(),
+    get policy() { return current },
+    set policy(next) { current = take(next) },
+    forwarding: (route) => forwarding.get(route)!,
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
       if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
     },
-  }
-  const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
-  const options = (route: Route) => {
-    let o = optionsByRoute.get(route)
-    if (!o) optionsByRoute.set(route, (o = forwardOptions(route, metrics)))
-    return o
   }
 
   // Bodies stream through untouched: no parsing, no buffering, no body limit of our own.
@@ -105,7 +112,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     const route = state.route!
     if (route.maxBodyBytes > 0) request.body = limitBody(request.body, route.maxBodyBytes)
     state.forwardedAt = performance.now()
-    return reply.from(upstreamUrl(route, state.path!), options(route))
+    return reply.from(upstreamUrl(route, state.path!), forwarding.get(route)!.options)
   }
 
   app.all('*', handle)

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import { fail } from '../http/denial.js'
 import { sendError } from '../http/respond.js'
-import type { Route } from '../policy/compile.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
 import { headerCopy, responseHeaders, upstreamRequestHeaders, type HeaderCopy } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
@@ -15,8 +15,20 @@ import type { RequestState } from './request_state.js'
 
 export type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 
-/** reply-from options; one object per route, built once, since nothing in it depends on the request. */
-export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
+/** What forwarding needs of one route, built when the gateway takes its policy, not per request. */
+export interface RouteForwarding {
+  /** reply-from's options: nothing in them depends on the request. */
+  options: FastifyReplyFromHooks & { timeout: number }
+  /** What the client's headers lose on the way (src/proxy/forward.ts). */
+  copy: HeaderCopy
+}
+
+export function routeForwarding(route: Route, policy: CompiledPolicy, metrics: Metrics): RouteForwarding {
+  const copy = headerCopy(route.auth?.sources, route.forwardToken, policy.stripIdentityHeaders)
+  return { options: forwardOptions(route, copy, metrics), copy }
+}
+
+function forwardOptions(route: Route, copy: HeaderCopy, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
   const tokenParameters = route.auth?.sources.queryNames ?? []
   return {
     // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
@@ -26,7 +38,7 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
     retryDelay: () => null,
     rewriteRequestHeaders: (request, headers) => {
       const state = (request as GatewayRequest).jwtgate
-      return headersForUpstream(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
+      return headersForUpstream(headers as IncomingHttpHeaders, copy, state, request.raw as IncomingMessage, request.id)
     },
     rewriteHeaders: (headers, request) => {
       // Called when the upstream's response headers arrive: the upstream's share of the latency.
@@ -38,14 +50,8 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
   }
 }
 
-// Per route, made on its first request: a request only reads it.
-const copyByRoute = new WeakMap<Route, HeaderCopy>()
-
 /** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
-export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
-  const route = state.route!
-  let copy = copyByRoute.get(route)
-  if (!copy) copyByRoute.set(route, (copy = headerCopy(route.auth?.sources, route.forwardToken, state.policy.stripIdentityHeaders)))
+export function headersForUpstream(headers: IncomingHttpHeaders, copy: HeaderCopy, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
   return upstreamRequestHeaders(headers, copy, state.identityHeaders, raw, state.policy.https, requestId)
 }
 

@@ -17,12 +17,12 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { fail } from '../http/denial.js'
 import { writeError } from '../http/respond.js'
-import type { CompiledPolicy } from '../policy/compile.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
 import { admit } from './admit.js'
-import { headersForUpstream } from './forward.js'
+import { headersForUpstream, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
@@ -37,6 +37,8 @@ export interface Tunnels {
   /** Client sockets of open tunnels, which the HTTP server no longer tracks. */
   readonly upgraded: Set<Socket>
   record: RecordRequest
+  /** The route's forwarding, built when its policy was taken. */
+  forwarding(route: Route): RouteForwarding
 }
 
 export interface UpgradeContext {
@@ -105,7 +107,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id)
+  const headers = headersForUpstream(withoutNominated(req.headers), ctx.gateway.forwarding(route).copy, state, req, id)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'
