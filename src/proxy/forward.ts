@@ -10,11 +10,8 @@ import { bodyTooLarge, isBodyTooLarge } from './body_limit.js'
 import { requestScheme } from './https_only.js'
 import { cookiesWithout, queryWithout } from './token_removal.js'
 import type { RequestState } from '../gateway.js'
+import { HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY } from '../http/owned_headers.js'
 
-// RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send (keep-alive, upgrade,
-// expect: it throws, which reply-from turns into a 500) and proxy credentials meant for us.
-const HOP_BY_HOP_REQUEST = new Set(['keep-alive', 'upgrade', 'expect', 'proxy-connection', 'te', 'trailer', 'proxy-authorization', 'http2-settings', 'transfer-encoding'])
-const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
 
 export function upstreamUrl(route: Route, path: string): string {
   return route.upstream.origin + route.upstream.basePath + path
@@ -43,8 +40,6 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
   }
 }
 
-// Set by the gateway itself, whatever the client sent.
-const SET_BY_GATEWAY = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
 const NOT_COPIED = new Set([...HOP_BY_HOP_REQUEST, ...SET_BY_GATEWAY])
 
 /** What one route never copies upstream, and the token cookies it cuts out of Cookie. */
