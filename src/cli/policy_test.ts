@@ -38,7 +38,9 @@ import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { label, readableErrors } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
-import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
+import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
   'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
@@ -71,7 +73,7 @@ export async function runPolicyTests(policyFile: string, testFiles: string[]): P
   try {
     policy = loadPolicy(policyFile, createLogger('silent'))
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   try {
     const read = testFiles.map((file) => readTestFile(file, policy))

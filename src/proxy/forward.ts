@@ -6,19 +6,14 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { TokenSources } from '../auth/token_sources.js'
 import { requestScheme, type HttpsRule } from './https_only.js'
 import { cookiesWithout } from './token_removal.js'
-
-// RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send (keep-alive, upgrade,
-// expect: it throws, which reply-from turns into a 500) and proxy credentials meant for us.
-const HOP_BY_HOP_REQUEST = new Set(['keep-alive', 'upgrade', 'expect', 'proxy-connection', 'te', 'trailer', 'proxy-authorization', 'http2-settings', 'transfer-encoding'])
-const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
+import { HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY } from '../http/owned_headers.js'
 
 /** Where a route forwards a normalized path. */
 export function upstreamUrl(route: { upstream: { origin: string; basePath: string } }, path: string): string {
   return route.upstream.origin + route.upstream.basePath + path
 }
 
-// Set by the gateway itself, whatever the client sent.
-const SET_BY_GATEWAY = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
+// Hop-by-hop and the headers the gateway sets itself, whatever the client sent.
 const NOT_COPIED = new Set([...HOP_BY_HOP_REQUEST, ...SET_BY_GATEWAY])
 
 /** What one route never copies upstream, and the token cookies it cuts out of Cookie. */
