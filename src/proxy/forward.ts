@@ -21,7 +21,7 @@ export interface HeaderCopy {
   skipped: ReadonlySet<string>
   tokenCookies: readonly string[] | undefined
   /** Removes the identity headers a client sent (the policy's headerStripper). */
-  stripIdentityHeaders: (headers: Record<string, unknown>) => void
+  stripIdentityHeaders: (headers: IncomingHttpHeaders) => void
 }
 
 /** Built once per route: `sources` are the route's token sources (undefined without auth). */
