@@ -9,7 +9,8 @@ import type { CompiledPolicy } from '../policy/compile.js'
 /**
  * Kubernetes updates a mounted ConfigMap by swapping a symlink in the file's directory, so the
  * directory is watched, not the file; the file's content hash decides whether anything changed.
- * Directories of secret files the policy names are watched too.
+ * The directories of the other files it reads (secrets, certificates: cert-manager renews them
+ * in place) are watched too.
  */
 export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange: () => void, logger: Logger): { close(): void } {
   const watchers = new Map<string, FSWatcher>()
@@ -21,7 +22,7 @@ export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange
     lastSeen = now
     onChange()
   }
-  const dirs = () => new Set([path.dirname(path.resolve(file)), ...secretFiles(policy()).map((f) => path.dirname(f))])
+  const dirs = () => new Set([path.dirname(path.resolve(file)), ...policy().files.map((f) => path.dirname(f))])
   const sync = () => {
     for (const dir of dirs()) {
       if (watchers.has(dir)) continue
@@ -43,19 +44,9 @@ export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange
   return { close: () => { clearTimeout(timer); for (const w of watchers.values()) w.close() } }
 }
 
-function secretFiles(policy: CompiledPolicy): string[] {
-  type TlsFiles = { ca_file?: string; cert_file?: string; key_file?: string }
-  const doc = policy.redacted as { issuers?: Record<string, { secret_file?: string }>; revocation?: { admin_token_file?: string }; listen: { tls?: TlsFiles }; upstreams: Record<string, { tls?: TlsFiles }> }
-  const files = Object.values(doc.issuers ?? {}).map((i) => i.secret_file)
-  files.push(doc.revocation?.admin_token_file)
-  // Certificates too: cert-manager renews them in place, and a reload picks the new ones up.
-  for (const tls of [doc.listen.tls, ...Object.values(doc.upstreams).map((u) => u.tls)]) files.push(tls?.ca_file, tls?.cert_file, tls?.key_file)
-  return files.flatMap((f) => (f ? [path.resolve(path.dirname(policy.file), f)] : []))
-}
-
 function fingerprint(file: string, policy: CompiledPolicy): string {
   const hash = createHash('sha256')
-  for (const f of [file, ...secretFiles(policy)]) {
+  for (const f of [file, ...policy.files]) {
     try {
       hash.update(readFileSync(f))
     } catch {
