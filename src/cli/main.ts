@@ -1,5 +1,4 @@
 // `jwtgate serve | validate | explain | test | demo`.
-import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -10,7 +9,6 @@ import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import { explain } from './explain.js'
 import { runPolicyTests } from './policy_test.js'
-import { stopIssuers } from '../lifecycle/live_policy.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 import type { PolicyProblem } from '../policy/problems.js'
 
@@ -43,12 +41,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       if (!policyFile) return usage('serve needs -c policy.yaml or JWTGATE_CONFIG')
-      return serve(policyFile)
+      // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
+      return (await import('../lifecycle/serve.js')).serve(policyFile)
     case 'validate':
       if (!policyFile) return usage('validate needs -c policy.yaml')
       return validate(policyFile)
     case 'demo':
-      // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
+      // Loaded on demand, like serve.
       return (await import('./demo.js')).runDemo({ check: values.check ?? false })
     case 'schema':
       return schema(values.out)
@@ -184,56 +183,6 @@ function schema(out: string | undefined): number {
   }
   else process.stdout.write(text)
   return 0
-}
-
-async function serve(policyFile: string): Promise<number> {
-  // A worker of `workers: N`: node:cluster forked it with the same command line.
-  const worker = Number(process.env.JWTGATE_WORKER)
-  if (cluster.isWorker && worker > 0) return (await import('../cluster/worker.js')).runWorker(policyFile, worker)
-  let workers: number
-  try {
-    workers = workerCount(policyFile)
-  } catch (err) {
-    return printPolicyError(err)
-  }
-  if (workers > 1) return (await import('../cluster/primary.js')).runPrimary(policyFile)
-  const { startGateway } = await import('../server.js')
-  const { default: closeWithGrace } = await import('close-with-grace')
-  let running
-  try {
-    running = await startGateway({ policyFile, watch: true })
-  } catch (err) {
-    return printPolicyError(err)
-  }
-  const gateway = running
-  process.on('SIGHUP', () => {
-    gateway.logger.info('SIGHUP: reloading the policy')
-    void gateway.reload()
-  })
-  const { drainDelayMs, timeoutMs } = gateway.gateway.policy.shutdown
-  // SIGTERM/SIGINT: graceful shutdown bounded by drain delay + timeout; a second signal, or a
-  // crash, exits at once (close-with-grace: the same handling fastify's own docs recommend).
-  closeWithGrace({
-    delay: drainDelayMs + timeoutMs,
-    skip: ['SIGHUP'],
-    logger: { error: (m: unknown) => gateway.logger.error({ detail: String(m) }, 'shutdown') },
-    onSecondSignal: (signal) => {
-      gateway.logger.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    },
-  }, async ({ signal, err }) => {
-    if (err) gateway.logger.error({ err: { message: err.message, stack: err.stack } }, 'unexpected error; shutting down')
-    gateway.logger.info({ signal }, 'signal received')
-    await gateway.shutdown()
-  })
-  return new Promise<number>(() => {})
-}
-
-/** The policy's `workers`, read before deciding what this process becomes; throws PolicyError. */
-function workerCount(policyFile: string): number {
-  const policy = loadPolicy(policyFile, createLogger('silent'))
-  stopIssuers(policy)
-  return policy.workers
 }
 
 process.exitCode = await main(process.argv.slice(2)).catch((err: Error) => {
