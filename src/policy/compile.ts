@@ -12,7 +12,7 @@ import { unsafeUrl } from '../auth/discovery.js'
 import { jwksIssuer, secretIssuer, type Issuer, type IssuerSettings } from '../auth/issuer.js'
 import { IssuerSet } from '../auth/issuer_set.js'
 import { allowedIssOf, parseIssuerTemplate, tenantIn } from '../auth/issuer_template.js'
-import { DEFAULT_TOKEN_SOURCES, sourcePlace, tokenSources, type SourcePlace, type TokenSource, type TokenSourceSpec, type TokenSources } from '../auth/token_sources.js'
+import { DEFAULT_TOKEN_SOURCES, sourcePlace, tokenSources, type SourcePlace, type TokenSource, type TokenSources } from '../auth/token_sources.js'
 import { compileCors, type CorsRule } from '../proxy/cors.js'
 import { compileHttpsRule, type HttpsRule } from '../proxy/https_only.js'
 import { headerStripper, type IdentityHeader, type IdentityOutput } from '../proxy/identity_headers.js'
@@ -22,9 +22,9 @@ import { durationMs } from './duration.js'
 import { filesReadAtLoad, readSecretBesidePolicy } from './policy_files.js'
 import { lintIssuers } from './lint.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
-import { PolicyError, type DocPath } from './problems.js'
+import { PolicyError, type DocPath, type OnProblem } from './problems.js'
 import { DEFAULT_IDENTITY_PREFIXES, isOwnedHeader, ownedHeaderUnderPrefix, PATH_AND_METHOD_OVERRIDES } from '../http/owned_headers.js'
-import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument, type UpstreamDocument } from './schema.js'
+import { HMAC_ALGORITHMS, type TokenSourceDocument, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument, type UpstreamDocument } from './schema.js'
 import { compileListenTls, compileUpstreamTls, type ListenTls, type UpstreamTls } from './tls_files.js'
 
 export interface Upstream {
@@ -127,31 +127,31 @@ const builtFrom = new WeakMap<Issuer, string>()
 export function compilePolicy(source: PolicySource, log: Logger, previous?: CompiledPolicy): CompiledPolicy {
   const doc = source.document
   const problems = source.problems
-  const report = (at: DocPath, message: string) => problems.add(at, message)
+  const problem: OnProblem = (at, message) => problems.add(at, message)
 
   const upstreams = new Map<string, Upstream>()
   const poolKeyByOrigin = new Map<string, [string, string]>()
   for (const [name, u] of Object.entries(doc.upstreams)) {
-    const upstream = compileUpstream(name, u, source.file, report)
+    const upstream = compileUpstream(name, u, source.file, problem)
     if (!upstream) continue
     upstreams.set(name, upstream)
     // Connections are pooled per origin (undici dispatches by origin), so one origin has one
     // set of connection settings.
     const same = poolKeyByOrigin.get(upstream.origin)
     if (same && same[1] !== upstream.poolKey) {
-      report(['upstreams', name], `upstreams.${same[0]} has the same origin (${upstream.origin}) with other connections or tls settings; give both the same`)
+      problem(['upstreams', name], `upstreams.${same[0]} has the same origin (${upstream.origin}) with other connections or tls settings; give both the same`)
     }
     poolKeyByOrigin.set(upstream.origin, [name, upstream.poolKey])
   }
 
-  const listenTls = compileListenTls(doc.listen.tls, source.file, report)
+  const listenTls = compileListenTls(doc.listen.tls, source.file, problem)
   const maxHeaderBytes = doc.limits?.max_header_bytes ?? DEFAULT_MAX_HEADER_BYTES
   const maxTokenBytes = doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES
   if (maxTokenBytes >= maxHeaderBytes) {
-    report([doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'], `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`)
+    problem([doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'], `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`)
   }
-  const cors = doc.cors ? compileCors(doc.cors, ['cors'], report) ?? null : null
-  const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, report)
+  const cors = doc.cors ? compileCors(doc.cors, ['cors'], problem) ?? null : null
+  const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, problem)
 
   const issuers = new Map<string, Issuer>()
   const issuerNameByIss = new Map<string, string>()
@@ -159,7 +159,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     const at: DocPath = ['issuers', name]
     ;[spec.issuer, ...(spec.issuer_aliases ?? [])].forEach((iss, i) => {
       const sameIss = issuerNameByIss.get(iss)
-      if (sameIss) report(i === 0 ? [...at, 'issuer'] : [...at, 'issuer_aliases', i - 1], `issuer "${iss}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
+      if (sameIss) problem(i === 0 ? [...at, 'issuer'] : [...at, 'issuer_aliases', i - 1], `issuer "${iss}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
       issuerNameByIss.set(iss, name)
     })
     const kept = previous?.issuers.get(name)
@@ -167,38 +167,38 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
       issuers.set(name, kept)
       continue
     }
-    const issuer = compileIssuer(name, spec, source.file, log, (where, m) => report([...at, ...where], m))
+    const issuer = compileIssuer(name, spec, source.file, log, (where, m) => problem([...at, ...where], m))
     if (issuer) {
       issuers.set(name, issuer)
       builtFrom.set(issuer, JSON.stringify(spec))
     }
   }
 
-  reportTemplateOverlaps(issuers, report)
+  checkTemplateOverlaps(issuers, problem)
 
   // Kept across reloads when its settings are unchanged, like an unchanged issuer.
-  const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, report, previous?.revocation) : null
+  const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, problem, previous?.revocation) : null
 
   // The memory and file backends remember used one-time tokens in each process: with several
   // workers a token could be used once per worker.
   if (doc.workers !== undefined && doc.workers !== 1 && doc.revocation && doc.revocation.backend !== 'redis') {
     const index = doc.routes.findIndex((r) => r.replay_protection)
-    if (index >= 0) report(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
+    if (index >= 0) problem(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
   }
 
   const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_IDENTITY_PREFIXES
   stripPrefixes.forEach((prefix, i) => {
     const owned = ownedHeaderUnderPrefix(prefix)
-    if (owned) report(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
+    if (owned) problem(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
   })
 
-  const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], report)
-  const defaultPayloadHeader = doc.forward_payload_header === undefined ? null : payloadHeader(doc.forward_payload_header, defaultIdentity, ['forward_payload_header'], report)
+  const defaultIdentity = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], problem)
+  const defaultPayloadHeader = doc.forward_payload_header === undefined ? null : payloadHeader(doc.forward_payload_header, defaultIdentity, ['forward_payload_header'], problem)
   const identityMaxBytes = doc.identity_header_max_bytes ?? DEFAULT_IDENTITY_HEADER_MAX_BYTES
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
     const candidate = compileRoute(spec, index, {
-      upstreams, issuers, defaultIdentity, defaultPayloadHeader, identityMaxBytes, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, report,
+      upstreams, issuers, defaultIdentity, defaultPayloadHeader, identityMaxBytes, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, problem,
     })
     if (candidate) candidates.push(candidate)
   })
@@ -207,11 +207,11 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   if (candidates.length === doc.routes.length) {
     routes = new RouteTable(candidates)
     for (const { index, by } of routes.shadowedBy()) {
-      report(['routes', index, 'path'], `route is unreachable: routes[${by}] (${doc.routes[by]!.path}) matches every request it would`)
+      problem(['routes', index, 'path'], `route is unreachable: routes[${by}] (${doc.routes[by]!.path}) matches every request it would`)
     }
   }
 
-  if (problems.list.length || !routes || listenTls === undefined) {
+  if (problems.list.length || !routes || listenTls === undefined || !https) {
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
@@ -272,18 +272,18 @@ function redact(doc: PolicySource['document']): unknown {
   }))
 }
 
-function compileUpstream(name: string, spec: UpstreamDocument, policyFile: string, report: (at: DocPath, m: string) => void): Upstream | undefined {
+function compileUpstream(name: string, spec: UpstreamDocument, policyFile: string, problem: OnProblem): Upstream | undefined {
   const at: DocPath = ['upstreams', name]
   if (!isHttpUrl(spec.url)) {
-    report([...at, 'url'], `upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
+    problem([...at, 'url'], `upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
     return undefined
   }
   const url = new URL(spec.url)
   if (url.username || url.password || url.search || url.hash) {
-    report([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
+    problem([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
     return undefined
   }
-  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, report)
+  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, problem)
   if (tls === undefined) return undefined
   const connections = spec.connections ?? DEFAULT_UPSTREAM_CONNECTIONS
   const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
@@ -304,22 +304,20 @@ function isRemote(spec: IssuerDocument): boolean {
   return spec.jwks_uri !== undefined || spec.discovery === true
 }
 
-function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, report: (at: DocPath, m: string) => void): Issuer | undefined {
+function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, problem: OnProblem): Issuer | undefined {
   const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
   if (sources.length !== 1) {
-    report([], `issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
+    problem([], `issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
     return undefined
   }
-  const template = parseIssuerTemplate(spec.issuer, spec.tenants)
-  if (typeof template === 'string') {
-    report([spec.tenants && !spec.issuer.includes('{tid}') ? 'tenants' : 'issuer'], template)
-    return undefined
-  }
+  const parsed = parseIssuerTemplate(spec.issuer, spec.tenants, [], problem)
+  if (parsed === undefined) return undefined
+  const template = parsed ?? undefined
   if (template && spec.issuer_aliases) {
-    report(['issuer_aliases'], 'issuer_aliases cannot go with a multi-tenant issuer ({tid} in issuer)')
+    problem(['issuer_aliases'], 'issuer_aliases cannot go with a multi-tenant issuer ({tid} in issuer)')
     return undefined
   }
-  if (!checkTokenSources(spec.token_sources, (i, m) => report(['token_sources', i], m))) return undefined
+  if (!checkTokenSources(spec.token_sources, ['token_sources'], problem)) return undefined
   const hmac = spec.algorithms.filter((a) => (HMAC_ALGORITHMS as readonly string[]).includes(a))
   const exactIss = template ? [] : [spec.issuer, ...(spec.issuer_aliases ?? [])]
   const settings: IssuerSettings = {
@@ -338,13 +336,13 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
   if (isRemote(spec)) {
     // A key set is public; an HMAC algorithm over it would let anyone holding it sign.
     if (hmac.length) {
-      report(['algorithms'], `${hmac.join(', ')} cannot be used with a ${sources[0]}; HMAC issuers take a secret`)
+      problem(['algorithms'], `${hmac.join(', ')} cannot be used with a ${sources[0]}; HMAC issuers take a secret`)
       return undefined
     }
-    const uri = spec.jwks_uri !== undefined ? spec.jwks_uri : discoverySource(spec, template !== undefined, (m) => report(['issuer'], m))
+    const uri = spec.jwks_uri !== undefined ? spec.jwks_uri : discoverySource(spec, template !== undefined, ['issuer'], problem)
     if (uri === undefined) return undefined
     if (typeof uri === 'string' && !isHttpUrl(uri)) {
-      report(['jwks_uri'], `jwks_uri ${JSON.stringify(uri)} is not an http(s) URL`)
+      problem(['jwks_uri'], `jwks_uri ${JSON.stringify(uri)} is not an http(s) URL`)
       return undefined
     }
     const jwks = {
@@ -355,29 +353,26 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
       maxAgeMs: durationMs(spec.jwks?.max_age ?? '10m'),
     }
     if (jwks.timeoutMs <= 0) {
-      report(['jwks', 'timeout'], 'jwks.timeout must be more than 0')
+      problem(['jwks', 'timeout'], 'jwks.timeout must be more than 0')
       return undefined
     }
     if (jwks.minAgeMs > jwks.maxAgeMs) {
-      report(['jwks', 'min_age'], `jwks.min_age (${jwks.minAgeMs} ms) is more than jwks.max_age (${jwks.maxAgeMs} ms)`)
+      problem(['jwks', 'min_age'], `jwks.min_age (${jwks.minAgeMs} ms) is more than jwks.max_age (${jwks.maxAgeMs} ms)`)
       return undefined
     }
     return jwksIssuer(settings, jwks, log)
   }
   if (hmac.length !== spec.algorithms.length) {
-    report(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
+    problem(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
     return undefined
   }
-  const text = spec.secret_file !== undefined ? readSecretBesidePolicy(policyFile, spec.secret_file, 'secret_file') : spec.secret!
-  if (typeof text !== 'string') {
-    report(['secret_file'], text.problem)
-    return undefined
-  }
+  const text = spec.secret_file !== undefined ? readSecretBesidePolicy(policyFile, spec.secret_file, ['secret_file'], problem, 'secret_file') : spec.secret!
+  if (text === undefined) return undefined
   const secret = Buffer.from(text)
   // RFC 7518 §3.2: the key must be at least as long as the hash output.
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
   if (secret.length < needed) {
-    report([spec.secret_file !== undefined ? 'secret_file' : 'secret'], `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`)
+    problem([spec.secret_file !== undefined ? 'secret_file' : 'secret'], `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`)
     return undefined
   }
   return secretIssuer(settings, secret)
@@ -387,85 +382,80 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
  * `discovery: true`: the issuer is where its metadata lives (OIDC Discovery §4), so it must be
  * one exact https URL (http on loopback) without query or fragment.
  */
-function discoverySource(spec: IssuerDocument, isTemplate: boolean, report: (m: string) => void): { discover: string } | undefined {
+function discoverySource(spec: IssuerDocument, isTemplate: boolean, at: DocPath, problem: OnProblem): { discover: string } | undefined {
   if (isTemplate) {
-    report('discovery needs one exact issuer; give a multi-tenant issuer its jwks_uri')
+    problem(at, 'discovery needs one exact issuer; give a multi-tenant issuer its jwks_uri')
     return undefined
   }
   const why = unsafeUrl(spec.issuer)
   if (why) {
-    report(`discovery reads {issuer}/.well-known/openid-configuration, but the issuer ${why}`)
+    problem(at, `discovery reads {issuer}/.well-known/openid-configuration, but the issuer ${why}`)
     return undefined
   }
   const url = new URL(spec.issuer)
   if (url.search || url.hash || spec.issuer.includes('?') || spec.issuer.includes('#')) {
-    report('discovery needs an issuer URL without a query or fragment (OIDC Discovery §4)')
+    problem(at, 'discovery needs an issuer URL without a query or fragment (OIDC Discovery §4)')
     return undefined
   }
   return { discover: spec.issuer }
 }
 
-/** Checks an issuer's token_sources; false when one cannot be used (each reported). */
-function checkTokenSources(specs: readonly TokenSourceSpec[] | undefined, report: (index: number, m: string) => void): boolean {
+/** Checks an issuer's token_sources; false when one cannot be used (each said). */
+function checkTokenSources(specs: readonly TokenSourceDocument[] | undefined, at: DocPath, problem: OnProblem): boolean {
   let ok = true
   const seen = new Set<string>()
   specs?.forEach((spec, i) => {
-    const place = sourcePlace(spec)
-    if (typeof place === 'string') {
-      report(i, place)
-      ok = false
-    } else if (seen.has(place.key)) {
-      report(i, `the ${place.what} is already a token source`)
+    const place = sourcePlace(spec, [...at, i], problem)
+    if (!place) ok = false
+    else if (seen.has(place.key)) {
+      problem([...at, i], `the ${place.what} is already a token source`)
       ok = false
     }
-    if (typeof place !== 'string') seen.add(place.key)
+    if (place) seen.add(place.key)
   })
   return ok
 }
 
 /** An exact iss of one issuer that a multi-tenant issuer also matches would make the choice a guess. */
-function reportTemplateOverlaps(issuers: ReadonlyMap<string, Issuer>, report: (at: DocPath, m: string) => void): void {
+function checkTemplateOverlaps(issuers: ReadonlyMap<string, Issuer>, problem: OnProblem): void {
   for (const multi of issuers.values()) {
     if (!multi.template) continue
     for (const other of issuers.values()) {
       other.exactIss.forEach((iss, i) => {
         if (tenantIn(multi.template!, iss) === undefined) return
-        report(['issuers', other.name, i === 0 ? 'issuer' : 'issuer_aliases', ...(i === 0 ? [] : [i - 1])],
+        problem(['issuers', other.name, i === 0 ? 'issuer' : 'issuer_aliases', ...(i === 0 ? [] : [i - 1])],
           `issuer "${iss}" is also matched by issuers.${multi.name} (${multi.issuer}); one iss value must map to one issuer`)
       })
     }
   }
 }
 
-function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at: DocPath, report: (at: DocPath, m: string) => void): IdentityHeader[] {
+function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at: DocPath, problem: OnProblem): IdentityHeader[] {
   const out: IdentityHeader[] = []
   for (const [header, value] of Object.entries(spec)) {
     const name = header.toLowerCase()
     // x_forwarded_for is X-Forwarded-For to CGI-style back ends: both spellings are checked.
     if (isOwnedHeader(name)) {
-      report([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
+      problem([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
       continue
     }
-    const claim = typeof value === 'string' ? value : value.claim
-    try {
-      const encoding = typeof value === 'object' && value.json ? { json: true as const } : { json: false as const, join: (typeof value === 'object' && value.join) || ',' }
-      out.push({ name, claim: parseClaimPath(claim), encoding })
-    } catch (err) {
-      report([...at, header], (err as Error).message)
-    }
+    const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
+    if (!claim) continue
+    const encoding = typeof value === 'object' && value.json ? { json: true as const } : { json: false as const, join: (typeof value === 'object' && value.join) || ',' }
+    out.push({ name, claim, encoding })
   }
   return out
 }
 
-/** `forward_payload_header`'s name, checked like an identity header's; null after reporting a problem. */
-function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, report: (at: DocPath, m: string) => void): string | null {
+/** `forward_payload_header`'s name, checked like an identity header's; null after saying why. */
+function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, problem: OnProblem): string | null {
   const lower = name.toLowerCase()
   if (isOwnedHeader(lower)) {
-    report(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    problem(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
     return null
   }
   if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
-    report(at, `${name} is also an identity header; give the payload a header of its own`)
+    problem(at, `${name} is also an identity header; give the payload a header of its own`)
     return null
   }
   return lower
@@ -498,28 +488,16 @@ interface RouteContext {
   cors: CorsRule | null
   /** `limits.max_body_bytes`, for routes without their own. */
   maxBodyBytes: number
-  report: (at: DocPath, m: string) => void
+  problem: OnProblem
 }
 
 function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): RouteCandidate<Route> | undefined {
   const at: DocPath = ['routes', index]
   let ok = true
-  const fail = (where: DocPath, m: string) => { ctx.report([...at, ...where], m); ok = false }
+  const fail = (where: DocPath, m: string) => { ctx.problem([...at, ...where], m); ok = false }
 
-  let pathPattern
-  try {
-    pathPattern = compilePathPattern(spec.path)
-  } catch (err) {
-    fail(['path'], (err as Error).message)
-  }
-  let host = null
-  if (spec.host !== undefined) {
-    try {
-      host = compileHostPattern(spec.host)
-    } catch (err) {
-      fail(['host'], (err as Error).message)
-    }
-  }
+  const pathPattern = compilePathPattern(spec.path, ['path'], fail)
+  const host = spec.host === undefined ? null : compileHostPattern(spec.host, ['host'], fail)
   const upstream = ctx.upstreams.get(spec.upstream)
   if (!upstream) fail(['upstream'], `unknown upstream "${spec.upstream}"${known(ctx.upstreams)}`)
 
@@ -556,10 +534,10 @@ function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): Ro
   let cors = ctx.cors
   if (spec.cors === false) cors = null
   else if (spec.cors) {
-    cors = compileCors(spec.cors, [...at, 'cors'], ctx.report) ?? null
+    cors = compileCors(spec.cors, [...at, 'cors'], ctx.problem) ?? null
     if (!cors) ok = false
   }
-  if (!ok || !pathPattern || !upstream || !identity) return undefined
+  if (!ok || !pathPattern || host === undefined || !upstream || !identity) return undefined
   const route: Route = {
     index,
     name: `${label(at)} ${spec.path}`,
@@ -580,7 +558,7 @@ function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): Ide
   let ok = true
   let headers = ctx.defaultIdentity
   if (spec.identity_headers) {
-    const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], ctx.report)
+    const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], ctx.problem)
     if (own.length !== Object.keys(spec.identity_headers).length) ok = false
     const byName = new Map(ctx.defaultIdentity.map((h) => [h.name, h]))
     for (const h of own) byName.set(h.name, h)
@@ -588,10 +566,10 @@ function routeIdentity(spec: RouteDocument, at: DocPath, ctx: RouteContext): Ide
   }
   let payload = ctx.defaultPayloadHeader
   if (spec.forward_payload_header !== undefined) {
-    payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], ctx.report)
+    payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], ctx.problem)
     if (spec.forward_payload_header !== false && payload === null) ok = false
   } else if (payload && headers.some((h) => h.name.replaceAll('_', '-') === payload!.replaceAll('_', '-'))) {
-    ctx.report([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
+    ctx.problem([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
     ok = false
   }
   return ok ? { headers, payloadHeader: payload, maxBytes: ctx.identityMaxBytes } : undefined
@@ -605,7 +583,7 @@ const MAX_HEADER_SOURCES = 30
  * else each issuer's, merged: one place read by several issuers is one source accepting all
  * of them, and a token found there may only be checked by one of them.
  */
-function compileTokenSources(override: readonly TokenSourceSpec[] | undefined, issuers: readonly Issuer[], fail: (at: DocPath, m: string) => void): TokenSources | undefined {
+function compileTokenSources(override: readonly TokenSourceDocument[] | undefined, issuers: readonly Issuer[], fail: (at: DocPath, m: string) => void): TokenSources | undefined {
   const places = new Map<string, { place: SourcePlace; issuers: Issuer[] }>()
   let ok = true
   const read = (place: SourcePlace, by: readonly Issuer[], at: DocPath) => {
@@ -626,17 +604,16 @@ function compileTokenSources(override: readonly TokenSourceSpec[] | undefined, i
   }
   if (override) {
     override.forEach((spec, i) => {
-      const place = sourcePlace(spec)
-      if (typeof place === 'string') {
-        fail(['token_sources', i], place)
-        ok = false
-      } else read(place, issuers, ['token_sources', i])
+      const place = sourcePlace(spec, ['token_sources', i], fail)
+      if (!place) ok = false
+      else read(place, issuers, ['token_sources', i])
     })
   } else {
     for (const issuer of issuers) {
       for (const spec of issuer.tokenSources) {
-        const place = sourcePlace(spec)
-        if (typeof place !== 'string') read(place, [issuer], ['auth', 'issuers'])
+        // Checked when the issuer compiled.
+        const place = sourcePlace(spec, ['auth', 'issuers'], fail)
+        if (place) read(place, [issuer], ['auth', 'issuers'])
       }
     }
   }

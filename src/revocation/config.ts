@@ -5,7 +5,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
-import type { DocPath } from '../policy/problems.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RevocationDocument } from '../policy/schema.js'
 import { FileStore } from './file.js'
 import { MemoryStore } from './memory.js'
@@ -24,15 +24,15 @@ const MIN_ADMIN_TOKEN_BYTES = 16
 const builtFrom = new WeakMap<RevocationStore, string>()
 
 /**
- * Checks the section (reporting each problem at its place) and returns the store to use:
+ * Checks the section (saying each problem at its place) and returns the store to use:
  * `previous` when its settings are the same, a new, not yet started one otherwise. The caller
  * sets the store's marginMs once the whole policy compiled.
  */
 export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger,
-  report: (at: DocPath, message: string) => void, previous: CompiledRevocation | null | undefined): CompiledRevocation | undefined {
+  problem: OnProblem, previous: CompiledRevocation | null | undefined): CompiledRevocation | undefined {
   const at = (...where: Array<string | number>): DocPath => ['revocation', ...where]
   let ok = true
-  const fail = (where: DocPath, message: string) => { report(where, message); ok = false }
+  const fail = (where: DocPath, message: string) => { problem(where, message); ok = false }
 
   const settings: RevocationSettings = {
     backend: spec.backend,
@@ -64,12 +64,7 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
     const where = at(spec.admin_token !== undefined ? 'admin_token' : 'admin_token_file')
     let token: string | undefined = spec.admin_token
     if (spec.admin_token_file !== undefined) {
-      const read = readSecretBesidePolicy(policyFile, spec.admin_token_file, 'admin_token_file')
-      if (typeof read === 'string') token = read
-      else {
-        token = undefined
-        fail(where, read.problem)
-      }
+      token = readSecretBesidePolicy(policyFile, spec.admin_token_file, where, fail, 'admin_token_file')
     }
     if (token !== undefined) {
       if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES) fail(where, `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes; it has ${Buffer.byteLength(token)}`)

@@ -13,14 +13,14 @@ const ISSUERS = new Map([['idp', idp], ['internal', internal]])
 
 function compile(doc: RequirementDocument): Requirement {
   const problems: string[] = []
-  const requirement = compileRequirement(doc, ['auth'], { issuers: ISSUERS, report: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
+  const requirement = compileRequirement(doc, ['auth'], { issuers: ISSUERS, problem: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
   if (!requirement) throw new Error(problems.join('\n'))
   return requirement
 }
 
 function problemsOf(doc: RequirementDocument): string[] {
   const problems: string[] = []
-  compileRequirement(doc, ['auth'], { issuers: ISSUERS, report: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
+  compileRequirement(doc, ['auth'], { issuers: ISSUERS, problem: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
   return problems
 }
 
@@ -48,7 +48,7 @@ t.test('audiences: the requirement\'s own replace the issuer\'s', async (t) => {
 t.test('audience_claim: the issuer\'s own audience claim is read, for its audiences and the requirement\'s', async (t) => {
   const cognito = secretIssuer({ name: 'cognito', issuer: 'https://cognito.example.com/', audiences: ['app-client'], audienceClaim: 'client_id', algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true }, Buffer.alloc(32, 'c'))
   const issuers = new Map([['cognito', cognito]])
-  const compileWith = (doc: RequirementDocument) => compileRequirement(doc, ['auth'], { issuers, report: () => {} })!
+  const compileWith = (doc: RequirementDocument) => compileRequirement(doc, ['auth'], { issuers, problem: () => {} })!
   const facts = (claims: Record<string, unknown>): TokenFacts => ({ issuer: cognito, claims: { iss: cognito.issuer, ...claims }, typ: 'JWT' })
   const plain = compileWith({ issuers: ['cognito'] })
   t.equal(plain.check(facts({ client_id: 'app-client' }), now), undefined)
