@@ -11,11 +11,11 @@ import type { Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { Metrics } from './admin/metrics.js'
 import { buildAdmin, readiness, type Readiness } from './admin/server.js'
-import { buildGateway, type GatewayApp } from './gateway.js'
+import { buildGateway, type GatewayApp } from './gateway/app.js'
+import { logRejectedReload, warnRestartOnly } from './lifecycle/live_policy.js'
 import { createLogger } from './log.js'
 import { loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import type { Env } from './policy/load.js'
-import { formatProblem, PolicyError } from './policy/problems.js'
 import { startReloadedStore } from './revocation/store.js'
 
 export interface StartOptions {
@@ -191,21 +191,6 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
   const address = app.server.address() as AddressInfo
   const scheme = 'setSecureContext' in app.server ? 'https' : 'http'
   return `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
-}
-
-/** Says why a reload's policy was refused, problem by problem. */
-export function logRejectedReload(err: unknown, policyFile: string, kept: CompiledPolicy, logger: Logger): void {
-  const problems = err instanceof PolicyError ? err.problems.map(formatProblem) : [`${policyFile}:1:1 ${(err as Error).message}`]
-  for (const problem of problems) logger.error({ problem }, 'policy reload rejected')
-  logger.error({ problems: problems.length, kept: kept.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
-}
-
-/** Warns about changes a reload cannot apply. */
-export function warnRestartOnly(current: CompiledPolicy, next: CompiledPolicy, logger: Logger): void {
-  if (next.listen.port !== current.listen.port || next.listen.host !== current.listen.host || next.maxHeaderBytes !== current.maxHeaderBytes) {
-    logger.warn('listen address and limits.max_header_bytes changes take effect at the next restart')
-  }
-  if (next.workers !== current.workers) logger.warn({ workers: current.workers, next: next.workers }, 'a workers change takes effect at the next restart')
 }
 
 /**

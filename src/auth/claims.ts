@@ -3,7 +3,7 @@
 import safeRegex from 'safe-regex2'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { ClaimConditionDocument } from '../policy/schema.js'
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export type ClaimPath = readonly string[]
 

@@ -3,7 +3,7 @@
 // `tid` claim (Microsoft's guidance for multi-tenant apps), and, when the policy lists tenants,
 // be one of them.
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export const TENANT_PLACEHOLDER = '{tid}'
 

@@ -14,7 +14,9 @@ import { upstreamUrl } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
-import { identityHeadersOf, reportPolicyError, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
+import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 export interface ExplainOptions {
   policyFile: string
@@ -127,7 +129,7 @@ export async function explain(options: ExplainOptions): Promise<number> {
     // written (patterns, methods, claim conditions), which compiled matchers do not keep.
     document = readPolicySource(options.policyFile).document
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   try {
     const { decision, claims } = await evaluate(policy, options)

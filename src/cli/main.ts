@@ -10,7 +10,8 @@ import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import { explain } from './explain.js'
 import { runPolicyTests } from './policy_test.js'
-import { reportPolicyError, stopIssuers } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
 import type { PolicyProblem } from '../policy/problems.js'
 
 const USAGE = `usage:
@@ -135,7 +136,7 @@ async function revokeCommand(args: string[]): Promise<number> {
   if (typeof exp === 'string') return usage(exp)
   if (typeof before === 'string') return usage(before)
   // Loaded on demand, like serve: the redis client is only needed here.
-  const { runRevoke } = await import('../revocation/cli.js')
+  const { runRevoke } = await import('./revocations.js')
   return runRevoke(values.jti !== undefined ? { policyFile, jti: values.jti, exp } : { policyFile, sub: values.sub!, before })
 }
 
@@ -166,7 +167,7 @@ function validate(policyFile: string): number {
     process.stdout.write(`${policyFile}: ok (${policy.routes.size} routes, ${policy.issuers.size} issuers, ${policy.upstreams.size} upstreams)\n`)
     return 0
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
 }
 
@@ -193,7 +194,7 @@ async function serve(policyFile: string): Promise<number> {
   try {
     workers = workerCount(policyFile)
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   if (workers > 1) return (await import('../cluster/primary.js')).runPrimary(policyFile)
   const { startGateway } = await import('../server.js')
@@ -202,7 +203,7 @@ async function serve(policyFile: string): Promise<number> {
   try {
     running = await startGateway({ policyFile, watch: true })
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   const gateway = running
   process.on('SIGHUP', () => {

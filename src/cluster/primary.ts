@@ -14,7 +14,7 @@ import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { policyReloads } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
-import { reportPolicyError } from '../cli/report.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
 import { createLogger } from '../log.js'
 import { listen, watchPolicy } from '../server.js'
 import type { Question } from './ipc.js'
@@ -34,7 +34,7 @@ export async function runPrimary(policyFile: string): Promise<number> {
   try {
     policy = await PrimaryPolicy.load(policyFile, logger)
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   const registry = new Registry()
   const reloads = policyReloads(registry)

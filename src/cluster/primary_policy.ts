@@ -2,10 +2,9 @@
 // /revocations writes through, and the judge of a reload before any worker sees it. The primary
 // verifies no token, so its issuers are stopped (never fetching keys).
 import type { Logger } from 'pino'
-import { stopIssuers } from '../cli/report.js'
+import { logRejectedReload, stopIssuers, warnRestartOnly } from '../lifecycle/live_policy.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { startReloadedStore } from '../revocation/store.js'
-import { logRejectedReload, warnRestartOnly } from '../server.js'
 
 export class PrimaryPolicy {
   loadedAt = new Date()

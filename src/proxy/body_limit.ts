@@ -4,7 +4,7 @@
 // aborted (undici destroys its connection), so the upstream never receives a cut-off body that
 // it could take as complete.
 import { Readable, Transform, pipeline } from 'node:stream'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export class BodyTooLarge extends Error {
   constructor(readonly limit: number) {

@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { canonicalHeaderName } from '../http/owned_headers.js'
 import { claimAt, type ClaimPath } from '../auth/claims.js'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export interface IdentityHeader {
   /** Lower-case header name. */

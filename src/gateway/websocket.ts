@@ -1,6 +1,6 @@
 // WebSockets: on a route with `websocket: true`, an upgrade request is checked like any request
 // (the same decide(): path, route, token, claims), its headers are rewritten like a forwarded
-// request's (the same upstreamRequestHeaders: the client's identity headers stripped, the ones
+// request's (the same headersForUpstream: the client's identity headers stripped, the ones
 // decide() computed into state.identityHeaders set, hop-by-hop removed, X-Forwarded-*), and only
 // then is a connection opened to the upstream. When the upstream answers 101, the two sockets
 // are piped together, byte for byte.
@@ -15,22 +15,34 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { deny } from '../auth/deny.js'
+import { deny } from '../http/denial.js'
 import { decide } from '../decide.js'
-import type { GatewayApp, RequestState } from '../gateway.js'
-import { allowsOrigin } from './cors.js'
-import { responseHeaders, upstreamRequestHeaders } from './forward.js'
-import { insecureRequest } from './https_only.js'
-import { forwardedQuery } from './token_removal.js'
-import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from './upstream_pools.js'
+import type { CompiledPolicy } from '../policy/compile.js'
+import { allowsOrigin } from '../proxy/cors.js'
+import { responseHeaders, withoutNominated } from '../proxy/forward.js'
+import { insecureRequest } from '../proxy/https_only.js'
+import { forwardedQuery } from '../proxy/token_removal.js'
+import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
+import { headersForUpstream } from './forward.js'
+import type { RecordRequest, RequestState } from './request_state.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
 // setTimeout's limit; a later expiry is reached in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1
 
+/** What the tunnel needs of the gateway (src/gateway/app.ts's GatewayApp is one). */
+export interface Tunnels {
+  /** The policy new requests use. */
+  readonly policy: CompiledPolicy
+  readonly closing: boolean
+  /** Client sockets of open tunnels, which the HTTP server no longer tracks. */
+  readonly upgraded: Set<Socket>
+  record: RecordRequest
+}
+
 export interface UpgradeContext {
   server: Server
-  gateway: GatewayApp
+  gateway: Tunnels
   logger: Logger
   /** The gateway's request id for a raw request (fastify's genReqId). */
   requestId(req: IncomingMessage): string
@@ -104,7 +116,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = upstreamRequestHeaders(withoutNominated(req.headers), state, req, id)
+  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'
@@ -171,15 +183,6 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   upstreamRequest.end()
 }
 
-/** A copy of the client's headers without Connection and the headers it nominates (RFC 9110 §7.6.1). */
-function withoutNominated(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const copy = { ...headers }
-  const nominated = copy.connection
-  delete copy.connection
-  if (typeof nominated === 'string') for (const name of nominated.split(',')) delete copy[name.trim().toLowerCase()]
-  return copy
-}
-
 function switchingProtocols(headers: IncomingHttpHeaders): string {
   let text = 'HTTP/1.1 101 Switching Protocols\r\n'
   for (const [name, value] of Object.entries(responseHeaders(headers))) {
@@ -205,7 +208,7 @@ function closeAt(state: RequestState): number | undefined {
   return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
 }
 
-function pipeTogether(gateway: GatewayApp, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
+function pipeTogether(gateway: Tunnels, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
   client.setTimeout(0)
   client.setNoDelay(true)
   upstream.setNoDelay(true)

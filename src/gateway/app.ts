@@ -6,29 +6,21 @@ import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
-import { accessLogger, LazyChildLogger } from './log.js'
-import { challenge, deny, type Denial } from './auth/deny.js'
-import { decide, type Decision } from './decide.js'
-import type { Metrics } from './admin/metrics.js'
-import type { CompiledPolicy, Route } from './policy/compile.js'
-import { limitBody } from './proxy/body_limit.js'
-import { addCorsHeaders, preflightOf } from './proxy/cors.js'
-import { forwardOptions, upstreamUrl } from './proxy/forward.js'
-import { insecureRequest } from './proxy/https_only.js'
-import { UpstreamPools } from './proxy/upstream_pools.js'
-import { decidedAtUpgrade, handleUpgrade } from './proxy/websocket.js'
-import { splitTarget } from './routing/normalize.js'
+import { accessLogger, LazyChildLogger } from '../log.js'
+import { challenge, deny, type Denial } from '../http/denial.js'
+import { decide } from '../decide.js'
+import type { Metrics } from '../admin/metrics.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { limitBody } from '../proxy/body_limit.js'
+import { addCorsHeaders, preflightOf } from '../proxy/cors.js'
+import { upstreamUrl } from '../proxy/forward.js'
+import { insecureRequest } from '../proxy/https_only.js'
+import { UpstreamPools } from '../proxy/upstream_pools.js'
+import { splitTarget } from '../routing/normalize.js'
+import { forwardOptions, type GatewayRequest } from './forward.js'
+import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 
-/** What the gateway learnt about one request, for forwarding and the access log. */
-export interface RequestState extends Decision {
-  /** The policy the request started under; a reload never changes it mid-request. */
-  policy: CompiledPolicy
-  upstreamError?: string
-  /** performance.now() when forwarding began, for the upstream latency metric. */
-  forwardedAt?: number
-}
-
-type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 
 export interface GatewayApp {
   app: FastifyInstance
@@ -40,12 +32,7 @@ export interface GatewayApp {
   pools: UpstreamPools
   /** Client sockets of open WebSocket tunnels, which the HTTP server no longer tracks. */
   upgraded: Set<Socket>
-  /**
-   * Counts a finished request in the metrics and writes its access line: the one place for
-   * both, for HTTP requests and WebSocket tunnels alike. `target` is the raw request target, for
-   * a path that was never normalized; `ms` the time it took.
-   */
-  record(state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket?: boolean): void
+  record: RecordRequest
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -97,7 +84,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // Not async: a request whose decision needs no I/O (a cached key, a cached token) is
   // forwarded without a promise or a microtask hop of our own.
   function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply | undefined {
-    // An upgrade request that is not tunnelled arrives here already decided (src/proxy/websocket.ts).
+    // An upgrade request that is not tunnelled arrives here already decided (src/gateway/websocket.ts).
     const early = decidedAtUpgrade(request.raw as IncomingMessage)
     const state = early ?? newState(gateway.policy)
     ;(request as GatewayRequest).jwtgate = state
@@ -175,14 +162,6 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id']
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
-}
-
-/** Every field set up front: one object shape for all requests. */
-function newState(policy: CompiledPolicy): RequestState {
-  return {
-    policy, path: undefined, route: undefined, identity: undefined, identityHeaders: undefined, denial: undefined, reported: undefined,
-    preflight: undefined, upstreamError: undefined, forwardedAt: undefined,
-  }
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */

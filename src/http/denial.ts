@@ -1,8 +1,6 @@
 // A denial is a value, not an exception: each step of the request path returns one when the
 // request must stop. Its `reason` is a closed set of codes, used alike in the response body,
-// the access log and (later) the metric label.
-import type { Identity } from './authenticate.js'
-
+// the access log and the metric label.
 export type DenyReason =
   | 'bad_path'              // 400: the path cannot be normalized safely
   | 'no_route'              // 404: nothing in the policy matches; never reaches an upstream
@@ -37,12 +35,6 @@ export interface Denial {
   description: string
   /** For 403: the scopes the route requires, to name in WWW-Authenticate. */
   scope?: string
-  /**
-   * Set when the token itself was verified and only the route's requirement (or the identity
-   * output) refused it: who was refused, for the log, and the identity a `mode: report` route
-   * still forwards. A denial stays a denial: nothing reads this as permission.
-   */
-  identity?: Identity
   /** For 308 (https_required): where the client should go instead. */
   location?: string
 }

@@ -1,0 +1,68 @@
+// Forwarding an allowed request to its route's upstream with @fastify/reply-from over undici,
+// with its unsafe defaults fixed (see ../shared/notes/dependencies.md §5): no retries, 502/504
+// instead of 500, hop-by-hop headers stripped both ways, upstream TLS verified, X-Forwarded-* set.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReplyFromHooks } from '@fastify/reply-from'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { Metrics } from '../admin/metrics.js'
+import type { Route } from '../policy/compile.js'
+import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
+import { headerCopy, responseHeaders, upstreamRequestHeaders, type HeaderCopy } from '../proxy/forward.js'
+import { queryWithout } from '../proxy/token_removal.js'
+import type { RequestState } from './request_state.js'
+
+export type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
+
+/** reply-from options; one object per route, built once, since nothing in it depends on the request. */
+export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
+  const tokenParameters = route.auth?.sources.queryNames ?? []
+  return {
+    // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
+    ...(tokenParameters.length ? { queryString: (_search: string | undefined, url: string) => queryWithout(url, tokenParameters) } : {}),
+    timeout: route.upstream.timeoutMs,
+    // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
+    retryDelay: () => null,
+    rewriteRequestHeaders: (request, headers) => {
+      const state = (request as GatewayRequest).jwtgate
+      return headersForUpstream(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
+    },
+    rewriteHeaders: (headers, request) => {
+      // Called when the upstream's response headers arrive: the upstream's share of the latency.
+      const state = (request as GatewayRequest).jwtgate
+      if (state.forwardedAt !== undefined) metrics.upstream(route.upstream.name, (performance.now() - state.forwardedAt) / 1000)
+      return responseHeaders(headers as IncomingHttpHeaders)
+    },
+    onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error),
+  }
+}
+
+// Per route, made on its first request: a request only reads it.
+const copyByRoute = new WeakMap<Route, HeaderCopy>()
+
+/** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
+export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
+  const route = state.route!
+  let copy = copyByRoute.get(route)
+  if (!copy) copyByRoute.set(route, (copy = headerCopy(route.auth?.sources, route.forwardToken, state.policy.stripIdentityHeaders)))
+  return upstreamRequestHeaders(headers, copy, state.identityHeaders, raw, state.policy.https, requestId)
+}
+
+function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {
+  const state = (reply.request as GatewayRequest).jwtgate
+  if (isBodyTooLarge(error)) {
+    // The upstream request was aborted mid-body; the rest of the client's body is not read.
+    state.denial = bodyTooLarge(state.route!.maxBodyBytes)
+    reply.code(413).header('connection', 'close').header('cache-control', 'no-store').type('application/json')
+      .send({ error: state.denial.reason, message: state.denial.description, request_id: reply.request.id })
+    return
+  }
+  const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
+  const status = timedOut ? 504 : 502
+  state.upstreamError = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
+  reply.log.warn({ upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } }, 'upstream request failed')
+  reply.code(status).header('cache-control', 'no-store').type('application/json').send({
+    error: state.upstreamError,
+    message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached',
+    request_id: reply.request.id,
+  })
+}
