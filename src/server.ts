@@ -16,6 +16,7 @@ import { logRejectedReload, warnRestartOnly } from './lifecycle/live_policy.js'
 import { createLogger } from './log.js'
 import { loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import type { Env } from './policy/load.js'
+import { commitRevocation } from './revocation/config.js'
 import { startReloadedStore } from './revocation/store.js'
 
 export interface StartOptions {
@@ -116,6 +117,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     }
     // One assignment: requests already running keep the policy they started with.
     gateway.policy = next
+    commitRevocation(next.revocation)
     gateway.pools.update(next)
     applyListenTls(gateway, current, next, logger)
     loadedAt = new Date()

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino'
 import { logRejectedReload, stopIssuers, warnRestartOnly } from '../lifecycle/live_policy.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
+import { commitRevocation } from '../revocation/config.js'
 import { startReloadedStore } from '../revocation/store.js'
 
 export class PrimaryPolicy {
@@ -36,6 +37,7 @@ export class PrimaryPolicy {
     const newStore = next.revocation?.store
     if (!(await startReloadedStore(oldStore, newStore, this.logger))) return false
     this.current = next
+    commitRevocation(next.revocation)
     this.loadedAt = new Date()
     this.logger.level = next.logLevel
     warnRestartOnly(current, next, this.logger)

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
-import { headerCopy, responseHeaders, upstreamRequestHeaders, type HeaderCopy } from '../proxy/forward.js'
+import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
 import type { RequestState } from './request_state.js'
 
@@ -36,15 +36,10 @@ export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFrom
   }
 }
 
-// Per route, made on its first request: a request only reads it.
-const copyByRoute = new WeakMap<Route, HeaderCopy>()
-
 /** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
 export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
-  const route = state.route!
-  let copy = copyByRoute.get(route)
-  if (!copy) copyByRoute.set(route, (copy = headerCopy(route.auth?.sources, route.forwardToken, state.policy.stripIdentityHeaders)))
-  return upstreamRequestHeaders(headers, copy, state.identityHeaders, raw, state.policy.https, requestId)
+  // Compiled with the route: a request only reads it.
+  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
 }
 
 function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {

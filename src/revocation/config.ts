@@ -13,9 +13,15 @@ import { RedisStore } from './redis.js'
 import type { RevocationSettings, RevocationStore } from './store.js'
 
 export interface CompiledRevocation {
-  store: RevocationStore
+  readonly store: RevocationStore
   /** sha256 of the admin API's bearer token; null: POST /revocations is off. */
-  adminTokenDigest: Buffer | null
+  readonly adminTokenDigest: Buffer | null
+  /**
+   * How long past a token's exp its revocation is kept: the largest clock_skew of the policy's
+   * issuers, since a token is accepted until exp + skew. A new store has it from the start; a
+   * store kept from the running policy gets it when this policy is committed (commitRevocation).
+   */
+  readonly marginMs: number
 }
 
 const DEFAULT_KEY_PREFIX = 'jwtgate:revocation:'
@@ -25,11 +31,11 @@ const builtFrom = new WeakMap<RevocationStore, string>()
 
 /**
  * Checks the section (saying each problem at its place) and returns the store to use:
- * `previous` when its settings are the same, a new, not yet started one otherwise. The caller
- * sets the store's marginMs once the whole policy compiled.
+ * `previous` when its settings are the same, a new, not yet started one otherwise. Nothing of
+ * `previous` is changed: the running policy may still be using it.
  */
-export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger,
-  problem: OnProblem, previous: CompiledRevocation | null | undefined): CompiledRevocation | undefined {
+export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger, problem: OnProblem,
+  previous: CompiledRevocation | null | undefined, marginMs: number): CompiledRevocation | undefined {
   const at = (...where: Array<string | number>): DocPath => ['revocation', ...where]
   let ok = true
   const fail = (where: DocPath, message: string) => { problem(where, message); ok = false }
@@ -77,9 +83,18 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
   let store = previous?.store
   if (!store || builtFrom.get(store) !== key) {
     store = createStore(settings, log)
+    store.marginMs = marginMs
     builtFrom.set(store, key)
   }
-  return { store, adminTokenDigest }
+  return { store, adminTokenDigest, marginMs }
+}
+
+/**
+ * Makes the store serve the committed policy's margin: call once the policy replaced the
+ * running one (a rejected reload never gets here, so the running store keeps its margin).
+ */
+export function commitRevocation(revocation: CompiledRevocation | null): void {
+  if (revocation) revocation.store.marginMs = revocation.marginMs
 }
 
 export function createStore(settings: RevocationSettings, log: Logger): RevocationStore {
