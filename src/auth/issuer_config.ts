@@ -6,11 +6,15 @@ import { isHttpUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import { HMAC_ALGORITHMS, type IssuerDocument, type TokenSourceDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { HMAC_ALGORITHMS, IssuerSchema, JwksTuningSchema, type IssuerDocument, type TokenSourceDocument } from '../policy/schema.js'
 import { unsafeUrl } from './discovery.js'
 import { jwksIssuer, secretIssuer, type Issuer, type IssuerSettings } from './issuer.js'
 import { allowedIssOf, parseIssuerTemplate, tenantIn } from './issuer_template.js'
 import { DEFAULT_TOKEN_SOURCES, sourcePlace } from './token_sources.js'
+
+const DEFAULT = defaultsOf(IssuerSchema, ['audience_claim', 'clock_skew', 'require_exp'])
+const JWKS_DEFAULT = defaultsOf(JwksTuningSchema, ['timeout', 'cooldown', 'min_age', 'max_age'])
 
 // What each JWKS issuer was built from, so a reload can keep an unchanged issuer (and its warm
 // key set) instead of fetching its keys again.
@@ -82,10 +86,10 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     template,
     allowedIss: template ? allowedIssOf(template) : exactIss.length > 1 ? exactIss : spec.issuer,
     audiences: spec.audiences,
-    audienceClaim: spec.audience_claim ?? 'aud',
+    audienceClaim: spec.audience_claim ?? DEFAULT.audience_claim,
     algorithms: spec.algorithms,
-    clockSkewMs: durationMs(spec.clock_skew ?? '30s'),
-    requireExp: spec.require_exp ?? true,
+    clockSkewMs: durationMs(spec.clock_skew ?? DEFAULT.clock_skew),
+    requireExp: spec.require_exp ?? DEFAULT.require_exp,
     tokenSources: spec.token_sources ?? DEFAULT_TOKEN_SOURCES,
   }
   if (isRemote(spec)) {
@@ -102,10 +106,10 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     }
     const jwks = {
       uri,
-      timeoutMs: durationMs(spec.jwks?.timeout ?? '5s'),
-      cooldownMs: durationMs(spec.jwks?.cooldown ?? '30s'),
-      minAgeMs: durationMs(spec.jwks?.min_age ?? '30s'),
-      maxAgeMs: durationMs(spec.jwks?.max_age ?? '10m'),
+      timeoutMs: durationMs(spec.jwks?.timeout ?? JWKS_DEFAULT.timeout),
+      cooldownMs: durationMs(spec.jwks?.cooldown ?? JWKS_DEFAULT.cooldown),
+      minAgeMs: durationMs(spec.jwks?.min_age ?? JWKS_DEFAULT.min_age),
+      maxAgeMs: durationMs(spec.jwks?.max_age ?? JWKS_DEFAULT.max_age),
     }
     if (jwks.timeoutMs <= 0) {
       problem(['jwks', 'timeout'], 'jwks.timeout must be more than 0')

@@ -3,7 +3,8 @@
 // from_cookies and from_params). Compiled once per route; src/auth/extract.ts reads them.
 import { cannotCarryToken } from '../http/owned_headers.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import type { TokenSourceDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { IssuerSchema, type TokenSourceDocument } from '../policy/schema.js'
 import type { IssuerSet } from './issuer_set.js'
 
 export interface TokenSource {
@@ -32,7 +33,7 @@ export interface TokenSources {
 }
 
 /** RFC 6750 §2.1: what an issuer reads when it names no sources. */
-export const DEFAULT_TOKEN_SOURCES: readonly TokenSourceDocument[] = [{ header: 'Authorization', prefix: 'Bearer ' }]
+export const DEFAULT_TOKEN_SOURCES: readonly TokenSourceDocument[] = defaultsOf(IssuerSchema, ['token_sources']).token_sources
 
 /** A source without the issuers yet: what one `token_sources` item says, checked. */
 export interface SourcePlace {

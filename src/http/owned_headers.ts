@@ -26,9 +26,6 @@ export const TOKEN_CARRIERS: readonly string[] = ['authorization', 'cookie']
 /** The message's own framing and addressing: whoever changes them changes what the request is. */
 const MESSAGE_HEADERS: readonly string[] = ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection']
 
-/** The identity header prefixes stripped from client requests unless `strip_header_prefixes` says otherwise. */
-export const DEFAULT_IDENTITY_PREFIXES: readonly string[] = ['x-jwt-', 'x-auth-']
-
 /**
  * Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
  * as the request's real path or method. The policy matched the path and method of the request

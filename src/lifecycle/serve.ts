@@ -3,7 +3,8 @@
 import { availableParallelism } from 'node:os'
 import cluster from 'node:cluster'
 import { readPolicySource, type PolicySource } from '../policy/load.js'
-import type { PolicyDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { PolicySchema, type PolicyDocument } from '../policy/schema.js'
 import { printPolicyError } from './policy_error.js'
 import { untilSignalled } from './signals.js'
 
@@ -39,5 +40,6 @@ async function serveAlone(source: PolicySource): Promise<number> {
 
 /** More than one process; the compiled policy's `workers` says how many (`auto` is one per core). */
 function clustered(workers: PolicyDocument['workers']): boolean {
-  return workers === 'auto' ? availableParallelism() > 1 : (workers ?? 1) > 1
+  const count = workers ?? defaultsOf(PolicySchema, ['workers']).workers
+  return count === 'auto' ? availableParallelism() > 1 : count > 1
 }

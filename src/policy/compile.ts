@@ -15,22 +15,25 @@ import { compileRevocation } from '../revocation/config.js'
 import { RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type CompiledPolicy, type Route } from './compiled.js'
 import { compileRoute } from './compile_route.js'
+import { defaultsOf } from './defaults.js'
 import { durationMs } from './duration.js'
 import { lintIssuers } from './lint.js'
 import { readPolicySource, type Env, type PolicySource } from './load.js'
 import { filesReadAtLoad } from './policy_files.js'
 import { PolicyError, type OnProblem } from './problems.js'
-import type { PolicyDocument } from './schema.js'
+import { AddressSchema, PolicySchema, type PolicyDocument } from './schema.js'
 import { compileListenTls } from './tls_files.js'
 
 export type { CompiledPolicy, Route, Upstream } from './compiled.js'
 
-const DEFAULT_MAX_TOKEN_BYTES = 16_384
-// Node's own default is 16 KiB for the whole header section, which a 16 KiB token alone fills.
-const DEFAULT_MAX_HEADER_BYTES = 32_768
 const MAX_WORKERS = 64
-// About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
-const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
+const DEFAULT = defaultsOf(PolicySchema, ['max_token_bytes', 'admin', 'workers', 'reject_path_parameters'])
+const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, ['max_header_bytes', 'max_body_bytes'])
+const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host'])
+const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
+const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
+const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access'])
+const TOKEN_CACHE_DEFAULT = defaultsOf(PolicySchema.properties.token_cache, ['max_entries'])
 
 /** Reads, checks and compiles a policy file; throws PolicyError listing every problem. */
 export function loadPolicy(policyFile: string, log: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
@@ -50,8 +53,8 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
 
   const upstreams = compileUpstreams(doc.upstreams, source.file, problem)
   const listenTls = compileListenTls(doc.listen.tls, source.file, problem)
-  const maxHeaderBytes = doc.limits?.max_header_bytes ?? DEFAULT_MAX_HEADER_BYTES
-  const maxTokenBytes = doc.max_token_bytes ?? DEFAULT_MAX_TOKEN_BYTES
+  const maxHeaderBytes = doc.limits?.max_header_bytes ?? LIMITS_DEFAULT.max_header_bytes
+  const maxTokenBytes = doc.max_token_bytes ?? DEFAULT.max_token_bytes
   if (maxTokenBytes >= maxHeaderBytes) {
     problem([doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'], `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`)
   }
@@ -69,7 +72,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
     const candidate = compileRoute(spec, index, {
-      upstreams, issuers, identity, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? 0, problem,
+      upstreams, issuers, identity, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? LIMITS_DEFAULT.max_body_bytes, problem,
     })
     if (candidate) candidates.push(candidate)
   })
@@ -81,29 +84,31 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   }
   // `jwtgate validate` prints these as file:line:col warnings; a running gateway logs them.
   for (const warning of lintIssuers(doc.issuers)) log.warn({ issuer: warning.issuer }, warning.message)
-  const cacheEntries = doc.token_cache?.max_entries ?? DEFAULT_TOKEN_CACHE_ENTRIES
+  const cacheEntries = doc.token_cache?.max_entries ?? TOKEN_CACHE_DEFAULT.max_entries
 
   return deepFreeze<CompiledPolicy>({
     file: source.file,
     files: filesReadAtLoad(source.file, doc),
     hash: createHash('sha256').update(source.text).digest('hex'),
-    listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port, tls: listenTls },
+    listen: { host: doc.listen.host ?? LISTEN_DEFAULT.host, port: doc.listen.port, tls: listenTls },
     maxHeaderBytes,
     cors,
     https,
-    // Loopback by default: metrics and config are for the pod, not the network.
-    admin: doc.admin === false ? null : { host: doc.admin?.host ?? '127.0.0.1', port: doc.admin?.port ?? 9901 },
-    shutdown: { drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? '5s'), timeoutMs: durationMs(doc.shutdown?.timeout ?? '30s') },
-    workers: doc.workers === 'auto' ? Math.min(MAX_WORKERS, availableParallelism()) : doc.workers ?? 1,
+    admin: adminAddress(doc.admin ?? DEFAULT.admin),
+    shutdown: {
+      drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? SHUTDOWN_DEFAULT.drain_delay),
+      timeoutMs: durationMs(doc.shutdown?.timeout ?? SHUTDOWN_DEFAULT.timeout),
+    },
+    workers: workerCount(doc.workers ?? DEFAULT.workers),
     requiredForReadiness: requiredForReadiness(doc.issuers ?? {}, issuers),
     redacted: redact(doc),
-    logLevel: doc.log?.level ?? 'info',
-    accessLog: doc.log?.access ?? true,
+    logLevel: doc.log?.level ?? LOG_DEFAULT.level,
+    accessLog: doc.log?.access ?? LOG_DEFAULT.access,
     routes,
     issuers,
     upstreams,
     stripIdentityHeaders: identity.strip,
-    rejectPathParameters: doc.reject_path_parameters ?? true,
+    rejectPathParameters: doc.reject_path_parameters ?? DEFAULT.reject_path_parameters,
     auth: {
       maxTokenBytes,
       // Entries name their issuer object: a kept issuer keeps its tokens valid, a replaced one
@@ -115,12 +120,20 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   })
 }
 
+function adminAddress(admin: NonNullable<PolicyDocument['admin']>): CompiledPolicy['admin'] {
+  return admin === false ? null : { host: admin.host ?? ADMIN_DEFAULT.host, port: admin.port }
+}
+
+function workerCount(workers: NonNullable<PolicyDocument['workers']>): number {
+  return workers === 'auto' ? Math.min(MAX_WORKERS, availableParallelism()) : workers
+}
+
 /**
  * The memory and file backends remember used one-time tokens in each process: with several
  * workers a token could be used once per worker.
  */
 function checkReplayAcrossWorkers(doc: PolicyDocument, problem: OnProblem): void {
-  if (doc.workers === undefined || doc.workers === 1 || !doc.revocation || doc.revocation.backend === 'redis') return
+  if ((doc.workers ?? DEFAULT.workers) === 1 || !doc.revocation || doc.revocation.backend === 'redis') return
   const index = doc.routes.findIndex((r) => r.replay_protection)
   if (index >= 0) problem(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
 }
@@ -133,6 +146,7 @@ function routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, pr
   }
   return routes
 }
+
 
 /** A deep copy with every secret replaced, for GET /config. */
 function redact(doc: PolicyDocument): unknown {

@@ -11,9 +11,12 @@ import { compileRouteIdentity, type IdentityDefaults } from '../proxy/identity_c
 import type { Upstream } from '../proxy/upstream.js'
 import { compileHostPattern, compilePathPattern, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type Route } from './compiled.js'
+import { defaultsOf } from './defaults.js'
 import { label } from './load.js'
 import type { DocPath, OnProblem } from './problems.js'
-import type { RouteDocument } from './schema.js'
+import { RouteSchema, type RouteDocument } from './schema.js'
+
+const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'mode', 'websocket'])
 
 export interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
@@ -76,17 +79,17 @@ export function compileRoute(spec: RouteDocument, index: number, ctx: RouteConte
     if (!cors) ok = false
   }
   if (!ok || !pathPattern || host === undefined || !upstream || !identity) return undefined
-  const forwardToken = spec.forward_token ?? true
+  const forwardToken = spec.forward_token ?? DEFAULT.forward_token
   const route: Route = deepFreeze({
     index,
     name: `${label(at)} ${spec.path}`,
     upstream,
     auth,
-    report: spec.mode === 'report',
+    report: (spec.mode ?? DEFAULT.mode) === 'report',
     identity,
     forwardToken,
     cors,
-    websocket: spec.websocket ?? false,
+    websocket: spec.websocket ?? DEFAULT.websocket,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
     headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip),
   })

@@ -20,6 +20,7 @@ export interface PolicySource {
 
 // coerceTypes: a value from ${VAR} is a string; the schema decides whether it is read as a
 // number (port: ${PORT}) or kept a string (secret: ${SECRET} of digits only).
+// Defaults are not filled in (useDefaults: false): see defaults.ts.
 const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false, coerceTypes: true })
 const validateSchema = ajv.compile(PolicySchema)
 

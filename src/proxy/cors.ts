@@ -7,7 +7,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { deny, type Denial } from '../http/denial.js'
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import type { CorsDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { CorsSchema, type CorsDocument } from '../policy/schema.js'
 
 export interface CorsRule {
   /** `origins: ["*"]`: any origin, answered with a literal `*` (never with credentials). */
@@ -30,9 +31,7 @@ export interface Preflight {
   headers: string
 }
 
-const DEFAULT_METHODS = ['GET', 'HEAD', 'POST']
-// A bearer token rides in Authorization, which is never CORS-safelisted.
-const DEFAULT_HEADERS = ['authorization', 'content-type']
+const DEFAULT = defaultsOf(CorsSchema, ['methods', 'headers', 'credentials'])
 // Upstream copies are removed where the gateway answers for CORS, so the two cannot disagree
 // (an upstream's `Access-Control-Allow-Origin: *` would otherwise open a route the policy limits).
 const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers',
@@ -62,9 +61,9 @@ export function compileCors(spec: CorsDocument, at: DocPath, problem: OnProblem)
   })
   if (!ok) return undefined
 
-  const methods = spec.methods ?? DEFAULT_METHODS
-  const headers = (spec.headers ?? DEFAULT_HEADERS).map((h) => h.toLowerCase())
-  const credentials = spec.credentials ?? false
+  const methods = spec.methods ?? DEFAULT.methods
+  const headers = (spec.headers ?? DEFAULT.headers).map((h) => h.toLowerCase())
+  const credentials = spec.credentials ?? DEFAULT.credentials
   const actualHeaders: Array<[string, string]> = []
   if (credentials) actualHeaders.push(['access-control-allow-credentials', 'true'])
   if (spec.expose_headers?.length) actualHeaders.push(['access-control-expose-headers', spec.expose_headers.join(', ')])

@@ -5,6 +5,8 @@ import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 import { deny, type Denial } from '../http/denial.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { PolicySchema } from '../policy/schema.js'
 import { hostFromHeader } from '../routing/route_table.js'
 
 export interface HttpsRule {
@@ -13,6 +15,8 @@ export interface HttpsRule {
   /** `trusted_proxies`; null when none. */
   trustedProxies: BlockList | null
 }
+
+const DEFAULT = defaultsOf(PolicySchema, ['require_https'])
 
 /** `require_https` and `trusted_proxies`; undefined after saying which CIDR cannot be read. */
 export function compileHttpsRule(required: boolean | undefined, cidrs: readonly string[] | undefined, problem: OnProblem): HttpsRule | undefined {
@@ -27,7 +31,7 @@ export function compileHttpsRule(required: boolean | undefined, cidrs: readonly 
     trustedProxies ??= new BlockList()
     trustedProxies.addSubnet(parsed.address, parsed.prefix, parsed.family)
   })
-  return ok ? { required: required ?? false, trustedProxies } : undefined
+  return ok ? { required: required ?? DEFAULT.require_https, trustedProxies } : undefined
 }
 
 function parseCidr(text: string, at: DocPath, problem: OnProblem): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {

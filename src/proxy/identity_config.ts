@@ -1,14 +1,15 @@
 // The policy's identity headers (`identity_headers`, `forward_payload_header`,
 // `identity_header_max_bytes`, `strip_header_prefixes`) compiled: what each route writes from
 // verified claims, and what is stripped from every client request. identity_headers.ts runs them.
-import { isOwnedHeader, ownedHeaderUnderPrefix, DEFAULT_IDENTITY_PREFIXES, PATH_AND_METHOD_OVERRIDES } from '../http/owned_headers.js'
+import { isOwnedHeader, ownedHeaderUnderPrefix, PATH_AND_METHOD_OVERRIDES } from '../http/owned_headers.js'
 import { parseClaimPath } from '../auth/claims.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import type { IdentityHeaderDocument, PolicyDocument, RouteDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { IdentityHeaderObjectSchema, PolicySchema, type IdentityHeaderDocument, type PolicyDocument, type RouteDocument } from '../policy/schema.js'
 import { headerStripper, type IdentityHeader, type IdentityOutput } from './identity_headers.js'
 
-// Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
-const DEFAULT_IDENTITY_HEADER_MAX_BYTES = 4096
+const DEFAULT = defaultsOf(PolicySchema, ['strip_header_prefixes', 'identity_header_max_bytes'])
+const HEADER_DEFAULT = defaultsOf(IdentityHeaderObjectSchema, ['join', 'json'])
 
 /** The policy-wide identity settings every route starts from. */
 export interface IdentityDefaults {
@@ -25,7 +26,7 @@ export interface IdentityDefaults {
  */
 export function compileIdentityDefaults(doc: PolicyDocument, problem: OnProblem): IdentityDefaults {
   const fail = problem
-  const prefixes = doc.strip_header_prefixes ?? DEFAULT_IDENTITY_PREFIXES
+  const prefixes = doc.strip_header_prefixes ?? DEFAULT.strip_header_prefixes
   prefixes.forEach((prefix, i) => {
     const owned = ownedHeaderUnderPrefix(prefix)
     if (owned) fail(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
@@ -35,7 +36,7 @@ export function compileIdentityDefaults(doc: PolicyDocument, problem: OnProblem)
   return {
     headers,
     payloadHeader: payload,
-    maxBytes: doc.identity_header_max_bytes ?? DEFAULT_IDENTITY_HEADER_MAX_BYTES,
+    maxBytes: doc.identity_header_max_bytes ?? DEFAULT.identity_header_max_bytes,
     strip: headerStripper(strippedHeaderNames(doc), prefixes) as IdentityDefaults['strip'],
   }
 }
@@ -51,7 +52,8 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
     }
     const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
     if (!claim) continue
-    const encoding = typeof value === 'object' && value.json ? { json: true as const } : { json: false as const, join: (typeof value === 'object' && value.join) || ',' }
+    const spec: { json?: boolean, join?: string } = typeof value === 'object' ? value : {}
+    const encoding = (spec.json ?? HEADER_DEFAULT.json) ? { json: true as const } : { json: false as const, join: spec.join ?? HEADER_DEFAULT.join }
     out.push({ name, claim, encoding })
   }
   return out

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto'
 import { isHttpUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import type { UpstreamDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { UpstreamSchema, type UpstreamDocument } from '../policy/schema.js'
 import { compileUpstreamTls, type UpstreamTls } from '../policy/tls_files.js'
 
 export interface Upstream {
@@ -25,8 +26,7 @@ export interface Upstream {
   readonly poolKey: string
 }
 
-const DEFAULT_CONNECTIONS = 128
-const DEFAULT_TIMEOUT = '30s'
+const DEFAULT = defaultsOf(UpstreamSchema, ['connections', 'timeout'])
 
 /** Every upstream that compiles, by name; each one that does not is said. */
 export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument>>, policyFile: string, problem: OnProblem): Map<string, Upstream> {
@@ -59,14 +59,14 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
   }
   const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, problem)
   if (tls === undefined) return undefined
-  const connections = spec.connections ?? DEFAULT_CONNECTIONS
+  const connections = spec.connections ?? DEFAULT.connections
   const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
   for (const pem of [tls?.ca, tls?.cert, tls?.key]) hash.update('\n').update(pem ?? '')
   return {
     name,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
-    timeoutMs: durationMs(spec.timeout ?? DEFAULT_TIMEOUT),
+    timeoutMs: durationMs(spec.timeout ?? DEFAULT.timeout),
     connections,
     tls,
     poolKey: hash.digest('hex'),

@@ -6,7 +6,8 @@ import type { Logger } from 'pino'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import type { RevocationDocument } from '../policy/schema.js'
+import { defaultsOf } from '../policy/defaults.js'
+import { RevocationSchema, type RevocationDocument } from '../policy/schema.js'
 import { FileStore } from './file.js'
 import { MemoryStore } from './memory.js'
 import { RedisStore } from './redis.js'
@@ -24,7 +25,8 @@ export interface CompiledRevocation {
   readonly marginMs: number
 }
 
-const DEFAULT_KEY_PREFIX = 'jwtgate:revocation:'
+const DEFAULT = defaultsOf(RevocationSchema, ['on_backend_unavailable', 'max_token_lifetime'])
+const REDIS_DEFAULT = defaultsOf(RevocationSchema.properties.redis, ['key_prefix', 'timeout'])
 const MIN_ADMIN_TOKEN_BYTES = 16
 
 const builtFrom = new WeakMap<RevocationStore, string>()
@@ -42,8 +44,8 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
 
   const settings: RevocationSettings = {
     backend: spec.backend,
-    failClosed: (spec.on_backend_unavailable ?? 'serve_stale') === 'fail_closed',
-    maxTokenLifetimeMs: durationMs(spec.max_token_lifetime ?? '24h'),
+    failClosed: (spec.on_backend_unavailable ?? DEFAULT.on_backend_unavailable) === 'fail_closed',
+    maxTokenLifetimeMs: durationMs(spec.max_token_lifetime ?? DEFAULT.max_token_lifetime),
   }
   if (settings.maxTokenLifetimeMs <= 0) fail(at('max_token_lifetime'), 'max_token_lifetime must be more than 0')
 
@@ -57,9 +59,9 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
     if (spec.redis === undefined) fail(at('backend'), 'backend: redis needs redis: { url: … }')
     else {
       if (!isRedisUrl(spec.redis.url)) fail(at('redis', 'url'), 'redis.url must be a redis:// or rediss:// URL, as in redis://127.0.0.1:6379/0')
-      const timeoutMs = durationMs(spec.redis.timeout ?? '1s')
+      const timeoutMs = durationMs(spec.redis.timeout ?? REDIS_DEFAULT.timeout)
       if (timeoutMs <= 0) fail(at('redis', 'timeout'), 'redis.timeout must be more than 0')
-      settings.redis = { url: spec.redis.url, keyPrefix: spec.redis.key_prefix ?? DEFAULT_KEY_PREFIX, timeoutMs }
+      settings.redis = { url: spec.redis.url, keyPrefix: spec.redis.key_prefix ?? REDIS_DEFAULT.key_prefix, timeoutMs }
     }
   }
 
