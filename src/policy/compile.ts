@@ -22,6 +22,7 @@ import { readPolicySource, type Env, type PolicySource } from './load.js'
 import { filesReadAtLoad } from './policy_files.js'
 import { PolicyError, type OnProblem } from './problems.js'
 import { AddressSchema, PolicySchema, type PolicyDocument } from './schema.js'
+import { redactSecrets } from './secrets.js'
 import { compileListenTls } from './tls_files.js'
 
 export type { CompiledPolicy, Route, Upstream } from './compiled.js'
@@ -101,7 +102,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     },
     workers: workerCount(doc.workers ?? DEFAULT.workers),
     requiredForReadiness: requiredForReadiness(doc.issuers ?? {}, issuers),
-    redacted: redact(doc),
+    redacted: redactSecrets(PolicySchema, doc),
     logLevel: doc.log?.level ?? LOG_DEFAULT.level,
     accessLog: doc.log?.access ?? LOG_DEFAULT.access,
     routes,
@@ -147,13 +148,3 @@ function routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, pr
   return routes
 }
 
-
-/** A deep copy with every secret replaced, for GET /config. */
-function redact(doc: PolicyDocument): unknown {
-  return JSON.parse(JSON.stringify(doc, (key, value: unknown) => {
-    if (key === 'secret' || key === 'admin_token') return '[redacted]'
-    // A redis URL may carry a password.
-    if (key === 'url' && typeof value === 'string' && /^rediss?:/i.test(value)) return value.replace(/\/\/([^@/]*)@/, '//[redacted]@')
-    return value
-  }))
-}

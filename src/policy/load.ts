@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
 import { PolicySchema, type PolicyDocument } from './schema.js'
+import { secretKeyword } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -21,7 +22,7 @@ export interface PolicySource {
 // coerceTypes: a value from ${VAR} is a string; the schema decides whether it is read as a
 // number (port: ${PORT}) or kept a string (secret: ${SECRET} of digits only).
 // Defaults are not filled in (useDefaults: false): see defaults.ts.
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false, coerceTypes: true })
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false, coerceTypes: true, keywords: [secretKeyword] })
 const validateSchema = ajv.compile(PolicySchema)
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {

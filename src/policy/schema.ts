@@ -84,7 +84,7 @@ const Issuer = Type.Object({
   discovery: Type.Optional(Type.Boolean({ default: false, description: 'true: read jwks_uri from {issuer}/.well-known/openid-configuration (OIDC Discovery)' })),
   // RFC 6750 §2.1.
   token_sources: Type.Optional(TokenSources({ default: [{ header: 'Authorization', prefix: 'Bearer ' }] })),
-  secret: Type.Optional(Type.String()),
+  secret: Type.Optional(Type.String({ secret: true })),
   secret_file: Type.Optional(Type.String({ minLength: 1 })),
   audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
   algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
@@ -204,11 +204,12 @@ const Revocation = Type.Object({
   max_token_lifetime: Type.Optional(Duration({ default: '24h' })),
   file: Type.Optional(Type.Object({ path: Type.String({ minLength: 1 }) }, { additionalProperties: false })),
   redis: Type.Optional(Type.Object({
-    url: Type.String({ minLength: 1 }),
+    // A redis URL may carry a password, in its user info or as ?password=.
+    url: Type.String({ minLength: 1, secret: 'url_credentials' }),
     key_prefix: Type.Optional(Type.String({ minLength: 1, default: 'jwtgate:revocation:' })),
     timeout: Type.Optional(Duration({ default: '1s' })),
   }, { additionalProperties: false })),
-  admin_token: Type.Optional(Type.String()),
+  admin_token: Type.Optional(Type.String({ secret: true })),
   admin_token_file: Type.Optional(Type.String({ minLength: 1 })),
 }, { additionalProperties: false })
 

@@ -1,0 +1,119 @@
+// Which policy fields are secrets is said once, by a `secret` annotation on the field's schema
+// in schema.ts. GET /config shows the policy redacted by walking it with the schema, so a new
+// secret field is hidden by marking it, with no list to remember here.
+import type { KeywordDefinition } from 'ajv'
+import type { TSchema } from 'typebox'
+
+/**
+ * true: the whole value is secret. 'url_credentials': a URL whose user info and `password` query
+ * parameter are secret (a Redis URL), the rest worth showing.
+ */
+export type SecretMark = true | 'url_credentials'
+
+const HIDDEN = '[redacted]'
+
+/** The annotation, for ajv's strict mode: it checks nothing in a document, and only these values in the schema. */
+export const secretKeyword: KeywordDefinition = { keyword: 'secret', schemaType: ['boolean', 'string'], metaSchema: { enum: [true, 'url_credentials'] } }
+
+type Node = {
+  secret?: SecretMark
+  type?: string | string[]
+  $ref?: string
+  anyOf?: Node[]
+  properties?: Record<string, Node>
+  additionalProperties?: Node | boolean
+  items?: Node
+  definitions?: Record<string, Node>
+}
+
+/** A deep copy of a schema-valid document with every value its schema marks secret hidden. */
+export function redactSecrets(root: TSchema, document: unknown): unknown {
+  const definitions = (root as Node).definitions ?? {}
+  const walk = (schema: Node, value: unknown): unknown => {
+    if (schema.secret !== undefined) return hide(schema.secret, value)
+    if (schema.$ref !== undefined) return walk(resolve(definitions, schema.$ref), value)
+    if (schema.anyOf) return schema.anyOf.filter((branch) => fits(branch, value)).reduce((v, branch) => walk(branch, v), value)
+    if (Array.isArray(value)) return schema.items ? value.map((item) => walk(schema.items!, item)) : value
+    if (typeof value === 'object' && value !== null) {
+      return Object.fromEntries(Object.entries(value).map(([key, v]) => {
+        const field = schema.properties?.[key] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined)
+        return [key, field ? walk(field, v) : v]
+      }))
+    }
+    return value
+  }
+  // Copied first: what is returned shares nothing with the document the compilers read.
+  return walk(root as Node, JSON.parse(JSON.stringify(document)) as unknown)
+}
+
+/**
+ * Every place the schema marks secret, as dotted paths with `*` for any map key or list item
+ * (`issuers.*.secret`), and the mark.
+ */
+export function secretPaths(root: TSchema): Map<string, SecretMark> {
+  const definitions = (root as Node).definitions ?? {}
+  const out = new Map<string, SecretMark>()
+  const seen = new Set<string>()
+  const walk = (schema: Node, path: string[]): void => {
+    if (schema.secret !== undefined) out.set(path.join('.'), schema.secret)
+    if (schema.$ref !== undefined) {
+      if (seen.has(schema.$ref)) return
+      seen.add(schema.$ref)
+      walk(resolve(definitions, schema.$ref), path)
+    }
+    for (const branch of schema.anyOf ?? []) walk(branch, path)
+    for (const [key, field] of Object.entries(schema.properties ?? {})) walk(field, [...path, key])
+    if (typeof schema.additionalProperties === 'object') walk(schema.additionalProperties, [...path, '*'])
+    if (schema.items) walk(schema.items, [...path, '*'])
+  }
+  walk(root as Node, [])
+  return out
+}
+
+function hide(mark: SecretMark, value: unknown): unknown {
+  if (mark === 'url_credentials' && typeof value === 'string') return redactUrlCredentials(value)
+  return HIDDEN
+}
+
+/**
+ * `redis://user:pw@host/0?password=pw` → `redis://[redacted]@host/0?password=[redacted]`. Done on
+ * the text, not through URL, which would percent-encode the brackets and normalize the rest.
+ */
+export function redactUrlCredentials(url: string): string {
+  const withoutUserInfo = url.replace(/^([^/?#]*\/\/)[^/?#]*@/, `$1${HIDDEN}@`)
+  const q = withoutUserInfo.indexOf('?')
+  if (q < 0) return withoutUserInfo
+  const hash = withoutUserInfo.indexOf('#', q)
+  const end = hash < 0 ? withoutUserInfo.length : hash
+  const query = withoutUserInfo.slice(q + 1, end).split('&').map(redactPasswordParameter).join('&')
+  return `${withoutUserInfo.slice(0, q + 1)}${query}${withoutUserInfo.slice(end)}`
+}
+
+function redactPasswordParameter(parameter: string): string {
+  const eq = parameter.indexOf('=')
+  if (eq < 0) return parameter
+  const raw = parameter.slice(0, eq)
+  let name: string
+  try {
+    name = decodeURIComponent(raw.replaceAll('+', ' '))
+  } catch {
+    // A name no client could read the same way: not worth the risk of showing its value.
+    return `${raw}=${HIDDEN}`
+  }
+  return name.toLowerCase() === 'password' ? `${raw}=${HIDDEN}` : parameter
+}
+
+/** Whether a union branch is the one for this value: by its JSON type, or any branch that names none. */
+function fits(schema: Node, value: unknown): boolean {
+  const types = schema.type === undefined ? undefined : [schema.type].flat()
+  if (!types) return true
+  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value
+  return types.some((t) => t === type || (t === 'integer' && type === 'number'))
+}
+
+function resolve(definitions: Record<string, Node>, ref: string): Node {
+  const name = /^#\/definitions\/(.+)$/.exec(ref)?.[1]
+  const target = name === undefined ? undefined : definitions[name]
+  if (!target) throw new Error(`the policy schema refers to ${ref}, which it does not define`)
+  return target
+}

@@ -1,0 +1,112 @@
+// Secrets are marked in the schema (`secret: true`, or 'url_credentials' for a URL that may carry
+// a password), and GET /config redacts by that mark: a newly marked field is hidden with no other
+// change.
+import t from 'tap'
+import { Ajv } from 'ajv'
+import Type from 'typebox'
+import { createLogger } from '../../src/log.js'
+import { compilePolicy } from '../../src/policy/compile.js'
+import { parsePolicySource } from '../../src/policy/load.js'
+import { PolicySchema } from '../../src/policy/schema.js'
+import { redactSecrets, redactUrlCredentials, secretKeyword, secretPaths } from '../../src/policy/secrets.js'
+
+const HMAC_SECRET = 'hmac-secret-'.padEnd(40, 'h')
+const ADMIN_TOKEN = 'admin-token-'.padEnd(24, 'a')
+const REDIS_USER_PASSWORD = 'redis-userinfo-password'
+const REDIS_QUERY_PASSWORD = 'redis-query-password'
+
+// Sets every field the schema marks secret (the first test checks that it does).
+const EVERY_SECRET = `version: 1
+listen: { host: 127.0.0.1, port: 8080 }
+issuers:
+  internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
+  other: { issuer: other, secret: "\${S}2", audiences: [a], algorithms: [HS256] }
+upstreams: { orders: { url: "http://127.0.0.1:3001" } }
+routes: [ { path: /x, upstream: orders, auth: { issuers: [internal] } } ]
+revocation:
+  backend: redis
+  redis: { url: "rediss://jwtgate:${REDIS_USER_PASSWORD}@10.0.0.1:6380/2?password=${REDIS_QUERY_PASSWORD}&db=2" }
+  admin_token: "\${T}"
+`
+
+/** The values at a marked path (`*` for any key or item) of a document. */
+function valuesAt(doc: unknown, path: string[]): unknown[] {
+  if (path.length === 0) return [doc]
+  if (typeof doc !== 'object' || doc === null) return []
+  const [head, ...rest] = path
+  const children = head === '*' ? Object.values(doc) : head! in doc ? [(doc as Record<string, unknown>)[head!]] : []
+  return children.flatMap((child) => valuesAt(child, rest))
+}
+
+t.test('every field the schema marks secret is redacted in /config', async (t) => {
+  const source = parsePolicySource('policy.yaml', EVERY_SECRET, { S: HMAC_SECRET, T: ADMIN_TOKEN })
+  const policy = compilePolicy(source, createLogger('silent'))
+  const shown = JSON.stringify(policy.redacted)
+  for (const [path, mark] of secretPaths(PolicySchema)) {
+    const values = valuesAt(policy.redacted, path.split('.'))
+    t.ok(values.length > 0, `the test policy sets ${path}`)
+    for (const value of values) {
+      if (mark === true) t.equal(value, '[redacted]', path)
+      else t.equal(value, 'rediss://[redacted]@10.0.0.1:6380/2?password=[redacted]&db=2', path)
+    }
+  }
+  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD]) t.notOk(shown.includes(secret), secret)
+  t.equal(valuesAt(policy.redacted, ['issuers', 'internal', 'issuer'])[0], 'internal', 'the rest is shown as written')
+  t.equal(source.document.issuers!.internal!.secret, HMAC_SECRET, 'the document the compilers read is untouched')
+})
+
+t.test('the marked fields are the secrets of the policy', async (t) => {
+  t.same([...secretPaths(PolicySchema)].sort(), [
+    ['issuers.*.secret', true],
+    ['revocation.admin_token', true],
+    ['revocation.redis.url', 'url_credentials'],
+  ])
+})
+
+t.test('marking a field is all it takes to redact it', async (t) => {
+  const tiny = Type.Object({
+    name: Type.String(),
+    // Named like a secret, not marked: shown. The mark decides, never the name.
+    secret: Type.Optional(Type.String()),
+    api_key: Type.Optional(Type.String({ secret: true })),
+    services: Type.Array(Type.Object({ url: Type.String({ secret: 'url_credentials' }), token: Type.Optional(Type.String({ secret: true })) })),
+    extra: Type.Optional(Type.Union([Type.Literal(false), Type.Object({ password: Type.String({ secret: true }) })])),
+    by_name: Type.Optional(Type.Unsafe({ type: 'object', additionalProperties: Type.String({ secret: true }) })),
+  })
+  const doc = {
+    name: 'n',
+    secret: 'shown',
+    api_key: 'k',
+    services: [{ url: 'redis://:p@h' }, { url: 'redis://h', token: 't' }],
+    extra: { password: 'p' },
+    by_name: { a: 'x', b: 'y' },
+  }
+  t.same(redactSecrets(tiny, doc), {
+    name: 'n',
+    secret: 'shown',
+    api_key: '[redacted]',
+    services: [{ url: 'redis://[redacted]@h' }, { url: 'redis://h', token: '[redacted]' }],
+    extra: { password: '[redacted]' },
+    by_name: { a: '[redacted]', b: '[redacted]' },
+  })
+  t.same(redactSecrets(tiny, { ...doc, extra: false }), { ...redactSecrets(tiny, doc) as object, extra: false }, 'the other branch of a union')
+  t.same([...secretPaths(tiny).keys()], ['api_key', 'services.*.url', 'services.*.token', 'extra.password', 'by_name.*'])
+})
+
+t.test('a URL keeps everything but its credentials', async (t) => {
+  t.equal(redactUrlCredentials('redis://10.0.0.1:6379/0'), 'redis://10.0.0.1:6379/0')
+  t.equal(redactUrlCredentials('redis://:pw@10.0.0.1:6379/0'), 'redis://[redacted]@10.0.0.1:6379/0')
+  t.equal(redactUrlCredentials('rediss://user:pw@h/0'), 'rediss://[redacted]@h/0')
+  t.equal(redactUrlCredentials('redis://h/0?password=pw&family=6'), 'redis://h/0?password=[redacted]&family=6')
+  t.equal(redactUrlCredentials('redis://h/0?db=1&PassWord=pw#f'), 'redis://h/0?db=1&PassWord=[redacted]#f')
+  t.equal(redactUrlCredentials('redis://h/0?pass%77ord=pw'), 'redis://h/0?pass%77ord=[redacted]', 'a name read after percent-decoding, as ioredis reads it')
+  t.equal(redactUrlCredentials('redis://h/0?%zz=pw'), 'redis://h/0?%zz=[redacted]', 'a name that cannot be decoded')
+  t.equal(redactUrlCredentials('redis://h/0?a@b=c'), 'redis://h/0?a@b=c', 'an @ after the host is not user info')
+})
+
+t.test('the loader accepts only known marks', async (t) => {
+  const ajv = new Ajv({ strict: true, keywords: [secretKeyword] })
+  t.doesNotThrow(() => ajv.compile({ type: 'string', secret: true }))
+  t.doesNotThrow(() => ajv.compile({ type: 'string', secret: 'url_credentials' }))
+  t.throws(() => ajv.compile({ type: 'string', secret: 'yes' }))
+})
