@@ -4,15 +4,14 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { childEnv, MAIN } from '../support/cli.js'
 import { get, sleep, upstream } from '../support/harness.js'
 
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 
 interface Child { proc: ChildProcessWithoutNullStreams; out: () => string; url: string; admin: string }
 
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Child> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
   t.teardown(() => { proc.kill('SIGKILL') })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d })

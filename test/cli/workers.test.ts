@@ -5,7 +5,7 @@ import t from 'tap'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { request } from 'node:http'
 import { writeFileSync } from 'node:fs'
-import { BIN, jwtgate } from '../support/cli.js'
+import { childEnv, jwtgate, MAIN } from '../support/cli.js'
 import { bearer, eventually, issuer, sleep, tempFile, upstream } from '../support/harness.js'
 
 const ADMIN_TOKEN = 'admin-token-for-the-workers-test'
@@ -52,7 +52,7 @@ interface Cluster { proc: ChildProcessWithoutNullStreams; out(): string; url: st
 
 /** `jwtgate serve`, once every worker listens. */
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Cluster> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d })
   proc.stderr.on('data', (d: Buffer) => { out += d })
