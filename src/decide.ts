@@ -2,8 +2,8 @@
 // normalize the path → match a route → authenticate and authorize → the identity headers to
 // send. Only forwarding is left to the caller. The outcome is written into `out` (the proxy
 // passes its per-request state).
-import { authenticate, type AuthResult, type Credentials, type Identity } from './auth/authenticate.js'
-import { deny, isDenial, type Denial } from './auth/deny.js'
+import { authenticate, isRefused, type AuthResult, type Credentials, type Identity } from './auth/authenticate.js'
+import { deny, isDenial, type Denial } from './http/denial.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 import { identityHeaders } from './proxy/identity_headers.js'
 import { refusePreflight, type Preflight } from './proxy/cors.js'
@@ -67,14 +67,13 @@ export function decide(policy: CompiledPolicy, method: string, hostHeader: strin
 
 function settle(out: Decision, route: Route, result: AuthResult): void {
   if (result === null) return // an optional route's request without a token: anonymous
-  const identity = isDenial(result) ? result.identity : result
-  let denial = isDenial(result) ? result : undefined
+  const identity = isDenial(result) ? undefined : isRefused(result) ? result.identity : result
+  let denial = isDenial(result) ? result : isRefused(result) ? result.denial : undefined
   // Identity headers for an allowed request; on a report route also for a verified token that
   // failed the requirement, since that request is forwarded too.
   if (identity && (!denial || route.report)) {
     const headers = identityHeaders(identity.claims, route.identity)
     if (isDenial(headers)) {
-      headers.identity = identity
       denial ??= headers
     } else {
       out.identity = identity

@@ -101,7 +101,7 @@ export function accessLogger(logger: Logger): (fields: AccessFields) => void {
   }
 }
 
-// Request ids are ours or match this (src/gateway.ts): nothing in them needs escaping in JSON.
+// Request ids are ours or match this (src/gateway/app.ts): nothing in them needs escaping in JSON.
 const SAFE_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 
 function text(name: string, value: string | undefined): string {

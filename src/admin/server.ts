@@ -3,8 +3,8 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
-import { revocationRoutes, revokeHere, type Revoke } from '../revocation/admin.js'
 import type { Metrics } from './metrics.js'
+import { revocationRoutes, revokeHere, type Revoke } from './revocations.js'
 
 export interface AdminView {
   policy(): CompiledPolicy

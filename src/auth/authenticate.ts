@@ -3,7 +3,7 @@
 // Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
 import { checkTokenClaims } from './claims.js'
-import { deny, isDenial, type Denial } from './deny.js'
+import { deny, isDenial, type Denial } from '../http/denial.js'
 import { extractToken } from './extract.js'
 import type { Issuer, KeyLookup } from './issuer.js'
 import type { IssuerSet } from './issuer_set.js'
@@ -44,9 +44,22 @@ export interface Identity extends TokenFacts {
   token: string
 }
 
+/**
+ * A verified token that only the route's requirement refused: who was refused, and the identity
+ * a `mode: report` route still forwards. It is not an Identity: nothing can take it for permission.
+ */
+export interface Refused {
+  identity: Identity
+  denial: Denial
+}
+
 /** An optional route's request without a token: allowed, with no identity. */
 export type Anonymous = null
-export type AuthResult = Identity | Denial | Anonymous
+export type AuthResult = Identity | Denial | Refused | Anonymous
+
+export function isRefused(result: AuthResult): result is Refused {
+  return result !== null && 'denial' in result
+}
 
 type Decoded = { header: Record<string, unknown>; payload: unknown }
 const decode = createDecoder({ complete: true }) as (token: string) => Decoded
@@ -65,7 +78,7 @@ export function authenticate(credentials: Credentials, rule: AuthRule, context: 
 }
 
 function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise<AuthResult> {
-  if (result === null || isDenial(result) || !context.revocation) return result
+  if (result === null || isDenial(result) || isRefused(result) || !context.revocation) return result
   return context.revocation.consumeOnce(result.claims).then((denial) => denial ?? result)
 }
 
@@ -116,7 +129,7 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   return verifyWith(key, token, decoded, typ, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial {
+function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial | Refused {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {
@@ -137,18 +150,16 @@ function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string
 }
 
 /** The checks after signature verification, on claims given as verified (no header: typ is not checked). */
-function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial {
+function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial | Refused {
   const issuer = rule.issuers.find(claims)
   if (isDenial(issuer)) return issuer
   const now = Date.now()
   return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
 }
 
-function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Denial {
+function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Refused {
   const denial = rule.requirement.check(identity, now)
-  if (!denial) return identity
-  denial.identity = identity
-  return denial
+  return denial ? { identity, denial } : identity
 }
 
 function denialFor(err: unknown, payload: Record<string, unknown>): Denial {

@@ -1,7 +1,7 @@
 // Claim paths, the conditions a requirement can put on a claim, and the registered claims
 // checked on every route.
 import safeRegex from 'safe-regex2'
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export type ClaimPath = readonly string[]
 

@@ -1,7 +1,7 @@
 // Finds the token of a request in the route's token sources: headers (RFC 6750 §2.1
 // `Authorization: Bearer <token>` by default), cookies, query parameters (§2.3). One pass over
 // the raw headers, comparing names in place; strings are cut only for the token itself.
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import type { TokenSource, TokenSources } from './token_sources.js'
 
 export interface FoundToken {

@@ -1,7 +1,7 @@
 // A configured issuer: the only keys and algorithms a token claiming its `iss` may be checked
 // against. Keys are bound to their issuer, so a key of one IdP can never verify another's token.
 import type { Logger } from 'pino'
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import type { IssuerTemplate } from './issuer_template.js'
 import { JwksCache, type JwksSettings } from './jwks_cache.js'
 import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'

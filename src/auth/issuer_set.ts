@@ -1,7 +1,7 @@
 // The issuers a route (or one of its token sources) accepts, looked up by a token's unverified
 // iss: a map read for exact values (the issuer and its aliases), then a check per multi-tenant
 // template issuer (there are few). Only the issuer found may verify the token.
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import type { Issuer } from './issuer.js'
 import { matchTenant } from './issuer_template.js'
 

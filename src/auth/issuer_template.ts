@@ -2,7 +2,7 @@
 // `https://login.microsoftonline.com/{tid}/v2.0`. The `{tid}` part must equal the token's own
 // `tid` claim (Microsoft's guidance for multi-tenant apps), and, when the policy lists tenants,
 // be one of them.
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export const TENANT_PLACEHOLDER = '{tid}'
 

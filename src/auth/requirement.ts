@@ -6,7 +6,7 @@ import { durationMs } from '../policy/duration.js'
 import type { DocPath } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
 import { checkAudience, claimAt, compileCondition, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath, type ConditionError } from './claims.js'
-import { deny, type Denial } from './deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import type { Issuer } from './issuer.js'
 
 /** What a requirement is checked against: a verified token. */

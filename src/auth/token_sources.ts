@@ -1,6 +1,7 @@
 // Where a route reads its tokens: headers (with a prefix such as `Bearer `), cookies and query
 // parameters, each with the issuers that accept tokens from there (Envoy's from_headers,
 // from_cookies and from_params). Compiled once per route; src/auth/extract.ts reads them.
+import { cannotCarryToken } from '../http/owned_headers.js'
 import type { IssuerSet } from './issuer_set.js'
 
 export interface TokenSourceSpec {
@@ -56,7 +57,7 @@ export function sourcePlace(spec: TokenSourceSpec): SourcePlace | string {
   if (spec.prefix !== undefined && spec.header === undefined) return 'prefix goes with header'
   if (spec.header !== undefined) {
     const name = spec.header.toLowerCase()
-    if (NOT_TOKEN_HEADERS.has(name)) return `${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`
+    if (cannotCarryToken(name)) return `${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`
     // Authorization takes the Bearer scheme unless told otherwise; other headers carry the bare token.
     const prefix = spec.prefix ?? (name === 'authorization' ? 'Bearer ' : '')
     const scheme = prefix.trim()
@@ -68,10 +69,6 @@ export function sourcePlace(spec: TokenSourceSpec): SourcePlace | string {
   if (spec.cookie !== undefined) return { kind: 'cookie', name: spec.cookie, prefix: '', what: `${spec.cookie} cookie`, key: `cookie:${spec.cookie}`, unprefixed: '' }
   return { kind: 'query', name: spec.query!, prefix: '', what: `${spec.query!} query parameter`, key: `query:${spec.query!}`, unprefixed: '' }
 }
-
-// Headers that steer the proxy or the message framing, or that the gateway sets itself.
-const NOT_TOKEN_HEADERS = new Set(['host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive',
-  'upgrade', 'te', 'trailer', 'expect', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
 
 export function tokenSources(all: TokenSource[]): TokenSources {
   const queries = all.filter((s) => s.kind === 'query')

@@ -15,7 +15,8 @@ import { upstreamUrl } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
-import { identityHeadersOf, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 export interface ExplainOptions {
   policyFile: string

@@ -1,5 +1,4 @@
 // `jwtgate serve | validate | explain | test | demo`.
-import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -8,7 +7,7 @@ import { loadPolicy } from '../policy/compile.js'
 import { policyJsonSchema } from '../policy/json_schema.js'
 import { explain, explainArguments, explainExitCode, explainOutput } from './explain.js'
 import { runPolicyTests, testRunReport } from './policy_test.js'
-import { reportPolicyError, stopIssuers } from './report.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
 import { formatWarning, validatePolicy, validationSummary } from './validate.js'
 
 const USAGE = `usage:
@@ -40,12 +39,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       if (!policyFile) return usage('serve needs -c policy.yaml or JWTGATE_CONFIG')
-      return serve(policyFile)
+      // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
+      return (await import('../lifecycle/serve.js')).serve(policyFile)
     case 'validate':
       if (!policyFile) return usage('validate needs -c policy.yaml')
       return validate(policyFile)
     case 'demo':
-      // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
+      // Loaded on demand, like serve.
       return (await import('./demo.js')).runDemo({ check: values.check ?? false })
     case 'schema':
       return schema(values.out)
@@ -70,7 +70,7 @@ async function explainCommand(args: string[]): Promise<number> {
   try {
     explanation = await explain(parsed.options)
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   process.stdout.write(explainOutput(explanation, parsed.json))
   return explainExitCode(explanation)
@@ -86,7 +86,7 @@ async function testCommand(args: string[]): Promise<number> {
   try {
     run = await runPolicyTests(policyFile, parsed.positionals)
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   const report = testRunReport(run)
   process.stdout.write(report.stdout)
@@ -117,7 +117,7 @@ async function revokeCommand(args: string[]): Promise<number> {
   if (typeof exp === 'string') return usage(exp)
   if (typeof before === 'string') return usage(before)
   // Loaded on demand, like serve: the redis client is only needed here.
-  const { runRevoke } = await import('../revocation/cli.js')
+  const { runRevoke } = await import('./revocations.js')
   return runRevoke(values.jti !== undefined ? { policyFile, jti: values.jti, exp } : { policyFile, sub: values.sub!, before })
 }
 
@@ -135,7 +135,7 @@ function validate(policyFile: string): number {
   try {
     validation = validatePolicy(policyFile)
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   // Warnings do not fail validation: they are default-deny working as designed, said aloud.
   for (const w of validation.warnings) process.stderr.write(`${formatWarning(w)}\n`)
@@ -152,56 +152,6 @@ function schema(out: string | undefined): number {
   }
   else process.stdout.write(text)
   return 0
-}
-
-async function serve(policyFile: string): Promise<number> {
-  // A worker of `workers: N`: node:cluster forked it with the same command line.
-  const worker = Number(process.env.JWTGATE_WORKER)
-  if (cluster.isWorker && worker > 0) return (await import('../cluster/worker.js')).runWorker(policyFile, worker)
-  let workers: number
-  try {
-    workers = workerCount(policyFile)
-  } catch (err) {
-    return reportPolicyError(err)
-  }
-  if (workers > 1) return (await import('../cluster/primary.js')).runPrimary(policyFile)
-  const { startGateway } = await import('../server.js')
-  const { default: closeWithGrace } = await import('close-with-grace')
-  let running
-  try {
-    running = await startGateway({ policyFile, watch: true })
-  } catch (err) {
-    return reportPolicyError(err)
-  }
-  const gateway = running
-  process.on('SIGHUP', () => {
-    gateway.logger.info('SIGHUP: reloading the policy')
-    void gateway.reload()
-  })
-  const { drainDelayMs, timeoutMs } = gateway.gateway.policy.shutdown
-  // SIGTERM/SIGINT: graceful shutdown bounded by drain delay + timeout; a second signal, or a
-  // crash, exits at once (close-with-grace: the same handling fastify's own docs recommend).
-  closeWithGrace({
-    delay: drainDelayMs + timeoutMs,
-    skip: ['SIGHUP'],
-    logger: { error: (m: unknown) => gateway.logger.error({ detail: String(m) }, 'shutdown') },
-    onSecondSignal: (signal) => {
-      gateway.logger.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
-    },
-  }, async ({ signal, err }) => {
-    if (err) gateway.logger.error({ err: { message: err.message, stack: err.stack } }, 'unexpected error; shutting down')
-    gateway.logger.info({ signal }, 'signal received')
-    await gateway.shutdown()
-  })
-  return new Promise<number>(() => {})
-}
-
-/** The policy's `workers`, read before deciding what this process becomes; throws PolicyError. */
-function workerCount(policyFile: string): number {
-  const policy = loadPolicy(policyFile, createLogger('silent'))
-  stopIssuers(policy)
-  return policy.workers
 }
 
 process.exitCode = await main(process.argv.slice(2)).catch((err: Error) => {

@@ -31,20 +31,21 @@ import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
 import type { Credentials } from '../auth/authenticate.js'
-import type { DenyReason } from '../auth/deny.js'
+import type { DenyReason } from '../http/denial.js'
 import { decide, type Decision } from '../decide.js'
 import type { Preflight } from '../proxy/cors.js'
 import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
-import { identityHeadersOf, routeFor, stopIssuers, withRouteDefaults } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
   'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
   'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large',
   'cors_rejected', 'https_required', 'body_too_large'] as const satisfies readonly DenyReason[]
-// Fails to compile when src/auth/deny.ts gains a reason this list lacks.
+// Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
 void everyReason
 const STATUSES = [400, 401, 403, 404, 503]

@@ -1,17 +1,8 @@
-// Small pieces `explain` and `test` share (and `validate` and `serve`: printing a bad policy).
+// Small pieces `explain` and `test` share.
 // Everything that decides goes through `decide`, the proxy's own code.
 import { decide, type Decision } from '../decide.js'
 import type { Issuer } from '../auth/issuer.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { PolicyError, formatProblem } from '../policy/problems.js'
-
-/** Prints every problem as file:line:col and returns exit code 1; rethrows anything else. */
-export function reportPolicyError(err: unknown): number {
-  if (!(err instanceof PolicyError)) throw err
-  for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`)
-  process.stderr.write(`${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}; the policy was not loaded\n`)
-  return 1
-}
 
 /**
  * The identity headers the proxy would set, as `decide` computed them. Empty for a denial, an
@@ -20,11 +11,6 @@ export function reportPolicyError(err: unknown): number {
 export function identityHeadersOf(decision: Decision): Record<string, string> {
   if (decision.denial) return {}
   return decision.identityHeaders ?? {}
-}
-
-/** Compiling a policy makes each JWKS issuer an undici Agent; stopping them lets the process exit. */
-export function stopIssuers(policy: CompiledPolicy): void {
-  for (const issuer of policy.issuers.values()) issuer.stop()
 }
 
 /**

@@ -5,7 +5,7 @@ import { compilePolicy } from '../policy/compile.js'
 import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
 import type { DocPath, PolicyProblem } from '../policy/problems.js'
-import { stopIssuers } from './report.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
 
 export interface Validation {
   file: string

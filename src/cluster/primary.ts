@@ -8,18 +8,22 @@
 // worker. With the other policy (SCHED_NONE) every worker accepts on the shared socket and the
 // kernel wakes them unevenly: a few workers take most connections (Node's cluster docs).
 import cluster from 'node:cluster'
-import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { policyReloads } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
-import { reportPolicyError } from '../cli/report.js'
+import { listen } from '../lifecycle/listen.js'
+import { LivePolicy } from '../lifecycle/live_policy.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
+import { Shutdown } from '../lifecycle/shutdown.js'
+import { untilSignalled } from '../lifecycle/signals.js'
+import { watchPolicy } from '../lifecycle/watch.js'
 import { createLogger } from '../log.js'
-import { listen, watchPolicy } from '../server.js'
+import { compilePolicy } from '../policy/compile.js'
+import type { PolicySource } from '../policy/load.js'
 import type { Question } from './ipc.js'
 import { clusterAdmin } from './primary_admin.js'
-import { PrimaryPolicy } from './primary_policy.js'
 import { WorkerSlots } from './slots.js'
 
 // A worker's reload may fetch a new issuer's keys (bounded by its jwks.timeout).
@@ -27,69 +31,60 @@ const RELOAD_TIMEOUT_MS = 30_000
 // Beyond drain_delay + timeout: for a worker to close its stores and exit.
 const EXIT_MARGIN_MS = 3000
 
-export async function runPrimary(policyFile: string): Promise<number> {
+/** Runs the cluster on the policy `serve` read; exits 1 (said why) when it does not compile. */
+export async function runPrimary(source: PolicySource): Promise<number> {
   // The workers write to the same standard output.
   const logger = createLogger('info', undefined, { sharedStdout: true })
-  let policy: PrimaryPolicy
+  let live: LivePolicy
   try {
-    policy = await PrimaryPolicy.load(policyFile, logger)
+    // The primary's own copy of the policy: what /config shows, the revocation store POST
+    // /revocations writes through, and the judge of a reload before any worker sees it. It
+    // verifies no token, so its issuers never fetch keys.
+    live = new LivePolicy(compilePolicy(source, logger), { file: source.file, env: process.env, logger, verifiesTokens: false, warnsRestartOnly: true })
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
+  await live.start()
   const registry = new Registry()
   const reloads = policyReloads(registry)
-  let shuttingDown = false
 
   // 'advanced': structured clone, so a metric's Infinity or NaN crosses the channel intact.
   cluster.setupPrimary({ serialization: 'advanced' })
-  const slots = new WorkerSlots(policy.current.workers, logger, (_slot, question) => answerWorker(policy, question))
-  const view = { policy: () => policy.current, loadedAt: () => policy.loadedAt, shuttingDown: () => shuttingDown, registry }
+  const slots = new WorkerSlots(live.current.workers, logger, (_slot, question) => answerWorker(live, question))
   let admin: FastifyInstance | undefined
-  const adminAddress = policy.current.admin
+  // Each worker drains for itself once told; the primary waits for them all, then kills the late.
+  const { drainDelayMs, timeoutMs } = live.current.shutdown
+  const workersGone = drainDelayMs + timeoutMs + EXIT_MARGIN_MS
+  const shutdown = new Shutdown({
+    logger, live,
+    drain: async () => {},
+    closeProxy: (timeout) => {
+      logger.info('telling every worker to drain and exit')
+      return slots.stop(timeout > 0 ? workersGone : 0)
+    },
+    watcher: () => watcher,
+    admin: () => admin,
+  })
+  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, shuttingDown: () => shutdown.started, registry }
+  const adminAddress = live.current.admin
   if (adminAddress) {
     admin = adminListener(clusterAdmin(view, slots), logger)
     const adminUrl = await listen(admin, adminAddress.host, adminAddress.port)
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
-  logger.info({ workers: slots.slots.length, policy: policyFile, policy_hash: policy.current.hash.slice(0, 12) }, `jwtgate primary: starting ${slots.slots.length} workers`)
+  logger.info({ workers: slots.slots.length, policy: source.file, policy_hash: live.current.hash.slice(0, 12) }, `jwtgate primary: starting ${slots.slots.length} workers`)
   slots.start()
 
-  // Reloads run one at a time, in order.
+  // Reloads run one at a time, in order, each with its workers'.
   let reloading: Promise<void> = Promise.resolve()
-  const reload = () => (reloading = reloading.then(() => reloadAll(policy, slots, reloads, logger)))
-  const watcher = watchPolicy(policyFile, () => policy.current, () => void reload(), logger)
-  process.on('SIGHUP', () => {
-    logger.info('SIGHUP: reloading the policy')
-    void reload()
-  })
-
-  const { drainDelayMs, timeoutMs } = policy.current.shutdown
-  const workersGone = drainDelayMs + timeoutMs + EXIT_MARGIN_MS
-  closeWithGrace({
-    delay: workersGone + EXIT_MARGIN_MS,
-    skip: ['SIGHUP'],
-    logger: { error: (m: unknown) => logger.error({ detail: String(m) }, 'shutdown') },
-    onSecondSignal: (signal) => {
-      logger.warn({ signal }, 'second signal: exiting now')
-      // The workers follow: their IPC channel closes with this process.
-      process.exit(1)
-    },
-  }, async ({ signal, err }) => {
-    if (err) logger.error({ err: { message: err.message, stack: err.stack } }, 'unexpected error; shutting down')
-    logger.info({ signal, drain_delay_ms: drainDelayMs }, 'shutting down: readiness off, telling every worker')
-    shuttingDown = true
-    watcher.close()
-    await slots.stop(workersGone)
-    await admin?.close()
-    await policy.stop()
-    logger.info('shut down')
-  })
-  return new Promise<number>(() => {})
+  const reload = () => (reloading = reloading.then(() => reloadAll(live, slots, reloads, logger)))
+  const watcher = watchPolicy(source.file, () => live.current, () => void reload(), logger)
+  return untilSignalled({ logger, reload, shutdown: () => shutdown.graceful(), graceMs: workersGone + EXIT_MARGIN_MS })
 }
 
 /** Reloads the primary's policy and, when it is good, every listening worker's. */
-async function reloadAll(policy: PrimaryPolicy, slots: WorkerSlots, reloads: ReturnType<typeof policyReloads>, logger: Logger): Promise<void> {
-  if (!(await policy.reload())) {
+async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReturnType<typeof policyReloads>, logger: Logger): Promise<void> {
+  if (!(await live.reload())) {
     reloads.inc({ result: 'failure' })
     return
   }
@@ -104,11 +99,11 @@ async function reloadAll(policy: PrimaryPolicy, slots: WorkerSlots, reloads: Ret
     }
   }
   reloads.inc({ result: failed ? 'failure' : 'success' })
-  logger.info({ policy_hash: policy.current.hash.slice(0, 12), workers: outcomes.length - failed, failed }, 'policy reloaded')
+  logger.info({ policy_hash: live.current.hash.slice(0, 12), workers: outcomes.length - failed, failed }, 'policy reloaded')
 }
 
 /** What a worker asks the primary: the memory backend's revocations, as it starts. */
-async function answerWorker(policy: PrimaryPolicy, question: Question): Promise<unknown> {
+async function answerWorker(live: LivePolicy, question: Question): Promise<unknown> {
   if (question.kind !== 'revocations') throw new Error(`the primary does not answer ${question.kind}`)
-  return policy.current.revocation?.store.entries() ?? []
+  return live.current.revocation?.store.entries() ?? []
 }

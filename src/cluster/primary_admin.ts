@@ -3,7 +3,7 @@
 import { AggregatorRegistry, Registry } from 'prom-client'
 import type { AdminSource, Readiness } from '../admin/server.js'
 import type { CompiledPolicy } from '../policy/compile.js'
-import { revokeHere } from '../revocation/admin.js'
+import { revokeHere } from '../admin/revocations.js'
 import type { WorkerSlots } from './slots.js'
 
 // A worker that takes longer is reported as not answering: /readyz must answer before the

@@ -19,10 +19,11 @@ import { headerStripper, type IdentityHeader, type IdentityOutput } from '../pro
 import { compileRevocation, type CompiledRevocation } from '../revocation/config.js'
 import { compileHostPattern, compilePathPattern, RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { durationMs } from './duration.js'
-import { readSecretBesidePolicy } from './policy_files.js'
+import { filesReadAtLoad, readSecretBesidePolicy } from './policy_files.js'
 import { lintIssuers } from './lint.js'
 import { label, readPolicySource, type Env, type PolicySource } from './load.js'
 import { PolicyError, type DocPath } from './problems.js'
+import { DEFAULT_IDENTITY_PREFIXES, isOwnedHeader, ownedHeaderUnderPrefix, PATH_AND_METHOD_OVERRIDES } from '../http/owned_headers.js'
 import { HMAC_ALGORITHMS, type IdentityHeaderDocument, type IssuerDocument, type RouteDocument, type UpstreamDocument } from './schema.js'
 import { compileListenTls, compileUpstreamTls, type ListenTls, type UpstreamTls } from './tls_files.js'
 
@@ -65,6 +66,8 @@ export interface Route {
 
 export interface CompiledPolicy {
   file: string
+  /** Absolute paths of the other files read at load (secret files, certificates, keys): a change to one is a policy change. */
+  files: readonly string[]
   /** sha256 of the policy text, to tell one loaded policy from another. */
   hash: string
   /** `tls`: the certificate and key read at load; null for plain HTTP. */
@@ -98,7 +101,6 @@ export interface CompiledPolicy {
   revocation: CompiledRevocation | null
 }
 
-const DEFAULT_STRIP_PREFIXES = ['x-jwt-', 'x-auth-']
 const DEFAULT_MAX_TOKEN_BYTES = 16_384
 // Node's own default is 16 KiB for the whole header section, which a 16 KiB token alone fills.
 const DEFAULT_MAX_HEADER_BYTES = 32_768
@@ -108,10 +110,6 @@ const MAX_WORKERS = 64
 const DEFAULT_TOKEN_CACHE_ENTRIES = 10_000
 // Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
 const DEFAULT_IDENTITY_HEADER_MAX_BYTES = 4096
-// Headers a claim may never be written into: they steer the proxy or the upstream's parsing.
-const FORBIDDEN_IDENTITY_HEADERS = new Set(['host', 'authorization', 'cookie', 'content-length', 'content-type', 'transfer-encoding',
-  'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization', 'x-request-id',
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
 
 /** Reads, checks and compiles a policy file; throws PolicyError listing every problem. */
 export function loadPolicy(policyFile: string, log: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
@@ -188,10 +186,9 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     if (index >= 0) report(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
   }
 
-  const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_STRIP_PREFIXES
+  const stripPrefixes = doc.strip_header_prefixes ?? DEFAULT_IDENTITY_PREFIXES
   stripPrefixes.forEach((prefix, i) => {
-    const canonical = prefix.toLowerCase().replaceAll('_', '-')
-    const owned = [...FORBIDDEN_IDENTITY_HEADERS].find((h) => h.startsWith(canonical))
+    const owned = ownedHeaderUnderPrefix(prefix)
     if (owned) report(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
   })
 
@@ -226,6 +223,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
 
   return Object.freeze({
     file: source.file,
+    files: filesReadAtLoad(source.file, doc),
     hash: createHash('sha256').update(source.text).digest('hex'),
     listen: { host: doc.listen.host ?? '0.0.0.0', port: doc.listen.port, tls: listenTls },
     maxHeaderBytes,
@@ -443,8 +441,8 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
   const out: IdentityHeader[] = []
   for (const [header, value] of Object.entries(spec)) {
     const name = header.toLowerCase()
-    // x_forwarded_for is X-Forwarded-For to CGI-style back ends: check the dash spelling.
-    if (FORBIDDEN_IDENTITY_HEADERS.has(name.replaceAll('_', '-'))) {
+    // x_forwarded_for is X-Forwarded-For to CGI-style back ends: both spellings are checked.
+    if (isOwnedHeader(name)) {
       report([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
       continue
     }
@@ -462,7 +460,7 @@ function compileIdentityHeaders(spec: Record<string, IdentityHeaderDocument>, at
 /** `forward_payload_header`'s name, checked like an identity header's; null after reporting a problem. */
 function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, report: (at: DocPath, m: string) => void): string | null {
   const lower = name.toLowerCase()
-  if (FORBIDDEN_IDENTITY_HEADERS.has(lower.replaceAll('_', '-'))) {
+  if (isOwnedHeader(lower)) {
     report(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
     return null
   }
@@ -473,16 +471,10 @@ function payloadHeader(name: string, identity: readonly IdentityHeader[], at: Do
   return lower
 }
 
-// Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
-// as the request's real path or method. The policy matched the path and method of the request
-// line, so a client must not name others to the upstream. Stripped with the identity headers,
-// so the underscore spellings go too.
-const PATH_AND_METHOD_OVERRIDES = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-method-override', 'x-http-method']
-
 /**
  * Every header the client may not send on: every header name the gateway may write as identity,
  * on any route (so that no route, whatever it sets itself, passes a client's copy through), and
- * the path/method overrides.
+ * the path/method overrides (stripped with the identity headers, so their underscore spellings go too).
  */
 function strippedHeaderNames(doc: PolicySource['document']): string[] {
   const names = [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]

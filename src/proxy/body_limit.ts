@@ -4,7 +4,7 @@
 // aborted (undici destroys its connection), so the upstream never receives a cut-off body that
 // it could take as complete.
 import { Readable, Transform, pipeline } from 'node:stream'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export class BodyTooLarge extends Error {
   constructor(readonly limit: number) {
@@ -17,13 +17,17 @@ export function bodyTooLarge(limit: number): Denial {
   return deny('body_too_large', `the request body is larger than ${limit} bytes`)
 }
 
+/** The denial when the declared Content-Length is already over the limit (0: no limit). */
+export function declaredTooLarge(contentLength: string | undefined, limit: number): Denial | undefined {
+  return limit > 0 && contentLength !== undefined && Number(contentLength) > limit ? bodyTooLarge(limit) : undefined
+}
+
 /**
- * Checks the declared length, and wraps a streamed body in a counter. Returns the body to
- * forward, or the denial when the declared length is already too large.
+ * The body to forward: a streamed body wrapped in a counter that fails the upstream request
+ * (BodyTooLarge) when it passes the limit.
  */
-export function limitBody(body: unknown, contentLength: string | undefined, limit: number): Denial | { body: unknown } {
-  if (contentLength !== undefined && Number(contentLength) > limit) return bodyTooLarge(limit)
-  if (!(body instanceof Readable)) return { body }
+export function limitBody(body: unknown, limit: number): unknown {
+  if (!(body instanceof Readable)) return body
   let seen = 0
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -34,7 +38,7 @@ export function limitBody(body: unknown, contentLength: string | undefined, limi
   })
   // pipeline, not pipe: a client that goes away must end the upstream request too.
   pipeline(body, counted, () => {})
-  return { body: counted }
+  return counted
 }
 
 /** Whether a forwarding error (as reply-from reports it, the cause wrapped) is the body limit. */

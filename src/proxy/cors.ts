@@ -4,7 +4,7 @@
 // token and without the upstream; every other response of the route (denials included, so a
 // page can read its 401) gets the Access-Control-* headers. Origins are compared exactly.
 import type { IncomingHttpHeaders } from 'node:http'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import { durationMs } from '../policy/duration.js'
 import type { DocPath } from '../policy/problems.js'
 import type { CorsDocument } from '../policy/schema.js'

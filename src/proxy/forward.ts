@@ -1,72 +1,36 @@
-// Forwarding to the route's upstream with @fastify/reply-from over undici, with its unsafe
-// defaults fixed (see ../shared/notes/dependencies.md §5): no retries, 502/504 instead of 500,
-// hop-by-hop headers stripped both ways, upstream TLS verified, X-Forwarded-* set.
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { FastifyReplyFromHooks } from '@fastify/reply-from'
+// What forwarding does to headers, from explicit inputs (no route, no request state): the
+// client's headers the upstream receives, the upstream's headers the client receives, hop-by-hop
+// headers stripped both ways (RFC 9110 §7.6.1), X-Forwarded-* set. src/gateway/forward.ts
+// wires these into @fastify/reply-from, src/gateway/websocket.ts into the WebSocket tunnel.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import type { Metrics } from '../admin/metrics.js'
-import type { Route } from '../policy/compile.js'
-import { bodyTooLarge, isBodyTooLarge } from './body_limit.js'
-import { requestScheme } from './https_only.js'
-import { cookiesWithout, queryWithout } from './token_removal.js'
-import type { RequestState } from '../gateway.js'
+import type { TokenSources } from '../auth/token_sources.js'
+import { requestScheme, type HttpsRule } from './https_only.js'
+import { cookiesWithout } from './token_removal.js'
+import { HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY } from '../http/owned_headers.js'
 
-// RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to send (keep-alive, upgrade,
-// expect: it throws, which reply-from turns into a 500) and proxy credentials meant for us.
-const HOP_BY_HOP_REQUEST = new Set(['keep-alive', 'upgrade', 'expect', 'proxy-connection', 'te', 'trailer', 'proxy-authorization', 'http2-settings', 'transfer-encoding'])
-const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'])
-
-export function upstreamUrl(route: Route, path: string): string {
+/** Where a route forwards a normalized path. */
+export function upstreamUrl(route: { upstream: { origin: string; basePath: string } }, path: string): string {
   return route.upstream.origin + route.upstream.basePath + path
 }
 
-/** reply-from options; one object per route, built once, since nothing in it depends on the request. */
-export function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
-  const tokenParameters = route.auth?.sources.queryNames ?? []
-  return {
-    // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
-    ...(tokenParameters.length ? { queryString: (_search: string | undefined, url: string) => queryWithout(url, tokenParameters) } : {}),
-    timeout: route.upstream.timeoutMs,
-    // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
-    retryDelay: () => null,
-    rewriteRequestHeaders: (request, headers) => {
-      const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
-      return upstreamRequestHeaders(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
-    },
-    rewriteHeaders: (headers, request) => {
-      // Called when the upstream's response headers arrive: the upstream's share of the latency.
-      const state = (request as FastifyRequest & { jwtgate: RequestState }).jwtgate
-      if (state.forwardedAt !== undefined) metrics.upstream(route.upstream.name, (performance.now() - state.forwardedAt) / 1000)
-      return responseHeaders(headers as IncomingHttpHeaders)
-    },
-    onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error),
-  }
-}
-
-// Set by the gateway itself, whatever the client sent.
-const SET_BY_GATEWAY = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
+// Hop-by-hop and the headers the gateway sets itself, whatever the client sent.
 const NOT_COPIED = new Set([...HOP_BY_HOP_REQUEST, ...SET_BY_GATEWAY])
 
 /** What one route never copies upstream, and the token cookies it cuts out of Cookie. */
-interface RouteCopy {
+export interface HeaderCopy {
   skipped: ReadonlySet<string>
   tokenCookies: readonly string[] | undefined
+  /** Removes the identity headers a client sent (the policy's headerStripper). */
+  stripIdentityHeaders: (headers: IncomingHttpHeaders) => void
 }
 
-// Per route, made on its first request: a request only reads it.
-const copyByRoute = new WeakMap<Route, RouteCopy>()
-
-function routeCopy(route: Route): RouteCopy {
-  let copy = copyByRoute.get(route)
-  if (!copy) {
-    // Unless the route forwards its token, the headers that carry it are not copied either
-    // (Authorization on a route without auth: a token meant for us is not the upstream's).
-    const sources = route.auth?.sources
-    const tokenHeaders = route.forwardToken ? [] : sources ? sources.headers.map((s) => s.name) : ['authorization']
-    const tokenCookies = !route.forwardToken && sources?.cookies.length ? sources.cookieNames : undefined
-    copyByRoute.set(route, (copy = { skipped: new Set([...NOT_COPIED, ...tokenHeaders]), tokenCookies }))
-  }
-  return copy
+/** Built once per route: `sources` are the route's token sources (undefined without auth). */
+export function headerCopy(sources: TokenSources | undefined, forwardToken: boolean, stripIdentityHeaders: HeaderCopy['stripIdentityHeaders']): HeaderCopy {
+  // Unless the route forwards its token, the headers that carry it are not copied either
+  // (Authorization on a route without auth: a token meant for us is not the upstream's).
+  const tokenHeaders = forwardToken ? [] : sources ? sources.headers.map((s) => s.name) : ['authorization']
+  const tokenCookies = !forwardToken && sources?.cookies.length ? sources.cookieNames : undefined
+  return { skipped: new Set([...NOT_COPIED, ...tokenHeaders]), tokenCookies, stripIdentityHeaders }
 }
 
 /**
@@ -76,8 +40,9 @@ function routeCopy(route: Route): RouteCopy {
  * one: a delete drops a V8 object into dictionary mode, and the deletes were a few per cent of a
  * request's CPU in the benchmark's profile. Header names from Node and from undici are in lower case.
  */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
-  const { skipped, tokenCookies } = routeCopy(state.route!)
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders, copy: HeaderCopy, identity: Readonly<Record<string, string>> | undefined,
+  raw: IncomingMessage, https: HttpsRule, requestId: string): IncomingHttpHeaders {
+  const { skipped, tokenCookies } = copy
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
     if (skipped.has(name)) continue
@@ -90,9 +55,8 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, state: Requ
     out[name] = value
   }
   // Deletes nothing unless the client sent a header only the gateway may set.
-  state.policy.stripIdentityHeaders(out)
+  copy.stripIdentityHeaders(out)
   // Computed by decide() from the verified claims; written after the client's copies were removed.
-  const identity = state.identityHeaders
   if (identity) for (const name in identity) out[name] = identity[name]
   out['x-request-id'] = requestId
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
@@ -101,7 +65,7 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, state: Requ
   const peer = raw.socket.remoteAddress ?? ''
   const chain = headers['x-forwarded-for']
   out['x-forwarded-for'] = chain ? `${Array.isArray(chain) ? chain.join(', ') : chain}, ${peer}` : peer
-  out['x-forwarded-proto'] = requestScheme(raw, state.policy.https)
+  out['x-forwarded-proto'] = requestScheme(raw, https)
   const host = raw.headers.host
   if (host) out['x-forwarded-host'] = host
   return out
@@ -121,22 +85,11 @@ export function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeade
   return out
 }
 
-function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {
-  const state = (reply.request as FastifyRequest & { jwtgate: RequestState }).jwtgate
-  if (isBodyTooLarge(error)) {
-    // The upstream request was aborted mid-body; the rest of the client's body is not read.
-    state.denial = bodyTooLarge(state.route!.maxBodyBytes)
-    reply.code(413).header('connection', 'close').header('cache-control', 'no-store').type('application/json')
-      .send({ error: state.denial.reason, message: state.denial.description, request_id: reply.request.id })
-    return
-  }
-  const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
-  const status = timedOut ? 504 : 502
-  state.upstreamError = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
-  reply.log.warn({ upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } }, 'upstream request failed')
-  reply.code(status).header('cache-control', 'no-store').type('application/json').send({
-    error: state.upstreamError,
-    message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached',
-    request_id: reply.request.id,
-  })
+/** A copy of the client's headers without Connection and the headers it nominates (RFC 9110 §7.6.1). */
+export function withoutNominated(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const copy = { ...headers }
+  const nominated = copy.connection
+  delete copy.connection
+  if (typeof nominated === 'string') for (const name of nominated.split(',')) delete copy[name.trim().toLowerCase()]
+  return copy
 }

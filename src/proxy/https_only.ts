@@ -3,7 +3,7 @@
 // X-Forwarded-Proto. Anyone else's X-Forwarded-Proto is ignored: a client could write it.
 import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import type { DocPath } from '../policy/problems.js'
 import { hostFromHeader } from '../routing/route_table.js'
 

@@ -1,7 +1,8 @@
 // Identity headers: the client may never supply them, only the gateway, from verified claims.
 import type { IncomingHttpHeaders } from 'node:http'
+import { canonicalHeaderName } from '../http/owned_headers.js'
 import { claimAt, type ClaimPath } from '../auth/claims.js'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 
 export interface IdentityHeader {
   /** Lower-case header name. */
@@ -27,10 +28,10 @@ export interface IdentityOutput {
  * CGI-style back ends (PHP, WSGI) read as the same header as `x-user-id`.
  */
 export function headerStripper(names: Iterable<string>, prefixes: readonly string[]): (headers: IncomingHttpHeaders) => void {
-  const reserved = new Set([...names].map(canonical))
-  const reservedPrefixes = prefixes.map(canonical)
+  const reserved = new Set([...names].map(canonicalHeaderName))
+  const reservedPrefixes = prefixes.map(canonicalHeaderName)
   const isReserved = (name: string) => {
-    const c = canonical(name)
+    const c = canonicalHeaderName(name)
     if (reserved.has(c)) return true
     for (const p of reservedPrefixes) if (c.startsWith(p)) return true
     return false
@@ -41,10 +42,6 @@ export function headerStripper(names: Iterable<string>, prefixes: readonly strin
   }
 }
 
-function canonical(name: string): string {
-  const lower = name.toLowerCase()
-  return lower.includes('_') ? lower.replaceAll('_', '-') : lower
-}
 
 /**
  * The identity headers for verified claims (a claim that is absent gives no header), or a

@@ -4,7 +4,7 @@
 // `consumeOnce` (one backend round trip). Backends: memory.ts, file.ts, redis.ts.
 import type { Logger } from 'pino'
 import type { RevocationCheck } from '../auth/authenticate.js'
-import { deny, type Denial } from '../auth/deny.js'
+import { deny, type Denial } from '../http/denial.js'
 import { RevocationSet } from './set.js'
 
 export type Backend = 'memory' | 'file' | 'redis'

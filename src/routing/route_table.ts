@@ -71,6 +71,11 @@ export class RouteTable<T> {
     return this.routes.length
   }
 
+  /** Every route's value, in policy order: for what is built once per route at load. */
+  values(): T[] {
+    return this.routes.map((r) => r.value)
+  }
+
   /** The first route matching the request, or null. `host` comes from hostFromHeader, `path` from normalizePath. */
   match(method: string, host: string, path: string): RouteMatch<T> | null {
     // Down the index along the path's segments (`/` is one empty segment) while there is a node.

@@ -2,7 +2,7 @@
 // agree on: what was taken as the token is exactly what is removed.
 import t from 'tap'
 import { cookieValue, extractToken, findCookie, findParameter, parameterValue } from '../../src/auth/extract.js'
-import { isDenial } from '../../src/auth/deny.js'
+import { isDenial } from '../../src/http/denial.js'
 import { IssuerSet } from '../../src/auth/issuer_set.js'
 import { sourcePlace, tokenSources, type SourcePlace, type TokenSourceSpec } from '../../src/auth/token_sources.js'
 import { cookiesWithout, queryWithout } from '../../src/proxy/token_removal.js'

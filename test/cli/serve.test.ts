@@ -123,6 +123,8 @@ t.test('SIGTERM: readiness drops first, the slow response completes, exit 0', as
   const res = await slow
   t.equal(res.status, 200, 'the in-flight response completed')
   t.equal(await exited, 0)
+  const steps = gw.out().split('\n').flatMap((l) => /"msg":"(shutting down[^"]*|closing the listener[^"]*|shut down)"/.exec(l)?.[1] ?? [])
+  t.same(steps, ['shutting down: readiness off', 'closing the listener; finishing requests in flight', 'shut down'], 'the one shutdown, step by step')
 })
 
 t.test('a second SIGTERM exits at once', async (t) => {

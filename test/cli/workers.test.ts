@@ -171,6 +171,9 @@ t.test('SIGTERM: readiness off at once, every worker drains and exits, then the 
   t.same(alive, [], 'no worker left running')
   t.match(gw.out(), /"worker":1,"msg":"shut down"/)
   t.match(gw.out(), /"worker":2,"msg":"shut down"/)
+  const primary = lines().filter((l) => l.worker === undefined).map((l) => l.msg)
+  t.same(primary.filter((m) => /^(shutting down|telling every worker|shut down)/.test(String(m))),
+    ['shutting down: readiness off', 'telling every worker to drain and exit', 'shut down'], "the primary's shutdown is the gateway's, the workers told instead of a listener closed")
   const torn = gw.out().split('\n').filter((l) => l !== '' && !isJson(l))
   t.same(torn, [], 'every line of the shared stdout is whole JSON')
 })

@@ -7,7 +7,7 @@ import { createServer as createHttpsServer, type ServerOptions } from 'node:http
 import { connect, type AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
 import { testPki } from '../support/certs.js'
-import { gateway, get, issuer, policy, policyProblems, sleep } from '../support/harness.js'
+import { gateway, get, issuer, policy, policyProblems, rawRequest, sleep } from '../support/harness.js'
 
 interface WsUpstream {
   url: string
@@ -239,6 +239,19 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     const res = await open(`${dead.url.replace(/^http/, 'ws')}/ws/x`, { authorization: `Bearer ${token}` })
     t.equal('status' in res && res.status, 502)
     t.match('status' in res && res.body, /upstream_unreachable/)
+    t.match('status' in res && JSON.parse(res.body), { error: 'upstream_unreachable', request_id: /./ }, 'the body names the request')
+  })
+
+  t.test('an upgrade request with a body gets 400 in the shape of every error answer', async (t) => {
+    const before = up.plain.length
+    // On a route without websocket, where the upgrade is served as plain HTTP.
+    const res = await rawRequest(gw.port, `GET /plain/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n` +
+      `X-Request-Id: upgrade-with-body\r\nContent-Length: 2\r\n\r\nhi`)
+    t.equal(res.status, 400)
+    t.equal(res.headers['cache-control'], 'no-store')
+    t.same(JSON.parse(res.body), { error: 'bad_request', message: 'an upgrade request with a body is not supported', request_id: 'upgrade-with-body' })
+    t.equal(up.plain.length, before, 'nothing was forwarded')
   })
 })
 

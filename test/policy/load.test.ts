@@ -146,6 +146,14 @@ t.test('header names and prefixes the gateway owns are refused in any spelling',
   t.match(problems(GOOD.replace('routes:', 'strip_header_prefixes: [x-forwarded]\nroutes:')), [/would strip x-forwarded-for/])
 })
 
+t.test('identity headers may not name a hop-by-hop header, which forwarding would drop', async (t) => {
+  for (const name of ['proxy-connection', 'http2-settings', 'Proxy_Connection', 'HTTP2_Settings']) {
+    t.match(problems(GOOD.replace('routes:', `identity_headers: { ${name}: sub }\nroutes:`)), [new RegExp(`${name} cannot carry a claim`)], name)
+  }
+  t.match(problems(GOOD.replace('routes:', 'forward_payload_header: http2_settings\nroutes:')), [/http2_settings cannot carry the token payload/])
+  t.match(problems(GOOD.replace('routes:', 'identity_headers: { x-original-url: sub }\nroutes:')), [/x-original-url cannot carry a claim/], 'nor a path override')
+})
+
 t.test('URLs are parsed', async (t) => {
   t.match(problems(GOOD.replace('url: "http://127.0.0.1:3001"', 'url: "ftp://127.0.0.1"')), [/upstream url "ftp:\/\/127.0.0.1" is not an http\(s\) URL/])
   t.match(problems(GOOD.replace('url: "http://127.0.0.1:3001"', 'url: "HTTP://127.0.0.1:3001"')), [])

@@ -1,6 +1,6 @@
 // WebSockets: on a route with `websocket: true`, an upgrade request is checked like any request
 // (the same decide(): path, route, token, claims), its headers are rewritten like a forwarded
-// request's (the same upstreamRequestHeaders: the client's identity headers stripped, the ones
+// request's (the same headersForUpstream: the client's identity headers stripped, the ones
 // decide() computed into state.identityHeaders set, hop-by-hop removed, X-Forwarded-*), and only
 // then is a connection opened to the upstream. When the upstream answers 101, the two sockets
 // are piped together, byte for byte.
@@ -15,22 +15,35 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import { deny } from '../auth/deny.js'
-import { decide } from '../decide.js'
-import type { GatewayApp, RequestState } from '../gateway.js'
-import { allowsOrigin } from './cors.js'
-import { responseHeaders, upstreamRequestHeaders } from './forward.js'
-import { insecureRequest } from './https_only.js'
-import { forwardedQuery } from './token_removal.js'
-import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from './upstream_pools.js'
+import { fail } from '../http/denial.js'
+import { writeError } from '../http/respond.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { responseHeaders, withoutNominated } from '../proxy/forward.js'
+import { forwardedQuery } from '../proxy/token_removal.js'
+import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
+import { admit } from './admit.js'
+import { headersForUpstream, type RouteForwarding } from './forward.js'
+import { newState, type RecordRequest, type RequestState } from './request_state.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
 // setTimeout's limit; a later expiry is reached in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1
 
+/** What the tunnel needs of the gateway (src/gateway/app.ts's GatewayApp is one). */
+export interface Tunnels {
+  /** The policy new requests use. */
+  readonly policy: CompiledPolicy
+  readonly closing: boolean
+  /** Client sockets of open tunnels, which the HTTP server no longer tracks. */
+  readonly upgraded: Set<Socket>
+  record: RecordRequest
+  /** The route's forwarding, built when its policy was taken. */
+  forwarding(route: Route): RouteForwarding
+}
+
 export interface UpgradeContext {
   server: Server
-  gateway: GatewayApp
+  gateway: Tunnels
   logger: Logger
   /** The gateway's request id for a raw request (fastify's genReqId). */
   requestId(req: IncomingMessage): string
@@ -46,27 +59,18 @@ export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket:
   // Detached from the HTTP server, the socket has no error listener left: without this one, a
   // client resetting the connection would crash the process.
   socket.on('error', () => socket.destroy())
-  const policy = ctx.gateway.policy
-  if (ctx.gateway.closing || !isWebSocketUpgrade(req) || insecureRequest(req, policy.https)) return serveAsHttp(ctx.server, req, socket)
-  const state: RequestState = { policy }
-  const decided = () => {
-    const route = state.route
-    // Browsers send Origin on every WebSocket handshake and no preflight: with cors on the
-    // route, its origins are what stops another site's page from opening a socket with the
-    // user's cookies (cross-site WebSocket hijacking).
-    const origin = req.headers.origin
-    if (!state.denial && route?.cors && typeof origin === 'string' && !allowsOrigin(route.cors, origin)) {
-      state.denial = deny('cors_rejected', 'the origin is not allowed by cors.origins')
-    }
-    if (state.denial || !route?.websocket) {
+  if (ctx.gateway.closing || !isWebSocketUpgrade(req)) return serveAsHttp(ctx, req, socket)
+  const state = newState(ctx.gateway.policy)
+  const admitted = () => {
+    if (state.denial || !state.route?.websocket) {
       ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
-      return serveAsHttp(ctx.server, req, socket)
+      return serveAsHttp(ctx, req, socket)
     }
     tunnel(ctx, req, socket, head, state)
   }
-  const pending = decide(policy, 'GET', req.headers.host, req.url ?? '', req, state)
-  if (!pending) return decided()
-  pending.then(decided, (err: Error) => {
+  const pending = admit(req, state, true)
+  if (!pending) return admitted()
+  pending.then(admitted, (err: Error) => {
     ctx.logger.error({ err: { message: err.message } }, 'upgrade request failed')
     socket.destroy()
   })
@@ -81,7 +85,7 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
  * Answers the request through the normal HTTP path (fastify, the `request` event), then closes
  * the connection: the parser has let go of it, so it cannot carry a second request.
  */
-function serveAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void {
+function serveAsHttp(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex): void {
   const res = new ServerResponse(req)
   res.shouldKeepAlive = false
   res.assignSocket(socket as Socket)
@@ -92,11 +96,10 @@ function serveAsHttp(server: Server, req: IncomingMessage, socket: Duplex): void
   // The body of an upgrade request is not parsed (the parser stopped after the headers), so one
   // with a body cannot be served; a WebSocket handshake never has one.
   if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0) {
-    res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' })
-    res.end(JSON.stringify({ error: 'bad_request', message: 'an upgrade request with a body is not supported' }))
+    writeError(res, fail('bad_request', 'an upgrade request with a body is not supported'), ctx.requestId(req))
     return
   }
-  server.emit('request', req, res)
+  ctx.server.emit('request', req, res)
 }
 
 function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head: Buffer, state: RequestState): void {
@@ -104,7 +107,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = upstreamRequestHeaders(withoutNominated(req.headers), state, req, id)
+  const headers = headersForUpstream(withoutNominated(req.headers), ctx.gateway.forwarding(route).copy, state, req, id)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'
@@ -123,24 +126,23 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
 
   let settled = false
   const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
-  const fail = (timedOut: boolean) => {
+  const failed = (timedOut: boolean) => {
     if (settled) return
     settled = true
     clearTimeout(timer)
     upstreamRequest.destroy()
-    const reason = timedOut ? 'upstream_timeout' : 'upstream_unreachable'
-    state.upstreamError = reason
-    log(timedOut ? 504 : 502)
-    answer(req, socket, timedOut ? 504 : 502, { 'content-type': 'application/json', 'cache-control': 'no-store' },
-      JSON.stringify({ error: reason, message: timedOut ? 'the upstream did not answer in time' : 'the upstream could not be reached', request_id: id }))
+    const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
+    state.upstreamError = failure.reason
+    log(failure.status)
+    writeError(detachedResponse(req, socket), failure, id)
   }
   // Connecting has its fixed limit; then the upstream's timeout applies to its answer.
-  let timer = setTimeout(() => fail(true), CONNECT_TIMEOUT_MS)
+  let timer = setTimeout(() => failed(true), CONNECT_TIMEOUT_MS)
   upstreamRequest.on('socket', (s: Socket) => s.once('connect', () => {
     clearTimeout(timer)
-    if (upstream.timeoutMs > 0) timer = setTimeout(() => fail(true), upstream.timeoutMs)
+    if (upstream.timeoutMs > 0) timer = setTimeout(() => failed(true), upstream.timeoutMs)
   }))
-  upstreamRequest.on('error', () => fail(false))
+  upstreamRequest.on('error', () => failed(false))
   socket.on('close', () => { if (!settled) { settled = true; clearTimeout(timer); upstreamRequest.destroy() } })
 
   upstreamRequest.on('upgrade', (response: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
@@ -149,7 +151,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     // It must switch to what the client asked for; anything else would be a protocol confusion.
     if (String(response.headers.upgrade).toLowerCase() !== 'websocket') {
       upstreamSocket.destroy()
-      return fail(false)
+      return failed(false)
     }
     settled = true
     clearTimeout(timer)
@@ -165,19 +167,11 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     settled = true
     clearTimeout(timer)
     log(response.statusCode ?? 502)
-    const res = answer(req, socket, response.statusCode ?? 502, responseHeaders(response.headers))
+    const res = detachedResponse(req, socket)
+    res.writeHead(response.statusCode ?? 502, responseHeaders(response.headers) as Record<string, string | string[]>)
     response.pipe(res)
   })
   upstreamRequest.end()
-}
-
-/** A copy of the client's headers without Connection and the headers it nominates (RFC 9110 §7.6.1). */
-function withoutNominated(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const copy = { ...headers }
-  const nominated = copy.connection
-  delete copy.connection
-  if (typeof nominated === 'string') for (const name of nominated.split(',')) delete copy[name.trim().toLowerCase()]
-  return copy
 }
 
 function switchingProtocols(headers: IncomingHttpHeaders): string {
@@ -188,14 +182,12 @@ function switchingProtocols(headers: IncomingHttpHeaders): string {
   return `${text}connection: Upgrade\r\nupgrade: websocket\r\n\r\n`
 }
 
-/** Writes a whole HTTP response on a socket that left the HTTP server, then closes it. */
-function answer(req: IncomingMessage, socket: Duplex, status: number, headers: IncomingHttpHeaders, body?: string): ServerResponse {
+/** A response on a socket that left the HTTP server, which closes it once written. */
+function detachedResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
   const res = new ServerResponse(req)
   res.shouldKeepAlive = false
   res.assignSocket(socket as Socket)
   res.on('finish', () => (socket as Socket).destroySoon())
-  res.writeHead(status, headers as Record<string, string | string[]>)
-  if (body !== undefined) res.end(body)
   return res
 }
 
@@ -205,7 +197,7 @@ function closeAt(state: RequestState): number | undefined {
   return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
 }
 
-function pipeTogether(gateway: GatewayApp, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
+function pipeTogether(gateway: Tunnels, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
   client.setTimeout(0)
   client.setNoDelay(true)
   upstream.setNoDelay(true)

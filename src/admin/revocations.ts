@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CompiledPolicy } from '../policy/compile.js'
-import type { Revocation, RevocationStore } from './store.js'
+import type { Revocation, RevocationStore } from '../revocation/store.js'
 
 export type RevokeBody = { jti: string; exp?: number } | { sub: string; before?: number }
 

@@ -1,8 +1,8 @@
 // A denial is a value, not an exception: each step of the request path returns one when the
 // request must stop. Its `reason` is a closed set of codes, used alike in the response body,
-// the access log and (later) the metric label.
-import type { Identity } from './authenticate.js'
-
+// the access log and the metric label. A failure is the same kind of value for an answer that
+// is no decision about the request: the upstream or the gateway could not serve it.
+// src/http/respond.ts writes both.
 export type DenyReason =
   | 'bad_path'              // 400: the path cannot be normalized safely
   | 'no_route'              // 404: nothing in the policy matches; never reaches an upstream
@@ -37,18 +37,45 @@ export interface Denial {
   description: string
   /** For 403: the scopes the route requires, to name in WWW-Authenticate. */
   scope?: string
-  /**
-   * Set when the token itself was verified and only the route's requirement (or the identity
-   * output) refused it: who was refused, for the log, and the identity a `mode: report` route
-   * still forwards. A denial stays a denial: nothing reads this as permission.
-   */
-  identity?: Identity
   /** For 308 (https_required): where the client should go instead. */
   location?: string
 }
 
 export function deny(reason: DenyReason, description: string): Denial {
   return { status: STATUS[reason], reason, description }
+}
+
+export type FailureReason =
+  | 'upstream_unreachable'  // 502: no connection, a reset, or an upstream that broke the protocol
+  | 'upstream_timeout'      // 504: no answer within the upstream's timeout (or its connect limit)
+  | 'bad_request'           // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
+  | 'internal_error'        // 500: a bug of the gateway's
+
+export interface Failure {
+  /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
+  status: number
+  reason: FailureReason
+  description: string
+}
+
+/** A failure with its status and message from the table; `description` replaces the message. */
+export function fail(reason: FailureReason, description?: string): Failure {
+  const [status, message] = FAILURE[reason]
+  return { status, reason, description: description ?? message }
+}
+
+const FAILURE: Record<FailureReason, readonly [number, string]> = {
+  upstream_unreachable: [502, 'the upstream could not be reached'],
+  upstream_timeout: [504, 'the upstream did not answer in time'],
+  bad_request: [400, 'the request could not be processed'],
+  internal_error: [500, 'the gateway failed to process the request'],
+}
+
+/** Every error answer the gateway writes. */
+export type ErrorAnswer = Denial | Failure
+
+export function isFailure(answer: ErrorAnswer): answer is Failure {
+  return Object.hasOwn(FAILURE, answer.reason)
 }
 
 const STATUS: Record<DenyReason, Denial['status']> = {

@@ -3,8 +3,9 @@
 // same backend applies it: at once with redis, at its next file poll with file.
 import { createLogger } from '../log.js'
 import { loadPolicy } from '../policy/compile.js'
-import { reportPolicyError, stopIssuers } from '../cli/report.js'
-import { describeRevocation } from './admin.js'
+import { describeRevocation } from '../admin/revocations.js'
+import { stopIssuers } from '../lifecycle/live_policy.js'
+import { printPolicyError } from '../lifecycle/policy_error.js'
 
 export type RevokeRequest = { policyFile: string } & ({ jti: string; exp?: number } | { sub: string; before?: number })
 
@@ -13,7 +14,7 @@ export async function runRevoke(request: RevokeRequest): Promise<number> {
   try {
     policy = loadPolicy(request.policyFile, createLogger('silent'))
   } catch (err) {
-    return reportPolicyError(err)
+    return printPolicyError(err)
   }
   stopIssuers(policy)
   const store = policy.revocation?.store

@@ -6,33 +6,25 @@ import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
-import { accessLogger, LazyChildLogger } from './log.js'
-import { challenge, deny, type Denial } from './auth/deny.js'
-import { decide, type Decision } from './decide.js'
-import type { Metrics } from './admin/metrics.js'
-import type { CompiledPolicy, Route } from './policy/compile.js'
-import { limitBody } from './proxy/body_limit.js'
-import { addCorsHeaders, preflightOf } from './proxy/cors.js'
-import { forwardOptions, upstreamUrl } from './proxy/forward.js'
-import { insecureRequest } from './proxy/https_only.js'
-import { UpstreamPools } from './proxy/upstream_pools.js'
-import { decidedAtUpgrade, handleUpgrade } from './proxy/websocket.js'
-import { splitTarget } from './routing/normalize.js'
+import { accessLogger, LazyChildLogger } from '../log.js'
+import { deny, fail } from '../http/denial.js'
+import { sendError } from '../http/respond.js'
+import type { Metrics } from '../admin/metrics.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { limitBody } from '../proxy/body_limit.js'
+import { addCorsHeaders } from '../proxy/cors.js'
+import { upstreamUrl } from '../proxy/forward.js'
+import { UpstreamPools } from '../proxy/upstream_pools.js'
+import { splitTarget } from '../routing/normalize.js'
+import { admit } from './admit.js'
+import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
+import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 
-/** What the gateway learnt about one request, for forwarding and the access log. */
-export interface RequestState extends Decision {
-  /** The policy the request started under; a reload never changes it mid-request. */
-  policy: CompiledPolicy
-  upstreamError?: string
-  /** performance.now() when forwarding began, for the upstream latency metric. */
-  forwardedAt?: number
-}
-
-type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 
 export interface GatewayApp {
   app: FastifyInstance
-  /** The policy new requests use; replacing it is one assignment. */
+  /** The policy new requests use; replacing it is one assignment, which builds its routes' forwarding. */
   policy: CompiledPolicy
   /** Set when shutdown closes the listener: responses then end their connection. */
   closing: boolean
@@ -40,12 +32,9 @@ export interface GatewayApp {
   pools: UpstreamPools
   /** Client sockets of open WebSocket tunnels, which the HTTP server no longer tracks. */
   upgraded: Set<Socket>
-  /**
-   * Counts a finished request in the metrics and writes its access line: the one place for
-   * both, for HTTP requests and WebSocket tunnels alike. `target` is the raw request target, for
-   * a path that was never normalized; `ms` the time it took.
-   */
-  record(state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket?: boolean): void
+  record: RecordRequest
+  /** A route's forwarding, built when the gateway took its policy. */
+  forwarding(route: Route): RouteForwarding
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -58,7 +47,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     genReqId: requestId,
     return503OnClosing: true,
     // fastify answers some malformed requests itself; answer them in our shape.
-    frameworkErrors: (error, request, reply) => sendDenial(reply, deny('bad_path', error.message), request.id),
+    frameworkErrors: (error, request, reply) => sendError(reply, deny('bad_path', error.message), request.id),
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
     ...(policy.listen.tls
       ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes } }
@@ -66,19 +55,24 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   })
   const pools = new UpstreamPools(policy)
   const writeAccessLine = accessLogger(logger)
+  // Filled when a policy is taken, for all its routes; a request that started under the previous
+  // policy still finds its route's, until that policy is gone.
+  const forwarding = new WeakMap<Route, RouteForwarding>()
+  const take = (next: CompiledPolicy) => {
+    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, next, metrics))
+    return next
+  }
+  let current = take(policy)
   const gateway: GatewayApp = {
-    app, policy, closing: false, pools, upgraded: new Set(),
+    app, closing: false, pools, upgraded: new Set(),
+    get policy() { return current },
+    set policy(next) { current = take(next) },
+    forwarding: (route) => forwarding.get(route)!,
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
       if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
     },
-  }
-  const optionsByRoute = new WeakMap<Route, ReturnType<typeof forwardOptions>>()
-  const options = (route: Route) => {
-    let o = optionsByRoute.get(route)
-    if (!o) optionsByRoute.set(route, (o = forwardOptions(route, metrics)))
-    return o
   }
 
   // Bodies stream through untouched: no parsing, no buffering, no body limit of our own.
@@ -94,40 +88,31 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   })
   app.decorateRequest('jwtgate', null)
 
-  // Not async: a request whose decision needs no I/O (a cached key, a cached token) is
-  // forwarded without a promise or a microtask hop of our own.
-  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | FastifyReply | undefined {
-    // An upgrade request that is not tunnelled arrives here already decided (src/proxy/websocket.ts).
-    const early = decidedAtUpgrade(request.raw as IncomingMessage)
-    const state = early ?? newState(gateway.policy)
-    ;(request as GatewayRequest).jwtgate = state
-    if (!early) {
-      state.denial = insecureRequest(request.raw as IncomingMessage, state.policy.https)
-      if (state.denial) return sendDenial(reply, state.denial, request.id)
-      const method = request.raw.method ?? 'GET'
-      const pending = decide(state.policy, method, request.headers.host, request.raw.url ?? '', request.raw, state, preflightOf(method, request.headers))
-      if (pending) return pending.then(() => proceed(request, reply, state))
+  // Not async, and returning nothing when the decision needed no I/O (a cached key, a cached
+  // token): fastify would wrap a returned reply, a thenable, in a promise of its own.
+  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | undefined {
+    const raw = request.raw as IncomingMessage
+    // An upgrade request that is not tunnelled arrives here already admitted (src/gateway/websocket.ts):
+    // a one-time token is not used twice.
+    let state = decidedAtUpgrade(raw)
+    let pending: void | Promise<void> = undefined
+    if (!state) {
+      state = newState(gateway.policy)
+      pending = admit(raw, state, false)
     }
+    ;(request as GatewayRequest).jwtgate = state
+    if (pending) return pending.then(() => proceed(request, reply, state))
     proceed(request, reply, state)
   }
 
   function proceed(request: FastifyRequest, reply: FastifyReply, state: RequestState): FastifyReply {
-    if (state.denial) return sendDenial(reply, state.denial, request.id)
+    if (state.denial) return sendError(reply, state.denial, request.id)
     // A CORS preflight the route's cors allows; onSend adds its headers.
     if (state.preflight) return reply.code(204).send()
-    const limit = state.route!.maxBodyBytes
-    if (limit > 0) {
-      const limited = limitBody(request.body, request.headers['content-length'], limit)
-      if ('reason' in limited) {
-        state.denial = limited
-        // The client may be sending the body still: do not read it to keep the connection.
-        reply.header('connection', 'close')
-        return sendDenial(reply, limited, request.id)
-      }
-      request.body = limited.body
-    }
+    const route = state.route!
+    if (route.maxBodyBytes > 0) request.body = limitBody(request.body, route.maxBodyBytes)
     state.forwardedAt = performance.now()
-    return reply.from(upstreamUrl(state.route!, state.path!), options(state.route!))
+    return reply.from(upstreamUrl(route, state.path!), forwarding.get(route)!.options)
   }
 
   app.all('*', handle)
@@ -149,24 +134,13 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
     const status = error.statusCode
-    if (status && status >= 400 && status < 500) {
-      // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
-      return reply.code(status).header('cache-control', 'no-store').type('application/json').send({ error: 'bad_request', message: 'the request could not be processed', request_id: request.id })
-    }
-    return reply.code(500).type('application/json').send({ error: 'internal_error', message: 'the gateway failed to process the request', request_id: request.id })
+    // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
+    if (status && status >= 400 && status < 500) return sendError(reply, { ...fail('bad_request'), status }, request.id)
+    return sendError(reply, fail('internal_error'), request.id)
   })
   const server = app.server as Server
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
   return gateway
-}
-
-function sendDenial(reply: FastifyReply, denial: Denial, id: string): FastifyReply {
-  const header = challenge(denial)
-  if (header) reply.header('www-authenticate', header)
-  if (denial.status === 503) reply.header('retry-after', '5')
-  if (denial.location) reply.header('location', denial.location)
-  return reply.code(denial.status).header('cache-control', 'no-store').type('application/json')
-    .send({ error: denial.reason, message: denial.description, request_id: id })
 }
 
 // A client's request id is kept when it looks like one, so traces join up; otherwise ours.
@@ -175,14 +149,6 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id']
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
-}
-
-/** Every field set up front: one object shape for all requests. */
-function newState(policy: CompiledPolicy): RequestState {
-  return {
-    policy, path: undefined, route: undefined, identity: undefined, identityHeaders: undefined, denial: undefined, reported: undefined,
-    preflight: undefined, upstreamError: undefined, forwardedAt: undefined,
-  }
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */

@@ -1,0 +1,45 @@
+// The one way in, for HTTP requests and WebSocket upgrades alike: from the raw request to the
+// decision, in order: https (require_https), the path, the route, a CORS preflight, the token
+// and the route's requirement, the identity headers (decide(), shared with `explain` and
+// `test`), then the checks that belong to the transport: an upgrade's Origin, a declared body
+// length. What is left to the caller is its transport: forwarding, the tunnel, or the denial.
+import type { IncomingMessage } from 'node:http'
+import { decide } from '../decide.js'
+import { deny } from '../http/denial.js'
+import { declaredTooLarge } from '../proxy/body_limit.js'
+import { allowsOrigin, preflightOf } from '../proxy/cors.js'
+import { insecureRequest } from '../proxy/https_only.js'
+import type { RequestState } from './request_state.js'
+
+/**
+ * Writes the decision into `state` (made with newState): a denial, a preflight to answer, or
+ * the route to forward to. Not async: a decision that needs no I/O (a cached key, a cached
+ * token) costs no promise and no microtask.
+ */
+export function admit(raw: IncomingMessage, state: RequestState, upgrade: boolean): void | Promise<void> {
+  state.denial = insecureRequest(raw, state.policy.https)
+  if (state.denial) return
+  const method = raw.method ?? 'GET'
+  // An upgrade is a GET (src/gateway/websocket.ts lets no other through), never a preflight.
+  const preflight = upgrade ? undefined : preflightOf(method, raw.headers)
+  const pending = decide(state.policy, method, raw.headers.host, raw.url ?? '', raw, state, preflight)
+  if (pending) return pending.then(() => afterDecision(raw, state, upgrade))
+  afterDecision(raw, state, upgrade)
+}
+
+function afterDecision(raw: IncomingMessage, state: RequestState, upgrade: boolean): void {
+  const route = state.route
+  if (state.denial || state.preflight || !route) return
+  if (upgrade) {
+    // Browsers send Origin on every WebSocket handshake and no preflight: with cors on the
+    // route, its origins are what stops another site's page from opening a socket with the
+    // user's cookies (cross-site WebSocket hijacking).
+    const origin = raw.headers.origin
+    if (route.cors && typeof origin === 'string' && !allowsOrigin(route.cors, origin)) {
+      state.denial = deny('cors_rejected', 'the origin is not allowed by cors.origins')
+    }
+    // An upgrade's body is refused as a whole when it is served (src/gateway/websocket.ts).
+    return
+  }
+  state.denial = declaredTooLarge(raw.headers['content-length'], route.maxBodyBytes)
+}

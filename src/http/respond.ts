@@ -1,0 +1,40 @@
+// The one writer of error answers, for fastify's replies and for raw Node responses alike (an
+// upgrade request detached from the HTTP server): the status from the reason table, the
+// headers each status needs, and the JSON body `{ error, message, request_id }`. The reason is
+// the same code the access log and the metrics show.
+import type { ServerResponse } from 'node:http'
+import type { FastifyReply } from 'fastify'
+import { challenge, isFailure, type ErrorAnswer } from './denial.js'
+
+// A Retry-After for 503: the causes (keys or the revocation list unavailable) are retried in
+// the background, so a client may try again soon.
+const RETRY_AFTER_S = '5'
+
+/** The response headers of an error answer, by lower-case name. */
+export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
+  const headers: Record<string, string> = { 'cache-control': 'no-store', 'content-type': 'application/json' }
+  if (isFailure(answer)) return headers
+  // RFC 6750 §3: the challenge says what was wrong with the token, if anything.
+  const header = challenge(answer)
+  if (header) headers['www-authenticate'] = header
+  if (answer.status === 503) headers['retry-after'] = RETRY_AFTER_S
+  if (answer.location) headers.location = answer.location
+  // The client may be sending the body still: do not read it to keep the connection.
+  if (answer.reason === 'body_too_large') headers.connection = 'close'
+  return headers
+}
+
+export function errorBody(answer: ErrorAnswer, requestId: string): string {
+  return JSON.stringify({ error: answer.reason, message: answer.description, request_id: requestId })
+}
+
+/** Answers a request fastify is serving. */
+export function sendError(reply: FastifyReply, answer: ErrorAnswer, requestId: string): FastifyReply {
+  return reply.code(answer.status).headers(errorHeaders(answer)).send(errorBody(answer, requestId))
+}
+
+/** Answers on a Node response that fastify does not own, then ends it. */
+export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: string): void {
+  res.writeHead(answer.status, errorHeaders(answer))
+  res.end(errorBody(answer, requestId))
+}
