@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { formatWarning, validatePolicy, validationSummary } from '../../src/cli/validate.js'
 import { childEnv, jwtgate, MAIN, validationProblems as problems } from '../support/cli.js'
-import { bearer, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { API_ROUTE, bearer, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -46,7 +46,7 @@ t.test('serve: refuses a bad policy and starts nothing', async (t) => {
 t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
-  const yaml = policy({ issuer: idp, upstream: up, routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }' })
+  const yaml = policy({ issuer: idp, upstream: up, routes: API_ROUTE })
   const child = spawn(process.execPath, [MAIN, 'serve'], { env: childEnv({ JWTGATE_CONFIG: tempFile('policy.yaml', yaml) }), stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGKILL') })
   let out = ''
