@@ -1,6 +1,8 @@
 // Claim paths, the conditions a requirement can put on a claim, and the registered claims
 // checked on every route.
 import safeRegex from 'safe-regex2'
+import type { DocPath, OnProblem } from '../policy/problems.js'
+import type { ClaimConditionDocument } from '../policy/schema.js'
 import { deny, type Denial } from '../http/denial.js'
 
 export type ClaimPath = readonly string[]
@@ -9,27 +11,28 @@ export type ClaimPath = readonly string[]
  * `realm_access.roles` → ['realm_access', 'roles']. A name that itself contains dots or slashes
  * (Auth0's `https://example.com/roles`) is written in double quotes: `"https://example.com/roles"`.
  */
-export function parseClaimPath(text: string): ClaimPath {
+export function parseClaimPath(text: string, at: DocPath, problem: OnProblem): ClaimPath | undefined {
+  const fail = (message: string): undefined => { problem(at, message); return undefined }
   const out: string[] = []
   let i = 0
   while (i < text.length) {
     if (text[i] === '"') {
       const end = text.indexOf('"', i + 1)
-      if (end < 0) throw new Error(`unclosed quote in claim path ${text}`)
+      if (end < 0) return fail(`unclosed quote in claim path ${text}`)
       out.push(text.slice(i + 1, end))
       i = end + 1
-      if (i < text.length && text[i] !== '.') throw new Error(`expected "." after a quoted name in claim path ${text}`)
+      if (i < text.length && text[i] !== '.') return fail(`expected "." after a quoted name in claim path ${text}`)
       i++
     } else {
       let end = text.indexOf('.', i)
       if (end < 0) end = text.length
       const name = text.slice(i, end)
-      if (!name) throw new Error(`empty name in claim path ${text}`)
+      if (!name) return fail(`empty name in claim path ${text}`)
       out.push(name)
       i = end + 1
     }
   }
-  if (out.length === 0 || out.some((s) => s.length === 0)) throw new Error(`empty claim path ${text}`)
+  if (out.length === 0 || out.some((s) => s.length === 0)) return fail(`empty claim path ${text}`)
   return out
 }
 
@@ -46,16 +49,6 @@ export function claimAt(claims: Record<string, unknown>, path: ClaimPath): unkno
 
 type Scalar = string | number | boolean
 
-export interface ConditionSpec {
-  equals?: Scalar
-  one_of?: Scalar[]
-  contains?: Scalar
-  contains_any?: Scalar[]
-  contains_all?: Scalar[]
-  matches?: string
-  exists?: boolean
-}
-
 export interface ClaimCondition {
   path: ClaimPath
   label: string
@@ -63,14 +56,19 @@ export interface ClaimCondition {
 }
 
 /**
- * A condition on one claim. Throws a ConditionError when the spec cannot work (a bad or unsafe
- * regular expression, exists: false with other tests), and parseClaimPath's Error for a bad path.
+ * A condition on one claim (`claims: { <label>: spec }`, at `at`); undefined after saying why
+ * it cannot work: a bad claim path (at the label), a bad or unsafe regular expression (at
+ * matches), exists: false with other tests (at exists).
  */
-export function compileCondition(label: string, spec: ConditionSpec): ClaimCondition {
-  const path = parseClaimPath(label)
+export function compileCondition(label: string, spec: ClaimConditionDocument, at: DocPath, problem: OnProblem): ClaimCondition | undefined {
+  const path = parseClaimPath(label, at, problem)
+  if (!path) return undefined
   const tests: Array<(v: unknown) => boolean> = []
   if (spec.exists === false) {
-    if (Object.keys(spec).length > 1) throw conditionError('exists', 'exists: false cannot be combined with other conditions: an absent claim fails them all')
+    if (Object.keys(spec).length > 1) {
+      problem([...at, 'exists'], 'exists: false cannot be combined with other conditions: an absent claim fails them all')
+      return undefined
+    }
     return { path, label, test: (v) => v === undefined || v === null }
   }
   if (spec.exists === true) tests.push((v) => v !== undefined && v !== null)
@@ -95,7 +93,8 @@ export function compileCondition(label: string, spec: ConditionSpec): ClaimCondi
     tests.push((v) => Array.isArray(v) && wanted.every((w) => v.includes(w)))
   }
   if (spec.matches !== undefined) {
-    const pattern = compileClaimPattern(spec.matches)
+    const pattern = compileClaimPattern(spec.matches, [...at, 'matches'], problem)
+    if (!pattern) return undefined
     // The cap bounds the cost of a pattern that is slow without being exponential (.*a.*a.*);
     // failing the condition is the safe side.
     tests.push((v) => typeof v === 'string' && v.length <= MAX_MATCHED_LENGTH && pattern.test(v))
@@ -117,24 +116,19 @@ function isScalar(v: unknown): v is Scalar {
  * (`(a+)+`) can take exponential time on a crafted claim, so it is refused at load time by
  * safe-regex2 (fastify's and fast-jwt's own check: star height above 1, or over 25 quantifiers).
  */
-export function compileClaimPattern(source: string): RegExp {
+export function compileClaimPattern(source: string, at: DocPath, problem: OnProblem): RegExp | undefined {
   // Checked alone first: `a)|(.*` is invalid on its own, but would escape the anchoring group.
   try {
     new RegExp(source, 'u')
   } catch (err) {
-    throw conditionError('matches', `invalid regular expression ${JSON.stringify(source)}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/u?: /, '')}`)
+    problem(at, `invalid regular expression ${JSON.stringify(source)}: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/u?: /, '')}`)
+    return undefined
   }
   if (!safeRegex(source)) {
-    throw conditionError('matches', `regular expression ${JSON.stringify(source)} is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)`)
+    problem(at, `regular expression ${JSON.stringify(source)} is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)`)
+    return undefined
   }
   return new RegExp(`^(?:${source})$`, 'u')
-}
-
-/** A compile error of one condition, naming the field at fault so the policy error points at it. */
-export type ConditionError = Error & { field: string }
-
-function conditionError(field: string, message: string): ConditionError {
-  return Object.assign(new Error(message), { field })
 }
 
 /** Scopes from `scope` (space separated, RFC 8693 §4.2) or `scp` (an array, or a string as Entra writes it). */

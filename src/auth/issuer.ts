@@ -5,7 +5,7 @@ import { deny, type Denial } from '../http/denial.js'
 import type { IssuerTemplate } from './issuer_template.js'
 import { JwksCache, type JwksSettings } from './jwks_cache.js'
 import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'
-import { DEFAULT_TOKEN_SOURCES, type TokenSourceSpec } from './token_sources.js'
+import type { TokenSourceDocument } from '../policy/schema.js'
 
 export interface IssuerSettings extends VerifyOptions {
   name: string
@@ -18,7 +18,7 @@ export interface IssuerSettings extends VerifyOptions {
   audienceClaim?: string
   algorithms: readonly string[]
   /** Where its tokens are read; `Authorization: Bearer` by default. */
-  tokenSources?: readonly TokenSourceSpec[]
+  tokenSources: readonly TokenSourceDocument[]
 }
 
 export type KeyLookup = PreparedKey | Denial
@@ -32,7 +32,7 @@ export interface Issuer {
   readonly audiences: ReadonlySet<string>
   readonly audienceClaim: string
   /** Where its tokens are read, unless a route says otherwise. */
-  readonly tokenSources: readonly TokenSourceSpec[]
+  readonly tokenSources: readonly TokenSourceDocument[]
   readonly algorithms: ReadonlySet<string>
   readonly clockSkewMs: number
   /** The key for this token header; a promise only when the key set must be fetched first. */
@@ -54,7 +54,7 @@ function base(settings: IssuerSettings) {
     template: settings.template,
     audiences: new Set(settings.audiences),
     audienceClaim: settings.audienceClaim ?? 'aud',
-    tokenSources: settings.tokenSources ?? DEFAULT_TOKEN_SOURCES,
+    tokenSources: settings.tokenSources,
     algorithms: new Set(settings.algorithms),
     clockSkewMs: settings.clockSkewMs,
   }

@@ -2,6 +2,7 @@
 // `https://login.microsoftonline.com/{tid}/v2.0`. The `{tid}` part must equal the token's own
 // `tid` claim (Microsoft's guidance for multi-tenant apps), and, when the policy lists tenants,
 // be one of them.
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import { deny, type Denial } from '../http/denial.js'
 
 export const TENANT_PLACEHOLDER = '{tid}'
@@ -15,16 +16,20 @@ export interface IssuerTemplate {
   readonly tenants: ReadonlySet<string> | null
 }
 
-/** The template of an `issuer` value, undefined when it has no `{tid}`, or why it cannot be used. */
-export function parseIssuerTemplate(text: string, tenants: readonly string[] | undefined): IssuerTemplate | undefined | string {
-  const at = text.indexOf(TENANT_PLACEHOLDER)
-  if (at < 0) return tenants ? 'tenants goes with an issuer that has {tid} in it' : undefined
-  if (text.indexOf(TENANT_PLACEHOLDER, at + 1) >= 0) return 'the issuer may contain {tid} once'
-  const prefix = text.slice(0, at)
-  const suffix = text.slice(at + TENANT_PLACEHOLDER.length)
-  if (prefix.length === 0) return 'the issuer cannot start with {tid}'
+/**
+ * The template of an issuer's `issuer` value (the issuer is at `at`): null when it has no
+ * `{tid}`, undefined after saying why it cannot be used.
+ */
+export function parseIssuerTemplate(text: string, tenants: readonly string[] | undefined, at: DocPath, problem: OnProblem): IssuerTemplate | null | undefined {
+  const fail = (message: string, field = 'issuer'): undefined => { problem([...at, field], message); return undefined }
+  const index = text.indexOf(TENANT_PLACEHOLDER)
+  if (index < 0) return tenants ? fail('tenants goes with an issuer that has {tid} in it', 'tenants') : null
+  if (text.indexOf(TENANT_PLACEHOLDER, index + 1) >= 0) return fail('the issuer may contain {tid} once')
+  const prefix = text.slice(0, index)
+  const suffix = text.slice(index + TENANT_PLACEHOLDER.length)
+  if (prefix.length === 0) return fail('the issuer cannot start with {tid}')
   const bad = tenants?.find((t) => !isTenant(t))
-  if (bad !== undefined) return `tenant ${JSON.stringify(bad)} cannot appear in an iss: it is empty or has "/", whitespace, "{" or "}"`
+  if (bad !== undefined) return fail(`tenant ${JSON.stringify(bad)} cannot appear in an iss: it is empty or has "/", whitespace, "{" or "}"`)
   return { text, prefix, suffix, tenants: tenants ? new Set(tenants) : null }
 }
 

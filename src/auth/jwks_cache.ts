@@ -129,8 +129,8 @@ export class JwksCache {
         keys.push(same)
         continue
       }
-      const prepared = typeof jwk === 'object' && jwk !== null ? prepareJwk(jwk, this.allowed, this.verifyOptions) : 'not an object'
-      if (typeof prepared === 'string') this.log.debug({ jwks_uri: uri, kid: (jwk as { kid?: unknown })?.kid, why: prepared }, 'skipping key')
+      const prepared = typeof jwk === 'object' && jwk !== null ? prepareJwk(jwk, this.allowed, this.verifyOptions) : { unusable: 'not an object' }
+      if ('unusable' in prepared) this.log.debug({ jwks_uri: uri, kid: (jwk as { kid?: unknown })?.kid, why: prepared.unusable }, 'skipping key')
       else {
         keys.push(prepared)
         this.jwkOf.set(prepared, JSON.stringify(jwk))

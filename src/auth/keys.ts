@@ -24,27 +24,36 @@ const RSA = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
 const EC_BY_CURVE: Record<string, string> = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' }
 const MIN_RSA_BITS = 2048
 
-/** Why a JWK from a key set cannot be used, or the prepared key. */
-export function prepareJwk(jwk: JsonWebKey & { kid?: unknown; use?: unknown; alg?: unknown }, allowed: ReadonlySet<string>, options: VerifyOptions): PreparedKey | string {
+/** A key from a key set that is skipped, and why (for the debug log): a fetched key set is data, not policy. */
+export interface UnusableKey {
+  readonly unusable: string
+}
+
+function unusable(why: string): UnusableKey {
+  return { unusable: why }
+}
+
+/** The prepared key, or why a JWK from a key set cannot be used. */
+export function prepareJwk(jwk: JsonWebKey & { kid?: unknown; use?: unknown; alg?: unknown }, allowed: ReadonlySet<string>, options: VerifyOptions): PreparedKey | UnusableKey {
   // Keys meant for encryption never verify signatures (RFC 7517 §4.2, §4.3).
-  if (jwk.use !== undefined && jwk.use !== 'sig') return `use is "${String(jwk.use)}"`
-  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return 'key_ops does not include "verify"'
-  if (jwk.kid !== undefined && typeof jwk.kid !== 'string') return 'kid is not a string'
+  if (jwk.use !== undefined && jwk.use !== 'sig') return unusable(`use is "${String(jwk.use)}"`)
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return unusable('key_ops does not include "verify"')
+  if (jwk.kid !== undefined && typeof jwk.kid !== 'string') return unusable('kid is not a string')
   const typeAlgorithms = algorithmsForKeyType(jwk)
-  if (typeof typeAlgorithms === 'string') return typeAlgorithms
+  if (!Array.isArray(typeAlgorithms)) return typeAlgorithms
   // A JWK without `alg` may serve any algorithm of its type; with one, only that.
   const declared = typeof jwk.alg === 'string' ? [jwk.alg] : typeAlgorithms
   const algorithms = declared.filter((a) => typeAlgorithms.includes(a) && allowed.has(a))
-  if (algorithms.length === 0) return `no allowed algorithm fits this ${jwk.kty} key`
+  if (algorithms.length === 0) return unusable(`no allowed algorithm fits this ${jwk.kty} key`)
   let key: KeyObject
   try {
     key = createPublicKey({ key: jwk, format: 'jwk' })
   } catch (err) {
-    return `not a valid public key (${(err as Error).message})`
+    return unusable(`not a valid public key (${(err as Error).message})`)
   }
-  if (key.type !== 'public') return 'not a public key'
+  if (key.type !== 'public') return unusable('not a public key')
   if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
-    return `RSA key shorter than ${MIN_RSA_BITS} bits`
+    return unusable(`RSA key shorter than ${MIN_RSA_BITS} bits`)
   }
   const pem = key.export({ type: 'spki', format: 'pem' }).toString()
   return prepareKey(jwk.kid as string | undefined, pem, algorithms, options)
@@ -67,19 +76,19 @@ export function prepareKey(kid: string | undefined, keyOrSecret: string | Buffer
   return { kid, algorithms: new Set(algorithms), verify }
 }
 
-function algorithmsForKeyType(jwk: JsonWebKey): string[] | string {
+function algorithmsForKeyType(jwk: JsonWebKey): string[] | UnusableKey {
   switch (jwk.kty) {
     case 'RSA':
       return RSA
     case 'EC': {
       const alg = EC_BY_CURVE[String(jwk.crv)]
-      return alg ? [alg] : `unsupported curve ${String(jwk.crv)}`
+      return alg ? [alg] : unusable(`unsupported curve ${String(jwk.crv)}`)
     }
     case 'OKP':
-      return jwk.crv === 'Ed25519' || jwk.crv === 'Ed448' ? ['EdDSA'] : `unsupported curve ${String(jwk.crv)}`
+      return jwk.crv === 'Ed25519' || jwk.crv === 'Ed448' ? ['EdDSA'] : unusable(`unsupported curve ${String(jwk.crv)}`)
     default:
       // Symmetric (`oct`) keys are never taken from a fetched key set: a published HMAC key
       // would let anyone sign.
-      return `key type ${String(jwk.kty)} is not accepted from a key set`
+      return unusable(`key type ${String(jwk.kty)} is not accepted from a key set`)
   }
 }

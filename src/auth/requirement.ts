@@ -3,9 +3,9 @@
 // nested as deep as needed. Compiled once when the policy loads; evaluated on every request
 // against a token whose signature and registered claims were already checked.
 import { durationMs } from '../policy/duration.js'
-import type { DocPath } from '../policy/problems.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
-import { checkAudience, claimAt, compileCondition, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath, type ConditionError } from './claims.js'
+import { checkAudience, claimAt, compileCondition, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
 import { deny, type Denial } from '../http/denial.js'
 import type { Issuer } from './issuer.js'
 
@@ -40,7 +40,7 @@ interface Node {
 
 export interface RequirementContext {
   issuers: ReadonlyMap<string, Issuer>
-  report(at: DocPath, message: string): void
+  problem: OnProblem
 }
 
 const TOKEN_CHECK_FIELDS = ['audiences', 'claims', 'scopes', 'require_claims', 'max_age', 'typ'] as const
@@ -55,13 +55,13 @@ export function compileRequirement(doc: RequirementDocument, at: DocPath, ctx: R
 function compileNode(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Node | undefined {
   const kinds = (['issuers', 'any', 'all'] as const).filter((k) => doc[k] !== undefined)
   if (kinds.length !== 1) {
-    ctx.report(at, kinds.length ? `a requirement has one of issuers, any or all, not several (found ${kinds.join(', ')})` : 'a requirement needs issuers, any or all')
+    ctx.problem(at, kinds.length ? `a requirement has one of issuers, any or all, not several (found ${kinds.join(', ')})` : 'a requirement needs issuers, any or all')
     return undefined
   }
   if (doc.issuers) return compileTokenCheck(doc as RequirementDocument & { issuers: string[] }, at, ctx)
   const misplaced = TOKEN_CHECK_FIELDS.filter((k) => doc[k] !== undefined)
   if (misplaced.length) {
-    ctx.report([...at, misplaced[0]!], `${misplaced.join(', ')} ${misplaced.length > 1 ? 'belong' : 'belongs'} to a requirement with issuers; with ${kinds[0]}, put ${misplaced.length > 1 ? 'them' : 'it'} in each requirement of the list`)
+    ctx.problem([...at, misplaced[0]!], `${misplaced.join(', ')} ${misplaced.length > 1 ? 'belong' : 'belongs'} to a requirement with issuers; with ${kinds[0]}, put ${misplaced.length > 1 ? 'them' : 'it'} in each requirement of the list`)
     return undefined
   }
   const kind = kinds[0] as 'any' | 'all'
@@ -107,7 +107,7 @@ function progress(denial: Denial): number {
 function allOf(children: Node[], at: DocPath, ctx: RequirementContext): Node | undefined {
   const issuers = new Set([...children[0]!.issuers].filter((i) => children.every((c) => c.issuers.has(i))))
   if (issuers.size === 0) {
-    ctx.report(at, 'no issuer is accepted by every requirement of all: a token has one iss, so this requirement can never be met')
+    ctx.problem(at, 'no issuer is accepted by every requirement of all: a token has one iss, so this requirement can never be met')
     return undefined
   }
   const scopes = union(children.map((c) => c.scopes))
@@ -137,7 +137,7 @@ function union(lists: ReadonlyArray<readonly string[]>): string[] {
 
 function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at: DocPath, ctx: RequirementContext): Node | undefined {
   let ok = true
-  const fail = (where: DocPath, message: string) => { ctx.report([...at, ...where], message); ok = false }
+  const fail = (where: DocPath, message: string) => { ctx.problem([...at, ...where], message); ok = false }
 
   const issuers = new Set<Issuer>()
   doc.issuers.forEach((name, i) => {
@@ -147,20 +147,13 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
   })
   const conditions: ClaimCondition[] = []
   for (const [label, spec] of Object.entries(doc.claims ?? {})) {
-    try {
-      conditions.push(compileCondition(label, spec))
-    } catch (err) {
-      const field = (err as Partial<ConditionError>).field
-      fail(field ? ['claims', label, field] : ['claims', label], (err as Error).message)
-    }
+    const condition = compileCondition(label, spec, ['claims', label], fail)
+    if (condition) conditions.push(condition)
   }
   const required: Array<{ label: string; path: ClaimPath }> = []
   doc.require_claims?.forEach((label, i) => {
-    try {
-      required.push({ label, path: parseClaimPath(label) })
-    } catch (err) {
-      fail(['require_claims', i], (err as Error).message)
-    }
+    const path = parseClaimPath(label, ['require_claims', i], fail)
+    if (path) required.push({ label, path })
   })
   const maxAgeMs = doc.max_age === undefined ? undefined : durationMs(doc.max_age)
   if (maxAgeMs !== undefined && maxAgeMs <= 0) fail(['max_age'], 'max_age must be more than 0')

@@ -2,14 +2,9 @@
 // parameters, each with the issuers that accept tokens from there (Envoy's from_headers,
 // from_cookies and from_params). Compiled once per route; src/auth/extract.ts reads them.
 import { cannotCarryToken } from '../http/owned_headers.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
+import type { TokenSourceDocument } from '../policy/schema.js'
 import type { IssuerSet } from './issuer_set.js'
-
-export interface TokenSourceSpec {
-  header?: string
-  prefix?: string
-  cookie?: string
-  query?: string
-}
 
 export interface TokenSource {
   readonly kind: 'header' | 'cookie' | 'query'
@@ -37,7 +32,7 @@ export interface TokenSources {
 }
 
 /** RFC 6750 §2.1: what an issuer reads when it names no sources. */
-export const DEFAULT_TOKEN_SOURCES: readonly TokenSourceSpec[] = [{ header: 'Authorization', prefix: 'Bearer ' }]
+export const DEFAULT_TOKEN_SOURCES: readonly TokenSourceDocument[] = [{ header: 'Authorization', prefix: 'Bearer ' }]
 
 /** A source without the issuers yet: what one `token_sources` item says, checked. */
 export interface SourcePlace {
@@ -50,14 +45,15 @@ export interface SourcePlace {
   key: string
 }
 
-/** Checks one `token_sources` item; a message for the policy author when it cannot be used. */
-export function sourcePlace(spec: TokenSourceSpec): SourcePlace | string {
+/** Checks one `token_sources` item (at `at`); undefined after saying why it cannot be used. */
+export function sourcePlace(spec: TokenSourceDocument, at: DocPath, problem: OnProblem): SourcePlace | undefined {
+  const fail = (message: string): undefined => { problem(at, message); return undefined }
   const kinds = (['header', 'cookie', 'query'] as const).filter((k) => spec[k] !== undefined)
-  if (kinds.length !== 1) return `a token source names exactly one of header, cookie or query${kinds.length ? ` (found ${kinds.join(', ')})` : ''}`
-  if (spec.prefix !== undefined && spec.header === undefined) return 'prefix goes with header'
+  if (kinds.length !== 1) return fail(`a token source names exactly one of header, cookie or query${kinds.length ? ` (found ${kinds.join(', ')})` : ''}`)
+  if (spec.prefix !== undefined && spec.header === undefined) return fail('prefix goes with header')
   if (spec.header !== undefined) {
     const name = spec.header.toLowerCase()
-    if (cannotCarryToken(name)) return `${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`
+    if (cannotCarryToken(name)) return fail(`${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`)
     // Authorization takes the Bearer scheme unless told otherwise; other headers carry the bare token.
     const prefix = spec.prefix ?? (name === 'authorization' ? 'Bearer ' : '')
     const scheme = prefix.trim()

@@ -9,7 +9,7 @@ import { fail } from '../http/denial.js'
 import { sendError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
-import { headerCopy, responseHeaders, upstreamRequestHeaders, type HeaderCopy } from '../proxy/forward.js'
+import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
 import type { RequestState } from './request_state.js'
 
@@ -19,16 +19,13 @@ export type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 export interface RouteForwarding {
   /** reply-from's options: nothing in them depends on the request. */
   options: FastifyReplyFromHooks & { timeout: number }
-  /** What the client's headers lose on the way (src/proxy/forward.ts). */
-  copy: HeaderCopy
 }
 
 export function routeForwarding(route: Route, policy: CompiledPolicy, metrics: Metrics): RouteForwarding {
-  const copy = headerCopy(route.auth?.sources, route.forwardToken, policy.stripIdentityHeaders)
-  return { options: forwardOptions(route, copy, metrics), copy }
+  return { options: forwardOptions(route, metrics) }
 }
 
-function forwardOptions(route: Route, copy: HeaderCopy, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
+function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
   const tokenParameters = route.auth?.sources.queryNames ?? []
   return {
     // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
@@ -38,7 +35,7 @@ function forwardOptions(route: Route, copy: HeaderCopy, metrics: Metrics): Fasti
     retryDelay: () => null,
     rewriteRequestHeaders: (request, headers) => {
       const state = (request as GatewayRequest).jwtgate
-      return headersForUpstream(headers as IncomingHttpHeaders, copy, state, request.raw as IncomingMessage, request.id)
+      return headersForUpstream(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
     },
     rewriteHeaders: (headers, request) => {
       // Called when the upstream's response headers arrive: the upstream's share of the latency.
@@ -51,8 +48,9 @@ function forwardOptions(route: Route, copy: HeaderCopy, metrics: Metrics): Fasti
 }
 
 /** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
-export function headersForUpstream(headers: IncomingHttpHeaders, copy: HeaderCopy, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
-  return upstreamRequestHeaders(headers, copy, state.identityHeaders, raw, state.policy.https, requestId)
+export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
+  // Compiled with the route: a request only reads it.
+  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
 }
 
 function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {

@@ -107,7 +107,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = headersForUpstream(withoutNominated(req.headers), ctx.gateway.forwarding(route).copy, state, req, id)
+  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'

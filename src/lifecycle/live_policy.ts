@@ -5,6 +5,7 @@ import type { Issuer } from '../auth/issuer.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import type { Env } from '../policy/load.js'
 import { formatProblem, PolicyError } from '../policy/problems.js'
+import { commitRevocation } from '../revocation/config.js'
 import { startReloadedStore } from '../revocation/store.js'
 
 export interface LivePolicyOptions {
@@ -86,6 +87,7 @@ export class LivePolicy {
     }
     // One assignment: requests already running keep the policy they started with.
     this.current = next
+    commitRevocation(next.revocation)
     this.loadedAt = new Date()
     logger.level = next.logLevel
     this.options.onCommit?.(next, current)

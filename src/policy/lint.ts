@@ -19,11 +19,15 @@ export interface Warning {
  */
 export function lintRoutes(routes: readonly RouteDocument[]): Warning[] {
   const warnings: Warning[] = []
-  const patterns = routes.map((r) => compilePathPattern(r.path))
+  // An invalid pattern is the compiler's to report; here it just covers nothing.
+  const patterns = routes.map((r, i) => compilePathPattern(r.path, ['routes', i, 'path'], () => {}))
   routes.forEach((route, i) => {
-    if (!route.methods && route.host === undefined) return
-    const fallback = routes.slice(i + 1).some((later, k) =>
-      patternCovers(patterns[i + 1 + k]!, patterns[i]!) && !later.methods && later.host === undefined)
+    const pattern = patterns[i]
+    if ((!route.methods && route.host === undefined) || !pattern) return
+    const fallback = routes.slice(i + 1).some((later, k) => {
+      const laterPattern = patterns[i + 1 + k]
+      return laterPattern !== undefined && patternCovers(laterPattern, pattern) && !later.methods && later.host === undefined
+    })
     if (fallback) return
     const limits = [route.methods ? `methods other than ${route.methods.join(', ')}` : '', route.host !== undefined ? `hosts other than ${route.host}` : '']
       .filter(Boolean).join(' or ')

@@ -2,21 +2,22 @@
 // own directory, so a policy and its secrets move together (a ConfigMap next to a Secret mount).
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
+import type { DocPath, OnProblem } from './problems.js'
 import type { PolicyDocument } from './schema.js'
 
-/** The file's bytes, or the message for the policy author (`cannot read <what>: ENOENT`). */
-export function readBesidePolicy(policyFile: string, file: string, what: string = file): Buffer | { problem: string } {
+/** The file's bytes; undefined after saying at `at` why it cannot be read (`cannot read <what>: ENOENT`). */
+export function readBesidePolicy(policyFile: string, file: string, at: DocPath, problem: OnProblem, what: string = file): Buffer | undefined {
   try {
     return readFileSync(path.resolve(path.dirname(policyFile), file))
   } catch (err) {
-    return { problem: `cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }
+    problem(at, `cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    return undefined
   }
 }
 
 /** A secret file's text without the one trailing newline an editor or `echo` leaves. */
-export function readSecretBesidePolicy(policyFile: string, file: string, what: string): string | { problem: string } {
-  const read = readBesidePolicy(policyFile, file, what)
-  return Buffer.isBuffer(read) ? read.toString('utf8').replace(/\r?\n$/, '') : read
+export function readSecretBesidePolicy(policyFile: string, file: string, at: DocPath, problem: OnProblem, what: string): string | undefined {
+  return readBesidePolicy(policyFile, file, at, problem, what)?.toString('utf8').replace(/\r?\n$/, '')
 }
 
 /**

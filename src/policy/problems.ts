@@ -25,6 +25,13 @@ export class PolicyError extends Error {
 /** A path into the policy document, as ajv and the compiler see it: ['routes', 2, 'upstream']. */
 export type DocPath = ReadonlyArray<string | number>
 
+/**
+ * How every section compiler says why it cannot compile what it was given: the problem's place
+ * in the document and a sentence for the policy author. A compiler calls it once per problem,
+ * returns undefined after calling it at least once, and never throws for bad input.
+ */
+export type OnProblem = (at: DocPath, message: string) => void
+
 /** Collects problems at document paths; the loader turns paths into line and column. */
 export interface ProblemSink {
   add(path: DocPath, message: string, at?: 'key' | 'value'): void

@@ -4,7 +4,7 @@
 // (and the old certificate) in use.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { readBesidePolicy } from './policy_files.js'
-import type { DocPath } from './problems.js'
+import type { DocPath, OnProblem } from './problems.js'
 
 /** The listener's certificate chain and key, as the TLS server takes them. */
 export interface ListenTls {
@@ -22,70 +22,61 @@ export interface UpstreamTls {
   key?: Buffer
 }
 
-type Report = (at: DocPath, message: string) => void
-
-export function compileListenTls(spec: { cert_file: string; key_file: string } | undefined, policyFile: string, report: Report): ListenTls | null | undefined {
+export function compileListenTls(spec: { cert_file: string; key_file: string } | undefined, policyFile: string, problem: OnProblem): ListenTls | null | undefined {
   if (!spec) return null
   const at: DocPath = ['listen', 'tls']
-  const cert = readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], report)
-  const key = readKey(policyFile, spec.key_file, [...at, 'key_file'], report)
-  if (!cert || !key || !keyMatches(cert, key, [...at, 'key_file'], report)) return undefined
+  const cert = readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], problem)
+  const key = readKey(policyFile, spec.key_file, [...at, 'key_file'], problem)
+  if (!cert || !key || !keyMatches(cert, key, [...at, 'key_file'], problem)) return undefined
   return { cert, key, hash: createHash('sha256').update(cert).update(key).digest('hex') }
 }
 
-export function compileUpstreamTls(spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined, https: boolean, at: DocPath, policyFile: string, report: Report): UpstreamTls | null | undefined {
+export function compileUpstreamTls(spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined, https: boolean, at: DocPath, policyFile: string, problem: OnProblem): UpstreamTls | null | undefined {
   if (!spec) return null
   if (!https) {
-    report(at, 'tls is for https:// upstreams; this upstream url is http://')
+    problem(at, 'tls is for https:// upstreams; this upstream url is http://')
     return undefined
   }
   if ((spec.cert_file === undefined) !== (spec.key_file === undefined)) {
-    report(at, 'a client certificate needs both cert_file and key_file')
+    problem(at, 'a client certificate needs both cert_file and key_file')
     return undefined
   }
-  // null: not configured; undefined: configured but unusable (already reported).
-  const ca = spec.ca_file === undefined ? null : readCertificates(policyFile, spec.ca_file, [...at, 'ca_file'], report)
-  const cert = spec.cert_file === undefined ? null : readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], report)
-  const key = spec.key_file === undefined ? null : readKey(policyFile, spec.key_file, [...at, 'key_file'], report)
+  // null: not configured; undefined: configured but unusable (the problem is said).
+  const ca = spec.ca_file === undefined ? null : readCertificates(policyFile, spec.ca_file, [...at, 'ca_file'], problem)
+  const cert = spec.cert_file === undefined ? null : readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], problem)
+  const key = spec.key_file === undefined ? null : readKey(policyFile, spec.key_file, [...at, 'key_file'], problem)
   if (ca === undefined || cert === undefined || key === undefined) return undefined
-  if (cert && key && !keyMatches(cert, key, [...at, 'key_file'], report)) return undefined
+  if (cert && key && !keyMatches(cert, key, [...at, 'key_file'], problem)) return undefined
   return { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) }
 }
 
-function read(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
-  const read = readBesidePolicy(policyFile, file)
-  if (Buffer.isBuffer(read)) return read
-  report(at, read.problem)
-  return undefined
-}
-
 /** A PEM file whose first block is an X.509 certificate (a chain or a CA bundle may follow). */
-function readCertificates(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
-  const pem = read(policyFile, file, at, report)
+function readCertificates(policyFile: string, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
+  const pem = readBesidePolicy(policyFile, file, at, problem)
   if (!pem) return undefined
   try {
     new X509Certificate(pem)
     return pem
   } catch (err) {
-    report(at, `${file} is not a PEM certificate: ${(err as Error).message}`)
+    problem(at, `${file} is not a PEM certificate: ${(err as Error).message}`)
     return undefined
   }
 }
 
-function readKey(policyFile: string, file: string, at: DocPath, report: Report): Buffer | undefined {
-  const pem = read(policyFile, file, at, report)
+function readKey(policyFile: string, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
+  const pem = readBesidePolicy(policyFile, file, at, problem)
   if (!pem) return undefined
   try {
     createPrivateKey(pem)
     return pem
   } catch (err) {
-    report(at, `${file} is not a PEM private key: ${(err as Error).message}`)
+    problem(at, `${file} is not a PEM private key: ${(err as Error).message}`)
     return undefined
   }
 }
 
-function keyMatches(cert: Buffer, key: Buffer, at: DocPath, report: Report): boolean {
+function keyMatches(cert: Buffer, key: Buffer, at: DocPath, problem: OnProblem): boolean {
   if (new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) return true
-  report(at, 'the private key does not belong to the certificate')
+  problem(at, 'the private key does not belong to the certificate')
   return false
 }

@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { deny, type Denial } from '../http/denial.js'
 import { durationMs } from '../policy/duration.js'
-import type { DocPath } from '../policy/problems.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { CorsDocument } from '../policy/schema.js'
 
 export interface CorsRule {
@@ -39,24 +39,24 @@ const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-al
   'access-control-allow-methods', 'access-control-allow-headers', 'access-control-max-age']
 const PREFLIGHT_VARY = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers'
 
-export function compileCors(spec: CorsDocument, at: DocPath, report: (at: DocPath, message: string) => void): CorsRule | undefined {
+export function compileCors(spec: CorsDocument, at: DocPath, problem: OnProblem): CorsRule | undefined {
   let ok = true
   const anyOrigin = spec.origins.includes('*')
   if (anyOrigin && spec.origins.length > 1) {
-    report([...at, 'origins'], '"*" allows every origin; it cannot be listed with others')
+    problem([...at, 'origins'], '"*" allows every origin; it cannot be listed with others')
     ok = false
   }
   // With credentials the browser refuses a literal `*`; echoing any origin instead would hand
   // every site on the web the user's cookies: refused rather than guessed.
   if (anyOrigin && spec.credentials) {
-    report([...at, 'credentials'], 'credentials: true cannot be used with origins: ["*"]; list the origins')
+    problem([...at, 'credentials'], 'credentials: true cannot be used with origins: ["*"]; list the origins')
     ok = false
   }
   spec.origins.forEach((origin, i) => {
     if (origin === '*') return
-    const problem = originProblem(origin)
-    if (problem) {
-      report([...at, 'origins', i], problem)
+    const why = originProblem(origin)
+    if (why) {
+      problem([...at, 'origins', i], why)
       ok = false
     }
   })

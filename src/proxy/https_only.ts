@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http'
 import { BlockList, isIP } from 'node:net'
 import { deny, type Denial } from '../http/denial.js'
-import type { DocPath } from '../policy/problems.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import { hostFromHeader } from '../routing/route_table.js'
 
 export interface HttpsRule {
@@ -14,26 +14,32 @@ export interface HttpsRule {
   trustedProxies: BlockList | null
 }
 
-export function compileHttpsRule(required: boolean | undefined, cidrs: readonly string[] | undefined, report: (at: DocPath, message: string) => void): HttpsRule {
+/** `require_https` and `trusted_proxies`; undefined after saying which CIDR cannot be read. */
+export function compileHttpsRule(required: boolean | undefined, cidrs: readonly string[] | undefined, problem: OnProblem): HttpsRule | undefined {
   let trustedProxies: BlockList | null = null
+  let ok = true
   cidrs?.forEach((cidr, i) => {
-    const parsed = parseCidr(cidr)
-    if (typeof parsed === 'string') return report(['trusted_proxies', i], parsed)
+    const parsed = parseCidr(cidr, ['trusted_proxies', i], problem)
+    if (!parsed) {
+      ok = false
+      return
+    }
     trustedProxies ??= new BlockList()
     trustedProxies.addSubnet(parsed.address, parsed.prefix, parsed.family)
   })
-  return { required: required ?? false, trustedProxies }
+  return ok ? { required: required ?? false, trustedProxies } : undefined
 }
 
-function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | string {
+function parseCidr(text: string, at: DocPath, problem: OnProblem): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
   const slash = text.indexOf('/')
   const address = slash < 0 ? text : text.slice(0, slash)
+  const fail = (message: string): undefined => { problem(at, message); return undefined }
   const version = isIP(address)
-  if (version === 0) return `${JSON.stringify(text)} is not an IP address or CIDR such as 10.0.0.0/8`
+  if (version === 0) return fail( `${JSON.stringify(text)} is not an IP address or CIDR such as 10.0.0.0/8`)
   const bits = version === 4 ? 32 : 128
   const prefixText = slash < 0 ? String(bits) : text.slice(slash + 1)
   const prefix = Number(prefixText)
-  if (!/^[0-9]{1,3}$/.test(prefixText) || prefix > bits) return `${JSON.stringify(text)} has a prefix length that is not 0 to ${bits}`
+  if (!/^[0-9]{1,3}$/.test(prefixText) || prefix > bits) return fail(`${JSON.stringify(text)} has a prefix length that is not 0 to ${bits}`)
   return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
 }
 

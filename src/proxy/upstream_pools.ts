@@ -4,7 +4,10 @@
 // app (see @fastify/reply-from/lib/request.js, `isUndiciInstance`), so this one picks the pool
 // by the request's origin; the compiler makes sure one origin has one set of settings.
 import { Dispatcher, Pool } from 'undici'
-import type { CompiledPolicy, Upstream } from '../policy/compile.js'
+import type { Upstream } from './upstream.js'
+
+/** What the pools are made from: a compiled policy's upstreams. */
+type Upstreams = { readonly upstreams: ReadonlyMap<string, Upstream> }
 
 // The connect limit of every upstream; `timeout` covers the wait for the answer.
 export const CONNECT_TIMEOUT_MS = 5000
@@ -18,7 +21,7 @@ export function upstreamTlsOptions(upstream: Upstream): { rejectUnauthorized: tr
 export class UpstreamPools extends Dispatcher {
   private pools = new Map<string, { key: string; pool: Pool }>()
 
-  constructor(policy: CompiledPolicy) {
+  constructor(policy: Upstreams) {
     super()
     this.update(policy)
   }
@@ -28,7 +31,7 @@ export class UpstreamPools extends Dispatcher {
    * pool and its open connections; a changed or removed one gets its old pool closed once the
    * requests on it have finished.
    */
-  update(policy: CompiledPolicy): void {
+  update(policy: Upstreams): void {
     const next = new Map<string, { key: string; pool: Pool }>()
     for (const upstream of policy.upstreams.values()) {
       if (next.has(upstream.origin)) continue

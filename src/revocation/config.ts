@@ -5,7 +5,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
-import type { DocPath } from '../policy/problems.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RevocationDocument } from '../policy/schema.js'
 import { FileStore } from './file.js'
 import { MemoryStore } from './memory.js'
@@ -13,9 +13,15 @@ import { RedisStore } from './redis.js'
 import type { RevocationSettings, RevocationStore } from './store.js'
 
 export interface CompiledRevocation {
-  store: RevocationStore
+  readonly store: RevocationStore
   /** sha256 of the admin API's bearer token; null: POST /revocations is off. */
-  adminTokenDigest: Buffer | null
+  readonly adminTokenDigest: Buffer | null
+  /**
+   * How long past a token's exp its revocation is kept: the largest clock_skew of the policy's
+   * issuers, since a token is accepted until exp + skew. A new store has it from the start; a
+   * store kept from the running policy gets it when this policy is committed (commitRevocation).
+   */
+  readonly marginMs: number
 }
 
 const DEFAULT_KEY_PREFIX = 'jwtgate:revocation:'
@@ -24,15 +30,15 @@ const MIN_ADMIN_TOKEN_BYTES = 16
 const builtFrom = new WeakMap<RevocationStore, string>()
 
 /**
- * Checks the section (reporting each problem at its place) and returns the store to use:
- * `previous` when its settings are the same, a new, not yet started one otherwise. The caller
- * sets the store's marginMs once the whole policy compiled.
+ * Checks the section (saying each problem at its place) and returns the store to use:
+ * `previous` when its settings are the same, a new, not yet started one otherwise. Nothing of
+ * `previous` is changed: the running policy may still be using it.
  */
-export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger,
-  report: (at: DocPath, message: string) => void, previous: CompiledRevocation | null | undefined): CompiledRevocation | undefined {
+export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger, problem: OnProblem,
+  previous: CompiledRevocation | null | undefined, marginMs: number): CompiledRevocation | undefined {
   const at = (...where: Array<string | number>): DocPath => ['revocation', ...where]
   let ok = true
-  const fail = (where: DocPath, message: string) => { report(where, message); ok = false }
+  const fail = (where: DocPath, message: string) => { problem(where, message); ok = false }
 
   const settings: RevocationSettings = {
     backend: spec.backend,
@@ -64,12 +70,7 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
     const where = at(spec.admin_token !== undefined ? 'admin_token' : 'admin_token_file')
     let token: string | undefined = spec.admin_token
     if (spec.admin_token_file !== undefined) {
-      const read = readSecretBesidePolicy(policyFile, spec.admin_token_file, 'admin_token_file')
-      if (typeof read === 'string') token = read
-      else {
-        token = undefined
-        fail(where, read.problem)
-      }
+      token = readSecretBesidePolicy(policyFile, spec.admin_token_file, where, fail, 'admin_token_file')
     }
     if (token !== undefined) {
       if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES) fail(where, `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes; it has ${Buffer.byteLength(token)}`)
@@ -82,9 +83,18 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
   let store = previous?.store
   if (!store || builtFrom.get(store) !== key) {
     store = createStore(settings, log)
+    store.marginMs = marginMs
     builtFrom.set(store, key)
   }
-  return { store, adminTokenDigest }
+  return { store, adminTokenDigest, marginMs }
+}
+
+/**
+ * Makes the store serve the committed policy's margin: call once the policy replaced the
+ * running one (a rejected reload never gets here, so the running store keeps its margin).
+ */
+export function commitRevocation(revocation: CompiledRevocation | null): void {
+  if (revocation) revocation.store.marginMs = revocation.marginMs
 }
 
 export function createStore(settings: RevocationSettings, log: Logger): RevocationStore {

@@ -1,6 +1,7 @@
 // Host matching. Hosts are compared in one canonical form: lower case (RFC 3986 §3.2.2: the
 // host is case-insensitive), no port, no trailing dot, IPv6 literals in brackets as written in
 // a Host header (`[::1]`, like WHATWG URL's hostname).
+import type { DocPath, OnProblem } from '../policy/problems.js'
 
 export interface HostPattern {
   readonly source: string
@@ -108,23 +109,24 @@ class WildcardHost implements HostPattern {
 }
 
 /**
- * Compile a host pattern: an exact host (`api.example.com`, `10.0.0.1`, `[::1]`), compared
- * case-insensitively, or `*.` followed by a DNS name. Throws an Error on anything else.
+ * Compiles a host pattern: an exact host (`api.example.com`, `10.0.0.1`, `[::1]`), compared
+ * case-insensitively, or `*.` followed by a DNS name. Anything else is a problem at `at`.
  */
-export function compileHostPattern(source: string): HostPattern {
-  const fail = (why: string): never => {
-    throw new Error(`invalid host pattern ${JSON.stringify(source)}: ${why}`)
+export function compileHostPattern(source: string, at: DocPath, problem: OnProblem): HostPattern | undefined {
+  const fail = (why: string): undefined => {
+    problem(at, `invalid host pattern ${JSON.stringify(source)}: ${why}`)
+    return undefined
   }
   let host = source.toLowerCase()
   if (host.endsWith('.')) host = host.slice(0, -1)
   if (host.startsWith('*.')) {
     const suffix = host.slice(2)
-    if (!isDnsName(suffix)) fail('expected "*." followed by a host name')
+    if (!isDnsName(suffix)) return fail('expected "*." followed by a host name')
     return new WildcardHost(source, suffix)
   }
-  if (host.includes('*')) fail('a wildcard must be the whole first label, as in "*.example.com"')
-  if (host.includes(':') && host.charCodeAt(0) !== 0x5b) fail('a host pattern has no port; write IPv6 addresses in brackets')
-  if (!isHost(host)) fail('not a valid host name or address')
+  if (host.includes('*')) return fail('a wildcard must be the whole first label, as in "*.example.com"')
+  if (host.includes(':') && host.charCodeAt(0) !== 0x5b) return fail('a host pattern has no port; write IPv6 addresses in brackets')
+  if (!isHost(host)) return fail('not a valid host name or address')
   return new ExactHost(source, host)
 }
 

@@ -5,7 +5,8 @@
 // CVE-2021-39156/39155 and the `%2F`/`..;/` family, Tomcat's `/admin;/`, IIS and Windows
 // back ends reading `\` as `/`, double-decoding `%252e`).
 
-export type NormalizeResult = { ok: true; path: string } | { ok: false; reason: string }
+/** A request path made canonical, or why it is refused: a request's check, not a policy problem. */
+export type NormalizedPath = { ok: true; path: string } | { ok: false; reason: string }
 
 export interface NormalizeOptions {
   /** Refuse `;` anywhere in the path, raw or as %3B. The policy defaults this to true. */
@@ -33,7 +34,7 @@ for (const ch of ' "<>[]^`{|}') CLASS[ch.charCodeAt(0)] = ENCODE
 const HEX = '0123456789ABCDEF'
 
 // Refusals are shared frozen values: a flood of bad requests allocates nothing.
-function refuse(reason: string): NormalizeResult {
+function refuse(reason: string): NormalizedPath {
   return Object.freeze({ ok: false as const, reason })
 }
 const NOT_ABSOLUTE = refuse('path must start with /')
@@ -53,7 +54,7 @@ const QUERY = refuse("'?' in path (the query must be split off first)")
  * Normalize a request path (no query string) or say why it cannot be done safely.
  * The result is idempotent: normalizing a normalized path returns it unchanged.
  */
-export function normalizePath(rawPath: string, options: NormalizeOptions): NormalizeResult {
+export function normalizePath(rawPath: string, options: NormalizeOptions): NormalizedPath {
   // Absolute-form (`http://host/x`), asterisk-form (`*`) and empty targets have no path to match.
   if (rawPath.charCodeAt(0) !== SLASH) return NOT_ABSOLUTE
   if (isAlreadyNormal(rawPath)) return { ok: true, path: rawPath }
@@ -88,7 +89,7 @@ function isAlreadyNormal(path: string): boolean {
   return true
 }
 
-function normalizeSlow(raw: string, rejectParams: boolean): NormalizeResult {
+function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
   const kept: string[] = [] // segments that survive dot-segment removal
   let trailingSlash = false
   let seg = ''
@@ -148,7 +149,7 @@ function normalizeSlow(raw: string, rejectParams: boolean): NormalizeResult {
 }
 
 /** A refusal for an ASCII byte arriving percent-encoded, or null if it is allowed. */
-function refuseEncoded(b: number, rejectParams: boolean): NormalizeResult | null {
+function refuseEncoded(b: number, rejectParams: boolean): NormalizedPath | null {
   // %2F and %5C split a segment for some servers and not for others: a route for /public/**
   // must not see `/public/..%2Fadmin` while the upstream sees `/admin`.
   if (b === 0x2f) return ENCODED_SLASH
@@ -160,7 +161,7 @@ function refuseEncoded(b: number, rejectParams: boolean): NormalizeResult | null
 }
 
 /** The refusal for a raw ASCII character of class BAD. */
-function refuseRaw(c: number): NormalizeResult {
+function refuseRaw(c: number): NormalizedPath {
   if (c === 0x5c) return BACKSLASH
   if (c === 0) return NUL
   if (c === 0x23) return FRAGMENT

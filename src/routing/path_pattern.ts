@@ -10,6 +10,7 @@
 //   *        matches exactly one non-empty segment: `/*` matches `/a` but not `/` nor `/a/`
 //   **       matches zero or more segments, empty ones included: `/api/**` matches `/api`,
 //            `/api/` and `/api/a/b`; `/**` matches every path
+import type { DocPath, OnProblem } from '../policy/problems.js'
 import { normalizePath } from './normalize.js'
 
 export interface PathPattern {
@@ -68,25 +69,26 @@ class CompiledPathPattern implements PathPattern {
   }
 }
 
-/** Compile a policy path pattern; throws an Error saying what is wrong with an invalid one. */
-export function compilePathPattern(source: string): PathPattern {
-  const fail = (why: string): never => {
-    throw new Error(`invalid path pattern ${JSON.stringify(source)}: ${why}`)
+/** Compiles a policy path pattern; undefined after saying at `at` what is wrong with an invalid one. */
+export function compilePathPattern(source: string, at: DocPath, problem: OnProblem): PathPattern | undefined {
+  const fail = (why: string): undefined => {
+    problem(at, `invalid path pattern ${JSON.stringify(source)}: ${why}`)
+    return undefined
   }
-  if (source.charCodeAt(0) !== SLASH) fail('it must start with /')
+  if (source.charCodeAt(0) !== SLASH) return fail('it must start with /')
   // Patterns are compared with normalized paths, so one that is not normalized could never
   // match what it appears to say (`/a/./b`, `/a//b`, `/%61`). Refuse it rather than guess.
   // `;` is allowed here: whether requests may carry it is the policy's reject_path_parameters.
   const normal = normalizePath(source, { rejectPathParameters: false })
-  if (!normal.ok) fail(normal.reason)
-  else if (normal.path !== source) fail(`it is not in normal form; write it as ${JSON.stringify(normal.path)}`)
+  if (!normal.ok) return fail(normal.reason)
+  if (normal.path !== source) return fail(`it is not in normal form; write it as ${JSON.stringify(normal.path)}`)
   const tokens: Token[] = []
   for (const text of source.slice(1).split('/')) {
     if (text === '*') tokens.push({ kind: STAR, text })
     else if (text === '**') {
-      if (tokens.length > 0 && tokens[tokens.length - 1].kind === GLOBSTAR) fail('"**/**" is the same as "**"; write it once')
+      if (tokens.length > 0 && tokens[tokens.length - 1].kind === GLOBSTAR) return fail('"**/**" is the same as "**"; write it once')
       tokens.push({ kind: GLOBSTAR, text })
-    } else if (text.includes('*')) fail('wildcards must be a whole segment ("*" or "**")')
+    } else if (text.includes('*')) return fail('wildcards must be a whole segment ("*" or "**")')
     else tokens.push({ kind: LITERAL, text })
   }
   return new CompiledPathPattern(source, tokens)
@@ -136,9 +138,14 @@ function walk(tokens: readonly Token[], path: string): boolean {
   return t === n
 }
 
-/** The tokens of a pattern, recompiling one that did not come from compilePathPattern. */
+/**
+ * The tokens of a pattern, recompiling one that did not come from compilePathPattern. Only a
+ * pattern object made outside the compiler can be invalid here: that is a programming error.
+ */
 function tokensOf(p: PathPattern): readonly Token[] {
-  return (p instanceof CompiledPathPattern ? p : compilePathPattern(p.source) as CompiledPathPattern).tokens
+  if (p instanceof CompiledPathPattern) return p.tokens
+  const compiled = compilePathPattern(p.source, [], (_at, message) => { throw new Error(message) })
+  return (compiled as CompiledPathPattern).tokens
 }
 
 /**

@@ -4,11 +4,12 @@ import t from 'tap'
 import { cookieValue, extractToken, findCookie, findParameter, parameterValue } from '../../src/auth/extract.js'
 import { isDenial } from '../../src/http/denial.js'
 import { IssuerSet } from '../../src/auth/issuer_set.js'
-import { sourcePlace, tokenSources, type SourcePlace, type TokenSourceSpec } from '../../src/auth/token_sources.js'
+import { sourcePlace, tokenSources, type SourcePlace } from '../../src/auth/token_sources.js'
+import type { TokenSourceDocument } from '../../src/policy/schema.js'
 import { cookiesWithout, queryWithout } from '../../src/proxy/token_removal.js'
 
-function sources(...specs: TokenSourceSpec[]) {
-  return tokenSources(specs.map((s) => ({ ...(sourcePlace(s) as SourcePlace), issuers: new IssuerSet([]) })))
+function sources(...specs: TokenSourceDocument[]) {
+  return tokenSources(specs.map((s) => ({ ...(sourcePlace(s, [], (_at, m) => { throw new Error(m) }) as SourcePlace), issuers: new IssuerSet([]) })))
 }
 
 function cookie(header: string, name: string): string[] {

@@ -1,11 +1,12 @@
 // The requirement tree: compiled from the policy's auth section, checked on a verified token.
 import t from 'tap'
+import { DEFAULT_TOKEN_SOURCES } from '../../src/auth/token_sources.js'
 import { secretIssuer, type Issuer } from '../../src/auth/issuer.js'
 import { compileRequirement, type Requirement, type TokenFacts } from '../../src/auth/requirement.js'
 import type { RequirementDocument } from '../../src/policy/schema.js'
 
 function hmacIssuer(name: string, iss: string, audiences: string[]): Issuer {
-  return secretIssuer({ name, issuer: iss, audiences, algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true }, Buffer.alloc(32, name))
+  return secretIssuer({ name, issuer: iss, audiences, algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true, tokenSources: DEFAULT_TOKEN_SOURCES }, Buffer.alloc(32, name))
 }
 const idp = hmacIssuer('idp', 'https://idp.example.com/', ['orders-api'])
 const internal = hmacIssuer('internal', 'internal-auth', ['orders-api', 'internal-api'])
@@ -13,14 +14,14 @@ const ISSUERS = new Map([['idp', idp], ['internal', internal]])
 
 function compile(doc: RequirementDocument): Requirement {
   const problems: string[] = []
-  const requirement = compileRequirement(doc, ['auth'], { issuers: ISSUERS, report: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
+  const requirement = compileRequirement(doc, ['auth'], { issuers: ISSUERS, problem: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
   if (!requirement) throw new Error(problems.join('\n'))
   return requirement
 }
 
 function problemsOf(doc: RequirementDocument): string[] {
   const problems: string[] = []
-  compileRequirement(doc, ['auth'], { issuers: ISSUERS, report: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
+  compileRequirement(doc, ['auth'], { issuers: ISSUERS, problem: (at, m) => problems.push(`${at.join('.')}: ${m}`) })
   return problems
 }
 
@@ -46,9 +47,9 @@ t.test('audiences: the requirement\'s own replace the issuer\'s', async (t) => {
 })
 
 t.test('audience_claim: the issuer\'s own audience claim is read, for its audiences and the requirement\'s', async (t) => {
-  const cognito = secretIssuer({ name: 'cognito', issuer: 'https://cognito.example.com/', audiences: ['app-client'], audienceClaim: 'client_id', algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true }, Buffer.alloc(32, 'c'))
+  const cognito = secretIssuer({ name: 'cognito', issuer: 'https://cognito.example.com/', audiences: ['app-client'], audienceClaim: 'client_id', algorithms: ['HS256'], clockSkewMs: 5000, requireExp: true, tokenSources: DEFAULT_TOKEN_SOURCES }, Buffer.alloc(32, 'c'))
   const issuers = new Map([['cognito', cognito]])
-  const compileWith = (doc: RequirementDocument) => compileRequirement(doc, ['auth'], { issuers, report: () => {} })!
+  const compileWith = (doc: RequirementDocument) => compileRequirement(doc, ['auth'], { issuers, problem: () => {} })!
   const facts = (claims: Record<string, unknown>): TokenFacts => ({ issuer: cognito, claims: { iss: cognito.issuer, ...claims }, typ: 'JWT' })
   const plain = compileWith({ issuers: ['cognito'] })
   t.equal(plain.check(facts({ client_id: 'app-client' }), now), undefined)

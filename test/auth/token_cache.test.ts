@@ -1,9 +1,10 @@
 import t from 'tap'
+import { DEFAULT_TOKEN_SOURCES } from '../../src/auth/token_sources.js'
 import { secretIssuer } from '../../src/auth/issuer.js'
 import { prepareKey } from '../../src/auth/keys.js'
 import { TokenCache } from '../../src/auth/token_cache.js'
 
-const settings = { name: 'i', issuer: 'i', audiences: ['a'], algorithms: ['HS256'], clockSkewMs: 1000, requireExp: true }
+const settings = { name: 'i', issuer: 'i', audiences: ['a'], algorithms: ['HS256'], clockSkewMs: 1000, requireExp: true, tokenSources: DEFAULT_TOKEN_SOURCES }
 const issuer = secretIssuer(settings, Buffer.from('s'.repeat(32)))
 
 t.test('an entry lives until exp plus the skew', async (t) => {

@@ -16,9 +16,19 @@ import { compilePolicy, type CompiledPolicy } from '../../src/policy/compile.js'
 import { parsePolicySource } from '../../src/policy/load.js'
 import { PolicyError } from '../../src/policy/problems.js'
 import { normalizePath } from '../../src/routing/normalize.js'
-import { compileHostPattern, compilePathPattern, hostFromHeader, RouteTable, type PathPattern, type RouteCandidate } from '../../src/routing/route_table.js'
+import { compileHostPattern, compilePathPattern, hostFromHeader, RouteTable, type HostPattern, type PathPattern, type RouteCandidate } from '../../src/routing/route_table.js'
 import { gateway, issuer, upstream } from '../support/harness.js'
 import { writeFileSync } from 'node:fs'
+
+/** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
+function pathPattern(source: string): PathPattern {
+  return compilePathPattern(source, [], (_at, message) => { throw new Error(message) })!
+}
+
+/** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
+function hostPattern(source: string): HostPattern {
+  return compileHostPattern(source, [], (_at, message) => { throw new Error(message) })!
+}
 
 type TT = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -120,8 +130,8 @@ t.test('normalizePath', async (t) => {
     fc.oneof(pathLike.map((p) => '/public' + p), pathLike.map((p) => '/public/' + p), pathLike),
     (raw) => {
       const table = new RouteTable<string>([
-        { path: compilePathPattern('/public/**'), methods: null, host: null, value: 'public' },
-        { path: compilePathPattern('/admin/**'), methods: null, host: null, value: 'admin' },
+        { path: pathPattern('/public/**'), methods: null, host: null, value: 'public' },
+        { path: pathPattern('/admin/**'), methods: null, host: null, value: 'admin' },
       ])
       const result = normalizePath(raw, { rejectPathParameters: true })
       if (!result.ok) return
@@ -175,7 +185,7 @@ const normalizedPath = fc.tuple(fc.array(fc.constantFrom(...PATH_SEGMENTS), { ma
 
 function tryPattern(source: string): PathPattern | null {
   try {
-    return compilePathPattern(source)
+    return pathPattern(source)
   } catch {
     return null
   }
@@ -188,7 +198,7 @@ const candidate = fc.record({
 })
 
 t.test('RouteTable', async (t) => {
-  holds(t, 'compilePathPattern(...).matches agrees with a reference segment matcher', fc.property(patternSource, normalizedPath, (source, path) => {
+  holds(t, 'pathPattern(...).matches agrees with a reference segment matcher', fc.property(patternSource, normalizedPath, (source, path) => {
     const pattern = tryPattern(source)
     if (!pattern) return
     expect(pattern.matches(path) === referenceMatches(source, path), `${source} vs ${path}: ${pattern.matches(path)}`)
@@ -204,7 +214,7 @@ t.test('RouteTable', async (t) => {
       for (const spec of specs) {
         const pattern = tryPattern(spec.path)
         if (!pattern) continue
-        candidates.push({ path: pattern, methods: spec.methods ? new Set(spec.methods) : null, host: spec.host ? compileHostPattern(spec.host) : null, value: candidates.length })
+        candidates.push({ path: pattern, methods: spec.methods ? new Set(spec.methods) : null, host: spec.host ? hostPattern(spec.host) : null, value: candidates.length })
       }
       const table = new RouteTable(candidates)
       const host = hostFromHeader(hostHeader)
@@ -228,7 +238,7 @@ const rawHeaders = fc.array(fc.tuple(
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
 // The default token source: `Authorization: Bearer`.
-const bearerOnly = tokenSources([{ ...(sourcePlace({ header: 'Authorization' }) as SourcePlace), issuers: new IssuerSet([]) }])
+const bearerOnly = tokenSources([{ ...(sourcePlace({ header: 'Authorization' }, [], () => {}) as SourcePlace), issuers: new IssuerSet([]) }])
 
 t.test('extractToken from Authorization: Bearer', async (t) => {
   holds(t, 'never throws; two Authorization headers never give a token; a token is what follows Bearer', fc.property(

@@ -2,17 +2,19 @@
 // receives of the client's headers, and what the client receives of the upstream's.
 import t from 'tap'
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import { sourcePlace, tokenSources, type TokenSource, type TokenSourceSpec, type TokenSources } from '../../src/auth/token_sources.js'
+import { sourcePlace, tokenSources, type TokenSource, type TokenSources } from '../../src/auth/token_sources.js'
+import type { TokenSourceDocument } from '../../src/policy/schema.js'
 import { headerCopy, responseHeaders, upstreamRequestHeaders, withoutNominated, type HeaderCopy } from '../../src/proxy/forward.js'
 import { compileHttpsRule } from '../../src/proxy/https_only.js'
 import { headerStripper } from '../../src/proxy/identity_headers.js'
 
-function sources(...specs: TokenSourceSpec[]): TokenSources {
-  return tokenSources(specs.map((spec) => ({ ...(sourcePlace(spec) as Omit<TokenSource, 'issuers'>), issuers: undefined as never })))
+function sources(...specs: TokenSourceDocument[]): TokenSources {
+  const fail = (_at: unknown, message: string) => { throw new Error(message) }
+  return tokenSources(specs.map((spec) => ({ ...(sourcePlace(spec, [], fail) as Omit<TokenSource, 'issuers'>), issuers: undefined as never })))
 }
 
 const strip = headerStripper(['x-user-id'], ['x-jwt-'])
-const plainHttp = compileHttpsRule(false, undefined, () => {})
+const plainHttp = compileHttpsRule(false, undefined, () => {})!
 /** The client's request as the upstream's header building reads it: its peer, its Host, plain TCP. */
 const raw = (peer = '192.0.2.7', host = 'gw.example') => ({ socket: { remoteAddress: peer }, headers: { host } }) as unknown as IncomingMessage
 
@@ -42,7 +44,7 @@ t.test('x-request-id and X-Forwarded-* are the gateway\'s, whatever the client s
 })
 
 t.test('a trusted proxy\'s X-Forwarded-Proto is believed, an untrusted peer\'s not', async (t) => {
-  const rule = compileHttpsRule(false, ['10.0.0.0/8'], () => {})
+  const rule = compileHttpsRule(false, ['10.0.0.0/8'], () => {})!
   const viaProxy = { socket: { remoteAddress: '10.1.2.3' }, headers: { host: 'gw.example', 'x-forwarded-proto': 'https' } } as unknown as IncomingMessage
   t.equal(upstreamRequestHeaders({}, bearerRoute, undefined, viaProxy, rule, 'r')['x-forwarded-proto'], 'https')
   const direct = { socket: { remoteAddress: '192.0.2.7' }, headers: { host: 'gw.example', 'x-forwarded-proto': 'https' } } as unknown as IncomingMessage

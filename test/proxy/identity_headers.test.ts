@@ -35,10 +35,10 @@ const plain = { json: false as const, join: ',' }
 t.test('nested and quoted claim paths; an absent claim gives no header', async (t) => {
   const claims = { sub: 'alice', realm_access: { roles: ['r1', 'r2'] }, 'https://example.com/roles': ['admin'] }
   const headers = identityHeaders(claims, { payloadHeader: null, maxBytes: 4096, headers: [
-    { name: 'x-roles', claim: parseClaimPath('realm_access.roles'), encoding: plain },
-    { name: 'x-ns-roles', claim: parseClaimPath('"https://example.com/roles"'), encoding: { json: true } },
-    { name: 'x-email', claim: parseClaimPath('email'), encoding: plain },
-    { name: 'x-proto', claim: parseClaimPath('__proto__.polluted'), encoding: plain },
+    { name: 'x-roles', claim: parseClaimPath('realm_access.roles', [], () => {})!, encoding: plain },
+    { name: 'x-ns-roles', claim: parseClaimPath('"https://example.com/roles"', [], () => {})!, encoding: { json: true } },
+    { name: 'x-email', claim: parseClaimPath('email', [], () => {})!, encoding: plain },
+    { name: 'x-proto', claim: parseClaimPath('__proto__.polluted', [], () => {})!, encoding: plain },
   ] })
   t.same(headers, { 'x-roles': 'r1,r2', 'x-ns-roles': '["admin"]' })
 })

@@ -9,6 +9,7 @@ import { PolicyError, formatProblem } from '../../src/policy/problems.js'
 import { FileStore } from '../../src/revocation/file.js'
 import { MemoryStore } from '../../src/revocation/memory.js'
 import { RedisStore } from '../../src/revocation/redis.js'
+import { commitRevocation } from '../../src/revocation/config.js'
 import { tempFile } from '../support/harness.js'
 
 const silent = createLogger('silent')
@@ -110,6 +111,19 @@ t.test('the admin token from a file', async (t) => {
   t.type(policy.revocation!.adminTokenDigest, Buffer)
 })
 
+t.test('a rejected reload leaves the running store as it was', async (t) => {
+  const yaml = withRevocation('  backend: memory')
+  const running = compile(yaml)
+  t.equal(running.revocation!.store.marginMs, 45_000)
+  const rejected = yaml.replace('clock_skew: 45s', 'clock_skew: 5m').replace('upstream: orders', 'upstream: nowhere')
+  t.throws(() => compile(rejected, {}, running), PolicyError)
+  t.equal(running.revocation!.store.marginMs, 45_000, 'a policy that does not compile changes nothing')
+  // Compiled, then refused later (its new issuer or store could not start): never committed.
+  const uncommitted = compile(yaml.replace('clock_skew: 45s', 'clock_skew: 5m'), {}, running)
+  t.equal(uncommitted.revocation!.store, running.revocation!.store, 'the store is shared')
+  t.equal(running.revocation!.store.marginMs, 45_000, 'the margin of a store the running policy shares is unchanged')
+})
+
 t.test('a reload keeps the store while its settings are unchanged', async (t) => {
   const yaml = withRevocation('  backend: redis\n  redis: { url: "redis://127.0.0.1:1" }\n  admin_token: "${T}"')
   const first = compile(yaml, { T: 'a'.repeat(16) })
@@ -118,7 +132,10 @@ t.test('a reload keeps the store while its settings are unchanged', async (t) =>
   t.not(same.revocation!.adminTokenDigest!.equals(first.revocation!.adminTokenDigest!), true, 'the new token applies')
   const skew = compile(yaml.replace('clock_skew: 45s', 'clock_skew: 2m'), { T: 'a'.repeat(16) }, same)
   t.equal(skew.revocation!.store, first.revocation!.store)
-  t.equal(skew.revocation!.store.marginMs, 120_000, 'the margin follows the issuers')
+  t.equal(skew.revocation!.marginMs, 120_000, 'the margin follows the issuers')
+  t.equal(skew.revocation!.store.marginMs, 45_000, 'the running store keeps its margin until the reload commits')
+  commitRevocation(skew.revocation)
+  t.equal(skew.revocation!.store.marginMs, 120_000, 'and takes the new one when it does')
   const moved = compile(yaml.replace('127.0.0.1:1', '127.0.0.1:2'), { T: 'a'.repeat(16) }, skew)
   t.not(moved.revocation!.store, first.revocation!.store, 'another Redis: another store')
   const dropped = compile(BASE, {}, moved)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { normalizePath, splitTarget, type NormalizeResult } from '../../src/routing/normalize.js'
+import { normalizePath, splitTarget, type NormalizedPath } from '../../src/routing/normalize.js'
 
 const STRICT = { rejectPathParameters: true }
 const LAX = { rejectPathParameters: false }
@@ -334,7 +334,7 @@ t.test('random paths: normal form invariants and idempotence', t => {
     const length = 1 + Math.floor(random() * 10)
     for (let k = 0; k < length; k++) input += PIECES[Math.floor(random() * PIECES.length)]
     for (const options of [STRICT, LAX]) {
-      const r: NormalizeResult = normalizePath(input, options)
+      const r: NormalizedPath = normalizePath(input, options)
       if (!r.ok) continue
       accepted++
       const p = r.path

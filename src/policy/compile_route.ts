@@ -1,0 +1,98 @@
+// One entry of the policy's `routes:` compiled: its matchers, upstream, requirement, token
+// sources, identity headers, CORS rule and limits, assembled from the section compilers.
+import type { AuthRule } from '../auth/authenticate.js'
+import type { Issuer } from '../auth/issuer.js'
+import { IssuerSet } from '../auth/issuer_set.js'
+import { compileRequirement } from '../auth/requirement.js'
+import { compileRouteTokenSources } from '../auth/route_token_sources.js'
+import { compileCors, type CorsRule } from '../proxy/cors.js'
+import { headerCopy } from '../proxy/forward.js'
+import { compileRouteIdentity, type IdentityDefaults } from '../proxy/identity_config.js'
+import type { Upstream } from '../proxy/upstream.js'
+import { compileHostPattern, compilePathPattern, type RouteCandidate } from '../routing/route_table.js'
+import { deepFreeze, type Route } from './compiled.js'
+import { label } from './load.js'
+import type { DocPath, OnProblem } from './problems.js'
+import type { RouteDocument } from './schema.js'
+
+export interface RouteContext {
+  upstreams: ReadonlyMap<string, Upstream>
+  issuers: ReadonlyMap<string, Issuer>
+  identity: IdentityDefaults
+  /** Whether the policy has a revocation: section (replay protection needs its backend). */
+  revocation: boolean
+  /** The global CORS rule, which routes without their own `cors` use. */
+  cors: CorsRule | null
+  /** `limits.max_body_bytes`, for routes without their own. */
+  maxBodyBytes: number
+  problem: OnProblem
+}
+
+/** One route, ready for the route table; undefined after saying every problem found in it. */
+export function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): RouteCandidate<Route> | undefined {
+  const at: DocPath = ['routes', index]
+  let ok = true
+  const fail = (where: DocPath, m: string) => { ctx.problem([...at, ...where], m); ok = false }
+
+  const pathPattern = compilePathPattern(spec.path, ['path'], fail)
+  const host = spec.host === undefined ? null : compileHostPattern(spec.host, ['host'], fail)
+  const upstream = ctx.upstreams.get(spec.upstream)
+  if (!upstream) fail(['upstream'], `unknown upstream "${spec.upstream}"${known(ctx.upstreams)}`)
+
+  let auth: AuthRule | null = null
+  if (spec.auth !== 'none') {
+    const requirement = compileRequirement(spec.auth, [...at, 'auth'], ctx)
+    // Sources are read for every issuer the requirement accepts somewhere in its tree.
+    const sources = compileRouteTokenSources(spec.token_sources, requirement?.issuers ?? [], fail)
+    if (requirement && sources) {
+      auth = {
+        issuers: new IssuerSet(requirement.issuers), sources, requirement,
+        ...(spec.auth.optional ? { optional: true } : {}), ...(spec.replay_protection ? { replayProtection: true } : {}),
+      }
+    } else {
+      ok = false
+    }
+  } else if (spec.token_sources) {
+    fail(['token_sources'], 'token_sources needs a token: the route has auth: none')
+  }
+  if (spec.replay_protection) {
+    if (spec.auth === 'none') fail(['replay_protection'], 'replay_protection needs a token: the route has auth: none')
+    else if (!ctx.revocation) fail(['replay_protection'], 'replay_protection needs a revocation: section, whose backend records the used tokens')
+  }
+  if (spec.auth === 'none') {
+    // Without a token there is nothing to report on and no identity to send: almost certainly a mistake.
+    if (spec.mode === 'report') fail(['mode'], 'mode: report needs a token to report on: the route has auth: none')
+    for (const field of ['identity_headers', 'forward_payload_header'] as const) {
+      if (spec[field] !== undefined) fail([field], `${field} needs a token: the route has auth: none`)
+    }
+  }
+  const identity = compileRouteIdentity(spec, at, ctx.identity, ctx.problem)
+  // A WebSocket handshake is a GET; the route could never see one.
+  if (spec.websocket && spec.methods && !spec.methods.includes('GET')) fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
+  let cors = ctx.cors
+  if (spec.cors === false) cors = null
+  else if (spec.cors) {
+    cors = compileCors(spec.cors, [...at, 'cors'], ctx.problem) ?? null
+    if (!cors) ok = false
+  }
+  if (!ok || !pathPattern || host === undefined || !upstream || !identity) return undefined
+  const forwardToken = spec.forward_token ?? true
+  const route: Route = deepFreeze({
+    index,
+    name: `${label(at)} ${spec.path}`,
+    upstream,
+    auth,
+    report: spec.mode === 'report',
+    identity,
+    forwardToken,
+    cors,
+    websocket: spec.websocket ?? false,
+    maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
+    headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip),
+  })
+  return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+}
+
+function known(map: ReadonlyMap<string, unknown>): string {
+  return map.size ? ` (known: ${[...map.keys()].join(', ')})` : ''
+}

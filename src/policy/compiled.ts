@@ -1,0 +1,96 @@
+// What a compiled policy is: the immutable objects the request path, the admin listener and the
+// lifecycle read. src/policy/compile.ts builds them from a checked document.
+import type { AuthContext, AuthRule } from '../auth/authenticate.js'
+import type { Issuer } from '../auth/issuer.js'
+import type { CorsRule } from '../proxy/cors.js'
+import type { HeaderCopy } from '../proxy/forward.js'
+import type { HttpsRule } from '../proxy/https_only.js'
+import type { IdentityOutput } from '../proxy/identity_headers.js'
+import type { Upstream } from '../proxy/upstream.js'
+import type { CompiledRevocation } from '../revocation/config.js'
+import type { RouteTable } from '../routing/route_table.js'
+import type { ListenTls } from './tls_files.js'
+
+export type { Upstream }
+
+export interface Route {
+  readonly index: number
+  /** `routes[2] /api/**`, for logs. */
+  readonly name: string
+  readonly upstream: Upstream
+  /** null when the route is `auth: none`. */
+  readonly auth: AuthRule | null
+  /** `mode: report`: the decision is logged and counted, and the request forwarded whatever it is. */
+  readonly report: boolean
+  readonly identity: IdentityOutput
+  readonly forwardToken: boolean
+  /** The route's CORS rule (its own, else the global one); null when CORS is off for it. */
+  readonly cors: CorsRule | null
+  /** `websocket: true`: upgrades are checked, then tunnelled to the upstream. */
+  readonly websocket: boolean
+  /** The largest request body; 0 for no limit. */
+  readonly maxBodyBytes: number
+  /** What forwarding never copies to the upstream on this route (token headers and cookies included); computed here, read per request. */
+  readonly headerCopy: HeaderCopy
+}
+
+export interface CompiledPolicy {
+  readonly file: string
+  /** Absolute paths of the other files read at load (secret files, certificates, keys): a change to one is a policy change. */
+  readonly files: readonly string[]
+  /** sha256 of the policy text, to tell one loaded policy from another. */
+  readonly hash: string
+  /** `tls`: the certificate and key read at load; null for plain HTTP. */
+  readonly listen: { readonly host: string; readonly port: number; readonly tls: ListenTls | null }
+  /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
+  readonly maxHeaderBytes: number
+  /** The global CORS rule, for responses that match no route; null without `cors:`. */
+  readonly cors: CorsRule | null
+  /** `require_https` and `trusted_proxies`. */
+  readonly https: HttpsRule
+  /** The admin listener (health, readiness, metrics, config); null when turned off. */
+  readonly admin: { readonly host: string; readonly port: number } | null
+  readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number }
+  /** Processes serving the proxy listener (`workers`, `auto` resolved); applies from the next start. */
+  readonly workers: number
+  /** Issuers whose keys must be loaded before /readyz says ready. */
+  readonly requiredForReadiness: readonly Issuer[]
+  /** The policy as loaded, secrets redacted: what GET /config shows. */
+  readonly redacted: unknown
+  readonly logLevel: string
+  /** One access-log line per request (`log.access`). */
+  readonly accessLog: boolean
+  readonly routes: RouteTable<Route>
+  readonly issuers: ReadonlyMap<string, Issuer>
+  readonly upstreams: ReadonlyMap<string, Upstream>
+  readonly stripIdentityHeaders: (headers: Record<string, unknown>) => void
+  readonly rejectPathParameters: boolean
+  /** Token limits and the verified-token cache; one cache per loaded policy. */
+  readonly auth: AuthContext
+  /** The revocation store (also at auth.revocation) and the admin API token; null without `revocation:`. */
+  readonly revocation: CompiledRevocation | null
+}
+
+/**
+ * Freezes a compiled value all the way down through plain objects, arrays and the values of
+ * Maps. Anything else is left as it is: class instances hold live state that must keep changing
+ * (JwksCache's keys, TokenCache's entries, a RevocationStore's set and connection, RouteTable's
+ * index, a BlockList, Buffers of TLS material), and a Map or Set cannot be frozen by
+ * Object.freeze anyway; their types say readonly instead.
+ */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v)
+    return value
+  }
+  const proto = Object.getPrototypeOf(value) as unknown
+  if (proto !== Object.prototype && proto !== null && proto !== Array.prototype) return value
+  Object.freeze(value)
+  for (const key of Object.keys(value)) {
+    // Getters (an issuer's `ready`) are read live and never frozen through.
+    const descriptor = Object.getOwnPropertyDescriptor(value, key)
+    if (descriptor && 'value' in descriptor) deepFreeze(descriptor.value)
+  }
+  return value
+}

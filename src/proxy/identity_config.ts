@@ -1,0 +1,109 @@
+// The policy's identity headers (`identity_headers`, `forward_payload_header`,
+// `identity_header_max_bytes`, `strip_header_prefixes`) compiled: what each route writes from
+// verified claims, and what is stripped from every client request. identity_headers.ts runs them.
+import { isOwnedHeader, ownedHeaderUnderPrefix, DEFAULT_IDENTITY_PREFIXES, PATH_AND_METHOD_OVERRIDES } from '../http/owned_headers.js'
+import { parseClaimPath } from '../auth/claims.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
+import type { IdentityHeaderDocument, PolicyDocument, RouteDocument } from '../policy/schema.js'
+import { headerStripper, type IdentityHeader, type IdentityOutput } from './identity_headers.js'
+
+// Far above a user id or a few roles, well below Node's 16 KiB for a whole header section.
+const DEFAULT_IDENTITY_HEADER_MAX_BYTES = 4096
+
+/** The policy-wide identity settings every route starts from. */
+export interface IdentityDefaults {
+  readonly headers: readonly IdentityHeader[]
+  readonly payloadHeader: string | null
+  readonly maxBytes: number
+  /** Removes from a client's headers every one the gateway may write, in either spelling. */
+  readonly strip: (headers: Record<string, unknown>) => void
+}
+
+/**
+ * The policy's own identity settings. A header or prefix that cannot be used is said and left
+ * out, so that the routes can still be checked against the rest.
+ */
+export function compileIdentityDefaults(doc: PolicyDocument, problem: OnProblem): IdentityDefaults {
+  const fail = problem
+  const prefixes = doc.strip_header_prefixes ?? DEFAULT_IDENTITY_PREFIXES
+  prefixes.forEach((prefix, i) => {
+    const owned = ownedHeaderUnderPrefix(prefix)
+    if (owned) fail(['strip_header_prefixes', i], `prefix "${prefix}" would strip ${owned}, which the gateway or the protocol needs`)
+  })
+  const headers = compileIdentityHeaders(doc.identity_headers ?? {}, ['identity_headers'], fail)
+  const payload = doc.forward_payload_header === undefined ? null : payloadHeader(doc.forward_payload_header, headers, ['forward_payload_header'], fail)
+  return {
+    headers,
+    payloadHeader: payload,
+    maxBytes: doc.identity_header_max_bytes ?? DEFAULT_IDENTITY_HEADER_MAX_BYTES,
+    strip: headerStripper(strippedHeaderNames(doc), prefixes) as IdentityDefaults['strip'],
+  }
+}
+
+function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocument>>, at: DocPath, problem: OnProblem): IdentityHeader[] {
+  const out: IdentityHeader[] = []
+  for (const [header, value] of Object.entries(spec)) {
+    const name = header.toLowerCase()
+    // x_forwarded_for is X-Forwarded-For to CGI-style back ends: both spellings are checked.
+    if (isOwnedHeader(name)) {
+      problem([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
+      continue
+    }
+    const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
+    if (!claim) continue
+    const encoding = typeof value === 'object' && value.json ? { json: true as const } : { json: false as const, join: (typeof value === 'object' && value.join) || ',' }
+    out.push({ name, claim, encoding })
+  }
+  return out
+}
+
+/** `forward_payload_header`'s name, checked like an identity header's; null after saying why. */
+function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, problem: OnProblem): string | null {
+  const lower = name.toLowerCase()
+  if (isOwnedHeader(lower)) {
+    problem(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    return null
+  }
+  if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
+    problem(at, `${name} is also an identity header; give the payload a header of its own`)
+    return null
+  }
+  return lower
+}
+
+/**
+ * Every header the client may not send on: every header name the gateway may write as identity,
+ * on any route (so that no route, whatever it sets itself, passes a client's copy through), and
+ * the path/method overrides (stripped with the identity headers, so their underscore spellings go too).
+ */
+function strippedHeaderNames(doc: PolicyDocument): string[] {
+  const names = [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
+  if (doc.forward_payload_header) names.push(doc.forward_payload_header)
+  for (const route of doc.routes) {
+    names.push(...Object.keys(route.identity_headers ?? {}))
+    if (route.forward_payload_header) names.push(route.forward_payload_header)
+  }
+  return names
+}
+
+/** The policy's identity headers with the route's own added or overriding, and its payload header. */
+export function compileRouteIdentity(spec: RouteDocument, at: DocPath, defaults: IdentityDefaults, problem: OnProblem): IdentityOutput | undefined {
+  let ok = true
+  let headers = defaults.headers
+  if (spec.identity_headers) {
+    const own = compileIdentityHeaders(spec.identity_headers, [...at, 'identity_headers'], problem)
+    if (own.length !== Object.keys(spec.identity_headers).length) ok = false
+    const byName = new Map(defaults.headers.map((h) => [h.name, h]))
+    for (const h of own) byName.set(h.name, h)
+    headers = [...byName.values()]
+  }
+  let payload = defaults.payloadHeader
+  if (spec.forward_payload_header !== undefined) {
+    payload = spec.forward_payload_header === false ? null : payloadHeader(spec.forward_payload_header, headers, [...at, 'forward_payload_header'], problem)
+    if (spec.forward_payload_header !== false && payload === null) ok = false
+  } else if (payload && headers.some((h) => h.name.replaceAll('_', '-') === payload!.replaceAll('_', '-'))) {
+    problem([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
+    ok = false
+  }
+  return ok ? { headers, payloadHeader: payload, maxBytes: defaults.maxBytes } : undefined
+}

@@ -1,0 +1,74 @@
+// The policy's `upstreams:` section: where routes forward to, with parsed URLs and the settings
+// each one's connection pool (upstream_pools.ts) is built from.
+import { createHash } from 'node:crypto'
+import { isHttpUrl } from '../http/urls.js'
+import { durationMs } from '../policy/duration.js'
+import type { DocPath, OnProblem } from '../policy/problems.js'
+import type { UpstreamDocument } from '../policy/schema.js'
+import { compileUpstreamTls, type UpstreamTls } from '../policy/tls_files.js'
+
+export interface Upstream {
+  readonly name: string
+  /** scheme://host:port */
+  readonly origin: string
+  /** The URL's own path without a trailing slash, prefixed to every forwarded path. */
+  readonly basePath: string
+  readonly timeoutMs: number
+  /** The most connections open to it at once. */
+  readonly connections: number
+  /** For https: a private CA and a client certificate; null for the defaults (system CAs, no client certificate). */
+  readonly tls: UpstreamTls | null
+  /**
+   * Everything the connection pool is built from (origin, connections, TLS material): a reload
+   * keeps the pool of an upstream whose key is unchanged.
+   */
+  readonly poolKey: string
+}
+
+const DEFAULT_CONNECTIONS = 128
+const DEFAULT_TIMEOUT = '30s'
+
+/** Every upstream that compiles, by name; each one that does not is said. */
+export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument>>, policyFile: string, problem: OnProblem): Map<string, Upstream> {
+  const upstreams = new Map<string, Upstream>()
+  const poolKeyByOrigin = new Map<string, [string, string]>()
+  for (const [name, spec] of Object.entries(specs)) {
+    const upstream = compileUpstream(name, spec, ['upstreams', name], policyFile, problem)
+    if (!upstream) continue
+    upstreams.set(name, upstream)
+    // Connections are pooled per origin (undici dispatches by origin), so one origin has one
+    // set of connection settings.
+    const same = poolKeyByOrigin.get(upstream.origin)
+    if (same && same[1] !== upstream.poolKey) {
+      problem(['upstreams', name], `upstreams.${same[0]} has the same origin (${upstream.origin}) with other connections or tls settings; give both the same`)
+    }
+    poolKeyByOrigin.set(upstream.origin, [name, upstream.poolKey])
+  }
+  return upstreams
+}
+
+export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPath, policyFile: string, problem: OnProblem): Upstream | undefined {
+  if (!isHttpUrl(spec.url)) {
+    problem([...at, 'url'], `upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
+    return undefined
+  }
+  const url = new URL(spec.url)
+  if (url.username || url.password || url.search || url.hash) {
+    problem([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
+    return undefined
+  }
+  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, problem)
+  if (tls === undefined) return undefined
+  const connections = spec.connections ?? DEFAULT_CONNECTIONS
+  const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
+  for (const pem of [tls?.ca, tls?.cert, tls?.key]) hash.update('\n').update(pem ?? '')
+  return {
+    name,
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ''),
+    timeoutMs: durationMs(spec.timeout ?? DEFAULT_TIMEOUT),
+    connections,
+    tls,
+    poolKey: hash.digest('hex'),
+  }
+}
