@@ -98,7 +98,9 @@ export class JwksCache {
     return this.fetchNow()
   }
 
+  /** Idempotent: closing the agent a second time would be an unhandled rejection. */
   stop(): void {
+    if (this.stopped) return
     this.stopped = true
     clearTimeout(this.timer)
     void this.agent.close()

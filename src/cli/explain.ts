@@ -2,20 +2,20 @@
 // `decide` (src/decide.ts), the very function the proxy runs; this file only gathers its result
 // and the policy text around it (route patterns, methods, claim conditions) into something a
 // person can read, or one JSON object.
+import { parseArgs } from 'node:util'
 import type { Credentials } from '../auth/authenticate.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
 import type { Issuer } from '../auth/issuer.js'
-import { loadPolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
+import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
 import { readPolicySource } from '../policy/load.js'
-import type { PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
+import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
 import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 export interface ExplainOptions {
@@ -33,7 +33,6 @@ export interface ExplainOptions {
   origin?: string
   /** With `origin`, an OPTIONS request is a CORS preflight asking for this method and these headers. */
   preflight?: { method: string; headers: string[] }
-  json: boolean
 }
 
 interface RouteFacts {
@@ -47,16 +46,7 @@ interface SkippedRoute extends RouteFacts {
   mismatch: Mismatch
 }
 
-interface ClaimRule {
-  claim: string
-  equals?: unknown
-  one_of?: unknown[]
-  contains?: unknown
-  contains_any?: unknown[]
-  contains_all?: unknown[]
-  matches?: string
-  exists?: boolean
-}
+type ClaimRule = { claim: string } & ClaimConditionDocument
 
 interface IssuerFacts {
   name: string
@@ -120,26 +110,74 @@ export interface Explanation {
   cors_headers?: Record<string, string>
 }
 
-export async function explain(options: ExplainOptions): Promise<number> {
-  let policy: CompiledPolicy
-  let document: PolicyDocument
-  try {
-    policy = loadPolicy(options.policyFile, createLogger('silent'))
-    // The compiled policy drives the decision; the document is read only to show the routes as
-    // written (patterns, methods, claim conditions), which compiled matchers do not keep.
-    document = readPolicySource(options.policyFile).document
-  } catch (err) {
-    return printPolicyError(err)
-  }
+/**
+ * What the gateway would do with one request, and why. Throws PolicyError when the policy does
+ * not load. The policy file is read once: the compiled policy decides, and the document it was
+ * compiled from shows the routes as written (patterns, methods, claim conditions), which
+ * compiled matchers do not keep.
+ */
+export async function explain(options: ExplainOptions): Promise<Explanation> {
+  const source = readPolicySource(options.policyFile)
+  const policy = compilePolicy(source, createLogger('silent'))
   try {
     const { decision, claims } = await evaluate(policy, options)
-    const explanation = explanationOf(policy, document, options, decision, claims)
-    process.stdout.write(options.json ? `${JSON.stringify(explanation, null, 2)}\n` : render(explanation))
-    // The route's decision, also on a report route (which forwards anyway): what enforcing would do.
-    return decision.denial ?? decision.reported ? 1 : 0
+    return explanationOf(policy, source.document, options, decision, claims)
   } finally {
     stopIssuers(policy)
   }
+}
+
+/** What `explain` prints: the explanation as text, or as one JSON object. */
+export function explainOutput(e: Explanation, json: boolean): string {
+  return json ? `${JSON.stringify(e, null, 2)}\n` : renderExplanation(e)
+}
+
+/** The exit code: the route's decision, also on a report route (which forwards anyway), i.e. what enforcing would do. */
+export function explainExitCode(e: Explanation): 0 | 1 {
+  return e.decision === 'deny' ? 1 : 0
+}
+
+/** `jwtgate explain`'s arguments: the options and whether to print JSON, or what is wrong with them (a usage message). */
+export function explainArguments(args: string[], env: Record<string, string | undefined>): { options: ExplainOptions; json: boolean } | string {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' }, host: { type: 'string' }, token: { type: 'string' }, claims: { type: 'string' }, json: { type: 'boolean' },
+        origin: { type: 'string' }, preflight: { type: 'string' }, 'preflight-headers': { type: 'string' },
+      },
+    })
+  } catch (err) {
+    return (err as Error).message
+  }
+  const { values, positionals } = parsed
+  const policyFile = values.config ?? env.JWTGATE_CONFIG
+  if (!policyFile) return 'explain needs -c policy.yaml'
+  if (positionals.length !== 2) return 'explain needs a METHOD and a PATH, as in: jwtgate explain -c policy.yaml GET /api/orders'
+  const method = positionals[0]!.toUpperCase()
+  if (!/^[A-Z]+$/.test(method)) return `"${positionals[0]}" is not an HTTP method`
+  if (values.token !== undefined && values.claims !== undefined) return 'give --token or --claims, not both'
+  const claims = values.claims === undefined ? undefined : claimsArgument(values.claims)
+  if (typeof claims === 'string') return claims
+  // A token pasted with its scheme is still the token.
+  const token = values.token?.replace(/^bearer\s+/i, '')
+  if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined)) return '--preflight METHOD describes an OPTIONS request with --origin'
+  if (values['preflight-headers'] !== undefined && values.preflight === undefined) return '--preflight-headers goes with --preflight'
+  const preflight = values.preflight === undefined ? undefined : { method: values.preflight.toUpperCase(), headers: (values['preflight-headers'] ?? '').split(',').map((h) => h.trim()).filter(Boolean) }
+  return { options: { policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight }, json: values.json === true }
+}
+
+function claimsArgument(text: string): Record<string, unknown> | string {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    return `--claims is not valid JSON: ${(err as Error).message}`
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return '--claims must be a JSON object, as in \'{"sub":"alice","roles":["admin"]}\''
+  return value as Record<string, unknown>
 }
 
 async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promise<{ decision: Decision; claims?: Record<string, unknown> }> {
@@ -270,7 +308,8 @@ function issuerFacts(i: Issuer, audiences: string[] | undefined): IssuerFacts {
 
 // ---- text output -------------------------------------------------------------------------
 
-function render(e: Explanation): string {
+/** The explanation as lines a person reads. */
+export function renderExplanation(e: Explanation): string {
   const out: string[] = []
   const put = (label: string, ...lines: string[]) => lines.forEach((text, i) => out.push(`${(i ? '' : label).padEnd(10)}${text}`))
 

@@ -5,12 +5,10 @@ import path from 'node:path'
 import { createLogger } from '../log.js'
 import { loadPolicy } from '../policy/compile.js'
 import { policyJsonSchema } from '../policy/json_schema.js'
-import { lintIssuers, lintRoutes } from '../policy/lint.js'
-import { readPolicySource } from '../policy/load.js'
-import { explain } from './explain.js'
-import { runPolicyTests } from './policy_test.js'
+import { explain, explainArguments, explainExitCode, explainOutput } from './explain.js'
+import { runPolicyTests, testRunReport } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
-import type { PolicyProblem } from '../policy/problems.js'
+import { formatWarning, validatePolicy, validationSummary } from './validate.js'
 
 const USAGE = `usage:
   jwtgate serve -c policy.yaml        start the gateway (or set JWTGATE_CONFIG)
@@ -65,51 +63,35 @@ function usage(message: string): number {
   return 2
 }
 
-function explainCommand(args: string[]): number | Promise<number> {
-  const parsed = parseCommand(() => parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' }, host: { type: 'string' }, token: { type: 'string' }, claims: { type: 'string' }, json: { type: 'boolean' },
-      origin: { type: 'string' }, preflight: { type: 'string' }, 'preflight-headers': { type: 'string' },
-    },
-  }))
+async function explainCommand(args: string[]): Promise<number> {
+  const parsed = explainArguments(args, process.env)
   if (typeof parsed === 'string') return usage(parsed)
-  const { values, positionals } = parsed
-  const policyFile = values.config ?? process.env.JWTGATE_CONFIG
-  if (!policyFile) return usage('explain needs -c policy.yaml')
-  if (positionals.length !== 2) return usage('explain needs a METHOD and a PATH, as in: jwtgate explain -c policy.yaml GET /api/orders')
-  const method = positionals[0]!.toUpperCase()
-  if (!/^[A-Z]+$/.test(method)) return usage(`"${positionals[0]}" is not an HTTP method`)
-  if (values.token !== undefined && values.claims !== undefined) return usage('give --token or --claims, not both')
-  const claims = values.claims === undefined ? undefined : claimsArgument(values.claims)
-  if (typeof claims === 'string') return usage(claims)
-  // A token pasted with its scheme is still the token.
-  const token = values.token?.replace(/^bearer\s+/i, '')
-  if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined)) return usage('--preflight METHOD describes an OPTIONS request with --origin')
-  if (values['preflight-headers'] !== undefined && values.preflight === undefined) return usage('--preflight-headers goes with --preflight')
-  const preflight = values.preflight === undefined ? undefined : { method: values.preflight.toUpperCase(), headers: (values['preflight-headers'] ?? '').split(',').map((h) => h.trim()).filter(Boolean) }
-  return explain({ policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight, json: values.json === true })
-}
-
-function claimsArgument(text: string): Record<string, unknown> | string {
-  let value: unknown
+  let explanation
   try {
-    value = JSON.parse(text)
+    explanation = await explain(parsed.options)
   } catch (err) {
-    return `--claims is not valid JSON: ${(err as Error).message}`
+    return printPolicyError(err)
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return '--claims must be a JSON object, as in \'{"sub":"alice","roles":["admin"]}\''
-  return value as Record<string, unknown>
+  process.stdout.write(explainOutput(explanation, parsed.json))
+  return explainExitCode(explanation)
 }
 
-function testCommand(args: string[]): number | Promise<number> {
+async function testCommand(args: string[]): Promise<number> {
   const parsed = parseCommand(() => parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } }))
   if (typeof parsed === 'string') return usage(parsed)
   const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
   if (!policyFile) return usage('test needs -c policy.yaml')
   if (parsed.positionals.length === 0) return usage('test needs at least one test file, as in: jwtgate test -c policy.yaml policy.test.yaml')
-  return runPolicyTests(policyFile, parsed.positionals)
+  let run
+  try {
+    run = await runPolicyTests(policyFile, parsed.positionals)
+  } catch (err) {
+    return printPolicyError(err)
+  }
+  const report = testRunReport(run)
+  process.stdout.write(report.stdout)
+  process.stderr.write(report.stderr)
+  return report.code
 }
 
 async function revokeCommand(args: string[]): Promise<number> {
@@ -149,29 +131,16 @@ function parseCommand<T>(parse: () => T): T | string {
 }
 
 function validate(policyFile: string): number {
-  const silent = createLogger('silent')
+  let validation
   try {
-    const policy = loadPolicy(policyFile, silent)
-    for (const issuer of policy.issuers.values()) issuer.stop()
-    // Warnings do not fail validation: they are default-deny working as designed, said aloud.
-    const source = readPolicySource(policyFile)
-    for (const w of lintRoutes(source.document.routes)) {
-      source.problems.add(['routes', w.route, 'path'], w.message)
-      process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
-    }
-    for (const w of lintIssuers(source.document.issuers)) {
-      source.problems.add(['issuers', w.issuer, 'issuer'], w.message)
-      process.stderr.write(`${formatWarning(source.problems.list.at(-1)!)}\n`)
-    }
-    process.stdout.write(`${policyFile}: ok (${policy.routes.size} routes, ${policy.issuers.size} issuers, ${policy.upstreams.size} upstreams)\n`)
-    return 0
+    validation = validatePolicy(policyFile)
   } catch (err) {
     return printPolicyError(err)
   }
-}
-
-function formatWarning(p: PolicyProblem): string {
-  return `${p.file}:${p.line}:${p.col} warning: ${p.message}`
+  // Warnings do not fail validation: they are default-deny working as designed, said aloud.
+  for (const w of validation.warnings) process.stderr.write(`${formatWarning(w)}\n`)
+  process.stdout.write(`${validationSummary(validation)}\n`)
+  return 0
 }
 
 /** The policy's JSON Schema, for editors: `jwtgate schema --out schema/policy.schema.json`. */

@@ -36,10 +36,9 @@ import { decide, type Decision } from '../decide.js'
 import type { Preflight } from '../proxy/cors.js'
 import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
-import { label, readableErrors } from '../policy/load.js'
+import { label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
 import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
@@ -68,44 +67,58 @@ export interface TestCase {
   preflight?: Preflight
 }
 
-export async function runPolicyTests(policyFile: string, testFiles: string[]): Promise<number> {
-  let policy: CompiledPolicy
-  try {
-    policy = loadPolicy(policyFile, createLogger('silent'))
-  } catch (err) {
-    return printPolicyError(err)
-  }
+/** One case's outcome: what failed (empty when it passed) and what the gateway decided. */
+export interface CaseResult {
+  case: TestCase
+  failures: string[]
+  /** The decision as text, as in "403 insufficient_claims" or "allow → orders". */
+  outcome: string
+}
+
+/** Every problem in the test files (no case was run), or every case's result. */
+export type PolicyTestRun = { problems: PolicyProblem[] } | { results: CaseResult[] }
+
+/** Runs the test files against the policy, offline. Throws PolicyError when the policy does not load. */
+export async function runPolicyTests(policyFile: string, testFiles: string[], env: Env = process.env): Promise<PolicyTestRun> {
+  const policy = loadPolicy(policyFile, createLogger('silent'), env)
   try {
     const read = testFiles.map((file) => readTestFile(file, policy))
     const problems = read.flatMap((r) => ('problems' in r ? r.problems : []))
-    if (problems.length) return reportTestFileProblems(problems)
-    return await runCases(policy, read.flatMap((r) => ('cases' in r ? r.cases : [])))
+    if (problems.length) return { problems }
+    return { results: await runCases(policy, read.flatMap((r) => ('cases' in r ? r.cases : []))) }
   } finally {
     stopIssuers(policy)
   }
 }
 
-function reportTestFileProblems(problems: PolicyProblem[]): number {
-  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`)
-  process.stderr.write(`${problems.length} problem${problems.length === 1 ? '' : 's'} in the test file; no case was run\n`)
-  return 1
+/** What `jwtgate test` prints: one line per case and a summary on stdout, or the test files' problems on stderr. */
+export function testRunReport(run: PolicyTestRun): { stdout: string; stderr: string; code: 0 | 1 } {
+  if ('problems' in run) {
+    const { problems } = run
+    const lines = [...problems.map(formatProblem), `${problems.length} problem${problems.length === 1 ? '' : 's'} in the test file; no case was run`]
+    return { stdout: '', stderr: lines.map((l) => `${l}\n`).join(''), code: 1 }
+  }
+  const { results } = run
+  const width = Math.min(60, Math.max(...results.map((r) => describeCase(r.case).length)))
+  const failed = results.filter((r) => r.failures.length).length
+  const lines = results.map((r) => {
+    const status = r.failures.length ? 'FAIL' : 'ok  '
+    const detail = r.failures.length ? `${r.failures.join('; ')}  at ${r.case.at}` : r.outcome
+    return `${status} ${describeCase(r.case).padEnd(width)}  ${detail}`
+  })
+  lines.push(`${results.length - failed} passed, ${failed} failed`)
+  return { stdout: lines.map((l) => `${l}\n`).join(''), stderr: '', code: failed ? 1 : 0 }
 }
 
 // ---- running --------------------------------------------------------------------------------
 
-async function runCases(policy: CompiledPolicy, cases: TestCase[]): Promise<number> {
-  const width = Math.min(60, Math.max(...cases.map((c) => describeCase(c).length)))
-  let failed = 0
+async function runCases(policy: CompiledPolicy, cases: TestCase[]): Promise<CaseResult[]> {
+  const results: CaseResult[] = []
   for (const c of cases) {
     const decision = await evaluate(policy, c)
-    const failures = check(c, decision)
-    if (failures.length) failed++
-    const status = failures.length ? 'FAIL' : 'ok  '
-    const detail = failures.length ? `${failures.join('; ')}  at ${c.at}` : outcomeText(decision)
-    process.stdout.write(`${status} ${describeCase(c).padEnd(width)}  ${detail}\n`)
+    results.push({ case: c, failures: check(c, decision), outcome: outcomeText(decision) })
   }
-  process.stdout.write(`${cases.length - failed} passed, ${failed} failed\n`)
-  return failed ? 1 : 0
+  return results
 }
 
 function describeCase(c: TestCase): string {

@@ -1,7 +1,10 @@
-// `jwtgate explain` as a child process: what the gateway would do with one request, and why.
+// `jwtgate explain`: what the gateway would do with one request, and why. In-process, from the
+// command's arguments to what it prints; one child process proves the command's wiring.
 import t from 'tap'
-import { jwtgate as run } from '../support/cli.js'
+import { explain, explainArguments } from '../../src/cli/explain.js'
+import { explainHere, jwtgate as child } from '../support/cli.js'
 import { generateDevKey, signToken } from '../../src/devkit/dev_issuer.js'
+import { formatProblem, PolicyError } from '../../src/policy/problems.js'
 import { issuer, policy, tempFile, upstream } from '../support/harness.js'
 
 const ROUTES = `
@@ -23,23 +26,15 @@ const ROUTES = `
   - { path: /opt/**, upstream: orders, auth: { optional: true, issuers: [idp] } }
 `
 
-interface Run { status: number | null; stdout: string; stderr: string }
-
-const jwtgate = async (...args: string[]): Promise<Run> => {
-  const { code, stdout, stderr } = await run(args)
-  return { status: code, stdout, stderr }
-}
-
-// Each run is a fresh process (about two seconds of start-up): the subtests run side by side.
-t.test('explain', { jobs: 4 }, async (t) => {
+t.test('explain', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
   const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: ROUTES }))
   const claims = (extra: Record<string, unknown>) => JSON.stringify({ iss: idp.url, aud: 'orders-api', sub: 'alice', ...extra })
 
   t.test('a matching route with claims: allowed, with the identity headers it would set', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'GET', '/admin/users?page=2', '--claims', claims({ roles: ['admin', 'ops'] }))
-    t.equal(res.status, 0, res.stderr)
+    const res = await explainHere(['-c', file, 'GET', '/admin/users?page=2', '--claims', claims({ roles: ['admin', 'ops'] })])
+    t.equal(res.code, 0, res.stdout)
     t.match(res.stdout, /^request +GET \/admin\/users\?page=2/m)
     t.match(res.stdout, /^path +\/admin\/users$/m, 'an already normal path is shown as is')
     t.match(res.stdout, /^route +routes\[1\] \/admin\/\*\*  methods GET, POST, host any$/m)
@@ -54,8 +49,8 @@ t.test('explain', { jobs: 4 }, async (t) => {
   })
 
   t.test('a traversal path: the normalized path and the route it really lands on', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'get', '/public/%2e%2e/admin/users')
-    t.equal(res.status, 1, 'denied without a token')
+    const res = await explainHere(['-c', file, 'get', '/public/%2e%2e/admin/users'])
+    t.equal(res.code, 1, 'denied without a token')
     t.match(res.stdout, /^path +\/admin\/users  \(normalized from \/public\/%2e%2e\/admin\/users\)$/m)
     t.match(res.stdout, /^skipped +routes\[0\] \/public\/\*\*  path does not match$/m)
     t.match(res.stdout, /^route +routes\[1\] \/admin\/\*\*/m)
@@ -65,16 +60,16 @@ t.test('explain', { jobs: 4 }, async (t) => {
   })
 
   t.test('a path the gateway refuses: why, and no route', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'GET', '/public/..%2fadmin')
-    t.equal(res.status, 1)
+    const res = await explainHere(['-c', file, 'GET', '/public/..%2fadmin'])
+    t.equal(res.code, 1)
     t.match(res.stdout, /^path +refused: the request path is not acceptable: encoded slash in path$/m)
     t.notMatch(res.stdout, /^route/m)
     t.match(res.stdout, /DENY 400 bad_path/)
   })
 
   t.test('earlier routes are listed with why each did not match', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'GET', '/api/orders/7', '--host', 'api.example.com:8443', '--claims', claims({}))
-    t.equal(res.status, 0, res.stderr)
+    const res = await explainHere(['-c', file, 'GET', '/api/orders/7', '--host', 'api.example.com:8443', '--claims', claims({})])
+    t.equal(res.code, 0, res.stdout)
     const skipped = res.stdout.split('\n').filter((l) => /routes\[[0-3]\]/.test(l))
     t.same(skipped.map((l) => l.slice(10)), [
       'routes[0] /public/**  path does not match',
@@ -85,17 +80,17 @@ t.test('explain', { jobs: 4 }, async (t) => {
     t.match(res.stdout, /^route +routes\[4\] \/api\/\*\*  methods any, host any$/m)
     t.match(res.stdout, /^ +Authorization header removed$/m, 'forward_token: false is shown')
 
-    const noHost = await jwtgate('explain', '-c', file, 'GET', '/api/orders/7')
+    const noHost = await explainHere(['-c', file, 'GET', '/api/orders/7'])
     t.match(noHost.stdout, 'routes[3] /api/**  only for host internal.example.com (give --host)')
-    const internal = await jwtgate('explain', '-c', file, 'GET', '/api/orders/7', '--host', 'internal.example.com')
-    t.equal(internal.status, 0, 'auth none: allowed without a token')
+    const internal = await explainHere(['-c', file, 'GET', '/api/orders/7', '--host', 'internal.example.com'])
+    t.equal(internal.code, 0, 'auth none: allowed without a token')
     t.match(internal.stdout, /^requires  nothing: auth none$/m)
     t.match(internal.stdout, /^decision  ALLOW$/m)
   })
 
   t.test('--json: one object with the same facts', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'GET', '/api/../api/orders/7?q=1', '--claims', claims({ roles: ['reader'] }), '--json')
-    t.equal(res.status, 0, res.stderr)
+    const res = await explainHere(['-c', file, 'GET', '/api/../api/orders/7?q=1', '--claims', claims({ roles: ['reader'] }), '--json'])
+    t.equal(res.code, 0, res.stdout)
     t.same(JSON.parse(res.stdout), {
       request: { method: 'GET', target: '/api/../api/orders/7?q=1', host: null },
       path: '/api/orders/7',
@@ -116,8 +111,8 @@ t.test('explain', { jobs: 4 }, async (t) => {
       authorization_forwarded: false,
     })
 
-    const denied = await jwtgate('explain', '-c', file, 'POST', '/api/orders', '--claims', claims({}), '--json')
-    t.equal(denied.status, 1)
+    const denied = await explainHere(['-c', file, 'POST', '/api/orders', '--claims', claims({}), '--json'])
+    t.equal(denied.code, 1)
     t.match(JSON.parse(denied.stdout), {
       route: { index: 2 },
       requires: { auth: 'token', scopes: ['orders:write'] },
@@ -131,23 +126,23 @@ t.test('explain', { jobs: 4 }, async (t) => {
 
   t.test('--claims without iss or aud: filled from the route\'s first issuer, as jwtgate test does', async (t) => {
     const [filled, noAud] = await Promise.all([
-      jwtgate('explain', '-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"]}'),
-      jwtgate('explain', '-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"],"aud":null}'),
+      explainHere(['-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"]}']),
+      explainHere(['-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"],"aud":null}']),
     ])
-    t.equal(filled.status, 0, filled.stdout + filled.stderr)
+    t.equal(filled.code, 0, filled.stdout)
     t.match(filled.stdout, `claims    {"sub":"bob","roles":["admin"],"iss":"${idp.url}","aud":"orders-api"}`)
     t.match(filled.stdout, /sets x-user-id: bob/)
-    t.equal(noAud.status, 1)
+    t.equal(noAud.code, 1)
     t.match(noAud.stdout, /DENY 401 wrong_audience: the token has no aud claim/)
   })
 
   t.test('a denied request exits 1 and says why', async (t) => {
-    const res = await jwtgate('explain', '-c', file, 'GET', '/admin/users', '--claims', claims({ roles: ['reader'] }))
-    t.equal(res.status, 1)
+    const res = await explainHere(['-c', file, 'GET', '/admin/users', '--claims', claims({ roles: ['reader'] })])
+    t.equal(res.code, 1)
     t.match(res.stdout, /^decision  DENY 403 insufficient_claims: the token lacks the required claim roles$/m)
     t.notMatch(res.stdout, /sets /)
-    const noRoute = await jwtgate('explain', '-c', file, 'DELETE', '/admin/users')
-    t.equal(noRoute.status, 1)
+    const noRoute = await explainHere(['-c', file, 'DELETE', '/admin/users'])
+    t.equal(noRoute.code, 1)
     t.match(noRoute.stdout, 'routes[1] /admin/**  method DELETE is not one of GET, POST')
     t.match(noRoute.stdout, /^route +no route matches: 404$/m)
     t.match(noRoute.stdout, /DENY 404 no_route/)
@@ -155,11 +150,11 @@ t.test('explain', { jobs: 4 }, async (t) => {
 
   t.test('a requirement tree on a report route, and an optional token', async (t) => {
     const [tree, json, optional] = await Promise.all([
-      jwtgate('explain', '-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","scope":"a"}'),
-      jwtgate('explain', '-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","email":"bob@example.com"}', '--json'),
-      jwtgate('explain', '-c', file, 'GET', '/opt/x'),
+      explainHere(['-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","scope":"a"}']),
+      explainHere(['-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","email":"bob@example.com"}', '--json']),
+      explainHere(['-c', file, 'GET', '/opt/x']),
     ])
-    t.equal(tree.status, 1, 'the route\'s decision, though a report route forwards anyway')
+    t.equal(tree.code, 1, 'the route\'s decision, though a report route forwards anyway')
     const lines = tree.stdout.trimEnd().split('\n')
     t.same(lines.slice(lines.findIndex((l) => l.startsWith('requires'))).filter((l) => !l.startsWith('claims')), [
       `requires  any of:`,
@@ -181,7 +176,7 @@ t.test('explain', { jobs: 4 }, async (t) => {
     ])
     t.match(tree.stdout, /"aud":"admin-api"/, 'the claims get the audience the tree wants from the issuer')
 
-    t.equal(json.status, 0, json.stdout + json.stderr)
+    t.equal(json.code, 0, json.stdout)
     t.match(JSON.parse(json.stdout), {
       requires: { auth: 'token', any: [
         { issuers: [{ name: 'idp', audiences: ['admin-api'] }], claims: [{ claim: 'email', matches: '.+@example\\.com' }], typ: ['at+jwt'] },
@@ -192,7 +187,7 @@ t.test('explain', { jobs: 4 }, async (t) => {
       identity_headers: { 'x-user-id': 'bob' },
     })
 
-    t.equal(optional.status, 0)
+    t.equal(optional.code, 0)
     t.match(optional.stdout, /^requires  no token, or a token that meets:\n {12}a valid token from idp/m)
     t.match(optional.stdout, /^decision  ALLOW, without a token \(give --token or --claims to check one\)\n {10}sets no identity headers \(no token\)$/m)
   })
@@ -200,35 +195,44 @@ t.test('explain', { jobs: 4 }, async (t) => {
   t.test('--token: verified for real, keys fetched from the issuer', async (t) => {
     const before = idp.fetches
     const token = idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['admin'] })
-    const res = await jwtgate('explain', '-c', file, 'GET', '/admin/users', '--token', `Bearer ${token}`)
-    t.equal(res.status, 0, res.stdout + res.stderr)
+    const res = await explainHere(['-c', file, 'GET', '/admin/users', '--token', `Bearer ${token}`])
+    t.equal(res.code, 0, res.stdout)
     t.match(res.stdout, /ALLOW \(token from idp\), with the token given, verified against the issuer's keys/)
     t.match(res.stdout, /sets x-user-id: alice/)
     t.ok(idp.fetches > before, 'the JWKS was fetched')
-    t.notMatch(res.stdout + res.stderr, token.split('.')[2]!, 'the token is not echoed')
+    t.notMatch(res.stdout, token.split('.')[2]!, 'the token is not echoed')
 
-    const expired = await jwtgate('explain', '-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['admin'] }, { expiresInSeconds: -600 }))
-    t.equal(expired.status, 1)
+    const expired = await explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['admin'] }, { expiresInSeconds: -600 })])
+    t.equal(expired.code, 1)
     t.match(expired.stdout, /DENY 401 expired: the token has expired/)
 
     const forged = signToken(generateDevKey({ alg: 'RS256', kid: idp.keys[0]!.kid }), { iss: idp.url, aud: 'orders-api', sub: 'mallory', roles: ['admin'], exp: Math.floor(Date.now() / 1000) + 60 })
-    const bad = await jwtgate('explain', '-c', file, 'GET', '/admin/users', '--token', forged)
-    t.equal(bad.status, 1)
+    const bad = await explainHere(['-c', file, 'GET', '/admin/users', '--token', forged])
+    t.equal(bad.code, 1)
     t.match(bad.stdout, /DENY 401 bad_signature/)
   })
 
-  t.test('usage errors exit 2; a bad policy exits 1 with file:line:col', async (t) => {
+  t.test('usage errors are refused before anything is read; a bad policy is refused with file:line:col', async (t) => {
     const misuses = [['GET'], ['GET', '/x', '/y'], ['/x', 'GET'], ['GET', '/x', '--claims', '{"sub":'], ['GET', '/x', '--claims', '[1]'],
-      ['GET', '/x', '--token', 'a.b.c', '--claims', '{}'], ['GET', '/x', '--bogus']]
-    const results = await Promise.all(misuses.map((args) => jwtgate('explain', '-c', file, ...args)))
-    results.forEach((res, i) => {
-      t.equal(res.status, 2, misuses[i]!.join(' '))
-      t.match(res.stderr, /^jwtgate: .+\nusage:/, misuses[i]!.join(' '))
-    })
+      ['GET', '/x', '--token', 'a.b.c', '--claims', '{}'], ['GET', '/x', '--bogus'], ['OPTIONS', '/x', '--preflight', 'GET'], ['GET', '/x', '--preflight-headers', 'a']]
+    for (const args of misuses) t.type(explainArguments(['-c', file, ...args], {}), 'string', args.join(' '))
+    t.type(explainArguments(['GET', '/x'], {}), 'string', 'no policy')
+    t.match(explainArguments(['GET', '/x'], { JWTGATE_CONFIG: file }), { options: { policyFile: file } }, 'the policy from JWTGATE_CONFIG')
+    t.match(explainArguments(['-c', file, 'get', '/x', '--token', 'Bearer a.b.c'], {}), { options: { method: 'GET', token: 'a.b.c' }, json: false }, 'a token pasted with its scheme')
     const bad = tempFile('bad.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: none\n')
-    const res = await jwtgate('explain', '-c', bad, 'GET', '/x')
-    t.equal(res.status, 1)
-    t.match(res.stderr, `${bad}:7:15 unknown upstream "b" (known: a)`)
-    t.equal(res.stdout, '')
+    const refused = await explain({ policyFile: bad, method: 'GET', target: '/x' }).catch((err: unknown) => err)
+    t.type(refused, PolicyError)
+    t.same((refused as PolicyError).problems.map(formatProblem), [`${bad}:7:15 unknown upstream "b" (known: a)`])
   })
+})
+
+// The command's wiring: arguments, exit code 1 for a denial, the JSON on stdout, nothing on stderr.
+t.test('the jwtgate explain command', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: ROUTES }))
+  const res = await child(['explain', '-c', file, 'post', '/api/orders', '--claims', JSON.stringify({ sub: 'alice' }), '--json'])
+  t.equal(res.code, 1, res.stderr)
+  t.match(JSON.parse(res.stdout), { request: { method: 'POST' }, route: { index: 2 }, decision: 'deny', reason: 'insufficient_claims' })
+  t.equal(res.stderr, '')
 })

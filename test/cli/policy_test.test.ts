@@ -1,35 +1,59 @@
-// `jwtgate test` as a child process: expected decisions checked offline, and checked against
-// what a running gateway really answers.
+// `jwtgate test`: expected decisions checked offline, and checked against what a running gateway
+// really answers. In-process, from the files to what the command prints, with the network
+// refused while it runs; one child process proves the command's wiring.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
+import dns from 'node:dns'
+import net from 'node:net'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { runPolicyTests, testRunReport } from '../../src/cli/policy_test.js'
+import { jwtgate } from '../support/cli.js'
 import { gateway, issuer, policy, rawRequest, tempFile, upstream } from '../support/harness.js'
 
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
-// Loaded into the child before anything else: any connection, listener or DNS lookup ends it,
-// except the local pipe tsx's loader itself connects to when it runs the TypeScript source.
+/** `jwtgate test -c POLICY FILE` without the process: what it prints and its exit code. Fails the test if it used the network. */
+async function jwtgateTest(policyFile: string, testFile: string): Promise<{ status: number; stdout: string; stderr: string }> {
+  const network: string[] = []
+  const restore = refuseNetwork(network)
+  try {
+    const { code, stdout, stderr } = testRunReport(await runPolicyTests(policyFile, [testFile]))
+    // As the child of the command's own test below would: exit 99, saying what it tried.
+    if (network.length) return { status: 99, stdout, stderr: network.map((n) => `NETWORK USED: ${n}\n`).join('') }
+    return { status: code, stdout, stderr }
+  } finally {
+    restore()
+  }
+}
+
+/** Any connection, listener or DNS lookup while `jwtgate test` runs is recorded and refused. */
+function refuseNetwork(used: string[]): () => void {
+  const saved = { connect: net.Socket.prototype.connect, listen: net.Server.prototype.listen, lookup: dns.lookup, promisesLookup: dns.promises.lookup }
+  const refuse = (what: string) => function refused(...args: unknown[]): never {
+    used.push(`${what} ${JSON.stringify(args[0])}`)
+    throw new Error(`NETWORK USED: ${what}`)
+  }
+  net.Socket.prototype.connect = refuse('connect') as typeof net.Socket.prototype.connect
+  net.Server.prototype.listen = refuse('listen') as typeof net.Server.prototype.listen
+  dns.lookup = refuse('dns.lookup') as unknown as typeof dns.lookup
+  dns.promises.lookup = refuse('dns.promises.lookup') as typeof dns.promises.lookup
+  return () => {
+    net.Socket.prototype.connect = saved.connect
+    net.Server.prototype.listen = saved.listen
+    dns.lookup = saved.lookup
+    dns.promises.lookup = saved.promisesLookup
+  }
+}
+
+// Loaded into the child before anything else: any connection, listener or DNS lookup ends it.
 const NO_NETWORK = tempFile('no-network.mjs', `
 import net from 'node:net'
 import dns from 'node:dns'
 const refuse = (what) => function () { process.stderr.write('NETWORK USED: ' + what + '\\n'); process.exit(99) }
-const connect = net.Socket.prototype.connect
-net.Socket.prototype.connect = function (...args) {
-  const target = Array.isArray(args[0]) ? args[0][0] : args[0]
-  const tsxPipe = typeof target?.path === 'string' && target.path.includes('tsx-') && target.path.endsWith('.pipe')
-  if (tsxPipe) return connect.apply(this, args)
-  return refuse('connect ' + JSON.stringify(target))()
-}
+net.Socket.prototype.connect = refuse('connect')
 net.Server.prototype.listen = refuse('listen')
 dns.lookup = refuse('dns.lookup')
 dns.promises.lookup = refuse('dns.promises.lookup')
 `)
-
-function jwtgateTest(policyFile: string, testFile: string, env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, ['--import', pathToFileURL(NO_NETWORK).href, BIN, 'test', '-c', policyFile, testFile],
-    { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30000 })
-}
 
 // Issuers with key sets nobody serves: `jwtgate test` must never need them.
 const POLICY = tempFile('policy.yaml', `version: 1
@@ -101,7 +125,7 @@ cases:
   - { request: GET /report/a, expect: missing_token }
   - { request: GET /payload/a, token: { sub: d, app: { id: u-1 } }, expect: allow, headers: { x-user-id: u-1, x-jwt-payload: eyJzdWIiOiJkIiwiYXBwIjp7ImlkIjoidS0xIn0sImlzcyI6Imh0dHBzOi8vaWRwLmV4YW1wbGUuY29tLyIsImF1ZCI6Im9yZGVycy1hcGkifQ } }
 `)
-  const res = jwtgateTest(POLICY, file)
+  const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 0, res.stdout + res.stderr)
   const lines = res.stdout.trimEnd().split('\n')
   t.equal(lines.length, 24)
@@ -127,7 +151,7 @@ cases:
     expect: 403
   - { request: GET /partner/x, token: reader, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: null } }
 `)
-  const res = jwtgateTest(POLICY, file)
+  const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 1)
   const lines = res.stdout.trimEnd().split('\n')
   t.match(lines[0], /^ok   /)
@@ -148,7 +172,7 @@ cases:
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
 `)
-  const res = jwtgateTest(POLICY, file)
+  const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 1)
   t.equal(res.stdout, '', 'no case runs')
   // Structure first, like the policy loader: the schema problems, then (once it is sound) the rest.
@@ -166,7 +190,7 @@ cases:
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
 `)
-  const again = jwtgateTest(POLICY, fixed)
+  const again = await jwtgateTest(POLICY, fixed)
   t.equal(again.status, 1)
   t.same(again.stderr.trimEnd().split('\n'), [
     `${fixed}:4:41 unknown token "admn" (known: admin)`,
@@ -176,18 +200,19 @@ cases:
     '4 problems in the test file; no case was run',
   ])
 
-  const syntax = jwtgateTest(POLICY, tempFile('syntax.test.yaml', 'cases:\n  - { request: GET /x, expect: 401\n'))
+  const syntax = await jwtgateTest(POLICY, tempFile('syntax.test.yaml', 'cases:\n  - { request: GET /x, expect: 401\n'))
   t.equal(syntax.status, 1)
   t.match(syntax.stderr, /syntax\.test\.yaml:\d+:\d+ /)
-  const notAMap = jwtgateTest(POLICY, tempFile('list.test.yaml', '- { request: GET /x, expect: 401 }\n'))
+  const notAMap = await jwtgateTest(POLICY, tempFile('list.test.yaml', '- { request: GET /x, expect: 401 }\n'))
   t.match(notAMap.stderr, /list\.test\.yaml:1:1 a test file is a map with cases \(a list\) and optional tokens/)
-  const missing = jwtgateTest(POLICY, '/nonexistent/policy.test.yaml')
+  const missing = await jwtgateTest(POLICY, '/nonexistent/policy.test.yaml')
   t.match(missing.stderr, /\/nonexistent\/policy\.test\.yaml:1:1 cannot read test file/)
 })
 
-t.test('config/example.test.yaml passes against config/example.yaml', async (t) => {
-  const res = jwtgateTest('config/example.yaml', 'config/example.test.yaml', { INTERNAL_JWT_SECRET: 'x'.repeat(32) })
-  t.equal(res.status, 0, res.stdout + res.stderr)
+t.test('the jwtgate test command: config/example.test.yaml passes against config/example.yaml', async (t) => {
+  // The command's wiring too: arguments, exit code, the case lines on stdout, and no network.
+  const res = await jwtgate(['test', '-c', `${ROOT}config/example.yaml`, `${ROOT}config/example.test.yaml`], { INTERNAL_JWT_SECRET: 'x'.repeat(32) }, 30_000, ['--import', pathToFileURL(NO_NETWORK).href])
+  t.equal(res.code, 0, res.stdout + res.stderr)
   t.match(res.stdout, /^\d+ passed, 0 failed\n$/m)
   t.notMatch(res.stdout, /FAIL/)
 })
@@ -261,7 +286,7 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
   }
   t.same(statuses, [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404, 200, 200, 403, 200, 200, 200, 401, 200, 401, 401], 'the gateway answers as this test assumes')
 
-  const res = jwtgateTest(tempFile('policy.yaml', yaml), tempFile('agree.test.yaml', `cases:\n${cases.join('\n')}\n`))
+  const res = await jwtgateTest(tempFile('policy.yaml', yaml), tempFile('agree.test.yaml', `cases:\n${cases.join('\n')}\n`))
   t.equal(res.status, 0, res.stdout + res.stderr)
   t.match(res.stdout, `${requests.length} passed, 0 failed`)
 })

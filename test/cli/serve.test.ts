@@ -4,24 +4,22 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { get, sleep, upstream } from '../support/harness.js'
+import { childEnv, MAIN } from '../support/cli.js'
+import { eventually, get, sleep, upstream } from '../support/harness.js'
 
-const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url))
 
 interface Child { proc: ChildProcessWithoutNullStreams; out: () => string; url: string; admin: string }
 
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Child> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
   t.teardown(() => { proc.kill('SIGKILL') })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d })
   proc.stderr.on('data', (d: Buffer) => { out += d })
-  const deadline = Date.now() + 20000
-  let m: RegExpExecArray | null = null
-  while (!(m = /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)) && Date.now() < deadline) await sleep(50)
-  if (!m) throw new Error(`did not start: ${out}`)
-  return { proc, out: () => out, url: m[1]!, admin: m[2]! }
+  const started = () => /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)
+  await eventually(() => `jwtgate serve starts: ${out}`, 20_000, () => started() !== null)
+  const [, url, admin] = started()!
+  return { proc, out: () => out, url: url!, admin: admin! }
 }
 
 function policyText(upstreamUrl: string, route: string, extra = ''): string {
@@ -71,22 +69,19 @@ t.test('a ConfigMap symlink swap switches traffic with no failed request', async
   })()
   await sleep(200)
   cm.swap(policyText(up.url, '/v2/**'))
-  let switched = false
-  for (let i = 0; i < 100 && !switched; i++) {
-    await sleep(50)
-    switched = (await get(`${gw.url}/v2/x`)).status === 200
+  try {
+    await eventually('the new policy serves', 5000, async () => (await get(`${gw.url}/v2/x`)).status === 200)
+  } finally {
+    running = false
+    await load
   }
-  running = false
-  await load
-  t.ok(switched, 'the new policy serves')
   t.equal((await get(`${gw.url}/v1/x`)).status, 404, 'the old route is gone')
   t.equal(failures, 0, 'no request failed during the swap')
   t.same([...statuses].sort(), [200, 404], 'every request was served by one policy or the other')
 
   cm.swap('version: 1\nnot valid at all: [')
-  await sleep(600)
+  await eventually('the invalid policy is rejected', 5000, () => /policy reload rejected/.test(gw.out()))
   t.equal((await get(`${gw.url}/v2/x`)).status, 200, 'an invalid policy is not loaded')
-  t.match(gw.out(), /policy reload rejected/)
   const metrics = await (await fetch(`${gw.admin}/metrics`)).text()
   t.match(metrics, /jwtgate_policy_reloads_total\{result="success"\} 1/)
   t.match(metrics, /jwtgate_policy_reloads_total\{result="failure"\} 1/)
@@ -100,12 +95,7 @@ t.test('SIGHUP reloads', async (t) => {
   // Written in place and signalled, like an operator would; the watcher may also see it.
   writeFileSync(file, policyText(up.url, '/v3/**'))
   gw.proc.kill('SIGHUP')
-  let ok = false
-  for (let i = 0; i < 100 && !ok; i++) {
-    await sleep(50)
-    ok = (await get(`${gw.url}/v3/x`)).status === 200
-  }
-  t.ok(ok)
+  await eventually('the policy written before SIGHUP serves', 5000, async () => (await get(`${gw.url}/v3/x`)).status === 200)
 })
 
 t.test('SIGTERM: readiness drops first, the slow response completes, exit 0', async (t) => {

@@ -5,7 +5,7 @@ import t from 'tap'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { request } from 'node:http'
 import { writeFileSync } from 'node:fs'
-import { BIN, jwtgate } from '../support/cli.js'
+import { childEnv, jwtgate, MAIN } from '../support/cli.js'
 import { bearer, eventually, issuer, sleep, tempFile, upstream } from '../support/harness.js'
 
 const ADMIN_TOKEN = 'admin-token-for-the-workers-test'
@@ -52,13 +52,13 @@ interface Cluster { proc: ChildProcessWithoutNullStreams; out(): string; url: st
 
 /** `jwtgate serve`, once every worker listens. */
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Cluster> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '-c', policyFile], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d })
   proc.stderr.on('data', (d: Buffer) => { out += d })
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
   t.teardown(() => { proc.kill('SIGKILL') })
-  if (!(await eventually(40_000, async () => /"all workers listening"/.test(out)))) throw new Error(`the cluster did not start: ${out}`)
+  await eventually(() => `the cluster starts: ${out}`, 40_000, () => /"all workers listening"/.test(out))
   return { proc, out: () => out, url: /jwtgate listening on (\S+?)"/.exec(out)![1]!, admin: /jwtgate admin on (\S+?)"/.exec(out)![1]!, exited }
 }
 
@@ -80,10 +80,10 @@ const bob = idp.sign({ sub: 'bob', aud: 'orders-api', jti: 'bob-1' })
 t.test('both workers serve, each line says which; /readyz asks both', async (t) => {
   t.same(await statuses(`${url}/open/a`, 20), Array(20).fill(200))
   // Each worker writes its lines in batches, within 100 ms.
-  t.ok(await eventually(2000, async () => accessLines().length === 20))
+  await eventually('20 access lines', 2000, async () => accessLines().length === 20)
   t.same(workersOf(accessLines()), [1, 2], 'the access lines carry worker 1 and worker 2')
   t.not(started(1)[0], started(2)[0], 'two processes')
-  t.ok(await eventually(10_000, async () => (await fresh(`${admin}/readyz`)).status === 200), 'ready once both keys are loaded')
+  await eventually('ready once both keys are loaded', 10_000, async () => (await fresh(`${admin}/readyz`)).status === 200)
   t.same(JSON.parse((await fresh(`${admin}/readyz`)).body), { status: 'ready' })
   t.equal((await fresh(`${admin}/healthz`)).status, 200)
   t.match(JSON.parse((await fresh(`${admin}/config`)).body), { policy: { workers: 2 } })
@@ -108,7 +108,7 @@ t.test('a revocation posted to the primary holds on every worker', async (t) => 
   t.equal(posted.status, 201)
   t.same(await statuses(`${url}/api/x`, 20, bearer(alice)), Array(20).fill(401), 'refused on every connection')
   const revoked = () => accessLines().filter((l) => l.reason === 'revoked')
-  t.ok(await eventually(2000, async () => revoked().length === 20))
+  await eventually('20 refusals of the revoked token', 2000, async () => revoked().length === 20)
   t.same(workersOf(revoked()), [1, 2], 'by both workers')
   t.same(await statuses(`${url}/api/x`, 4, bearer(bob)), Array(4).fill(200), 'other tokens pass')
   t.match(JSON.parse((await fresh(`${admin}/revocations/stats`)).body), { backend: 'memory', jti: 1 })
@@ -125,34 +125,34 @@ t.test('a worker that does not answer: the revocation gets 503, /readyz names it
   t.equal(ready.status, 503)
   t.match(JSON.parse(ready.body), { status: 'not_ready', reasons: [/^worker 2: not answering/] })
   process.kill(stuck, 'SIGCONT')
-  t.ok(await eventually(5000, async () => (await fresh(`${admin}/readyz`)).status === 200), 'ready again once it answers')
+  await eventually('ready again once it answers', 5000, async () => (await fresh(`${admin}/readyz`)).status === 200)
 })
 
 t.test('a killed worker is replaced, with the revocations, and the gateway keeps answering', async (t) => {
   const victim = started(1).at(-1)!
   process.kill(victim, 'SIGKILL')
   // A connection the primary handed to the worker as it died is lost with it, as with any crash.
-  t.ok(await eventually(5000, async () => /"msg":"worker 1 died; starting another"/.test(gw.out())))
+  await eventually('the primary logs that worker 1 died', 5000, async () => /"msg":"worker 1 died; starting another"/.test(gw.out()))
   const during = await statuses(`${url}/open/b`, 10)
   t.same(during, Array(10).fill(200), 'the other worker answers meanwhile')
-  t.ok(await eventually(30_000, async () => started(1).length === 2 && listening(started(1)[1]!)), 'a new worker 1 listens')
+  await eventually('a new worker 1 listens', 30_000, async () => started(1).length === 2 && listening(started(1)[1]!))
   t.match(gw.out(), /"worker":1,"pid":\d+,"code":null,"signal":"SIGKILL"[^\n]*"msg":"worker 1 died; starting another"/)
-  t.ok(await eventually(10_000, async () => (await fresh(`${admin}/readyz`)).status === 200), 'ready again')
+  await eventually('ready again', 10_000, async () => (await fresh(`${admin}/readyz`)).status === 200)
   const before = accessLines().length
   t.same(await statuses(`${url}/api/x`, 10, bearer(alice)), Array(10).fill(401), 'the new worker refuses the revoked token too')
-  t.ok(await eventually(2000, async () => accessLines().length >= before + 10))
+  await eventually('10 more access lines', 2000, async () => accessLines().length >= before + 10)
   t.same(workersOf(accessLines().slice(before)), [1, 2])
 })
 
 t.test('a policy file change reloads every worker; SIGHUP too; a bad edit keeps the loaded policy', async (t) => {
   writeFileSync(file, policyText('  - { path: /open/**, upstream: orders, auth: none }\n  - { path: /new/**, upstream: orders, auth: none }'))
-  t.ok(await eventually(10_000, async () => (await statuses(`${url}/new/x`, 6)).every((s) => s === 200)), 'the new route answers on every connection')
+  await eventually('the new route answers on every connection', 10_000, async () => (await statuses(`${url}/new/x`, 6)).every((s) => s === 200))
   writeFileSync(file, policyText('  - { path: /hup/**, upstream: orders, auth: none }'))
   proc.kill('SIGHUP')
-  t.ok(await eventually(10_000, async () => (await statuses(`${url}/hup/x`, 6)).every((s) => s === 200)), 'after SIGHUP')
+  await eventually('after SIGHUP', 10_000, async () => (await statuses(`${url}/hup/x`, 6)).every((s) => s === 200))
   writeFileSync(file, policyText('  - { path: /bad/**, upstream: nowhere, auth: none }'))
   proc.kill('SIGHUP')
-  t.ok(await eventually(5000, async () => /policy reload rejected/.test(gw.out())))
+  await eventually('the bad reload is logged as rejected', 5000, async () => /policy reload rejected/.test(gw.out()))
   t.same(await statuses(`${url}/hup/x`, 6), Array(6).fill(200), 'the loaded policy still serves')
   t.same(await statuses(`${url}/bad/x`, 2), [404, 404])
   const text = (await fresh(`${admin}/metrics`)).body
@@ -182,7 +182,7 @@ t.test('workers exit when the primary is gone', async (t) => {
   const pids = [1, 2].map((n) => started(n, orphaned.out())[0]!)
   orphaned.proc.kill('SIGKILL')
   const gone = (pid: number) => { try { process.kill(pid, 0); return false } catch { return true } }
-  t.ok(await eventually(10_000, async () => pids.every(gone)), 'both workers exited')
+  await eventually('both workers exited', 10_000, async () => pids.every(gone))
 })
 
 t.test('a bad policy with workers: 2 exits with file:line:col before forking anything', async (t) => {

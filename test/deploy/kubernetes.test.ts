@@ -1,7 +1,6 @@
 // deploy/kubernetes/ must agree with itself, with the image and with the gateway: ports, probe
 // paths, mount paths, the runtime user, the grace period, and a policy that loads.
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { parseAllDocuments } from 'yaml'
@@ -9,11 +8,11 @@ import { buildAdmin, type AdminView } from '../../src/admin/server.js'
 import { Metrics } from '../../src/admin/metrics.js'
 import { createLogger } from '../../src/log.js'
 import { loadPolicy } from '../../src/server.js'
+import { validationProblems as problems } from '../support/cli.js'
 import { tempFile } from '../support/harness.js'
 import { execForm, parseDockerfile, ROOT, runtimeUser } from './dockerfile.js'
 
 const DIR = path.join(ROOT, 'deploy/kubernetes')
-const BIN = path.join(ROOT, 'bin/jwtgate.js')
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = any
@@ -79,8 +78,7 @@ const policy = loadPolicy(policyWithSecret('k'.repeat(48)), silent)
 for (const issuer of policy.issuers.values()) issuer.stop()
 
 t.test('the policy in the ConfigMap validates (with a real secret in place of the mounted one)', async (t) => {
-  const res = spawnSync(process.execPath, [BIN, 'validate', '-c', policyWithSecret('k'.repeat(48))], { encoding: 'utf8', timeout: 30_000 })
-  t.equal(res.status, 0, res.stdout + res.stderr)
+  t.same(problems(policyWithSecret('k'.repeat(48))), [])
   t.ok(secretFiles.length > 0, 'an issuer reads its secret from a file')
   t.ok(Object.values(policyDoc.issuers).some((i: Obj) => i.jwks_uri), 'and one uses a JWKS')
 })
@@ -89,9 +87,9 @@ t.test('the placeholder Secret is refused, so an unedited deploy fails closed', 
   for (const { file } of secretFiles) {
     const { key } = mounted(gate, file)
     const placeholder = secret.stringData?.[key] ?? Buffer.from(secret.data?.[key] ?? '', 'base64').toString()
-    const res = spawnSync(process.execPath, [BIN, 'validate', '-c', policyWithSecret(placeholder)], { encoding: 'utf8', timeout: 30_000 })
-    t.equal(res.status, 1, `placeholder ${JSON.stringify(placeholder)} is not a usable secret`)
-    t.match(res.stderr, /the secret must be at least \d+ bytes/)
+    const refused = problems(policyWithSecret(placeholder))
+    t.ok(refused.length > 0, `placeholder ${JSON.stringify(placeholder)} is not a usable secret`)
+    t.match(refused.join('\n'), /the secret must be at least \d+ bytes/)
   }
 })
 
@@ -128,9 +126,12 @@ t.test('ports and probes match the policy listeners and the admin routes', async
     t.equal(portNumber(gate, get.port), policy.admin!.port, `${probe} on the admin port`)
     t.ok(admin.hasRoute({ method: 'GET', url: get.path }), `the admin listener serves GET ${get.path}`)
   }
+  // The dashboards in deploy/grafana need the metrics scraped: the annotations must be there.
   const scrape = deployment.spec.template.metadata.annotations ?? {}
-  if (scrape['prometheus.io/port']) t.equal(Number(scrape['prometheus.io/port']), policy.admin!.port, 'Prometheus scrapes the admin port')
-  if (scrape['prometheus.io/path']) t.ok(admin.hasRoute({ method: 'GET', url: scrape['prometheus.io/path'] }), 'the scrape path exists')
+  t.equal(scrape['prometheus.io/scrape'], 'true', 'the pods are annotated for Prometheus to scrape')
+  t.equal(Number(scrape['prometheus.io/port']), policy.admin!.port, 'Prometheus scrapes the admin port')
+  t.equal(typeof scrape['prometheus.io/path'], 'string', 'the scrape path is given')
+  t.ok(admin.hasRoute({ method: 'GET', url: scrape['prometheus.io/path'] }), 'the scrape path exists')
 })
 
 t.test('the Service sends traffic to the gateway, never to the app or admin port', async (t) => {

@@ -2,13 +2,9 @@
 // and a client-chosen request id or path cannot break the JSON of the line.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
-import { bearer, gateway, get, issuer, policy, rawGet, upstream } from '../support/harness.js'
+import { API_ROUTE, bearer, gateway, get, issuer, policy, rawGet, upstream } from '../support/harness.js'
 
-const ROUTES = `
-  - path: /api/**
-    upstream: orders
-    auth: { issuers: [idp] }
-`
+const ROUTES = API_ROUTE
 
 t.test('log.access: false writes no access line; the other info lines stay', async (t) => {
   const idp = await issuer(t)

@@ -1,11 +1,11 @@
 // The admin listener, metrics, reloads and shutdown, against real servers.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
-import { bearer, gateway, get, issuer, policy, sleep, tempFile, upstream } from '../support/harness.js'
+import { API_ROUTE, bearer, gateway, get, issuer, policy, sleep, tempFile, upstream } from '../support/harness.js'
 import { startGateway } from '../../src/server.js'
 import { LogCapture } from '../support/harness.js'
 
-const API = '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }'
+const API = API_ROUTE
 
 t.test('health, readiness, metrics and config', async (t) => {
   const idp = await issuer(t)

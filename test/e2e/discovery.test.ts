@@ -95,7 +95,7 @@ t.test('the IdP down at start-up: 503 and not ready, then recovery without a res
   t.match(ready.json.reasons[0], /cannot read the discovery document: HTTP 503/)
   t.equal(idp.fetches, 0, 'no key set URL, no key set fetch')
   idp.discovery.status = 200
-  t.ok(await eventually(5000, async () => (await get(`${gw.url}/api/x`, bearer(token))).status === 200), 'recovered by the retry schedule')
+  await eventually('recovered by the retry schedule', 5000, async () => (await get(`${gw.url}/api/x`, bearer(token))).status === 200)
   t.equal((await get(`${gw.adminUrl}/readyz`)).status, 200)
 })
 

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { errorOf, exchange, send } from '../hardening/raw.js'
+import { errorOf, exchange, firstResponseWhole, send } from '../hardening/raw.js'
 import { gateway, get, issuer, policy, policyProblems, upstream } from '../support/harness.js'
 
 const ROUTES = `
@@ -32,7 +32,7 @@ t.test('request bodies: 413 above the route limit, declared or streamed', async 
     t.equal(res.headers.connection, 'close', 'the rest of the body is not read')
     t.equal(up.received.length, before)
     // Only the head, no body at all: the declared length alone is enough to answer.
-    const { responses } = await exchange(gw.port, 'POST /small/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n')
+    const { responses } = await exchange(gw.port, 'POST /small/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n', undefined, firstResponseWhole)
     t.same(responses.map((r) => r.status), [413], 'answered before the body is sent')
     t.equal(up.received.length, before)
     const ok = await send(gw.port, { method: 'POST', target: '/small/x', body: 'x'.repeat(1000) })
@@ -42,11 +42,11 @@ t.test('request bodies: 413 above the route limit, declared or streamed', async 
 
   t.test('a chunked body is counted as it streams; the upstream never receives it whole', async (t) => {
     const before = up.received.length
-    const { responses } = await exchange(gw.port, chunked('/small/x', ['a'.repeat(600), 'b'.repeat(600), 'c'.repeat(600)]))
+    const { responses } = await exchange(gw.port, chunked('/small/x', ['a'.repeat(600), 'b'.repeat(600), 'c'.repeat(600)]), undefined, firstResponseWhole)
     t.same(responses.map((r) => r.status), [413])
     t.equal(errorOf(responses[0]!), 'body_too_large')
     t.equal(up.received.length, before, 'the upstream request was aborted, not completed with a cut-off body')
-    const ok = await exchange(gw.port, chunked('/small/x', ['a'.repeat(500), 'b'.repeat(500)]))
+    const ok = await exchange(gw.port, chunked('/small/x', ['a'.repeat(500), 'b'.repeat(500)]), undefined, firstResponseWhole)
     t.same(ok.responses.map((r) => r.status), [200])
     t.equal(up.received.at(-1)!.body, 'a'.repeat(500) + 'b'.repeat(500))
   })

@@ -8,7 +8,7 @@ import { connect as tlsConnect } from 'node:tls'
 import { startEchoUpstream, type EchoUpstream } from '../../src/devkit/echo_upstream.js'
 import { startGateway } from '../../src/server.js'
 import { testPki, type CertFiles } from '../support/certs.js'
-import { gateway, get, LogCapture, policyProblems, sleep, tempFile, upstream } from '../support/harness.js'
+import { eventually, gateway, get, LogCapture, policyProblems, tempFile, upstream } from '../support/harness.js'
 import { send } from '../hardening/raw.js'
 
 const pki = testPki()
@@ -49,16 +49,6 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: stri
   })
 }
 
-/** Waits for a condition, polling; bounded, so a broken reload fails the test instead of hanging it. */
-async function until(what: string, condition: () => Promise<boolean> | boolean): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await condition()) return
-    await sleep(50)
-  }
-  throw new Error(`gave up waiting: ${what}`)
-}
-
-
 async function httpsUpstream(t: { teardown(fn: () => unknown): void }, cert: CertFiles, clientCa?: Buffer): Promise<EchoUpstream> {
   const u = await startEchoUpstream({ tls: { cert: cert.cert, key: cert.key, ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) } })
   t.teardown(() => u.close())
@@ -94,13 +84,13 @@ t.test('the listener certificate is re-read when its files change; a bad one kee
   // cert-manager renews in place; the directory watcher reloads the policy, which reads them.
   copyFileSync(second.keyFile, live.keyFile)
   copyFileSync(second.certFile, live.certFile)
-  await until('the new certificate is presented', async () => (await presentedCn(gw.port, pki.ca.cert)) === 'second')
+  await eventually('the new certificate is presented', 20_000, async () => (await presentedCn(gw.port, pki.ca.cert)) === 'second')
   t.pass('new connections get the renewed certificate')
   t.equal((await httpsGet(`${gw.url}/public/x`, pki.ca.cert)).status, 200)
 
   const failures = () => gw.metrics.registry.getSingleMetricAsString('jwtgate_policy_reloads_total').then((m) => /result="failure"} ([1-9])/.test(m))
   writeFileSync(live.certFile, 'not a certificate\n')
-  await until('the bad certificate fails a reload', failures)
+  await eventually('the bad certificate fails a reload', 20_000, failures)
   t.match(logs.text, /is not a PEM certificate/, 'the reload failure says why')
   t.equal(await presentedCn(gw.port, pki.ca.cert), 'second', 'the old certificate stays in use')
   t.equal((await httpsGet(`${gw.url}/public/x`, pki.ca.cert)).status, 200, 'and the gateway keeps serving')

@@ -18,36 +18,43 @@ export interface Exchange {
 
 /**
  * Writes `bytes`, then collects what the server sends until it closes the connection or has
- * been quiet for `idleMs`. A keep-alive connection therefore costs `idleMs`.
+ * been quiet for `idleMs`. A keep-alive connection therefore costs `idleMs`. With `done`, the
+ * exchange ends as soon as `done` says the bytes received are enough, and quiet ends nothing:
+ * a loaded machine can take longer than any guessed quiet time to answer.
  */
-export function exchange(port: number, bytes: string | Buffer, idleMs = 300): Promise<Exchange> {
+export function exchange(port: number, bytes: string | Buffer, idleMs = 300, done?: (received: string) => boolean): Promise<Exchange> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1')
     let data = ''
     let closed = false
-    let done = false
+    let finished = false
     let timer: NodeJS.Timeout | undefined
     const finish = () => {
-      if (done) return
-      done = true
+      if (finished) return
+      finished = true
       clearTimeout(timer)
       clearTimeout(limit)
       socket.destroy()
       resolve({ responses: parseResponses(data), closed })
     }
     const arm = () => {
+      if (done) return
       clearTimeout(timer)
       timer = setTimeout(finish, idleMs)
     }
     // A hard limit, so a server that trickles bytes cannot hang the test.
     const limit = setTimeout(() => {
-      if (done) return
-      done = true
+      if (finished) return
+      finished = true
       socket.destroy()
-      reject(new Error('raw exchange took more than 10 s'))
+      reject(new Error(`raw exchange took more than 10 s; received: ${data.slice(0, 200)}`))
     }, 10_000)
     socket.setEncoding('latin1')
-    socket.on('data', (d: string) => { data += d; arm() })
+    socket.on('data', (d: string) => {
+      data += d
+      if (done?.(data)) finish()
+      else arm()
+    })
     // The server may reset the connection after answering 400/431 before reading everything.
     socket.on('error', () => {})
     socket.on('close', () => { closed = true; finish() })
@@ -64,7 +71,10 @@ export interface RawRequest {
   body?: string
 }
 
-/** One request; the first response (status 0 when the server answered nothing parseable). */
+/**
+ * One request; the first response, read until its framing (Content-Length, the last chunk, or
+ * the server closing) says it is whole. Status 0 when the server closed without answering.
+ */
 export async function send(port: number, request: RawRequest): Promise<RawResponse> {
   const headers = [...(request.headers ?? [])]
   const has = (name: string) => headers.some(([n]) => n.toLowerCase() === name)
@@ -75,7 +85,7 @@ export async function send(port: number, request: RawRequest): Promise<RawRespon
   }
   const text = `${request.method ?? 'GET'} ${request.target} HTTP/1.1\r\n` +
     headers.map(([n, v]) => `${n}: ${v}\r\n`).join('') + '\r\n' + (request.body ?? '')
-  const { responses } = await exchange(port, text)
+  const { responses } = await exchange(port, text, undefined, firstResponseWhole)
   return responses[0] ?? { status: 0, headers: {}, body: '' }
 }
 
@@ -87,6 +97,33 @@ export function errorOf(response: RawResponse): string | undefined {
     return undefined
   }
 }
+
+/** How many bytes the first response takes when `raw` holds all of it; undefined while it does not (or its end is the connection's close). */
+export function firstResponseLength(raw: string): number | undefined {
+  const end = raw.indexOf('\r\n\r\n')
+  if (end < 0) return undefined
+  const head = raw.slice(0, end).toLowerCase()
+  const bodyStart = end + 4
+  const length = /\r\ncontent-length: *(\d+)/.exec(head)
+  if (length) return raw.length >= bodyStart + Number(length[1]) ? bodyStart + Number(length[1]) : undefined
+  if (/\r\ntransfer-encoding: *chunked/.test(head)) {
+    let i = bodyStart
+    for (;;) {
+      const lineEnd = raw.indexOf('\r\n', i)
+      if (lineEnd < 0) return undefined
+      const size = parseInt(raw.slice(i, lineEnd), 16)
+      // The last chunk, then (no trailers here) the empty line.
+      if (size === 0) return raw.length >= lineEnd + 4 ? lineEnd + 4 : undefined
+      i = lineEnd + 2 + size + 2
+      if (i > raw.length) return undefined
+    }
+  }
+  // 204 and 304 have no body; any other answer without a length ends with the connection.
+  return /^http\/1\.[01] (204|304)/.test(head) ? bodyStart : undefined
+}
+
+/** For `exchange`: done once the first response is whole. */
+export const firstResponseWhole = (received: string): boolean => firstResponseLength(received) !== undefined
 
 export function parseResponses(raw: string): RawResponse[] {
   const out: RawResponse[] = []

@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parse } from 'yaml'
-import { gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { API_ROUTE, eventually, gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 import { freePort } from './redis_server.js'
-import { ADMIN_ENV, revocationPolicy, revoke, stats, status, token, within } from './support.js'
+import { ADMIN_ENV, revocationPolicy, revoke, stats, status, token } from './support.js'
 
 function listFile(text?: string): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-revoked-')), 'revoked.yaml')
@@ -29,7 +29,7 @@ t.test('the list is read at start and followed as the file changes', async (t) =
   t.equal(await status(`${gw.url}/api/x`, second.token), 200)
 
   writeFileSync(file, `[{"jti": "${second.jti}"}, {"sub": "mallory"}]\n`)
-  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, second.token)) === 401) >= 0, 'a change applies (polled every 250 ms)')
+  await eventually('a change applies (polled every 250 ms)', 2000, async () => (await status(`${gw.url}/api/x`, second.token)) === 401)
   t.equal(await status(`${gw.url}/api/x`, first.token), 200, 'the file is the whole truth: an entry removed is no longer revoked')
   t.equal(await status(`${gw.url}/api/x`, token(idp, { sub: 'mallory' }).token), 401, 'a sub without before: every token of the subject')
   t.match(await stats(gw.adminUrl!), { backend: 'file', state: 'synced', jti: 1, subjects: 1 })
@@ -46,19 +46,19 @@ t.test('a bad file keeps the last good list (serve_stale) or refuses every token
   const stale = await gateway(t, revocationPolicy(idp, up, fileFields(staleFile)), ADMIN_ENV)
   const closed = await gateway(t, revocationPolicy(idp, up, fileFields(closedFile, '  on_backend_unavailable: fail_closed')), ADMIN_ENV)
   for (const f of [staleFile, closedFile]) writeFileSync(f, '- { jti: 12 }\n')
-  t.ok(await within(2000, async () => (await stats(stale.adminUrl!)).state === 'stale') >= 0)
+  await eventually('the stale file is noticed', 2000, async () => (await stats(stale.adminUrl!)).state === 'stale')
   t.match(await stats(stale.adminUrl!), { last_error: /entry 1: needs a non-empty jti or sub/ })
   t.equal(await status(`${stale.url}/api/x`, revoked.token), 401, 'the last good list still applies')
   t.equal(await status(`${stale.url}/api/x`, good.token), 200)
   t.match((await get(`${stale.adminUrl}/readyz`)).json, { status: 'ready', degraded: [/revocation backend unavailable/] })
 
-  t.ok(await within(2000, async () => (await stats(closed.adminUrl!)).state === 'stale') >= 0)
+  await eventually('the fail-closed gateway notices the stale file', 2000, async () => (await stats(closed.adminUrl!)).state === 'stale')
   t.equal(await status(`${closed.url}/api/x`, good.token), 503)
   t.equal((await get(`${closed.adminUrl}/readyz`)).status, 503)
 
   for (const f of [staleFile, closedFile]) writeFileSync(f, text)
   for (const g of [stale, closed]) {
-    t.ok(await within(2000, async () => (await stats(g.adminUrl!)).state === 'synced') >= 0, 'a good file again: back to synced')
+    await eventually('a good file again: back to synced', 2000, async () => (await stats(g.adminUrl!)).state === 'synced')
     t.equal(await status(`${g.url}/api/x`, good.token), 200)
     t.same((await get(`${g.adminUrl}/readyz`)).json, { status: 'ready' })
   }
@@ -80,7 +80,7 @@ t.test('POST /revocations and jwtgate revoke append to the file; expired entries
   const out = await cli(['revoke', '-c', policyFile, '--sub', 'zoe', '--before', String(Math.floor(Date.now() / 1000) + 1)], ADMIN_ENV)
   t.equal(out.code, 0, out.stderr)
   t.match(JSON.parse(out.stdout), { revoked: 'sub', sub: 'zoe' })
-  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, viaCli.token)) === 401) >= 0, 'the running gateway picks it up')
+  await eventually('the running gateway picks it up', 2000, async () => (await status(`${gw.url}/api/x`, viaCli.token)) === 401)
 
   const entries = parse(readFileSync(file, 'utf8')) as Array<Record<string, unknown>>
   t.match(entries, [{ jti: viaApi.jti, exp: Number }, { sub: 'zoe', before: Number }])
@@ -103,7 +103,7 @@ t.test('jwtgate revoke: usage and backends it cannot reach', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
   const memory = tempFile('policy.yaml', revocationPolicy(idp, up, '  backend: memory'))
-  const plain = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }' }))
+  const plain = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: API_ROUTE }))
   const unreachable = tempFile('policy.yaml', revocationPolicy(idp, up, `  backend: redis\n  redis: { url: "redis://127.0.0.1:${await freePort()}", timeout: 200ms }`))
   // Each run of the command costs a couple of seconds of start-up: run them side by side.
   const [inMemory, none, down, bad] = await Promise.all([
@@ -138,9 +138,9 @@ t.test('large lists: JSON and the one-entry-per-line form are read as JSON, any 
   // The form `jwtgate revoke` writes, with a comment, then one line of plain YAML among them.
   const lines = `# list\n${many.slice(0, 1000).map((e) => `- ${JSON.stringify(e)}\n`).join('')}- ${JSON.stringify({ jti: fine.jti, exp })}\n`
   writeFileSync(file, lines)
-  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, fine.token)) === 401) >= 0, 'JSON lines')
+  await eventually('JSON lines', 2000, async () => (await status(`${gw.url}/api/x`, fine.token)) === 401)
   t.equal(await status(`${gw.url}/api/x`, revoked.token), 200)
   writeFileSync(file, `${lines}- { sub: bob }\n`)
-  t.ok(await within(2000, async () => (await status(`${gw.url}/api/x`, revoked.token)) === 401) >= 0, 'a YAML line: the whole file is read as YAML')
+  await eventually('a YAML line: the whole file is read as YAML', 2000, async () => (await status(`${gw.url}/api/x`, revoked.token)) === 401)
   t.match(await stats(gw.adminUrl!), { jti: 1001, subjects: 1 })
 })

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { freePort } from './redis_server.js'
-import { bearer, gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { API_ROUTE, bearer, gateway, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 import { ADMIN_ENV, ADMIN_TOKEN, revocationPolicy, revoke, stats, status, token } from './support.js'
 
 const MEMORY = '  backend: memory'
@@ -76,12 +76,12 @@ t.test('a subject revocation covers tokens issued before it, and tokens without 
 t.test('POST /revocations is off without admin_token; stats only with a revocation section', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
-  const noToken = await gateway(t, policy({ issuer: idp, upstream: up, routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }', extra: 'revocation:\n  backend: memory' }))
+  const noToken = await gateway(t, policy({ issuer: idp, upstream: up, routes: API_ROUTE, extra: 'revocation:\n  backend: memory' }))
   const off = await revoke(noToken.adminUrl!, { jti: 'a' })
   t.equal(off.status, 404)
   t.match(off.json.message, /off; set revocation.admin_token/)
   t.equal((await get(`${noToken.adminUrl}/revocations/stats`)).status, 200)
-  const plain = await gateway(t, policy({ issuer: idp, upstream: up, routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }' }))
+  const plain = await gateway(t, policy({ issuer: idp, upstream: up, routes: API_ROUTE }))
   t.equal((await revoke(plain.adminUrl!, { jti: 'a' })).status, 404)
   t.equal((await get(`${plain.adminUrl}/revocations/stats`)).status, 404)
   t.equal(await status(`${plain.url}/api/x`, token(idp).token), 200)

@@ -1,14 +1,13 @@
-// Shared pieces of the revocation tests: a policy with a revocation section, polling with a
-// bound, and the admin API.
+// Shared pieces of the revocation tests: a policy with a revocation section and the admin API.
 import { randomUUID } from 'node:crypto'
 import type { DevIssuer } from '../../src/devkit/dev_issuer.js'
 import type { EchoUpstream } from '../../src/devkit/echo_upstream.js'
-import { bearer, get, policy, sleep } from '../support/harness.js'
+import { API_ROUTE, bearer, get, policy } from '../support/harness.js'
 
 export const ADMIN_TOKEN = 'admin-token-for-the-tests-0123456789'
 export const ADMIN_ENV = { REVOCATION_ADMIN_TOKEN: ADMIN_TOKEN }
 
-export const ROUTES = `  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
+export const ROUTES = `${API_ROUTE}
   - { path: /once/**, upstream: orders, auth: { issuers: [idp] }, replay_protection: true }`
 
 /** The harness policy plus `revocation:` (its fields indented by two spaces). */
@@ -23,17 +22,6 @@ export function token(idp: DevIssuer, claims: Record<string, unknown> = {}, expi
 
 export async function status(url: string, jwt: string): Promise<number> {
   return (await get(url, bearer(jwt))).status
-}
-
-/** Polls `check` every 20 ms until it holds or `withinMs` passed; returns the ms it took, or -1. */
-export async function within(withinMs: number, check: () => Promise<boolean>): Promise<number> {
-  const started = Date.now()
-  for (let i = 0; i < Math.ceil(withinMs / 20) + 1; i++) {
-    if (await check()) return Date.now() - started
-    if (Date.now() - started > withinMs) break
-    await sleep(20)
-  }
-  return -1
 }
 
 /** POST /revocations with the admin token (or `auth`; null: no Authorization header). */

@@ -51,6 +51,9 @@ export async function gateway(t: Teardown, yaml: string, env: Record<string, str
   return Object.assign(g, { logs })
 }
 
+/** The route most tests need, for `policy()`: everything under /api/ wants a token from idp. */
+export const API_ROUTE = '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }'
+
 /** A policy with one JWKS issuer, one upstream and the given routes (YAML list items). */
 export function policy(opts: { issuer: DevIssuer; upstream: EchoUpstream; routes: string; extra?: string; issuerExtra?: string; audiences?: string }): string {
   return `version: 1
@@ -151,12 +154,16 @@ export function policyProblems(yaml: string): string[] {
   }
 }
 
-/** Polls until `check` is true, at most `ms`; whether it became true. */
-export async function eventually(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await sleep(50)
+/**
+ * Polls `check` every 20 ms until it holds, and returns how many ms that took. Throws, saying
+ * what it waited for, when it has not held within `withinMs`: the test fails there. The one way
+ * the tests wait for something that happens in the background.
+ */
+export async function eventually(what: string | (() => string), withinMs: number, check: () => boolean | Promise<boolean>): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    if (await check()) return Date.now() - started
+    if (Date.now() - started > withinMs) throw new Error(`not within ${withinMs} ms: ${typeof what === 'string' ? what : what()}`)
+    await sleep(20)
   }
-  return false
 }

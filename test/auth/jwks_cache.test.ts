@@ -1,0 +1,179 @@
+// The key set cache's state machine, in-process against a real IdP on 127.0.0.1: one fetch
+// shared by everyone waiting, the cool-down, the background refresh and its clamps, the last
+// good keys kept through every kind of failure, and stop(). test/e2e/jwks.test.ts shows the
+// same through the gateway; here each transition is checked on the cache itself.
+import t from 'tap'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { JwksCache, type JwksSettings } from '../../src/auth/jwks_cache.js'
+import { generateDevKey } from '../../src/devkit/dev_issuer.js'
+import { createLogger } from '../../src/log.js'
+import { eventually, sleep } from '../support/harness.js'
+
+interface Idp {
+  url: string
+  /** Requests to the key set URL. */
+  fetches: number
+  /** Paths requested, in order. */
+  paths: string[]
+  keys: Array<Record<string, unknown>>
+  cacheControl: string | undefined
+  /** Replaces the usual answer (the key set) while set. */
+  answer: ((res: ServerResponse) => void) | undefined
+  /** While set, every answer waits for it. */
+  hold: Promise<void> | undefined
+}
+
+async function idp(t: { teardown(fn: () => unknown): void }, keys: Array<Record<string, unknown>>): Promise<Idp> {
+  const state: Idp = { url: '', fetches: 0, paths: [], keys, cacheControl: undefined, answer: undefined, hold: undefined }
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    state.paths.push(req.url ?? '')
+    if (req.url !== '/jwks.json') return void res.writeHead(404).end()
+    state.fetches++
+    void (state.hold ?? Promise.resolve()).then(() => {
+      if (state.answer) return state.answer(res)
+      res.writeHead(200, { 'content-type': 'application/json', ...(state.cacheControl ? { 'cache-control': state.cacheControl } : {}) })
+      res.end(JSON.stringify({ keys: state.keys }))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return state
+}
+
+function cache(t: { teardown(fn: () => unknown): void }, at: Idp, settings: Partial<JwksSettings> = {}): JwksCache {
+  const c = new JwksCache(
+    { uri: `${at.url}/jwks.json`, timeoutMs: 1000, cooldownMs: 10_000, minAgeMs: 60_000, maxAgeMs: 3_600_000, ...settings },
+    new Set(['ES256']),
+    { issuer: 'https://idp.test/', clockSkewMs: 0, requireExp: true },
+    createLogger('silent'),
+  )
+  t.teardown(() => c.stop())
+  return c
+}
+
+const key = (kid: string) => generateDevKey({ alg: 'ES256', kid }).publicJwk
+
+t.test('everyone waiting shares one fetch; the cool-down then refuses another', async (t) => {
+  const at = await idp(t, [key('a')])
+  const c = cache(t, at, { cooldownMs: 600 })
+  let release!: () => void
+  at.hold = new Promise((resolve) => { release = resolve })
+  const first = c.start()
+  const waiting = [c.refetchForUnknownKid(), c.refetchForUnknownKid()]
+  t.ok(waiting.every((p) => p === first), 'an unknown kid during the first fetch waits for that fetch')
+  release()
+  await first
+  t.equal(at.fetches, 1)
+  t.ok(c.find('a', 'ES256'), 'the key is there for them all')
+
+  t.equal(c.refetchForUnknownKid(), undefined, 'within the cool-down: no fetch, the kid is just unknown')
+  t.equal(at.fetches, 1)
+  await sleep(650)
+  at.keys.push(key('b'))
+  const again = c.refetchForUnknownKid()
+  t.ok(again, 'once the cool-down has passed, an unknown kid fetches again')
+  t.equal(c.refetchForUnknownKid(), again, 'and the next unknown kid waits for that same fetch')
+  await again
+  t.equal(at.fetches, 2)
+  t.ok(c.find('b', 'ES256'), 'the rotated key is found')
+  t.equal(c.refetchForUnknownKid(), undefined, 'a new cool-down starts with that fetch')
+})
+
+t.test('the background refresh follows Cache-Control max-age, clamped to min_age and max_age', async (t) => {
+  const at = await idp(t, [key('a')])
+  at.cacheControl = 'max-age=0'
+  const short = cache(t, at, { minAgeMs: 400 })
+  await short.start()
+  t.equal(at.fetches, 1)
+  await sleep(100)
+  t.equal(at.fetches, 1, 'max-age=0 is raised to min_age: no refresh before it')
+  await eventually('refreshed once min_age has passed', 2000, () => at.fetches >= 2)
+
+  const other = await idp(t, [key('c')])
+  other.cacheControl = 'public, max-age=86400'
+  const long = cache(t, other, { minAgeMs: 50, maxAgeMs: 200 })
+  await long.start()
+  await eventually('a day of max-age is cut to max_age (refreshed at 80% of it)', 2000, () => other.fetches >= 2)
+})
+
+t.test('a refresh keeps the prepared key of an unchanged JWK and drops a removed one', async (t) => {
+  const at = await idp(t, [key('a'), key('b')])
+  const c = cache(t, at, { cooldownMs: 0 })
+  await c.start()
+  const a = c.find('a', 'ES256')!
+  const b = c.find('b', 'ES256')!
+  at.keys.splice(1, 1)
+  await c.refetchForUnknownKid()
+  t.equal(c.find('a', 'ES256'), a, 'the same verifier, so the tokens cached under it stay cached')
+  t.ok(c.holds(a))
+  t.notOk(c.holds(b), 'the removed key no longer verifies, even for a token that found it before')
+  t.equal(c.find('b', 'ES256'), undefined)
+  t.equal(c.status.keyCount, 1)
+})
+
+t.test('without kid, a key is found only when exactly one could verify the alg', async (t) => {
+  const at = await idp(t, [key('a')])
+  const c = cache(t, at, { cooldownMs: 0 })
+  await c.start()
+  t.equal(c.find(undefined, 'ES256'), c.find('a', 'ES256'))
+  t.equal(c.find(undefined, 'RS256'), undefined, 'no key for that alg')
+  at.keys.push(key('b'))
+  await c.refetchForUnknownKid()
+  t.equal(c.find(undefined, 'ES256'), undefined, 'two could: never a guess')
+})
+
+t.test('the last good keys are kept whatever the failure, and the status says what went wrong', async (t) => {
+  const at = await idp(t, [key('a')])
+  const c = cache(t, at, { cooldownMs: 0, timeoutMs: 200 })
+  await c.start()
+  const good = c.find('a', 'ES256')!
+  const loadedAt = c.status.lastSuccessAt
+  const json = (body: string) => (res: ServerResponse) => res.writeHead(200, { 'content-type': 'application/json' }).end(body)
+  const failures: Array<[string, (res: ServerResponse) => void, string | RegExp]> = [
+    ['a 500', (res) => res.writeHead(500).end('oops'), 'HTTP 500'],
+    ['HTML', json('<html>oops</html>'), 'response is not JSON'],
+    ['no keys array', json('{"keys": {}}'), 'response has no "keys" array'],
+    ['an empty set', json('{"keys": []}'), 'no usable signing key in the key set'],
+    ['only unusable keys', json(JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }, { ...key('enc'), use: 'enc' }] })), 'no usable signing key in the key set'],
+    ['more than 1 MiB', json(JSON.stringify({ keys: [key('a')], padding: 'x'.repeat(1024 * 1024) })), 'response larger than 1048576 bytes'],
+    ['a redirect', (res) => res.writeHead(302, { location: `${at.url}/elsewhere.json` }).end(), 'HTTP 302'],
+    ['no answer in time', (res) => void setTimeout(() => json(JSON.stringify({ keys: [] }))(res), 600), 'timed out'],
+  ]
+  for (const [what, answer, error] of failures) {
+    at.answer = answer
+    const fetches = at.fetches
+    await c.refetchForUnknownKid()
+    t.equal(at.fetches, fetches + 1, `${what}: fetched`)
+    t.equal(c.find('a', 'ES256'), good, `${what}: the last good key still verifies`)
+    t.ok(c.holds(good))
+    t.match(c.status, { keyCount: 1, lastError: error, lastSuccessAt: loadedAt }, `${what}: the status says so`)
+    t.ok(c.status.lastFailureAt! >= c.status.lastSuccessAt!)
+  }
+  t.notOk(at.paths.includes('/elsewhere.json'), 'the redirect was not followed')
+  at.answer = undefined
+  await c.refetchForUnknownKid()
+  t.ok(c.status.lastSuccessAt! > loadedAt!, 'a good answer again is loaded')
+})
+
+t.test('stop() ends the background refresh and the retries, and may be called again', async (t) => {
+  const at = await idp(t, [key('a')])
+  at.cacheControl = 'max-age=0'
+  const c = cache(t, at, { minAgeMs: 50 })
+  await c.start()
+  c.stop()
+  c.stop()
+  const fetches = at.fetches
+  await sleep(200)
+  t.equal(at.fetches, fetches, 'no refresh after stop')
+
+  const down = await idp(t, [key('a')])
+  down.answer = (res) => res.writeHead(503).end()
+  const failing = cache(t, down, { cooldownMs: 0 })
+  await failing.start()
+  t.notOk(failing.hasKeys)
+  failing.stop()
+  await sleep(700)
+  t.equal(down.fetches, 1, 'no retry after stop (the first comes after 500 ms)')
+})
