@@ -147,4 +147,3 @@ function routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, pr
   }
   return routes
 }
-

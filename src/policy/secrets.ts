@@ -3,35 +3,21 @@
 // secret field is hidden by marking it, with no list to remember here.
 import type { KeywordDefinition } from 'ajv'
 import type { TSchema } from 'typebox'
+import { fieldSchemas, resolveRef, type SchemaNode, type SecretMark } from './schema_walk.js'
 
-/**
- * true: the whole value is secret. 'url_credentials': a URL whose user info and `password` query
- * parameter are secret (a Redis URL), the rest worth showing.
- */
-export type SecretMark = true | 'url_credentials'
+export type { SecretMark }
 
 const HIDDEN = '[redacted]'
 
 /** The annotation, for ajv's strict mode: it checks nothing in a document, and only these values in the schema. */
 export const secretKeyword: KeywordDefinition = { keyword: 'secret', schemaType: ['boolean', 'string'], metaSchema: { enum: [true, 'url_credentials'] } }
 
-type Node = {
-  secret?: SecretMark
-  type?: string | string[]
-  $ref?: string
-  anyOf?: Node[]
-  properties?: Record<string, Node>
-  additionalProperties?: Node | boolean
-  items?: Node
-  definitions?: Record<string, Node>
-}
-
 /** A deep copy of a schema-valid document with every value its schema marks secret hidden. */
 export function redactSecrets(root: TSchema, document: unknown): unknown {
-  const definitions = (root as Node).definitions ?? {}
-  const walk = (schema: Node, value: unknown): unknown => {
+  const definitions = (root as SchemaNode).definitions ?? {}
+  const walk = (schema: SchemaNode, value: unknown): unknown => {
     if (schema.secret !== undefined) return hide(schema.secret, value)
-    if (schema.$ref !== undefined) return walk(resolve(definitions, schema.$ref), value)
+    if (schema.$ref !== undefined) return walk(resolveRef(definitions, schema.$ref), value)
     if (schema.anyOf) return schema.anyOf.filter((branch) => fits(branch, value)).reduce((v, branch) => walk(branch, v), value)
     if (Array.isArray(value)) return schema.items ? value.map((item) => walk(schema.items!, item)) : value
     if (typeof value === 'object' && value !== null) {
@@ -43,30 +29,13 @@ export function redactSecrets(root: TSchema, document: unknown): unknown {
     return value
   }
   // Copied first: what is returned shares nothing with the document the compilers read.
-  return walk(root as Node, JSON.parse(JSON.stringify(document)) as unknown)
+  return walk(root as SchemaNode, JSON.parse(JSON.stringify(document)) as unknown)
 }
 
-/**
- * Every place the schema marks secret, as dotted paths with `*` for any map key or list item
- * (`issuers.*.secret`), and the mark.
- */
+/** Every place the schema marks secret, as a path (`issuers.*.secret`), with its mark. */
 export function secretPaths(root: TSchema): Map<string, SecretMark> {
-  const definitions = (root as Node).definitions ?? {}
   const out = new Map<string, SecretMark>()
-  const seen = new Set<string>()
-  const walk = (schema: Node, path: string[]): void => {
-    if (schema.secret !== undefined) out.set(path.join('.'), schema.secret)
-    if (schema.$ref !== undefined) {
-      if (seen.has(schema.$ref)) return
-      seen.add(schema.$ref)
-      walk(resolve(definitions, schema.$ref), path)
-    }
-    for (const branch of schema.anyOf ?? []) walk(branch, path)
-    for (const [key, field] of Object.entries(schema.properties ?? {})) walk(field, [...path, key])
-    if (typeof schema.additionalProperties === 'object') walk(schema.additionalProperties, [...path, '*'])
-    if (schema.items) walk(schema.items, [...path, '*'])
-  }
-  walk(root as Node, [])
+  for (const [path, schema] of fieldSchemas(root)) if (schema.secret !== undefined) out.set(path, schema.secret)
   return out
 }
 
@@ -104,16 +73,9 @@ function redactPasswordParameter(parameter: string): string {
 }
 
 /** Whether a union branch is the one for this value: by its JSON type, or any branch that names none. */
-function fits(schema: Node, value: unknown): boolean {
+function fits(schema: SchemaNode, value: unknown): boolean {
   const types = schema.type === undefined ? undefined : [schema.type].flat()
   if (!types) return true
   const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value
   return types.some((t) => t === type || (t === 'integer' && type === 'number'))
-}
-
-function resolve(definitions: Record<string, Node>, ref: string): Node {
-  const name = /^#\/definitions\/(.+)$/.exec(ref)?.[1]
-  const target = name === undefined ? undefined : definitions[name]
-  if (!target) throw new Error(`the policy schema refers to ${ref}, which it does not define`)
-  return target
 }

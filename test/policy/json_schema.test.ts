@@ -32,3 +32,11 @@ t.test('an editor finds mistakes with it', async (t) => {
   const validate = new Ajv({ strict: false }).compile(policyJsonSchema())
   t.notOk(validate(parse('version: 1\nlisten: { port: 1 }\nupstreams: { a: { url: "http://x" } }\nroutes: [ { path: /x, upstream: a, auth: none, methds: [GET] } ]\n')))
 })
+
+t.test('it is a valid draft-07 schema, and carries the defaults for editors', async (t) => {
+  const schema = policyJsonSchema() as { properties: Record<string, { properties?: Record<string, { default?: unknown }> }> }
+  const ajv = new Ajv({ strict: false })
+  t.ok(ajv.validateSchema(schema), JSON.stringify(ajv.errors))
+  t.equal(schema.properties.listen!.properties!.host!.default, '0.0.0.0')
+  t.equal(schema.properties.limits!.properties!.max_header_bytes!.default, 32_768)
+})
