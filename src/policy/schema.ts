@@ -1,5 +1,8 @@
 // The policy file's shape: the one definition the loader validates with, the types the compiler
-// reads, and (later) the JSON Schema published for editors. Field docs live in docs/policy.md.
+// reads, and the JSON Schema published for editors. Field docs live in docs/policy.md.
+// A field's default is its `default` annotation, read by the compilers through defaultsOf()
+// (defaults.ts) and checked against docs/policy.md; a secret field carries `secret` (secrets.ts),
+// which is all GET /config needs to redact it.
 import Type, { type Static, type TSchema } from 'typebox'
 
 /** A string enum that validates as `{type: string, enum}` so errors read "must be one of …". */
