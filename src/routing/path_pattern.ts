@@ -47,7 +47,7 @@ class CompiledPathPattern implements PathPattern {
     if (wildcards === 0) {
       this.shape = EXACT
       this.prefix = source
-    } else if (wildcards === 1 && tokens[tokens.length - 1].kind === GLOBSTAR) {
+    } else if (wildcards === 1 && tokens.at(-1)?.kind === GLOBSTAR) {
       this.shape = PREFIX
       this.prefix = source.slice(0, -3) // without the final '/**'; '' for `/**`
     } else {
@@ -86,7 +86,7 @@ export function compilePathPattern(source: string, at: DocPath, problem: OnProbl
   for (const text of source.slice(1).split('/')) {
     if (text === '*') tokens.push({ kind: STAR, text })
     else if (text === '**') {
-      if (tokens.length > 0 && tokens[tokens.length - 1].kind === GLOBSTAR) return fail('"**/**" is the same as "**"; write it once')
+      if (tokens.at(-1)?.kind === GLOBSTAR) return fail('"**/**" is the same as "**"; write it once')
       tokens.push({ kind: GLOBSTAR, text })
     } else if (text.includes('*')) return fail('wildcards must be a whole segment ("*" or "**")')
     else tokens.push({ kind: LITERAL, text })
@@ -111,8 +111,8 @@ function walk(tokens: readonly Token[], path: string): boolean {
   while (s <= end) {
     let e = path.indexOf('/', s)
     if (e < 0) e = end
-    if (t < n) {
-      const tok = tokens[t]
+    const tok = tokens[t]
+    if (tok !== undefined) {
       if (tok.kind === GLOBSTAR) {
         backT = t++
         backS = s
@@ -134,7 +134,7 @@ function walk(tokens: readonly Token[], path: string): boolean {
     s = backS
     t = backT + 1
   }
-  while (t < n && tokens[t].kind === GLOBSTAR) t++
+  while (tokens[t]?.kind === GLOBSTAR) t++
   return t === n
 }
 
@@ -216,8 +216,8 @@ function stepPath(u: PathState, sym: string | null): PathState {
 function step(tokens: readonly Token[], states: number[], sym: string | null): number[] {
   const next: number[] = []
   for (const p of states) {
-    if (p === tokens.length) continue
     const tok = tokens[p]
+    if (tok === undefined) continue
     if (tok.kind === GLOBSTAR) next.push(p)
     else if (tok.kind === STAR ? sym !== '' : sym === tok.text) next.push(p + 1)
   }
@@ -229,7 +229,7 @@ function closure(tokens: readonly Token[], states: number[]): number[] {
   const out = new Set<number>()
   for (let p of states) {
     out.add(p)
-    while (p < tokens.length && tokens[p].kind === GLOBSTAR) out.add(++p)
+    while (tokens[p]?.kind === GLOBSTAR) out.add(++p)
   }
   return [...out].sort((x, y) => x - y)
 }

@@ -90,10 +90,9 @@ export class RouteTable<T> {
       if (end === path.length) break
       start = end + 1
     }
-    const list = node.list
-    for (let k = 0; k < list.length; k++) {
-      const i = list[k]
-      if (check(this.routes[i], method, host, path) === null) return this.results[i]
+    // The index holds positions of this.routes, and results is parallel to it.
+    for (const i of node.list) {
+      if (check(this.routes[i]!, method, host, path) === null) return this.results[i]!
     }
     return null
   }
@@ -112,14 +111,14 @@ export class RouteTable<T> {
    */
   shadowedBy(): Array<{ index: number; by: number }> {
     const out: Array<{ index: number; by: number }> = []
-    for (let j = 0; j < this.routes.length; j++) {
+    this.routes.forEach((later, j) => {
       for (let i = 0; i < j; i++) {
-        if (covers(this.routes[i], this.routes[j])) {
+        if (covers(this.routes[i]!, later)) {
           out.push({ index: j, by: i })
           break
         }
       }
-    }
+    })
     return out
   }
 }

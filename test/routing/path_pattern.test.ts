@@ -213,7 +213,7 @@ t.test('patternCovers is exact on every pair of small patterns', t => {
   for (const a of small) for (const b of small) verify(a, b)
   let seed = 7
   const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % ALL_PATTERNS.length
-  for (let k = 0; k < 20000; k++) verify(ALL_PATTERNS[next()], ALL_PATTERNS[next()])
+  for (let k = 0; k < 20000; k++) verify(ALL_PATTERNS[next()]!, ALL_PATTERNS[next()]!)
   t.equal(failures, 0, `${pairs} pairs`)
   t.end()
 })
