@@ -4,14 +4,18 @@
 // GET /config shows, and the compilers could no longer tell a field left out from one written.)
 import type { Static, TSchema } from 'typebox'
 
-interface ObjectSchema { readonly properties: Readonly<Record<string, TSchema>> }
+interface ObjectSchema {
+  readonly properties: Readonly<Record<string, TSchema>>
+}
 
 /**
  * The defaults of the named fields of an object schema, typed as the fields are and frozen.
  * Throws when one has none: called when a module loads, so a lost annotation fails at once.
  */
 export function defaultsOf<S extends ObjectSchema, K extends keyof S['properties'] & string>(
-  schema: S, fields: readonly K[]): { readonly [F in K]: Static<S['properties'][F]> } {
+  schema: S,
+  fields: readonly K[],
+): { readonly [F in K]: Static<S['properties'][F]> } {
   const out: Record<string, unknown> = {}
   for (const field of fields) out[field] = defaultOf(schema.properties[field], field)
   return Object.freeze(out) as { readonly [F in K]: Static<S['properties'][F]> }
@@ -26,6 +30,8 @@ export function defaultOf<S extends TSchema>(schema: S | undefined, name = 'sche
 
 function deepFreezeCopy(value: unknown): unknown {
   if (typeof value !== 'object' || value === null) return value
-  const copy: Record<string, unknown> | unknown[] = Array.isArray(value) ? value.map(deepFreezeCopy) : Object.fromEntries(Object.entries(value).map(([k, v]) => [k, deepFreezeCopy(v)]))
+  const copy: Record<string, unknown> | unknown[] = Array.isArray(value)
+    ? value.map(deepFreezeCopy)
+    : Object.fromEntries(Object.entries(value).map(([k, v]) => [k, deepFreezeCopy(v)]))
   return Object.freeze(copy)
 }

@@ -21,10 +21,12 @@ export function redactSecrets(root: TSchema, document: unknown): unknown {
     if (schema.anyOf) return schema.anyOf.filter((branch) => fits(branch, value)).reduce((v, branch) => walk(branch, v), value)
     if (Array.isArray(value)) return schema.items ? value.map((item) => walk(schema.items!, item)) : value
     if (typeof value === 'object' && value !== null) {
-      return Object.fromEntries(Object.entries(value).map(([key, v]) => {
-        const field = schema.properties?.[key] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined)
-        return [key, field ? walk(field, v) : v]
-      }))
+      return Object.fromEntries(
+        Object.entries(value).map(([key, v]) => {
+          const field = schema.properties?.[key] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined)
+          return [key, field ? walk(field, v) : v]
+        }),
+      )
     }
     return value
   }
@@ -54,7 +56,11 @@ export function redactUrlCredentials(url: string): string {
   if (q < 0) return withoutUserInfo
   const hash = withoutUserInfo.indexOf('#', q)
   const end = hash < 0 ? withoutUserInfo.length : hash
-  const query = withoutUserInfo.slice(q + 1, end).split('&').map(redactPasswordParameter).join('&')
+  const query = withoutUserInfo
+    .slice(q + 1, end)
+    .split('&')
+    .map(redactPasswordParameter)
+    .join('&')
   return `${withoutUserInfo.slice(0, q + 1)}${query}${withoutUserInfo.slice(end)}`
 }
 

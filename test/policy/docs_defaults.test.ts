@@ -12,16 +12,22 @@ const DOCS = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf
 
 // Where a section's table names its fields from; the other sections name them from the top.
 const SECTION_PATHS: Record<string, string> = {
-  'issuers': 'issuers.*',
+  issuers: 'issuers.*',
   'Key sets (`jwks_uri`)': 'issuers.*',
-  'upstreams': 'upstreams.*',
-  'identity_headers': 'identity_headers.*',
-  'revocation': 'revocation',
-  'routes': 'routes.*',
-  'cors': 'cors',
+  upstreams: 'upstreams.*',
+  identity_headers: 'identity_headers.*',
+  revocation: 'revocation',
+  routes: 'routes.*',
+  cors: 'cors',
 }
 
-interface DocumentedDefault { section: string, field: string, path: string, cell: string, line: number }
+interface DocumentedDefault {
+  section: string
+  field: string
+  path: string
+  cell: string
+  line: number
+}
 
 /** Every row of a table with a Default column, with the schema path its field names. */
 function documentedDefaults(markdown: string): DocumentedDefault[] {
@@ -35,7 +41,10 @@ function documentedDefaults(markdown: string): DocumentedDefault[] {
       defaultColumn = -1
       return
     }
-    const cells = text.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim())
+    const cells = text
+      .slice(1, -1)
+      .split(/(?<!\\)\|/)
+      .map((c) => c.trim())
     if (cells[0] === 'Field') {
       defaultColumn = cells.indexOf('Default')
       return
@@ -62,10 +71,10 @@ function sameValue(text: string, value: unknown): boolean {
 }
 
 const schemas = new Map<string, SchemaNode[]>()
-for (const [path, schema] of fieldSchemas(PolicySchema)) schemas.set(path, [...schemas.get(path) ?? [], schema])
+for (const [path, schema] of fieldSchemas(PolicySchema)) schemas.set(path, [...(schemas.get(path) ?? []), schema])
 const defaultsAt = (path: string) => (schemas.get(path) ?? []).filter((s) => s.default !== undefined)
 
-t.test('every documented default is the schema\'s', async (t) => {
+t.test("every documented default is the schema's", async (t) => {
   const rows = documentedDefaults(DOCS)
   t.ok(rows.length > 60, `the tables were read (${rows.length} rows)`)
   for (const row of rows) {
@@ -90,7 +99,8 @@ t.test('every default of the schema is documented', async (t) => {
   const documented = new Set<SchemaNode>()
   for (const row of documentedDefaults(DOCS)) for (const schema of schemas.get(row.path) ?? []) documented.add(schema)
   for (const [path, list] of schemas) {
-    for (const schema of list) if (schema.default !== undefined) t.ok(documented.has(schema), `${path}: its default ${JSON.stringify(schema.default)} is in docs/policy.md`)
+    for (const schema of list)
+      if (schema.default !== undefined) t.ok(documented.has(schema), `${path}: its default ${JSON.stringify(schema.default)} is in docs/policy.md`)
   }
 })
 
