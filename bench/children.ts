@@ -32,8 +32,13 @@ const live = new Set<ChildProcess>()
  * parent's scheduling into the child's latency. Without it, the output is drained through pipes
  * for as long as the process lives; either way only its end is kept, for error messages.
  */
-export function startService(name: string, command: string, args: string[], ready: (line: string) => string | undefined,
-  options: { logFile?: string; probe?: () => Promise<string | undefined>; timeoutMs?: number } = {}): Promise<Service> {
+export function startService(
+  name: string,
+  command: string,
+  args: string[],
+  ready: (line: string) => string | undefined,
+  options: { logFile?: string; probe?: () => Promise<string | undefined>; timeoutMs?: number } = {},
+): Promise<Service> {
   const { logFile, probe, timeoutMs = 60_000 } = options
   const fd = logFile === undefined ? undefined : openSync(logFile, 'a')
   const startedAt = performance.now()
@@ -74,15 +79,18 @@ export function startService(name: string, command: string, args: string[], read
     // With a log file, the file is polled, and the probe too (for when the log level hides the
     // line that says where the process listens).
     let probing = false
-    const poll = logFile === undefined ? undefined : setInterval(() => {
-      check(readFileSync(logFile, 'utf8'))
-      if (!probe || probing || started) return
-      probing = true
-      void probe().then((url) => {
-        probing = false
-        if (url !== undefined && !started) succeed(url)
-      })
-    }, 50)
+    const poll =
+      logFile === undefined
+        ? undefined
+        : setInterval(() => {
+            check(readFileSync(logFile, 'utf8'))
+            if (!probe || probing || started) return
+            probing = true
+            void probe().then((url) => {
+              probing = false
+              if (url !== undefined && !started) succeed(url)
+            })
+          }, 50)
     const timer = setTimeout(() => {
       finish()
       reject(new Error(`${name} did not start within ${timeoutMs} ms\n${output()}`))
@@ -125,7 +133,12 @@ function readTail(file: string): string {
 }
 
 /** Runs a command to completion, killing it after timeoutMs; resolves with its output. */
-export function runCommand(command: string, args: string[], timeoutMs: number, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCommand(
+  command: string,
+  args: string[],
+  timeoutMs: number,
+  env?: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env })
   live.add(child)
   let stdout = ''
@@ -150,15 +163,20 @@ export function runCommand(command: string, args: string[], timeoutMs: number, e
 /** SIGTERM to every child still running, SIGKILL to those still there after graceMs. */
 export async function killAll(graceMs = 1500): Promise<void> {
   const children = [...live]
-  await Promise.all(children.map((child) => new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    child.kill('SIGTERM')
-  })))
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve()
+          const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+          child.once('exit', () => {
+            clearTimeout(timer)
+            resolve()
+          })
+          child.kill('SIGTERM')
+        }),
+    ),
+  )
   live.clear()
 }
 

@@ -1,7 +1,7 @@
 // What the peer rows need: HAProxy's configuration and certificate, the express peer's packages,
 // and the revocation list of issue 5's scenario.
 import { execFileSync } from 'node:child_process'
-import { type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -9,9 +9,9 @@ import path from 'node:path'
 /** `count` entries: half jti (none a bench token's), half subjects `user-N` revoked before an hour ago (so the bench tokens, issued later, pass). */
 export function revocationList(count: number): object[] {
   const now = Math.floor(Date.now() / 1000)
-  return Array.from({ length: count }, (_, i) => (i % 2 === 0
-    ? { jti: `revoked-${i.toString(36)}-0123456789abcdef`, exp: now + 24 * 3600 }
-    : { sub: `user-${(i - 1) / 2}`, before: now - 3600 }))
+  return Array.from({ length: count }, (_, i) =>
+    i % 2 === 0 ? { jti: `revoked-${i.toString(36)}-0123456789abcdef`, exp: now + 24 * 3600 } : { sub: `user-${(i - 1) / 2}`, before: now - 3600 },
+  )
 }
 
 /** The x.y.z version a program prints for -v, or undefined. */
@@ -46,7 +46,9 @@ export function haproxyFiles(dir: string, o: { port: number; upstream: string; i
   writeFileSync(cert, o.publicKey.export({ type: 'spki', format: 'pem' }))
   const up = new URL(o.upstream)
   const config = path.join(dir, 'haproxy.cfg')
-  writeFileSync(config, `global
+  writeFileSync(
+    config,
+    `global
   nbthread 1
   maxconn 4000
 
@@ -77,7 +79,8 @@ frontend bench
 backend upstream
   http-reuse always
   server up ${up.hostname}:${up.port} maxconn 128
-`)
+`,
+  )
   return config
 }
 

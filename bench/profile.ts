@@ -118,7 +118,14 @@ function placeOf(frame: ProfileNode['callFrame']): string {
   }
   if (url.startsWith('node:')) return 'node: ' + url.slice(5).split('/')[0]
   const src = url.search(/\/(src|dist|bench)\//)
-  return src >= 0 ? 'jwtgate ' + url.slice(src + 1).split('/').slice(0, 2).join('/') : url
+  return src >= 0
+    ? 'jwtgate ' +
+        url
+          .slice(src + 1)
+          .split('/')
+          .slice(0, 2)
+          .join('/')
+    : url
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
@@ -136,7 +143,10 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()
   }
   // A directory (BENCH_PROFILE writes one per process): its largest profile, the main thread's.
   const file = statSync(target).isDirectory()
-    ? readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(target, f)).sort((x, y) => statSync(y).size - statSync(x).size)[0]!
+    ? readdirSync(target)
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => path.join(target, f))
+        .sort((x, y) => statSync(y).size - statSync(x).size)[0]!
     : target
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile
   const { functions, places, idle } = summarize(profile, skip)

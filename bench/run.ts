@@ -163,8 +163,10 @@ async function main(): Promise<void> {
     const file = path.join(tmp!, name.replace(/\W+/g, '_'))
     const port = await freePort()
     writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
-    return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening,
-      { logFile: `${file}.log`, probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
+    return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening, {
+      logFile: `${file}.log`,
+      probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)),
+    })
   }
   const basePolicy = {
     version: 1,
@@ -188,8 +190,16 @@ async function main(): Promise<void> {
     skip?: string
   }
   const groups: Group[] = [
-    { name: 'floor', start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json), scenarios: [{ name: 'b  floor (fastify+reply-from)' }] },
-    { name: 'jwtgate auth:none', start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }), scenarios: [{ name: 'c  jwtgate auth:none' }] },
+    {
+      name: 'floor',
+      start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json),
+      scenarios: [{ name: 'b  floor (fastify+reply-from)' }],
+    },
+    {
+      name: 'jwtgate auth:none',
+      start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }),
+      scenarios: [{ name: 'c  jwtgate auth:none' }],
+    },
   ]
   for (const alg of algorithms) {
     const policy = {
@@ -197,7 +207,12 @@ async function main(): Promise<void> {
       issuers: { bench: { ...signers.get(alg)!.issuer, audiences: [AUDIENCE], algorithms: [alg] } },
       routes: [{ path: '/**', upstream: 'up', auth: { issuers: ['bench'] } }],
     }
-    groups.push({ name: `jwtgate ${alg}`, start: jwtgate(`jwtgate ${alg}`, policy), tokens: tokens.get(alg), scenarios: TOKEN_COUNTS.map((count) => ({ name: scenarioName(alg, count), count })) })
+    groups.push({
+      name: `jwtgate ${alg}`,
+      start: jwtgate(`jwtgate ${alg}`, policy),
+      tokens: tokens.get(alg),
+      scenarios: TOKEN_COUNTS.map((count) => ({ name: scenarioName(alg, count), count })),
+    })
   }
   // Route matching: 500 routes under one first segment, the request matching the last one,
   // against auth:none's single route.
@@ -205,7 +220,10 @@ async function main(): Promise<void> {
     name: 'jwtgate 500 routes',
     start: jwtgate('jwtgate 500 routes', {
       ...basePolicy,
-      routes: [...Array.from({ length: 499 }, (_, i) => ({ path: `/api/svc-${i}/**`, upstream: 'up', auth: 'none' })), { path: '/api/**', upstream: 'up', auth: 'none' }],
+      routes: [
+        ...Array.from({ length: 499 }, (_, i) => ({ path: `/api/svc-${i}/**`, upstream: 'up', auth: 'none' })),
+        { path: '/api/**', upstream: 'up', auth: 'none' },
+      ],
     }),
     scenarios: [{ name: ROUTES_500 }],
   })
@@ -233,15 +251,25 @@ async function main(): Promise<void> {
       name: 'HAProxy',
       tokens: tokens.get('RS256'),
       scenarios: [{ name: HAPROXY, count: 1000 }],
-      skip: !haproxy ? 'haproxy is not installed (apt-get install -y haproxy)'
-        : !haproxyVersion || compareVersions(haproxyVersion, '2.5') < 0 ? `haproxy ${haproxyVersion ?? '(unknown version)'} has no jwt_verify (2.5 or later)`
+      skip: !haproxy
+        ? 'haproxy is not installed (apt-get install -y haproxy)'
+        : !haproxyVersion || compareVersions(haproxyVersion, '2.5') < 0
+          ? `haproxy ${haproxyVersion ?? '(unknown version)'} has no jwt_verify (2.5 or later)`
           : undefined,
       start: async () => {
         const port = await freePort()
         const dir = path.join(tmp!, 'haproxy')
-        const config = haproxyFiles(dir, { port, upstream: upstream.url, issuer: rs256.issuer.issuer as string, audience: AUDIENCE, publicKey: createPublicKey(signer.privateKey) })
-        return startService('HAProxy', haproxy!, ['-db', '-f', config], () => undefined,
-          { logFile: path.join(dir, 'haproxy.log'), probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)) })
+        const config = haproxyFiles(dir, {
+          port,
+          upstream: upstream.url,
+          issuer: rs256.issuer.issuer as string,
+          audience: AUDIENCE,
+          publicKey: createPublicKey(signer.privateKey),
+        })
+        return startService('HAProxy', haproxy!, ['-db', '-f', config], () => undefined, {
+          logFile: path.join(dir, 'haproxy.log'),
+          probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)),
+        })
       },
     })
     const express = expressPeerMissing()
@@ -276,7 +304,9 @@ async function main(): Promise<void> {
   })
   console.error(`bench: ${wanted.length + 1} processes for ${scenarios.length} scenarios ready after ${seconds()} s; priming`)
   // Priming runs before pinning, on both CPUs: it is the slowest part of the set-up.
-  await mapLimit([{ service: upstream, tokens: undefined }, ...wanted.map((g, i) => ({ service: services[i]!, tokens: g.tokens }))], 2, (x) => prime(x.service, x.tokens))
+  await mapLimit([{ service: upstream, tokens: undefined }, ...wanted.map((g, i) => ({ service: services[i]!, tokens: g.tokens }))], 2, (x) =>
+    prime(x.service, x.tokens),
+  )
   if (pinned) {
     for (const s of [upstream, ...services]) pin(s.pid, SERVER_CPU)
     pin(process.pid, LOADGEN_CPU)
@@ -306,13 +336,22 @@ async function main(): Promise<void> {
       const cpu0 = cpuMicros(s.service.pid)
       const up0 = cpuMicros(upstream.pid)
       const machine0 = machineTicks()
-      const result = await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined })
+      const result = await runWrk({
+        wrk,
+        url: s.service.url + PATH,
+        connections: CONNECTIONS,
+        durationS: DURATION_S,
+        tokensFile: s.tokensFile,
+        cpu: pinned ? LOADGEN_CPU : undefined,
+      })
       const cpu = cpuMicros(s.service.pid) - cpu0
       const up = cpuMicros(upstream.pid) - up0
       const machine1 = machineTicks()
       stolen.push((machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total))
       s.service.truncateLog()
-      runs.get(s)!.push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
+      runs
+        .get(s)!
+        .push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
       process.stderr.write(`  round ${round + 1}/${REPEATS} ${s.name.padEnd(30)} ${result.rps.toFixed(0).padStart(7)} req/s\n`)
     }
   }
@@ -330,9 +369,24 @@ async function main(): Promise<void> {
       const results: WrkRun[] = []
       for (let round = 0; round < REPEATS; round++) {
         await sleep(50)
-        results.push(await runWrk({ wrk, url: s.service.url + PATH, connections: CONNECTIONS, durationS: DURATION_S, tokensFile: s.tokensFile, cpu: pinned ? LOADGEN_CPU : undefined, delayMs }))
+        results.push(
+          await runWrk({
+            wrk,
+            url: s.service.url + PATH,
+            connections: CONNECTIONS,
+            durationS: DURATION_S,
+            tokensFile: s.tokensFile,
+            cpu: pinned ? LOADGEN_CPU : undefined,
+            delayMs,
+          }),
+        )
       }
-      paced.push({ name: s.name, rps: median(results.map((r) => r.rps)), p50Ms: median(results.map((r) => r.p50Ms)), p99Ms: median(results.map((r) => r.p99Ms)) })
+      paced.push({
+        name: s.name,
+        rps: median(results.map((r) => r.rps)),
+        p50Ms: median(results.map((r) => r.p50Ms)),
+        p99Ms: median(results.map((r) => r.p99Ms)),
+      })
       process.stderr.write(`  paced ${s.name.padEnd(30)} ${paced.at(-1)!.rps.toFixed(0).padStart(7)} req/s\n`)
     }
   }
@@ -356,16 +410,28 @@ async function main(): Promise<void> {
   for (const g of skipped) console.log(`skipped: ${g.scenarios.map((x) => x.name.slice(3)).join(', ')}: ${g.skip}`)
   comparisons(summaries)
   if (paced.length === 2) {
-    const [b, c] = paced as [typeof paced[0], typeof paced[0]]
-    console.log(`\npaced at about half the floor's throughput (${b.rps.toFixed(0)} and ${c.rps.toFixed(0)} req/s): ` +
-      `p50 ${b.p50Ms.toFixed(2)} / ${c.p50Ms.toFixed(2)} ms, p99 ${b.p99Ms.toFixed(2)} / ${c.p99Ms.toFixed(2)} ms (floor / jwtgate RS256 1k tokens); ` +
-      `jwtgate adds ${(c.p99Ms - b.p99Ms).toFixed(2)} ms at p99`)
+    const [b, c] = paced as [(typeof paced)[0], (typeof paced)[0]]
+    console.log(
+      `\npaced at about half the floor's throughput (${b.rps.toFixed(0)} and ${c.rps.toFixed(0)} req/s): ` +
+        `p50 ${b.p50Ms.toFixed(2)} / ${c.p50Ms.toFixed(2)} ms, p99 ${b.p99Ms.toFixed(2)} / ${c.p99Ms.toFixed(2)} ms (floor / jwtgate RS256 1k tokens); ` +
+        `jwtgate adds ${(c.p99Ms - b.p99Ms).toFixed(2)} ms at p99`,
+    )
   }
   if (OUT) {
     const meta = {
-      date: new Date().toISOString(), revision, node: process.version, cpus: CPUS, pinned,
-      durationS: DURATION_S, repeats: REPEATS, connections: CONNECTIONS, tokenCache: TOKEN_CACHE ?? 'default', logLevel: LOG_LEVEL ?? 'default',
-      accessLog: ACCESS_LOG ?? 'default', nodeFlags: NODE_FLAGS.join(' '), tsx: TSX,
+      date: new Date().toISOString(),
+      revision,
+      node: process.version,
+      cpus: CPUS,
+      pinned,
+      durationS: DURATION_S,
+      repeats: REPEATS,
+      connections: CONNECTIONS,
+      tokenCache: TOKEN_CACHE ?? 'default',
+      logLevel: LOG_LEVEL ?? 'default',
+      accessLog: ACCESS_LOG ?? 'default',
+      nodeFlags: NODE_FLAGS.join(' '),
+      tsx: TSX,
     }
     writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries, paced }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
@@ -442,20 +508,36 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
   const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MB', 'peak RSS MB', 'req/s ÷a', 'req/s ÷b', 'CPU ÷b', 'errors']
   const lines = rows.map((r) => [
-    r.name, fixed(r.rps, 0), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), fixed(r.cpuUsPerReq, 1), fixed(r.rssMB, 0), fixed(r.peakRssMB, 0),
-    fixed(r.rps / a.rps, 2), fixed(r.rps / b.rps, 2), fixed(r.cpuUsPerReq / b.cpuUsPerReq, 2), r.errors ? String(r.errors) : '',
+    r.name,
+    fixed(r.rps, 0),
+    fixed(r.p50Ms, 2),
+    fixed(r.p99Ms, 2),
+    fixed(r.cpuUsPerReq, 1),
+    fixed(r.rssMB, 0),
+    fixed(r.peakRssMB, 0),
+    fixed(r.rps / a.rps, 2),
+    fixed(r.rps / b.rps, 2),
+    fixed(r.cpuUsPerReq / b.cpuUsPerReq, 2),
+    r.errors ? String(r.errors) : '',
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
   const format = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   console.log('')
-  console.log(`How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
-    `CPU µs/req and RSS are the proxy process's alone (row a: the upstream's), RSS after the row's last run and at its peak (the rows of one algorithm share one gateway, so one peak); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
-    `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`)
-  console.log(`jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
-    `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`)
+  console.log(
+    `How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
+      `CPU µs/req and RSS are the proxy process's alone (row a: the upstream's), RSS after the row's last run and at its peak (the rows of one algorithm share one gateway, so one peak); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
+      `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`,
+  )
+  console.log(
+    `jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
+      `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`,
+  )
   // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
   // CPU figures from run to run: above a few per cent, read the ratios with care.
-  if (info.steal) console.log(`CPU steal (other guests of this machine's host) during the runs: median ${(info.steal.median * 100).toFixed(1)}%, at most ${(info.steal.max * 100).toFixed(1)}%`)
+  if (info.steal)
+    console.log(
+      `CPU steal (other guests of this machine's host) during the runs: median ${(info.steal.median * 100).toFixed(1)}%, at most ${(info.steal.max * 100).toFixed(1)}%`,
+    )
   console.log('')
   console.log(format(header))
   console.log(format(widths.map((w) => '-'.repeat(w))))
@@ -521,9 +603,15 @@ function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     socket.setTimeout(1000)
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
     socket.once('error', () => resolve(false))
-    socket.once('timeout', () => (socket.destroy(), resolve(false)))
+    socket.once('timeout', () => {
+      socket.destroy()
+      resolve(false)
+    })
   })
 }
 
@@ -540,7 +628,10 @@ function cleanup(): Promise<void> {
   return cleaning
 }
 
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.on(signal, () => {
     stopping = true
     console.error(`\nbench: ${signal}, stopping`)

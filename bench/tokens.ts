@@ -2,9 +2,7 @@
 // run on libuv's thread pool (crypto.sign with a callback) rather than one by one.
 import { createHmac, sign, type KeyObject } from 'node:crypto'
 
-export type Signer =
-  | { alg: 'RS256' | 'ES256'; kid: string; privateKey: KeyObject }
-  | { alg: 'HS256'; secret: string }
+export type Signer = { alg: 'RS256' | 'ES256'; kid: string; privateKey: KeyObject } | { alg: 'HS256'; secret: string }
 
 export interface TokenClaims {
   iss: string
@@ -36,7 +34,7 @@ export async function makeTokens(signer: Signer, claims: TokenClaims, count: num
       return `${header}.${b64url({ iss: claims.iss, sub: `user-${i}`, aud: claims.aud, roles: ['reader'], jti: `bench-${i}`, iat: now, exp: now + claims.lifetimeS })}`
     })
     const signatures = await Promise.all(inputs.map((input) => signAsync(signer, input)))
-    inputs.forEach((input, k) => tokens.push(`${input}.${signatures[k]}`))
+    for (const [k, input] of inputs.entries()) tokens.push(`${input}.${signatures[k]}`)
   }
   return tokens
 }

@@ -36,7 +36,12 @@ export async function runWrk(o: WrkOptions): Promise<WrkRun> {
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '))
   if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code}) against ${o.url}\n${stdout}\n${stderr}`)
   const r = JSON.parse(line.slice('BENCH_JSON '.length)) as {
-    requests: number; duration_us: number; p50_us: number; p99_us: number; max_us: number; errors: WrkRun['errors']
+    requests: number
+    duration_us: number
+    p50_us: number
+    p99_us: number
+    max_us: number
+    errors: WrkRun['errors']
   }
   const seconds = r.duration_us / 1e6
   return { requests: r.requests, seconds, rps: r.requests / seconds, p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000, maxMs: r.max_us / 1000, errors: r.errors }

@@ -30,7 +30,15 @@ export interface Decision {
 }
 
 /** `preflight`: the request's Origin and Access-Control-Request-* headers, when it is an OPTIONS preflight. */
-export function decide(policy: CompiledPolicy, method: string, hostHeader: string | undefined, target: string, credentials: Credentials, out: Decision, preflight?: Preflight): void | Promise<void> {
+export function decide(
+  policy: CompiledPolicy,
+  method: string,
+  hostHeader: string | undefined,
+  target: string,
+  credentials: Credentials,
+  out: Decision,
+  preflight?: Preflight,
+): void | Promise<void> {
   const normalized = normalizePath(splitTarget(target).path, { rejectPathParameters: policy.rejectPathParameters })
   if (!normalized.ok) {
     out.denial = deny('bad_path', `the request path is not acceptable: ${normalized.reason}`)

@@ -24,10 +24,15 @@ const PIPE_BUF = 4096
  * 1.0-1.3 in buffer mode).
  */
 function stdout(shared: boolean): pino.DestinationStream {
-  return new EncodedLines(pino.destination({
-    dest: 1, sync: false, contentMode: 'buffer', periodicFlush: 100,
-    ...(shared ? { minLength: PIPE_BUF - 256, maxWrite: PIPE_BUF } : { minLength: 16000 }),
-  }))
+  return new EncodedLines(
+    pino.destination({
+      dest: 1,
+      sync: false,
+      contentMode: 'buffer',
+      periodicFlush: 100,
+      ...(shared ? { minLength: PIPE_BUF - 256, maxWrite: PIPE_BUF } : { minLength: 16000 }),
+    }),
+  )
 }
 
 /** pino writes strings; this hands them to a sonic-boom in buffer mode (its types know only strings). */
@@ -35,7 +40,7 @@ export class EncodedLines implements pino.DestinationStream {
   constructor(readonly out: pino.DestinationStream) {}
 
   write(line: string): void {
-    (this.out.write as unknown as (data: Buffer) => void).call(this.out, Buffer.from(line))
+    ;(this.out.write as unknown as (data: Buffer) => void).call(this.out, Buffer.from(line))
   }
 }
 
@@ -47,14 +52,17 @@ export interface LoggerOptions {
 }
 
 export function createLogger(level = 'info', destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
-  return pino({
-    level,
-    base: { service: SERVICE, ...(options.worker === undefined ? {} : { worker: options.worker }) },
-    redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token', 'secret', '*.secret'],
-      censor: '[redacted]',
+  return pino(
+    {
+      level,
+      base: { service: SERVICE, ...(options.worker === undefined ? {} : { worker: options.worker }) },
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token', 'secret', '*.secret'],
+        censor: '[redacted]',
+      },
     },
-  }, destination ?? stdout(options.worker !== undefined || options.sharedStdout === true))
+    destination ?? stdout(options.worker !== undefined || options.sharedStdout === true),
+  )
 }
 
 /** The fields of one access-log line; an undefined field is left out, as pino does. */
@@ -93,11 +101,22 @@ export function accessLogger(logger: Logger): (fields: AccessFields) => void {
   const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym]
   return (f) => {
     if (logger.levelVal > INFO) return
-    stream.write(`{"level":${INFO},"time":${Date.now()}${bindings},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
-      named('method', f.method) + text('path', f.path) + named('route', f.route) + named('upstream', f.upstream) +
-      `,"status":${f.status},"ms":${f.ms}` + named('issuer', f.issuer) + text('sub', f.sub) + named('reason', f.reason) +
-      named('report', f.report) + (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) + named('report_reason', f.reportReason) +
-      (f.websocket ? ',"websocket":true' : '') + ',"msg":"request"}\n')
+    stream.write(
+      `{"level":${INFO},"time":${Date.now()}${bindings},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
+        named('method', f.method) +
+        text('path', f.path) +
+        named('route', f.route) +
+        named('upstream', f.upstream) +
+        `,"status":${f.status},"ms":${f.ms}` +
+        named('issuer', f.issuer) +
+        text('sub', f.sub) +
+        named('reason', f.reason) +
+        named('report', f.report) +
+        (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) +
+        named('report_reason', f.reportReason) +
+        (f.websocket ? ',"websocket":true' : '') +
+        ',"msg":"request"}\n',
+    )
   }
 }
 
@@ -137,7 +156,11 @@ type LogMethod = (...args: unknown[]) => void
 export class LazyChildLogger {
   private made: Logger | undefined
 
-  constructor(private readonly parent: Logger, private readonly bindings: pino.Bindings, private readonly options: pino.ChildLoggerOptions) {}
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: pino.Bindings,
+    private readonly options: pino.ChildLoggerOptions,
+  ) {}
 
   private get logger(): Logger {
     return (this.made ??= this.parent.child(this.bindings, this.options))
@@ -151,12 +174,24 @@ export class LazyChildLogger {
     this.logger.level = level
   }
 
-  fatal(...args: unknown[]): void { (this.logger.fatal as LogMethod).apply(this.logger, args) }
-  error(...args: unknown[]): void { (this.logger.error as LogMethod).apply(this.logger, args) }
-  warn(...args: unknown[]): void { (this.logger.warn as LogMethod).apply(this.logger, args) }
-  info(...args: unknown[]): void { (this.logger.info as LogMethod).apply(this.logger, args) }
-  debug(...args: unknown[]): void { (this.logger.debug as LogMethod).apply(this.logger, args) }
-  trace(...args: unknown[]): void { (this.logger.trace as LogMethod).apply(this.logger, args) }
+  fatal(...args: unknown[]): void {
+    ;(this.logger.fatal as LogMethod).apply(this.logger, args)
+  }
+  error(...args: unknown[]): void {
+    ;(this.logger.error as LogMethod).apply(this.logger, args)
+  }
+  warn(...args: unknown[]): void {
+    ;(this.logger.warn as LogMethod).apply(this.logger, args)
+  }
+  info(...args: unknown[]): void {
+    ;(this.logger.info as LogMethod).apply(this.logger, args)
+  }
+  debug(...args: unknown[]): void {
+    ;(this.logger.debug as LogMethod).apply(this.logger, args)
+  }
+  trace(...args: unknown[]): void {
+    ;(this.logger.trace as LogMethod).apply(this.logger, args)
+  }
   silent(): void {}
 
   child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {

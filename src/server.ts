@@ -63,7 +63,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const env = options.env ?? process.env
   const metrics = new Metrics()
   const live = new LivePolicy(compilePolicy(options.source ?? readPolicySource(options.policyFile, env), logger), {
-    file: options.policyFile, env, logger, verifiesTokens: true,
+    file: options.policyFile,
+    env,
+    logger,
+    verifiesTokens: true,
     // A cluster's primary says it once for all its workers.
     warnsRestartOnly: options.worker === undefined,
     onIssuersAdded: (issuers) => metrics.instrument(issuers),
@@ -87,7 +90,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let admin: FastifyInstance | undefined
   let adminUrl: string | undefined
   const shutdown = new Shutdown({
-    logger, live,
+    logger,
+    live,
     drain: () => sleep(live.current.shutdown.drainDelayMs),
     closeProxy: (timeoutMs) => closeProxy(gateway, timeoutMs, logger),
     watcher: () => watcher,
@@ -105,7 +109,14 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     metrics.reloaded(ok)
     return ok
   }
-  const watcher = options.watch ? watchPolicy(options.policyFile, () => live.current, () => void reload(), logger) : undefined
+  const watcher = options.watch
+    ? watchPolicy(
+        options.policyFile,
+        () => live.current,
+        () => void reload(),
+        logger,
+      )
+    : undefined
 
   return {
     url,
@@ -147,10 +158,13 @@ async function closeProxy(gateway: GatewayApp, timeoutMs: number, logger: Logger
     // WebSocket tunnels left the HTTP server's connection list at the upgrade.
     for (const socket of gateway.upgraded) socket.destroy()
   }
-  const deadline = timeoutMs > 0 ? setTimeout(() => {
-    logger.warn({ timeout_ms: timeoutMs }, 'shutdown timeout: closing the connections still open')
-    closeEverything()
-  }, timeoutMs) : undefined
+  const deadline =
+    timeoutMs > 0
+      ? setTimeout(() => {
+          logger.warn({ timeout_ms: timeoutMs }, 'shutdown timeout: closing the connections still open')
+          closeEverything()
+        }, timeoutMs)
+      : undefined
   if (timeoutMs <= 0) for (const socket of gateway.upgraded) socket.destroy()
   try {
     await gateway.app.close()

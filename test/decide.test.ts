@@ -11,7 +11,9 @@ import type { Preflight } from '../src/proxy/cors.js'
 
 const SECRET = 'a-shared-secret-of-at-least-32-bytes!!'
 const policy = loadPolicy(fileURLToPath(new URL('fixtures/decide.yaml', import.meta.url)), createLogger('silent'), { DECIDE_SECRET: SECRET })
-t.teardown(() => { for (const issuer of policy.issuers.values()) issuer.stop() })
+t.teardown(() => {
+  for (const issuer of policy.issuers.values()) issuer.stop()
+})
 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
 function sign(claims: Record<string, unknown>): string {
@@ -117,10 +119,24 @@ t.test('a CORS preflight is decided without a token, by the route the request wo
 
 t.test('claims given as verified (explain, test) skip the signature, not the rules', async (t) => {
   const out: Decision = {}
-  await decide(policy, 'GET', '127.0.0.1', '/orders/1', { claims: { iss: 'internal-auth', aud: 'orders-api', sub: 'carol', roles: ['reader'], exp: Math.floor(Date.now() / 1000) + 60 } }, out)
+  await decide(
+    policy,
+    'GET',
+    '127.0.0.1',
+    '/orders/1',
+    { claims: { iss: 'internal-auth', aud: 'orders-api', sub: 'carol', roles: ['reader'], exp: Math.floor(Date.now() / 1000) + 60 } },
+    out,
+  )
   t.equal(out.denial, undefined)
   t.same(out.identityHeaders, { 'x-user-id': 'carol' })
   const refused: Decision = {}
-  await decide(policy, 'GET', '127.0.0.1', '/orders/1', { claims: { iss: 'internal-auth', aud: 'orders-api', sub: 'carol', exp: Math.floor(Date.now() / 1000) + 60 } }, refused)
+  await decide(
+    policy,
+    'GET',
+    '127.0.0.1',
+    '/orders/1',
+    { claims: { iss: 'internal-auth', aud: 'orders-api', sub: 'carol', exp: Math.floor(Date.now() / 1000) + 60 } },
+    refused,
+  )
   t.match(refused.denial, { reason: 'insufficient_claims' })
 })

@@ -7,12 +7,24 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { accessLogger, createLogger, EncodedLines, LazyChildLogger } from '../src/log.js'
+import { accessLogger, createLogger, type EncodedLines, LazyChildLogger } from '../src/log.js'
 import { LogCapture } from './support/harness.js'
 
 const fields = {
-  requestId: 'r1', method: 'GET', path: '/x', route: 'routes[0] /x', upstream: 'orders', status: 200, ms: 1.5,
-  issuer: undefined, sub: undefined, reason: undefined, report: undefined, reportStatus: undefined, reportReason: undefined, websocket: undefined,
+  requestId: 'r1',
+  method: 'GET',
+  path: '/x',
+  route: 'routes[0] /x',
+  upstream: 'orders',
+  status: 200,
+  ms: 1.5,
+  issuer: undefined,
+  sub: undefined,
+  reason: undefined,
+  report: undefined,
+  reportStatus: undefined,
+  reportReason: undefined,
+  websocket: undefined,
 } as const
 
 t.test("a worker's lines, pino's and the access log's, carry its number after service", async (t) => {
@@ -47,21 +59,28 @@ t.test('lines logged just before the process exits reach standard output, in ord
   // Fewer than a batch, and no time for the periodic flush: only the exit flush writes them.
   const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-log-'))
   const script = path.join(dir, 'exit.ts')
-  writeFileSync(script, `import { accessLogger, createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
+  writeFileSync(
+    script,
+    `import { accessLogger, createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
 const logger = createLogger('info')
 logger.info('first')
 accessLogger(logger)({ requestId: 'r1', method: 'GET', path: '/x', route: undefined, upstream: undefined, status: 200, ms: 1, issuer: undefined, sub: 'é', reason: undefined, report: undefined, reportStatus: undefined, reportReason: undefined, websocket: undefined })
 logger.warn('last')
 process.exit(3)
-`)
+`,
+  )
   const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000 })
   t.equal(child.status, 3, child.stderr)
-  const lines = child.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  const lines = child.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(lines, [{ msg: 'first' }, { msg: 'request', request_id: 'r1', sub: 'é' }, { msg: 'last' }])
 })
 
 t.test('processes sharing standard output write at most PIPE_BUF (4096) bytes at a time', async (t) => {
-  const sonicOf = (logger: pino.Logger) => ((logger as unknown as Record<symbol, EncodedLines>)[pino.symbols.streamSym]!.out as unknown as { maxWrite: number; minLength: number })
+  const sonicOf = (logger: pino.Logger) =>
+    (logger as unknown as Record<symbol, EncodedLines>)[pino.symbols.streamSym]!.out as unknown as { maxWrite: number; minLength: number }
   for (const options of [{ worker: 1 }, { sharedStdout: true }]) {
     const sonic = sonicOf(createLogger('silent', undefined, options))
     t.equal(sonic.maxWrite, 4096, JSON.stringify(options))
@@ -75,12 +94,18 @@ t.test("a request's logger makes its pino child only for its first line, with th
   const parent = createLogger('info', capture)
   let children = 0
   const child = parent.child.bind(parent)
-  parent.child = ((bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => (children++, child(bindings, options))) as unknown as typeof parent.child
+  parent.child = ((bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => {
+    children++
+    return child(bindings, options)
+  }) as unknown as typeof parent.child
   const log = new LazyChildLogger(parent, { request_id: 'r9' }, {})
   t.equal(log.level, 'info')
   t.equal(children, 0, 'no child yet')
   log.warn({ upstream: 'orders' }, 'upstream request failed')
   log.error('again')
   t.equal(children, 1, 'one child, made for the first line')
-  t.match(capture.lines, [{ level: 40, request_id: 'r9', upstream: 'orders', msg: 'upstream request failed' }, { level: 50, request_id: 'r9', msg: 'again' }])
+  t.match(capture.lines, [
+    { level: 40, request_id: 'r9', upstream: 'orders', msg: 'upstream request failed' },
+    { level: 50, request_id: 'r9', msg: 'again' },
+  ])
 })

@@ -25,25 +25,46 @@ export class Metrics {
   // The three written on every request: plain numbers until a scrape (./series.ts).
   private readonly requests = new RequestCounter(this.registry)
   private readonly authFailures = new Counter({
-    name: 'jwtgate_auth_failures_total', help: 'Refused requests by route and reason (the reason codes of the 4xx/503 bodies).',
-    labelNames: ['route', 'reason'] as const, registers: [this.registry],
+    name: 'jwtgate_auth_failures_total',
+    help: 'Refused requests by route and reason (the reason codes of the 4xx/503 bodies).',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
   })
   private readonly reportDecisions = new Counter({
-    name: 'jwtgate_report_decisions_total', help: 'Decisions on mode: report routes, which forward every request: allow, or deny with the reason it would have had.',
-    labelNames: ['route', 'decision', 'reason'] as const, registers: [this.registry],
+    name: 'jwtgate_report_decisions_total',
+    help: 'Decisions on mode: report routes, which forward every request: allow, or deny with the reason it would have had.',
+    labelNames: ['route', 'decision', 'reason'] as const,
+    registers: [this.registry],
   })
-  private readonly requestDuration = new Histogram('jwtgate_request_duration_seconds', 'Time from request to response, by route.', 'route', LATENCY_BUCKETS, this.registry)
-  private readonly upstreamDuration = new Histogram('jwtgate_upstream_duration_seconds', 'Time from forwarding to the upstream response headers, by upstream.', 'upstream', LATENCY_BUCKETS, this.registry)
+  private readonly requestDuration = new Histogram(
+    'jwtgate_request_duration_seconds',
+    'Time from request to response, by route.',
+    'route',
+    LATENCY_BUCKETS,
+    this.registry,
+  )
+  private readonly upstreamDuration = new Histogram(
+    'jwtgate_upstream_duration_seconds',
+    'Time from forwarding to the upstream response headers, by upstream.',
+    'upstream',
+    LATENCY_BUCKETS,
+    this.registry,
+  )
   private readonly jwksFetches = new Counter({
-    name: 'jwtgate_jwks_fetches_total', help: 'Key set fetches by issuer and result (ok or error).',
-    labelNames: ['issuer', 'result'] as const, registers: [this.registry],
+    name: 'jwtgate_jwks_fetches_total',
+    help: 'Key set fetches by issuer and result (ok or error).',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
   })
   private readonly reloads = policyReloads(this.registry)
   // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
   // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
-    name: 'jwtgate_policy_info', help: 'The loaded policy: 1, labelled with its sha256.',
-    labelNames: ['hash'] as const, registers: [this.registry], aggregator: 'first',
+    name: 'jwtgate_policy_info',
+    help: 'The loaded policy: 1, labelled with its sha256.',
+    labelNames: ['hash'] as const,
+    registers: [this.registry],
+    aggregator: 'first',
   })
   /** Issuers of the live policy, read at scrape time. */
   private issuers: Issuer[] = []
@@ -53,16 +74,23 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry })
     const metrics = this
     new Gauge({
-      name: 'jwtgate_jwks_keys', help: 'Signing keys currently cached, by issuer.', labelNames: ['issuer'] as const, registers: [this.registry], aggregator: 'max',
+      name: 'jwtgate_jwks_keys',
+      help: 'Signing keys currently cached, by issuer.',
+      labelNames: ['issuer'] as const,
+      registers: [this.registry],
+      aggregator: 'max',
       collect() {
         this.reset()
         for (const i of metrics.issuers) if (i.jwks) this.set({ issuer: i.name }, i.jwks.status.keyCount)
       },
     })
     new Gauge({
-      name: 'jwtgate_jwks_last_success_age_seconds', help: 'Seconds since the last successful key set fetch, by issuer (absent until the first).',
+      name: 'jwtgate_jwks_last_success_age_seconds',
+      help: 'Seconds since the last successful key set fetch, by issuer (absent until the first).',
       // The worker whose keys are oldest: what a staleness alert is about.
-      labelNames: ['issuer'] as const, registers: [this.registry], aggregator: 'max',
+      labelNames: ['issuer'] as const,
+      registers: [this.registry],
+      aggregator: 'max',
       collect() {
         this.reset()
         const now = Date.now()
@@ -73,8 +101,12 @@ export class Metrics {
       },
     })
     new Gauge({
-      name: 'jwtgate_token_cache_entries', help: 'Verified tokens currently cached.', registers: [this.registry],
-      collect() { this.set(metrics.tokenCacheSize()) },
+      name: 'jwtgate_token_cache_entries',
+      help: 'Verified tokens currently cached.',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.tokenCacheSize())
+      },
     })
   }
 
@@ -119,8 +151,10 @@ export class Metrics {
  */
 export function policyReloads(registry: Registry): Counter<'result'> {
   const reloads = new Counter({
-    name: 'jwtgate_policy_reloads_total', help: 'Policy reloads by result (success or failure).',
-    labelNames: ['result'] as const, registers: [registry],
+    name: 'jwtgate_policy_reloads_total',
+    help: 'Policy reloads by result (success or failure).',
+    labelNames: ['result'] as const,
+    registers: [registry],
   })
   for (const r of ['success', 'failure'] as const) reloads.inc({ result: r }, 0)
   return reloads

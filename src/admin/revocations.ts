@@ -21,33 +21,43 @@ export const revokeHere: Revoke = (store, body) => ('jti' in body ? store.revoke
 const MAX_ID_LENGTH = 1024
 
 export function revocationRoutes(app: FastifyInstance, policy: () => CompiledPolicy, revoke: Revoke = revokeHere): void {
-  app.post('/revocations', {
-    bodyLimit: 8192,
-    // Checked before the body is read: an unauthenticated caller gets nothing parsed.
-    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      const digest = policy().revocation?.adminTokenDigest
-      if (!digest) {
-        return reply.code(404).send({ error: 'not_found', message: 'revocation through the admin API is off; set revocation.admin_token in the policy' })
-      }
-      if (!authorized(request.headers.authorization, digest)) {
-        return reply.code(401).header('www-authenticate', 'Bearer realm="jwtgate-admin"').send({ error: 'unauthorized', message: 'the admin bearer token is missing or wrong' })
-      }
+  app.post(
+    '/revocations',
+    {
+      bodyLimit: 8192,
+      // Checked before the body is read: an unauthenticated caller gets nothing parsed.
+      onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+        const digest = policy().revocation?.adminTokenDigest
+        if (!digest) {
+          return reply.code(404).send({ error: 'not_found', message: 'revocation through the admin API is off; set revocation.admin_token in the policy' })
+        }
+        if (!authorized(request.headers.authorization, digest)) {
+          return reply
+            .code(401)
+            .header('www-authenticate', 'Bearer realm="jwtgate-admin"')
+            .send({ error: 'unauthorized', message: 'the admin bearer token is missing or wrong' })
+        }
+      },
     },
-  }, async (request, reply) => {
-    const store = policy().revocation?.store
-    if (!store) return reply.code(404).send({ error: 'not_found', message: 'the policy has no revocation: section' })
-    const body = checkBody(request.body)
-    if (typeof body === 'string') return reply.code(400).send({ error: 'bad_request', message: body })
-    let entry: Revocation
-    try {
-      entry = await revoke(store, body)
-    } catch (err) {
-      request.log.warn({ error: (err as Error).message }, 'revocation not stored')
-      return reply.code(503).header('retry-after', '5').send({ error: 'revocation_unavailable', message: `the revocation backend did not take it: ${(err as Error).message}` })
-    }
-    request.log.info({ revoked: entry.kind, id: entry.id, kept_until: new Date(entry.expiresAt).toISOString() }, 'token revoked')
-    return reply.code(201).send(describeRevocation(entry))
-  })
+    async (request, reply) => {
+      const store = policy().revocation?.store
+      if (!store) return reply.code(404).send({ error: 'not_found', message: 'the policy has no revocation: section' })
+      const body = checkBody(request.body)
+      if (typeof body === 'string') return reply.code(400).send({ error: 'bad_request', message: body })
+      let entry: Revocation
+      try {
+        entry = await revoke(store, body)
+      } catch (err) {
+        request.log.warn({ error: (err as Error).message }, 'revocation not stored')
+        return reply
+          .code(503)
+          .header('retry-after', '5')
+          .send({ error: 'revocation_unavailable', message: `the revocation backend did not take it: ${(err as Error).message}` })
+      }
+      request.log.info({ revoked: entry.kind, id: entry.id, kept_until: new Date(entry.expiresAt).toISOString() }, 'token revoked')
+      return reply.code(201).send(describeRevocation(entry))
+    },
+  )
 
   app.get('/revocations/stats', async (_request, reply) => {
     const store = policy().revocation?.store
@@ -65,12 +75,15 @@ export function describeRevocation(entry: Revocation): Record<string, unknown> {
 /** Compares digests, so the time taken says nothing about the token, not even its length. */
 function authorized(header: string | undefined, digest: Buffer): boolean {
   const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header)
-  const given = createHash('sha256').update(match?.[1] ?? '').digest()
+  const given = createHash('sha256')
+    .update(match?.[1] ?? '')
+    .digest()
   return timingSafeEqual(given, digest) && match !== null
 }
 
 function checkBody(body: unknown): RevokeBody | string {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'the body must be a JSON object: {"jti": "…", "exp": 1767225600} or {"sub": "…", "before": 1767225600}'
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    return 'the body must be a JSON object: {"jti": "…", "exp": 1767225600} or {"sub": "…", "before": 1767225600}'
   const b = body as Record<string, unknown>
   const seconds = (name: string): number | string | undefined => {
     const v = b[name]
@@ -79,7 +92,9 @@ function checkBody(body: unknown): RevokeBody | string {
   }
   const id = (name: string): string | undefined => {
     const v = b[name]
-    return typeof v === 'string' && v !== '' && v.length <= MAX_ID_LENGTH ? undefined : `${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters`
+    return typeof v === 'string' && v !== '' && v.length <= MAX_ID_LENGTH
+      ? undefined
+      : `${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters`
   }
   const unknown = (allowed: string[]) => Object.keys(b).find((k) => !allowed.includes(k))
   if ('jti' in b) {

@@ -11,7 +11,10 @@ export class HistogramSeries {
   sum = 0
   count = 0
 
-  constructor(readonly labels: Readonly<Record<string, string>>, private readonly bounds: readonly number[]) {
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    private readonly bounds: readonly number[],
+  ) {
     this.counts = new Float64Array(bounds.length + 1)
   }
 
@@ -34,7 +37,13 @@ export class Histogram {
   readonly aggregator = 'sum'
   private readonly series = new Map<string, HistogramSeries>()
 
-  constructor(readonly name: string, readonly help: string, private readonly labelName: string, private readonly bounds: readonly number[], registry: Registry) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelName: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+  ) {
     registry.registerMetric(this as never)
   }
 
@@ -82,8 +91,10 @@ export class RequestCounter {
   constructor(registry: Registry) {
     const counts = this.counts
     new Counter({
-      name: 'jwtgate_requests_total', help: 'Requests by route, method and status class.',
-      labelNames: ['route', 'method', 'status_class'] as const, registers: [registry],
+      name: 'jwtgate_requests_total',
+      help: 'Requests by route, method and status class.',
+      labelNames: ['route', 'method', 'status_class'] as const,
+      registers: [registry],
       collect() {
         this.reset()
         for (const [route, byMethod] of counts) {

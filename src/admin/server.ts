@@ -32,17 +32,23 @@ export interface AdminSource {
 }
 
 export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): FastifyInstance {
-  return adminListener({
-    policy: view.policy,
-    loadedAt: view.loadedAt,
-    readiness: async () => readiness(view),
-    metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
-    revoke: revokeHere,
-  }, logger)
+  return adminListener(
+    {
+      policy: view.policy,
+      loadedAt: view.loadedAt,
+      readiness: async () => readiness(view),
+      metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
+      revoke: revokeHere,
+    },
+    logger,
+  )
 }
 
 export function adminListener(source: AdminSource, logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
+  const app = Fastify({
+    loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+  })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
 
@@ -57,7 +63,7 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
   revocationRoutes(app, () => source.policy(), source.revoke)
 
   app.get('/metrics', async (request, reply) => {
-    let scraped
+    let scraped: Awaited<ReturnType<AdminSource['metrics']>>
     try {
       scraped = await source.metrics()
     } catch (err) {

@@ -98,8 +98,7 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   // route, and costs little), and it must not have been revoked since it was cached. iat and
   // sub were checked when it was cached and a later clock cannot undo that.
   if (known && source.issuers.find(known.claims) === known.issuer) {
-    return context.revocation?.check(known.claims, now) ??
-      meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
+    return context.revocation?.check(known.claims, now) ?? meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
   let decoded: Decoded
@@ -129,7 +128,15 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   return verifyWith(key, token, decoded, typ, issuer, rule, context)
 }
 
-function verifyWith(key: KeyLookup, token: string, decoded: Decoded, typ: string | undefined, issuer: Issuer, rule: AuthRule, context: AuthContext): Identity | Denial | Refused {
+function verifyWith(
+  key: KeyLookup,
+  token: string,
+  decoded: Decoded,
+  typ: string | undefined,
+  issuer: Issuer,
+  rule: AuthRule,
+  context: AuthContext,
+): Identity | Denial | Refused {
   if (isDenial(key)) return key
   let claims: Record<string, unknown>
   try {

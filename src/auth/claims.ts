@@ -12,7 +12,10 @@ export type ClaimPath = readonly string[]
  * (Auth0's `https://example.com/roles`) is written in double quotes: `"https://example.com/roles"`.
  */
 export function parseClaimPath(text: string, at: DocPath, problem: OnProblem): ClaimPath | undefined {
-  const fail = (message: string): undefined => { problem(at, message); return undefined }
+  const fail = (message: string): undefined => {
+    problem(at, message)
+    return undefined
+  }
   const out: string[] = []
   let i = 0
   while (i < text.length) {
@@ -41,7 +44,7 @@ export function claimAt(claims: Record<string, unknown>, path: ClaimPath): unkno
   for (const name of path) {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
     // Own properties only: a claim named __proto__ or constructor must not reach Object.prototype.
-    if (!Object.prototype.hasOwnProperty.call(value, name)) return undefined
+    if (!Object.hasOwn(value, name)) return undefined
     value = (value as Record<string, unknown>)[name]
   }
   return value
@@ -125,7 +128,10 @@ export function compileClaimPattern(source: string, at: DocPath, problem: OnProb
     return undefined
   }
   if (!safeRegex(source)) {
-    problem(at, `regular expression ${JSON.stringify(source)} is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)`)
+    problem(
+      at,
+      `regular expression ${JSON.stringify(source)} is refused: it may take exponential time (a quantifier inside a quantified group, such as (a+)+, or more than 25 quantifiers)`,
+    )
     return undefined
   }
   return new RegExp(`^(?:${source})$`, 'u')

@@ -17,7 +17,7 @@ export function discoveryUrl(issuer: string): string {
 export async function discoverJwksUri(issuer: string, agent: Agent, timeoutMs: number): Promise<string> {
   let body: unknown
   try {
-    ({ body } = await fetchJson(discoveryUrl(issuer), agent, timeoutMs, MAX_DOCUMENT_BYTES, 'application/json'))
+    ;({ body } = await fetchJson(discoveryUrl(issuer), agent, timeoutMs, MAX_DOCUMENT_BYTES, 'application/json'))
   } catch (err) {
     const { name, message } = err as Error
     throw new Error(`cannot read the discovery document: ${name === 'TimeoutError' || name === 'AbortError' ? 'timed out' : message}`)

@@ -3,7 +3,13 @@
 // request does not follow them, so a 3xx is just not 200), certificates verified.
 import { request, type Agent } from 'undici'
 
-export async function fetchJson(uri: string, agent: Agent, timeoutMs: number, maxBytes: number, accept: string): Promise<{ body: unknown; headers: Record<string, string | string[] | undefined> }> {
+export async function fetchJson(
+  uri: string,
+  agent: Agent,
+  timeoutMs: number,
+  maxBytes: number,
+  accept: string,
+): Promise<{ body: unknown; headers: Record<string, string | string[] | undefined> }> {
   const response = await request(uri, {
     dispatcher: agent,
     headers: { accept },

@@ -79,7 +79,9 @@ export function jwksIssuer(settings: IssuerSettings, jwks: JwksSettings, log: Lo
   return {
     ...base(settings),
     jwks: cache,
-    get ready() { return cache.hasKeys },
+    get ready() {
+      return cache.hasKeys
+    },
     start: () => cache.start(),
     stop: () => cache.stop(),
     holdsKey: (key) => cache.holds(key),

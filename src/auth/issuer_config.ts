@@ -24,15 +24,24 @@ const builtFrom = new WeakMap<Issuer, string>()
  * Every issuer that compiles, by name; each one that does not is said. With `previous` (a
  * reload), a key-set issuer whose settings did not change is kept as it is, with its caches.
  */
-export function compileIssuers(specs: Readonly<Record<string, IssuerDocument>>, policyFile: string, log: Logger, problem: OnProblem,
-  previous?: ReadonlyMap<string, Issuer>): Map<string, Issuer> {
+export function compileIssuers(
+  specs: Readonly<Record<string, IssuerDocument>>,
+  policyFile: string,
+  log: Logger,
+  problem: OnProblem,
+  previous?: ReadonlyMap<string, Issuer>,
+): Map<string, Issuer> {
   const issuers = new Map<string, Issuer>()
   const issuerNameByIss = new Map<string, string>()
   for (const [name, spec] of Object.entries(specs)) {
     const at: DocPath = ['issuers', name]
     ;[spec.issuer, ...(spec.issuer_aliases ?? [])].forEach((iss, i) => {
       const sameIss = issuerNameByIss.get(iss)
-      if (sameIss) problem(i === 0 ? [...at, 'issuer'] : [...at, 'issuer_aliases', i - 1], `issuer "${iss}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`)
+      if (sameIss)
+        problem(
+          i === 0 ? [...at, 'issuer'] : [...at, 'issuer_aliases', i - 1],
+          `issuer "${iss}" is already configured as issuers.${sameIss}; one iss value must map to one issuer`,
+        )
       issuerNameByIss.set(iss, name)
     })
     const kept = previous?.get(name)
@@ -131,7 +140,10 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
   // RFC 7518 §3.2: the key must be at least as long as the hash output.
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
   if (secret.length < needed) {
-    problem([spec.secret_file !== undefined ? 'secret_file' : 'secret'], `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`)
+    problem(
+      [spec.secret_file !== undefined ? 'secret_file' : 'secret'],
+      `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`,
+    )
     return undefined
   }
   return secretIssuer(settings, secret)
@@ -182,8 +194,10 @@ function checkTemplateOverlaps(issuers: ReadonlyMap<string, Issuer>, problem: On
     for (const other of issuers.values()) {
       other.exactIss.forEach((iss, i) => {
         if (tenantIn(multi.template!, iss) === undefined) return
-        problem(['issuers', other.name, i === 0 ? 'issuer' : 'issuer_aliases', ...(i === 0 ? [] : [i - 1])],
-          `issuer "${iss}" is also matched by issuers.${multi.name} (${multi.issuer}); one iss value must map to one issuer`)
+        problem(
+          ['issuers', other.name, i === 0 ? 'issuer' : 'issuer_aliases', ...(i === 0 ? [] : [i - 1])],
+          `issuer "${iss}" is also matched by issuers.${multi.name} (${multi.issuer}); one iss value must map to one issuer`,
+        )
       })
     }
   }

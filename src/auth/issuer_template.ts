@@ -21,7 +21,10 @@ export interface IssuerTemplate {
  * `{tid}`, undefined after saying why it cannot be used.
  */
 export function parseIssuerTemplate(text: string, tenants: readonly string[] | undefined, at: DocPath, problem: OnProblem): IssuerTemplate | null | undefined {
-  const fail = (message: string, field = 'issuer'): undefined => { problem([...at, field], message); return undefined }
+  const fail = (message: string, field = 'issuer'): undefined => {
+    problem([...at, field], message)
+    return undefined
+  }
   const index = text.indexOf(TENANT_PLACEHOLDER)
   if (index < 0) return tenants ? fail('tenants goes with an issuer that has {tid} in it', 'tenants') : null
   if (text.indexOf(TENANT_PLACEHOLDER, index + 1) >= 0) return fail('the issuer may contain {tid} once')
@@ -57,13 +60,13 @@ export function tenantIn(template: IssuerTemplate, iss: string): string | undefi
 /** The iss values the verifier accepts: the listed tenants, or the template's shape. */
 export function allowedIssOf(template: IssuerTemplate): string[] | RegExp {
   if (template.tenants) return [...template.tenants].map((t) => template.prefix + t + template.suffix)
-  return new RegExp(`^${escape(template.prefix)}[^/\\s{}]+${escape(template.suffix)}$`)
+  return new RegExp(`^${escapeRegExp(template.prefix)}[^/\\s{}]+${escapeRegExp(template.suffix)}$`)
 }
 
 function isTenant(text: string): boolean {
   return text.length > 0 && !/[/\s{}]/.test(text)
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 }

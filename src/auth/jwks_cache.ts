@@ -110,8 +110,13 @@ export class JwksCache {
     if (this.inflight) return this.inflight
     this.lastAttemptAt = Date.now()
     this.inflight = this.fetchOnce()
-      .then((loaded) => this.succeeded(loaded), (err: Error) => this.failed(err))
-      .finally(() => { this.inflight = undefined })
+      .then(
+        (loaded) => this.succeeded(loaded),
+        (err: Error) => this.failed(err),
+      )
+      .finally(() => {
+        this.inflight = undefined
+      })
     return this.inflight
   }
 
@@ -191,7 +196,7 @@ export class JwksCache {
 
   /** Cache-Control max-age clamped to [min_age, max_age]; max_age when the IdP says nothing. */
   private lifetime(cacheControl: string | string[] | undefined): number {
-    const header = Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl ?? ''
+    const header = Array.isArray(cacheControl) ? cacheControl.join(',') : (cacheControl ?? '')
     const maxAge = /(?:^|[,\s])max-age=(\d+)/i.exec(header)
     const ms = maxAge ? Number(maxAge[1]) * 1000 : this.settings.maxAgeMs
     return Math.min(Math.max(ms, this.settings.minAgeMs), this.settings.maxAgeMs)

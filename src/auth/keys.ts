@@ -34,7 +34,11 @@ function unusable(why: string): UnusableKey {
 }
 
 /** The prepared key, or why a JWK from a key set cannot be used. */
-export function prepareJwk(jwk: JsonWebKey & { kid?: unknown; use?: unknown; alg?: unknown }, allowed: ReadonlySet<string>, options: VerifyOptions): PreparedKey | UnusableKey {
+export function prepareJwk(
+  jwk: JsonWebKey & { kid?: unknown; use?: unknown; alg?: unknown },
+  allowed: ReadonlySet<string>,
+  options: VerifyOptions,
+): PreparedKey | UnusableKey {
   // Keys meant for encryption never verify signatures (RFC 7517 §4.2, §4.3).
   if (jwk.use !== undefined && jwk.use !== 'sig') return unusable(`use is "${String(jwk.use)}"`)
   if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return unusable('key_ops does not include "verify"')

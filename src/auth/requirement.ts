@@ -55,13 +55,19 @@ export function compileRequirement(doc: RequirementDocument, at: DocPath, ctx: R
 function compileNode(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Node | undefined {
   const kinds = (['issuers', 'any', 'all'] as const).filter((k) => doc[k] !== undefined)
   if (kinds.length !== 1) {
-    ctx.problem(at, kinds.length ? `a requirement has one of issuers, any or all, not several (found ${kinds.join(', ')})` : 'a requirement needs issuers, any or all')
+    ctx.problem(
+      at,
+      kinds.length ? `a requirement has one of issuers, any or all, not several (found ${kinds.join(', ')})` : 'a requirement needs issuers, any or all',
+    )
     return undefined
   }
   if (doc.issuers) return compileTokenCheck(doc as RequirementDocument & { issuers: string[] }, at, ctx)
   const misplaced = TOKEN_CHECK_FIELDS.filter((k) => doc[k] !== undefined)
   if (misplaced.length) {
-    ctx.problem([...at, misplaced[0]!], `${misplaced.join(', ')} ${misplaced.length > 1 ? 'belong' : 'belongs'} to a requirement with issuers; with ${kinds[0]}, put ${misplaced.length > 1 ? 'them' : 'it'} in each requirement of the list`)
+    ctx.problem(
+      [...at, misplaced[0]!],
+      `${misplaced.join(', ')} ${misplaced.length > 1 ? 'belong' : 'belongs'} to a requirement with issuers; with ${kinds[0]}, put ${misplaced.length > 1 ? 'them' : 'it'} in each requirement of the list`,
+    )
     return undefined
   }
   const kind = kinds[0] as 'any' | 'all'
@@ -137,7 +143,10 @@ function union(lists: ReadonlyArray<readonly string[]>): string[] {
 
 function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at: DocPath, ctx: RequirementContext): Node | undefined {
   let ok = true
-  const fail = (where: DocPath, message: string) => { ctx.problem([...at, ...where], message); ok = false }
+  const fail = (where: DocPath, message: string) => {
+    ctx.problem([...at, ...where], message)
+    ok = false
+  }
 
   const issuers = new Set<Issuer>()
   doc.issuers.forEach((name, i) => {
@@ -189,7 +198,8 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
       if (maxAgeMs !== undefined) {
         // iat, when present, is a finite number: checkTokenClaims ran first.
         if (claims.iat === undefined) return deny('invalid_claims', 'the token has no iat claim, which max_age needs')
-        if (now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs) return deny('expired', 'the token is older than this route accepts (max_age)')
+        if (now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs)
+          return deny('expired', 'the token is older than this route accepts (max_age)')
       }
       for (const condition of conditions) {
         if (!condition.test(claimAt(claims, condition.path))) return insufficient(`the token lacks the required claim ${condition.label}`)

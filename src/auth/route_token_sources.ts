@@ -14,7 +14,11 @@ const MAX_HEADER_SOURCES = 30
  * else each issuer's, merged: one place read by several issuers is one source accepting all
  * of them, and a token found there may only be checked by one of them.
  */
-export function compileRouteTokenSources(override: readonly TokenSourceDocument[] | undefined, issuers: readonly Issuer[], fail: OnProblem): TokenSources | undefined {
+export function compileRouteTokenSources(
+  override: readonly TokenSourceDocument[] | undefined,
+  issuers: readonly Issuer[],
+  fail: OnProblem,
+): TokenSources | undefined {
   const places = new Map<string, { place: SourcePlace; issuers: Issuer[] }>()
   let ok = true
   const read = (place: SourcePlace, by: readonly Issuer[], at: DocPath) => {
@@ -27,7 +31,10 @@ export function compileRouteTokenSources(override: readonly TokenSourceDocument[
       fail(at, `the ${place.what} is already a token source`)
       ok = false
     } else if (known.place.prefix !== place.prefix) {
-      fail(['auth', 'issuers'], `issuers ${known.issuers.map((i) => i.name).join(', ')} and ${by[0]!.name} read the ${place.what} with different prefixes ("${known.place.prefix}" and "${place.prefix}"); a route reads a header one way`)
+      fail(
+        ['auth', 'issuers'],
+        `issuers ${known.issuers.map((i) => i.name).join(', ')} and ${by[0]!.name} read the ${place.what} with different prefixes ("${known.place.prefix}" and "${place.prefix}"); a route reads a header one way`,
+      )
       ok = false
     } else {
       for (const issuer of by) if (!known.issuers.includes(issuer)) known.issuers.push(issuer)
@@ -49,7 +56,12 @@ export function compileRouteTokenSources(override: readonly TokenSourceDocument[
     }
   }
   const all: TokenSource[] = [...places.values()].map(({ place, issuers: by }) => ({
-    kind: place.kind, name: place.name, prefix: place.prefix, what: place.what, unprefixed: place.unprefixed, issuers: new IssuerSet(by),
+    kind: place.kind,
+    name: place.name,
+    prefix: place.prefix,
+    what: place.what,
+    unprefixed: place.unprefixed,
+    issuers: new IssuerSet(by),
   }))
   if (all.filter((s) => s.kind === 'header').length > MAX_HEADER_SOURCES) {
     fail(['auth', 'issuers'], `a route reads tokens from at most ${MAX_HEADER_SOURCES} headers`)

@@ -48,22 +48,31 @@ export interface SourcePlace {
 
 /** Checks one `token_sources` item (at `at`); undefined after saying why it cannot be used. */
 export function sourcePlace(spec: TokenSourceDocument, at: DocPath, problem: OnProblem): SourcePlace | undefined {
-  const fail = (message: string): undefined => { problem(at, message); return undefined }
+  const fail = (message: string): undefined => {
+    problem(at, message)
+    return undefined
+  }
   const kinds = (['header', 'cookie', 'query'] as const).filter((k) => spec[k] !== undefined)
   if (kinds.length !== 1) return fail(`a token source names exactly one of header, cookie or query${kinds.length ? ` (found ${kinds.join(', ')})` : ''}`)
   if (spec.prefix !== undefined && spec.header === undefined) return fail('prefix goes with header')
   if (spec.header !== undefined) {
     const name = spec.header.toLowerCase()
-    if (cannotCarryToken(name)) return fail(`${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`)
+    if (cannotCarryToken(name))
+      return fail(`${spec.header} cannot carry a token: the gateway or the protocol owns it${name === 'cookie' ? ' (use { cookie: <name> })' : ''}`)
     // Authorization takes the Bearer scheme unless told otherwise; other headers carry the bare token.
     const prefix = spec.prefix ?? (name === 'authorization' ? 'Bearer ' : '')
     const scheme = prefix.trim()
     return {
-      kind: 'header', name, prefix: prefix.replace(/[A-Z]/g, (c) => c.toLowerCase()), what: `${spec.header} header`, key: `header:${name}`,
+      kind: 'header',
+      name,
+      prefix: prefix.replace(/[A-Z]/g, (c) => c.toLowerCase()),
+      what: `${spec.header} header`,
+      key: `header:${name}`,
       unprefixed: `the ${spec.header} header does not carry a ${scheme ? `${scheme} ` : ''}token`,
     }
   }
-  if (spec.cookie !== undefined) return { kind: 'cookie', name: spec.cookie, prefix: '', what: `${spec.cookie} cookie`, key: `cookie:${spec.cookie}`, unprefixed: '' }
+  if (spec.cookie !== undefined)
+    return { kind: 'cookie', name: spec.cookie, prefix: '', what: `${spec.cookie} cookie`, key: `cookie:${spec.cookie}`, unprefixed: '' }
   return { kind: 'query', name: spec.query!, prefix: '', what: `${spec.query!} query parameter`, key: `query:${spec.query!}`, unprefixed: '' }
 }
 

@@ -34,7 +34,12 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
     { what: 'a valid token without the admin role: 403 insufficient_scope', path: '/admin/users', token: user, expect: 403 },
     { what: 'an admin token: 200', path: '/admin/users', token: admin, expect: 200 },
     { what: 'a public route needs no token: 200', path: '/public/hello', token: undefined, expect: 200 },
-    { what: 'a path that escapes its route is resolved first: /public/../admin is /admin, so 401', path: '/public/%2e%2e/admin/users', token: undefined, expect: 401 },
+    {
+      what: 'a path that escapes its route is resolved first: /public/../admin is /admin, so 401',
+      path: '/public/%2e%2e/admin/users',
+      token: undefined,
+      expect: 401,
+    },
   ]
 
   if (check) {

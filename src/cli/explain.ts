@@ -74,11 +74,11 @@ type RequirementTree = TokenCheck | { any: RequirementTree[] } | { all: Requirem
 type Requirement =
   | { auth: 'none' }
   | ({
-    auth: 'token'
-    optional?: true
-    /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
-    token_sources?: Array<{ from: string; forwarded: boolean }>
-  } & RequirementTree)
+      auth: 'token'
+      optional?: true
+      /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
+      token_sources?: Array<{ from: string; forwarded: boolean }>
+    } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
 export interface Explanation {
@@ -139,19 +139,23 @@ export function explainExitCode(e: Explanation): 0 | 1 {
 
 /** `jwtgate explain`'s arguments: the options and whether to print JSON, or what is wrong with them (a usage message). */
 export function explainArguments(args: string[], env: Record<string, string | undefined>): { options: ExplainOptions; json: boolean } | string {
-  let parsed
-  try {
-    parsed = parseArgs({
+  const parsed = messageIfThrown(() =>
+    parseArgs({
       args,
       allowPositionals: true,
       options: {
-        config: { type: 'string', short: 'c' }, host: { type: 'string' }, token: { type: 'string' }, claims: { type: 'string' }, json: { type: 'boolean' },
-        origin: { type: 'string' }, preflight: { type: 'string' }, 'preflight-headers': { type: 'string' },
+        config: { type: 'string', short: 'c' },
+        host: { type: 'string' },
+        token: { type: 'string' },
+        claims: { type: 'string' },
+        json: { type: 'boolean' },
+        origin: { type: 'string' },
+        preflight: { type: 'string' },
+        'preflight-headers': { type: 'string' },
       },
-    })
-  } catch (err) {
-    return (err as Error).message
-  }
+    }),
+  )
+  if (typeof parsed === 'string') return parsed
   const { values, positionals } = parsed
   const policyFile = values.config ?? env.JWTGATE_CONFIG
   if (!policyFile) return 'explain needs -c policy.yaml'
@@ -163,10 +167,23 @@ export function explainArguments(args: string[], env: Record<string, string | un
   if (typeof claims === 'string') return claims
   // A token pasted with its scheme is still the token.
   const token = values.token?.replace(/^bearer\s+/i, '')
-  if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined)) return '--preflight METHOD describes an OPTIONS request with --origin'
+  if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined))
+    return '--preflight METHOD describes an OPTIONS request with --origin'
   if (values['preflight-headers'] !== undefined && values.preflight === undefined) return '--preflight-headers goes with --preflight'
-  const preflight = values.preflight === undefined ? undefined : { method: values.preflight.toUpperCase(), headers: (values['preflight-headers'] ?? '').split(',').map((h) => h.trim()).filter(Boolean) }
-  return { options: { policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight }, json: values.json === true }
+  const preflight =
+    values.preflight === undefined
+      ? undefined
+      : {
+          method: values.preflight.toUpperCase(),
+          headers: (values['preflight-headers'] ?? '')
+            .split(',')
+            .map((h) => h.trim())
+            .filter(Boolean),
+        }
+  return {
+    options: { policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight },
+    json: values.json === true,
+  }
 }
 
 function claimsArgument(text: string): Record<string, unknown> | string {
@@ -187,7 +204,15 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   if (options.token !== undefined && route?.auth) await Promise.all(route.auth.issuers.list.map((issuer) => issuer.start()))
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(policy, options.method, options.host, options.target, credentialsOf(options.token, claims, route, options.target), decision, preflightOf(options))
+  await decide(
+    policy,
+    options.method,
+    options.host,
+    options.target,
+    credentialsOf(options.token, claims, route, options.target),
+    decision,
+    preflightOf(options),
+  )
   return { decision, claims }
 }
 
@@ -203,10 +228,14 @@ function credentialsOf(token: string | undefined, claims: Record<string, unknown
   if (token === undefined) return { rawHeaders: [], url: target }
   const source = route?.auth?.sources.all[0]
   switch (source?.kind) {
-    case 'cookie': return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
-    case 'query': return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
-    case 'header': return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
-    default: return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
+    case 'cookie':
+      return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
+    case 'query':
+      return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
+    case 'header':
+      return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
+    default:
+      return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
   }
 }
 
@@ -214,7 +243,13 @@ function capitalized(text: string): string {
   return text[0]!.toUpperCase() + text.slice(1)
 }
 
-function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, decision: Decision, claims: Record<string, unknown> | undefined): Explanation {
+function explanationOf(
+  policy: CompiledPolicy,
+  document: PolicyDocument,
+  options: ExplainOptions,
+  decision: Decision,
+  claims: Record<string, unknown> | undefined,
+): Explanation {
   const { route, path, denial } = decision
   const refused = denial?.reason === 'bad_path'
   return {
@@ -223,7 +258,10 @@ function explanationOf(policy: CompiledPolicy, document: PolicyDocument, options
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
     route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
-    upstream: route && path !== undefined && !decision.preflight ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) } : null,
+    upstream:
+      route && path !== undefined && !decision.preflight
+        ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) }
+        : null,
     requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
@@ -241,7 +279,9 @@ function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: strin
   return sink.headers
 }
 
-function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
+function outcome(
+  decision: Decision,
+): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
   const { route, identity } = decision
   if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
   const denial = decision.denial ?? decision.reported
@@ -250,7 +290,8 @@ function outcome(decision: Decision): Pick<Explanation, 'decision' | 'status' | 
     identity_headers: identityHeadersOf(decision),
     authorization_forwarded: route?.forwardToken ?? false,
   }
-  if (denial) return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+  if (denial)
+    return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
   return { decision: 'allow', ...forwarded }
 }
 
@@ -301,7 +342,7 @@ function issuerFacts(i: Issuer, audiences: string[] | undefined): IssuerFacts {
     iss: i.issuer,
     audiences: audiences ?? [...i.audiences],
     ...(i.exactIss.length > 1 ? { iss_aliases: i.exactIss.slice(1) } : {}),
-    ...(i.template ? { tenants: i.template.tenants ? [...i.template.tenants] : 'any' as const } : {}),
+    ...(i.template ? { tenants: i.template.tenants ? [...i.template.tenants] : ('any' as const) } : {}),
     ...(i.audienceClaim !== 'aud' ? { audience_claim: i.audienceClaim } : {}),
   }
 }
@@ -311,7 +352,10 @@ function issuerFacts(i: Issuer, audiences: string[] | undefined): IssuerFacts {
 /** The explanation as lines a person reads. */
 export function renderExplanation(e: Explanation): string {
   const out: string[] = []
-  const put = (label: string, ...lines: string[]) => lines.forEach((text, i) => out.push(`${(i ? '' : label).padEnd(10)}${text}`))
+  const put = (label: string, ...lines: string[]) =>
+    lines.forEach((text, i) => {
+      out.push(`${(i ? '' : label).padEnd(10)}${text}`)
+    })
 
   put('request', `${e.request.method} ${e.request.target}${e.request.host ? `  (Host: ${e.request.host})` : '  (no Host header)'}`)
   if (e.path === null) {
@@ -326,7 +370,8 @@ export function renderExplanation(e: Explanation): string {
   if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
   put('decision', ...decisionLines(e))
-  if (e.cors_headers) put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
+  if (e.cors_headers)
+    put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
   return out.join('\n') + '\n'
 }
 
@@ -336,18 +381,18 @@ function routeName(r: RouteFacts): string {
 
 function mismatchText(s: SkippedRoute, e: Explanation): string {
   switch (s.mismatch) {
-    case 'path': return 'path does not match'
-    case 'method': return `method ${e.request.method} is not one of ${s.methods!.join(', ')}`
-    case 'host': return e.request.host ? `host ${e.request.host} does not match ${s.host}` : `only for host ${s.host} (give --host)`
+    case 'path':
+      return 'path does not match'
+    case 'method':
+      return `method ${e.request.method} is not one of ${s.methods!.join(', ')}`
+    case 'host':
+      return e.request.host ? `host ${e.request.host} does not match ${s.host}` : `only for host ${s.host} (give --host)`
   }
 }
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
-  const tree = [
-    ...treeLines(r),
-    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
-  ]
+  const tree = [...treeLines(r), ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : [])]
   return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
 }
 
@@ -389,10 +434,7 @@ function conditionText(c: ClaimRule): string {
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
-  const forwarded = [
-    ...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []),
-    ...forwardingLines(e),
-  ]
+  const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
     const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
@@ -408,9 +450,12 @@ function forwardingLines(e: Explanation): string[] {
 
 function basisText(e: Explanation): string {
   switch (e.evaluated_with) {
-    case 'claims': return `with the claims given, taken as verified${e.requires && checksTyp(e.requires) ? ' (typ, a header, is not checked)' : ''}`
-    case 'token': return "with the token given, verified against the issuer's keys"
-    case 'nothing': return e.requires?.auth === 'token' ? 'without a token (give --token or --claims to check one)' : ''
+    case 'claims':
+      return `with the claims given, taken as verified${e.requires && checksTyp(e.requires) ? ' (typ, a header, is not checked)' : ''}`
+    case 'token':
+      return "with the token given, verified against the issuer's keys"
+    case 'nothing':
+      return e.requires?.auth === 'token' ? 'without a token (give --token or --claims to check one)' : ''
   }
 }
 
@@ -424,4 +469,13 @@ function headerLines(headers: Record<string, string>, e: Explanation): string[] 
   const entries = Object.entries(headers)
   if (!entries.length) return [e.issuer ? 'sets no identity headers (the token has none of their claims)' : 'sets no identity headers (no token)']
   return entries.map(([name, value]) => `sets ${name}: ${value}`)
+}
+
+/** parseArgs throws for an unknown option; the CLI shows its message as a usage line. */
+function messageIfThrown<T>(parse: () => T): T | string {
+  try {
+    return parse()
+  } catch (err) {
+    return (err as Error).message
+  }
 }

@@ -2,13 +2,11 @@
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { createLogger } from '../log.js'
-import { loadPolicy } from '../policy/compile.js'
 import { policyJsonSchema } from '../policy/json_schema.js'
-import { explain, explainArguments, explainExitCode, explainOutput } from './explain.js'
-import { runPolicyTests, testRunReport } from './policy_test.js'
+import { explain, explainArguments, explainExitCode, explainOutput, type Explanation } from './explain.js'
+import { runPolicyTests, testRunReport, type PolicyTestRun } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
-import { formatWarning, validatePolicy, validationSummary } from './validate.js'
+import { formatWarning, validatePolicy, validationSummary, type Validation } from './validate.js'
 
 const USAGE = `usage:
   jwtgate serve -c policy.yaml        start the gateway (or set JWTGATE_CONFIG)
@@ -66,7 +64,7 @@ function usage(message: string): number {
 async function explainCommand(args: string[]): Promise<number> {
   const parsed = explainArguments(args, process.env)
   if (typeof parsed === 'string') return usage(parsed)
-  let explanation
+  let explanation: Explanation
   try {
     explanation = await explain(parsed.options)
   } catch (err) {
@@ -82,7 +80,7 @@ async function testCommand(args: string[]): Promise<number> {
   const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
   if (!policyFile) return usage('test needs -c policy.yaml')
   if (parsed.positionals.length === 0) return usage('test needs at least one test file, as in: jwtgate test -c policy.yaml policy.test.yaml')
-  let run
+  let run: PolicyTestRun
   try {
     run = await runPolicyTests(policyFile, parsed.positionals)
   } catch (err) {
@@ -95,11 +93,19 @@ async function testCommand(args: string[]): Promise<number> {
 }
 
 async function revokeCommand(args: string[]): Promise<number> {
-  const parsed = parseCommand(() => parseArgs({
-    args,
-    allowPositionals: false,
-    options: { config: { type: 'string', short: 'c' }, jti: { type: 'string' }, exp: { type: 'string' }, sub: { type: 'string' }, before: { type: 'string' } },
-  }))
+  const parsed = parseCommand(() =>
+    parseArgs({
+      args,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        jti: { type: 'string' },
+        exp: { type: 'string' },
+        sub: { type: 'string' },
+        before: { type: 'string' },
+      },
+    }),
+  )
   if (typeof parsed === 'string') return usage(parsed)
   const { values } = parsed
   const policyFile = values.config ?? process.env.JWTGATE_CONFIG
@@ -110,7 +116,9 @@ async function revokeCommand(args: string[]): Promise<number> {
   if (values.jti === '' || values.sub === '') return usage('the jti or sub must not be empty')
   const seconds = (name: string, text: string | undefined): number | string | undefined => {
     if (text === undefined) return undefined
-    return /^[0-9]+(\.[0-9]+)?$/.test(text) && Number(text) > 0 ? Number(text) : `--${name} must be unix seconds, as in --${name} ${Math.ceil(Date.now() / 1000)}`
+    return /^[0-9]+(\.[0-9]+)?$/.test(text) && Number(text) > 0
+      ? Number(text)
+      : `--${name} must be unix seconds, as in --${name} ${Math.ceil(Date.now() / 1000)}`
   }
   const exp = seconds('exp', values.exp)
   const before = seconds('before', values.before)
@@ -131,7 +139,7 @@ function parseCommand<T>(parse: () => T): T | string {
 }
 
 function validate(policyFile: string): number {
-  let validation
+  let validation: Validation
   try {
     validation = validatePolicy(policyFile)
   } catch (err) {
@@ -149,8 +157,7 @@ function schema(out: string | undefined): number {
   if (out) {
     mkdirSync(path.dirname(out), { recursive: true })
     writeFileSync(out, text)
-  }
-  else process.stdout.write(text)
+  } else process.stdout.write(text)
   return 0
 }
 

@@ -41,12 +41,35 @@ import { formatProblem, type DocPath, type PolicyProblem } from '../policy/probl
 import { stopIssuers } from '../lifecycle/live_policy.js'
 import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
-const REASONS = ['bad_path', 'no_route', 'multiple_tokens', 'missing_token', 'malformed', 'token_too_large', 'wrong_issuer',
-  'bad_algorithm', 'unknown_kid', 'keys_unavailable', 'bad_signature', 'expired', 'not_yet_valid', 'issued_in_future',
-  'wrong_audience', 'invalid_claims', 'insufficient_claims', 'revoked', 'replayed', 'revocation_unavailable', 'wrong_type', 'identity_too_large',
-  'cors_rejected', 'https_required', 'body_too_large'] as const satisfies readonly DenyReason[]
+const REASONS = [
+  'bad_path',
+  'no_route',
+  'multiple_tokens',
+  'missing_token',
+  'malformed',
+  'token_too_large',
+  'wrong_issuer',
+  'bad_algorithm',
+  'unknown_kid',
+  'keys_unavailable',
+  'bad_signature',
+  'expired',
+  'not_yet_valid',
+  'issued_in_future',
+  'wrong_audience',
+  'invalid_claims',
+  'insufficient_claims',
+  'revoked',
+  'replayed',
+  'revocation_unavailable',
+  'wrong_type',
+  'identity_too_large',
+  'cors_rejected',
+  'https_required',
+  'body_too_large',
+] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
-const everyReason: Record<Exclude<DenyReason, typeof REASONS[number]>, never> = {}
+const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}
 void everyReason
 const STATUSES = [400, 401, 403, 404, 503]
 
@@ -85,7 +108,12 @@ export async function runPolicyTests(policyFile: string, testFiles: string[], en
     const read = testFiles.map((file) => readTestFile(file, policy))
     const problems = read.flatMap((r) => ('problems' in r ? r.problems : []))
     if (problems.length) return { problems }
-    return { results: await runCases(policy, read.flatMap((r) => ('cases' in r ? r.cases : []))) }
+    return {
+      results: await runCases(
+        policy,
+        read.flatMap((r) => ('cases' in r ? r.cases : [])),
+      ),
+    }
   } finally {
     stopIssuers(policy)
   }
@@ -175,7 +203,10 @@ function outcomeText(d: Decision): string {
 
 // ---- reading the test file --------------------------------------------------------------------
 
-const SCALAR = { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }], description: 'a string, or null for a header that must be absent' }
+const SCALAR = {
+  anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }],
+  description: 'a string, or null for a header that must be absent',
+}
 
 const CASE_SCHEMA = {
   type: 'object',
@@ -216,7 +247,15 @@ const validateTestFile = new Ajv({ allErrors: true, strict: true, verbose: true 
 
 interface TestFileDocument {
   tokens?: Record<string, Record<string, unknown>>
-  cases: Array<{ request: string; host?: string; token?: string | Record<string, unknown>; expect: string | number; upstream?: string; headers?: Record<string, unknown>; preflight?: { origin: string; method: string; headers?: string[] } }>
+  cases: Array<{
+    request: string
+    host?: string
+    token?: string | Record<string, unknown>
+    expect: string | number
+    upstream?: string
+    headers?: Record<string, unknown>
+    preflight?: { origin: string; method: string; headers?: string[] }
+  }>
 }
 
 /** The cases of one test file, or every problem in it as file:line:col. */
@@ -254,7 +293,13 @@ export function readTestFile(file: string, policy: CompiledPolicy): { cases: Tes
 
 type Add = (path: DocPath, message: string) => void
 
-function caseOf(spec: TestFileDocument['cases'][number], at: DocPath, document: TestFileDocument, policy: CompiledPolicy, add: Add): Omit<TestCase, 'at'> | undefined {
+function caseOf(
+  spec: TestFileDocument['cases'][number],
+  at: DocPath,
+  document: TestFileDocument,
+  policy: CompiledPolicy,
+  add: Add,
+): Omit<TestCase, 'at'> | undefined {
   const [method, target] = spec.request.split(' ') as [string, string]
   const token = tokenOf(spec.token, [...at, 'token'], document.tokens ?? {}, add)
   const expect = expectationOf(spec.expect, [...at, 'expect'], add)
@@ -269,7 +314,12 @@ function caseOf(spec: TestFileDocument['cases'][number], at: DocPath, document: 
 }
 
 /** undefined: no token; null: a problem was reported. */
-function tokenOf(spec: TestFileDocument['cases'][number]['token'], at: DocPath, tokens: Record<string, Record<string, unknown>>, add: Add): TestCase['token'] | null {
+function tokenOf(
+  spec: TestFileDocument['cases'][number]['token'],
+  at: DocPath,
+  tokens: Record<string, Record<string, unknown>>,
+  add: Add,
+): TestCase['token'] | null {
   if (spec === undefined) return undefined
   if (typeof spec === 'object') return { name: flow(spec), claims: spec, inline: true }
   const claims = Object.hasOwn(tokens, spec) ? tokens[spec] : undefined
@@ -281,7 +331,9 @@ function tokenOf(spec: TestFileDocument['cases'][number]['token'], at: DocPath, 
 
 /** Inline claims as a short YAML-like label for the case line: `{sub: bob, roles: [admin]}`. */
 function flow(claims: Record<string, unknown>): string {
-  const text = `{${Object.entries(claims).map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join(', ')}}`
+  const text = `{${Object.entries(claims)
+    .map(([k, v]) => `${k}: ${Array.isArray(v) ? `[${v.join(', ')}]` : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
+    .join(', ')}}`
   return text.length > 40 ? `${text.slice(0, 39)}…` : text
 }
 

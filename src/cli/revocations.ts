@@ -2,7 +2,7 @@
 // writes to the policy's revocation backend, as POST /revocations does. Every gateway on the
 // same backend applies it: at once with redis, at its next file poll with file.
 import { createLogger } from '../log.js'
-import { loadPolicy } from '../policy/compile.js'
+import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { describeRevocation } from '../admin/revocations.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
@@ -10,7 +10,7 @@ import { printPolicyError } from '../lifecycle/policy_error.js'
 export type RevokeRequest = { policyFile: string } & ({ jti: string; exp?: number } | { sub: string; before?: number })
 
 export async function runRevoke(request: RevokeRequest): Promise<number> {
-  let policy
+  let policy: CompiledPolicy
   try {
     policy = loadPolicy(request.policyFile, createLogger('silent'))
   } catch (err) {

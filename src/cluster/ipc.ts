@@ -4,12 +4,7 @@
 import type { Revocation } from '../revocation/store.js'
 
 /** Primary → worker: readiness, metrics, reload, revoke. Worker → primary: revocations (its start-up copy). */
-export type Question =
-  | { kind: 'readiness' }
-  | { kind: 'metrics' }
-  | { kind: 'reload' }
-  | { kind: 'revoke'; entry: Revocation }
-  | { kind: 'revocations' }
+export type Question = { kind: 'readiness' } | { kind: 'metrics' } | { kind: 'reload' } | { kind: 'revoke'; entry: Revocation } | { kind: 'revocations' }
 
 /**
  * Worker → primary: attached (it answers questions from now on), listening; primary → worker:
@@ -24,21 +19,30 @@ type Envelope =
 
 type Send = (message: Envelope, done: (error: Error | null) => void) => void
 
-interface Pending { resolve(value: unknown): void; reject(error: Error): void; timer: NodeJS.Timeout }
+interface Pending {
+  resolve(value: unknown): void
+  reject(error: Error): void
+  timer: NodeJS.Timeout
+}
 
 /** One end of the channel: asks and answers questions, passes events on. */
 export class Channel {
   private nextId = 0
   private readonly pending = new Map<number, Pending>()
 
-  constructor(private readonly send: Send, private readonly answer: (question: Question) => Promise<unknown>) {}
+  constructor(
+    private readonly send: Send,
+    private readonly answer: (question: Question) => Promise<unknown>,
+  ) {}
 
   ask<T>(question: Question, timeoutMs: number): Promise<T> {
     const id = this.nextId++
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => this.settle(id, undefined, `no answer within ${timeoutMs} ms`), timeoutMs)
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer })
-      this.send({ jwtgate: 'ask', id, question }, (error) => { if (error) this.settle(id, undefined, error.message) })
+      this.send({ jwtgate: 'ask', id, question }, (error) => {
+        if (error) this.settle(id, undefined, error.message)
+      })
     })
   }
 

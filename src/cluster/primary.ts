@@ -56,7 +56,8 @@ export async function runPrimary(source: PolicySource): Promise<number> {
   const { drainDelayMs, timeoutMs } = live.current.shutdown
   const workersGone = drainDelayMs + timeoutMs + EXIT_MARGIN_MS
   const shutdown = new Shutdown({
-    logger, live,
+    logger,
+    live,
     drain: async () => {},
     closeProxy: (timeout) => {
       logger.info('telling every worker to drain and exit')
@@ -72,13 +73,21 @@ export async function runPrimary(source: PolicySource): Promise<number> {
     const adminUrl = await listen(admin, adminAddress.host, adminAddress.port)
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
-  logger.info({ workers: slots.slots.length, policy: source.file, policy_hash: live.current.hash.slice(0, 12) }, `jwtgate primary: starting ${slots.slots.length} workers`)
+  logger.info(
+    { workers: slots.slots.length, policy: source.file, policy_hash: live.current.hash.slice(0, 12) },
+    `jwtgate primary: starting ${slots.slots.length} workers`,
+  )
   slots.start()
 
   // Reloads run one at a time, in order, each with its workers'.
   let reloading: Promise<void> = Promise.resolve()
   const reload = () => (reloading = reloading.then(() => reloadAll(live, slots, reloads, logger)))
-  const watcher = watchPolicy(source.file, () => live.current, () => void reload(), logger)
+  const watcher = watchPolicy(
+    source.file,
+    () => live.current,
+    () => void reload(),
+    logger,
+  )
   return untilSignalled({ logger, reload, shutdown: () => shutdown.graceful(), graceMs: workersGone + EXIT_MARGIN_MS })
 }
 
@@ -95,7 +104,10 @@ async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReturnTy
     if ('error' in outcome || !outcome.value) {
       failed++
       // The worker logged why; it keeps its previous policy.
-      logger.error({ worker: outcome.slot.number, error: 'error' in outcome ? outcome.error : 'refused the policy' }, `worker ${outcome.slot.number} did not reload; it keeps its previous policy`)
+      logger.error(
+        { worker: outcome.slot.number, error: 'error' in outcome ? outcome.error : 'refused the policy' },
+        `worker ${outcome.slot.number} did not reload; it keeps its previous policy`,
+      )
     }
   }
   reloads.inc({ result: failed ? 'failure' : 'success' })

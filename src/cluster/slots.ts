@@ -31,8 +31,19 @@ export class WorkerSlots {
   readonly slots: Slot[]
   private stopping = false
 
-  constructor(count: number, private readonly logger: Logger, private readonly answer: (slot: Slot, question: Question) => Promise<unknown>) {
-    this.slots = Array.from({ length: count }, (_, i) => ({ number: i + 1, state: 'waiting', worker: undefined, channel: undefined, exits: [], restartTimer: undefined }))
+  constructor(
+    count: number,
+    private readonly logger: Logger,
+    private readonly answer: (slot: Slot, question: Question) => Promise<unknown>,
+  ) {
+    this.slots = Array.from({ length: count }, (_, i) => ({
+      number: i + 1,
+      state: 'waiting',
+      worker: undefined,
+      channel: undefined,
+      exits: [],
+      restartTimer: undefined,
+    }))
   }
 
   start(): void {
@@ -46,10 +57,14 @@ export class WorkerSlots {
   /** Asks every slot whose worker is in one of `states`; the others are left out. */
   askAll<T>(question: Question, timeoutMs: number, states: SlotState[] = ['up']): Promise<Array<Outcome<T>>> {
     const asked = this.slots.filter((s) => states.includes(s.state) && s.channel)
-    return Promise.all(asked.map((slot) => slot.channel!.ask<T>(question, timeoutMs).then(
-      (value) => ({ slot, value }),
-      (err: Error) => ({ slot, error: err.message }),
-    )))
+    return Promise.all(
+      asked.map((slot) =>
+        slot.channel!.ask<T>(question, timeoutMs).then(
+          (value) => ({ slot, value }),
+          (err: Error) => ({ slot, error: err.message }),
+        ),
+      ),
+    )
   }
 
   /**
@@ -70,7 +85,9 @@ export class WorkerSlots {
       else worker.kill('SIGKILL')
     }
     let deadline: NodeJS.Timeout | undefined
-    const late = new Promise<void>((resolve) => { deadline = setTimeout(resolve, timeoutMs) })
+    const late = new Promise<void>((resolve) => {
+      deadline = setTimeout(resolve, timeoutMs)
+    })
     await Promise.race([Promise.all(running.map((r) => r.exited)), late])
     clearTimeout(deadline)
     const left = running.filter(({ worker }) => !worker.isDead())
@@ -89,7 +106,10 @@ export class WorkerSlots {
     slot.state = 'forked'
     slot.channel = undefined
     const channel = new Channel(
-      (message, done) => { if (worker.isConnected()) worker.send(message, undefined, done); else done(new Error('worker disconnected')) },
+      (message, done) => {
+        if (worker.isConnected()) worker.send(message, undefined, done)
+        else done(new Error('worker disconnected'))
+      },
       (question) => this.answer(slot, question),
     )
     this.logger.info({ worker: slot.number, pid: worker.process.pid }, `worker ${slot.number} started`)
@@ -121,7 +141,10 @@ export class WorkerSlots {
     slot.exits = [...slot.exits.filter((at) => now - at < RESTART_WINDOW_MS), now]
     const recent = slot.exits.length
     const delayMs = recent <= QUICK_RESTARTS ? QUICK_RESTART_DELAY_MS : Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (recent - QUICK_RESTARTS - 1))
-    this.logger.error({ worker: slot.number, pid: worker.process.pid, code, signal, exits_in_last_minute: recent, restart_in_ms: delayMs }, `worker ${slot.number} died; starting another`)
+    this.logger.error(
+      { worker: slot.number, pid: worker.process.pid, code, signal, exits_in_last_minute: recent, restart_in_ms: delayMs },
+      `worker ${slot.number} died; starting another`,
+    )
     slot.restartTimer = setTimeout(() => this.fork(slot), delayMs)
   }
 }

@@ -19,7 +19,10 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
   // Known once the policy is loaded; until then a revocation sent here is in the hand-over.
   let store: RevocationStore | undefined
   const channel = new Channel(
-    (message, done) => { if (process.connected) process.send!(message, undefined, {}, done); else done(new Error('disconnected')) },
+    (message, done) => {
+      if (process.connected) process.send!(message, undefined, {}, done)
+      else done(new Error('disconnected'))
+    },
     (question) => answer(question, running, store),
   )
   process.on('message', (message) => {
@@ -31,7 +34,10 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
 
   try {
     running = await startGateway({
-      policyFile, worker, admin: false, watch: false,
+      policyFile,
+      worker,
+      admin: false,
+      watch: false,
       beforeListen: async (gateway) => {
         store = gateway.policy.revocation?.store
         if (store?.settings.backend === 'memory') {

@@ -11,7 +11,12 @@ export interface DevKey {
   publicJwk: Record<string, unknown>
 }
 
-export type KeySpec = { kid?: string; alg: 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA'; modulusLength?: number; publishAlg?: boolean }
+export type KeySpec = {
+  kid?: string
+  alg: 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA'
+  modulusLength?: number
+  publishAlg?: boolean
+}
 
 export function generateDevKey(spec: KeySpec): DevKey {
   const kid = spec.kid ?? randomUUID()
@@ -81,7 +86,11 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[];
       const now = Math.floor(Date.now() / 1000)
       return signToken(key, { iss: issuer.url, iat: now, exp: now + expiresInSeconds, ...claims }, header)
     },
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
   const server: Server = createServer((req, res) => {
     if (req.url === new URL(issuer.discoveryUri).pathname) {
@@ -94,7 +103,10 @@ export async function startDevIssuer(options: { port?: number; keys?: KeySpec[];
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: [...new Set(issuer.keys.map((k) => k.alg))],
       }
-      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body ?? JSON.stringify({ ...standard, ...document })), delayMs).unref()
+      setTimeout(
+        () => res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(body ?? JSON.stringify({ ...standard, ...document })),
+        delayMs,
+      ).unref()
       return
     }
     if (req.url !== '/.well-known/jwks.json') {

@@ -31,19 +31,30 @@ export async function startEchoUpstream(options: { port?: number; tls?: ServerOp
     port: 0,
     received: [],
     delayMs: 0,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
   const echo = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      const record: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString('utf8') }
+      const record: Received = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body: Buffer.concat(chunks).toString('utf8'),
+      }
       const peer = options.tls?.requestCert ? (req.socket as TLSSocket).getPeerCertificate() : undefined
       if (peer?.subject) record.clientCertificate = String(peer.subject.CN)
       upstream.received.push(record)
       setTimeout(() => {
         if (res.destroyed) return
-        res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'echo' })
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'echo' })
           .end(JSON.stringify({ method: record.method, url: record.url, headers: record.headers, body: record.body }))
       }, upstream.delayMs).unref()
     })

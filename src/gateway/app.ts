@@ -21,7 +21,6 @@ import { routeForwarding, type GatewayRequest, type RouteForwarding } from './fo
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 
-
 export interface GatewayApp {
   app: FastifyInstance
   /** The policy new requests use; replacing it is one assignment, which builds its routes' forwarding. */
@@ -59,14 +58,21 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // policy still finds its route's, until that policy is gone.
   const forwarding = new WeakMap<Route, RouteForwarding>()
   const take = (next: CompiledPolicy) => {
-    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, next, metrics))
+    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, metrics))
     return next
   }
   let current = take(policy)
   const gateway: GatewayApp = {
-    app, closing: false, pools, upgraded: new Set(),
-    get policy() { return current },
-    set policy(next) { current = take(next) },
+    app,
+    closing: false,
+    pools,
+    upgraded: new Set(),
+    get policy() {
+      return current
+    },
+    set policy(next) {
+      current = take(next)
+    },
     forwarding: (route) => forwarding.get(route)!,
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
@@ -94,12 +100,9 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     const raw = request.raw as IncomingMessage
     // An upgrade request that is not tunnelled arrives here already admitted (src/gateway/websocket.ts):
     // a one-time token is not used twice.
-    let state = decidedAtUpgrade(raw)
-    let pending: void | Promise<void> = undefined
-    if (!state) {
-      state = newState(gateway.policy)
-      pending = admit(raw, state, false)
-    }
+    const early = decidedAtUpgrade(raw)
+    const state = early ?? newState(gateway.policy)
+    const pending = early ? undefined : admit(raw, state, false)
     ;(request as GatewayRequest).jwtgate = state
     if (pending) return pending.then(() => proceed(request, reply, state))
     proceed(request, reply, state)
@@ -152,7 +155,16 @@ function requestId(req: IncomingMessage): string {
 }
 
 /** One line per request. Never the Authorization or Cookie header, never the query string. */
-function accessLog(write: ReturnType<typeof accessLogger>, state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket: boolean | undefined): void {
+function accessLog(
+  write: ReturnType<typeof accessLogger>,
+  state: RequestState | undefined,
+  requestId: string,
+  method: string,
+  target: string,
+  status: number,
+  ms: number,
+  websocket: boolean | undefined,
+): void {
   const claims = state?.identity?.claims
   write({
     requestId,

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Metrics } from '../admin/metrics.js'
 import { fail } from '../http/denial.js'
 import { sendError } from '../http/respond.js'
-import type { CompiledPolicy, Route } from '../policy/compile.js'
+import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
@@ -21,7 +21,7 @@ export interface RouteForwarding {
   options: FastifyReplyFromHooks & { timeout: number }
 }
 
-export function routeForwarding(route: Route, policy: CompiledPolicy, metrics: Metrics): RouteForwarding {
+export function routeForwarding(route: Route, metrics: Metrics): RouteForwarding {
   return { options: forwardOptions(route, metrics) }
 }
 
@@ -64,6 +64,9 @@ function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: numbe
   const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
   const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
   state.upstreamError = failure.reason
-  reply.log.warn({ upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } }, 'upstream request failed')
+  reply.log.warn(
+    { upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } },
+    'upstream request failed',
+  )
   sendError(reply, failure, reply.request.id)
 }

@@ -15,8 +15,16 @@ export interface RequestState extends Decision {
 /** Every field set up front: one object shape for all requests. */
 export function newState(policy: CompiledPolicy): RequestState {
   return {
-    policy, path: undefined, route: undefined, identity: undefined, identityHeaders: undefined, denial: undefined, reported: undefined,
-    preflight: undefined, upstreamError: undefined, forwardedAt: undefined,
+    policy,
+    path: undefined,
+    route: undefined,
+    identity: undefined,
+    identityHeaders: undefined,
+    denial: undefined,
+    reported: undefined,
+    preflight: undefined,
+    upstreamError: undefined,
+    forwardedAt: undefined,
   }
 }
 
@@ -25,4 +33,12 @@ export function newState(policy: CompiledPolicy): RequestState {
  * for HTTP requests and WebSocket tunnels alike. `target` is the raw request target, for a path
  * that was never normalized; `ms` the time it took.
  */
-export type RecordRequest = (state: RequestState | undefined, requestId: string, method: string, target: string, status: number, ms: number, websocket?: boolean) => void
+export type RecordRequest = (
+  state: RequestState | undefined,
+  requestId: string,
+  method: string,
+  target: string,
+  status: number,
+  ms: number,
+  websocket?: boolean,
+) => void

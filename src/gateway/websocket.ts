@@ -59,17 +59,24 @@ export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket:
   // Detached from the HTTP server, the socket has no error listener left: without this one, a
   // client resetting the connection would crash the process.
   socket.on('error', () => socket.destroy())
-  if (ctx.gateway.closing || !isWebSocketUpgrade(req)) return serveAsHttp(ctx, req, socket)
+  if (ctx.gateway.closing || !isWebSocketUpgrade(req)) {
+    serveAsHttp(ctx, req, socket)
+    return
+  }
   const state = newState(ctx.gateway.policy)
   const admitted = () => {
     if (state.denial || !state.route?.websocket) {
       ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
-      return serveAsHttp(ctx, req, socket)
+      serveAsHttp(ctx, req, socket)
+    } else {
+      tunnel(ctx, req, socket, head, state)
     }
-    tunnel(ctx, req, socket, head, state)
   }
   const pending = admit(req, state, true)
-  if (!pending) return admitted()
+  if (!pending) {
+    admitted()
+    return
+  }
   pending.then(admitted, (err: Error) => {
     ctx.logger.error({ err: { message: err.message } }, 'upgrade request failed')
     socket.destroy()
@@ -138,12 +145,20 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   }
   // Connecting has its fixed limit; then the upstream's timeout applies to its answer.
   let timer = setTimeout(() => failed(true), CONNECT_TIMEOUT_MS)
-  upstreamRequest.on('socket', (s: Socket) => s.once('connect', () => {
-    clearTimeout(timer)
-    if (upstream.timeoutMs > 0) timer = setTimeout(() => failed(true), upstream.timeoutMs)
-  }))
+  upstreamRequest.on('socket', (s: Socket) =>
+    s.once('connect', () => {
+      clearTimeout(timer)
+      if (upstream.timeoutMs > 0) timer = setTimeout(() => failed(true), upstream.timeoutMs)
+    }),
+  )
   upstreamRequest.on('error', () => failed(false))
-  socket.on('close', () => { if (!settled) { settled = true; clearTimeout(timer); upstreamRequest.destroy() } })
+  socket.on('close', () => {
+    if (!settled) {
+      settled = true
+      clearTimeout(timer)
+      upstreamRequest.destroy()
+    }
+  })
 
   upstreamRequest.on('upgrade', (response: IncomingMessage, upstreamSocket: Socket, upstreamHead: Buffer) => {
     if (settled) return upstreamSocket.destroy()
@@ -223,4 +238,3 @@ function pipeTogether(gateway: Tunnels, client: Socket, upstream: Socket, closeA
   }
   arm()
 }
-

@@ -4,31 +4,31 @@
 // is no decision about the request: the upstream or the gateway could not serve it.
 // src/http/respond.ts writes both.
 export type DenyReason =
-  | 'bad_path'              // 400: the path cannot be normalized safely
-  | 'no_route'              // 404: nothing in the policy matches; never reaches an upstream
-  | 'multiple_tokens'       // 400: more than one Authorization header (RFC 6750 §2)
-  | 'missing_token'         // 401 without error code (RFC 6750 §3.1)
-  | 'malformed'             // 401: not a decodable JWS compact token
-  | 'token_too_large'       // 401
-  | 'wrong_issuer'          // 401: iss absent, not a string, or not accepted on this route
-  | 'bad_algorithm'         // 401: alg not in the issuer's allow-list or not usable with its key
-  | 'unknown_kid'           // 401: no key of the issuer has this kid, even after a refetch
-  | 'keys_unavailable'      // 503: the issuer's keys could not be fetched; not the token's fault
-  | 'bad_signature'         // 401
-  | 'expired'               // 401
-  | 'not_yet_valid'         // 401: nbf in the future
-  | 'issued_in_future'      // 401: iat in the future beyond the clock skew
-  | 'wrong_audience'        // 401: aud absent or none of the accepted audiences
-  | 'invalid_claims'        // 401: a registered claim is missing or of the wrong type, or a crit header we do not know
-  | 'insufficient_claims'   // 403: a valid token without the claims or scopes the route requires
-  | 'revoked'               // 401: the token's jti, or its subject before its iat, is revoked
-  | 'replayed'              // 401: a one-time token (replay_protection) used a second time
+  | 'bad_path' // 400: the path cannot be normalized safely
+  | 'no_route' // 404: nothing in the policy matches; never reaches an upstream
+  | 'multiple_tokens' // 400: more than one Authorization header (RFC 6750 §2)
+  | 'missing_token' // 401 without error code (RFC 6750 §3.1)
+  | 'malformed' // 401: not a decodable JWS compact token
+  | 'token_too_large' // 401
+  | 'wrong_issuer' // 401: iss absent, not a string, or not accepted on this route
+  | 'bad_algorithm' // 401: alg not in the issuer's allow-list or not usable with its key
+  | 'unknown_kid' // 401: no key of the issuer has this kid, even after a refetch
+  | 'keys_unavailable' // 503: the issuer's keys could not be fetched; not the token's fault
+  | 'bad_signature' // 401
+  | 'expired' // 401
+  | 'not_yet_valid' // 401: nbf in the future
+  | 'issued_in_future' // 401: iat in the future beyond the clock skew
+  | 'wrong_audience' // 401: aud absent or none of the accepted audiences
+  | 'invalid_claims' // 401: a registered claim is missing or of the wrong type, or a crit header we do not know
+  | 'insufficient_claims' // 403: a valid token without the claims or scopes the route requires
+  | 'revoked' // 401: the token's jti, or its subject before its iat, is revoked
+  | 'replayed' // 401: a one-time token (replay_protection) used a second time
   | 'revocation_unavailable' // 503: the revocation list is not loaded, or its backend is down with fail_closed
-  | 'wrong_type'            // 401: the token's typ header is not one the route's requirement accepts
-  | 'identity_too_large'    // 403: an identity header value would exceed identity_header_max_bytes
-  | 'cors_rejected'         // 403: a CORS preflight for an origin, method or header the route's cors does not allow
-  | 'https_required'        // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
-  | 'body_too_large'        // 413: the request body is larger than the route's max_body_bytes
+  | 'wrong_type' // 401: the token's typ header is not one the route's requirement accepts
+  | 'identity_too_large' // 403: an identity header value would exceed identity_header_max_bytes
+  | 'cors_rejected' // 403: a CORS preflight for an origin, method or header the route's cors does not allow
+  | 'https_required' // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
+  | 'body_too_large' // 413: the request body is larger than the route's max_body_bytes
 
 export interface Denial {
   status: 308 | 400 | 401 | 403 | 404 | 413 | 503
@@ -46,10 +46,10 @@ export function deny(reason: DenyReason, description: string): Denial {
 }
 
 export type FailureReason =
-  | 'upstream_unreachable'  // 502: no connection, a reset, or an upstream that broke the protocol
-  | 'upstream_timeout'      // 504: no answer within the upstream's timeout (or its connect limit)
-  | 'bad_request'           // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
-  | 'internal_error'        // 500: a bug of the gateway's
+  | 'upstream_unreachable' // 502: no connection, a reset, or an upstream that broke the protocol
+  | 'upstream_timeout' // 504: no answer within the upstream's timeout (or its connect limit)
+  | 'bad_request' // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
+  | 'internal_error' // 500: a bug of the gateway's
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
@@ -126,8 +126,9 @@ export function challenge(denial: Denial): string | undefined {
       if (denial.reason === 'cors_rejected' || denial.reason === 'https_required') return undefined
       // Not a matter of scope: the token is fine, the gateway cannot pass its identity on.
       if (denial.reason === 'identity_too_large') return `${realm}, error_description="${quoted(denial.description)}"`
-      return `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` +
-        (denial.scope ? `, scope="${quoted(denial.scope)}"` : '')
+      return (
+        `${realm}, error="insufficient_scope", error_description="${quoted(denial.description)}"` + (denial.scope ? `, scope="${quoted(denial.scope)}"` : '')
+      )
     case 400:
       if (denial.reason === 'multiple_tokens') return `${realm}, error="invalid_request", error_description="${quoted(denial.description)}"`
       return undefined

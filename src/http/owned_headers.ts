@@ -7,12 +7,29 @@
  * upgrade, expect: it throws, which reply-from turns into a 500) and proxy credentials meant for
  * us. Never copied to the upstream.
  */
-export const HOP_BY_HOP_REQUEST: ReadonlySet<string> = new Set(['keep-alive', 'upgrade', 'expect', 'proxy-connection', 'te', 'trailer',
-  'proxy-authorization', 'http2-settings', 'transfer-encoding'])
+export const HOP_BY_HOP_REQUEST: ReadonlySet<string> = new Set([
+  'keep-alive',
+  'upgrade',
+  'expect',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'http2-settings',
+  'transfer-encoding',
+])
 
 /** Hop-by-hop response headers: never copied back to the client. */
-export const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding',
-  'upgrade', 'te', 'trailer', 'proxy-authenticate'])
+export const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+])
 
 /** Set on every forwarded request by the gateway itself, whatever the client sent. */
 export const SET_BY_GATEWAY: readonly string[] = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
@@ -44,8 +61,16 @@ export function canonicalHeaderName(name: string): string {
 
 // What the gateway or the protocol needs as it is: none of these may carry a claim. (In this
 // order, so a message names the most familiar header a prefix would cover: host before others.)
-const OWNED: ReadonlySet<string> = new Set(['host', ...TOKEN_CARRIERS, ...MESSAGE_HEADERS, ...HOP_BY_HOP_REQUEST, ...HOP_BY_HOP_RESPONSE,
-  ...SET_BY_GATEWAY, ...FORWARDING, ...PATH_AND_METHOD_OVERRIDES])
+const OWNED: ReadonlySet<string> = new Set([
+  'host',
+  ...TOKEN_CARRIERS,
+  ...MESSAGE_HEADERS,
+  ...HOP_BY_HOP_REQUEST,
+  ...HOP_BY_HOP_RESPONSE,
+  ...SET_BY_GATEWAY,
+  ...FORWARDING,
+  ...PATH_AND_METHOD_OVERRIDES,
+])
 
 /** Whether a header, in either spelling, is the gateway's or the protocol's: no claim or payload may be written into it. */
 export function isOwnedHeader(name: string): boolean {

@@ -33,7 +33,10 @@ export class LivePolicy {
   // Reloads run one at a time, in order.
   private reloading: Promise<boolean> = Promise.resolve(true)
 
-  constructor(policy: CompiledPolicy, private readonly options: LivePolicyOptions) {
+  constructor(
+    policy: CompiledPolicy,
+    private readonly options: LivePolicyOptions,
+  ) {
     this.current = policy
     options.logger.level = policy.logLevel
     if (!options.verifiesTokens) stopIssuers(policy)

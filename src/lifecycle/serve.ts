@@ -7,6 +7,7 @@ import { defaultsOf } from '../policy/defaults.js'
 import { PolicySchema, type PolicyDocument } from '../policy/schema.js'
 import { printPolicyError } from './policy_error.js'
 import { untilSignalled } from './signals.js'
+import type { RunningGateway } from '../server.js'
 
 /** Runs until a signal ends it; resolves with the exit code only when it cannot start. */
 export async function serve(policyFile: string): Promise<number> {
@@ -28,7 +29,7 @@ export async function serve(policyFile: string): Promise<number> {
 
 async function serveAlone(source: PolicySource): Promise<number> {
   const { startGateway } = await import('../server.js')
-  let running
+  let running: RunningGateway
   try {
     running = await startGateway({ policyFile: source.file, source, watch: true })
   } catch (err) {

@@ -21,19 +21,22 @@ export function untilSignalled({ logger, reload, shutdown, graceMs }: Signalled)
     logger.info('SIGHUP: reloading the policy')
     void reload()
   })
-  closeWithGrace({
-    delay: graceMs,
-    skip: ['SIGHUP'],
-    logger: { error: (m: unknown) => logger.error({ detail: String(m) }, 'shutdown') },
-    onSecondSignal: (signal) => {
-      // A cluster's workers follow: their IPC channel closes with this process.
-      logger.warn({ signal }, 'second signal: exiting now')
-      process.exit(1)
+  closeWithGrace(
+    {
+      delay: graceMs,
+      skip: ['SIGHUP'],
+      logger: { error: (m: unknown) => logger.error({ detail: String(m) }, 'shutdown') },
+      onSecondSignal: (signal) => {
+        // A cluster's workers follow: their IPC channel closes with this process.
+        logger.warn({ signal }, 'second signal: exiting now')
+        process.exit(1)
+      },
     },
-  }, async ({ signal, err }) => {
-    if (err) logger.error({ err: { message: err.message, stack: err.stack } }, 'unexpected error; shutting down')
-    logger.info({ signal }, 'signal received')
-    await shutdown()
-  })
+    async ({ signal, err }) => {
+      if (err) logger.error({ err: { message: err.message, stack: err.stack } }, 'unexpected error; shutting down')
+      logger.info({ signal }, 'signal received')
+      await shutdown()
+    },
+  )
   return new Promise<number>(() => {})
 }

@@ -30,7 +30,10 @@ export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange
         const w = watch(dir, () => {
           clearTimeout(timer)
           // Editors and kubelet write in several steps; settle first.
-          timer = setTimeout(() => { check(); sync() }, 200)
+          timer = setTimeout(() => {
+            check()
+            sync()
+          }, 200)
           timer.unref()
         })
         w.unref()
@@ -41,7 +44,12 @@ export function watchPolicy(file: string, policy: () => CompiledPolicy, onChange
     }
   }
   sync()
-  return { close: () => { clearTimeout(timer); for (const w of watchers.values()) w.close() } }
+  return {
+    close: () => {
+      clearTimeout(timer)
+      for (const w of watchers.values()) w.close()
+    },
+  }
 }
 
 function fingerprint(file: string, policy: CompiledPolicy): string {

@@ -57,9 +57,12 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const maxHeaderBytes = doc.limits?.max_header_bytes ?? LIMITS_DEFAULT.max_header_bytes
   const maxTokenBytes = doc.max_token_bytes ?? DEFAULT.max_token_bytes
   if (maxTokenBytes >= maxHeaderBytes) {
-    problem([doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'], `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`)
+    problem(
+      [doc.max_token_bytes !== undefined ? 'max_token_bytes' : 'limits'],
+      `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`,
+    )
   }
-  const cors = doc.cors ? compileCors(doc.cors, ['cors'], problem) ?? null : null
+  const cors = doc.cors ? (compileCors(doc.cors, ['cors'], problem) ?? null) : null
   const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, problem)
   const issuers = compileIssuers(doc.issuers ?? {}, source.file, log, problem, previous?.issuers)
 
@@ -73,7 +76,13 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const candidates: RouteCandidate<Route>[] = []
   doc.routes.forEach((spec, index) => {
     const candidate = compileRoute(spec, index, {
-      upstreams, issuers, identity, revocation: doc.revocation !== undefined, cors, maxBodyBytes: doc.limits?.max_body_bytes ?? LIMITS_DEFAULT.max_body_bytes, problem,
+      upstreams,
+      issuers,
+      identity,
+      revocation: doc.revocation !== undefined,
+      cors,
+      maxBodyBytes: doc.limits?.max_body_bytes ?? LIMITS_DEFAULT.max_body_bytes,
+      problem,
     })
     if (candidate) candidates.push(candidate)
   })
@@ -136,7 +145,11 @@ function workerCount(workers: NonNullable<PolicyDocument['workers']>): number {
 function checkReplayAcrossWorkers(doc: PolicyDocument, problem: OnProblem): void {
   if ((doc.workers ?? DEFAULT.workers) === 1 || !doc.revocation || doc.revocation.backend === 'redis') return
   const index = doc.routes.findIndex((r) => r.replay_protection)
-  if (index >= 0) problem(['routes', index, 'replay_protection'], `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`)
+  if (index >= 0)
+    problem(
+      ['routes', index, 'replay_protection'],
+      `replay_protection with more than one worker needs revocation.backend: redis; the ${doc.revocation.backend} backend remembers used tokens in each worker process`,
+    )
 }
 
 /** The route table, once every route compiled; a route no request could reach is a problem. */

@@ -35,7 +35,10 @@ export interface RouteContext {
 export function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): RouteCandidate<Route> | undefined {
   const at: DocPath = ['routes', index]
   let ok = true
-  const fail = (where: DocPath, m: string) => { ctx.problem([...at, ...where], m); ok = false }
+  const fail = (where: DocPath, m: string) => {
+    ctx.problem([...at, ...where], m)
+    ok = false
+  }
 
   const pathPattern = compilePathPattern(spec.path, ['path'], fail)
   const host = spec.host === undefined ? null : compileHostPattern(spec.host, ['host'], fail)
@@ -49,8 +52,11 @@ export function compileRoute(spec: RouteDocument, index: number, ctx: RouteConte
     const sources = compileRouteTokenSources(spec.token_sources, requirement?.issuers ?? [], fail)
     if (requirement && sources) {
       auth = {
-        issuers: new IssuerSet(requirement.issuers), sources, requirement,
-        ...(spec.auth.optional ? { optional: true } : {}), ...(spec.replay_protection ? { replayProtection: true } : {}),
+        issuers: new IssuerSet(requirement.issuers),
+        sources,
+        requirement,
+        ...(spec.auth.optional ? { optional: true } : {}),
+        ...(spec.replay_protection ? { replayProtection: true } : {}),
       }
     } else {
       ok = false
@@ -71,7 +77,8 @@ export function compileRoute(spec: RouteDocument, index: number, ctx: RouteConte
   }
   const identity = compileRouteIdentity(spec, at, ctx.identity, ctx.problem)
   // A WebSocket handshake is a GET; the route could never see one.
-  if (spec.websocket && spec.methods && !spec.methods.includes('GET')) fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
+  if (spec.websocket && spec.methods && !spec.methods.includes('GET'))
+    fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
   let cors = ctx.cors
   if (spec.cors === false) cors = null
   else if (spec.cors) {

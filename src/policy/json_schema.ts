@@ -7,6 +7,6 @@ export function policyJsonSchema(): Record<string, unknown> {
     $schema: 'http://json-schema.org/draft-07/schema#',
     title: 'jwtgate policy',
     description: 'The route policy of the jwtgate JWT-enforcing reverse proxy. Reference: docs/policy.md',
-    ...JSON.parse(JSON.stringify(PolicySchema)) as Record<string, unknown>,
+    ...(JSON.parse(JSON.stringify(PolicySchema)) as Record<string, unknown>),
   }
 }

@@ -30,7 +30,8 @@ export function lintRoutes(routes: readonly RouteDocument[]): Warning[] {
     })
     if (fallback) return
     const limits = [route.methods ? `methods other than ${route.methods.join(', ')}` : '', route.host !== undefined ? `hosts other than ${route.host}` : '']
-      .filter(Boolean).join(' or ')
+      .filter(Boolean)
+      .join(' or ')
     warnings.push({ route: i, message: `requests to ${route.path} with ${limits} match no route and get 404` })
   })
   return warnings

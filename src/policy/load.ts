@@ -162,16 +162,21 @@ function locate(doc: Document, path: DocPath, at: 'key' | 'value'): number {
   return offset
 }
 
-interface ReadableError { path: DocPath; message: string; at: 'key' | 'value' }
+interface ReadableError {
+  path: DocPath
+  message: string
+  at: 'key' | 'value'
+}
 
 /** Turns ajv's errors into one plain sentence per problem, as a person editing YAML would want them. */
 export function readableErrors(errors: ErrorObject[]): ReadableError[] {
   const out: ReadableError[] = []
   const unionErrors = errors.filter((e) => e.keyword === 'anyOf')
   // The nearest union around an error: the same value or an enclosing one, and a schema path below the union's.
-  const insideUnion = (e: ErrorObject) => unionErrors
-    .filter((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/') && (e.instancePath + '/').startsWith(u.instancePath + '/'))
-    .reduce<ErrorObject | undefined>((nearest, u) => (!nearest || u.schemaPath.length > nearest.schemaPath.length ? u : nearest), undefined)
+  const insideUnion = (e: ErrorObject) =>
+    unionErrors
+      .filter((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/') && (e.instancePath + '/').startsWith(u.instancePath + '/'))
+      .reduce<ErrorObject | undefined>((nearest, u) => (!nearest || u.schemaPath.length > nearest.schemaPath.length ? u : nearest), undefined)
   for (const e of errors) {
     const union = insideUnion(e)
     if (union) {
@@ -219,7 +224,11 @@ function readable(e: ErrorObject): ReadableError {
       return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
     case 'type':
       // "must be a requirement: …" says more than "must be object", where the schema says what it is.
-      return { path, message: `${where} ${(e.parentSchema as { description?: string } | undefined)?.description ? describe(e.parentSchema) : e.message ?? 'is invalid'}`, at: 'value' }
+      return {
+        path,
+        message: `${where} ${(e.parentSchema as { description?: string } | undefined)?.description ? describe(e.parentSchema) : (e.message ?? 'is invalid')}`,
+        at: 'value',
+      }
     default:
       return { path, message: `${where} ${e.message ?? 'is invalid'}`, at: 'value' }
   }
@@ -232,10 +241,13 @@ function describe(schema: unknown): string {
 
 function pathOf(e: ErrorObject): DocPath {
   if (!e.instancePath) return []
-  return e.instancePath.slice(1).split('/').map((s) => {
-    const k = s.replace(/~1/g, '/').replace(/~0/g, '~')
-    return /^\d+$/.test(k) ? Number(k) : k
-  })
+  return e.instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => {
+      const k = s.replace(/~1/g, '/').replace(/~0/g, '~')
+      return /^\d+$/.test(k) ? Number(k) : k
+    })
 }
 
 /** `routes[2].auth.issuers` for messages. */
@@ -255,7 +267,10 @@ function closest(name: string, known: string[]): string | undefined {
   let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
   for (const k of known) {
     const d = editDistance(name, k)
-    if (d < bestDistance) { best = k; bestDistance = d }
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
   }
   return best
 }

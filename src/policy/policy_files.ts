@@ -17,7 +17,9 @@ export function readBesidePolicy(policyFile: string, file: string, at: DocPath, 
 
 /** A secret file's text without the one trailing newline an editor or `echo` leaves. */
 export function readSecretBesidePolicy(policyFile: string, file: string, at: DocPath, problem: OnProblem, what: string): string | undefined {
-  return readBesidePolicy(policyFile, file, at, problem, what)?.toString('utf8').replace(/\r?\n$/, '')
+  return readBesidePolicy(policyFile, file, at, problem, what)
+    ?.toString('utf8')
+    .replace(/\r?\n$/, '')
 }
 
 /**

@@ -22,7 +22,11 @@ export interface UpstreamTls {
   key?: Buffer
 }
 
-export function compileListenTls(spec: { cert_file: string; key_file: string } | undefined, policyFile: string, problem: OnProblem): ListenTls | null | undefined {
+export function compileListenTls(
+  spec: { cert_file: string; key_file: string } | undefined,
+  policyFile: string,
+  problem: OnProblem,
+): ListenTls | null | undefined {
   if (!spec) return null
   const at: DocPath = ['listen', 'tls']
   const cert = readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], problem)
@@ -31,7 +35,13 @@ export function compileListenTls(spec: { cert_file: string; key_file: string } |
   return { cert, key, hash: createHash('sha256').update(cert).update(key).digest('hex') }
 }
 
-export function compileUpstreamTls(spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined, https: boolean, at: DocPath, policyFile: string, problem: OnProblem): UpstreamTls | null | undefined {
+export function compileUpstreamTls(
+  spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined,
+  https: boolean,
+  at: DocPath,
+  policyFile: string,
+  problem: OnProblem,
+): UpstreamTls | null | undefined {
   if (!spec) return null
   if (!https) {
     problem(at, 'tls is for https:// upstreams; this upstream url is http://')

@@ -34,8 +34,14 @@ export interface Preflight {
 const DEFAULT = defaultsOf(CorsSchema, ['methods', 'headers', 'credentials'])
 // Upstream copies are removed where the gateway answers for CORS, so the two cannot disagree
 // (an upstream's `Access-Control-Allow-Origin: *` would otherwise open a route the policy limits).
-const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers',
-  'access-control-allow-methods', 'access-control-allow-headers', 'access-control-max-age']
+const CORS_RESPONSE_HEADERS = [
+  'access-control-allow-origin',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'access-control-allow-methods',
+  'access-control-allow-headers',
+  'access-control-max-age',
+]
 const PREFLIGHT_VARY = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers'
 
 export function compileCors(spec: CorsDocument, at: DocPath, problem: OnProblem): CorsRule | undefined {
@@ -163,7 +169,11 @@ export function headerRecord(): HeaderSink & { headers: Record<string, string> }
   return {
     headers,
     getHeader: (name) => headers[name],
-    header: (name, value) => { headers[name] = value },
-    removeHeader: (name) => { delete headers[name] },
+    header: (name, value) => {
+      headers[name] = value
+    },
+    removeHeader: (name) => {
+      delete headers[name]
+    },
   }
 }

@@ -40,8 +40,14 @@ export function headerCopy(sources: TokenSources | undefined, forwardToken: bool
  * one: a delete drops a V8 object into dictionary mode, and the deletes were a few per cent of a
  * request's CPU in the benchmark's profile. Header names from Node and from undici are in lower case.
  */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, copy: HeaderCopy, identity: Readonly<Record<string, string>> | undefined,
-  raw: IncomingMessage, https: HttpsRule, requestId: string): IncomingHttpHeaders {
+export function upstreamRequestHeaders(
+  headers: IncomingHttpHeaders,
+  copy: HeaderCopy,
+  identity: Readonly<Record<string, string>> | undefined,
+  raw: IncomingMessage,
+  https: HttpsRule,
+  requestId: string,
+): IncomingHttpHeaders {
   const { skipped, tokenCookies } = copy
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
@@ -74,9 +80,10 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, copy: Heade
 export function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   // Headers the upstream's Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1).
   const connection = headers.connection
-  const nominated = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
-    ? new Set(connection.split(',').map((name) => name.trim().toLowerCase()))
-    : undefined
+  const nominated =
+    typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
+      ? new Set(connection.split(',').map((name) => name.trim().toLowerCase()))
+      : undefined
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
     if (HOP_BY_HOP_RESPONSE.has(name) || nominated?.has(name)) continue

@@ -37,9 +37,12 @@ export function compileHttpsRule(required: boolean | undefined, cidrs: readonly 
 function parseCidr(text: string, at: DocPath, problem: OnProblem): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
   const slash = text.indexOf('/')
   const address = slash < 0 ? text : text.slice(0, slash)
-  const fail = (message: string): undefined => { problem(at, message); return undefined }
+  const fail = (message: string): undefined => {
+    problem(at, message)
+    return undefined
+  }
   const version = isIP(address)
-  if (version === 0) return fail( `${JSON.stringify(text)} is not an IP address or CIDR such as 10.0.0.0/8`)
+  if (version === 0) return fail(`${JSON.stringify(text)} is not an IP address or CIDR such as 10.0.0.0/8`)
   const bits = version === 4 ? 32 : 128
   const prefixText = slash < 0 ? String(bits) : text.slice(slash + 1)
   const prefix = Number(prefixText)

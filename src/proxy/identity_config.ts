@@ -52,7 +52,7 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
     }
     const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
     if (!claim) continue
-    const spec: { json?: boolean, join?: string } = typeof value === 'object' ? value : {}
+    const spec: { json?: boolean; join?: string } = typeof value === 'object' ? value : {}
     const encoding = (spec.json ?? HEADER_DEFAULT.json) ? { json: true as const } : { json: false as const, join: spec.join ?? HEADER_DEFAULT.join }
     out.push({ name, claim, encoding })
   }

@@ -42,7 +42,6 @@ export function headerStripper(names: Iterable<string>, prefixes: readonly strin
   }
 }
 
-
 /**
  * The identity headers for verified claims (a claim that is absent gives no header), or a
  * denial when a value is longer than the route allows. A value is never cut short: a truncated
@@ -77,7 +76,8 @@ export function encodeClaim(value: unknown, encoding: IdentityHeader['encoding']
   let text: string
   if (typeof value === 'string') text = value
   else if (typeof value === 'number' || typeof value === 'boolean') text = String(value)
-  else if (Array.isArray(value) && !encoding.json) text = value.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join(encoding.join)
+  else if (Array.isArray(value) && !encoding.json)
+    text = value.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join(encoding.join)
   else text = JSON.stringify(value)
   return headerSafe(text)
 }

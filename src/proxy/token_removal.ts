@@ -15,7 +15,7 @@ export function queryWithout(url: string, names: readonly string[]): string {
   const q = url.indexOf('?')
   if (q < 0) return ''
   const kept: string[] = []
-  for (let i = q + 1; i < url.length;) {
+  for (let i = q + 1; i < url.length; ) {
     const end = afterPair(url, i, '&')
     const pairEnd = url[end - 1] === '&' ? end - 1 : end
     let nameEnd = url.indexOf('=', i)
@@ -40,7 +40,7 @@ export function forwardedQuery(target: string, tokenParameters: readonly string[
 /** A Cookie header without the named cookies; undefined when none is left. */
 export function cookiesWithout(header: string, names: readonly string[]): string | undefined {
   const kept: string[] = []
-  for (let i = 0; i < header.length;) {
+  for (let i = 0; i < header.length; ) {
     const end = afterPair(header, i, ';')
     const pair = header.slice(i, header[end - 1] === ';' ? end - 1 : end).trim()
     // findCookie on the pair alone answers "is this pair one of the names".

@@ -36,11 +36,20 @@ const builtFrom = new WeakMap<RevocationStore, string>()
  * `previous` when its settings are the same, a new, not yet started one otherwise. Nothing of
  * `previous` is changed: the running policy may still be using it.
  */
-export function compileRevocation(spec: RevocationDocument, policyFile: string, log: Logger, problem: OnProblem,
-  previous: CompiledRevocation | null | undefined, marginMs: number): CompiledRevocation | undefined {
+export function compileRevocation(
+  spec: RevocationDocument,
+  policyFile: string,
+  log: Logger,
+  problem: OnProblem,
+  previous: CompiledRevocation | null | undefined,
+  marginMs: number,
+): CompiledRevocation | undefined {
   const at = (...where: Array<string | number>): DocPath => ['revocation', ...where]
   let ok = true
-  const fail = (where: DocPath, message: string) => { problem(where, message); ok = false }
+  const fail = (where: DocPath, message: string) => {
+    problem(where, message)
+    ok = false
+  }
 
   const settings: RevocationSettings = {
     backend: spec.backend,
@@ -75,7 +84,8 @@ export function compileRevocation(spec: RevocationDocument, policyFile: string, 
       token = readSecretBesidePolicy(policyFile, spec.admin_token_file, where, fail, 'admin_token_file')
     }
     if (token !== undefined) {
-      if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES) fail(where, `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes; it has ${Buffer.byteLength(token)}`)
+      if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES)
+        fail(where, `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes; it has ${Buffer.byteLength(token)}`)
       else adminTokenDigest = createHash('sha256').update(token).digest()
     }
   }
@@ -102,9 +112,12 @@ export function commitRevocation(revocation: CompiledRevocation | null): void {
 export function createStore(settings: RevocationSettings, log: Logger): RevocationStore {
   const child = log.child({ component: 'revocation' })
   switch (settings.backend) {
-    case 'memory': return new MemoryStore(settings, child)
-    case 'file': return new FileStore(settings, child)
-    case 'redis': return new RedisStore(settings, child)
+    case 'memory':
+      return new MemoryStore(settings, child)
+    case 'file':
+      return new FileStore(settings, child)
+    case 'redis':
+      return new RedisStore(settings, child)
   }
 }
 

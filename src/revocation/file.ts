@@ -84,9 +84,9 @@ export class FileStore extends RevocationStore {
       if ('jti' in e) return e.exp === undefined || e.exp * 1000 + this.marginMs > now
       return e.before === undefined || e.before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs > now
     })
-    kept.push(entry.kind === 'jti'
-      ? { jti: entry.id, exp: entry.exp ?? Math.ceil((entry.expiresAt - this.marginMs) / 1000) }
-      : { sub: entry.id, before: entry.before })
+    kept.push(
+      entry.kind === 'jti' ? { jti: entry.id, exp: entry.exp ?? Math.ceil((entry.expiresAt - this.marginMs) / 1000) } : { sub: entry.id, before: entry.before },
+    )
     const text = '# jwtgate revocation list (see docs/policy.md#revocation)\n' + kept.map((e) => `- ${JSON.stringify(e)}\n`).join('')
     const temporary = `${this.path}.${process.pid}.tmp`
     writeFileSync(temporary, text, { mode: 0o640 })

@@ -56,16 +56,19 @@ export class RedisStore extends RevocationStore {
     // Loaded only when a redis store starts: `validate`, `explain` and `test` never need it.
     const { Redis } = await import('ioredis')
     const timeoutMs = this.settings.redis!.timeoutMs
-    return [Redis, {
-      connectionName: name,
-      connectTimeout: timeoutMs,
-      commandTimeout: timeoutMs,
-      // Fail at once while disconnected: a request must never queue behind a reconnect.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResubscribe: false,
-      retryStrategy,
-    }]
+    return [
+      Redis,
+      {
+        connectionName: name,
+        connectTimeout: timeoutMs,
+        commandTimeout: timeoutMs,
+        // Fail at once while disconnected: a request must never queue behind a reconnect.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResubscribe: false,
+        retryStrategy,
+      },
+    ]
   }
 
   /** The command connection, made on first use (the CLI writes without starting the store). */
@@ -77,11 +80,17 @@ export class RedisStore extends RevocationStore {
     // reconnect attempts would keep the process alive.
     if (this.currentState === 'stopped') throw new Error('the revocation store is stopped')
     const client = new Redis(this.settings.redis!.url, options)
-    client.on('error', (err: Error) => { this.lastError = err.message })
+    client.on('error', (err: Error) => {
+      this.lastError = err.message
+    })
     this.client = client
     if (client.status !== 'ready') {
       await new Promise<void>((resolve) => {
-        const done = () => { client.off('ready', done); client.off('error', done); resolve() }
+        const done = () => {
+          client.off('ready', done)
+          client.off('error', done)
+          resolve()
+        }
         client.once('ready', done)
         client.once('error', done)
       })
@@ -90,7 +99,9 @@ export class RedisStore extends RevocationStore {
   }
 
   protected async open(): Promise<void> {
-    const first = new Promise<void>((resolve) => { this.firstOutcome = resolve })
+    const first = new Promise<void>((resolve) => {
+      this.firstOutcome = resolve
+    })
     const [Redis, options] = await this.options('jwtgate-subscriber')
     if (this.currentState === 'stopped') return
     const subscriber = new Redis(this.settings.redis!.url, options)
@@ -231,7 +242,7 @@ export class RedisStore extends RevocationStore {
 
   protected async claimFirstUse(key: string, ttlMs: number): Promise<boolean> {
     const client = this.client
-    if (!client || client.status !== 'ready') throw new Error(`redis is not connected${this.lastError ? ` (${this.lastError})` : ''}`)
+    if (client?.status !== 'ready') throw new Error(`redis is not connected${this.lastError ? ` (${this.lastError})` : ''}`)
     return (await client.set(this.keys.used + key, '1', 'PX', Math.ceil(ttlMs), 'NX')) === 'OK'
   }
 }

@@ -71,8 +71,16 @@ export class RevocationSet {
   /** Deletes every entry past its expiry; returns how many went. */
   sweep(now: number): number {
     let removed = 0
-    for (const [id, at] of this.jti) if (now >= at) { this.jti.delete(id); removed++ }
-    for (const [sub, e] of this.subjects) if (now >= e.expiresAt) { this.subjects.delete(sub); removed++ }
+    for (const [id, at] of this.jti)
+      if (now >= at) {
+        this.jti.delete(id)
+        removed++
+      }
+    for (const [sub, e] of this.subjects)
+      if (now >= e.expiresAt) {
+        this.subjects.delete(sub)
+        removed++
+      }
     return removed
   }
 

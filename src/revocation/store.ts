@@ -63,7 +63,10 @@ export abstract class RevocationStore implements RevocationCheck {
   marginMs = 0
   private sweeper: NodeJS.Timeout | undefined
 
-  constructor(readonly settings: RevocationSettings, protected readonly log: Logger) {}
+  constructor(
+    readonly settings: RevocationSettings,
+    protected readonly log: Logger,
+  ) {}
 
   /** The per-request check: local, synchronous, no I/O. */
   check(claims: Record<string, unknown>, now: number): Denial | undefined {
@@ -132,7 +135,8 @@ export abstract class RevocationStore implements RevocationCheck {
     this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_INTERVAL_MS)
     this.sweeper.unref()
     await this.open()
-    if (this.state === 'loading') this.log.warn({ backend: this.settings.backend, error: this.lastError }, 'revocation list not loaded yet; tokens get 503 until it is')
+    if (this.state === 'loading')
+      this.log.warn({ backend: this.settings.backend, error: this.lastError }, 'revocation list not loaded yet; tokens get 503 until it is')
   }
 
   async stop(): Promise<void> {
@@ -198,8 +202,10 @@ export abstract class RevocationStore implements RevocationCheck {
     if (this.state !== 'synced') return
     this.state = 'stale'
     this.unavailableSince = Date.now()
-    this.log.warn({ backend: this.settings.backend, error: this.lastError, serving: this.settings.failClosed ? 'nothing (fail_closed: 503)' : 'the last synced list' },
-      'revocation backend unavailable')
+    this.log.warn(
+      { backend: this.settings.backend, error: this.lastError, serving: this.settings.failClosed ? 'nothing (fail_closed: 503)' : 'the last synced list' },
+      'revocation backend unavailable',
+    )
   }
 
   /** Connects, loads the whole set, follows changes. Resolves once loaded, or once it is clear it cannot be yet. */

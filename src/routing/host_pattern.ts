@@ -19,7 +19,8 @@ export function hostFromHeader(hostHeader: string | undefined): string {
   if (hostHeader === undefined || hostHeader === '') return ''
   let host: string
   let rest: string
-  if (hostHeader.charCodeAt(0) === 0x5b) { // '[' IPv6 literal
+  if (hostHeader.charCodeAt(0) === 0x5b) {
+    // '[' IPv6 literal
     const close = hostHeader.indexOf(']')
     if (close < 0) return ''
     host = hostHeader.slice(0, close + 1)

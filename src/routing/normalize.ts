@@ -19,10 +19,10 @@ const DOT = 0x2e
 const SEMICOLON = 0x3b
 
 // Classes of the ASCII characters as they arrive raw (RFC 3986 §3.3: pchar).
-const BAD = 0        // refused: controls, DEL, `\`, `#`, `?`
 const UNRESERVED = 1 // §2.3 ALPHA DIGIT - . _ ~
-const PCHAR = 2      // §2.2 sub-delims except `;`, plus `:` and `@`: valid raw, kept raw
-const ENCODE = 3     // printable but not allowed raw in a path: percent-encoded, as nginx and Envoy do
+const PCHAR = 2 // §2.2 sub-delims except `;`, plus `:` and `@`: valid raw, kept raw
+const ENCODE = 3 // printable but not allowed raw in a path: percent-encoded, as nginx and Envoy do
+// Every other character is refused (0): controls, DEL, `\`, `#`, `?`.
 const CLASS = new Uint8Array(128)
 for (let c = 0x30; c <= 0x39; c++) CLASS[c] = UNRESERVED
 for (let c = 0x41; c <= 0x5a; c++) CLASS[c] = UNRESERVED
@@ -122,12 +122,12 @@ function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
         // §2.3 / §6.2.2.2: encoded unreserved characters are the same as the raw ones. Other
         // escapes keep their meaning (%2A is not `*`, %25 is not the start of another escape:
         // decoding only once keeps `%252e` from becoming `.`), with the hex in upper case (§6.2.2.1).
-        seg += CLASS[b] === UNRESERVED ? String.fromCharCode(b) : escape(b)
+        seg += CLASS[b] === UNRESERVED ? String.fromCharCode(b) : percentEncoded(b)
         i += 3
       } else {
         const length = utf8Length(raw, i, b)
         if (length === 0) return BAD_UTF8
-        for (let k = 0; k < length; k++, i += 3) seg += escape(hexByte(raw, i))
+        for (let k = 0; k < length; k++, i += 3) seg += percentEncoded(hexByte(raw, i))
       }
       continue
     }
@@ -138,7 +138,7 @@ function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
     } else {
       const cls = CLASS[c]
       if (cls === UNRESERVED || cls === PCHAR) seg += raw[i]
-      else if (cls === ENCODE) seg += escape(c)
+      else if (cls === ENCODE) seg += percentEncoded(c)
       else return refuseRaw(c)
     }
     i++
@@ -160,7 +160,7 @@ function refuseEncoded(b: number, rejectParams: boolean): NormalizedPath | null 
   return null
 }
 
-/** The refusal for a raw ASCII character of class BAD. */
+/** The refusal for a raw ASCII character refused (class 0). */
 function refuseRaw(c: number): NormalizedPath {
   if (c === 0x5c) return BACKSLASH
   if (c === 0) return NUL
@@ -169,7 +169,7 @@ function refuseRaw(c: number): NormalizedPath {
   return CONTROL
 }
 
-function escape(b: number): string {
+function percentEncoded(b: number): string {
   return '%' + HEX[b >> 4] + HEX[b & 15]
 }
 
@@ -203,11 +203,13 @@ function utf8Length(s: string, i: number, lead: number): number {
   if (lead >= 0xc2 && lead <= 0xdf) length = 2
   else if (lead >= 0xe0 && lead <= 0xef) {
     length = 3
-    if (lead === 0xe0) min = 0xa0      // overlong
+    if (lead === 0xe0)
+      min = 0xa0 // overlong
     else if (lead === 0xed) max = 0x9f // surrogates
   } else if (lead >= 0xf0 && lead <= 0xf4) {
     length = 4
-    if (lead === 0xf0) min = 0x90      // overlong
+    if (lead === 0xf0)
+      min = 0x90 // overlong
     else if (lead === 0xf4) max = 0x8f // past U+10FFFF
   } else {
     return 0 // a continuation byte, an overlong lead (C0, C1) or F5..FF

@@ -28,7 +28,7 @@ interface Token {
   readonly text: string
 }
 
-const EXACT = 0  // no wildcard: a string compare
+const EXACT = 0 // no wildcard: a string compare
 const PREFIX = 1 // literals then one final `**`: a startsWith on a segment boundary
 const GENERAL = 2
 
@@ -43,7 +43,7 @@ class CompiledPathPattern implements PathPattern {
   constructor(source: string, tokens: Token[]) {
     this.source = source
     this.tokens = tokens
-    const wildcards = tokens.filter(t => t.kind !== LITERAL).length
+    const wildcards = tokens.filter((t) => t.kind !== LITERAL).length
     if (wildcards === 0) {
       this.shape = EXACT
       this.prefix = source
@@ -118,9 +118,7 @@ function walk(tokens: readonly Token[], path: string): boolean {
         backS = s
         continue
       }
-      const ok = tok.kind === STAR
-        ? e > s
-        : e - s === tok.text.length && path.startsWith(tok.text, s)
+      const ok = tok.kind === STAR ? e > s : e - s === tok.text.length && path.startsWith(tok.text, s)
       if (ok) {
         t++
         s = e + 1
@@ -144,7 +142,9 @@ function walk(tokens: readonly Token[], path: string): boolean {
  */
 function tokensOf(p: PathPattern): readonly Token[] {
   if (p instanceof CompiledPathPattern) return p.tokens
-  const compiled = compilePathPattern(p.source, [], (_at, message) => { throw new Error(message) })
+  const compiled = compilePathPattern(p.source, [], (_at, message) => {
+    throw new Error(message)
+  })
   return (compiled as CompiledPathPattern).tokens
 }
 
@@ -202,9 +202,9 @@ export function patternCovers(a: PathPattern, b: PathPattern): boolean {
 
 // Normalized paths as an automaton over segments.
 type PathState = number
-const START = 0     // no segment yet (not accepting: a path has at least one)
-const NONEMPTY = 1  // after a non-empty segment
-const FINAL = 2     // after an empty segment, which must be the last
+const START = 0 // no segment yet (not accepting: a path has at least one)
+const NONEMPTY = 1 // after a non-empty segment
+const FINAL = 2 // after an empty segment, which must be the last
 const DEAD = -1
 
 function stepPath(u: PathState, sym: string | null): PathState {

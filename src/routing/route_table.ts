@@ -46,7 +46,10 @@ export class RouteTable<T> {
   constructor(candidates: RouteCandidate<T>[]) {
     this.routes = candidates.slice()
     this.results = candidates.map((c, index) => Object.freeze({ index, value: c.value }))
-    interface Building { own: number[]; children: Map<number, Building> }
+    interface Building {
+      own: number[]
+      children: Map<number, Building>
+    }
     const top: Building = { own: [], children: new Map() }
     candidates.forEach((c, i) => {
       let node = top
@@ -131,9 +134,7 @@ function check<T>(r: RouteCandidate<T>, method: string, host: string, path: stri
 }
 
 function covers<T>(a: RouteCandidate<T>, b: RouteCandidate<T>): boolean {
-  return methodsCover(a.methods, b.methods) &&
-    (a.host === null || (b.host !== null && hostCovers(a.host, b.host))) &&
-    patternCovers(a.path, b.path)
+  return methodsCover(a.methods, b.methods) && (a.host === null || (b.host !== null && hostCovers(a.host, b.host))) && patternCovers(a.path, b.path)
 }
 
 function methodsCover(a: ReadonlySet<string> | null, b: ReadonlySet<string> | null): boolean {

@@ -13,7 +13,12 @@ t.test('the same exposition text and JSON as prom-client', async (t) => {
   const theirs = new Registry()
   const counter = new RequestCounter(ours)
   const histogram = new Histogram('h_seconds', 'Help text.', 'route', BUCKETS, ours)
-  const promCounter = new Counter({ name: 'jwtgate_requests_total', help: 'Requests by route, method and status class.', labelNames: ['route', 'method', 'status_class'], registers: [theirs] })
+  const promCounter = new Counter({
+    name: 'jwtgate_requests_total',
+    help: 'Requests by route, method and status class.',
+    labelNames: ['route', 'method', 'status_class'],
+    registers: [theirs],
+  })
   const promHistogram = new PromHistogram({ name: 'h_seconds', help: 'Help text.', labelNames: ['route'], buckets: BUCKETS, registers: [theirs] })
   for (const route of ['routes[0] /api/**', 'a "quoted\\" \nname']) {
     for (const v of VALUES) {
@@ -26,9 +31,13 @@ t.test('the same exposition text and JSON as prom-client', async (t) => {
   counter.inc('other', 'POST', '4xx')
   promCounter.labels('other', 'POST', '4xx').inc()
   t.equal(await ours.metrics(), await theirs.metrics())
-  t.same(JSON.parse(JSON.stringify(await ours.getMetricsAsJSON())), JSON.parse(JSON.stringify(await theirs.getMetricsAsJSON())).map((m: { values: object[] }) => ({
-    ...m, values: m.values.map((v) => Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'exemplar'))),
-  })))
+  t.same(
+    JSON.parse(JSON.stringify(await ours.getMetricsAsJSON())),
+    JSON.parse(JSON.stringify(await theirs.getMetricsAsJSON())).map((m: { values: object[] }) => ({
+      ...m,
+      values: m.values.map((v) => Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'exemplar'))),
+    })),
+  )
 
   histogram.reset()
   t.equal((await ours.metrics()).split('\n\n')[1], '# HELP h_seconds Help text.\n# TYPE h_seconds histogram\n', 'reset empties the histogram')

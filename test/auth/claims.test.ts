@@ -1,5 +1,14 @@
 import t from 'tap'
-import { checkAudience, checkTokenClaims, claimAt, compileClaimPattern, compileCondition, grantedScopes, MAX_MATCHED_LENGTH, parseClaimPath } from '../../src/auth/claims.js'
+import {
+  checkAudience,
+  checkTokenClaims,
+  claimAt,
+  compileClaimPattern,
+  compileCondition,
+  grantedScopes,
+  MAX_MATCHED_LENGTH,
+  parseClaimPath,
+} from '../../src/auth/claims.js'
 import type { DocPath } from '../../src/policy/problems.js'
 import type { ClaimConditionDocument as ConditionSpec } from '../../src/policy/schema.js'
 
@@ -26,7 +35,9 @@ t.test('claim paths', async (t) => {
 
 /** Whether the condition holds for each value, in order. */
 function holds(spec: ConditionSpec, values: unknown[]): boolean[] {
-  const condition = compileCondition('c', spec, ['claims', 'c'], (_at, m) => { throw new Error(m) })!
+  const condition = compileCondition('c', spec, ['claims', 'c'], (_at, m) => {
+    throw new Error(m)
+  })!
   return values.map((v) => condition.test(v))
 }
 
@@ -40,7 +51,14 @@ t.test('equals, one_of and contains take the claim as it is, of the same type', 
 t.test('contains_any and contains_all: an array with some, or all, of the values', async (t) => {
   t.same(holds({ contains_any: ['a', 'b'] }, [['b'], ['x', 'a'], ['x'], [], 'a', 'a b']), [true, true, false, false, false, false])
   t.same(holds({ contains_all: ['a', 'b'] }, [['b', 'a', 'x'], ['a'], [], 'a b', undefined]), [true, false, false, false, false])
-  t.same(holds({ contains_all: [1, true] }, [[1, true], ['1', 'true']]), [true, false], 'types count')
+  t.same(
+    holds({ contains_all: [1, true] }, [
+      [1, true],
+      ['1', 'true'],
+    ]),
+    [true, false],
+    'types count',
+  )
 })
 
 t.test('matches: anchored, strings only, bounded input', async (t) => {
@@ -58,18 +76,33 @@ t.test('matches: an invalid, unsafe or anchor-escaping pattern is refused at loa
   t.match(pattern('(x*)*'), { value: undefined, problems: [/may take exponential time/] })
   t.ok(pattern('team-[a-z0-9]+').value?.test('team-42'))
   t.match(said((at, problem) => compileCondition('c', { matches: '(a+)+' }, at, problem)).problems, [/^x\.matches: /], 'said at the matches field')
-  t.match(said((at, problem) => compileCondition('a..b', { matches: '(a+)+' }, at, problem)).problems, ['x: empty name in claim path a..b'], 'a bad path: said at the label')
+  t.match(
+    said((at, problem) => compileCondition('a..b', { matches: '(a+)+' }, at, problem)).problems,
+    ['x: empty name in claim path a..b'],
+    'a bad path: said at the label',
+  )
 })
 
 t.test('exists', async (t) => {
   t.same(holds({ exists: true }, ['x', 0, false, [], null, undefined]), [true, true, true, true, false, false], 'null counts as absent')
   t.same(holds({ exists: false }, [undefined, null, 'x', 0]), [true, true, false, false])
   t.same(holds({ exists: true, one_of: ['a'] }, ['a', 'b']), [true, false], 'combined with other tests: all must hold')
-  t.match(said((at, problem) => compileCondition('c', { exists: false, equals: 'a' }, at, problem)), { value: undefined, problems: [/^x\.exists: exists: false cannot be combined/] })
+  t.match(
+    said((at, problem) => compileCondition('c', { exists: false, equals: 'a' }, at, problem)),
+    { value: undefined, problems: [/^x\.exists: exists: false cannot be combined/] },
+  )
 })
 
 t.test('an absent claim fails every condition but exists: false', async (t) => {
-  const specs: ConditionSpec[] = [{ equals: 'a' }, { one_of: ['a'] }, { contains: 'a' }, { contains_any: ['a'] }, { contains_all: ['a'] }, { matches: '.*' }, { exists: true }]
+  const specs: ConditionSpec[] = [
+    { equals: 'a' },
+    { one_of: ['a'] },
+    { contains: 'a' },
+    { contains_any: ['a'] },
+    { contains_all: ['a'] },
+    { matches: '.*' },
+    { exists: true },
+  ]
   for (const spec of specs) t.same(holds(spec, [undefined]), [false], JSON.stringify(spec))
 })
 

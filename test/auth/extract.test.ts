@@ -9,12 +9,23 @@ import type { TokenSourceDocument } from '../../src/policy/schema.js'
 import { cookiesWithout, queryWithout } from '../../src/proxy/token_removal.js'
 
 function sources(...specs: TokenSourceDocument[]) {
-  return tokenSources(specs.map((s) => ({ ...(sourcePlace(s, [], (_at, m) => { throw new Error(m) }) as SourcePlace), issuers: new IssuerSet([]) })))
+  return tokenSources(
+    specs.map((s) => ({
+      ...(sourcePlace(s, [], (_at, m) => {
+        throw new Error(m)
+      }) as SourcePlace),
+      issuers: new IssuerSet([]),
+    })),
+  )
 }
 
 function cookie(header: string, name: string): string[] {
   const out: string[] = []
-  for (let at = findCookie(header, name, 0); at >= 0; at = findCookie(header, name, header.indexOf(';', at) < 0 ? header.length : header.indexOf(';', at) + 1)) {
+  for (
+    let at = findCookie(header, name, 0);
+    at >= 0;
+    at = findCookie(header, name, header.indexOf(';', at) < 0 ? header.length : header.indexOf(';', at) + 1)
+  ) {
     out.push(cookieValue(header, at))
   }
   return out
@@ -37,7 +48,12 @@ t.test('cookies: RFC 6265 pairs, optional whitespace and quotes, exact names', a
 t.test('query parameters: decoded names, values up to the next &', async (t) => {
   const value = (url: string, name: string) => {
     const out: string[] = []
-    for (let at = findParameter(url, name, url.indexOf('?') + 1); at >= 0; at = findParameter(url, name, url.indexOf('&', at) < 0 ? url.length : url.indexOf('&', at) + 1)) out.push(parameterValue(url, at))
+    for (
+      let at = findParameter(url, name, url.indexOf('?') + 1);
+      at >= 0;
+      at = findParameter(url, name, url.indexOf('&', at) < 0 ? url.length : url.indexOf('&', at) + 1)
+    )
+      out.push(parameterValue(url, at))
     return out
   }
   t.same(value('/p?access_token=abc', 'access_token'), ['abc'])
@@ -73,7 +89,10 @@ t.test('extractToken: one token, from one place', async (t) => {
   t.equal(found([]), '401 missing_token: a bearer token is required')
   t.equal(found(['authorization', 'Basic x', 'AUTHORIZATION', 'Bearer y']), '400 multiple_tokens: more than one Authorization header')
   t.equal(found(['cookie', 'session=a', 'cookie', 'session=b']), '400 multiple_tokens: more than one session cookie')
-  t.equal(found(['Authorization', 'Bearer a'], '/p?access_token=b'), '400 multiple_tokens: tokens in more than one place: the Authorization header and the access_token query parameter')
+  t.equal(
+    found(['Authorization', 'Bearer a'], '/p?access_token=b'),
+    '400 multiple_tokens: tokens in more than one place: the Authorization header and the access_token query parameter',
+  )
   t.equal(found(['Authorization', 'Bearer    ']), '401 malformed: the bearer token is empty')
   t.equal(found(['Authorization', `Bearer ${'x'.repeat(101)}`]), '401 token_too_large: the token is larger than 100 bytes')
   t.equal(found(['cookie']), '401 missing_token: a bearer token is required', 'an odd list does not break it')

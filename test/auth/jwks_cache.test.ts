@@ -37,7 +37,13 @@ async function idp(t: { teardown(fn: () => unknown): void }, keys: Array<Record<
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   return state
 }
@@ -59,10 +65,15 @@ t.test('everyone waiting shares one fetch; the cool-down then refuses another', 
   const at = await idp(t, [key('a')])
   const c = cache(t, at, { cooldownMs: 600 })
   let release!: () => void
-  at.hold = new Promise((resolve) => { release = resolve })
+  at.hold = new Promise((resolve) => {
+    release = resolve
+  })
   const first = c.start()
   const waiting = [c.refetchForUnknownKid(), c.refetchForUnknownKid()]
-  t.ok(waiting.every((p) => p === first), 'an unknown kid during the first fetch waits for that fetch')
+  t.ok(
+    waiting.every((p) => p === first),
+    'an unknown kid during the first fetch waits for that fetch',
+  )
   release()
   await first
   t.equal(at.fetches, 1)
@@ -136,7 +147,18 @@ t.test('the last good keys are kept whatever the failure, and the status says wh
     ['HTML', json('<html>oops</html>'), 'response is not JSON'],
     ['no keys array', json('{"keys": {}}'), 'response has no "keys" array'],
     ['an empty set', json('{"keys": []}'), 'no usable signing key in the key set'],
-    ['only unusable keys', json(JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }, { ...key('enc'), use: 'enc' }] })), 'no usable signing key in the key set'],
+    [
+      'only unusable keys',
+      json(
+        JSON.stringify({
+          keys: [
+            { kty: 'oct', k: 'c2VjcmV0' },
+            { ...key('enc'), use: 'enc' },
+          ],
+        }),
+      ),
+      'no usable signing key in the key set',
+    ],
     ['more than 1 MiB', json(JSON.stringify({ keys: [key('a')], padding: 'x'.repeat(1024 * 1024) })), 'response larger than 1048576 bytes'],
     ['a redirect', (res) => res.writeHead(302, { location: `${at.url}/elsewhere.json` }).end(), 'HTTP 302'],
     ['no answer in time', (res) => void setTimeout(() => json(JSON.stringify({ keys: [] }))(res), 600), 'timed out'],

@@ -9,11 +9,20 @@ import { API_ROUTE, bearer, get, issuer, policy, tempFile, upstream } from '../s
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 t.test('validate: a good policy with its warnings; a bad one with file:line:col problems', async (t) => {
-  const file = tempFile('bad.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: { issuers: [idp] }\n')
+  const file = tempFile(
+    'bad.yaml',
+    'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: { issuers: [idp] }\n',
+  )
   t.same(problems(file), [`${file}:7:15 unknown upstream "b" (known: a)`, `${file}:8:23 unknown issuer "idp"`])
-  const typo = tempFile('typo.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: a\n    auth: none\n    methds: [GET]\n')
+  const typo = tempFile(
+    'typo.yaml',
+    'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: a\n    auth: none\n    methds: [GET]\n',
+  )
   t.match(problems(typo), [/typo\.yaml:9:5 unknown field "methds" in routes\[0\] \(did you mean "methods"\?\)/])
-  const good = tempFile('good.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - { path: /x, upstream: a, auth: none }\n')
+  const good = tempFile(
+    'good.yaml',
+    'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - { path: /x, upstream: a, auth: none }\n',
+  )
   const validation = validatePolicy(good)
   t.equal(validationSummary(validation), `${good}: ok (1 routes, 0 issuers, 1 upstreams)`)
   t.same(validation.warnings.map(formatWarning), [])
@@ -24,7 +33,11 @@ t.test('the jwtgate validate command on config/example.yaml', async (t) => {
   const ok = await jwtgate(['validate', '-c', `${ROOT}config/example.yaml`], { INTERNAL_JWT_SECRET: 'x'.repeat(32) })
   t.equal(ok.code, 0, ok.stderr)
   t.match(ok.stdout, /config\/example\.yaml: ok/)
-  t.match(ok.stderr, /config\/example\.yaml:\d+:\d+ warning: requests to \/admin\/\*\* with methods other than GET, POST match no route and get 404/, 'default-deny surprises are pointed out')
+  t.match(
+    ok.stderr,
+    /config\/example\.yaml:\d+:\d+ warning: requests to \/admin\/\*\* with methods other than GET, POST match no route and get 404/,
+    'default-deny surprises are pointed out',
+  )
 })
 
 t.test('a usage error exits 2 with the usage text', async (t) => {
@@ -47,15 +60,23 @@ t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t
   const idp = await issuer(t)
   const up = await upstream(t)
   const yaml = policy({ issuer: idp, upstream: up, routes: API_ROUTE })
-  const child = spawn(process.execPath, [MAIN, 'serve'], { env: childEnv({ JWTGATE_CONFIG: tempFile('policy.yaml', yaml) }), stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { child.kill('SIGKILL') })
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    env: childEnv({ JWTGATE_CONFIG: tempFile('policy.yaml', yaml) }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
   let out = ''
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line in ${out}`)), 20000)
     child.stdout.on('data', (d: Buffer) => {
       out += d
       const m = /jwtgate listening on (http:\/\/[^"\s]+)/.exec(out)
-      if (m) { clearTimeout(timer); resolve(m[1]!) }
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
     })
   })
   const token = idp.sign({ sub: 'alice', aud: 'orders-api' })

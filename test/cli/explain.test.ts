@@ -71,12 +71,15 @@ t.test('explain', async (t) => {
     const res = await explainHere(['-c', file, 'GET', '/api/orders/7', '--host', 'api.example.com:8443', '--claims', claims({})])
     t.equal(res.code, 0, res.stdout)
     const skipped = res.stdout.split('\n').filter((l) => /routes\[[0-3]\]/.test(l))
-    t.same(skipped.map((l) => l.slice(10)), [
-      'routes[0] /public/**  path does not match',
-      'routes[1] /admin/**  path does not match',
-      'routes[2] /api/**  method GET is not one of POST',
-      'routes[3] /api/**  host api.example.com:8443 does not match internal.example.com',
-    ])
+    t.same(
+      skipped.map((l) => l.slice(10)),
+      [
+        'routes[0] /public/**  path does not match',
+        'routes[1] /admin/**  path does not match',
+        'routes[2] /api/**  method GET is not one of POST',
+        'routes[3] /api/**  host api.example.com:8443 does not match internal.example.com',
+      ],
+    )
     t.match(res.stdout, /^route +routes\[4\] \/api\/\*\*  methods any, host any$/m)
     t.match(res.stdout, /^ +Authorization header removed$/m, 'forward_token: false is shown')
 
@@ -124,7 +127,7 @@ t.test('explain', async (t) => {
     t.notOk('identity_headers' in JSON.parse(denied.stdout))
   })
 
-  t.test('--claims without iss or aud: filled from the route\'s first issuer, as jwtgate test does', async (t) => {
+  t.test("--claims without iss or aud: filled from the route's first issuer, as jwtgate test does", async (t) => {
     const [filled, noAud] = await Promise.all([
       explainHere(['-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"]}']),
       explainHere(['-c', file, 'GET', '/admin/users', '--claims', '{"sub":"bob","roles":["admin"],"aud":null}']),
@@ -154,34 +157,40 @@ t.test('explain', async (t) => {
       explainHere(['-c', file, 'GET', '/tree/x', '--claims', '{"sub":"bob","email":"bob@example.com"}', '--json']),
       explainHere(['-c', file, 'GET', '/opt/x']),
     ])
-    t.equal(tree.code, 1, 'the route\'s decision, though a report route forwards anyway')
+    t.equal(tree.code, 1, "the route's decision, though a report route forwards anyway")
     const lines = tree.stdout.trimEnd().split('\n')
-    t.same(lines.slice(lines.findIndex((l) => l.startsWith('requires'))).filter((l) => !l.startsWith('claims')), [
-      `requires  any of:`,
-      `            1. a valid token from idp (iss ${idp.url}, aud admin-api)`,
-      `               typ at+jwt`,
-      `               claim email matches ".+@example\\\\.com" (whole string)`,
-      `            2. all of:`,
-      `                 1. a valid token from idp (iss ${idp.url}, aud orders-api)`,
-      `                    scopes a`,
-      `                 2. a valid token from idp (iss ${idp.url}, aud orders-api)`,
-      `                    must carry jti`,
-      `                    issued at most 5m ago (max_age)`,
-      `mode      report: the decision is logged and counted, and the request forwarded whatever it is`,
-      `decision  DENY 403 insufficient_claims: the token lacks the required claim email`,
-      `          with the claims given, taken as verified (typ, a header, is not checked)`,
-      `          not enforced (mode report): forwarded anyway`,
-      `          sets x-user-id: bob`,
-      `          Authorization header forwarded`,
-    ])
+    t.same(
+      lines.slice(lines.findIndex((l) => l.startsWith('requires'))).filter((l) => !l.startsWith('claims')),
+      [
+        `requires  any of:`,
+        `            1. a valid token from idp (iss ${idp.url}, aud admin-api)`,
+        `               typ at+jwt`,
+        `               claim email matches ".+@example\\\\.com" (whole string)`,
+        `            2. all of:`,
+        `                 1. a valid token from idp (iss ${idp.url}, aud orders-api)`,
+        `                    scopes a`,
+        `                 2. a valid token from idp (iss ${idp.url}, aud orders-api)`,
+        `                    must carry jti`,
+        `                    issued at most 5m ago (max_age)`,
+        `mode      report: the decision is logged and counted, and the request forwarded whatever it is`,
+        `decision  DENY 403 insufficient_claims: the token lacks the required claim email`,
+        `          with the claims given, taken as verified (typ, a header, is not checked)`,
+        `          not enforced (mode report): forwarded anyway`,
+        `          sets x-user-id: bob`,
+        `          Authorization header forwarded`,
+      ],
+    )
     t.match(tree.stdout, /"aud":"admin-api"/, 'the claims get the audience the tree wants from the issuer')
 
     t.equal(json.code, 0, json.stdout)
     t.match(JSON.parse(json.stdout), {
-      requires: { auth: 'token', any: [
-        { issuers: [{ name: 'idp', audiences: ['admin-api'] }], claims: [{ claim: 'email', matches: '.+@example\\.com' }], typ: ['at+jwt'] },
-        { all: [{ scopes: ['a'] }, { require_claims: ['jti'], max_age: '5m' }] },
-      ] },
+      requires: {
+        auth: 'token',
+        any: [
+          { issuers: [{ name: 'idp', audiences: ['admin-api'] }], claims: [{ claim: 'email', matches: '.+@example\\.com' }], typ: ['at+jwt'] },
+          { all: [{ scopes: ['a'] }, { require_claims: ['jti'], max_age: '5m' }] },
+        ],
+      },
       mode: 'report',
       decision: 'allow',
       identity_headers: { 'x-user-id': 'bob' },
@@ -202,24 +211,53 @@ t.test('explain', async (t) => {
     t.ok(idp.fetches > before, 'the JWKS was fetched')
     t.notMatch(res.stdout, token.split('.')[2]!, 'the token is not echoed')
 
-    const expired = await explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['admin'] }, { expiresInSeconds: -600 })])
+    const expired = await explainHere([
+      '-c',
+      file,
+      'GET',
+      '/admin/users',
+      '--token',
+      idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['admin'] }, { expiresInSeconds: -600 }),
+    ])
     t.equal(expired.code, 1)
     t.match(expired.stdout, /DENY 401 expired: the token has expired/)
 
-    const forged = signToken(generateDevKey({ alg: 'RS256', kid: idp.keys[0]!.kid }), { iss: idp.url, aud: 'orders-api', sub: 'mallory', roles: ['admin'], exp: Math.floor(Date.now() / 1000) + 60 })
+    const forged = signToken(generateDevKey({ alg: 'RS256', kid: idp.keys[0]!.kid }), {
+      iss: idp.url,
+      aud: 'orders-api',
+      sub: 'mallory',
+      roles: ['admin'],
+      exp: Math.floor(Date.now() / 1000) + 60,
+    })
     const bad = await explainHere(['-c', file, 'GET', '/admin/users', '--token', forged])
     t.equal(bad.code, 1)
     t.match(bad.stdout, /DENY 401 bad_signature/)
   })
 
   t.test('usage errors are refused before anything is read; a bad policy is refused with file:line:col', async (t) => {
-    const misuses = [['GET'], ['GET', '/x', '/y'], ['/x', 'GET'], ['GET', '/x', '--claims', '{"sub":'], ['GET', '/x', '--claims', '[1]'],
-      ['GET', '/x', '--token', 'a.b.c', '--claims', '{}'], ['GET', '/x', '--bogus'], ['OPTIONS', '/x', '--preflight', 'GET'], ['GET', '/x', '--preflight-headers', 'a']]
+    const misuses = [
+      ['GET'],
+      ['GET', '/x', '/y'],
+      ['/x', 'GET'],
+      ['GET', '/x', '--claims', '{"sub":'],
+      ['GET', '/x', '--claims', '[1]'],
+      ['GET', '/x', '--token', 'a.b.c', '--claims', '{}'],
+      ['GET', '/x', '--bogus'],
+      ['OPTIONS', '/x', '--preflight', 'GET'],
+      ['GET', '/x', '--preflight-headers', 'a'],
+    ]
     for (const args of misuses) t.type(explainArguments(['-c', file, ...args], {}), 'string', args.join(' '))
     t.type(explainArguments(['GET', '/x'], {}), 'string', 'no policy')
     t.match(explainArguments(['GET', '/x'], { JWTGATE_CONFIG: file }), { options: { policyFile: file } }, 'the policy from JWTGATE_CONFIG')
-    t.match(explainArguments(['-c', file, 'get', '/x', '--token', 'Bearer a.b.c'], {}), { options: { method: 'GET', token: 'a.b.c' }, json: false }, 'a token pasted with its scheme')
-    const bad = tempFile('bad.yaml', 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: none\n')
+    t.match(
+      explainArguments(['-c', file, 'get', '/x', '--token', 'Bearer a.b.c'], {}),
+      { options: { method: 'GET', token: 'a.b.c' }, json: false },
+      'a token pasted with its scheme',
+    )
+    const bad = tempFile(
+      'bad.yaml',
+      'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - path: /x\n    upstream: b\n    auth: none\n',
+    )
     const refused = await explain({ policyFile: bad, method: 'GET', target: '/x' }).catch((err: unknown) => err)
     t.type(refused, PolicyError)
     t.same((refused as PolicyError).problems.map(formatProblem), [`${bad}:7:15 unknown upstream "b" (known: a)`])

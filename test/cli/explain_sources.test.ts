@@ -8,7 +8,9 @@ import { issuer, tempFile, upstream } from '../support/harness.js'
 t.test('explain with token sources, tenants and audience claims', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
-  const file = tempFile('policy.yaml', `version: 1
+  const file = tempFile(
+    'policy.yaml',
+    `version: 1
 listen: { host: 127.0.0.1, port: 0 }
 issuers:
   idp:
@@ -46,12 +48,16 @@ routes:
   - path: /**
     upstream: orders
     auth: { issuers: [idp] }
-`)
+`,
+  )
   const token = idp.sign({ sub: 'alice', aud: 'orders-api' })
 
   t.test('validate warns about an issuer open to every tenant, at its issuer line', async (t) => {
     const warnings = validatePolicy(file).warnings.map(formatWarning).join('\n')
-    t.match(warnings, `${file}:18:13 warning: issuers.entra-v1 accepts tokens of every tenant of https://sts.windows.net/{tid}/; list tenants: to accept only yours`)
+    t.match(
+      warnings,
+      `${file}:18:13 warning: issuers.entra-v1 accepts tokens of every tenant of https://sts.windows.net/{tid}/; list tenants: to accept only yours`,
+    )
     t.notMatch(warnings, /issuers\.entra accepts/, 'not when tenants are listed')
   })
 
@@ -77,7 +83,9 @@ routes:
     t.equal(res.code, 0, res.stdout)
     const e = JSON.parse(res.stdout)
     t.same(e.claims, { sub: 'bob', tid: 't-2', iss: 'https://login.microsoftonline.com/t-2/v2.0', azp: 'orders-client' })
-    t.same(e.requires.issuers, [{ name: 'entra', iss: 'https://login.microsoftonline.com/{tid}/v2.0', audiences: ['orders-client'], tenants: ['t-1', 't-2'], audience_claim: 'azp' }])
+    t.same(e.requires.issuers, [
+      { name: 'entra', iss: 'https://login.microsoftonline.com/{tid}/v2.0', audiences: ['orders-client'], tenants: ['t-1', 't-2'], audience_claim: 'azp' },
+    ])
     t.same(e.identity_headers, { 'x-user-id': 'bob', 'x-tenant': 't-2' })
     const text = await explainHere(['-c', file, 'GET', '/tenant/x', '--claims', '{"sub":"bob","tid":"t-3"}'])
     t.equal(text.code, 1)

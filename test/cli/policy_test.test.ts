@@ -28,10 +28,11 @@ async function jwtgateTest(policyFile: string, testFile: string): Promise<{ stat
 /** Any connection, listener or DNS lookup while `jwtgate test` runs is recorded and refused. */
 function refuseNetwork(used: string[]): () => void {
   const saved = { connect: net.Socket.prototype.connect, listen: net.Server.prototype.listen, lookup: dns.lookup, promisesLookup: dns.promises.lookup }
-  const refuse = (what: string) => function refused(...args: unknown[]): never {
-    used.push(`${what} ${JSON.stringify(args[0])}`)
-    throw new Error(`NETWORK USED: ${what}`)
-  }
+  const refuse = (what: string) =>
+    function refused(...args: unknown[]): never {
+      used.push(`${what} ${JSON.stringify(args[0])}`)
+      throw new Error(`NETWORK USED: ${what}`)
+    }
   net.Socket.prototype.connect = refuse('connect') as typeof net.Socket.prototype.connect
   net.Server.prototype.listen = refuse('listen') as typeof net.Server.prototype.listen
   dns.lookup = refuse('dns.lookup') as unknown as typeof dns.lookup
@@ -45,7 +46,9 @@ function refuseNetwork(used: string[]): () => void {
 }
 
 // Loaded into the child before anything else: any connection, listener or DNS lookup ends it.
-const NO_NETWORK = tempFile('no-network.mjs', `
+const NO_NETWORK = tempFile(
+  'no-network.mjs',
+  `
 import net from 'node:net'
 import dns from 'node:dns'
 const refuse = (what) => function () { process.stderr.write('NETWORK USED: ' + what + '\\n'); process.exit(99) }
@@ -53,10 +56,13 @@ net.Socket.prototype.connect = refuse('connect')
 net.Server.prototype.listen = refuse('listen')
 dns.lookup = refuse('dns.lookup')
 dns.promises.lookup = refuse('dns.promises.lookup')
-`)
+`,
+)
 
 // Issuers with key sets nobody serves: `jwtgate test` must never need them.
-const POLICY = tempFile('policy.yaml', `version: 1
+const POLICY = tempFile(
+  'policy.yaml',
+  `version: 1
 listen: { port: 8080 }
 issuers:
   idp:
@@ -92,10 +98,13 @@ routes:
   - { path: /opt/**, upstream: orders, auth: { optional: true, issuers: [idp] } }
   - { path: /report/**, upstream: orders, mode: report, auth: { issuers: [idp], claims: { email: { matches: '.+@example\\.com' } } } }
   - { path: /payload/**, upstream: orders, forward_payload_header: x-jwt-payload, identity_headers: { x-user-id: app.id }, auth: { issuers: [idp] } }
-`)
+`,
+)
 
 t.test('a passing file: one ok line per case, the summary, exit 0', async (t) => {
-  const file = tempFile('policy.test.yaml', `
+  const file = tempFile(
+    'policy.test.yaml',
+    `
 tokens:
   admin: { iss: https://idp.example.com/, aud: orders-api, sub: alice, roles: [admin] }
   reader: { iss: https://idp.example.com/, aud: orders-api, sub: bob, roles: [reader] }
@@ -124,7 +133,8 @@ cases:
   - { request: GET /report/a, token: { sub: c, email: c@example.org }, expect: 403, headers: { x-user-id: c } }
   - { request: GET /report/a, expect: missing_token }
   - { request: GET /payload/a, token: { sub: d, app: { id: u-1 } }, expect: allow, headers: { x-user-id: u-1, x-jwt-payload: eyJzdWIiOiJkIiwiYXBwIjp7ImlkIjoidS0xIn0sImlzcyI6Imh0dHBzOi8vaWRwLmV4YW1wbGUuY29tLyIsImF1ZCI6Im9yZGVycy1hcGkifQ } }
-`)
+`,
+  )
   const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 0, res.stdout + res.stderr)
   const lines = res.stdout.trimEnd().split('\n')
@@ -132,7 +142,7 @@ cases:
   t.match(lines[0], /^ok   GET \/admin\/users \[admin\] +allow → orders$/)
   t.match(lines[1], /^ok   GET \/admin\/users +401 missing_token$/)
   t.match(lines[4], /^ok   GET \/public\/\.\.\/admin\/users\?x=1 \[\{sub: carol\}\] +403 insufficient_claims$/)
-  t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners$/, 'inline claims get the route\'s first issuer')
+  t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners$/, "inline claims get the route's first issuer")
   t.match(lines[9], /^ok   GET \/api\/orders \(host shop\.example\.com\)/)
   t.match(lines[20], /^ok   GET \/report\/a \[\{sub: c, email: c@example\.org\}\] +403 insufficient_claims \(mode report: forwarded to orders anyway\)$/)
   t.match(lines[21], /^ok   GET \/report\/a +401 missing_token \(mode report: forwarded to orders anyway\)$/)
@@ -141,7 +151,9 @@ cases:
 })
 
 t.test('a failing case: a FAIL line saying what was expected and what came instead, exit 1', async (t) => {
-  const file = tempFile('policy.test.yaml', `tokens:
+  const file = tempFile(
+    'policy.test.yaml',
+    `tokens:
   reader: { iss: https://idp.example.com/, aud: orders-api, sub: bob, roles: [reader] }
 cases:
   - { request: GET /public/a, expect: allow }
@@ -150,7 +162,8 @@ cases:
     token: reader
     expect: 403
   - { request: GET /partner/x, token: reader, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: null } }
-`)
+`,
+  )
   const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 1)
   const lines = res.stdout.trimEnd().split('\n')
@@ -162,7 +175,9 @@ cases:
 })
 
 t.test('a bad test file: every problem as file:line:col, no case run, exit 1', async (t) => {
-  const file = tempFile('bad.test.yaml', `tokens:
+  const file = tempFile(
+    'bad.test.yaml',
+    `tokens:
   admin: { sub: alice }
 cases:
   - { request: GET /admin/users, token: admn, expect: allow }
@@ -171,7 +186,8 @@ cases:
     expcet: 401
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
-`)
+`,
+  )
   const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 1)
   t.equal(res.stdout, '', 'no case runs')
@@ -183,13 +199,16 @@ cases:
     '3 problems in the test file; no case was run',
   ])
 
-  const fixed = tempFile('bad.test.yaml', `tokens:
+  const fixed = tempFile(
+    'bad.test.yaml',
+    `tokens:
   admin: { sub: alice }
 cases:
   - { request: GET /admin/users, token: admn, expect: allow }
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
-`)
+`,
+  )
   const again = await jwtgateTest(POLICY, fixed)
   t.equal(again.status, 1)
   t.same(again.stderr.trimEnd().split('\n'), [
@@ -211,7 +230,10 @@ cases:
 
 t.test('the jwtgate test command: config/example.test.yaml passes against config/example.yaml', async (t) => {
   // The command's wiring too: arguments, exit code, the case lines on stdout, and no network.
-  const res = await jwtgate(['test', '-c', `${ROOT}config/example.yaml`, `${ROOT}config/example.test.yaml`], { INTERNAL_JWT_SECRET: 'x'.repeat(32) }, 30_000, ['--import', pathToFileURL(NO_NETWORK).href])
+  const res = await jwtgate(['test', '-c', `${ROOT}config/example.yaml`, `${ROOT}config/example.test.yaml`], { INTERNAL_JWT_SECRET: 'x'.repeat(32) }, 30_000, [
+    '--import',
+    pathToFileURL(NO_NETWORK).href,
+  ])
   t.equal(res.code, 0, res.stdout + res.stderr)
   t.match(res.stdout, /^\d+ passed, 0 failed\n$/m)
   t.notMatch(res.stdout, /FAIL/)
@@ -225,7 +247,9 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
   const yaml = policy({
-    issuer: idp, upstream: up, routes: `
+    issuer: idp,
+    upstream: up,
+    routes: `
   - { path: /public/**, upstream: orders, auth: none }
   - { path: /admin/**, methods: [GET, POST], upstream: orders, auth: { issuers: [idp], claims: { roles: { contains: admin } } } }
   - { path: /write/**, upstream: orders, auth: { issuers: [idp], scopes: ["orders:write"] } }
@@ -271,7 +295,10 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
     const [method, target] = request.split(' ')
     const token = claims && idp.sign({ aud: 'orders-api', ...claims })
     const seen = up.received.length
-    const res = await rawRequest(gw.port, `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}\r\n`)
+    const res = await rawRequest(
+      gw.port,
+      `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}\r\n`,
+    )
     statuses.push(res.status)
     let expect: string
     let headers = ''
@@ -284,7 +311,11 @@ t.test('jwtgate test agrees with the running gateway', async (t) => {
     }
     cases.push(`  - { request: "${request}", expect: ${expect}${claims ? `, token: ${JSON.stringify(claims)}` : ''}${headers} }`)
   }
-  t.same(statuses, [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404, 200, 200, 403, 200, 200, 200, 401, 200, 401, 401], 'the gateway answers as this test assumes')
+  t.same(
+    statuses,
+    [200, 401, 200, 403, 404, 403, 200, 400, 403, 200, 401, 401, 404, 200, 200, 403, 200, 200, 200, 401, 200, 401, 401],
+    'the gateway answers as this test assumes',
+  )
 
   const res = await jwtgateTest(tempFile('policy.yaml', yaml), tempFile('agree.test.yaml', `cases:\n${cases.join('\n')}\n`))
   t.equal(res.status, 0, res.stdout + res.stderr)

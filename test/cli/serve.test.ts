@@ -7,17 +7,31 @@ import path from 'node:path'
 import { childEnv, MAIN } from '../support/cli.js'
 import { eventually, get, sleep, upstream } from '../support/harness.js'
 
-
-interface Child { proc: ChildProcessWithoutNullStreams; out: () => string; url: string; admin: string }
+interface Child {
+  proc: ChildProcessWithoutNullStreams
+  out: () => string
+  url: string
+  admin: string
+}
 
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Child> {
   const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
-  t.teardown(() => { proc.kill('SIGKILL') })
+  t.teardown(() => {
+    proc.kill('SIGKILL')
+  })
   let out = ''
-  proc.stdout.on('data', (d: Buffer) => { out += d })
-  proc.stderr.on('data', (d: Buffer) => { out += d })
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d
+  })
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d
+  })
   const started = () => /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)
-  await eventually(() => `jwtgate serve starts: ${out}`, 20_000, () => started() !== null)
+  await eventually(
+    () => `jwtgate serve starts: ${out}`,
+    20_000,
+    () => started() !== null,
+  )
   const [, url, admin] = started()!
   return { proc, out: () => out, url: url!, admin: admin! }
 }
@@ -114,7 +128,10 @@ t.test('SIGTERM: readiness drops first, the slow response completes, exit 0', as
   const res = await slow
   t.equal(res.status, 200, 'the in-flight response completed')
   t.equal(await exited, 0)
-  const steps = gw.out().split('\n').flatMap((l) => /"msg":"(shutting down[^"]*|closing the listener[^"]*|shut down)"/.exec(l)?.[1] ?? [])
+  const steps = gw
+    .out()
+    .split('\n')
+    .flatMap((l) => /"msg":"(shutting down[^"]*|closing the listener[^"]*|shut down)"/.exec(l)?.[1] ?? [])
   t.same(steps, ['shutting down: readiness off', 'closing the listener; finishing requests in flight', 'shut down'], 'the one shutdown, step by step')
 })
 

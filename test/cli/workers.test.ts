@@ -16,7 +16,9 @@ function fresh(url: string, headers: Record<string, string> = {}): Promise<{ sta
     const req = request(url, { agent: false, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
-      res.on('data', (d: string) => { body += d })
+      res.on('data', (d: string) => {
+        body += d
+      })
       res.on('end', () => resolve({ status: res.statusCode!, body }))
     })
     req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
@@ -48,17 +50,33 @@ routes:
 ${routes}
 `
 
-interface Cluster { proc: ChildProcessWithoutNullStreams; out(): string; url: string; admin: string; exited: Promise<number | null> }
+interface Cluster {
+  proc: ChildProcessWithoutNullStreams
+  out(): string
+  url: string
+  admin: string
+  exited: Promise<number | null>
+}
 
 /** `jwtgate serve`, once every worker listens. */
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Cluster> {
   const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
-  proc.stdout.on('data', (d: Buffer) => { out += d })
-  proc.stderr.on('data', (d: Buffer) => { out += d })
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d
+  })
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d
+  })
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
-  t.teardown(() => { proc.kill('SIGKILL') })
-  await eventually(() => `the cluster starts: ${out}`, 40_000, () => /"all workers listening"/.test(out))
+  t.teardown(() => {
+    proc.kill('SIGKILL')
+  })
+  await eventually(
+    () => `the cluster starts: ${out}`,
+    40_000,
+    () => /"all workers listening"/.test(out),
+  )
   return { proc, out: () => out, url: /jwtgate listening on (\S+?)"/.exec(out)![1]!, admin: /jwtgate admin on (\S+?)"/.exec(out)![1]!, exited }
 }
 
@@ -67,9 +85,16 @@ const file = tempFile('policy.yaml', policyText('  - { path: /open/**, upstream:
 const [gw, orphaned] = await Promise.all([serve(t, file), serve(t, tempFile('policy.yaml', policyText('')))])
 const { proc, url, admin, exited } = gw
 
-const lines = (text = gw.out()) => text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+const lines = (text = gw.out()) =>
+  text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 /** The pids of the workers the primary started, by worker number, latest last. */
-const started = (worker: number, text = gw.out()) => lines(text).filter((l) => l.msg === `worker ${worker} started`).map((l) => l.pid as number)
+const started = (worker: number, text = gw.out()) =>
+  lines(text)
+    .filter((l) => l.msg === `worker ${worker} started`)
+    .map((l) => l.pid as number)
 const listening = (pid: number) => lines().some((l) => l.msg?.toString().match(/^worker \d listening$/) && l.pid === pid)
 const accessLines = () => lines().filter((l) => l.msg === 'request')
 const workersOf = (list: Array<Record<string, unknown>>) => [...new Set(list.map((l) => l.worker))].sort()
@@ -104,7 +129,11 @@ t.test("the primary's /metrics adds up the workers' counts", async (t) => {
 
 t.test('a revocation posted to the primary holds on every worker', async (t) => {
   t.same(await statuses(`${url}/api/x`, 6, bearer(alice)), Array(6).fill(200))
-  const posted = await fetch(`${admin}/revocations`, { method: 'POST', headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ jti: 'alice-1' }) })
+  const posted = await fetch(`${admin}/revocations`, {
+    method: 'POST',
+    headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' },
+    body: JSON.stringify({ jti: 'alice-1' }),
+  })
   t.equal(posted.status, 201)
   t.same(await statuses(`${url}/api/x`, 20, bearer(alice)), Array(20).fill(401), 'refused on every connection')
   const revoked = () => accessLines().filter((l) => l.reason === 'revoked')
@@ -117,8 +146,14 @@ t.test('a revocation posted to the primary holds on every worker', async (t) => 
 t.test('a worker that does not answer: the revocation gets 503, /readyz names it', async (t) => {
   const stuck = started(2).at(-1)!
   process.kill(stuck, 'SIGSTOP')
-  t.teardown(() => { process.kill(stuck, 'SIGCONT') })
-  const posted = await fetch(`${admin}/revocations`, { method: 'POST', headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'carol' }) })
+  t.teardown(() => {
+    process.kill(stuck, 'SIGCONT')
+  })
+  const posted = await fetch(`${admin}/revocations`, {
+    method: 'POST',
+    headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' },
+    body: JSON.stringify({ sub: 'carol' }),
+  })
   t.equal(posted.status, 503)
   t.match(await posted.json(), { error: 'revocation_unavailable', message: /worker 2: no answer within/ })
   const ready = await fresh(`${admin}/readyz`)
@@ -167,26 +202,51 @@ t.test('SIGTERM: readiness off at once, every worker drains and exits, then the 
   await sleep(100)
   t.same(JSON.parse((await fresh(`${admin}/readyz`)).body), { status: 'not_ready', reasons: ['shutting down'] })
   t.equal(await exited, 0)
-  const alive = pids.filter((pid) => { try { process.kill(pid, 0); return true } catch { return false } })
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  })
   t.same(alive, [], 'no worker left running')
   t.match(gw.out(), /"worker":1,"msg":"shut down"/)
   t.match(gw.out(), /"worker":2,"msg":"shut down"/)
-  const primary = lines().filter((l) => l.worker === undefined).map((l) => l.msg)
-  t.same(primary.filter((m) => /^(shutting down|telling every worker|shut down)/.test(String(m))),
-    ['shutting down: readiness off', 'telling every worker to drain and exit', 'shut down'], "the primary's shutdown is the gateway's, the workers told instead of a listener closed")
-  const torn = gw.out().split('\n').filter((l) => l !== '' && !isJson(l))
+  const primary = lines()
+    .filter((l) => l.worker === undefined)
+    .map((l) => l.msg)
+  t.same(
+    primary.filter((m) => /^(shutting down|telling every worker|shut down)/.test(String(m))),
+    ['shutting down: readiness off', 'telling every worker to drain and exit', 'shut down'],
+    "the primary's shutdown is the gateway's, the workers told instead of a listener closed",
+  )
+  const torn = gw
+    .out()
+    .split('\n')
+    .filter((l) => l !== '' && !isJson(l))
   t.same(torn, [], 'every line of the shared stdout is whole JSON')
 })
 
-t.test('workers exit when the primary is gone', async (t) => {
+t.test('workers exit when the primary is gone', async () => {
   const pids = [1, 2].map((n) => started(n, orphaned.out())[0]!)
   orphaned.proc.kill('SIGKILL')
-  const gone = (pid: number) => { try { process.kill(pid, 0); return false } catch { return true } }
+  const gone = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return false
+    } catch {
+      return true
+    }
+  }
   await eventually('both workers exited', 10_000, async () => pids.every(gone))
 })
 
 t.test('a bad policy with workers: 2 exits with file:line:col before forking anything', async (t) => {
-  const bad = tempFile('policy.yaml', 'version: 1\nworkers: 2\nlisten: { port: 0 }\nupstreams: { a: { url: "http://127.0.0.1:1" } }\nroutes:\n  - { path: /x, upstream: b, auth: none }\n')
+  const bad = tempFile(
+    'policy.yaml',
+    'version: 1\nworkers: 2\nlisten: { port: 0 }\nupstreams: { a: { url: "http://127.0.0.1:1" } }\nroutes:\n  - { path: /x, upstream: b, auth: none }\n',
+  )
   const run = await jwtgate(['serve', '-c', bad])
   t.equal(run.code, 1)
   t.match(run.stderr, /policy\.yaml:6:\d+ .*b/)
@@ -194,5 +254,10 @@ t.test('a bad policy with workers: 2 exits with file:line:col before forking any
 })
 
 function isJson(line: string): boolean {
-  try { JSON.parse(line); return true } catch { return false }
+  try {
+    JSON.parse(line)
+    return true
+  } catch {
+    return false
+  }
 }

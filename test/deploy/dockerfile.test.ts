@@ -27,16 +27,28 @@ t.test('the Dockerfile: a non-root numeric user, both ports, tini, jwtgate serve
   t.ok(user, `USER is numeric uid[:gid] (runAsNonRoot can only check a number), got ${last(final, 'USER')?.args}`)
   t.not(user?.uid, 0, 'not root')
   t.not(user?.gid, 0, 'not the root group')
-  const exposed = final.instructions.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => p.replace(/\/tcp$/, ''))
+  const exposed = final.instructions
+    .filter((i) => i.op === 'EXPOSE')
+    .flatMap((i) => i.args.split(/\s+/))
+    .map((p) => p.replace(/\/tcp$/, ''))
   t.same(exposed.sort(), ['8080', '9901'], 'EXPOSE the gateway and the admin port')
   t.equal(env(final).NODE_ENV, 'production')
   t.same(execForm(final, 'ENTRYPOINT'), ['/usr/bin/tini', '--', 'jwtgate'], 'tini as PID 1, then jwtgate from PATH')
   t.same(execForm(final, 'CMD'), ['serve', '-c', '/etc/jwtgate/policy.yaml'])
-  t.ok(final.instructions.some((i) => i.op === 'RUN' && /apt-get install\b.*\btini\b/.test(i.args)), 'tini is installed in the runtime stage')
-  t.notOk(copies(final).some((c) => c.sources.some((s) => /(^|\/)src\/?$/.test(s))), 'the runtime stage copies no src/')
+  t.ok(
+    final.instructions.some((i) => i.op === 'RUN' && /apt-get install\b.*\btini\b/.test(i.args)),
+    'tini is installed in the runtime stage',
+  )
+  t.notOk(
+    copies(final).some((c) => c.sources.some((s) => /(^|\/)src\/?$/.test(s))),
+    'the runtime stage copies no src/',
+  )
 
   // .dockerignore must not hide anything a COPY takes from the build context.
-  const ignored = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  const ignored = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
   for (const stage of stages) {
     for (const c of copies(stage)) {
       if (c.from) continue
@@ -97,7 +109,9 @@ t.test('the image, built and started without Docker', { timeout: 180_000 }, asyn
   const etc = mkdtempSync(path.join(work, 'etc-'))
   const secret = 's'.repeat(40)
   writeFileSync(path.join(etc, 'internal-jwt-secret'), secret + '\n')
-  writeFileSync(path.join(etc, 'policy.yaml'), `version: 1
+  writeFileSync(
+    path.join(etc, 'policy.yaml'),
+    `version: 1
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 shutdown: { drain_delay: 0s, timeout: 2s }
@@ -113,18 +127,23 @@ identity_headers:
   x-user-id: sub
 routes:
   - { path: /api/**, upstream: app, auth: { issuers: [internal] } }
-`)
+`,
+  )
   const args = cmd.map((a, i) => (i === c + 1 ? path.join(etc, 'policy.yaml') : a))
 
   const before = snapshot(image)
   const child = spawn(program, [...programArgs, ...args], { cwd: workdir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { child.kill('SIGKILL') })
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
   const [url, admin] = await startLines(child)
 
   t.equal((await fetch(`${admin}/healthz`)).status, 200, 'GET /healthz')
   t.equal((await fetch(`${admin}/readyz`)).status, 200, 'GET /readyz')
   t.equal((await fetch(`${url}/api/x`)).status, 401, 'no token: 401')
-  const ok = await fetch(`${url}/api/x`, { headers: { authorization: `Bearer ${hs256(secret, { iss: 'internal-auth', aud: 'orders-api', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60 })}` } })
+  const ok = await fetch(`${url}/api/x`, {
+    headers: { authorization: `Bearer ${hs256(secret, { iss: 'internal-auth', aud: 'orders-api', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60 })}` },
+  })
   t.equal(ok.status, 200, 'a valid token reaches the upstream')
   t.equal(await ok.text(), 'upstream saw alice')
   t.match(await (await fetch(`${admin}/metrics`)).text(), /^jwtgate_requests_total\{.*status_class="2xx"\} 1$/m, 'GET /metrics')
@@ -167,7 +186,12 @@ function build(stage: Stage, root: string, roots: Map<string, string>, apt: Set<
       case 'RUN':
         for (const command of ins.args.split('&&').map((s) => s.trim())) perform(command, inRoot('.'), root, apt, at)
         break
-      case 'ENV': case 'USER': case 'EXPOSE': case 'ENTRYPOINT': case 'CMD': case 'LABEL':
+      case 'ENV':
+      case 'USER':
+      case 'EXPOSE':
+      case 'ENTRYPOINT':
+      case 'CMD':
+      case 'LABEL':
         break
       default:
         throw new Error(`${at}: the test does not know ${ins.op}; teach test/deploy/dockerfile.test.ts`)
@@ -190,7 +214,6 @@ function perform(command: string, cwd: string, root: string, apt: Set<string>, a
     // `npm test` type-checks the same sources before the tests start.
     npm(['run', 'build', '--', '--noCheck'], cwd, at)
   } else if ((m = /^apt-get install (.*)$/.exec(command))) {
-
     for (const word of m[1]!.split(/\s+/)) if (!word.startsWith('-')) apt.add(word)
   } else if (command === 'apt-get update' || command === 'rm -rf /var/lib/apt/lists/*') {
     // Nothing to mirror.
@@ -216,14 +239,17 @@ function ownInstallScripts(cwd: string, at: string): void {
  * agree with it) instead of unpacked again from npm's cache.
  */
 function installProduction(cwd: string, at: string): void {
-  const lock = JSON.parse(readFileSync(path.join(cwd, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; dev?: boolean; optional?: boolean }> }
+  const lock = JSON.parse(readFileSync(path.join(cwd, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version?: string; dev?: boolean; optional?: boolean }>
+  }
   for (const [place, entry] of Object.entries(lock.packages)) {
     if (!place.startsWith('node_modules/') || entry.dev) continue
     const from = path.join(ROOT, place)
     // An optional package for another platform (esbuild's binaries) is not installed here either.
     if (!existsSync(from) && entry.optional) continue
     const installed = existsSync(from) ? (JSON.parse(readFileSync(path.join(from, 'package.json'), 'utf8')) as { version?: string }).version : undefined
-    if (installed !== entry.version) throw new Error(`${at}: ${place} is ${installed ?? 'missing'} in the checkout, ${entry.version} in the lockfile; run npm ci`)
+    if (installed !== entry.version)
+      throw new Error(`${at}: ${place} is ${installed ?? 'missing'} in the checkout, ${entry.version} in the lockfile; run npm ci`)
     // Its own node_modules holds packages with their own lockfile entries (or dev ones).
     const nested = path.join(from, 'node_modules')
     cpSync(from, path.join(cwd, place), { recursive: true, verbatimSymlinks: true, filter: (source) => source !== nested })
@@ -249,15 +275,23 @@ function resolveProgram(image: string, name: string): string {
 function startLines(child: ChildProcess): Promise<[string, string]> {
   let out = ''
   let err = ''
-  child.stderr!.on('data', (d: Buffer) => { err += d })
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d
+  })
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no start-up lines after 30 s:\n${out}${err}`)), 30_000)
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${code} before listening:\n${out}${err}`)) })
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`exited ${code} before listening:\n${out}${err}`))
+    })
     child.stdout!.on('data', (d: Buffer) => {
       out += d
       const url = /jwtgate listening on (http:\/\/[^"\s]+)/.exec(out)
       const admin = /jwtgate admin on (http:\/\/[^"\s]+)/.exec(out)
-      if (url && admin) { clearTimeout(timer); resolve([url[1]!, admin[1]!]) }
+      if (url && admin) {
+        clearTimeout(timer)
+        resolve([url[1]!, admin[1]!])
+      }
     })
   })
 }

@@ -7,8 +7,16 @@ import { fileURLToPath } from 'node:url'
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const DOCKERFILE = fileURLToPath(new URL('../../Dockerfile', import.meta.url))
 
-export interface Instruction { op: string; args: string; line: number }
-export interface Stage { from: string; name: string | undefined; instructions: Instruction[] }
+export interface Instruction {
+  op: string
+  args: string
+  line: number
+}
+export interface Stage {
+  from: string
+  name: string | undefined
+  instructions: Instruction[]
+}
 
 export function parseDockerfile(text: string = readFileSync(DOCKERFILE, 'utf8')): Stage[] {
   const stages: Stage[] = []
@@ -64,21 +72,28 @@ export function env(stage: Stage): Record<string, string> {
   return out
 }
 
-export interface Copy { from: string | undefined; sources: string[]; dest: string; line: number }
+export interface Copy {
+  from: string | undefined
+  sources: string[]
+  dest: string
+  line: number
+}
 
 export function copies(stage: Stage): Copy[] {
-  return stage.instructions.filter((i) => i.op === 'COPY' || i.op === 'ADD').map((ins) => {
-    if (ins.op === 'ADD') throw new Error(`Dockerfile:${ins.line}: use COPY, not ADD`)
-    const words = ins.args.split(/\s+/)
-    let from: string | undefined
-    while (words[0]?.startsWith('--')) {
-      const flag = words.shift()!
-      if (flag.startsWith('--from=')) from = flag.slice('--from='.length)
-      else if (!/^--(chown|chmod|link)(=|$)/.test(flag)) throw new Error(`Dockerfile:${ins.line}: unknown COPY flag ${flag}`)
-    }
-    if (words.length < 2) throw new Error(`Dockerfile:${ins.line}: COPY needs a source and a destination`)
-    return { from, sources: words.slice(0, -1), dest: words.at(-1)!, line: ins.line }
-  })
+  return stage.instructions
+    .filter((i) => i.op === 'COPY' || i.op === 'ADD')
+    .map((ins) => {
+      if (ins.op === 'ADD') throw new Error(`Dockerfile:${ins.line}: use COPY, not ADD`)
+      const words = ins.args.split(/\s+/)
+      let from: string | undefined
+      while (words[0]?.startsWith('--')) {
+        const flag = words.shift()!
+        if (flag.startsWith('--from=')) from = flag.slice('--from='.length)
+        else if (!/^--(chown|chmod|link)(=|$)/.test(flag)) throw new Error(`Dockerfile:${ins.line}: unknown COPY flag ${flag}`)
+      }
+      if (words.length < 2) throw new Error(`Dockerfile:${ins.line}: COPY needs a source and a destination`)
+      return { from, sources: words.slice(0, -1), dest: words.at(-1)!, line: ins.line }
+    })
 }
 
 /** The runtime user's numeric uid (and gid), from the last stage's USER. */

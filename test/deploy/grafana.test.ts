@@ -7,20 +7,30 @@ import { ROOT } from './dockerfile.js'
 
 const FILE = path.join(ROOT, 'deploy/grafana/jwtgate-dashboard.json')
 
-interface Target { expr?: string; datasource?: { type?: string; uid?: string } }
-interface Panel { id: number; type: string; title: string; datasource?: { type?: string; uid?: string }; targets?: Target[]; panels?: Panel[] }
+interface Target {
+  expr?: string
+  datasource?: { type?: string; uid?: string }
+}
+interface Panel {
+  id: number
+  type: string
+  title: string
+  datasource?: { type?: string; uid?: string }
+  targets?: Target[]
+  panels?: Panel[]
+}
 
 const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
 
 /** The metric names a PromQL expression reads. */
 function metricNames(expr: string): string[] {
   const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')                          // string literals
-    .replace(/\{[^}]*\}/g, '')                                                       // label matchers
-    .replace(/\[[^\]]*\]/g, '')                                                      // ranges
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')  // label lists
-    .replace(/\$\{?\w+\}?/g, '')                                                     // Grafana variables
-    .replace(/\blabel_values\(\s*([^,)]*?)\s*,[^)]*\)/g, ' $1 ')                       // label_values(metric, label)
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""') // string literals
+    .replace(/\{[^}]*\}/g, '') // label matchers
+    .replace(/\[[^\]]*\]/g, '') // ranges
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '') // label lists
+    .replace(/\$\{?\w+\}?/g, '') // Grafana variables
+    .replace(/\blabel_values\(\s*([^,)]*?)\s*,[^)]*\)/g, ' $1 ') // label_values(metric, label)
   const names: string[] = []
   for (const m of bare.matchAll(/(?<![\w.])[A-Za-z_:][\w:]*/g)) {
     const function_ = /^\s*\(/.test(bare.slice(m.index + m[0].length))
@@ -30,12 +40,18 @@ function metricNames(expr: string): string[] {
 }
 
 t.test('the PromQL name extraction', async (t) => {
-  t.same(metricNames('histogram_quantile(0.99, sum by (le, route) (rate(jwtgate_request_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'), ['jwtgate_request_duration_seconds_bucket'])
+  t.same(metricNames('histogram_quantile(0.99, sum by (le, route) (rate(jwtgate_request_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'), [
+    'jwtgate_request_duration_seconds_bucket',
+  ])
   t.same(metricNames('sum(rate(a_total{x="rate(b)"}[5m])) / sum without (y) (c) > bool 0.5e3'), ['a_total', 'c'])
   t.same(metricNames('label_values(jwtgate_policy_info, instance)'), ['jwtgate_policy_info'])
 })
 
-const dashboard = JSON.parse(readFileSync(FILE, 'utf8')) as { schemaVersion: number; templating: { list: Array<{ name: string; type: string; query?: unknown }> }; panels: Panel[] }
+const dashboard = JSON.parse(readFileSync(FILE, 'utf8')) as {
+  schemaVersion: number
+  templating: { list: Array<{ name: string; type: string; query?: unknown }> }
+  panels: Panel[]
+}
 const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== 'row')
 
 t.test('the dashboard parses, with a Prometheus data source variable', async (t) => {
@@ -63,8 +79,12 @@ t.test('the dashboard uses only exported metrics, and shows each jwtgate metric'
   const registered = new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name))
   const known = new Set<string>(METRIC_NAMES)
   const used = new Set<string>()
-  const exprs = [...panels.flatMap((p) => (p.targets ?? []).map((x) => ({ where: p.title, expr: x.expr ?? '' }))),
-    ...dashboard.templating.list.filter((v) => v.type === 'query').map((v) => ({ where: `variable ${v.name}`, expr: String((v.query as { query?: string })?.query ?? v.query) }))]
+  const exprs = [
+    ...panels.flatMap((p) => (p.targets ?? []).map((x) => ({ where: p.title, expr: x.expr ?? '' }))),
+    ...dashboard.templating.list
+      .filter((v) => v.type === 'query')
+      .map((v) => ({ where: `variable ${v.name}`, expr: String((v.query as { query?: string })?.query ?? v.query) })),
+  ]
   for (const { where, expr } of exprs) {
     const names = metricNames(expr)
     t.ok(names.length, `${where}: reads a metric (${expr})`)

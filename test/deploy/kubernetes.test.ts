@@ -18,7 +18,9 @@ const DIR = path.join(ROOT, 'deploy/kubernetes')
 type Obj = any
 
 const objects: Obj[] = []
-for (const file of readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+for (const file of readdirSync(DIR)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .sort()) {
   for (const doc of parseAllDocuments(readFileSync(path.join(DIR, file), 'utf8'))) {
     if (doc.errors.length) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`)
     const value = doc.toJS() as Obj
@@ -40,7 +42,7 @@ const stages = parseDockerfile()
 const image = stages.at(-1)!
 
 // What the container runs: its command/args, or the image's ENTRYPOINT/CMD.
-const args: string[] = gate.command ? gate.args ?? [] : gate.args ?? execForm(image, 'CMD')
+const args: string[] = gate.command ? (gate.args ?? []) : (gate.args ?? execForm(image, 'CMD'))
 const policyPath = args[args.indexOf('-c') + 1]!
 
 /** The file a container sees at `file`, as [volume, key]: a whole-directory mount of a ConfigMap or Secret. */
@@ -63,7 +65,9 @@ function portNumber(container: Obj, port: number | string): number {
 
 const policyText: string = configMap.data[mounted(gate, policyPath).key]
 const policyDoc = parseAllDocuments(policyText)[0]!.toJS() as Obj
-const secretFiles = Object.entries(policyDoc.issuers ?? {}).flatMap(([name, i]: [string, Obj]) => (i.secret_file ? [{ name, file: i.secret_file as string }] : []))
+const secretFiles = Object.entries(policyDoc.issuers ?? {}).flatMap(([name, i]: [string, Obj]) =>
+  i.secret_file ? [{ name, file: i.secret_file as string }] : [],
+)
 
 /** The ConfigMap's policy with each secret_file pointing at a temp file holding `value`. */
 function policyWithSecret(value: string): string {
@@ -80,7 +84,10 @@ for (const issuer of policy.issuers.values()) issuer.stop()
 t.test('the policy in the ConfigMap validates (with a real secret in place of the mounted one)', async (t) => {
   t.same(problems(policyWithSecret('k'.repeat(48))), [])
   t.ok(secretFiles.length > 0, 'an issuer reads its secret from a file')
-  t.ok(Object.values(policyDoc.issuers).some((i: Obj) => i.jwks_uri), 'and one uses a JWKS')
+  t.ok(
+    Object.values(policyDoc.issuers).some((i: Obj) => i.jwks_uri),
+    'and one uses a JWKS',
+  )
 })
 
 t.test('the placeholder Secret is refused, so an unedited deploy fails closed', async (t) => {
@@ -113,13 +120,19 @@ t.test('ports and probes match the policy listeners and the admin routes', async
   t.ok(ports.includes(policy.admin!.port), `containerPort ${policy.admin!.port} (admin)`)
   t.notOk(['127.0.0.1', 'localhost', '::1'].includes(policy.admin!.host), 'admin is not loopback-only: kubelet probes the pod IP')
   t.notOk(['127.0.0.1', 'localhost', '::1'].includes(policy.listen.host), 'listen is not loopback-only')
-  const exposed = image.instructions.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => Number(p.replace(/\/tcp$/, '')))
+  const exposed = image.instructions
+    .filter((i) => i.op === 'EXPOSE')
+    .flatMap((i) => i.args.split(/\s+/))
+    .map((p) => Number(p.replace(/\/tcp$/, '')))
   t.same([...ports].sort(), [...exposed].sort(), 'the container ports are the image EXPOSE ports')
 
   const admin = buildAdmin({ policy: () => policy, loadedAt: () => new Date(), shuttingDown: () => false } as AdminView, new Metrics(), silent)
   await admin.ready()
   t.teardown(() => admin.close())
-  for (const [probe, route] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+  for (const [probe, route] of [
+    ['livenessProbe', '/healthz'],
+    ['readinessProbe', '/readyz'],
+  ] as const) {
     const get = gate[probe]?.httpGet
     t.ok(get, `${probe} is an httpGet`)
     t.equal(get.path, route, `${probe} GET ${route}`)
@@ -155,8 +168,10 @@ t.test('the container runs as the image user, locked down, and is given time to 
   t.ok(tmp && pod.volumes.find((v: Obj) => v.name === tmp.name)?.emptyDir, 'an emptyDir at /tmp')
 
   const { drainDelayMs, timeoutMs } = policy.shutdown
-  t.ok(pod.terminationGracePeriodSeconds * 1000 >= drainDelayMs + timeoutMs + 5000,
-    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= drain_delay ${drainDelayMs / 1000}s + timeout ${timeoutMs / 1000}s + 5s`)
+  t.ok(
+    pod.terminationGracePeriodSeconds * 1000 >= drainDelayMs + timeoutMs + 5000,
+    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} >= drain_delay ${drainDelayMs / 1000}s + timeout ${timeoutMs / 1000}s + 5s`,
+  )
 
   const limit = mebibytes(gate.resources?.limits?.memory)
   const heap = /--max-old-space-size=(\d+)/.exec(gate.env?.find((e: Obj) => e.name === 'NODE_OPTIONS')?.value ?? '')

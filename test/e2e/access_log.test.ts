@@ -13,13 +13,19 @@ t.test('log.access: false writes no access line; the other info lines stay', asy
   t.equal((await get(`${gw.url}/api/x`, bearer(idp.sign({ sub: 'alice', aud: 'orders-api' })))).status, 200)
   t.equal((await get(`${gw.url}/api/x`)).status, 401)
   t.equal(gw.logs.lines.filter((l) => l.msg === 'request').length, 0, 'no access line')
-  t.ok(gw.logs.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('jwtgate listening')), 'start-up still logged')
+  t.ok(
+    gw.logs.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('jwtgate listening')),
+    'start-up still logged',
+  )
 
   // A reload turns it back on, from the next request.
   writeFileSync(gw.gateway.policy.file, policy({ issuer: idp, upstream: up, routes: ROUTES }))
   t.ok(await gw.reload())
   t.equal((await get(`${gw.url}/api/x`)).status, 401)
-  t.match(gw.logs.lines.filter((l) => l.msg === 'request'), [{ status: 401, reason: 'missing_token' }])
+  t.match(
+    gw.logs.lines.filter((l) => l.msg === 'request'),
+    [{ status: 401, reason: 'missing_token' }],
+  )
 })
 
 t.test('the access line stays one valid JSON line whatever the client sends', async (t) => {

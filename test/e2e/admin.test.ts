@@ -47,13 +47,17 @@ t.test('health, readiness, metrics and config', async (t) => {
 t.test('/config never shows a secret', async (t) => {
   const up = await upstream(t)
   const secret = 'the-shared-secret-value-32-bytes-long'
-  const gw = await gateway(t, `version: 1
+  const gw = await gateway(
+    t,
+    `version: 1
 listen: { host: 127.0.0.1, port: 0 }
 issuers:
   internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
 upstreams: { orders: { url: "${up.url}" } }
 routes: [ { path: /x, upstream: orders, auth: { issuers: [internal] } } ]
-`, { S: secret })
+`,
+    { S: secret },
+  )
   const res = await fetch(`${gw.adminUrl}/config`)
   const text = await res.text()
   t.notOk(text.includes(secret))
@@ -77,7 +81,10 @@ t.test('readiness waits for keys, unless the issuer is optional at start-up', as
   }
   t.ok(ready, 'ready once the keys arrive')
 
-  const optional = await gateway(t, policy({ issuer: idp, upstream: up, routes: API, issuerExtra: '    optional_at_startup: true' }).replace(idp.jwksUri, 'http://127.0.0.1:9/nothing-here'))
+  const optional = await gateway(
+    t,
+    policy({ issuer: idp, upstream: up, routes: API, issuerExtra: '    optional_at_startup: true' }).replace(idp.jwksUri, 'http://127.0.0.1:9/nothing-here'),
+  )
   t.equal((await get(`${optional.adminUrl}/readyz`)).status, 200)
 })
 
@@ -105,7 +112,10 @@ t.test('reload: a good policy swaps in, a bad one keeps the old, unchanged issue
   t.equal(await gw.reload(), false)
   t.equal(gw.gateway.policy.hash, hash, 'the old policy stays')
   t.equal((await get(`${gw.url}/public/x`)).status, 200)
-  t.match(logs.lines.filter((l) => l.msg === 'policy reload rejected'), [{ problem: /policy\.yaml:\d+:\d+ unknown upstream "nowhere"/ }])
+  t.match(
+    logs.lines.filter((l) => l.msg === 'policy reload rejected'),
+    [{ problem: /policy\.yaml:\d+:\d+ unknown upstream "nowhere"/ }],
+  )
   const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text()
   t.match(metrics, /jwtgate_policy_reloads_total\{result="success"\} 1/)
   t.match(metrics, /jwtgate_policy_reloads_total\{result="failure"\} 1/)
@@ -135,7 +145,10 @@ t.test('reload: a request in flight finishes under the policy it started with', 
 t.test('shutdown: readiness turns 503 first, in-flight requests finish', async (t) => {
   const idp = await issuer(t)
   const up = await upstream(t)
-  const yaml = policy({ issuer: idp, upstream: up, routes: '  - { path: /public/**, upstream: orders, auth: none }' }).replace('routes:', 'shutdown: { drain_delay: 300ms, timeout: 5s }\nroutes:')
+  const yaml = policy({ issuer: idp, upstream: up, routes: '  - { path: /public/**, upstream: orders, auth: none }' }).replace(
+    'routes:',
+    'shutdown: { drain_delay: 300ms, timeout: 5s }\nroutes:',
+  )
   const gw = await startGateway({ policyFile: tempFile('policy.yaml', yaml), logDestination: new LogCapture(), listen: { port: 0 }, admin: { port: 0 } })
   t.teardown(() => gw.close())
   up.delayMs = 600

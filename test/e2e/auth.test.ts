@@ -27,7 +27,13 @@ function b64url(value: unknown): string {
 }
 
 t.test('verification rules', async (t) => {
-  const idp = await issuer(t, [{ alg: 'RS256', kid: 'rsa-1' }, { alg: 'ES256', kid: 'ec-1' }, { alg: 'PS256', kid: 'ps-1' }, { alg: 'EdDSA', kid: 'ed-1' }, { alg: 'ES384', kid: 'ec384-1' }])
+  const idp = await issuer(t, [
+    { alg: 'RS256', kid: 'rsa-1' },
+    { alg: 'ES256', kid: 'ec-1' },
+    { alg: 'PS256', kid: 'ps-1' },
+    { alg: 'EdDSA', kid: 'ed-1' },
+    { alg: 'ES384', kid: 'ec384-1' },
+  ])
   const up = await upstream(t)
   const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: ROUTES }))
   const api = `${gw.url}/api/orders/7`
@@ -98,10 +104,24 @@ t.test('verification rules', async (t) => {
     ['no issuer', () => idp.sign({ ...good, iss: undefined }), 'wrong_issuer'],
     ['an issuer differing by a trailing slash', () => idp.sign({ ...good, iss: idp.url.slice(0, -1) }), 'wrong_issuer'],
     ['an unknown crit header', () => idp.sign(good, { header: { crit: ['exp-ext'], 'exp-ext': 1 } }), 'invalid_claims'],
-    ['a tampered payload', () => { const [h, , s] = idp.sign(good).split('.'); return `${h}.${b64url({ ...good, iss: idp.url, exp: 9999999999, roles: ['admin'] })}.${s}` }, 'bad_signature'],
+    [
+      'a tampered payload',
+      () => {
+        const [h, , s] = idp.sign(good).split('.')
+        return `${h}.${b64url({ ...good, iss: idp.url, exp: 9999999999, roles: ['admin'] })}.${s}`
+      },
+      'bad_signature',
+    ],
     ['garbage', () => 'not.a.jwt', 'malformed'],
     ['alg none', () => `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ ...good, iss: idp.url, exp: 9999999999 })}.`, 'bad_algorithm'],
-    ['alg RS512, not in the allow-list', () => { const k = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }); return createSigner({ key: k as string, algorithm: 'RS512', kid: 'rsa-1' })({ ...good, iss: idp.url, exp: 9999999999 }) }, 'bad_algorithm'],
+    [
+      'alg RS512, not in the allow-list',
+      () => {
+        const k = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+        return createSigner({ key: k as string, algorithm: 'RS512', kid: 'rsa-1' })({ ...good, iss: idp.url, exp: 9999999999 })
+      },
+      'bad_algorithm',
+    ],
   ]
   for (const [what, token, reason] of rejects) {
     t.test(`rejects ${what}`, async (t) => {
@@ -129,8 +149,12 @@ t.test('verification rules', async (t) => {
   t.test('never trusts an embedded jwk, jku, x5u or x5c header', async (t) => {
     const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const attackerIdp = await issuer(t)
-    const sign = createSigner({ key: attacker.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, algorithm: 'RS256', kid: 'rsa-1',
-      header: { jwk: attacker.publicKey.export({ format: 'jwk' }), jku: attackerIdp.jwksUri, x5u: attackerIdp.jwksUri } as never })
+    const sign = createSigner({
+      key: attacker.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      algorithm: 'RS256',
+      kid: 'rsa-1',
+      header: { jwk: attacker.publicKey.export({ format: 'jwk' }), jku: attackerIdp.jwksUri, x5u: attackerIdp.jwksUri } as never,
+    })
     const res = await get(api, bearer(sign({ ...good, iss: idp.url, exp: 9999999999 })))
     t.equal(res.status, 401)
     t.equal(res.json.error, 'bad_signature')
@@ -195,7 +219,8 @@ t.test('keys are bound to their issuer', async (t) => {
   const other = await issuer(t)
   const up = await upstream(t)
   const yaml = policy({
-    issuer: idp, upstream: up,
+    issuer: idp,
+    upstream: up,
     routes: `
   - path: /api/**
     upstream: orders
@@ -231,7 +256,9 @@ t.test('keys are bound to their issuer', async (t) => {
 t.test('a shared-secret issuer (HS256) from an environment variable', async (t) => {
   const up = await upstream(t)
   const secret = 'a-test-secret-that-is-at-least-32-bytes-long'
-  const gw = await gateway(t, `version: 1
+  const gw = await gateway(
+    t,
+    `version: 1
 listen: { host: 127.0.0.1, port: 0 }
 issuers:
   internal:
@@ -247,9 +274,12 @@ routes:
     upstream: orders
     auth: { issuers: [internal] }
     forward_token: false
-`, { TEST_JWT_SECRET: secret })
+`,
+    { TEST_JWT_SECRET: secret },
+  )
   const now = Math.floor(Date.now() / 1000)
-  const sign = (key: string, alg = 'HS256') => createSigner({ key, algorithm: alg as 'HS256', noTimestamp: true })({ iss: 'internal-auth', aud: 'orders-api', sub: 'svc', exp: now + 60 })
+  const sign = (key: string, alg = 'HS256') =>
+    createSigner({ key, algorithm: alg as 'HS256', noTimestamp: true })({ iss: 'internal-auth', aud: 'orders-api', sub: 'svc', exp: now + 60 })
   const res = await get(`${gw.url}/api/x`, bearer(sign(secret)))
   t.equal(res.status, 200)
   t.equal(up.received.at(-1)!.headers['x-user-id'], 'svc')

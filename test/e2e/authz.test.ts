@@ -11,16 +11,18 @@ t.test('authorization and identity output', async (t) => {
   const idp = await issuer(t)
   const partner = await issuer(t)
   const up = await upstream(t)
-  const gw = await gateway(t, policy({
-    issuer: idp,
-    upstream: up,
-    issuerExtra: `  partner:
+  const gw = await gateway(
+    t,
+    policy({
+      issuer: idp,
+      upstream: up,
+      issuerExtra: `  partner:
     issuer: ${partner.url}
     jwks_uri: ${partner.jwksUri}
     audiences: [partner-api]
     algorithms: [RS256]`,
-    extra: 'identity_header_max_bytes: 512',
-    routes: `
+      extra: 'identity_header_max_bytes: 512',
+      routes: `
   - path: /public/**
     upstream: orders
     auth: none
@@ -61,7 +63,8 @@ t.test('authorization and identity output', async (t) => {
     identity_headers: { x-groups: groups }
     auth: { issuers: [idp] }
 `,
-  }))
+    }),
+  )
   const good = { sub: 'alice', aud: 'orders-api' }
   const received = () => up.received.length
   /** A request that must be refused: the status and reason, and nothing forwarded. */
@@ -90,7 +93,10 @@ t.test('authorization and identity output', async (t) => {
 
   t.test('any: an idp token lacking the role hears what it lacks (403), not that partner wanted another issuer', async (t) => {
     const res = await refused(t, '/any/x', bearer(idp.sign({ ...good, roles: ['reader'], scope: 'orders:admin' })), 403, 'insufficient_claims')
-    t.equal(res.headers.get('www-authenticate'), 'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks the required claim roles", scope="orders:admin"')
+    t.equal(
+      res.headers.get('www-authenticate'),
+      'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks the required claim roles", scope="orders:admin"',
+    )
     const noToken = await refused(t, '/any/x', {}, 401, 'missing_token')
     t.equal(noToken.headers.get('www-authenticate'), 'Bearer realm="jwtgate"', 'a missing token stays a bare challenge')
     await refused(t, '/any/x', bearer(partner.sign({ sub: 'p1', aud: 'orders-api' })), 401, 'wrong_audience')
@@ -100,14 +106,20 @@ t.test('authorization and identity output', async (t) => {
     await forwarded(t, '/all/x', bearer(idp.sign({ ...good, scope: 'orders:read', email: 'alice@example.com' })))
     const noScope = await refused(t, '/all/x', bearer(idp.sign({ ...good, email: 'alice@example.com' })), 403, 'insufficient_claims')
     t.match(noScope.headers.get('www-authenticate'), /error="insufficient_scope", error_description="the token lacks a required scope", scope="orders:read"$/)
-    const badEmail = await refused(t, '/all/x', bearer(idp.sign({ ...good, scope: 'orders:read', email: 'alice@example.com.evil.net' })), 403, 'insufficient_claims')
+    const badEmail = await refused(
+      t,
+      '/all/x',
+      bearer(idp.sign({ ...good, scope: 'orders:read', email: 'alice@example.com.evil.net' })),
+      403,
+      'insufficient_claims',
+    )
     t.match(badEmail.headers.get('www-authenticate'), /lacks the required claim email", scope="orders:read"$/, 'matches is anchored; the scope is still named')
     await refused(t, '/all/x', bearer(partner.sign({ sub: 'p1', aud: 'partner-api' })), 401, 'wrong_issuer')
   })
 
   t.test('optional: no token passes anonymously; a token that is sent must be valid', async (t) => {
     const anonymous = await forwarded(t, '/optional/x', { 'x-user-id': 'forged', 'x-token-claims': 'forged' })
-    t.notOk('x-user-id' in anonymous, 'no identity, and the client\'s copy is gone')
+    t.notOk('x-user-id' in anonymous, "no identity, and the client's copy is gone")
     t.notOk('x-token-claims' in anonymous)
     const basic = await forwarded(t, '/optional/x', { authorization: 'Basic YWxpY2U6c2VjcmV0' })
     t.notOk('x-user-id' in basic, 'another scheme counts as no token')
@@ -132,12 +144,12 @@ t.test('authorization and identity output', async (t) => {
     t.equal(noIat.json.message, 'the token has no iat claim, which max_age needs')
   })
 
-  t.test('audiences on the route replace the issuer\'s', async (t) => {
+  t.test("audiences on the route replace the issuer's", async (t) => {
     await forwarded(t, '/aud/x', bearer(idp.sign({ ...good, aud: 'admin-api' })))
     await refused(t, '/aud/x', bearer(idp.sign(good)), 401, 'wrong_audience')
   })
 
-  t.test('the verified-token cache keeps each route\'s requirement and the token type', async (t) => {
+  t.test("the verified-token cache keeps each route's requirement and the token type", async (t) => {
     const reader = idp.sign({ ...good, roles: ['reader'], jti: 'c1' }, { header: { typ: 'at+jwt' } })
     await forwarded(t, '/payload/x', bearer(reader))
     await refused(t, '/any/x', bearer(reader), 403, 'insufficient_claims')
@@ -148,7 +160,7 @@ t.test('authorization and identity output', async (t) => {
     await refused(t, '/fresh/x', bearer(plain), 401, 'wrong_type')
   })
 
-  t.test('per-route identity headers override and add to the policy\'s; the payload header decodes to the claims', async (t) => {
+  t.test("per-route identity headers override and add to the policy's; the payload header decodes to the claims", async (t) => {
     const claims = { ...good, app: { id: 'u-42' }, email: 'alice@example.com', roles: ['a', 'b'] }
     const seen = await forwarded(t, '/payload/x', { ...bearer(idp.sign(claims)), 'x-token-claims': 'forged', 'x-user-email': 'forged' })
     t.equal(seen['x-user-id'], 'u-42', 'overridden')
@@ -178,8 +190,11 @@ t.test('authorization and identity output', async (t) => {
   })
 
   t.test('report mode: everything is forwarded, the decision it would have made is logged and counted', async (t) => {
-    const expired = await forwarded(t, '/report/x', { ...bearer(idp.sign({ ...good, roles: ['admin'], exp: Math.floor(Date.now() / 1000) - 60 })), 'x-user-id': 'forged' })
-    t.notOk('x-user-id' in expired, 'a bad token gives no identity, and the client\'s copy is still removed')
+    const expired = await forwarded(t, '/report/x', {
+      ...bearer(idp.sign({ ...good, roles: ['admin'], exp: Math.floor(Date.now() / 1000) - 60 })),
+      'x-user-id': 'forged',
+    })
+    t.notOk('x-user-id' in expired, "a bad token gives no identity, and the client's copy is still removed")
     const noToken = await forwarded(t, '/report/x')
     t.notOk('x-user-id' in noToken)
     const reader = await forwarded(t, '/report/x', bearer(idp.sign({ ...good, roles: ['reader'] })))
@@ -196,11 +211,14 @@ t.test('authorization and identity output', async (t) => {
     t.notMatch(metrics, new RegExp(`jwtgate_auth_failures_total\\{route="${route}"`), 'nothing was refused')
 
     const lines = gw.logs.lines.filter((l) => l.msg === 'request' && l.path === '/report/x')
-    t.same(lines.map((l) => [l.status, l.report, l.report_status, l.report_reason, l.reason]), [
-      [200, 'deny', 401, 'expired', undefined],
-      [200, 'deny', 401, 'missing_token', undefined],
-      [200, 'deny', 403, 'insufficient_claims', undefined],
-      [200, 'allow', undefined, undefined, undefined],
-    ])
+    t.same(
+      lines.map((l) => [l.status, l.report, l.report_status, l.report_reason, l.reason]),
+      [
+        [200, 'deny', 401, 'expired', undefined],
+        [200, 'deny', 401, 'missing_token', undefined],
+        [200, 'deny', 403, 'insufficient_claims', undefined],
+        [200, 'allow', undefined, undefined, undefined],
+      ],
+    )
   })
 })

@@ -26,7 +26,9 @@ const ROUTES = `
 `
 
 function preflight(origin: string, method: string, headers = 'authorization') {
-  return [['Origin', origin], ['Access-Control-Request-Method', method], ...(headers ? [['Access-Control-Request-Headers', headers] as const] : [])] as Array<[string, string]>
+  return [['Origin', origin], ['Access-Control-Request-Method', method], ...(headers ? [['Access-Control-Request-Headers', headers] as const] : [])] as Array<
+    [string, string]
+  >
 }
 
 t.test('preflights are answered by the gateway on routes with cors', async (t) => {
@@ -79,7 +81,11 @@ t.test('preflights are answered by the gateway on routes with cors', async (t) =
     t.equal(res.status, 401, 'cors: false: the route wants a token, a preflight has none')
     t.equal(res.headers['access-control-allow-origin'], undefined)
     const token = idp.sign({ sub: 'alice', aud: 'orders-api' })
-    const withToken = await send(gw.port, { method: 'OPTIONS', target: '/own-cors/x', headers: [...preflight(APP, 'GET'), ['Authorization', `Bearer ${token}`]] })
+    const withToken = await send(gw.port, {
+      method: 'OPTIONS',
+      target: '/own-cors/x',
+      headers: [...preflight(APP, 'GET'), ['Authorization', `Bearer ${token}`]],
+    })
     t.equal(withToken.status, 200, 'with a token it is forwarded')
     t.equal(up.received.at(-1)!.method, 'OPTIONS')
     t.equal(up.received.at(-1)!.headers['access-control-request-method'], 'GET', 'the upstream answers for CORS there')
@@ -87,7 +93,13 @@ t.test('preflights are answered by the gateway on routes with cors', async (t) =
 
   t.test('actual responses carry the headers, denials included', async (t) => {
     const token = idp.sign({ sub: 'alice', aud: 'orders-api' })
-    let res = await send(gw.port, { target: '/api/x', headers: [['Origin', APP], ['Authorization', `Bearer ${token}`]] })
+    let res = await send(gw.port, {
+      target: '/api/x',
+      headers: [
+        ['Origin', APP],
+        ['Authorization', `Bearer ${token}`],
+      ],
+    })
     t.equal(res.status, 200)
     t.equal(res.headers['access-control-allow-origin'], APP)
     t.equal(res.headers['access-control-allow-credentials'], 'true')
@@ -99,7 +111,13 @@ t.test('preflights are answered by the gateway on routes with cors', async (t) =
     t.equal(res.status, 401)
     t.equal(res.headers['access-control-allow-origin'], APP, 'the page can read its 401')
 
-    res = await send(gw.port, { target: '/api/x', headers: [['Origin', 'https://evil.example'], ['Authorization', `Bearer ${token}`]] })
+    res = await send(gw.port, {
+      target: '/api/x',
+      headers: [
+        ['Origin', 'https://evil.example'],
+        ['Authorization', `Bearer ${token}`],
+      ],
+    })
     t.equal(res.status, 200, 'CORS is for browsers; the token is what lets a request through')
     t.equal(res.headers['access-control-allow-origin'], undefined, 'but no other origin may read the answer')
     t.match(res.headers.vary, /Origin/)
@@ -120,18 +138,35 @@ t.test("the upstream's own CORS headers are replaced where the gateway answers f
     res.writeHead(200, { 'access-control-allow-origin': '*', 'access-control-allow-credentials': 'true', vary: 'Accept-Encoding' }).end('ok')
   })
   await new Promise<void>((resolve) => loose.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { loose.closeAllConnections(); loose.close(() => resolve()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        loose.closeAllConnections()
+        loose.close(() => resolve())
+      }),
+  )
   const url = `http://127.0.0.1:${(loose.address() as AddressInfo).port}`
   const gw = await gateway(t, policy({ issuer: idp, upstream: { url } as never, routes: ROUTES, extra: CORS }))
   const token = idp.sign({ sub: 'alice', aud: 'orders-api' })
-  let res = await send(gw.port, { target: '/api/x', headers: [['Origin', 'https://evil.example'], ['Authorization', `Bearer ${token}`]] })
+  let res = await send(gw.port, {
+    target: '/api/x',
+    headers: [
+      ['Origin', 'https://evil.example'],
+      ['Authorization', `Bearer ${token}`],
+    ],
+  })
   t.equal(res.headers['access-control-allow-origin'], undefined, "the upstream's * does not open the route to every origin")
   t.equal(res.headers['access-control-allow-credentials'], undefined)
   t.equal(res.headers.vary, 'Accept-Encoding, Origin', 'Vary is added to, not replaced')
-  res = await send(gw.port, { target: '/own-cors/x', headers: [['Origin', 'https://evil.example'], ['Authorization', `Bearer ${token}`]] })
+  res = await send(gw.port, {
+    target: '/own-cors/x',
+    headers: [
+      ['Origin', 'https://evil.example'],
+      ['Authorization', `Bearer ${token}`],
+    ],
+  })
   t.equal(res.headers['access-control-allow-origin'], '*', 'with cors: false the upstream answers for CORS itself')
 })
-
 
 t.test('cors settings that cannot work are refused at load', async (t) => {
   const doc = (cors: string) => `version: 1
@@ -142,7 +177,9 @@ routes: [ { path: /x, upstream: orders, auth: none } ]
 `
   t.match(policyProblems(doc('{ origins: ["*"], credentials: true }')), [/^4:\d+ credentials: true cannot be used with origins: \["\*"\]; list the origins/])
   t.match(policyProblems(doc('{ origins: ["*", "https://a.example"] }')), [/"\*" allows every origin; it cannot be listed with others/])
-  t.match(policyProblems(doc('{ origins: ["https://a.example/"] }')), [/"https:\/\/a\.example\/" is not an origin as browsers send it; write "https:\/\/a\.example"/])
+  t.match(policyProblems(doc('{ origins: ["https://a.example/"] }')), [
+    /"https:\/\/a\.example\/" is not an origin as browsers send it; write "https:\/\/a\.example"/,
+  ])
   t.match(policyProblems(doc('{ origins: ["https://A.example:443"] }')), [/write "https:\/\/a\.example"/])
   t.match(policyProblems(doc('{ origins: ["null"] }')), [/the origin "null" .* cannot be allowed/])
   t.match(policyProblems(doc('{ origins: ["a.example"] }')), [/is not an origin such as https:\/\/app\.example\.com/])
@@ -156,7 +193,20 @@ t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, as
   const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: ROUTES, extra: CORS }))
 
   t.test('explain --origin --preflight', async (t) => {
-    const allowed = await jwtgate(['explain', '-c', file, 'OPTIONS', '/api/x', '--origin', APP, '--preflight', 'PUT', '--preflight-headers', 'authorization', '--json'])
+    const allowed = await jwtgate([
+      'explain',
+      '-c',
+      file,
+      'OPTIONS',
+      '/api/x',
+      '--origin',
+      APP,
+      '--preflight',
+      'PUT',
+      '--preflight-headers',
+      'authorization',
+      '--json',
+    ])
     t.equal(allowed.code, 0, allowed.stderr)
     const e = JSON.parse(allowed.stdout)
     t.match(e, { decision: 'allow', status: 204, preflight: true, upstream: null, route: { index: 0 } })
@@ -169,7 +219,9 @@ t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, as
   })
 
   t.test('test: preflight cases', async (t) => {
-    const cases = tempFile('cases.yaml', `cases:
+    const cases = tempFile(
+      'cases.yaml',
+      `cases:
   - request: OPTIONS /api/x
     preflight: { origin: "${APP}", method: PUT, headers: [authorization] }
     expect: allow
@@ -182,7 +234,8 @@ t.test('explain and test answer preflights as the gateway does', { jobs: 2 }, as
   - request: OPTIONS /own-cors/x
     preflight: { origin: "${APP}", method: GET }
     expect: missing_token
-`)
+`,
+    )
     const run = await jwtgate(['test', '-c', file, cases])
     t.equal(run.code, 0, run.stdout + run.stderr)
     t.match(run.stdout, /ok\s+OPTIONS \/api\/x \[preflight PUT from https:\/\/app\.example\.com\]\s+allow → preflight answered by the gateway \(204\)/)

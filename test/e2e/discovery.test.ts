@@ -62,11 +62,16 @@ t.test('a document naming another issuer is refused (OIDC Discovery §4.3)', asy
   t.equal(attacker.fetches, 0, 'the key set it names is never fetched')
   const ready = await get(`${gw.adminUrl}/readyz`)
   t.equal(ready.status, 503)
-  t.match(ready.json.reasons[0], /issuer idp: no signing keys yet \(discovery document names issuer "http:\/\/127\.0\.0\.1:\d+\/", not "http:\/\/127\.0\.0\.1:\d+\/"\)/)
+  t.match(
+    ready.json.reasons[0],
+    /issuer idp: no signing keys yet \(discovery document names issuer "http:\/\/127\.0\.0\.1:\d+\/", not "http:\/\/127\.0\.0\.1:\d+\/"\)/,
+  )
   const res = await get(`${gw.url}/api/x`, bearer(attacker.sign({ ...claims, iss: idp.url })))
   t.same([res.status, res.json.error], [503, 'keys_unavailable'])
   t.equal(up.received.length, 0)
-  t.ok(gw.logs.lines.some((l) => l.msg === 'key set fetch failed' && /discovery document names issuer/.test(String(l.error)) && l.discovery === idp.discoveryUri))
+  t.ok(
+    gw.logs.lines.some((l) => l.msg === 'key set fetch failed' && /discovery document names issuer/.test(String(l.error)) && l.discovery === idp.discoveryUri),
+  )
 })
 
 t.test('a key set URL that is not https is refused unless it is on loopback', async (t) => {

@@ -28,21 +28,36 @@ const now = () => Math.floor(Date.now() / 1000)
 t.test('Google: both iss spellings it issues, nothing else', async (t) => {
   const google = await issuer(t)
   const up = await upstream(t)
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   google:
     issuer: https://accounts.google.com
     issuer_aliases: [accounts.google.com]
     jwks_uri: ${google.jwksUri}
     audiences: [1234567890-abc.apps.googleusercontent.com]
-    algorithms: [RS256]`, `
+    algorithms: [RS256]`,
+      `
   - path: /api/**
     upstream: orders
-    auth: { issuers: [google] }`))
+    auth: { issuers: [google] }`,
+    ),
+  )
   // An ID token as Google signs it.
-  const idToken = (iss: string) => google.sign({
-    iss, azp: '1234567890-abc.apps.googleusercontent.com', aud: '1234567890-abc.apps.googleusercontent.com',
-    sub: '110169484474386276334', email: 'alice@example.com', email_verified: true, hd: 'example.com', at_hash: 'HK6E_P6Dh8Y93mRNtsDB1Q', nonce: '0394852-3190485-2490358',
-  })
+  const idToken = (iss: string) =>
+    google.sign({
+      iss,
+      azp: '1234567890-abc.apps.googleusercontent.com',
+      aud: '1234567890-abc.apps.googleusercontent.com',
+      sub: '110169484474386276334',
+      email: 'alice@example.com',
+      email_verified: true,
+      hd: 'example.com',
+      at_hash: 'HK6E_P6Dh8Y93mRNtsDB1Q',
+      nonce: '0394852-3190485-2490358',
+    })
   for (const iss of ['https://accounts.google.com', 'accounts.google.com']) {
     const res = await get(`${gw.url}/api/me`, bearer(idToken(iss)))
     t.equal(res.status, 200, iss)
@@ -63,7 +78,11 @@ t.test('Microsoft Entra: a multi-tenant issuer, the tenant checked against tid a
   const ours = '72f988bf-86f1-41af-91ab-2d7cd011db47'
   const partner = '9188040d-6c67-4c5b-b112-36a304b66dad'
   const stranger = 'f8cdef31-a31e-4b4a-93e4-5f571e91255a'
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   entra:
     issuer: https://login.microsoftonline.com/{tid}/v2.0
     tenants: [${ours}, ${partner}]
@@ -74,19 +93,33 @@ t.test('Microsoft Entra: a multi-tenant issuer, the tenant checked against tid a
     issuer: https://sts.windows.net/{tid}/
     jwks_uri: ${entra.jwksUri}
     audiences: [api://orders]
-    algorithms: [RS256]`, `
+    algorithms: [RS256]`,
+      `
   - path: /any/**
     upstream: orders
     auth: { issuers: [entra-any] }
   - path: /api/**
     upstream: orders
-    auth: { issuers: [entra], scopes: [Orders.Read] }`, '  x-user-id: oid\n  x-tenant: tid'))
+    auth: { issuers: [entra], scopes: [Orders.Read] }`,
+      '  x-user-id: oid\n  x-tenant: tid',
+    ),
+  )
   // An Entra v2.0 access token for an API: scp is a space-separated string.
-  const accessToken = (tid: string, extra: Record<string, unknown> = {}) => entra.sign({
-    aud: 'api://orders', iss: `https://login.microsoftonline.com/${tid}/v2.0`, tid, ver: '2.0',
-    oid: '00000000-0000-0000-66f3-3332eca7ea81', sub: 'AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ', azp: '6e74172b-be56-4843-9ff4-e66a39bb12e3',
-    scp: 'Orders.Read Profile.Read', name: 'Alice', preferred_username: 'alice@contoso.com', uti: 'fqiBqXLPj0eQa82S-IYFAA', ...extra,
-  })
+  const accessToken = (tid: string, extra: Record<string, unknown> = {}) =>
+    entra.sign({
+      aud: 'api://orders',
+      iss: `https://login.microsoftonline.com/${tid}/v2.0`,
+      tid,
+      ver: '2.0',
+      oid: '00000000-0000-0000-66f3-3332eca7ea81',
+      sub: 'AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ',
+      azp: '6e74172b-be56-4843-9ff4-e66a39bb12e3',
+      scp: 'Orders.Read Profile.Read',
+      name: 'Alice',
+      preferred_username: 'alice@contoso.com',
+      uti: 'fqiBqXLPj0eQa82S-IYFAA',
+      ...extra,
+    })
 
   for (const tid of [ours, partner]) {
     const res = await get(`${gw.url}/api/orders`, bearer(accessToken(tid)))
@@ -101,7 +134,12 @@ t.test('Microsoft Entra: a multi-tenant issuer, the tenant checked against tid a
   t.equal(mismatch.status, 401, 'a tid that is not the tenant of the iss')
   t.same([mismatch.json.error, mismatch.json.message], ['wrong_issuer', 'the token tid claim does not match its issuer'])
   t.equal((await get(`${gw.url}/api/orders`, bearer(accessToken(ours, { tid: undefined })))).status, 401, 'no tid at all')
-  for (const iss of [`https://login.microsoftonline.com/${ours}/v2.0/`, `https://login.microsoftonline.com/${ours}/x/v2.0`, 'https://login.microsoftonline.com//v2.0', 'https://login.microsoftonline.com/{tid}/v2.0']) {
+  for (const iss of [
+    `https://login.microsoftonline.com/${ours}/v2.0/`,
+    `https://login.microsoftonline.com/${ours}/x/v2.0`,
+    'https://login.microsoftonline.com//v2.0',
+    'https://login.microsoftonline.com/{tid}/v2.0',
+  ]) {
     const res = await get(`${gw.url}/api/orders`, bearer(accessToken(ours, { iss })))
     t.equal(res.status, 401, iss)
   }
@@ -113,33 +151,56 @@ t.test('Microsoft Entra: a multi-tenant issuer, the tenant checked against tid a
   const v1 = (tid: string, claimed = tid) => entra.sign({ aud: 'api://orders', iss: `https://sts.windows.net/${tid}/`, tid: claimed, oid: 'o', ver: '1.0' })
   t.equal((await get(`${gw.url}/any/x`, bearer(v1(stranger)))).status, 200, 'any tenant')
   t.equal((await get(`${gw.url}/any/x`, bearer(v1(stranger, ours)))).status, 401, 'but its own')
-  t.ok(gw.logs.lines.some((l) => l.level === 40 && /issuers\.entra-any accepts tokens of every tenant/.test(String(l.msg))), 'the gateway warns at load')
+  t.ok(
+    gw.logs.lines.some((l) => l.level === 40 && /issuers\.entra-any accepts tokens of every tenant/.test(String(l.msg))),
+    'the gateway warns at load',
+  )
 })
 
 t.test('AWS Cognito: access tokens carry client_id and no aud; audience_claim checks it', async (t) => {
   const cognito = await issuer(t, [{ alg: 'RS256', kid: 'abcdEXAMPLEkid=' }])
   const up = await upstream(t)
   const pool = 'https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_aBcDeFgHi'
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   cognito:
     issuer: ${pool}
     audience_claim: client_id
     jwks_uri: ${cognito.jwksUri}
     audiences: [5r2q8o0tjk1p8u7ilbh3aunlbo]
-    algorithms: [RS256]`, `
+    algorithms: [RS256]`,
+      `
   - path: /api/**
     upstream: orders
-    auth: { issuers: [cognito], scopes: [orders/read] }`))
-  const accessToken = (extra: Record<string, unknown>) => cognito.sign({
-    iss: pool, sub: 'aaaaaaaa-bbbb-cccc-dddd-example', client_id: '5r2q8o0tjk1p8u7ilbh3aunlbo', token_use: 'access',
-    scope: 'orders/read orders/write', auth_time: now(), jti: randomUUID(), username: 'alice', 'cognito:groups': ['admins'], ...extra,
-  })
+    auth: { issuers: [cognito], scopes: [orders/read] }`,
+    ),
+  )
+  const accessToken = (extra: Record<string, unknown>) =>
+    cognito.sign({
+      iss: pool,
+      sub: 'aaaaaaaa-bbbb-cccc-dddd-example',
+      client_id: '5r2q8o0tjk1p8u7ilbh3aunlbo',
+      token_use: 'access',
+      scope: 'orders/read orders/write',
+      auth_time: now(),
+      jti: randomUUID(),
+      username: 'alice',
+      'cognito:groups': ['admins'],
+      ...extra,
+    })
   t.equal((await get(`${gw.url}/api/x`, bearer(accessToken({})))).status, 200)
   const other = await get(`${gw.url}/api/x`, bearer(accessToken({ client_id: 'another-app-client' })))
   t.same([other.status, other.json.error], [401, 'wrong_audience'], 'another app client')
   // The ID token of the same pool has aud = client id and no client_id: not an access token.
   const idToken = await get(`${gw.url}/api/x`, bearer(accessToken({ client_id: undefined, aud: '5r2q8o0tjk1p8u7ilbh3aunlbo', token_use: 'id' })))
-  t.same([idToken.status, idToken.json.error, idToken.json.message], [401, 'wrong_audience', 'the token has no client_id claim'], 'the audience check is never skipped')
+  t.same(
+    [idToken.status, idToken.json.error, idToken.json.message],
+    [401, 'wrong_audience', 'the token has no client_id claim'],
+    'the audience check is never skipped',
+  )
   const array = await get(`${gw.url}/api/x`, bearer(accessToken({ client_id: [7] })))
   t.same([array.status, array.json.error], [401, 'invalid_claims'])
 })
@@ -147,12 +208,17 @@ t.test('AWS Cognito: access tokens carry client_id and no aud; audience_claim ch
 t.test('Auth0: namespaced claims with dots and slashes, in conditions and identity headers', async (t) => {
   const auth0 = await issuer(t)
   const up = await upstream(t)
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   auth0:
     issuer: https://example.eu.auth0.com/
     jwks_uri: ${auth0.jwksUri}
     audiences: [https://orders.example.com]
-    algorithms: [RS256]`, `
+    algorithms: [RS256]`,
+      `
   - path: /admin/**
     upstream: orders
     auth:
@@ -160,12 +226,20 @@ t.test('Auth0: namespaced claims with dots and slashes, in conditions and identi
       claims:
         '"https://example.com/roles"': { contains: admin }
         '"https://example.com/app_metadata".plan': { equals: pro }`,
-  `  x-user-id: sub\n  x-user-roles: '"https://example.com/roles"'\n  x-plan: '"https://example.com/app_metadata".plan'`))
-  const accessToken = (roles: string[], plan = 'pro') => auth0.sign({
-    iss: 'https://example.eu.auth0.com/', sub: 'auth0|5f7c8ec7c33c6c004bbafe82', aud: ['https://orders.example.com', 'https://example.eu.auth0.com/userinfo'],
-    azp: 'm4kUGgWxl1XTh5kJpQ9S7k9kDzZ6R6Jx', scope: 'openid profile read:orders', gty: 'password',
-    'https://example.com/roles': roles, 'https://example.com/app_metadata': { plan },
-  })
+      `  x-user-id: sub\n  x-user-roles: '"https://example.com/roles"'\n  x-plan: '"https://example.com/app_metadata".plan'`,
+    ),
+  )
+  const accessToken = (roles: string[], plan = 'pro') =>
+    auth0.sign({
+      iss: 'https://example.eu.auth0.com/',
+      sub: 'auth0|5f7c8ec7c33c6c004bbafe82',
+      aud: ['https://orders.example.com', 'https://example.eu.auth0.com/userinfo'],
+      azp: 'm4kUGgWxl1XTh5kJpQ9S7k9kDzZ6R6Jx',
+      scope: 'openid profile read:orders',
+      gty: 'password',
+      'https://example.com/roles': roles,
+      'https://example.com/app_metadata': { plan },
+    })
   t.equal((await get(`${gw.url}/admin/x`, bearer(accessToken(['admin', 'support'])))).status, 200)
   const seen = up.received.at(-1)!.headers
   t.same([seen['x-user-id'], seen['x-user-roles'], seen['x-plan']], ['auth0|5f7c8ec7c33c6c004bbafe82', 'admin,support', 'pro'])
@@ -173,28 +247,61 @@ t.test('Auth0: namespaced claims with dots and slashes, in conditions and identi
   t.same([denied.status, denied.json.message], [403, 'the token lacks the required claim "https://example.com/roles"'])
   t.equal((await get(`${gw.url}/admin/x`, bearer(accessToken(['admin'], 'free')))).status, 403)
   // The unquoted path would look for nested objects "https://example" → "com/roles": no such claim.
-  t.equal((await get(`${gw.url}/admin/x`, bearer(auth0.sign({ iss: 'https://example.eu.auth0.com/', aud: 'https://orders.example.com', https: { 'example.com/roles': ['admin'] }, 'https://example.com/app_metadata': { plan: 'pro' } })))).status, 403)
+  t.equal(
+    (
+      await get(
+        `${gw.url}/admin/x`,
+        bearer(
+          auth0.sign({
+            iss: 'https://example.eu.auth0.com/',
+            aud: 'https://orders.example.com',
+            https: { 'example.com/roles': ['admin'] },
+            'https://example.com/app_metadata': { plan: 'pro' },
+          }),
+        ),
+      )
+    ).status,
+    403,
+  )
 })
 
 t.test('Okta: scp as an array', async (t) => {
   const okta = await issuer(t)
   const up = await upstream(t)
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   okta:
     issuer: https://dev-123456.okta.com/oauth2/default
     jwks_uri: ${okta.jwksUri}
     audiences: [api://default]
-    algorithms: [RS256]`, `
+    algorithms: [RS256]`,
+      `
   - path: /api/**
     upstream: orders
-    auth: { issuers: [okta], scopes: [orders.read] }`))
-  const accessToken = (scp: string[]) => okta.sign({
-    ver: 1, jti: 'AT.wCxO4ZPcXb4iFYpsVf7Vl1Yt6ZV8i2f6-1s7iDl0qVE', iss: 'https://dev-123456.okta.com/oauth2/default', aud: 'api://default',
-    cid: '0oa1b2c3d4EXAMPLE', uid: '00u1b2c3d4EXAMPLE', scp, sub: 'alice@example.com', groups: ['Everyone'],
-  })
+    auth: { issuers: [okta], scopes: [orders.read] }`,
+    ),
+  )
+  const accessToken = (scp: string[]) =>
+    okta.sign({
+      ver: 1,
+      jti: 'AT.wCxO4ZPcXb4iFYpsVf7Vl1Yt6ZV8i2f6-1s7iDl0qVE',
+      iss: 'https://dev-123456.okta.com/oauth2/default',
+      aud: 'api://default',
+      cid: '0oa1b2c3d4EXAMPLE',
+      uid: '00u1b2c3d4EXAMPLE',
+      scp,
+      sub: 'alice@example.com',
+      groups: ['Everyone'],
+    })
   t.equal((await get(`${gw.url}/api/x`, bearer(accessToken(['openid', 'orders.read'])))).status, 200)
   const denied = await get(`${gw.url}/api/x`, bearer(accessToken(['openid', 'orders.write'])))
-  t.same([denied.status, denied.headers.get('www-authenticate')], [403, 'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks a required scope", scope="orders.read"'])
+  t.same(
+    [denied.status, denied.headers.get('www-authenticate')],
+    [403, 'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks a required scope", scope="orders.read"'],
+  )
 })
 
 t.test('key sets as IdPs publish them', async (t) => {
@@ -202,9 +309,13 @@ t.test('key sets as IdPs publish them', async (t) => {
   // One kid on an RSA and an EC key (as after a migration), a key without alg, RSA 4096,
   // ES384 on P-384, and encryption keys that would verify if they were used.
   const idp: DevIssuer = await issuer(t, [
-    { alg: 'RS256', kid: 'shared' }, { alg: 'ES256', kid: 'shared' }, { alg: 'RS256', kid: 'no-alg', publishAlg: false },
-    { alg: 'RS256', kid: 'big', modulusLength: 4096 }, { alg: 'ES384', kid: 'p384' },
-    { alg: 'RS256', kid: 'enc' }, { alg: 'RS256', kid: 'ops' },
+    { alg: 'RS256', kid: 'shared' },
+    { alg: 'ES256', kid: 'shared' },
+    { alg: 'RS256', kid: 'no-alg', publishAlg: false },
+    { alg: 'RS256', kid: 'big', modulusLength: 4096 },
+    { alg: 'ES384', kid: 'p384' },
+    { alg: 'RS256', kid: 'enc' },
+    { alg: 'RS256', kid: 'ops' },
   ])
   const [rsa, ec, noAlg, big, p384, enc, ops] = idp.keys
   // Without alg, like Entra's keys: only `use` keeps it from verifying.
@@ -212,16 +323,23 @@ t.test('key sets as IdPs publish them', async (t) => {
   delete enc!.publicJwk.alg
   delete ops!.publicJwk.use
   ops!.publicJwk.key_ops = ['encrypt', 'wrapKey']
-  const gw = await gateway(t, idpPolicy(up, `
+  const gw = await gateway(
+    t,
+    idpPolicy(
+      up,
+      `
   idp:
     issuer: ${idp.url}
     jwks_uri: ${idp.jwksUri}
     audiences: [orders-api]
     algorithms: [RS256, ES256, ES384]
-    jwks: { cooldown: 1h }`, `
+    jwks: { cooldown: 1h }`,
+      `
   - path: /api/**
     upstream: orders
-    auth: { issuers: [idp] }`))
+    auth: { issuers: [idp] }`,
+    ),
+  )
   const claims = { sub: 'alice', aud: 'orders-api' }
   for (const key of [rsa, ec, noAlg, big, p384]) {
     const res = await get(`${gw.url}/api/x`, bearer(idp.sign(claims, { key })))

@@ -48,12 +48,18 @@ t.test('a rotated key is picked up on first sight of its kid', async (t) => {
   idp.keys.push(next)
   const token = idp.sign(claims, { key: next })
   const results = await Promise.all(Array.from({ length: 10 }, () => get(`${gw.url}/api/x`, bearer(token))))
-  t.ok(results.every((r) => r.status === 200), 'requests waiting on the refetch all succeed')
+  t.ok(
+    results.every((r) => r.status === 200),
+    'requests waiting on the refetch all succeed',
+  )
   t.equal(idp.fetches, 2)
 })
 
 t.test('a key removed from the set stops verifying after a refresh', async (t) => {
-  const idp = await issuer(t, [{ alg: 'RS256', kid: 'old' }, { alg: 'RS256', kid: 'new' }])
+  const idp = await issuer(t, [
+    { alg: 'RS256', kid: 'old' },
+    { alg: 'RS256', kid: 'new' },
+  ])
   const up = await upstream(t)
   idp.respond.cacheControl = 'max-age=1'
   const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: ROUTES, issuerExtra: '    jwks: { min_age: 500ms, cooldown: 10s }' }))
@@ -86,7 +92,13 @@ t.test('the last good keys are kept when the IdP fails, answers garbage or hangs
   const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: ROUTES, issuerExtra: '    jwks: { cooldown: 100ms, timeout: 300ms }' }))
   const token = idp.sign(claims)
   const unknown = () => idp.sign(claims, { key: { ...idp.keys[0]!, kid: randomUUID() } })
-  for (const failure of [{ status: 500 }, { status: 200, body: '<html>oops</html>' }, { status: 200, body: '{"keys": []}' }, { status: 200, body: '{"keys": [{"kty":"oct","k":"c2VjcmV0"}]}' }, { status: 200, delayMs: 2000 }]) {
+  for (const failure of [
+    { status: 500 },
+    { status: 200, body: '<html>oops</html>' },
+    { status: 200, body: '{"keys": []}' },
+    { status: 200, body: '{"keys": [{"kty":"oct","k":"c2VjcmV0"}]}' },
+    { status: 200, delayMs: 2000 },
+  ]) {
     Object.assign(idp.respond, { body: undefined, delayMs: 0 }, failure)
     await sleep(150)
     const started = Date.now()

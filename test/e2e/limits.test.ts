@@ -15,8 +15,11 @@ const ROUTES = `
 `
 
 function chunked(target: string, chunks: string[]): string {
-  return `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n` +
-    chunks.map((c) => `${Buffer.byteLength(c).toString(16)}\r\n${c}\r\n`).join('') + '0\r\n\r\n'
+  return (
+    `POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n` +
+    chunks.map((c) => `${Buffer.byteLength(c).toString(16)}\r\n${c}\r\n`).join('') +
+    '0\r\n\r\n'
+  )
 }
 
 t.test('request bodies: 413 above the route limit, declared or streamed', async (t) => {
@@ -33,7 +36,11 @@ t.test('request bodies: 413 above the route limit, declared or streamed', async 
     t.equal(up.received.length, before)
     // Only the head, no body at all: the declared length alone is enough to answer.
     const { responses } = await exchange(gw.port, 'POST /small/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n', undefined, firstResponseWhole)
-    t.same(responses.map((r) => r.status), [413], 'answered before the body is sent')
+    t.same(
+      responses.map((r) => r.status),
+      [413],
+      'answered before the body is sent',
+    )
     t.equal(up.received.length, before)
     const ok = await send(gw.port, { method: 'POST', target: '/small/x', body: 'x'.repeat(1000) })
     t.equal(ok.status, 200, 'exactly the limit passes')
@@ -43,15 +50,21 @@ t.test('request bodies: 413 above the route limit, declared or streamed', async 
   t.test('a chunked body is counted as it streams; the upstream never receives it whole', async (t) => {
     const before = up.received.length
     const { responses } = await exchange(gw.port, chunked('/small/x', ['a'.repeat(600), 'b'.repeat(600), 'c'.repeat(600)]), undefined, firstResponseWhole)
-    t.same(responses.map((r) => r.status), [413])
+    t.same(
+      responses.map((r) => r.status),
+      [413],
+    )
     t.equal(errorOf(responses[0]!), 'body_too_large')
     t.equal(up.received.length, before, 'the upstream request was aborted, not completed with a cut-off body')
     const ok = await exchange(gw.port, chunked('/small/x', ['a'.repeat(500), 'b'.repeat(500)]), undefined, firstResponseWhole)
-    t.same(ok.responses.map((r) => r.status), [200])
+    t.same(
+      ok.responses.map((r) => r.status),
+      [200],
+    )
     t.equal(up.received.at(-1)!.body, 'a'.repeat(500) + 'b'.repeat(500))
   })
 
-  t.test('limits.max_body_bytes is the default; 0 turns a route\'s limit off', async (t) => {
+  t.test("limits.max_body_bytes is the default; 0 turns a route's limit off", async (t) => {
     t.equal((await send(gw.port, { method: 'PUT', target: '/default/x', body: 'x'.repeat(5001) })).status, 413)
     t.equal((await send(gw.port, { method: 'PUT', target: '/default/x', body: 'x'.repeat(5000) })).status, 200)
     const big = await send(gw.port, { method: 'PUT', target: '/unlimited/x', body: 'x'.repeat(200_000) })
@@ -107,10 +120,19 @@ t.test('upstream connections: the pool never opens more than its size', async (t
     inFlight++
     most = Math.max(most, inFlight)
     // Held until three requests were asked for, so a pool of more than one would overlap them.
-    setTimeout(() => { inFlight--; res.end('ok') }, 150)
+    setTimeout(() => {
+      inFlight--
+      res.end('ok')
+    }, 150)
   })
   await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => { slow.closeAllConnections(); slow.close(() => resolve()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        slow.closeAllConnections()
+        slow.close(() => resolve())
+      }),
+  )
   const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`
   const idp = await issuer(t)
   const gw = await gateway(t, policy({ issuer: idp, upstream: { url } as never, routes: ROUTES }).replace('timeout: 2s }', 'timeout: 5s, connections: 1 }'))

@@ -50,7 +50,16 @@ t.test('paths, headers and bodies', async (t) => {
 
   t.test('encoded slashes, backslashes, NUL, bad UTF-8 and path parameters are refused with 400', async (t) => {
     const before = up.received.length
-    for (const target of ['/public/a%2fb', '/public/a%5Cb', '/public/a\\b', '/public/%00', '/public/%C0%AE', '/public/x;jsessionid=1', '/public/%3B', '/public/%zz']) {
+    for (const target of [
+      '/public/a%2fb',
+      '/public/a%5Cb',
+      '/public/a\\b',
+      '/public/%00',
+      '/public/%C0%AE',
+      '/public/x;jsessionid=1',
+      '/public/%3B',
+      '/public/%zz',
+    ]) {
       const res = await rawGet(gw.port, target)
       t.equal(res.status, 400, target)
       t.equal(JSON.parse(res.body).error, 'bad_path', target)
@@ -86,8 +95,17 @@ t.test('paths, headers and bodies', async (t) => {
   })
 
   t.test('client-sent identity headers never reach the upstream, on public routes too', async (t) => {
-    const spoof = ['X-User-Id: root', 'x-user-id: root2', 'X_User_Id: root3', 'x-user-roles: admin', 'X-Jwt-Claims: {}', 'x-auth-request-user: root', 'x_auth_user: root']
-    const send = (target: string, extra: string[]) => rawRequest(gw.port, [`GET ${target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...spoof, ...extra].join('\r\n') + '\r\n\r\n')
+    const spoof = [
+      'X-User-Id: root',
+      'x-user-id: root2',
+      'X_User_Id: root3',
+      'x-user-roles: admin',
+      'X-Jwt-Claims: {}',
+      'x-auth-request-user: root',
+      'x_auth_user: root',
+    ]
+    const send = (target: string, extra: string[]) =>
+      rawRequest(gw.port, [`GET ${target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...spoof, ...extra].join('\r\n') + '\r\n\r\n')
     t.equal((await send('/public/x', [])).status, 200)
     let seen = up.received.at(-1)!
     for (const name of Object.keys(seen.headers)) t.notMatch(name, /^x[-_](user|jwt|auth)/i, `${name} stripped on a public route`)
@@ -127,14 +145,32 @@ t.test('paths, headers and bodies', async (t) => {
       t.equal(up.received.at(-1)!.body.length, big.length, `${method} body arrived whole`)
       t.equal(up.received.at(-1)!.method, method)
     }
-    const json = await fetch(`${gw.url}/api/json`, { method: 'POST', headers: { ...bearer(user), 'content-type': 'application/json' }, body: '{"not": valid json' })
+    const json = await fetch(`${gw.url}/api/json`, {
+      method: 'POST',
+      headers: { ...bearer(user), 'content-type': 'application/json' },
+      body: '{"not": valid json',
+    })
     t.equal(json.status, 200, 'a body is never parsed')
     t.equal(up.received.at(-1)!.body, '{"not": valid json')
   })
 
   t.test('Expect, Keep-Alive and hop-by-hop request headers do not break forwarding', async (t) => {
-    const res = await rawRequest(gw.port, ['POST /api/x HTTP/1.1', 'Host: 127.0.0.1', `Authorization: Bearer ${user}`, 'Keep-Alive: timeout=5',
-      'Connection: close, x-drop-me', 'X-Drop-Me: 1', 'TE: trailers', 'Proxy-Authorization: Basic abc', 'Content-Length: 5', '', 'hello'].join('\r\n'))
+    const res = await rawRequest(
+      gw.port,
+      [
+        'POST /api/x HTTP/1.1',
+        'Host: 127.0.0.1',
+        `Authorization: Bearer ${user}`,
+        'Keep-Alive: timeout=5',
+        'Connection: close, x-drop-me',
+        'X-Drop-Me: 1',
+        'TE: trailers',
+        'Proxy-Authorization: Basic abc',
+        'Content-Length: 5',
+        '',
+        'hello',
+      ].join('\r\n'),
+    )
     t.equal(res.status, 200)
     const seen = up.received.at(-1)!
     t.equal(seen.body, 'hello')
@@ -150,7 +186,10 @@ t.test('upstream failures: 502 when unreachable, 504 on timeout, no retries', as
   const deadPort = (closed.address() as AddressInfo).port
   await new Promise<void>((r) => closed.close(() => r()))
   let hits = 0
-  const flaky = createServer((_req, res) => { hits++; res.writeHead(503).end('busy') })
+  const flaky = createServer((_req, res) => {
+    hits++
+    res.writeHead(503).end('busy')
+  })
   await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r))
   t.teardown(() => new Promise<void>((r) => flaky.close(() => r())))
   const yaml = `version: 1
@@ -176,8 +215,14 @@ routes:
   const flakyRes = await get(`${gw.url}/flaky/x`)
   t.equal(flakyRes.status, 503, "the upstream's own 503 is passed through")
   t.equal(hits, 1, 'and not retried')
-  t.match(gw.logs.lines.filter((l) => l.msg === 'request'), [{ status: 502, reason: 'upstream_unreachable' }, { status: 504, reason: 'upstream_timeout' }, { status: 503 }])
+  t.match(
+    gw.logs.lines.filter((l) => l.msg === 'request'),
+    [{ status: 502, reason: 'upstream_unreachable' }, { status: 504, reason: 'upstream_timeout' }, { status: 503 }],
+  )
   // Written through request.log, whose child logger is made only for such a line: it still
   // carries the request's id.
-  t.match(gw.logs.lines.filter((l) => l.msg === 'upstream request failed').map((l) => l.request_id), [dead.json.request_id, slow.json.request_id])
+  t.match(
+    gw.logs.lines.filter((l) => l.msg === 'upstream request failed').map((l) => l.request_id),
+    [dead.json.request_id, slow.json.request_id],
+  )
 })

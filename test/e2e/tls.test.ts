@@ -41,7 +41,9 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: stri
     const req = httpsRequest(url, { ca, agent: false }, (res) => {
       let body = ''
       res.setEncoding('utf8')
-      res.on('data', (d: string) => { body += d })
+      res.on('data', (d: string) => {
+        body += d
+      })
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
     })
     req.on('error', reject)
@@ -50,7 +52,9 @@ function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: stri
 }
 
 async function httpsUpstream(t: { teardown(fn: () => unknown): void }, cert: CertFiles, clientCa?: Buffer): Promise<EchoUpstream> {
-  const u = await startEchoUpstream({ tls: { cert: cert.cert, key: cert.key, ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) } })
+  const u = await startEchoUpstream({
+    tls: { cert: cert.cert, key: cert.key, ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
+  })
   t.teardown(() => u.close())
   return u
 }
@@ -76,7 +80,10 @@ t.test('the listener certificate is re-read when its files change; a bad one kee
   const logs = new LogCapture()
   const gw = await startGateway({
     policyFile: tempFile('policy.yaml', yaml(up, { listen: `, tls: { cert_file: "${live.certFile}", key_file: "${live.keyFile}" }` })),
-    logDestination: logs, listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, watch: true,
+    logDestination: logs,
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    watch: true,
   })
   t.teardown(() => gw.close())
   t.equal(await presentedCn(gw.port, pki.ca.cert), 'first')
@@ -132,7 +139,10 @@ t.test('mTLS: the client certificate of the upstream is presented', async (t) =>
   const without = await gateway(t, yaml(up, { upstream: `, tls: { ca_file: "${pki.ca.certFile}" }` }))
   t.equal((await get(`${without.url}/public/x`)).status, 502, 'an upstream requiring a client certificate refuses us without one')
   const client = pki.issue('jwtgate-client')
-  const withCert = await gateway(t, yaml(up, { upstream: `, tls: { ca_file: "${pki.ca.certFile}", cert_file: "${client.certFile}", key_file: "${client.keyFile}" }` }))
+  const withCert = await gateway(
+    t,
+    yaml(up, { upstream: `, tls: { ca_file: "${pki.ca.certFile}", cert_file: "${client.certFile}", key_file: "${client.keyFile}" }` }),
+  )
   t.equal((await get(`${withCert.url}/public/x`)).status, 200)
   t.equal(up.received.at(-1)!.clientCertificate, 'jwtgate-client')
 })
@@ -155,7 +165,13 @@ t.test('require_https: plain HTTP is redirected (GET, HEAD) or refused; trusted 
   let res = await send(gw.port, { target: '/public/x?q=1' })
   t.equal(res.status, 308, 'a direct plain-HTTP GET')
   t.equal(res.headers.location, 'https://127.0.0.1/public/x?q=1')
-  res = await send(gw.port, { target: '/public/x', headers: [['Host', 'api.example.com:8080'], ['X-Forwarded-Proto', 'http']] })
+  res = await send(gw.port, {
+    target: '/public/x',
+    headers: [
+      ['Host', 'api.example.com:8080'],
+      ['X-Forwarded-Proto', 'http'],
+    ],
+  })
   t.equal(res.status, 308, 'a GET the trusted proxy received over http')
   t.equal(res.headers.location, 'https://api.example.com/public/x')
   res = await send(gw.port, { method: 'POST', target: '/public/x', headers: [['X-Forwarded-Proto', 'http']], body: 'secret' })

@@ -104,16 +104,28 @@ t.test('token sources', async (t) => {
     const cases: Array<[string, () => Promise<any>]> = [
       ['header and cookie', () => get(`${gw.url}/api/x`, { ...bearer(token), cookie: `session=${token}` })],
       ['two session cookies', () => get(`${gw.url}/api/x`, { cookie: `session=${token}; session=${token}` })],
-      ['two session cookies in two headers', async () => {
-        const res = await rawRequest(gw.port, `GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: session=${token}\r\nCookie: session=${token}\r\n\r\n`)
-        return { ...res, json: JSON.parse(res.body) }
-      }],
+      [
+        'two session cookies in two headers',
+        async () => {
+          const res = await rawRequest(
+            gw.port,
+            `GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: session=${token}\r\nCookie: session=${token}\r\n\r\n`,
+          )
+          return { ...res, json: JSON.parse(res.body) }
+        },
+      ],
       ['query and header', () => get(`${gw.url}/link/x?access_token=${token}`, bearer(token))],
       ['two query parameters', () => get(`${gw.url}/link/x?access_token=${token}&access_token=${token}`)],
-      ['two X-Api-Token headers', async () => {
-        const res = await rawRequest(gw.port, `GET /both/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Api-Token: ${partnerToken}\r\nx-api-token: ${partnerToken}\r\n\r\n`)
-        return { ...res, json: JSON.parse(res.body) }
-      }],
+      [
+        'two X-Api-Token headers',
+        async () => {
+          const res = await rawRequest(
+            gw.port,
+            `GET /both/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Api-Token: ${partnerToken}\r\nx-api-token: ${partnerToken}\r\n\r\n`,
+          )
+          return { ...res, json: JSON.parse(res.body) }
+        },
+      ],
       ['Authorization and X-Api-Token', () => get(`${gw.url}/both/x`, { ...bearer(token), 'x-api-token': partnerToken })],
     ]
     for (const [what, send] of cases) {
@@ -188,7 +200,10 @@ t.test('by default only Authorization: Bearer is read: no cookie, no query param
   const up = await upstream(t)
   const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: '  - path: /api/**\n    upstream: orders\n    auth: { issuers: [idp] }' }))
   const token = idp.sign(claims)
-  for (const [what, url, headers] of [['query', `/api/x?access_token=${token}`, {}], ['cookie', '/api/x', { cookie: `access_token=${token}; session=${token}; token=${token}` }]] as const) {
+  for (const [what, url, headers] of [
+    ['query', `/api/x?access_token=${token}`, {}],
+    ['cookie', '/api/x', { cookie: `access_token=${token}; session=${token}; token=${token}` }],
+  ] as const) {
     const res = await get(`${gw.url}${url}`, headers)
     t.same([res.status, res.json.error], [401, 'missing_token'], what)
   }

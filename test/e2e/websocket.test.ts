@@ -27,7 +27,9 @@ async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: Server
     res.writeHead(200, { 'content-type': 'text/plain' }).end('plain http')
   }
   const server = tls ? createHttpsServer(tls, plain) : createServer(plain)
-  server.on('connection', () => { up.connections++ })
+  server.on('connection', () => {
+    up.connections++
+  })
   const wss = new WebSocketServer({
     server,
     verifyClient: (info, done) => (info.req.url?.startsWith('/ws/refuse') ? done(false, 403, 'refused by the upstream') : done(true)),
@@ -38,12 +40,15 @@ async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: Server
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   up.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`
-  t.teardown(() => new Promise<void>((resolve) => {
-    for (const client of wss.clients) client.terminate()
-    wss.close()
-    server.closeAllConnections()
-    server.close(() => resolve())
-  }))
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const client of wss.clients) client.terminate()
+        wss.close()
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  )
   return up
 }
 
@@ -56,7 +61,9 @@ function open(url: string, headers: Record<string, string> = {}): Promise<Opened
     ws.once('unexpected-response', (_req, res) => {
       let body = ''
       res.setEncoding('utf8')
-      res.on('data', (d: string) => { body += d })
+      res.on('data', (d: string) => {
+        body += d
+      })
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
     })
     ws.once('error', reject)
@@ -76,7 +83,10 @@ function closed(ws: WebSocket, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
     if (ws.readyState === WebSocket.CLOSED) return resolve()
     const timer = setTimeout(() => reject(new Error(`the socket was still open after ${ms} ms`)), ms)
-    ws.once('close', () => { clearTimeout(timer); resolve() })
+    ws.once('close', () => {
+      clearTimeout(timer)
+      resolve()
+    })
   })
 }
 
@@ -124,7 +134,12 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
   const token = idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['reader'] })
 
   t.test('a valid token: the socket is proxied, with identity headers from the token only', async (t) => {
-    const opened = await open(ws('/ws/chat?room=1'), { authorization: `Bearer ${token}`, 'x-user-id': 'mallory', 'X-User-Roles': 'admin', 'x-auth-user': 'root' })
+    const opened = await open(ws('/ws/chat?room=1'), {
+      authorization: `Bearer ${token}`,
+      'x-user-id': 'mallory',
+      'X-User-Roles': 'admin',
+      'x-auth-user': 'root',
+    })
     if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
     t.teardown(() => opened.ws.terminate())
     t.equal(await echo(opened.ws, 'hello'), 'hello')
@@ -139,13 +154,20 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal(seen.headers['x-forwarded-proto'], 'http')
     t.match(seen.headers['x-request-id'], /^[0-9a-f-]{36}$/)
     t.equal(seen.headers.host, new URL(up.url).host)
-    t.match(gw.logs.lines.find((l) => l.status === 101), { route: 'routes[0] /ws/**', sub: 'alice', websocket: true })
+    t.match(
+      gw.logs.lines.find((l) => l.status === 101),
+      { route: 'routes[0] /ws/**', sub: 'alice', websocket: true },
+    )
     t.notOk(gw.logs.text.includes(token), 'the token is not logged')
   })
 
   t.test('a missing or invalid token gets 401 before any upgrade; the upstream sees no connection', async (t) => {
     const before = up.connections
-    for (const headers of [{} as Record<string, string>, { authorization: `Bearer ${token.slice(0, -4)}AAAA` }, { authorization: `Bearer ${idp.sign({ sub: 'alice', aud: 'other' })}` }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      { authorization: `Bearer ${token.slice(0, -4)}AAAA` },
+      { authorization: `Bearer ${idp.sign({ sub: 'alice', aud: 'other' })}` },
+    ]) {
       const res = await open(ws('/ws/chat'), headers)
       t.equal('status' in res && res.status, 401)
       t.match('status' in res && res.headers['www-authenticate'], /^Bearer realm="jwtgate"/)
@@ -161,13 +183,13 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
     t.teardown(() => opened.ws.terminate())
     const seen = up.upgrades.at(-1)!.headers
-    t.equal(seen['x-user-id'], 'alice', 'the policy\'s identity header')
-    t.equal(seen['x-user-roles'], 'reader|ops', 'the route\'s own replaces the policy\'s')
-    t.equal(seen['x-user-email'], 'a@example.com', 'the route\'s own is added')
+    t.equal(seen['x-user-id'], 'alice', "the policy's identity header")
+    t.equal(seen['x-user-roles'], 'reader|ops', "the route's own replaces the policy's")
+    t.equal(seen['x-user-email'], 'a@example.com', "the route's own is added")
     t.match(JSON.parse(Buffer.from(String(seen['x-token-claims']), 'base64url').toString()), { sub: 'alice', email: 'a@example.com' }, 'the payload header')
     const plain = up.plain.length
     const refused = await open(ws('/own/ws'), { authorization: `Bearer ${idp.sign({ sub: 'bob', aud: 'orders-api', roles: ['guest'] })}` })
-    t.equal('status' in refused && refused.status, 403, 'the route\'s requirement is checked on the upgrade')
+    t.equal('status' in refused && refused.status, 403, "the route's requirement is checked on the upgrade")
     t.equal(up.plain.length, plain, 'and nothing reached the upstream')
   })
 
@@ -179,7 +201,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     const anonymous = await open(ws('/report/ws'), { 'x-user-id': 'mallory' })
     if (!('ws' in anonymous)) return t.fail(`not opened: ${anonymous.status} ${anonymous.body}`)
     t.teardown(() => anonymous.ws.terminate())
-    t.equal(up.upgrades.at(-1)!.headers['x-user-id'], undefined, 'no token, no identity: the client\'s copy is removed')
+    t.equal(up.upgrades.at(-1)!.headers['x-user-id'], undefined, "no token, no identity: the client's copy is removed")
     const lines = gw.logs.lines.filter((l) => l.route === 'routes[5] /report/ws' && l.status === 101)
     t.match(lines, [
       { report: 'deny', report_status: 403, report_reason: 'insufficient_claims', sub: 'alice', websocket: true },
@@ -207,7 +229,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal('status' in denied && denied.status, 401, 'and checked like any request')
   })
 
-  t.test("with cors on the route, only its origins may open a socket (cross-site WebSocket hijacking)", async (t) => {
+  t.test('with cors on the route, only its origins may open a socket (cross-site WebSocket hijacking)', async (t) => {
     const evil = await open(ws('/browser/ws'), { authorization: `Bearer ${token}`, origin: 'https://evil.example' })
     t.equal('status' in evil && evil.status, 403)
     t.match('status' in evil && evil.body, /cors_rejected/)
@@ -225,7 +247,9 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     for (let i = 0; i < 5; i++) {
       const socket = connect(gw.port, '127.0.0.1')
       socket.on('error', () => {})
-      socket.write(`GET /ws/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+      socket.write(
+        `GET /ws/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+      )
       socket.resetAndDestroy()
     }
     await sleep(100)
@@ -245,9 +269,12 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
   t.test('an upgrade request with a body gets 400 in the shape of every error answer', async (t) => {
     const before = up.plain.length
     // On a route without websocket, where the upgrade is served as plain HTTP.
-    const res = await rawRequest(gw.port, `GET /plain/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n` +
-      `X-Request-Id: upgrade-with-body\r\nContent-Length: 2\r\n\r\nhi`)
+    const res = await rawRequest(
+      gw.port,
+      `GET /plain/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n` +
+        `X-Request-Id: upgrade-with-body\r\nContent-Length: 2\r\n\r\nhi`,
+    )
     t.equal(res.status, 400)
     t.equal(res.headers['cache-control'], 'no-store')
     t.same(JSON.parse(res.body), { error: 'bad_request', message: 'an upgrade request with a body is not supported', request_id: 'upgrade-with-body' })
@@ -256,11 +283,14 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
 })
 
 t.test('websocket: true on a route without GET is refused at load', async (t) => {
-  t.match(policyProblems(`version: 1
+  t.match(
+    policyProblems(`version: 1
 listen: { port: 0 }
 upstreams: { orders: { url: "http://127.0.0.1:1" } }
 routes: [ { path: /ws, methods: [POST], upstream: orders, auth: none, websocket: true } ]
-`), [/^4:\d+ websocket: true needs GET in methods/])
+`),
+    [/^4:\d+ websocket: true needs GET in methods/],
+  )
 })
 
 t.test('a tunnel closes when its token stops being accepted (exp plus clock_skew)', async (t) => {
@@ -298,7 +328,10 @@ t.test('wss upstreams are verified like https ones', async (t) => {
   const res = await open(`${untrusted.url.replace(/^http/, 'ws')}/pub/ws`)
   t.equal('status' in res && res.status, 502, 'a certificate from an unknown CA')
   t.equal(up.upgrades.length, 0)
-  const trusted = await gateway(t, policy({ issuer: idp, upstream: up as never, routes: ROUTES }).replace('timeout: 2s }', `timeout: 2s, tls: { ca_file: "${pki.ca.certFile}" } }`))
+  const trusted = await gateway(
+    t,
+    policy({ issuer: idp, upstream: up as never, routes: ROUTES }).replace('timeout: 2s }', `timeout: 2s, tls: { ca_file: "${pki.ca.certFile}" } }`),
+  )
   const opened = await open(`${trusted.url.replace(/^http/, 'ws')}/pub/ws`)
   t.ok('ws' in opened, 'with ca_file')
   if ('ws' in opened) {

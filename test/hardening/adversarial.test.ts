@@ -16,7 +16,6 @@ import { errorOf, exchange, send, type RawResponse } from './raw.js'
 
 type TT = Parameters<Parameters<typeof t.test>[0]>[0]
 
-
 // ---------------------------------------------------------------------------------------------
 // Token crafting
 
@@ -67,7 +66,13 @@ async function trapServer(t: TT): Promise<{ url: string; hits: string[] }> {
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":[]}')
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
+  )
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits }
 }
 
@@ -151,7 +156,10 @@ function exactHeaders(t: TT, seen: Received, expected: Record<string, string | R
 // ---------------------------------------------------------------------------------------------
 
 t.test('the request path under attack', async (t) => {
-  const idp = await issuer(t, [{ alg: 'RS256', kid: 'rsa-1' }, { alg: 'ES256', kid: 'ec-1' }])
+  const idp = await issuer(t, [
+    { alg: 'RS256', kid: 'rsa-1' },
+    { alg: 'ES256', kid: 'ec-1' },
+  ])
   // Another configured issuer whose key has the same kid as idp's RSA key, so a token that
   // lies about its iss gets as far as a real signature check against the wrong key.
   const other = await issuer(t, [{ alg: 'RS256', kid: 'rsa-1' }])
@@ -164,8 +172,7 @@ t.test('the request path under attack', async (t) => {
   const claims = (extra: Record<string, unknown> = {}) => ({ iss: idp.url, aud: 'orders-api', sub: 'alice', iat: nowS(), exp: nowS() + 300, ...extra })
   const hdr = (extra: Record<string, unknown> = {}, key: DevKey = rsa) => ({ alg: key.alg, typ: 'JWT', kid: key.kid, ...extra })
 
-  const request = (target: string, headers: Array<[string, string]> = [], method = 'GET', body?: string) =>
-    send(gw.port, { method, target, headers, body })
+  const request = (target: string, headers: Array<[string, string]> = [], method = 'GET', body?: string) => send(gw.port, { method, target, headers, body })
   const withToken = (token: string, target = '/api/x', headers: Array<[string, string]> = []) =>
     request(target, [['Authorization', `Bearer ${token}`], ...headers])
 
@@ -180,7 +187,12 @@ t.test('the request path under attack', async (t) => {
   }
 
   /** Allowed: 200 from the echo upstream, one upstream request with exactly these headers. */
-  async function allowed(t: TT, response: Promise<RawResponse>, expected: { url: string; headers: Record<string, string | RegExp> }, what: string): Promise<Received | undefined> {
+  async function allowed(
+    t: TT,
+    response: Promise<RawResponse>,
+    expected: { url: string; headers: Record<string, string | RegExp> },
+    what: string,
+  ): Promise<Received | undefined> {
     const before = up.received.length
     const res = await response
     t.equal(res.status, 200, `${what}: status`)
@@ -216,9 +228,14 @@ t.test('the request path under attack', async (t) => {
     ]
     for (const [form, secret, kid] of secrets) {
       for (const alg of ['HS256', 'HS384', 'HS512']) {
-        for (const header of [{ alg, typ: 'JWT', kid }, { alg, typ: 'JWT' }]) {
+        for (const header of [
+          { alg, typ: 'JWT', kid },
+          { alg, typ: 'JWT' },
+        ]) {
           const input = `${b64(json(header))}.${b64(json(claims({ roles: ['admin'] })))}`
-          const mac = createHmac(`sha${alg.slice(2)}`, secret).update(input).digest('base64url')
+          const mac = createHmac(`sha${alg.slice(2)}`, secret)
+            .update(input)
+            .digest('base64url')
           await refused(t, withToken(`${input}.${mac}`, '/admin/x'), 401, 'bad_algorithm', `${alg} with the ${form}${'kid' in header ? '' : ', no kid'}`)
         }
       }
@@ -254,14 +271,34 @@ t.test('the request path under attack', async (t) => {
     }
     // Headers a verifier should ignore do not stop a token the real key signed.
     const real = jws({ alg: 'RS256', kid: 'rsa-1', ...embedded }, claims({ roles: ['admin'] }), rsa)
-    await allowed(t, withToken(real, '/admin/x'), { url: '/admin/x', headers: { ...authz(real), 'x-user-id': 'alice', 'x-user-roles': 'admin' } }, 'a real token that also carries jku/x5u/x5c/jwk')
+    await allowed(
+      t,
+      withToken(real, '/admin/x'),
+      { url: '/admin/x', headers: { ...authz(real), 'x-user-id': 'alice', 'x-user-roles': 'admin' } },
+      'a real token that also carries jku/x5u/x5c/jwk',
+    )
     await sleep(100)
     t.same(trap.hits, [], 'nothing ever fetched a jku or x5u URL')
     t.equal(idp.fetches, fetchesAtStart, 'and the real key set was not refetched either (cool-down)')
   })
 
   t.test('kid: traversal, odd strings, huge and non-string values', async (t) => {
-    for (const kid of ['../../etc/passwd', '/etc/passwd', '..%2F..%2Fetc%2Fpasswd', 'file:///etc/passwd', `${idp.jwksUri}`, '', ' rsa-1', 'RSA-1', 'rsa-1\u0000', "rsa-1' OR '1'='1", '__proto__', 'constructor', 'hasOwnProperty', 'toString']) {
+    for (const kid of [
+      '../../etc/passwd',
+      '/etc/passwd',
+      '..%2F..%2Fetc%2Fpasswd',
+      'file:///etc/passwd',
+      `${idp.jwksUri}`,
+      '',
+      ' rsa-1',
+      'RSA-1',
+      'rsa-1\u0000',
+      "rsa-1' OR '1'='1",
+      '__proto__',
+      'constructor',
+      'hasOwnProperty',
+      'toString',
+    ]) {
       await refused(t, withToken(jws(hdr({ kid }), claims(), rsa)), 401, 'unknown_kid', `kid ${JSON.stringify(kid)}`)
     }
     // 20 KB of kid makes the token longer than max_token_bytes (16384 by default).
@@ -314,7 +351,7 @@ t.test('the request path under attack', async (t) => {
     await refused(t, withToken(`${b64(json(hdr({ alg: 'ES256' })))}.${p}.${s}`), 401, 'unknown_kid', 'header: alg ES256 with the RSA kid')
     await refused(t, withToken(`${b64(json(hdr({ alg: 'RS512' })))}.${p}.${s}`), 401, 'bad_algorithm', 'header: alg RS512, not allowed')
     const otherToken = jws(hdr(), claims({ sub: 'bob' }), rsa)
-    await refused(t, withToken(`${h}.${p}.${otherToken.split('.')[2]}`), 401, 'bad_signature', "signature of another token")
+    await refused(t, withToken(`${h}.${p}.${otherToken.split('.')[2]}`), 401, 'bad_signature', 'signature of another token')
     await refused(t, withToken(`${h}.${p}.${s.slice(0, -4)}`), 401, 'bad_signature', 'signature truncated by 3 bytes')
     const flipped = Buffer.from(s, 'base64url')
     flipped[10]! ^= 0x01
@@ -370,7 +407,14 @@ t.test('the request path under attack', async (t) => {
   t.test('exp and nbf beyond the range of a Date are refused with 401 (reason aside)', async (t) => {
     // Refused, and nothing forwarded: this is the property that matters.
     const n = nowS()
-    for (const [claim, value] of [['exp', '-1e400'], ['exp', '-9e15'], ['exp', '-1e308'], ['nbf', '1e400'], ['nbf', '9e15'], ['nbf', '1e308']] as const) {
+    for (const [claim, value] of [
+      ['exp', '-1e400'],
+      ['exp', '-9e15'],
+      ['exp', '-1e308'],
+      ['nbf', '1e400'],
+      ['nbf', '9e15'],
+      ['nbf', '1e308'],
+    ] as const) {
       const base = { iss: idp.url, aud: 'orders-api', sub: 'alice', iat: n, exp: n + 300 } as Record<string, unknown>
       delete base[claim]
       await refused(t, withToken(jws(hdr(), `${JSON.stringify(base).slice(0, -1)},"${claim}":${value}}`, rsa)), 401, undefined, `${claim}: ${value}`)
@@ -379,7 +423,12 @@ t.test('the request path under attack', async (t) => {
 
   t.test('exp and nbf beyond the range of a Date get the reason codes expired and not_yet_valid', async (t) => {
     const n = nowS()
-    for (const [claim, value, reason] of [['exp', '-1e400', 'expired'], ['exp', '-9e15', 'expired'], ['nbf', '1e400', 'not_yet_valid'], ['nbf', '9e15', 'not_yet_valid']] as const) {
+    for (const [claim, value, reason] of [
+      ['exp', '-1e400', 'expired'],
+      ['exp', '-9e15', 'expired'],
+      ['nbf', '1e400', 'not_yet_valid'],
+      ['nbf', '9e15', 'not_yet_valid'],
+    ] as const) {
       const base = { iss: idp.url, aud: 'orders-api', sub: 'alice', iat: n, exp: n + 300 } as Record<string, unknown>
       delete base[claim]
       await refused(t, withToken(jws(hdr(), `${JSON.stringify(base).slice(0, -1)},"${claim}":${value}}`, rsa)), 401, reason, `${claim}: ${value}`)
@@ -395,11 +444,28 @@ t.test('the request path under attack', async (t) => {
     const claimsIdpLast = `{"iss":"${other.url}","iss":"${idp.url}",${tail}}`
     const claimsOtherLast = `{"iss":"${idp.url}","iss":"${other.url}",${tail}}`
     await refused(t, withToken(jws(hdr(), claimsIdpLast, otherKey)), 401, 'bad_signature', "other's token whose last iss is idp, on an idp route")
-    await refused(t, withToken(jws(hdr(), claimsIdpLast, otherKey), '/both/x'), 401, 'bad_signature', "other's token whose last iss is idp, on a route for both")
+    await refused(
+      t,
+      withToken(jws(hdr(), claimsIdpLast, otherKey), '/both/x'),
+      401,
+      'bad_signature',
+      "other's token whose last iss is idp, on a route for both",
+    )
     await refused(t, withToken(jws(hdr(), claimsOtherLast, otherKey)), 401, 'wrong_issuer', "other's token whose last iss is other, on an idp route")
     const honest = jws(hdr(), claimsOtherLast, otherKey)
-    await allowed(t, withToken(honest, '/both/x'), { url: '/both/x', headers: { ...authz(honest), 'x-user-id': 'alice' } }, "other's token whose last iss is other, where other is accepted")
-    await refused(t, withToken(jws(hdr(), `{"iss":"${idp.url}","iss":"https://evil.example/",${tail}}`, rsa)), 401, 'wrong_issuer', "idp's token whose last iss is foreign")
+    await allowed(
+      t,
+      withToken(honest, '/both/x'),
+      { url: '/both/x', headers: { ...authz(honest), 'x-user-id': 'alice' } },
+      "other's token whose last iss is other, where other is accepted",
+    )
+    await refused(
+      t,
+      withToken(jws(hdr(), `{"iss":"${idp.url}","iss":"https://evil.example/",${tail}}`, rsa)),
+      401,
+      'wrong_issuer',
+      "idp's token whose last iss is foreign",
+    )
 
     // Header: the alg that counts is the last one, for the allow-list and the verifier alike.
     const payload = json(claims())
@@ -407,49 +473,105 @@ t.test('the request path under attack', async (t) => {
     await refused(t, withToken(jws('{"alg":"RS256","alg":"HS256","kid":"rsa-1"}', payload, rsa)), 401, 'bad_algorithm', 'alg RS256 then HS256')
     await refused(t, withToken(jws('{"alg":"RS256","kid":"rsa-1","kid":"ec-1"}', payload, rsa)), 401, 'unknown_kid', 'kid rsa-1 then ec-1 (the RSA key signed)')
     const lastIsReal = jws('{"alg":"none","alg":"RS256","kid":"ec-1","kid":"rsa-1"}', payload, rsa)
-    await allowed(t, withToken(lastIsReal), { url: '/api/x', headers: { ...authz(lastIsReal), 'x-user-id': 'alice' } }, 'alg none then RS256, kid ec-1 then rsa-1, signed by the RSA key')
+    await allowed(
+      t,
+      withToken(lastIsReal),
+      { url: '/api/x', headers: { ...authz(lastIsReal), 'x-user-id': 'alice' } },
+      'alg none then RS256, kid ec-1 then rsa-1, signed by the RSA key',
+    )
 
     // Claims: what is authorized and what is sent upstream are the same (last) value.
-    const roles = jws(hdr(), `{"roles":["admin"],"roles":["reader"],"sub":"root","sub":"alice","iss":"${idp.url}","aud":"orders-api","iat":${n},"exp":${n + 300}}`, rsa)
+    const roles = jws(
+      hdr(),
+      `{"roles":["admin"],"roles":["reader"],"sub":"root","sub":"alice","iss":"${idp.url}","aud":"orders-api","iat":${n},"exp":${n + 300}}`,
+      rsa,
+    )
     await refused(t, withToken(roles, '/admin/x'), 403, 'insufficient_claims', 'roles admin then reader')
-    await allowed(t, withToken(roles), { url: '/api/x', headers: { ...authz(roles), 'x-user-id': 'alice', 'x-user-roles': 'reader' } }, 'sub root then alice: alice is sent')
+    await allowed(
+      t,
+      withToken(roles),
+      { url: '/api/x', headers: { ...authz(roles), 'x-user-id': 'alice', 'x-user-roles': 'reader' } },
+      'sub root then alice: alice is sent',
+    )
   })
 
   t.test('__proto__, constructor and prototype keys in the header and the payload', async (t) => {
     const n = nowS()
     const base = `"iss":"${idp.url}","aud":"orders-api","iat":${n},"exp":${n + 300}`
-    const pollute = '"__proto__":{"polluted":"yes","roles":["admin"],"sub":"root","iss":"x"},"constructor":{"prototype":{"polluted":"yes"},"name":"Object"},"prototype":{"polluted":"yes"}'
+    const pollute =
+      '"__proto__":{"polluted":"yes","roles":["admin"],"sub":"root","iss":"x"},"constructor":{"prototype":{"polluted":"yes"},"name":"Object"},"prototype":{"polluted":"yes"}'
 
     const full = jws(hdr(), `{${pollute},"sub":"alice",${base}}`, rsa)
     await refused(t, withToken(full, '/admin/x'), 403, 'insufficient_claims', 'roles only under __proto__ do not count')
     // The constructor member is an own claim here, so it is written out like any object claim.
-    await allowed(t, withToken(full), {
-      url: '/api/x',
-      headers: { ...authz(full), 'x-user-id': 'alice', 'x-claim-ctor': '{"prototype":{"polluted":"yes"},"name":"Object"}', 'x-claim-proto': '{"polluted":"yes","roles":["admin"],"sub":"root","iss":"x"}' },
-    }, 'own __proto__ and constructor claims are plain data')
+    await allowed(
+      t,
+      withToken(full),
+      {
+        url: '/api/x',
+        headers: {
+          ...authz(full),
+          'x-user-id': 'alice',
+          'x-claim-ctor': '{"prototype":{"polluted":"yes"},"name":"Object"}',
+          'x-claim-proto': '{"polluted":"yes","roles":["admin"],"sub":"root","iss":"x"}',
+        },
+      },
+      'own __proto__ and constructor claims are plain data',
+    )
 
     const noSub = jws(hdr(), `{"__proto__":{"sub":"root"},${base}}`, rsa)
-    await allowed(t, withToken(noSub), { url: '/api/x', headers: { ...authz(noSub), 'x-claim-proto': '{"sub":"root"}' } }, 'a sub under __proto__ gives no x-user-id')
+    await allowed(
+      t,
+      withToken(noSub),
+      { url: '/api/x', headers: { ...authz(noSub), 'x-claim-proto': '{"sub":"root"}' } },
+      'a sub under __proto__ gives no x-user-id',
+    )
 
     const plain = jws(hdr(), `{"sub":"alice",${base}}`, rsa)
-    await allowed(t, withToken(plain), { url: '/api/x', headers: { ...authz(plain), 'x-user-id': 'alice' } }, 'inherited constructor/__proto__ are no claims: no x-claim-* headers')
+    await allowed(
+      t,
+      withToken(plain),
+      { url: '/api/x', headers: { ...authz(plain), 'x-user-id': 'alice' } },
+      'inherited constructor/__proto__ are no claims: no x-claim-* headers',
+    )
     await refused(t, withToken(plain, '/ctor/x'), 403, 'insufficient_claims', 'a condition on constructor.name does not see Object.prototype')
 
-    await refused(t, withToken(jws(hdr(), `{"__proto__":{"iss":"${idp.url}"},"aud":"orders-api","sub":"alice","exp":${n + 300}}`, rsa)), 401, 'wrong_issuer', 'an iss only under __proto__')
-    await refused(t, withToken(jws('{"__proto__":{"alg":"RS256","kid":"rsa-1"},"typ":"JWT"}', `{"sub":"alice",${base}}`, rsa)), 401, 'bad_algorithm', 'an alg only under __proto__')
+    await refused(
+      t,
+      withToken(jws(hdr(), `{"__proto__":{"iss":"${idp.url}"},"aud":"orders-api","sub":"alice","exp":${n + 300}}`, rsa)),
+      401,
+      'wrong_issuer',
+      'an iss only under __proto__',
+    )
+    await refused(
+      t,
+      withToken(jws('{"__proto__":{"alg":"RS256","kid":"rsa-1"},"typ":"JWT"}', `{"sub":"alice",${base}}`, rsa)),
+      401,
+      'bad_algorithm',
+      'an alg only under __proto__',
+    )
     // A kid only under __proto__ is no kid: the one key that fits RS256 is used.
     const protoKid = jws('{"alg":"RS256","__proto__":{"kid":"ec-1"}}', `{"sub":"alice",${base}}`, rsa)
     await allowed(t, withToken(protoKid), { url: '/api/x', headers: { ...authz(protoKid), 'x-user-id': 'alice' } }, 'a kid only under __proto__ is ignored')
 
-    const headerPolluted = jws('{"alg":"RS256","kid":"rsa-1","__proto__":{"polluted":"yes","crit":["x"]},"constructor":{"prototype":{"polluted":"yes"}}}', `{"sub":"alice",${base}}`, rsa)
-    await allowed(t, withToken(headerPolluted), { url: '/api/x', headers: { ...authz(headerPolluted), 'x-user-id': 'alice' } }, 'a header with __proto__ and constructor members')
+    const headerPolluted = jws(
+      '{"alg":"RS256","kid":"rsa-1","__proto__":{"polluted":"yes","crit":["x"]},"constructor":{"prototype":{"polluted":"yes"}}}',
+      `{"sub":"alice",${base}}`,
+      rsa,
+    )
+    await allowed(
+      t,
+      withToken(headerPolluted),
+      { url: '/api/x', headers: { ...authz(headerPolluted), 'x-user-id': 'alice' } },
+      'a header with __proto__ and constructor members',
+    )
 
     // The same tokens again: now answered from the verified-token cache.
     await refused(t, withToken(full, '/admin/x'), 403, 'insufficient_claims', 'cached: roles only under __proto__ do not count')
     await refused(t, withToken(plain, '/ctor/x'), 403, 'insufficient_claims', 'cached: constructor.name')
 
     t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype was not polluted')
-    t.equal(Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted'), false)
+    t.equal(Object.hasOwn(Object.prototype, 'polluted'), false)
     t.equal(({} as Record<string, unknown>).roles, undefined)
     t.equal(({} as Record<string, unknown>).sub, undefined)
     t.equal(({} as Record<string, unknown>).crit, undefined)
@@ -513,10 +635,15 @@ t.test('the request path under attack', async (t) => {
     // Well-formed base64url of the wrong length is a signature that does not verify.
     await refused(t, withToken(`${h}.${p}.${s.slice(0, -2)}`), 401, 'bad_signature', 'signature one byte short')
     // Whitespace around the token is not part of it.
-    await allowed(t, request('/api/x', [['Authorization', `Bearer   ${good}  `]]), { url: '/api/x', headers: { authorization: `Bearer   ${good}`, 'x-user-id': 'alice' } }, 'spaces around the token')
+    await allowed(
+      t,
+      request('/api/x', [['Authorization', `Bearer   ${good}  `]]),
+      { url: '/api/x', headers: { authorization: `Bearer   ${good}`, 'x-user-id': 'alice' } },
+      'spaces around the token',
+    )
   })
 
-  t.test('oversized tokens: 401 token_too_large up to Node\'s header limit, then 431', async (t) => {
+  t.test("oversized tokens: 401 token_too_large up to Node's header limit, then 431", async (t) => {
     const big = jws(hdr(), claims({ roles: ['admin'], pad: 'x'.repeat(100 * 1024) }), rsa)
     t.ok(big.length > 100 * 1024, '100 KB token')
     // Node answers 431 before jwtgate sees the request (its header section is limited to
@@ -543,26 +670,69 @@ t.test('the request path under attack', async (t) => {
       await refused(t, request('/admin/x', basic), 400, 'multiple_tokens', `a good token then ${count - 1} Basic credentials`)
     }
     await refused(t, request('/api/x', [['Authorization', `Bearer ${token}, Bearer ${token}`]]), 401, 'malformed', 'two tokens in one header')
-    await refused(t, request('/api/x', [['Authorization', `Bearer ${token}`], ['Proxy-Authorization', 'Bearer x'], ['Authorization', '']]), 400, 'multiple_tokens', 'a second, empty, Authorization header')
+    await refused(
+      t,
+      request('/api/x', [
+        ['Authorization', `Bearer ${token}`],
+        ['Proxy-Authorization', 'Bearer x'],
+        ['Authorization', ''],
+      ]),
+      400,
+      'multiple_tokens',
+      'a second, empty, Authorization header',
+    )
     // On a public route nothing is checked; the upstream still gets one Authorization header only.
-    const seen = await allowed(t, request('/public/x', [['Authorization', 'Bearer first'], ['Authorization', 'Bearer second']]), { url: '/public/x', headers: { authorization: 'Bearer first' } }, 'two Authorization headers on a public route')
+    const seen = await allowed(
+      t,
+      request('/public/x', [
+        ['Authorization', 'Bearer first'],
+        ['Authorization', 'Bearer second'],
+      ]),
+      { url: '/public/x', headers: { authorization: 'Bearer first' } },
+      'two Authorization headers on a public route',
+    )
     if (seen) t.equal(seen.rawHeaders.filter((h) => h.toLowerCase() === 'authorization').length, 1)
   })
 
   t.test('client-sent identity headers, in any case, number and spelling, never reach the upstream', async (t) => {
     const spoof: Array<[string, string]> = [
-      ['X-User-Id', 'root'], ['x-user-id', 'root2'], ['X-USER-ID', 'root3'], ['x-user-id', 'root4'], ['x_user_id', 'root5'],
-      ['X_User_Id', 'root6'], ['x-user_id', 'root7'], ['X_USER-ID', 'root8'], ['x-user-id', ''],
-      ['X-User-Roles', 'admin'], ['x_user_roles', 'admin'], ['X-USER-ROLES', 'admin'],
-      ['X-Claim-Ctor', 'x'], ['x_claim_proto', 'x'],
-      ['X-Jwt-Claims', '{}'], ['x_jwt_payload', 'e30'], ['X-JWT-Sub', 'root'], ['x-auth-request-user', 'root'], ['X_Auth_User', 'root'], ['X-AUTH_EMAIL', 'root@x'],
+      ['X-User-Id', 'root'],
+      ['x-user-id', 'root2'],
+      ['X-USER-ID', 'root3'],
+      ['x-user-id', 'root4'],
+      ['x_user_id', 'root5'],
+      ['X_User_Id', 'root6'],
+      ['x-user_id', 'root7'],
+      ['X_USER-ID', 'root8'],
+      ['x-user-id', ''],
+      ['X-User-Roles', 'admin'],
+      ['x_user_roles', 'admin'],
+      ['X-USER-ROLES', 'admin'],
+      ['X-Claim-Ctor', 'x'],
+      ['x_claim_proto', 'x'],
+      ['X-Jwt-Claims', '{}'],
+      ['x_jwt_payload', 'e30'],
+      ['X-JWT-Sub', 'root'],
+      ['x-auth-request-user', 'root'],
+      ['X_Auth_User', 'root'],
+      ['X-AUTH_EMAIL', 'root@x'],
       ...Array.from({ length: 40 }, (_, i): [string, string] => [i % 2 ? 'x-user-id' : 'X_USER_ID', `spoof-${i}`]),
     ]
     const token = jws(hdr(), claims(), rsa)
-    await allowed(t, request('/api/x', [...spoof, ['Authorization', `Bearer ${token}`]]), { url: '/api/x', headers: { ...authz(token), 'x-user-id': 'alice' } }, 'on an authenticated route: only the verified x-user-id')
+    await allowed(
+      t,
+      request('/api/x', [...spoof, ['Authorization', `Bearer ${token}`]]),
+      { url: '/api/x', headers: { ...authz(token), 'x-user-id': 'alice' } },
+      'on an authenticated route: only the verified x-user-id',
+    )
     await allowed(t, request('/public/x', spoof), { url: '/public/x', headers: {} }, 'on a public route: none at all')
     const admin = jws(hdr(), claims({ roles: ['admin', 'ops'] }), rsa)
-    await allowed(t, request('/admin/x', [['Authorization', `Bearer ${admin}`], ...spoof]), { url: '/admin/x', headers: { ...authz(admin), 'x-user-id': 'alice', 'x-user-roles': 'admin,ops' } }, 'token after the spoofed headers')
+    await allowed(
+      t,
+      request('/admin/x', [['Authorization', `Bearer ${admin}`], ...spoof]),
+      { url: '/admin/x', headers: { ...authz(admin), 'x-user-id': 'alice', 'x-user-roles': 'admin,ops' } },
+      'token after the spoofed headers',
+    )
     // Node refuses a header name with a space before the colon outright.
     await refused(t, request('/public/x', [['X-User-Id ', 'root']]), 400, undefined, 'a space before the colon')
   })
@@ -571,7 +741,10 @@ t.test('the request path under attack', async (t) => {
     const token = jws(hdr(), claims({ roles: ['admin'] }), rsa)
     const run = async (connection: string) => {
       const before = up.received.length
-      const { responses } = await exchange(gw.port, `GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\nAuthorization: Bearer ${token}\r\nX-User-Id: mallory\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n`)
+      const { responses } = await exchange(
+        gw.port,
+        `GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\nAuthorization: Bearer ${token}\r\nX-User-Id: mallory\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n`,
+      )
       t.equal(responses.length, 1, `${connection}: one response`)
       t.equal(responses[0]?.status, 200, `${connection}: allowed`)
       t.equal(up.received.length, before + 1, `${connection}: one upstream request`)
@@ -585,29 +758,83 @@ t.test('the request path under attack', async (t) => {
     // The token is hop-by-hop when the client says so: it was checked, and the upstream gets the identity.
     exactHeaders(t, seen, { ...baseline(up), ...chain, 'x-user-id': 'alice', 'x-user-roles': 'admin' }, 'Connection: x-user-id, authorization')
     seen = await run('X-User-Id, X-User-Roles, x-request-id, x-forwarded-for, x-forwarded-proto, x-forwarded-host, host, keep-alive')
-    exactHeaders(t, seen, { ...baseline(up), ...authz(token), 'x-user-id': 'alice', 'x-user-roles': 'admin' }, 'Connection naming every header the gateway sets')
+    exactHeaders(
+      t,
+      seen,
+      { ...baseline(up), ...authz(token), 'x-user-id': 'alice', 'x-user-roles': 'admin' },
+      'Connection naming every header the gateway sets',
+    )
     seen = await run('close, x-user-id')
     exactHeaders(t, seen, { ...baseline(up), ...chain, ...authz(token), 'x-user-id': 'alice', 'x-user-roles': 'admin' }, 'Connection: close, x-user-id')
     // Naming Authorization as hop-by-hop does not make a request without a valid token pass.
     const before = up.received.length
-    const { responses } = await exchange(gw.port, 'GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close, authorization\r\nAuthorization: Bearer forged\r\n\r\n')
+    const { responses } = await exchange(
+      gw.port,
+      'GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close, authorization\r\nAuthorization: Bearer forged\r\n\r\n',
+    )
     t.equal(responses[0]?.status, 401)
     t.equal(up.received.length, before)
   })
 
   t.test('path confusion: dot segments, encoded separators, NUL, ;, //, case, overlong UTF-8', async (t) => {
-    const unauthenticatedAdmin = ['/public/../admin/x', '/public/%2e%2e/admin/x', '/public/%2E%2e/admin/x', '/public/%2e%2E/admin/x', '/public/.%2e/admin/x',
-      '/public/%2e/%2E%2E/admin/x', '/public/./../admin/x', '//admin/x', '///admin//x', '/public//../admin/x', '//public/%2E%2e//admin/x', '/%2e%2e/admin/x',
-      '/../../admin/x', '/public/x/../../admin/x', '/%61dmin/x', '/%61%64%6D%69%6E/x', '/public/../%61dmin/x']
+    const unauthenticatedAdmin = [
+      '/public/../admin/x',
+      '/public/%2e%2e/admin/x',
+      '/public/%2E%2e/admin/x',
+      '/public/%2e%2E/admin/x',
+      '/public/.%2e/admin/x',
+      '/public/%2e/%2E%2E/admin/x',
+      '/public/./../admin/x',
+      '//admin/x',
+      '///admin//x',
+      '/public//../admin/x',
+      '//public/%2E%2e//admin/x',
+      '/%2e%2e/admin/x',
+      '/../../admin/x',
+      '/public/x/../../admin/x',
+      '/%61dmin/x',
+      '/%61%64%6D%69%6E/x',
+      '/public/../%61dmin/x',
+    ]
     for (const target of unauthenticatedAdmin) {
       await refused(t, request(target), 401, 'missing_token', `${target} is an /admin request`)
     }
-    const badPath = ['/public/..%2fadmin/x', '/public/..%2Fadmin/x', '/public%2f..%2fadmin/x', '/public/%2e%2e%2fadmin/x', '/public/..%5cadmin/x', '/public/..%5Cadmin/x',
-      '/public/..\\admin/x', '/public\\..\\admin/x', '/public/%00/../../admin/x', '/public/x%00', '/public/x%00.json', '/admin%00/x',
-      '/public/..;/admin/x', '/admin;/x', '/admin;x=1/y', '/public;/../admin/x', '/public/%3B/../admin/x', '/public/%3b',
-      '/public/%C0%AE%C0%AE/admin/x', '/public/%c0%ae%c0%ae/admin/x', '/public/%E0%80%AE%E0%80%AE/admin/x', '/public/%C0%AF../admin/x', '/public/%C1%9C',
-      '/public/%F0%80%80%AF', '/public/%ED%A0%80', '/public/%FF', '/public/%C0', '/public/%2', '/public/%zz', '/public/%09/../../admin/x', '/public/%0d%0aX-User-Id:%20root',
-      '/public/x#/../../admin/x', 'http://127.0.0.1/admin/x', '*']
+    const badPath = [
+      '/public/..%2fadmin/x',
+      '/public/..%2Fadmin/x',
+      '/public%2f..%2fadmin/x',
+      '/public/%2e%2e%2fadmin/x',
+      '/public/..%5cadmin/x',
+      '/public/..%5Cadmin/x',
+      '/public/..\\admin/x',
+      '/public\\..\\admin/x',
+      '/public/%00/../../admin/x',
+      '/public/x%00',
+      '/public/x%00.json',
+      '/admin%00/x',
+      '/public/..;/admin/x',
+      '/admin;/x',
+      '/admin;x=1/y',
+      '/public;/../admin/x',
+      '/public/%3B/../admin/x',
+      '/public/%3b',
+      '/public/%C0%AE%C0%AE/admin/x',
+      '/public/%c0%ae%c0%ae/admin/x',
+      '/public/%E0%80%AE%E0%80%AE/admin/x',
+      '/public/%C0%AF../admin/x',
+      '/public/%C1%9C',
+      '/public/%F0%80%80%AF',
+      '/public/%ED%A0%80',
+      '/public/%FF',
+      '/public/%C0',
+      '/public/%2',
+      '/public/%zz',
+      '/public/%09/../../admin/x',
+      '/public/%0d%0aX-User-Id:%20root',
+      '/public/x#/../../admin/x',
+      'http://127.0.0.1/admin/x',
+      '*',
+    ]
     for (const target of badPath) {
       // Node itself refuses a few of these (400 without our JSON body); either way nothing is forwarded.
       const res = await refused(t, request(target), 400, undefined, target)
@@ -634,7 +861,14 @@ t.test('the request path under attack', async (t) => {
   })
 
   t.test('headers back ends read as the path or method are not forwarded', async (t) => {
-    for (const [name, value] of [['X-Original-URL', '/admin/x'], ['X-Rewrite-URL', '/admin/x'], ['X-HTTP-Method-Override', 'DELETE'], ['X-Method-Override', 'DELETE'], ['X-HTTP-Method', 'DELETE'], ['X_Original_URL', '/admin/x']] as const) {
+    for (const [name, value] of [
+      ['X-Original-URL', '/admin/x'],
+      ['X-Rewrite-URL', '/admin/x'],
+      ['X-HTTP-Method-Override', 'DELETE'],
+      ['X-Method-Override', 'DELETE'],
+      ['X-HTTP-Method', 'DELETE'],
+      ['X_Original_URL', '/admin/x'],
+    ] as const) {
       const before = up.received.length
       const res = await request('/public/x', [[name, value]])
       t.equal(res.status, 200)
@@ -649,8 +883,18 @@ t.test('the request path under attack', async (t) => {
     const chunkedHidden = `0\r\n\r\n${hidden}`
     // [what, bytes, expected statuses in order, the server closes the connection]
     const cases: Array<[string, string, number[], boolean]> = [
-      ['Content-Length and Transfer-Encoding together', post(`Content-Length: ${chunkedHidden.length}\r\nTransfer-Encoding: chunked\r\n`, chunkedHidden), [400], true],
-      ['Transfer-Encoding then Content-Length', post('Transfer-Encoding: chunked\r\nContent-Length: 4\r\n', `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`), [400], true],
+      [
+        'Content-Length and Transfer-Encoding together',
+        post(`Content-Length: ${chunkedHidden.length}\r\nTransfer-Encoding: chunked\r\n`, chunkedHidden),
+        [400],
+        true,
+      ],
+      [
+        'Transfer-Encoding then Content-Length',
+        post('Transfer-Encoding: chunked\r\nContent-Length: 4\r\n', `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`),
+        [400],
+        true,
+      ],
       ['Transfer-Encoding: chunked, identity', post('Transfer-Encoding: chunked, identity\r\n', chunkedHidden), [400], true],
       ['Transfer-Encoding: xchunked', post('Transfer-Encoding: xchunked\r\n', chunkedHidden), [400], true],
       ['Transfer-Encoding : chunked (space before the colon)', post('Transfer-Encoding : chunked\r\n', chunkedHidden), [400], true],
@@ -660,7 +904,12 @@ t.test('the request path under attack', async (t) => {
       ['two Content-Length headers, equal', post('Content-Length: 3\r\nContent-Length: 3\r\n', 'abc'), [400], true],
       ['Content-Length: 3, 3', post('Content-Length: 3, 3\r\n', 'abc'), [400], true],
       ['Content-Length: +3', post('Content-Length: +3\r\n', 'abc'), [400], true],
-      ['a chunk size that overflows', post('Transfer-Encoding: chunked\r\n', `ffffffffffffffffff${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`), [400], true],
+      [
+        'a chunk size that overflows',
+        post('Transfer-Encoding: chunked\r\n', `ffffffffffffffffff${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`),
+        [400],
+        true,
+      ],
       ['bare LF line endings', post('Transfer-Encoding: chunked\r\n', chunkedHidden).replaceAll('\r\n', '\n'), [400], true],
       // Valid framings: the hidden request is a second request of its own, and is checked as one.
       ['Transfer-Encoding:  chunked (extra space)', post('Transfer-Encoding:  chunked\r\n', chunkedHidden), [200, 401], false],
@@ -670,16 +919,28 @@ t.test('the request path under attack', async (t) => {
       ['a request pipelined after a public one', `GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${hidden}`, [200, 401], false],
       // A request inside a body is only a body.
       ['a request inside a Content-Length body', post(`Content-Length: ${hidden.length}\r\nConnection: close\r\n`, hidden), [200], true],
-      ['a request inside a chunked body', post('Transfer-Encoding: chunked\r\nConnection: close\r\n', `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`), [200], true],
+      [
+        'a request inside a chunked body',
+        post('Transfer-Encoding: chunked\r\nConnection: close\r\n', `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`),
+        [200],
+        true,
+      ],
     ]
     for (const [what, bytes, statuses, closes] of cases) {
       const before = up.received.length
       const { responses, closed } = await exchange(gw.port, bytes)
-      t.same(responses.map((r) => r.status), statuses, `${what}: answers`)
+      t.same(
+        responses.map((r) => r.status),
+        statuses,
+        `${what}: answers`,
+      )
       if (statuses[1] === 401) t.equal(errorOf(responses[1]!), 'missing_token', `${what}: the hidden /admin request was checked on its own`)
       t.equal(closed, closes, `${what}: connection ${closes ? 'closed' : 'kept'}`)
       const seen = up.received.slice(before)
-      t.ok(seen.every((r) => r.url === '/public/x' && r.headers['x-user-id'] === undefined), `${what}: the upstream only ever saw /public/x`)
+      t.ok(
+        seen.every((r) => r.url === '/public/x' && r.headers['x-user-id'] === undefined),
+        `${what}: the upstream only ever saw /public/x`,
+      )
       t.equal(seen.length, statuses.filter((s) => s === 200).length, `${what}: upstream requests`)
       if (what.startsWith('a request inside')) t.equal(seen[0]?.body, hidden, `${what}: arrived as the body`)
     }
@@ -687,12 +948,21 @@ t.test('the request path under attack', async (t) => {
     // the rest; either way /admin never reaches the upstream.
     const before = up.received.length
     await exchange(gw.port, `POST /public/x HTTP/1.0\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n${chunkedHidden}`)
-    t.ok(up.received.slice(before).every((r) => r.url === '/public/x'), 'HTTP/1.0 + chunked: never /admin')
+    t.ok(
+      up.received.slice(before).every((r) => r.url === '/public/x'),
+      'HTTP/1.0 + chunked: never /admin',
+    )
     // A GET whose body is a request: the body is not forwarded, and the connection is closed.
     const beforeGet = up.received.length
     const get = await exchange(gw.port, `GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`)
-    t.same(get.responses.map((r) => r.status), [200])
-    t.ok(up.received.slice(beforeGet).every((r) => r.url === '/public/x'), 'GET with a body: never /admin')
+    t.same(
+      get.responses.map((r) => r.status),
+      [200],
+    )
+    t.ok(
+      up.received.slice(beforeGet).every((r) => r.url === '/public/x'),
+      'GET with a body: never /admin',
+    )
   })
 
   t.test('other framings: CONNECT, HTTP/0.9, Upgrade, trailers, two Host headers, huge paths', async (t) => {
@@ -702,7 +972,10 @@ t.test('the request path under attack', async (t) => {
       const before = up.received.length
       const result = await exchange(gw.port, bytes)
       const seen = up.received.slice(before)
-      t.ok(seen.every((r) => !r.url.startsWith('/admin') || r.headers['x-user-id'] === 'alice'), `${what}: no unauthenticated /admin request upstream`)
+      t.ok(
+        seen.every((r) => !r.url.startsWith('/admin') || r.headers['x-user-id'] === 'alice'),
+        `${what}: no unauthenticated /admin request upstream`,
+      )
       return { ...result, seen }
     }
     let r = await run('CONNECT', `CONNECT 127.0.0.1:${up.port} HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\n\r\n${hidden}`)
@@ -710,45 +983,105 @@ t.test('the request path under attack', async (t) => {
     t.ok(r.closed, 'CONNECT: connection closed')
     t.same(r.seen, [], 'CONNECT: nothing upstream')
     r = await run('HTTP/0.9', 'GET /admin/x\r\n\r\n')
-    t.same(r.responses.map((x) => x.status), [401], 'HTTP/0.9 request line: checked like any other')
+    t.same(
+      r.responses.map((x) => x.status),
+      [401],
+      'HTTP/0.9 request line: checked like any other',
+    )
     t.same(r.seen, [])
     r = await run('lower-case method', `get /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`)
-    t.same(r.responses.map((x) => x.status), [400], 'a lower-case method is refused by Node')
+    t.same(
+      r.responses.map((x) => x.status),
+      [400],
+      'a lower-case method is refused by Node',
+    )
     t.same(r.seen, [])
     r = await run('100 KB path', `GET /public/${'a'.repeat(100 * 1024)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-    t.same(r.responses.map((x) => x.status), [431], 'a 100 KB path: 431')
+    t.same(
+      r.responses.map((x) => x.status),
+      [431],
+      'a 100 KB path: 431',
+    )
     t.same(r.seen, [])
     r = await run('3000 dot-dot segments', `GET /public${'/..'.repeat(3000)}/admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
-    t.same(r.responses.map((x) => x.status), [401], '/public/../../…/admin/x is an /admin request')
+    t.same(
+      r.responses.map((x) => x.status),
+      [401],
+      '/public/../../…/admin/x is an /admin request',
+    )
     t.same(r.seen, [])
     r = await run('5000 segments', `GET /public${'/a'.repeat(5000)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
-    t.same(r.responses.map((x) => x.status), [200], '5000 segments under /public are forwarded')
+    t.same(
+      r.responses.map((x) => x.status),
+      [200],
+      '5000 segments under /public are forwarded',
+    )
     t.equal(r.seen[0]?.url, `/public${'/a'.repeat(5000)}`)
 
     const ws = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
     r = await run('WebSocket upgrade without a token', `GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\n${ws}\r\n`)
-    t.same(r.responses.map((x) => x.status), [401], 'an upgrade request without a token: 401')
+    t.same(
+      r.responses.map((x) => x.status),
+      [401],
+      'an upgrade request without a token: 401',
+    )
     t.same(r.seen, [])
     r = await run('WebSocket upgrade with a token', `GET /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\n${ws}Authorization: Bearer ${token}\r\n\r\n`)
-    t.same(r.responses.map((x) => x.status), [200], 'with a token: forwarded as a plain request')
+    t.same(
+      r.responses.map((x) => x.status),
+      [200],
+      'with a token: forwarded as a plain request',
+    )
     if (r.seen[0]) {
-      exactHeaders(t, r.seen[0], { ...baseline(up), ...authz(token), 'x-user-id': 'alice', 'x-user-roles': 'admin', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' }, 'upgrade: no Upgrade header upstream')
+      exactHeaders(
+        t,
+        r.seen[0],
+        {
+          ...baseline(up),
+          ...authz(token),
+          'x-user-id': 'alice',
+          'x-user-roles': 'admin',
+          'sec-websocket-version': '13',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        },
+        'upgrade: no Upgrade header upstream',
+      )
     }
-    r = await run('h2c upgrade', 'GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n')
-    t.same(r.responses.map((x) => x.status), [200])
+    r = await run(
+      'h2c upgrade',
+      'GET /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n',
+    )
+    t.same(
+      r.responses.map((x) => x.status),
+      [200],
+    )
     if (r.seen[0]) exactHeaders(t, r.seen[0], baseline(up), 'h2c: neither Upgrade nor HTTP2-Settings upstream')
 
-    r = await run('identity header as a trailer', 'POST /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nTrailer: X-User-Id\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-User-Id: root\r\n\r\n')
-    t.same(r.responses.map((x) => x.status), [200])
+    r = await run(
+      'identity header as a trailer',
+      'POST /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nTrailer: X-User-Id\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-User-Id: root\r\n\r\n',
+    )
+    t.same(
+      r.responses.map((x) => x.status),
+      [200],
+    )
     t.equal(r.seen[0]?.body, 'abc')
     t.equal(r.seen[0]?.headers['x-user-id'], undefined, 'a trailer never becomes an identity header')
 
     r = await run('two Host headers', 'GET /public/x HTTP/1.1\r\nHost: first.example\r\nHost: second.example\r\nConnection: close\r\n\r\n')
-    t.same(r.responses.map((x) => x.status), [200], 'Node accepts two Host headers (RFC 9112 §3.2 says 400)')
+    t.same(
+      r.responses.map((x) => x.status),
+      [200],
+      'Node accepts two Host headers (RFC 9112 §3.2 says 400)',
+    )
     t.equal(r.seen[0]?.headers['x-forwarded-host'], 'first.example', 'the upstream is told the Host the gateway routed by (the first)')
     t.equal(r.seen[0]?.headers.host, `127.0.0.1:${up.port}`)
     r = await run('no Host header', 'GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n')
-    t.same(r.responses.map((x) => x.status), [400], 'HTTP/1.1 without Host: 400 from Node')
+    t.same(
+      r.responses.map((x) => x.status),
+      [400],
+      'HTTP/1.1 without Host: 400 from Node',
+    )
   })
 
   t.test('the proxy port never answers admin paths itself', async (t) => {
@@ -785,7 +1118,10 @@ t.test('key rotation: a key dropped from the JWKS stops verifying after the refr
   await sleep(50)
 
   const before = up.received.length
-  for (const [what, tok] of [['the cached token', token], ['a fresh token of the old key', jws({ alg: 'RS256', kid: 'old' }, { ...claims(), n: 1 }, old)]] as const) {
+  for (const [what, tok] of [
+    ['the cached token', token],
+    ['a fresh token of the old key', jws({ alg: 'RS256', kid: 'old' }, { ...claims(), n: 1 }, old)],
+  ] as const) {
     const res = await call(tok)
     t.equal(res.status, 401, `${what}: refused`)
     t.equal(errorOf(res), 'unknown_kid', `${what}: unknown_kid`)
@@ -825,13 +1161,15 @@ t.test('key sets: weak, encryption and symmetric keys are never used; redirects 
   const enc = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const secret = 'a-symmetric-key-published-in-the-key-set-by-mistake'
   const devKey = (kid: string, privateKey: DevKey['privateKey']): DevKey => ({ kid, alg: 'RS256', privateKey, publicJwk: {} })
-  idp.respond.body = JSON.stringify({ keys: [
-    idp.keys[0]!.publicJwk,
-    { ...weak.publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' },
-    { ...enc.publicKey.export({ format: 'jwk' }), kid: 'enc', alg: 'RS256', use: 'enc' },
-    { kty: 'oct', kid: 'oct', k: Buffer.from(secret).toString('base64url'), alg: 'HS256' },
-    { kty: 'oct', kid: 'oct-rs', k: Buffer.from(secret).toString('base64url') },
-  ] })
+  idp.respond.body = JSON.stringify({
+    keys: [
+      idp.keys[0]!.publicJwk,
+      { ...weak.publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' },
+      { ...enc.publicKey.export({ format: 'jwk' }), kid: 'enc', alg: 'RS256', use: 'enc' },
+      { kty: 'oct', kid: 'oct', k: Buffer.from(secret).toString('base64url'), alg: 'HS256' },
+      { kty: 'oct', kid: 'oct-rs', k: Buffer.from(secret).toString('base64url') },
+    ],
+  })
   const gw = await gateway(t, policyYaml({ idp, other, up }))
   const claims = { iss: idp.url, aud: 'orders-api', sub: 'alice', exp: nowS() + 300 }
   const call = (token: string) => send(gw.port, { target: '/api/x', headers: [['Authorization', `Bearer ${token}`]] })
@@ -856,12 +1194,27 @@ t.test('key sets: weak, encryption and symmetric keys are never used; redirects 
   // A key-set URL that redirects: not followed, so the issuer has no keys (503, not 401).
   const target = await issuer(t)
   const redirects: string[] = []
-  const redirector = createServer((req, res) => { redirects.push(req.url ?? ''); res.writeHead(302, { location: idp.jwksUri }).end() })
+  const redirector = createServer((req, res) => {
+    redirects.push(req.url ?? '')
+    res.writeHead(302, { location: idp.jwksUri }).end()
+  })
   await new Promise<void>((r) => redirector.listen(0, '127.0.0.1', r))
-  t.teardown(() => new Promise<void>((r) => { redirector.closeAllConnections(); redirector.close(() => r()) }))
-  const redirected = await gateway(t, policyYaml({ idp: { ...target, jwksUri: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}/jwks.json` }, other, up }))
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        redirector.closeAllConnections()
+        redirector.close(() => r())
+      }),
+  )
+  const redirected = await gateway(
+    t,
+    policyYaml({ idp: { ...target, jwksUri: `http://127.0.0.1:${(redirector.address() as AddressInfo).port}/jwks.json` }, other, up }),
+  )
   const fetchesBefore = idp.fetches
-  const viaRedirect = await send(redirected.port, { target: '/api/x', headers: [['Authorization', `Bearer ${target.sign({ sub: 'alice', aud: 'orders-api' })}`]] })
+  const viaRedirect = await send(redirected.port, {
+    target: '/api/x',
+    headers: [['Authorization', `Bearer ${target.sign({ sub: 'alice', aud: 'orders-api' })}`]],
+  })
   t.equal(viaRedirect.status, 503, 'a redirecting key-set URL gives no keys')
   t.equal(errorOf(viaRedirect), 'keys_unavailable')
   t.equal(viaRedirect.headers['retry-after'], '5')

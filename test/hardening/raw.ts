@@ -57,7 +57,10 @@ export function exchange(port: number, bytes: string | Buffer, idleMs = 300, don
     })
     // The server may reset the connection after answering 400/431 before reading everything.
     socket.on('error', () => {})
-    socket.on('close', () => { closed = true; finish() })
+    socket.on('close', () => {
+      closed = true
+      finish()
+    })
     socket.write(bytes)
     arm()
   })
@@ -83,8 +86,7 @@ export async function send(port: number, request: RawRequest): Promise<RawRespon
   if (request.body !== undefined && !has('content-length') && !has('transfer-encoding')) {
     headers.push(['Content-Length', String(Buffer.byteLength(request.body))])
   }
-  const text = `${request.method ?? 'GET'} ${request.target} HTTP/1.1\r\n` +
-    headers.map(([n, v]) => `${n}: ${v}\r\n`).join('') + '\r\n' + (request.body ?? '')
+  const text = `${request.method ?? 'GET'} ${request.target} HTTP/1.1\r\n` + headers.map(([n, v]) => `${n}: ${v}\r\n`).join('') + '\r\n' + (request.body ?? '')
   const { responses } = await exchange(port, text, undefined, firstResponseWhole)
   return responses[0] ?? { status: 0, headers: {}, body: '' }
 }
@@ -147,10 +149,16 @@ export function parseResponses(raw: string): RawResponse[] {
     } else if (headers['transfer-encoding'] === 'chunked') {
       for (;;) {
         const lineEnd = raw.indexOf('\r\n', i)
-        if (lineEnd < 0) { i = raw.length; break }
+        if (lineEnd < 0) {
+          i = raw.length
+          break
+        }
         const size = parseInt(raw.slice(i, lineEnd), 16)
         i = lineEnd + 2
-        if (!size) { i += 2; break }
+        if (!size) {
+          i += 2
+          break
+        }
         body += raw.slice(i, i + size)
         i += size + 2
       }

@@ -1,6 +1,14 @@
 // The one list of headers the gateway owns, as extraction, forwarding and the compiler read it.
 import t from 'tap'
-import { cannotCarryToken, canonicalHeaderName, HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, isOwnedHeader, ownedHeaderUnderPrefix, SET_BY_GATEWAY } from '../../src/http/owned_headers.js'
+import {
+  cannotCarryToken,
+  canonicalHeaderName,
+  HOP_BY_HOP_REQUEST,
+  HOP_BY_HOP_RESPONSE,
+  isOwnedHeader,
+  ownedHeaderUnderPrefix,
+  SET_BY_GATEWAY,
+} from '../../src/http/owned_headers.js'
 
 t.test('every header forwarding drops or sets is owned, so no claim can be written into it', async (t) => {
   for (const name of [...HOP_BY_HOP_REQUEST, ...HOP_BY_HOP_RESPONSE, ...SET_BY_GATEWAY]) t.ok(isOwnedHeader(name), name)

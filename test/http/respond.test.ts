@@ -14,9 +14,15 @@ t.test('every answer: no-store, JSON, { error, message, request_id }', async (t)
 
 t.test('401 and 403 carry the RFC 6750 challenge; other refusals none', async (t) => {
   t.equal(errorHeaders(deny('missing_token', 'no token'))['www-authenticate'], 'Bearer realm="jwtgate"')
-  t.equal(errorHeaders(deny('expired', 'the token has expired'))['www-authenticate'], 'Bearer realm="jwtgate", error="invalid_token", error_description="the token has expired"')
-  t.equal(errorHeaders({ ...deny('insufficient_claims', 'needs "a"'), scope: 'orders:read' })['www-authenticate'],
-    'Bearer realm="jwtgate", error="insufficient_scope", error_description="needs a", scope="orders:read"', 'quotes cannot break out of the parameter')
+  t.equal(
+    errorHeaders(deny('expired', 'the token has expired'))['www-authenticate'],
+    'Bearer realm="jwtgate", error="invalid_token", error_description="the token has expired"',
+  )
+  t.equal(
+    errorHeaders({ ...deny('insufficient_claims', 'needs "a"'), scope: 'orders:read' })['www-authenticate'],
+    'Bearer realm="jwtgate", error="insufficient_scope", error_description="needs a", scope="orders:read"',
+    'quotes cannot break out of the parameter',
+  )
   t.notOk('www-authenticate' in errorHeaders(deny('cors_rejected', 'x')))
   t.notOk('www-authenticate' in errorHeaders(deny('bad_path', 'x')))
 })

@@ -21,11 +21,22 @@ routes:
 t.test('the policy, its routes and their parts are frozen', async (t) => {
   const policy = compilePolicy(parsePolicySource('policy.yaml', POLICY), createLogger('silent'))
   const route = policy.routes.match('GET', '', '/api/x')!.value
-  for (const [name, value] of Object.entries({ policy, route, identity: route.identity, headers: route.identity.headers, upstream: route.upstream,
-    listen: policy.listen, auth: policy.auth, issuer: policy.issuers.get('internal')!, copy: route.headerCopy })) {
+  for (const [name, value] of Object.entries({
+    policy,
+    route,
+    identity: route.identity,
+    headers: route.identity.headers,
+    upstream: route.upstream,
+    listen: policy.listen,
+    auth: policy.auth,
+    issuer: policy.issuers.get('internal')!,
+    copy: route.headerCopy,
+  })) {
     t.ok(Object.isFrozen(value), name)
   }
-  t.throws(() => { (route.identity.headers as unknown[]).push({}) }, TypeError)
+  t.throws(() => {
+    ;(route.identity.headers as unknown[]).push({})
+  }, TypeError)
   t.notOk(Object.isFrozen(policy.auth.tokens), 'the token cache keeps working')
 })
 
@@ -41,9 +52,18 @@ t.test('what forwarding leaves out is computed with the route', async (t) => {
 })
 
 t.test('deepFreeze leaves class instances and getters alone', async (t) => {
-  class Live { n = 0 }
+  class Live {
+    n = 0
+  }
   let reads = 0
-  const value = deepFreeze({ live: new Live(), list: [{ a: 1 }], get counted() { return ++reads }, map: new Map([['k', { b: 2 }]]) })
+  const value = deepFreeze({
+    live: new Live(),
+    list: [{ a: 1 }],
+    get counted() {
+      return ++reads
+    },
+    map: new Map([['k', { b: 2 }]]),
+  })
   value.live.n++
   t.equal(value.live.n, 1)
   t.ok(Object.isFrozen(value.list[0]))

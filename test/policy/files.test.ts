@@ -17,7 +17,9 @@ t.test('secret files, admin token file and TLS files, as absolute paths', async 
   writeFileSync(path.join(dir, 'hmac.key'), 'k'.repeat(32))
   writeFileSync(path.join(dir, 'admin.token'), 't'.repeat(32))
   writeFileSync(path.join(dir, 'ca.pem'), pki.ca.cert)
-  writeFileSync(policyFile, `version: 1
+  writeFileSync(
+    policyFile,
+    `version: 1
 listen: { port: 0, tls: { cert_file: "${server.certFile}", key_file: "${server.keyFile}" } }
 issuers:
   internal: { issuer: internal, secret_file: hmac.key, audiences: [a], algorithms: [HS256] }
@@ -28,11 +30,21 @@ revocation: { backend: file, file: { path: revoked.json }, admin_token_file: adm
 routes:
   - { path: /a, upstream: plain, auth: { issuers: [internal] } }
   - { path: /b, upstream: secure, auth: none }
-`)
+`,
+  )
   const policy = loadPolicy(policyFile, createLogger('silent'))
   t.teardown(() => policy.revocation?.store.stop())
-  t.same([...policy.files].sort(), [
-    path.join(dir, 'hmac.key'), path.join(dir, 'admin.token'), server.certFile, server.keyFile, path.join(dir, 'ca.pem'), client.certFile, client.keyFile,
-  ].sort())
+  t.same(
+    [...policy.files].sort(),
+    [
+      path.join(dir, 'hmac.key'),
+      path.join(dir, 'admin.token'),
+      server.certFile,
+      server.keyFile,
+      path.join(dir, 'ca.pem'),
+      client.certFile,
+      client.keyFile,
+    ].sort(),
+  )
   t.notOk(policy.files.includes(path.join(dir, 'revoked.json')), 'the file backend reads its file itself, while running')
 })

@@ -30,7 +30,11 @@ t.test('the example policies reference the schema and are valid against it', asy
 
 t.test('an editor finds mistakes with it', async (t) => {
   const validate = new Ajv({ strict: false }).compile(policyJsonSchema())
-  t.notOk(validate(parse('version: 1\nlisten: { port: 1 }\nupstreams: { a: { url: "http://x" } }\nroutes: [ { path: /x, upstream: a, auth: none, methds: [GET] } ]\n')))
+  t.notOk(
+    validate(
+      parse('version: 1\nlisten: { port: 1 }\nupstreams: { a: { url: "http://x" } }\nroutes: [ { path: /x, upstream: a, auth: none, methds: [GET] } ]\n'),
+    ),
+  )
 })
 
 t.test('it is a valid draft-07 schema, and carries the defaults for editors', async (t) => {

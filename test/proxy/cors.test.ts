@@ -12,11 +12,22 @@ function rule(spec: CorsDocument): CorsRule {
   return compiled
 }
 
-const app = rule({ origins: ['https://app.example.com'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Trace'], credentials: true, expose_headers: ['x-total'], max_age: '10m' })
+const app = rule({
+  origins: ['https://app.example.com'],
+  methods: ['GET', 'PUT'],
+  headers: ['Authorization', 'X-Trace'],
+  credentials: true,
+  expose_headers: ['x-total'],
+  max_age: '10m',
+})
 const any = rule({ origins: ['*'] })
 
 t.test('a preflight is OPTIONS with Origin and Access-Control-Request-Method', async (t) => {
-  const headers: IncomingHttpHeaders = { origin: 'https://app.example.com', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization' }
+  const headers: IncomingHttpHeaders = {
+    origin: 'https://app.example.com',
+    'access-control-request-method': 'PUT',
+    'access-control-request-headers': 'authorization',
+  }
   t.same(preflightOf('OPTIONS', headers), { origin: 'https://app.example.com', method: 'PUT', headers: 'authorization' })
   t.same(preflightOf('OPTIONS', { ...headers, 'access-control-request-headers': undefined }), { origin: 'https://app.example.com', method: 'PUT', headers: '' })
   t.equal(preflightOf('GET', headers), undefined, 'not OPTIONS')
@@ -42,7 +53,7 @@ t.test('a preflight is refused for an origin, method or header the rule does not
   t.match(refusePreflight(app, { ...ok, method: 'x'.repeat(500) })?.description, /x{64}…/, 'a long value is clipped in the message')
 })
 
-t.test('an allowed origin gets its headers; the upstream\'s own Access-Control-* are replaced', async (t) => {
+t.test("an allowed origin gets its headers; the upstream's own Access-Control-* are replaced", async (t) => {
   const sink = headerRecord()
   sink.header('access-control-allow-origin', '*')
   sink.header('access-control-allow-methods', 'DELETE')
@@ -59,7 +70,7 @@ t.test('another origin gets no Access-Control-* at all, and still Vary: Origin',
   const sink = headerRecord()
   sink.header('access-control-allow-origin', '*')
   addCorsHeaders(sink, app, 'https://evil.test', false, false)
-  t.same(sink.headers, { vary: 'Origin' }, 'the upstream\'s * is removed too')
+  t.same(sink.headers, { vary: 'Origin' }, "the upstream's * is removed too")
   const none = headerRecord()
   addCorsHeaders(none, app, undefined, false, false)
   t.same(none.headers, { vary: 'Origin' }, 'no Origin: no CORS headers')

@@ -9,7 +9,9 @@ import { compileHttpsRule } from '../../src/proxy/https_only.js'
 import { headerStripper } from '../../src/proxy/identity_headers.js'
 
 function sources(...specs: TokenSourceDocument[]): TokenSources {
-  const fail = (_at: unknown, message: string) => { throw new Error(message) }
+  const fail = (_at: unknown, message: string) => {
+    throw new Error(message)
+  }
   return tokenSources(specs.map((spec) => ({ ...(sourcePlace(spec, [], fail) as Omit<TokenSource, 'issuers'>), issuers: undefined as never })))
 }
 
@@ -25,25 +27,34 @@ function forward(headers: IncomingHttpHeaders, copy: HeaderCopy, identity?: Reco
 const bearerRoute = headerCopy(sources({ header: 'Authorization' }), false, strip)
 
 t.test('hop-by-hop request headers are never copied', async (t) => {
-  const hop = { 'keep-alive': 'timeout=5', upgrade: 'h2c', expect: '100-continue', 'proxy-connection': 'keep-alive', te: 'trailers',
-    trailer: 'x-sum', 'proxy-authorization': 'Basic Zm9vOmJhcg==', 'http2-settings': 'AAMAAABk', 'transfer-encoding': 'chunked' }
+  const hop = {
+    'keep-alive': 'timeout=5',
+    upgrade: 'h2c',
+    expect: '100-continue',
+    'proxy-connection': 'keep-alive',
+    te: 'trailers',
+    trailer: 'x-sum',
+    'proxy-authorization': 'Basic Zm9vOmJhcg==',
+    'http2-settings': 'AAMAAABk',
+    'transfer-encoding': 'chunked',
+  }
   const out = forward({ ...hop, accept: 'text/plain' }, bearerRoute)
   for (const name of Object.keys(hop)) t.notOk(name in out, `${name} is not sent`)
   t.equal(out.accept, 'text/plain', 'end-to-end headers are')
 })
 
-t.test('x-request-id and X-Forwarded-* are the gateway\'s, whatever the client sent', async (t) => {
+t.test("x-request-id and X-Forwarded-* are the gateway's, whatever the client sent", async (t) => {
   const out = forward({ 'x-request-id': 'forged', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.test', host: 'gw.example' }, bearerRoute)
   t.equal(out['x-request-id'], 'req-1')
-  t.equal(out['x-forwarded-proto'], 'http', 'a client\'s X-Forwarded-Proto is not believed')
+  t.equal(out['x-forwarded-proto'], 'http', "a client's X-Forwarded-Proto is not believed")
   t.equal(out['x-forwarded-host'], 'gw.example', 'the Host the request reached us with')
   t.equal(out['x-forwarded-for'], '192.0.2.7', 'the peer starts the chain')
   t.equal(forward({ 'x-forwarded-for': '203.0.113.1' }, bearerRoute)['x-forwarded-for'], '203.0.113.1, 192.0.2.7', 'the peer is appended')
   const noHost = forward({ 'x-forwarded-host': 'evil.test' }, bearerRoute, undefined, raw('192.0.2.7', ''))
-  t.notOk('x-forwarded-host' in noHost, 'without a Host, none: never the client\'s')
+  t.notOk('x-forwarded-host' in noHost, "without a Host, none: never the client's")
 })
 
-t.test('a trusted proxy\'s X-Forwarded-Proto is believed, an untrusted peer\'s not', async (t) => {
+t.test("a trusted proxy's X-Forwarded-Proto is believed, an untrusted peer's not", async (t) => {
   const rule = compileHttpsRule(false, ['10.0.0.0/8'], () => {})!
   const viaProxy = { socket: { remoteAddress: '10.1.2.3' }, headers: { host: 'gw.example', 'x-forwarded-proto': 'https' } } as unknown as IncomingMessage
   t.equal(upstreamRequestHeaders({}, bearerRoute, undefined, viaProxy, rule, 'r')['x-forwarded-proto'], 'https')
@@ -54,9 +65,12 @@ t.test('a trusted proxy\'s X-Forwarded-Proto is believed, an untrusted peer\'s n
 t.test('identity headers come only from the decision: client copies are stripped, in any spelling', async (t) => {
   const client = { 'x-user-id': 'mallory', x_user_id: 'mallory', 'x-jwt-claims': 'forged', 'x-other': 'kept' }
   const anonymous = forward(client, bearerRoute)
-  t.same(Object.keys(anonymous).filter((n) => n.startsWith('x-') && !n.startsWith('x-forwarded') && n !== 'x-request-id'), ['x-other'])
+  t.same(
+    Object.keys(anonymous).filter((n) => n.startsWith('x-') && !n.startsWith('x-forwarded') && n !== 'x-request-id'),
+    ['x-other'],
+  )
   const alice = forward(client, bearerRoute, { 'x-user-id': 'alice' })
-  t.equal(alice['x-user-id'], 'alice', 'the verified value, not the client\'s')
+  t.equal(alice['x-user-id'], 'alice', "the verified value, not the client's")
   t.notOk('x_user_id' in alice)
 })
 
@@ -82,13 +96,23 @@ t.test('auth: none with forward_token: false drops Authorization, which was mean
 })
 
 t.test('hop-by-hop response headers and the ones Connection nominates are not sent back', async (t) => {
-  const out = responseHeaders({ connection: 'x-internal, Keep-Alive', 'x-internal': 'secret', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked',
-    upgrade: 'h2c', te: 'trailers', trailer: 'x-sum', 'proxy-authenticate': 'Basic', 'proxy-connection': 'close', 'content-type': 'text/plain' })
+  const out = responseHeaders({
+    connection: 'x-internal, Keep-Alive',
+    'x-internal': 'secret',
+    'keep-alive': 'timeout=5',
+    'transfer-encoding': 'chunked',
+    upgrade: 'h2c',
+    te: 'trailers',
+    trailer: 'x-sum',
+    'proxy-authenticate': 'Basic',
+    'proxy-connection': 'close',
+    'content-type': 'text/plain',
+  })
   t.same(out, { 'content-type': 'text/plain' })
   t.same(responseHeaders({ connection: 'close', 'x-a': '1' }), { 'x-a': '1' }, 'Connection itself is never sent back')
 })
 
-t.test('Connection nominations are removed from the client\'s headers before anything is added', async (t) => {
+t.test("Connection nominations are removed from the client's headers before anything is added", async (t) => {
   const nominated = withoutNominated({ connection: 'X-User-Id, authorization', 'x-user-id': 'mallory', authorization: 'Bearer t', accept: '*/*' })
   t.same(nominated, { accept: '*/*' })
   // So nominating an identity header cannot remove the one the gateway sets afterwards.

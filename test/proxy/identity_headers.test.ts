@@ -34,12 +34,16 @@ const plain = { json: false as const, join: ',' }
 
 t.test('nested and quoted claim paths; an absent claim gives no header', async (t) => {
   const claims = { sub: 'alice', realm_access: { roles: ['r1', 'r2'] }, 'https://example.com/roles': ['admin'] }
-  const headers = identityHeaders(claims, { payloadHeader: null, maxBytes: 4096, headers: [
-    { name: 'x-roles', claim: parseClaimPath('realm_access.roles', [], () => {})!, encoding: plain },
-    { name: 'x-ns-roles', claim: parseClaimPath('"https://example.com/roles"', [], () => {})!, encoding: { json: true } },
-    { name: 'x-email', claim: parseClaimPath('email', [], () => {})!, encoding: plain },
-    { name: 'x-proto', claim: parseClaimPath('__proto__.polluted', [], () => {})!, encoding: plain },
-  ] })
+  const headers = identityHeaders(claims, {
+    payloadHeader: null,
+    maxBytes: 4096,
+    headers: [
+      { name: 'x-roles', claim: parseClaimPath('realm_access.roles', [], () => {})!, encoding: plain },
+      { name: 'x-ns-roles', claim: parseClaimPath('"https://example.com/roles"', [], () => {})!, encoding: { json: true } },
+      { name: 'x-email', claim: parseClaimPath('email', [], () => {})!, encoding: plain },
+      { name: 'x-proto', claim: parseClaimPath('__proto__.polluted', [], () => {})!, encoding: plain },
+    ],
+  })
   t.same(headers, { 'x-roles': 'r1,r2', 'x-ns-roles': '["admin"]' })
 })
 
@@ -55,9 +59,18 @@ t.test('a value over the cap refuses the request; it is never cut or silently dr
   const groups: IdentityHeader = { name: 'x-groups', claim: ['groups'], encoding: plain }
   const fits = identityHeaders({ groups: ['a'.repeat(30), 'b'.repeat(31)] }, { headers: [groups], payloadHeader: null, maxBytes: 62 })
   t.same(fits, { 'x-groups': `${'a'.repeat(30)},${'b'.repeat(31)}` }, 'exactly the cap is sent')
-  t.match(identityHeaders({ groups: ['a'.repeat(30), 'b'.repeat(32)] }, { headers: [groups], payloadHeader: null, maxBytes: 62 }),
-    { status: 403, reason: 'identity_too_large', description: 'the identity header x-groups would be 63 bytes, more than the 62 this route sends' })
-  t.match(identityHeaders({ name: 'é'.repeat(10) }, { headers: [{ name: 'x-name', claim: ['name'], encoding: plain }], payloadHeader: null, maxBytes: 59 }),
-    { reason: 'identity_too_large' }, 'measured after percent-encoding (60 bytes)')
-  t.match(identityHeaders({ sub: 'x'.repeat(100) }, { headers: [], payloadHeader: 'x-jwt-payload', maxBytes: 100 }), { reason: 'identity_too_large', description: /x-jwt-payload/ })
+  t.match(identityHeaders({ groups: ['a'.repeat(30), 'b'.repeat(32)] }, { headers: [groups], payloadHeader: null, maxBytes: 62 }), {
+    status: 403,
+    reason: 'identity_too_large',
+    description: 'the identity header x-groups would be 63 bytes, more than the 62 this route sends',
+  })
+  t.match(
+    identityHeaders({ name: 'é'.repeat(10) }, { headers: [{ name: 'x-name', claim: ['name'], encoding: plain }], payloadHeader: null, maxBytes: 59 }),
+    { reason: 'identity_too_large' },
+    'measured after percent-encoding (60 bytes)',
+  )
+  t.match(identityHeaders({ sub: 'x'.repeat(100) }, { headers: [], payloadHeader: 'x-jwt-payload', maxBytes: 100 }), {
+    reason: 'identity_too_large',
+    description: /x-jwt-payload/,
+  })
 })

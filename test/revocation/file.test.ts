@@ -83,7 +83,10 @@ t.test('POST /revocations and jwtgate revoke append to the file; expired entries
   await eventually('the running gateway picks it up', 2000, async () => (await status(`${gw.url}/api/x`, viaCli.token)) === 401)
 
   const entries = parse(readFileSync(file, 'utf8')) as Array<Record<string, unknown>>
-  t.match(entries, [{ jti: viaApi.jti, exp: Number }, { sub: 'zoe', before: Number }])
+  t.match(entries, [
+    { jti: viaApi.jti, exp: Number },
+    { sub: 'zoe', before: Number },
+  ])
   t.equal(entries.length, 2, 'the expired entry was dropped')
 })
 
@@ -104,7 +107,10 @@ t.test('jwtgate revoke: usage and backends it cannot reach', async (t) => {
   const up = await upstream(t)
   const memory = tempFile('policy.yaml', revocationPolicy(idp, up, '  backend: memory'))
   const plain = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: API_ROUTE }))
-  const unreachable = tempFile('policy.yaml', revocationPolicy(idp, up, `  backend: redis\n  redis: { url: "redis://127.0.0.1:${await freePort()}", timeout: 200ms }`))
+  const unreachable = tempFile(
+    'policy.yaml',
+    revocationPolicy(idp, up, `  backend: redis\n  redis: { url: "redis://127.0.0.1:${await freePort()}", timeout: 200ms }`),
+  )
   // Each run of the command costs a couple of seconds of start-up: run them side by side.
   const [inMemory, none, down, bad] = await Promise.all([
     cli(['revoke', '-c', memory, '--jti', 'a'], ADMIN_ENV),
@@ -136,7 +142,10 @@ t.test('large lists: JSON and the one-entry-per-line form are read as JSON, any 
   t.match(await stats(gw.adminUrl!), { jti: 50_001 })
 
   // The form `jwtgate revoke` writes, with a comment, then one line of plain YAML among them.
-  const lines = `# list\n${many.slice(0, 1000).map((e) => `- ${JSON.stringify(e)}\n`).join('')}- ${JSON.stringify({ jti: fine.jti, exp })}\n`
+  const lines = `# list\n${many
+    .slice(0, 1000)
+    .map((e) => `- ${JSON.stringify(e)}\n`)
+    .join('')}- ${JSON.stringify({ jti: fine.jti, exp })}\n`
   writeFileSync(file, lines)
   await eventually('JSON lines', 2000, async () => (await status(`${gw.url}/api/x`, fine.token)) === 401)
   t.equal(await status(`${gw.url}/api/x`, revoked.token), 200)

@@ -21,7 +21,11 @@ t.test('POST /revocations: bearer token required, body checked, revocation appli
   t.equal(none.json.error, 'unauthorized')
   t.equal((await revoke(admin, { jti: tok.jti }, 'wrong-token-of-about-the-same-size!')).status, 401)
   t.equal((await revoke(admin, { jti: tok.jti }, `${ADMIN_TOKEN}x`)).status, 401, 'a longer token with the right prefix is wrong too')
-  const basic = await fetch(`${admin}/revocations`, { method: 'POST', headers: { authorization: `Basic ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: '{}' })
+  const basic = await fetch(`${admin}/revocations`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: '{}',
+  })
   t.equal(basic.status, 401, 'only the Bearer scheme')
   t.equal(await status(`${gw.url}/api/x`, tok.token), 200, 'nothing was revoked by those')
 
@@ -47,7 +51,10 @@ t.test('POST /revocations: bearer token required, body checked, revocation appli
   t.equal(refused.status, 401, 'the cached token is refused: the cache never serves a revoked token')
   t.equal(refused.json.error, 'revoked')
   t.match(refused.headers.get('www-authenticate'), 'error_description="token revoked"')
-  t.match(gw.logs.lines.find((l) => l.msg === 'token revoked'), { revoked: 'jti', id: tok.jti })
+  t.match(
+    gw.logs.lines.find((l) => l.msg === 'token revoked'),
+    { revoked: 'jti', id: tok.jti },
+  )
   t.match(await stats(admin), { backend: 'memory', state: 'synced', on_backend_unavailable: 'serve_stale', jti: 1, subjects: 0 })
   t.equal((await get(`${admin}/readyz`)).status, 200)
 })
@@ -135,7 +142,10 @@ t.test('a reload to another backend: loaded before it takes over, or the reload 
   t.equal(await gw.reload(), false, 'refused')
   t.equal(gw.gateway.policy.revocation!.store, memoryStore, 'the running list stays')
   t.equal(await status(`${gw.url}/api/x`, tok.token), 401)
-  t.match(gw.logs.lines.find((l) => l.msg === 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy'), { error: /ECONNREFUSED/ })
+  t.match(
+    gw.logs.lines.find((l) => l.msg === 'policy reload failed: the new revocation list could not be loaded; keeping the loaded policy'),
+    { error: /ECONNREFUSED/ },
+  )
 
   const list = tempFile('revoked.yaml', '- { sub: someone-else }\n')
   writeFileSync(gw.gateway.policy.file, revocationPolicy(idp, up, `  backend: file\n  file: { path: "${list}" }`))

@@ -39,7 +39,9 @@ routes:
 
 function compile(yaml: string, env: Record<string, string> = {}, previous?: CompiledPolicy, file = 'policy.yaml'): CompiledPolicy {
   const policy = compilePolicy(parsePolicySource(file, yaml, env), silent, previous)
-  t.teardown(() => { for (const issuer of policy.issuers.values()) issuer.stop() })
+  t.teardown(() => {
+    for (const issuer of policy.issuers.values()) issuer.stop()
+  })
   return policy
 }
 
@@ -63,14 +65,27 @@ t.test('each backend compiles into its store, exposed to authentication too', as
   t.equal(memory.revocation!.store.marginMs, 45_000, 'kept for the largest clock skew past exp')
   t.match(memory.revocation!.store.settings, { failClosed: false, maxTokenLifetimeMs: 86_400_000 })
 
-  const file = compile(withRevocation('  backend: file\n  file: { path: lists/revoked.yaml }\n  max_token_lifetime: 1h'), {}, undefined, '/etc/jwtgate/policy.yaml')
+  const file = compile(
+    withRevocation('  backend: file\n  file: { path: lists/revoked.yaml }\n  max_token_lifetime: 1h'),
+    {},
+    undefined,
+    '/etc/jwtgate/policy.yaml',
+  )
   t.type(file.revocation!.store, FileStore)
   t.same(file.revocation!.store.settings.file, { path: path.resolve('/etc/jwtgate/lists/revoked.yaml') }, 'relative to the policy file')
   t.equal(file.revocation!.store.settings.maxTokenLifetimeMs, 3_600_000)
 
-  const redis = compile(withRevocation('  backend: redis\n  on_backend_unavailable: fail_closed\n  redis: { url: "redis://:hunter2-password@10.0.0.1:6379/2" }\n  admin_token: "${T}"'), { T: 'a'.repeat(16) })
+  const redis = compile(
+    withRevocation(
+      '  backend: redis\n  on_backend_unavailable: fail_closed\n  redis: { url: "redis://:hunter2-password@10.0.0.1:6379/2" }\n  admin_token: "${T}"',
+    ),
+    { T: 'a'.repeat(16) },
+  )
   t.type(redis.revocation!.store, RedisStore)
-  t.match(redis.revocation!.store.settings, { failClosed: true, redis: { url: 'redis://:hunter2-password@10.0.0.1:6379/2', keyPrefix: 'jwtgate:revocation:', timeoutMs: 1000 } })
+  t.match(redis.revocation!.store.settings, {
+    failClosed: true,
+    redis: { url: 'redis://:hunter2-password@10.0.0.1:6379/2', keyPrefix: 'jwtgate:revocation:', timeoutMs: 1000 },
+  })
   t.type(redis.revocation!.adminTokenDigest, Buffer)
   const shown = JSON.stringify(redis.redacted)
   t.notMatch(shown, 'hunter2', 'the redis password is not shown by /config')
@@ -85,15 +100,23 @@ t.test('each backend compiles into its store, exposed to authentication too', as
 t.test('problems are reported at their place', async (t) => {
   t.same(problems(withRevocation('  backend: redis')), ['policy.yaml:23:12 backend: redis needs redis: { url: … }'])
   t.same(problems(withRevocation('  backend: file')), ['policy.yaml:23:12 backend: file needs file: { path: … }'])
-  t.same(problems(withRevocation('  backend: redis\n  redis: { url: "http://x" }')), ['policy.yaml:24:17 redis.url must be a redis:// or rediss:// URL, as in redis://127.0.0.1:6379/0'])
+  t.same(problems(withRevocation('  backend: redis\n  redis: { url: "http://x" }')), [
+    'policy.yaml:24:17 redis.url must be a redis:// or rediss:// URL, as in redis://127.0.0.1:6379/0',
+  ])
   t.same(problems(withRevocation('  backend: memory\n  file: { path: x }')), ['policy.yaml:24:9 file: is only used with backend: file (the backend is memory)'])
   t.same(problems(withRevocation('  backend: memory\n  max_token_lifetime: 0s')), ['policy.yaml:24:23 max_token_lifetime must be more than 0'])
   t.same(problems(withRevocation('  backend: memory\n  admin_token: short')), ['policy.yaml:24:16 the admin token must be at least 16 bytes; it has 5'])
   t.same(problems(withRevocation('  backend: memory\n  admin_token: "${T}"')), ['policy.yaml:24:16 environment variable T is not set'])
   t.same(problems(withRevocation('  backend: memory\n  admin_token_file: /nonexistent/token')), ['policy.yaml:24:21 cannot read admin_token_file: ENOENT'])
-  t.same(problems(withRevocation(`  backend: memory\n  admin_token: "${'x'.repeat(20)}"\n  admin_token_file: /x`)), ['policy.yaml:25:21 give admin_token or admin_token_file, not both'])
-  t.same(problems(withRevocation('  backend: memory\n  on_backend_unavailable: fail_open')), ['policy.yaml:24:27 revocation.on_backend_unavailable must be one of: fail_closed, serve_stale'])
-  t.same(problems(withRevocation('  backend: memory\n  admin_tokn: x')), ['policy.yaml:24:3 unknown field "admin_tokn" in revocation (did you mean "admin_token"?)'])
+  t.same(problems(withRevocation(`  backend: memory\n  admin_token: "${'x'.repeat(20)}"\n  admin_token_file: /x`)), [
+    'policy.yaml:25:21 give admin_token or admin_token_file, not both',
+  ])
+  t.same(problems(withRevocation('  backend: memory\n  on_backend_unavailable: fail_open')), [
+    'policy.yaml:24:27 revocation.on_backend_unavailable must be one of: fail_closed, serve_stale',
+  ])
+  t.same(problems(withRevocation('  backend: memory\n  admin_tokn: x')), [
+    'policy.yaml:24:3 unknown field "admin_tokn" in revocation (did you mean "admin_token"?)',
+  ])
   t.same(problems(withRevocation('  backend: postgres')), ['policy.yaml:23:12 revocation.backend must be one of: memory, file, redis'])
 
   const replayOnOpenRoute = BASE + '  - { path: /reset, upstream: orders, auth: none, replay_protection: true }\n'

@@ -43,11 +43,11 @@ redisTest(t, 'revoked by jti on one gateway, by subject with the CLI: every gate
   const written = JSON.parse(out.stdout)
   t.match(written, { revoked: 'sub', sub: 'bob', before: Number })
   for (const g of [a, b]) {
-    const ms = await eventually('bob\'s token refused within a second', 1000, async () => (await status(`${g.url}/api/x`, bob.token)) === 401)
+    const ms = await eventually("bob's token refused within a second", 1000, async () => (await status(`${g.url}/api/x`, bob.token)) === 401)
     t.pass(`bob's token refused within a second (${ms} ms)`)
   }
   // A token bob gets after the revocation is fine.
-  await eventually('the revocation\'s moment has passed', 1500, () => Date.now() / 1000 >= written.before)
+  await eventually("the revocation's moment has passed", 1500, () => Date.now() / 1000 >= written.before)
   const fresh = token(idp, { sub: 'bob' })
   for (const g of [a, b]) t.equal(await status(`${g.url}/api/x`, fresh.token), 200, 'a token issued after the revocation passes')
   t.match(await stats(b.adminUrl!), { backend: 'redis', state: 'synced', jti: 1, subjects: 1, last_sync: /^\d{4}-/, unavailable_since: null })
@@ -206,7 +206,10 @@ redisTest(t, 'one-time tokens: of 20 concurrent uses on two gateways exactly one
   t.equal(results.filter((r) => r.status === 200).length, 1, 'exactly one use passes')
   const refused = results.filter((r) => r.status !== 200)
   t.equal(refused.length, 19)
-  t.ok(refused.every((r) => r.status === 401 && r.json.error === 'replayed'), 'every other one is a replay')
+  t.ok(
+    refused.every((r) => r.status === 401 && r.json.error === 'replayed'),
+    'every other one is a replay',
+  )
   const key = `${PREFIX}used:${JSON.stringify([idp.url, once.jti])}`
   const ttl = await redis.client().pttl(key)
   t.ok(ttl > 290_000 && ttl <= 306_000, `remembered for the token's lifetime plus the skew (${ttl} ms)`)
@@ -230,12 +233,18 @@ t.test('a redis store stopped while it starts never connects again', async (t) =
   const { RedisStore } = await import('../../src/revocation/redis.js')
   const { createLogger } = await import('../../src/log.js')
   let attempts = 0
-  const server = createServer((socket) => { attempts++; socket.destroy() })
+  const server = createServer((socket) => {
+    attempts++
+    socket.destroy()
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => server.close())
   const port = (server.address() as { port: number }).port
   for (let i = 0; i < 5; i++) {
-    const store = new RedisStore({ backend: 'redis', failClosed: false, maxTokenLifetimeMs: 60_000, redis: { url: `redis://127.0.0.1:${port}`, keyPrefix: 'jwtgate:', timeoutMs: 200 } }, createLogger('silent'))
+    const store = new RedisStore(
+      { backend: 'redis', failClosed: false, maxTokenLifetimeMs: 60_000, redis: { url: `redis://127.0.0.1:${port}`, keyPrefix: 'jwtgate:', timeoutMs: 200 } },
+      createLogger('silent'),
+    )
     const starting = store.start()
     // Stopped at a different point of the start each time: before and after ioredis is loaded.
     await new Promise((resolve) => setTimeout(resolve, i * 5))

@@ -16,14 +16,15 @@ interface Tap {
 
 const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
 /** Why Redis tests cannot run here, or undefined when they can. */
-export const redisMissing: string | undefined = found.error || found.status !== 0
-  ? 'redis-server is not installed (apt-get install redis-server); .ci/run installs it'
-  : undefined
+export const redisMissing: string | undefined =
+  found.error || found.status !== 0 ? 'redis-server is not installed (apt-get install redis-server); .ci/run installs it' : undefined
 
 /** t.test that needs redis-server: skipped with the reason when it is absent, failed under CI. */
 export function redisTest(t: Tap, name: string, fn: (t: any) => Promise<void>): void {
   if (redisMissing && process.env.CI === 'true') {
-    t.test(name, async (t) => { t.fail(`CI=true and ${redisMissing}`) })
+    t.test(name, async (t) => {
+      t.fail(`CI=true and ${redisMissing}`)
+    })
     return
   }
   t.test(name, { skip: redisMissing ?? false }, fn)
@@ -55,7 +56,7 @@ export interface RedisServer {
 }
 
 export async function startRedis(t: Tap, options: { port?: number; dir?: string } = {}): Promise<RedisServer> {
-  const port = options.port ?? await freePort()
+  const port = options.port ?? (await freePort())
   let child: ChildProcess | undefined
   const clients: Redis[] = []
   const server: RedisServer = {
@@ -71,14 +72,24 @@ export async function startRedis(t: Tap, options: { port?: number; dir?: string 
       const c = child
       child = undefined
       if (!c || c.exitCode !== null) return
-      await new Promise<void>((resolve) => { c.once('exit', () => resolve()); c.kill('SIGKILL') })
+      await new Promise<void>((resolve) => {
+        c.once('exit', () => resolve())
+        c.kill('SIGKILL')
+      })
     },
-    pause() { child?.kill('SIGSTOP') },
-    resume() { child?.kill('SIGCONT') },
+    pause() {
+      child?.kill('SIGSTOP')
+    },
+    resume() {
+      child?.kill('SIGCONT')
+    },
     async start(opts = {}) {
       const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'jwtgate-redis-'))
-      child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--dir', dir, '--dbfilename', 'dump.rdb', '--loglevel', 'warning'], { stdio: 'ignore' })
+      child = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', 'dump.rdb', '--loglevel', 'warning'],
+        { stdio: 'ignore' },
+      )
       await waitForPing(port)
     },
   }
@@ -112,9 +123,15 @@ async function waitForPing(port: number): Promise<void> {
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
-    socket.setTimeout(500, () => { socket.destroy(); resolve(false) })
+    socket.setTimeout(500, () => {
+      socket.destroy()
+      resolve(false)
+    })
     socket.on('error', () => resolve(false))
     socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (d) => { socket.destroy(); resolve(d.toString().startsWith('+PONG')) })
+    socket.on('data', (d) => {
+      socket.destroy()
+      resolve(d.toString().startsWith('+PONG'))
+    })
   })
 }

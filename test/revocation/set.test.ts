@@ -72,12 +72,22 @@ t.test('local replay protection: first use only, for the ttl', async (t) => {
 
 class TestStore extends RevocationStore {
   persisted: Revocation[] = []
-  protected async open() { this.synced(0) }
+  protected async open() {
+    this.synced(0)
+  }
   protected async close() {}
-  protected async persist(entry: Revocation) { this.persisted.push(entry) }
-  protected async claimFirstUse() { return true }
-  lose(error: string) { this.unavailable(error) }
-  back() { this.synced(0) }
+  protected async persist(entry: Revocation) {
+    this.persisted.push(entry)
+  }
+  protected async claimFirstUse() {
+    return true
+  }
+  lose(error: string) {
+    this.unavailable(error)
+  }
+  back() {
+    this.synced(0)
+  }
 }
 
 const settings = (failClosed: boolean): RevocationSettings => ({ backend: 'memory', failClosed, maxTokenLifetimeMs: 3_600_000 })

@@ -31,7 +31,11 @@ export async function revoke(adminUrl: string, body: unknown, auth: string | nul
   const res = await fetch(`${adminUrl}/revocations`, { method: 'POST', headers, body: JSON.stringify(body) })
   const text = await res.text()
   let json: unknown
-  try { json = JSON.parse(text) } catch { json = text }
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = text
+  }
   return { status: res.status, json }
 }
 

@@ -4,16 +4,18 @@ import * as table from '../../src/routing/route_table.js'
 
 /** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
 function hostPattern(source: string): HostPattern {
-  return compileHostPattern(source, [], (_at, message) => { throw new Error(message) })!
+  return compileHostPattern(source, [], (_at, message) => {
+    throw new Error(message)
+  })!
 }
 
-t.test('route_table re-exports the host functions', t => {
+t.test('route_table re-exports the host functions', (t) => {
   t.equal(table.compileHostPattern, compileHostPattern)
   t.equal(table.hostFromHeader, hostFromHeader)
   t.end()
 })
 
-t.test('hostFromHeader: lower case, no port, no trailing dot', t => {
+t.test('hostFromHeader: lower case, no port, no trailing dot', (t) => {
   const cases: Array<[string | undefined, string]> = [
     [undefined, ''],
     ['', ''],
@@ -34,18 +36,41 @@ t.test('hostFromHeader: lower case, no port, no trailing dot', t => {
   t.end()
 })
 
-t.test('hostFromHeader: an invalid Host header gives the empty host', t => {
+t.test('hostFromHeader: an invalid Host header gives the empty host', (t) => {
   const invalid = [
-    'example.com:80:80', 'example.com:http', 'example.com:123456', '::1', '[::1', '[::1]x', '[::1]:8x', '[]',
-    '[fe80::1%25eth0]', '[v1.x]', '[::g]', '[1234]', '[1.2.3.4]', '[a:b]', 'a..b', '.example.com', '..', '.', 'exa mple.com', 'user@example.com',
-    'example.com/x', 'ex%41mple.com', 'caf\u00e9.com', 'a'.repeat(64) + '.com', 'a.'.repeat(127) + 'aa', '*.example.com',
+    'example.com:80:80',
+    'example.com:http',
+    'example.com:123456',
+    '::1',
+    '[::1',
+    '[::1]x',
+    '[::1]:8x',
+    '[]',
+    '[fe80::1%25eth0]',
+    '[v1.x]',
+    '[::g]',
+    '[1234]',
+    '[1.2.3.4]',
+    '[a:b]',
+    'a..b',
+    '.example.com',
+    '..',
+    '.',
+    'exa mple.com',
+    'user@example.com',
+    'example.com/x',
+    'ex%41mple.com',
+    'caf\u00e9.com',
+    'a'.repeat(64) + '.com',
+    'a.'.repeat(127) + 'aa',
+    '*.example.com',
   ]
   for (const header of invalid) t.equal(hostFromHeader(header), '', JSON.stringify(header).slice(0, 40))
   t.equal(hostFromHeader('a'.repeat(63) + '.com'), 'a'.repeat(63) + '.com', 'a 63-character label is fine')
   t.end()
 })
 
-t.test('exact host patterns are case-insensitive and port-free', t => {
+t.test('exact host patterns are case-insensitive and port-free', (t) => {
   const p = hostPattern('API.Example.com')
   t.equal(p.source, 'API.Example.com')
   t.ok(p.matches('api.example.com'))
@@ -59,7 +84,7 @@ t.test('exact host patterns are case-insensitive and port-free', t => {
   t.end()
 })
 
-t.test('*.example.com matches one or more labels before example.com, not example.com', t => {
+t.test('*.example.com matches one or more labels before example.com, not example.com', (t) => {
   const p = hostPattern('*.Example.com')
   for (const host of ['a.example.com', 'a.b.example.com', 'xn--caf-dma.example.com']) t.ok(p.matches(host), host)
   for (const host of ['example.com', '.example.com', 'aexample.com', 'example.com.evil', 'a.example.co', '']) t.notOk(p.matches(host), host)
@@ -67,7 +92,7 @@ t.test('*.example.com matches one or more labels before example.com, not example
   t.end()
 })
 
-t.test('invalid host patterns are refused with a message', t => {
+t.test('invalid host patterns are refused with a message', (t) => {
   const cases: Array<[string, RegExp]> = [
     ['', /not a valid host/],
     ['*', /wildcard must be the whole first label/],
@@ -85,13 +110,17 @@ t.test('invalid host patterns are refused with a message', t => {
   ]
   for (const [source, message] of cases) {
     const problems: Array<[unknown, string]> = []
-    t.equal(compileHostPattern(source, ['routes', 0, 'host'], (at, m) => problems.push([at, m])), undefined, JSON.stringify(source))
+    t.equal(
+      compileHostPattern(source, ['routes', 0, 'host'], (at, m) => problems.push([at, m])),
+      undefined,
+      JSON.stringify(source),
+    )
     t.match(problems, [[['routes', 0, 'host'], message]], 'one problem, at the place given')
   }
   t.end()
 })
 
-t.test('hostCovers', t => {
+t.test('hostCovers', (t) => {
   const covers = (a: string, b: string) => hostCovers(hostPattern(a), hostPattern(b))
   t.ok(covers('a.com', 'A.com'))
   t.notOk(covers('a.com', 'b.com'))

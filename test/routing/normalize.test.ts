@@ -22,10 +22,10 @@ type Tap = Pick<typeof t, 'ok' | 'equal' | 'same'>
 
 /** A test name that keeps control and non-ASCII characters out of the TAP stream. */
 function show(s: string): string {
-  return JSON.stringify(s).replace(/[^\x20-\x7e]/g, c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+  return JSON.stringify(s).replace(/[^\x20-\x7e]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 }
 
-t.test('splitTarget splits at the first ? and keeps the query byte for byte', t => {
+t.test('splitTarget splits at the first ? and keeps the query byte for byte', (t) => {
   t.same(splitTarget('/a/b'), { path: '/a/b', query: '' })
   t.same(splitTarget('/a?'), { path: '/a', query: '?' })
   t.same(splitTarget('/a/%2e%2e?x=/../%2F&y=%ZZ?z#f'), { path: '/a/%2e%2e', query: '?x=/../%2F&y=%ZZ?z#f' })
@@ -35,7 +35,7 @@ t.test('splitTarget splits at the first ? and keeps the query byte for byte', t 
   t.end()
 })
 
-t.test('the path must start with /', t => {
+t.test('the path must start with /', (t) => {
   refused(t, [
     ['', 'path must start with /'],
     ['*', 'path must start with /'],
@@ -47,7 +47,7 @@ t.test('the path must start with /', t => {
   t.end()
 })
 
-t.test('already normal paths are returned as the same string', t => {
+t.test('already normal paths are returned as the same string', (t) => {
   for (const p of ['/', '/a', '/a/b/', '/api/v1/orders/123', "/a-b_c~d/e.f/g..h/!$&'()*+,=:@", '/a.', '/a/b.', '/a/x.b', '/a~/-_']) {
     const r = normalizePath(p, STRICT)
     t.ok(r.ok && r.path === p, p)
@@ -55,7 +55,7 @@ t.test('already normal paths are returned as the same string', t => {
   t.end()
 })
 
-t.test('runs of slashes collapse to one', t => {
+t.test('runs of slashes collapse to one', (t) => {
   ok(t, [
     ['//a///b', '/a/b'],
     ['//admin', '/admin'],
@@ -67,7 +67,7 @@ t.test('runs of slashes collapse to one', t => {
   t.end()
 })
 
-t.test('dot segments are removed (RFC 3986 §5.2.4)', t => {
+t.test('dot segments are removed (RFC 3986 §5.2.4)', (t) => {
   ok(t, [
     ['/./admin', '/admin'],
     ['/a/./b', '/a/b'],
@@ -91,7 +91,7 @@ t.test('dot segments are removed (RFC 3986 §5.2.4)', t => {
   t.end()
 })
 
-t.test('encoded dot segments are removed after decoding, once', t => {
+t.test('encoded dot segments are removed after decoding, once', (t) => {
   ok(t, [
     ['/public/%2e%2e/admin/x', '/admin/x'],
     ['/public/.%2E/admin', '/admin'],
@@ -107,7 +107,7 @@ t.test('encoded dot segments are removed after decoding, once', t => {
   t.end()
 })
 
-t.test('encoded unreserved characters are decoded (§2.3)', t => {
+t.test('encoded unreserved characters are decoded (§2.3)', (t) => {
   ok(t, [
     ['/%61dmin/x', '/admin/x'],
     ['/%41%5A%61%7A%30%39%2D%2E%5F%7E', '/AZaz09-._~'],
@@ -117,7 +117,7 @@ t.test('encoded unreserved characters are decoded (§2.3)', t => {
   t.end()
 })
 
-t.test('other escapes are kept, in upper case', t => {
+t.test('other escapes are kept, in upper case', (t) => {
   ok(t, [
     ['/a%20b', '/a%20b'],
     ['/caf%c3%a9', '/caf%C3%A9'],
@@ -135,7 +135,7 @@ t.test('other escapes are kept, in upper case', t => {
   t.end()
 })
 
-t.test('printable characters not allowed raw in a path are percent-encoded', t => {
+t.test('printable characters not allowed raw in a path are percent-encoded', (t) => {
   ok(t, [
     ['/a b', '/a%20b'],
     ['/"x"', '/%22x%22'],
@@ -147,16 +147,20 @@ t.test('printable characters not allowed raw in a path are percent-encoded', t =
   t.end()
 })
 
-t.test('raw pchar characters stay raw', t => {
-  ok(t, [
-    ["/a!$&'()*+,=:@b/", "/a!$&'()*+,=:@b/"],
-    ['/a;b', '/a;b'],
-  ], LAX)
+t.test('raw pchar characters stay raw', (t) => {
+  ok(
+    t,
+    [
+      ["/a!$&'()*+,=:@b/", "/a!$&'()*+,=:@b/"],
+      ['/a;b', '/a;b'],
+    ],
+    LAX,
+  )
   ok(t, [["/x/../a!$&'()*+,=:@b", "/a!$&'()*+,=:@b"]])
   t.end()
 })
 
-t.test('encoded slash and backslash are refused', t => {
+t.test('encoded slash and backslash are refused', (t) => {
   refused(t, [
     ['/admin%2fx', 'encoded slash in path'],
     ['/admin%2Fx', 'encoded slash in path'],
@@ -167,7 +171,7 @@ t.test('encoded slash and backslash are refused', t => {
   t.end()
 })
 
-t.test('raw backslash is refused', t => {
+t.test('raw backslash is refused', (t) => {
   refused(t, [
     ['/public\\..\\admin', 'backslash in path'],
     ['/a\\b', 'backslash in path'],
@@ -175,7 +179,7 @@ t.test('raw backslash is refused', t => {
   t.end()
 })
 
-t.test('NUL and control characters are refused, raw or encoded', t => {
+t.test('NUL and control characters are refused, raw or encoded', (t) => {
   refused(t, [
     ['/a/%00', 'NUL byte in path'],
     ['/a/\u0000', 'NUL byte in path'],
@@ -193,7 +197,7 @@ t.test('NUL and control characters are refused, raw or encoded', t => {
   t.end()
 })
 
-t.test('malformed percent escapes are refused', t => {
+t.test('malformed percent escapes are refused', (t) => {
   refused(t, [
     ['/a%', 'malformed percent-encoding in path'],
     ['/a%4', 'malformed percent-encoding in path'],
@@ -206,7 +210,7 @@ t.test('malformed percent escapes are refused', t => {
   t.end()
 })
 
-t.test('percent-encoded bytes must be valid UTF-8', t => {
+t.test('percent-encoded bytes must be valid UTF-8', (t) => {
   const reason = 'percent-encoded bytes are not valid UTF-8'
   refused(t, [
     ['/a/%C0%AE%C0%AE/', reason], // overlong '.', the classic IIS traversal
@@ -236,7 +240,7 @@ t.test('percent-encoded bytes must be valid UTF-8', t => {
   t.end()
 })
 
-t.test('raw non-ASCII characters are refused', t => {
+t.test('raw non-ASCII characters are refused', (t) => {
   refused(t, [
     ['/caf\u00e9', 'non-ASCII characters in path must be percent-encoded'],
     ['/a\u0080', 'non-ASCII characters in path must be percent-encoded'],
@@ -247,7 +251,7 @@ t.test('raw non-ASCII characters are refused', t => {
   t.end()
 })
 
-t.test('# and ? in the path are refused', t => {
+t.test('# and ? in the path are refused', (t) => {
   refused(t, [
     ['/admin#x', "'#' in path"],
     ['/#', "'#' in path"],
@@ -257,7 +261,7 @@ t.test('# and ? in the path are refused', t => {
   t.end()
 })
 
-t.test('path parameters are refused when rejectPathParameters is set', t => {
+t.test('path parameters are refused when rejectPathParameters is set', (t) => {
   refused(t, [
     ['/admin;jsessionid=1', 'path parameter (;) in path'],
     ['/admin;x=1/..', 'path parameter (;) in path'],
@@ -266,21 +270,43 @@ t.test('path parameters are refused when rejectPathParameters is set', t => {
     ['/admin%3Bx', 'path parameter (;) in path'],
     ['/admin%3bx', 'path parameter (;) in path'],
   ])
-  ok(t, [
-    ['/admin;jsessionid=1', '/admin;jsessionid=1'],
-    ['/admin%3bx', '/admin%3Bx'],
-    ['/a/..;/b', '/a/..;/b'],
-  ], LAX)
+  ok(
+    t,
+    [
+      ['/admin;jsessionid=1', '/admin;jsessionid=1'],
+      ['/admin%3bx', '/admin%3Bx'],
+      ['/a/..;/b', '/a/..;/b'],
+    ],
+    LAX,
+  )
   t.end()
 })
 
-t.test('the attack strings never reach /admin without looking like /admin', t => {
+t.test('the attack strings never reach /admin without looking like /admin', (t) => {
   const attacks = [
-    '/public/../admin/x', '/public/%2e%2e/admin/x', '/public/.%2E/admin', '/public/%2E%2e/admin',
-    '/admin%2fx', '/public/..%2fadmin', '/public/..%5cadmin', '/public\\..\\admin', '/admin;jsessionid=1',
-    '/%61dmin/x', '/a/%00', '/a/%C0%AE%C0%AE/', '//admin', '/./admin', '/public/%252e%252e/admin',
-    '/public/%2e%2e%2fadmin', '/public/%2E%2E%5Cadmin', '/public/..;/admin', '/public/%u002e%u002e/admin',
-    '/public/%c0%ae%c0%ae/admin', '/public/.../admin', '/public/. ./admin', '/public/%2e%2e%00/admin',
+    '/public/../admin/x',
+    '/public/%2e%2e/admin/x',
+    '/public/.%2E/admin',
+    '/public/%2E%2e/admin',
+    '/admin%2fx',
+    '/public/..%2fadmin',
+    '/public/..%5cadmin',
+    '/public\\..\\admin',
+    '/admin;jsessionid=1',
+    '/%61dmin/x',
+    '/a/%00',
+    '/a/%C0%AE%C0%AE/',
+    '//admin',
+    '/./admin',
+    '/public/%252e%252e/admin',
+    '/public/%2e%2e%2fadmin',
+    '/public/%2E%2E%5Cadmin',
+    '/public/..;/admin',
+    '/public/%u002e%u002e/admin',
+    '/public/%c0%ae%c0%ae/admin',
+    '/public/.../admin',
+    '/public/. ./admin',
+    '/public/%2e%2e%00/admin',
   ]
   for (const input of attacks) {
     const r = normalizePath(input, STRICT)
@@ -295,12 +321,31 @@ t.test('the attack strings never reach /admin without looking like /admin', t =>
 })
 
 const IDEMPOTENCE_INPUTS = [
-  '/', '//', '/a/b/', '/a/./b/../c', '/public/%2e%2e/admin', '/%61dmin', '/a%20b c', '/caf%c3%a9',
-  '/"<>"', '/%252e%252e', '/a/b/..', '/..', '/a;b', '/.well-known/x', '/%2a*', '/a/%2E%2E%2E/b',
-  '/~user/%7euser', "/!$&'()*+,=:@", '/[v1]/{x}', '/%3f%23%25', '/a/.../..../', '/%F0%9F%98%80/x//y/',
+  '/',
+  '//',
+  '/a/b/',
+  '/a/./b/../c',
+  '/public/%2e%2e/admin',
+  '/%61dmin',
+  '/a%20b c',
+  '/caf%c3%a9',
+  '/"<>"',
+  '/%252e%252e',
+  '/a/b/..',
+  '/..',
+  '/a;b',
+  '/.well-known/x',
+  '/%2a*',
+  '/a/%2E%2E%2E/b',
+  '/~user/%7euser',
+  "/!$&'()*+,=:@",
+  '/[v1]/{x}',
+  '/%3f%23%25',
+  '/a/.../..../',
+  '/%F0%9F%98%80/x//y/',
 ]
 
-t.test('normalization is idempotent', t => {
+t.test('normalization is idempotent', (t) => {
   for (const options of [STRICT, LAX]) {
     for (const input of IDEMPOTENCE_INPUTS) {
       const once = normalizePath(input, options)
@@ -322,11 +367,44 @@ function rng(seed: number): () => number {
 }
 
 const PIECES = [
-  '/', '/', '/', '.', '..', '%2e', '%2E', 'a', 'b', 'admin', '%61', '%25', '%2525', '%20', ' ', '"', ';', '%3B',
-  '%C3%A9', '%c3%a9', '*', ':', '@', '~', '%7E', '%2f', '%5C', '\\', '%', '%G', '%C0%AE', '#', '\u00e9', '-', '_',
+  '/',
+  '/',
+  '/',
+  '.',
+  '..',
+  '%2e',
+  '%2E',
+  'a',
+  'b',
+  'admin',
+  '%61',
+  '%25',
+  '%2525',
+  '%20',
+  ' ',
+  '"',
+  ';',
+  '%3B',
+  '%C3%A9',
+  '%c3%a9',
+  '*',
+  ':',
+  '@',
+  '~',
+  '%7E',
+  '%2f',
+  '%5C',
+  '\\',
+  '%',
+  '%G',
+  '%C0%AE',
+  '#',
+  '\u00e9',
+  '-',
+  '_',
 ]
 
-t.test('random paths: normal form invariants and idempotence', t => {
+t.test('random paths: normal form invariants and idempotence', (t) => {
   const random = rng(20240601)
   let accepted = 0
   for (let n = 0; n < 5000; n++) {
@@ -347,7 +425,7 @@ t.test('random paths: normal form invariants and idempotence', t => {
       const bad =
         !p.startsWith('/') ||
         p.includes('//') ||
-        segments.some(s => s === '.' || s === '..') ||
+        segments.some((s) => s === '.' || s === '..') ||
         /%(2[DdEe]|5[Ff]|7[Ee]|[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9])/.test(p) || // encoded unreserved left
         /%[0-9A-F]?[a-f]/.test(p) || // lower-case hex
         /[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/.test(p) || // a character not allowed raw

@@ -3,7 +3,9 @@ import { compilePathPattern, literalPrefix, patternCovers, type PathPattern } fr
 
 /** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
 function pathPattern(source: string): PathPattern {
-  return compilePathPattern(source, [], (_at, message) => { throw new Error(message) })!
+  return compilePathPattern(source, [], (_at, message) => {
+    throw new Error(message)
+  })!
 }
 
 function check(t: Pick<typeof import('tap').default, 'ok' | 'notOk' | 'equal'>, pattern: string, yes: string[], no: string[]): void {
@@ -13,14 +15,14 @@ function check(t: Pick<typeof import('tap').default, 'ok' | 'notOk' | 'equal'>, 
   for (const path of no) t.notOk(p.matches(path), `${pattern} does not match ${path}`)
 }
 
-t.test('exact patterns', t => {
+t.test('exact patterns', (t) => {
   check(t, '/health', ['/health'], ['/health/', '/healthz', '/Health', '/', '/health/x', '/x/health', ''])
   check(t, '/a/b/', ['/a/b/'], ['/a/b', '/a/b/c', '/a/'])
   check(t, '/%C3%A9', ['/%C3%A9'], ['/%c3%a9', '/'])
   t.end()
 })
 
-t.test('the root', t => {
+t.test('the root', (t) => {
   check(t, '/', ['/'], ['/a', '//', ''])
   check(t, '/*', ['/a', '/abc'], ['/', '/a/', '/a/b', '', 'ab'])
   check(t, '/**', ['/', '/a', '/a/', '/a/b/c', '/a/b/'], ['', 'a'])
@@ -28,14 +30,14 @@ t.test('the root', t => {
   t.end()
 })
 
-t.test('* matches exactly one non-empty segment', t => {
+t.test('* matches exactly one non-empty segment', (t) => {
   check(t, '/api/orders/*', ['/api/orders/1', '/api/orders/abc'], ['/api/orders', '/api/orders/', '/api/orders/1/', '/api/orders/1/items'])
   check(t, '/api/*/items', ['/api/1/items'], ['/api/items', '/api//items', '/api/1/2/items', '/api/1/items/'])
   check(t, '/*/*', ['/a/b'], ['/a', '/a/', '/a/b/', '/a/b/c'])
   t.end()
 })
 
-t.test('** matches zero or more segments, empty ones included', t => {
+t.test('** matches zero or more segments, empty ones included', (t) => {
   check(t, '/api/**', ['/api', '/api/', '/api/a', '/api/a/b', '/api/a/b/'], ['/apix', '/apix/a', '/ap', '/', '/x/api', '/API'])
   check(t, '/a/b/**', ['/a/b', '/a/b/', '/a/b/c'], ['/a', '/a/', '/a/bc', '/a/bc/d'])
   check(t, '/a/**/b', ['/a/b', '/a/x/b', '/a/x/y/b'], ['/a', '/a/b/', '/a/x', '/b', '/a/bb'])
@@ -47,7 +49,7 @@ t.test('** matches zero or more segments, empty ones included', t => {
   t.end()
 })
 
-t.test('invalid patterns are refused with a message', t => {
+t.test('invalid patterns are refused with a message', (t) => {
   const cases: Array<[string, RegExp]> = [
     ['', /must start with \//],
     ['api/**', /must start with \//],
@@ -71,7 +73,11 @@ t.test('invalid patterns are refused with a message', t => {
   ]
   for (const [source, message] of cases) {
     const problems: Array<[unknown, string]> = []
-    t.equal(compilePathPattern(source, ['routes', 3, 'path'], (at, m) => problems.push([at, m])), undefined, JSON.stringify(source))
+    t.equal(
+      compilePathPattern(source, ['routes', 3, 'path'], (at, m) => problems.push([at, m])),
+      undefined,
+      JSON.stringify(source),
+    )
     t.match(problems, [[['routes', 3, 'path'], message]], 'one problem, at the place given')
   }
   // ** twice, not consecutive, is fine; so is ; (whether requests may use it is another option).
@@ -80,12 +86,12 @@ t.test('invalid patterns are refused with a message', t => {
   t.end()
 })
 
-t.test('a pattern with a literal %2A does not act as a wildcard', t => {
+t.test('a pattern with a literal %2A does not act as a wildcard', (t) => {
   check(t, '/a/%2A', ['/a/%2A'], ['/a/b', '/a/*'])
   t.end()
 })
 
-t.test('literalPrefix', t => {
+t.test('literalPrefix', (t) => {
   t.same(literalPrefix(pathPattern('/api/v1/**')), ['api', 'v1'])
   t.same(literalPrefix(pathPattern('/api/*/x')), ['api'])
   t.same(literalPrefix(pathPattern('/api/v1')), ['api', 'v1'])
@@ -158,7 +164,7 @@ const TOKENS = ['a', 'b', '*', '**', '']
 const ALL_PATTERNS = patterns(TOKENS, 4)
 const ALL_PATHS = paths(['a', 'b', 'c'], 6)
 
-t.test('the compiled matchers agree with the reference on every small pattern and path', t => {
+t.test('the compiled matchers agree with the reference on every small pattern and path', (t) => {
   let failures = 0
   for (const p of ALL_PATTERNS) {
     for (const path of ALL_PATHS) {
@@ -171,35 +177,55 @@ t.test('the compiled matchers agree with the reference on every small pattern an
   t.end()
 })
 
-t.test('literal segments are compared whole, with prefixes and lengths that nearly match', t => {
+t.test('literal segments are compared whole, with prefixes and lengths that nearly match', (t) => {
   const p = pathPattern('/ab/*/cd/**/ef')
   for (const path of ['/ab/x/cd/ef', '/ab/x/cd/y/ef', '/ab/x/cd/ef/ef']) t.ok(p.matches(path), path)
   for (const path of ['/abc/x/cd/ef', '/a/x/cd/ef', '/ab/x/c/ef', '/ab/x/cde/ef', '/ab/x/cd/efg', '/ab/x/cd/e', '/ab/x/cd/ef/']) t.notOk(p.matches(path), path)
   t.end()
 })
 
-t.test('patternCovers on examples', t => {
+t.test('patternCovers on examples', (t) => {
   const covers = (a: string, b: string) => patternCovers(pathPattern(a), pathPattern(b))
   const yes: Array<[string, string]> = [
-    ['/**', '/'], ['/**', '/anything/**'], ['/api/**', '/api/orders/*'], ['/api/**', '/api'], ['/api/**', '/api/**'],
-    ['/api/*', '/api/x'], ['/*/**', '/a/**/b'], ['/**/b', '/a/**/b'], ['/a/**', '/a/**/b/**'], ['/a/**/c', '/a/b/**/c'],
+    ['/**', '/'],
+    ['/**', '/anything/**'],
+    ['/api/**', '/api/orders/*'],
+    ['/api/**', '/api'],
+    ['/api/**', '/api/**'],
+    ['/api/*', '/api/x'],
+    ['/*/**', '/a/**/b'],
+    ['/**/b', '/a/**/b'],
+    ['/a/**', '/a/**/b/**'],
+    ['/a/**/c', '/a/b/**/c'],
     ['/*/**', '/**/a'], // every normalized path ending in /a has a non-empty first segment
     ['/**/*', '/a/**/b'],
   ]
   const no: Array<[string, string]> = [
-    ['/api/*', '/api/**'], ['/api/**', '/**'], ['/*', '/'], ['/*/**', '/**'], ['/a/b', '/a/b/'], ['/a/**/b', '/a/**'],
-    ['/api/*', '/api/'], ['/**/*', '/a/**'], ['/a/*/c', '/a/**/c'], ['/x', '/y'],
+    ['/api/*', '/api/**'],
+    ['/api/**', '/**'],
+    ['/*', '/'],
+    ['/*/**', '/**'],
+    ['/a/b', '/a/b/'],
+    ['/a/**/b', '/a/**'],
+    ['/api/*', '/api/'],
+    ['/**/*', '/a/**'],
+    ['/a/*/c', '/a/**/c'],
+    ['/x', '/y'],
   ]
   for (const [a, b] of yes) t.ok(covers(a, b), `${a} covers ${b}`)
   for (const [a, b] of no) t.notOk(covers(a, b), `${a} does not cover ${b}`)
   t.end()
 })
 
-t.test('patternCovers is exact on every pair of small patterns', t => {
+t.test('patternCovers is exact on every pair of small patterns', (t) => {
   // Up to three segments, exhaustively; then random pairs of up to four.
-  const small = ALL_PATTERNS.filter(p => p.source.split('/').length <= 4)
+  const small = ALL_PATTERNS.filter((p) => p.source.split('/').length <= 4)
   const matched = new Map<PathPattern, boolean[]>()
-  for (const p of ALL_PATTERNS) matched.set(p, ALL_PATHS.map(path => p.matches(path)))
+  for (const p of ALL_PATTERNS)
+    matched.set(
+      p,
+      ALL_PATHS.map((path) => p.matches(path)),
+    )
   const expected = (a: PathPattern, b: PathPattern) => {
     const ma = matched.get(a)!
     return matched.get(b)!.every((m, i) => !m || ma[i])
@@ -218,7 +244,7 @@ t.test('patternCovers is exact on every pair of small patterns', t => {
   t.end()
 })
 
-t.test('patternCovers accepts patterns it did not compile by recompiling their source', t => {
+t.test('patternCovers accepts patterns it did not compile by recompiling their source', (t) => {
   const foreign: PathPattern = { source: '/api/**', matches: () => false }
   t.ok(patternCovers(foreign, pathPattern('/api/x')))
   t.notOk(patternCovers(pathPattern('/api/x'), foreign))

@@ -3,15 +3,23 @@ import { compileHostPattern, compilePathPattern, RouteTable, type HostPattern, t
 
 /** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
 function pathPattern(source: string): PathPattern {
-  return compilePathPattern(source, [], (_at, message) => { throw new Error(message) })!
+  return compilePathPattern(source, [], (_at, message) => {
+    throw new Error(message)
+  })!
 }
 
 /** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
 function hostPattern(source: string): HostPattern {
-  return compileHostPattern(source, [], (_at, message) => { throw new Error(message) })!
+  return compileHostPattern(source, [], (_at, message) => {
+    throw new Error(message)
+  })!
 }
 
-interface Spec { path: string; methods?: string[]; host?: string }
+interface Spec {
+  path: string
+  methods?: string[]
+  host?: string
+}
 
 function route(spec: Spec, value = spec.path): RouteCandidate<string> {
   return {
@@ -26,13 +34,8 @@ function tableOf(specs: Spec[]): RouteTable<string> {
   return new RouteTable(specs.map((s, i) => route(s, `r${i}`)))
 }
 
-t.test('the first matching route wins', t => {
-  const routes = tableOf([
-    { path: '/api/admin/**', methods: ['DELETE'] },
-    { path: '/api/**' },
-    { path: '/api/admin/**' },
-    { path: '/**' },
-  ])
+t.test('the first matching route wins', (t) => {
+  const routes = tableOf([{ path: '/api/admin/**', methods: ['DELETE'] }, { path: '/api/**' }, { path: '/api/admin/**' }, { path: '/**' }])
   t.same(routes.match('DELETE', '', '/api/admin/x'), { index: 0, value: 'r0' })
   t.same(routes.match('GET', '', '/api/admin/x'), { index: 1, value: 'r1' })
   t.same(routes.match('GET', '', '/other'), { index: 3, value: 'r3' })
@@ -41,8 +44,11 @@ t.test('the first matching route wins', t => {
   t.end()
 })
 
-t.test('no match gives null', t => {
-  const routes = tableOf([{ path: '/api/**', methods: ['GET'] }, { path: '/health', host: 'a.com' }])
+t.test('no match gives null', (t) => {
+  const routes = tableOf([
+    { path: '/api/**', methods: ['GET'] },
+    { path: '/health', host: 'a.com' },
+  ])
   t.equal(routes.match('GET', '', '/apix'), null)
   t.equal(routes.match('POST', '', '/api/x'), null)
   t.equal(routes.match('GET', 'b.com', '/health'), null)
@@ -51,7 +57,7 @@ t.test('no match gives null', t => {
   t.end()
 })
 
-t.test('methods: null is any method, otherwise exact; GET does not imply HEAD', t => {
+t.test('methods: null is any method, otherwise exact; GET does not imply HEAD', (t) => {
   const routes = tableOf([{ path: '/r', methods: ['GET', 'POST'] }, { path: '/any' }])
   t.ok(routes.match('GET', '', '/r'))
   t.ok(routes.match('POST', '', '/r'))
@@ -62,12 +68,8 @@ t.test('methods: null is any method, otherwise exact; GET does not imply HEAD', 
   t.end()
 })
 
-t.test('hosts: null is any host, otherwise the pattern decides', t => {
-  const routes = tableOf([
-    { path: '/**', host: 'admin.example.com' },
-    { path: '/**', host: '*.example.com' },
-    { path: '/**' },
-  ])
+t.test('hosts: null is any host, otherwise the pattern decides', (t) => {
+  const routes = tableOf([{ path: '/**', host: 'admin.example.com' }, { path: '/**', host: '*.example.com' }, { path: '/**' }])
   t.equal(routes.match('GET', 'admin.example.com', '/x')?.index, 0)
   t.equal(routes.match('GET', 'api.example.com', '/x')?.index, 1)
   t.equal(routes.match('GET', 'example.com', '/x')?.index, 2)
@@ -75,7 +77,7 @@ t.test('hosts: null is any host, otherwise the pattern decides', t => {
   t.end()
 })
 
-t.test('a match allocates no result: the same frozen object each time', t => {
+t.test('a match allocates no result: the same frozen object each time', (t) => {
   const routes = tableOf([{ path: '/a' }])
   const first = routes.match('GET', '', '/a')
   t.equal(routes.match('GET', '', '/a'), first)
@@ -83,7 +85,7 @@ t.test('a match allocates no result: the same frozen object each time', t => {
   t.end()
 })
 
-t.test('mismatch says why a route does not match, checking path, method, host in that order', t => {
+t.test('mismatch says why a route does not match, checking path, method, host in that order', (t) => {
   const routes = tableOf([{ path: '/api/**', methods: ['GET'], host: 'a.com' }])
   t.equal(routes.mismatch(0, 'GET', 'a.com', '/api/x'), null)
   t.equal(routes.mismatch(0, 'POST', 'b.com', '/other'), 'path')
@@ -93,21 +95,21 @@ t.test('mismatch says why a route does not match, checking path, method, host in
   t.end()
 })
 
-t.test('shadowedBy finds routes an earlier route covers in path, methods and host', t => {
+t.test('shadowedBy finds routes an earlier route covers in path, methods and host', (t) => {
   const routes = tableOf([
-    { path: '/api/**' },                                   // 0
-    { path: '/api/orders/*' },                             // 1 shadowed by 0
-    { path: '/admin/**', methods: ['GET'] },               // 2
-    { path: '/admin/x', methods: ['GET'] },                // 3 shadowed by 2
-    { path: '/admin/y', methods: ['GET', 'POST'] },        // 4 not: POST gets through
-    { path: '/admin/z' },                                  // 5 not: any method
-    { path: '/h/**', host: '*.example.com' },              // 6
-    { path: '/h/a', host: 'a.example.com' },               // 7 shadowed by 6
-    { path: '/h/b', host: 'example.com' },                 // 8 not: example.com is not *.example.com
-    { path: '/h/c' },                                      // 9 not: any host
-    { path: '/**', methods: ['GET'] },                     // 10
-    { path: '/h/c', methods: ['GET'] },                    // 11 shadowed by 9 (the first that covers)
-    { path: '/zzz', methods: ['POST'], host: 'q.com' },    // 12 not
+    { path: '/api/**' }, // 0
+    { path: '/api/orders/*' }, // 1 shadowed by 0
+    { path: '/admin/**', methods: ['GET'] }, // 2
+    { path: '/admin/x', methods: ['GET'] }, // 3 shadowed by 2
+    { path: '/admin/y', methods: ['GET', 'POST'] }, // 4 not: POST gets through
+    { path: '/admin/z' }, // 5 not: any method
+    { path: '/h/**', host: '*.example.com' }, // 6
+    { path: '/h/a', host: 'a.example.com' }, // 7 shadowed by 6
+    { path: '/h/b', host: 'example.com' }, // 8 not: example.com is not *.example.com
+    { path: '/h/c' }, // 9 not: any host
+    { path: '/**', methods: ['GET'] }, // 10
+    { path: '/h/c', methods: ['GET'] }, // 11 shadowed by 9 (the first that covers)
+    { path: '/zzz', methods: ['POST'], host: 'q.com' }, // 12 not
   ])
   t.same(routes.shadowedBy(), [
     { index: 1, by: 0 },
@@ -118,26 +120,32 @@ t.test('shadowedBy finds routes an earlier route covers in path, methods and hos
   t.end()
 })
 
-t.test('shadowedBy: a narrower path, method or host earlier does not shadow', t => {
+t.test('shadowedBy: a narrower path, method or host earlier does not shadow', (t) => {
   t.same(tableOf([{ path: '/a/*' }, { path: '/a/**' }]).shadowedBy(), [])
   t.same(tableOf([{ path: '/a/**', methods: ['GET'] }, { path: '/a/**' }]).shadowedBy(), [])
   t.same(tableOf([{ path: '/a/**', host: 'a.com' }, { path: '/a/**' }]).shadowedBy(), [])
-  t.same(tableOf([{ path: '/a/**', host: 'a.com' }, { path: '/a/**', host: '*.a.com' }]).shadowedBy(), [])
+  t.same(
+    tableOf([
+      { path: '/a/**', host: 'a.com' },
+      { path: '/a/**', host: '*.a.com' },
+    ]).shadowedBy(),
+    [],
+  )
   t.same(tableOf([{ path: '/a/**' }, { path: '/a/**' }]).shadowedBy(), [{ index: 1, by: 0 }], 'a duplicate is shadowed')
   t.end()
 })
 
-t.test('the first-segment index keeps first-match-wins priority', t => {
+t.test('the first-segment index keeps first-match-wins priority', (t) => {
   // Wildcard-first routes interleaved with literal-first ones: the index must not let a later
   // bucketed route beat an earlier wildcard one, or the other way round.
   const routes = tableOf([
-    { path: '/api/public/**' },     // 0
-    { path: '/*/admin/**' },        // 1
-    { path: '/api/**' },            // 2
+    { path: '/api/public/**' }, // 0
+    { path: '/*/admin/**' }, // 1
+    { path: '/api/**' }, // 2
     { path: '/**', methods: ['DELETE'] }, // 3
-    { path: '/static/**' },         // 4
-    { path: '/' },                  // 5
-    { path: '/**' },                // 6
+    { path: '/static/**' }, // 4
+    { path: '/' }, // 5
+    { path: '/**' }, // 6
   ])
   t.equal(routes.match('GET', '', '/api/public/x')?.index, 0)
   t.equal(routes.match('GET', '', '/api/admin/x')?.index, 1)
@@ -153,14 +161,14 @@ t.test('the first-segment index keeps first-match-wins priority', t => {
   t.end()
 })
 
-t.test('the index goes deeper than the first segment and keeps priority at every level', t => {
+t.test('the index goes deeper than the first segment and keeps priority at every level', (t) => {
   const routes = tableOf([
     { path: '/api/v1/admin/**' }, // 0
-    { path: '/api/*/x' },         // 1
-    { path: '/api/v1/**' },       // 2
-    { path: '/api/v1' },          // 3: shadowed by 2 for GET, still indexed
-    { path: '/**/x' },            // 4
-    { path: '/api/**' },          // 5
+    { path: '/api/*/x' }, // 1
+    { path: '/api/v1/**' }, // 2
+    { path: '/api/v1' }, // 3: shadowed by 2 for GET, still indexed
+    { path: '/**/x' }, // 4
+    { path: '/api/**' }, // 5
   ])
   t.equal(routes.match('GET', '', '/api/v1/admin/x')?.index, 0)
   t.equal(routes.match('GET', '', '/api/v1/x')?.index, 1, 'a wildcard at the second level beats a later deeper literal')
@@ -179,14 +187,14 @@ t.test('the index goes deeper than the first segment and keeps priority at every
   t.end()
 })
 
-t.test('a pattern object from elsewhere is checked on every request, never bucketed', t => {
-  const foreign: PathPattern = { source: '/x', matches: p => p.startsWith('/y') }
+t.test('a pattern object from elsewhere is checked on every request, never bucketed', (t) => {
+  const foreign: PathPattern = { source: '/x', matches: (p) => p.startsWith('/y') }
   const routes = new RouteTable([{ path: foreign, methods: null, host: null, value: 'f' }, route({ path: '/y' })])
   t.equal(routes.match('GET', '', '/y')?.index, 0)
   t.end()
 })
 
-t.test('the indexed match agrees with a linear scan on random tables', t => {
+t.test('the indexed match agrees with a linear scan on random tables', (t) => {
   let seed = 42
   const pick = <X>(xs: X[]): X => xs[(seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % xs.length]!
   const segments = ['a', 'b', 'c', '*', '**']
@@ -215,12 +223,13 @@ t.test('the indexed match agrees with a linear scan on random tables', t => {
     for (const path of paths) {
       for (const method of ['GET', 'POST']) {
         for (const host of ['a.com', 'b.a.com', 'c.com']) {
-          const linear = candidates.findIndex(c =>
-            c.path.matches(path) && (c.methods === null || c.methods.has(method)) && (c.host === null || c.host.matches(host)))
+          const linear = candidates.findIndex(
+            (c) => c.path.matches(path) && (c.methods === null || c.methods.has(method)) && (c.host === null || c.host.matches(host)),
+          )
           const got = routes.match(method, host, path)
           checked++
           if ((got?.index ?? -1) !== linear) {
-            t.fail(`table ${candidates.map(c => c.path.source).join(' ')}: ${method} ${host} ${path} got ${got?.index} want ${linear}`)
+            t.fail(`table ${candidates.map((c) => c.path.source).join(' ')}: ${method} ${host} ${path} got ${got?.index} want ${linear}`)
             t.end()
             return
           }

@@ -37,16 +37,52 @@ function files(dir: string, name: string): CertFiles {
 
 export function testPki(): TestPki {
   const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-pki-'))
-  openssl(['req', '-x509', ...EC_KEY, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=jwtgate test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir)
+  openssl(
+    [
+      'req',
+      '-x509',
+      ...EC_KEY,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=jwtgate test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  )
   writeFileSync(path.join(dir, 'leaf.ext'), `${SAN}\nextendedKeyUsage=serverAuth,clientAuth\n`)
   return {
     dir,
     ca: files(dir, 'ca'),
     issue(name) {
       openssl(['req', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir)
-      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`,
-        '-days', '2', '-extfile', 'leaf.ext'], dir)
+      openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.crt',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-out',
+          `${name}.crt`,
+          '-days',
+          '2',
+          '-extfile',
+          'leaf.ext',
+        ],
+        dir,
+      )
       return files(dir, name)
     },
     selfSigned(name) {

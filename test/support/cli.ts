@@ -21,7 +21,11 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...process.env, NODE_OPTIONS: options.join(' '), ...extra }
 }
 
-export interface CliRun { code: number | null; stdout: string; stderr: string }
+export interface CliRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
 
 /**
  * Asynchronous (unlike spawnSync) so servers living in the test process, a dev issuer or an
@@ -32,11 +36,24 @@ export function jwtgate(args: string[], env: Record<string, string> = {}, timeou
     const child = spawn(process.execPath, [...nodeArgs, MAIN, ...args], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`jwtgate ${args.join(' ')} did not finish: ${stderr}`)) }, timeoutMs)
-    child.on('error', (err) => { clearTimeout(timer); reject(err) })
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }) })
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d
+    })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`jwtgate ${args.join(' ')} did not finish: ${stderr}`))
+    }, timeoutMs)
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
   })
 }
 

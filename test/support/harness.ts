@@ -11,7 +11,9 @@ import { createLogger } from '../../src/log.js'
 import { PolicyError } from '../../src/policy/problems.js'
 import { loadPolicy, startGateway, type RunningGateway } from '../../src/server.js'
 
-interface Teardown { teardown(fn: () => unknown): void }
+interface Teardown {
+  teardown(fn: () => unknown): void
+}
 
 export function tempFile(name: string, text: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-test-'))
@@ -46,7 +48,13 @@ export async function upstream(t: Teardown): Promise<EchoUpstream> {
 
 export async function gateway(t: Teardown, yaml: string, env: Record<string, string> = {}): Promise<RunningGateway & { logs: LogCapture }> {
   const logs = new LogCapture()
-  const g = await startGateway({ policyFile: tempFile('policy.yaml', yaml), env: { ...process.env, ...env }, logDestination: logs, listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } })
+  const g = await startGateway({
+    policyFile: tempFile('policy.yaml', yaml),
+    env: { ...process.env, ...env },
+    logDestination: logs,
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+  })
   t.teardown(() => g.close())
   return Object.assign(g, { logs })
 }
@@ -78,7 +86,11 @@ ${opts.routes}
 `
 }
 
-export interface RawResponse { status: number; headers: Record<string, string>; body: string }
+export interface RawResponse {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
 
 /**
  * Sends bytes exactly as written: fetch and http.request normalise paths like /%2e%2e/ on the
@@ -89,10 +101,15 @@ export function rawRequest(port: number, text: string): Promise<RawResponse> {
     const socket = connect(port, '127.0.0.1')
     let data = ''
     socket.setEncoding('latin1')
-    socket.on('data', (d: string) => { data += d })
+    socket.on('data', (d: string) => {
+      data += d
+    })
     socket.on('error', reject)
     socket.on('end', () => resolve(parseResponse(data)))
-    socket.setTimeout(5000, () => { socket.destroy(); reject(new Error('raw request timed out')) })
+    socket.setTimeout(5000, () => {
+      socket.destroy()
+      reject(new Error('raw request timed out'))
+    })
     socket.write(text)
   })
 }
@@ -135,7 +152,11 @@ export async function get(url: string, headers: Record<string, string> = {}, ini
   const res = await fetch(url, { ...init, headers })
   const text = await res.text()
   let json: unknown
-  try { json = JSON.parse(text) } catch { json = text }
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = text
+  }
   return { status: res.status, headers: res.headers, json }
 }
 
