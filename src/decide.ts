@@ -66,6 +66,11 @@ export function decide(
   }
   const route = match.value
   out.route = route
+  // Refused after the match, not by normalizePath, so that a route can opt out.
+  if (normalized.ambiguous !== undefined && !route.allowAmbiguousPaths) {
+    out.denial = deny('bad_path', `the request path is not acceptable: ${normalized.ambiguous}`)
+    return
+  }
   if (!route.auth) return
 
   const result = authenticate(credentials, route.auth, policy.auth)
