@@ -155,3 +155,15 @@ t.test('claims given as verified (explain, test) skip the signature, not the rul
   )
   t.match(refused.denial, { reason: 'insufficient_claims' })
 })
+
+t.test('a Host that is present but not valid is 400 bad_host; an absent one is fine', async (t) => {
+  for (const host of ['127.0.0.1, evil', '127.0.0.1:abc', ':123456', '127.0.0.1:1:2', '']) {
+    const out: Decision = {}
+    await decide(policy, 'GET', host, '/public/a', request('/public/a'), out)
+    t.match(out.denial, { status: 400, reason: 'bad_host' }, JSON.stringify(host))
+    t.equal(out.route, undefined)
+  }
+  const out: Decision = {}
+  await decide(policy, 'GET', undefined, '/public/a', request('/public/a'), out)
+  t.equal(out.denial, undefined, 'HTTP/1.0 sends no Host')
+})
