@@ -69,11 +69,13 @@ export function extractToken(raw: readonly string[], url: string | undefined, so
       }
     }
   }
-  if (token === undefined || from === undefined) {
-    // The scheme is case-insensitive (RFC 7235 §2.1); any other scheme counts as no token.
-    if (unprefixed) return deny('missing_token', unprefixed.unprefixed)
-    return deny('missing_token', 'a bearer token is required')
-  }
+  // A header the route reads tokens from, present without its prefix (`Bearer<TAB>x`, `Bearer`,
+  // `JWT x`, `Basic x` where `Bearer ` is read) is a malformed credential, not "no token": on an
+  // optional route it would otherwise be served anonymously, and a token the gateway never
+  // checked would sit beside the one it did. 401 invalid_token, whatever else the request carries.
+  // (The scheme itself is compared ignoring case, RFC 7235 §2.1.)
+  if (unprefixed) return deny('malformed', unprefixed.unprefixed)
+  if (token === undefined || from === undefined) return deny('missing_token', 'a bearer token is required')
   if (token.length === 0) return deny('malformed', 'the bearer token is empty')
   if (token.length > maxBytes) return deny('token_too_large', `the token is larger than ${maxBytes} bytes`)
   return { token, source: from }

@@ -45,10 +45,21 @@ const MESSAGE_HEADERS: readonly string[] = ['host', 'content-length', 'content-t
 
 /**
  * Headers some back ends and frameworks (IIS, Symfony, Laravel, method-override middleware) read
- * as the request's real path or method. The policy matched the path and method of the request
+ * as the request's real path or method, or as the path prefix the app is mounted under (Spring's
+ * ForwardedHeaderFilter and Traefik's X-Forwarded-Prefix, nginx's auth_request X-Original-URI,
+ * Traefik's forward-auth X-Forwarded-Uri). The policy matched the path and method of the request
  * line, so a client must not name others to the upstream: always stripped, like identity headers.
  */
-export const PATH_AND_METHOD_OVERRIDES: readonly string[] = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-method-override', 'x-http-method']
+export const PATH_AND_METHOD_OVERRIDES: readonly string[] = [
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-forwarded-uri',
+  'x-forwarded-prefix',
+  'x-http-method-override',
+  'x-method-override',
+  'x-http-method',
+]
 
 /**
  * Lower case, `_` read as `-`: CGI-style back ends (PHP, WSGI) read `x_user_id` as `X-User-Id`,

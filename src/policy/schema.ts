@@ -278,7 +278,7 @@ const Route = Type.Object(
     methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true })),
     upstream: Name,
     auth: RouteAuth,
-    forward_token: Type.Optional(Type.Boolean({ default: true })),
+    forward_token: Type.Optional(Type.Boolean({ default: false })),
     token_sources: Type.Optional(TokenSources()),
     replay_protection: Type.Optional(Type.Boolean({ default: false })),
     mode: Type.Optional(

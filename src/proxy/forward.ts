@@ -29,6 +29,10 @@ export function headerCopy(sources: TokenSources | undefined, forwardToken: bool
   // Unless the route forwards its token, the headers that carry it are not copied either
   // (Authorization on a route without auth: a token meant for us is not the upstream's).
   const tokenHeaders = forwardToken ? [] : sources ? sources.headers.map((s) => s.name) : ['authorization']
+  // On a route with auth, an Authorization header it does not read (a cookie or X-Token route)
+  // is a token nobody checked: never passed on beside the verified one, whatever forward_token
+  // says. (A route reading Authorization refuses one without its prefix: src/auth/extract.ts.)
+  if (sources && !sources.headers.some((s) => s.name === 'authorization')) tokenHeaders.push('authorization')
   const tokenCookies = !forwardToken && sources?.cookies.length ? sources.cookieNames : undefined
   return { skipped: new Set([...NOT_COPIED, ...tokenHeaders]), tokenCookies, stripIdentityHeaders }
 }

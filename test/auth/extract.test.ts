@@ -84,8 +84,12 @@ t.test('extractToken: one token, from one place', async (t) => {
   t.equal(found(['Authorization', 'Bearer  abc ']), 'Authorization header: abc')
   t.equal(found(['cookie', 'session="abc"']), 'session cookie: abc')
   t.equal(found([], '/p?access_token=abc'), 'access_token query parameter: abc')
-  t.equal(found(['Authorization', 'Basic x', 'Cookie', 'session=abc']), 'session cookie: abc', 'another scheme is no token')
-  t.equal(found(['Authorization', 'Basic x']), '401 missing_token: the Authorization header does not carry a Bearer token')
+  t.equal(
+    found(['Authorization', 'Basic x', 'Cookie', 'session=abc']),
+    '401 malformed: the Authorization header does not carry a Bearer token',
+    'another scheme beside a token: refused, never an unchecked credential next to a checked one',
+  )
+  t.equal(found(['Authorization', 'Basic x']), '401 malformed: the Authorization header does not carry a Bearer token')
   t.equal(found([]), '401 missing_token: a bearer token is required')
   t.equal(found(['authorization', 'Basic x', 'AUTHORIZATION', 'Bearer y']), '400 multiple_tokens: more than one Authorization header')
   t.equal(found(['cookie', 'session=a', 'cookie', 'session=b']), '400 multiple_tokens: more than one session cookie')
@@ -96,4 +100,16 @@ t.test('extractToken: one token, from one place', async (t) => {
   t.equal(found(['Authorization', 'Bearer    ']), '401 malformed: the bearer token is empty')
   t.equal(found(['Authorization', `Bearer ${'x'.repeat(101)}`]), '401 token_too_large: the token is larger than 100 bytes')
   t.equal(found(['cookie']), '401 missing_token: a bearer token is required', 'an odd list does not break it')
+})
+
+t.test('extractToken: a malformed Authorization is 401 malformed (invalid_token), never "no token"', async (t) => {
+  const bearer = sources({ header: 'Authorization' })
+  for (const value of ['Bearer\tforged', 'Bearer', 'Bearer\t', 'Bearerx', 'JWT forged', 'jwt x', 'Basic YTpi', '', ' Bearer x', 'bearer', 'Token x']) {
+    const r = extractToken(['Authorization', value], '/p', bearer, 100)
+    t.match(r, { status: 401, reason: 'malformed' }, JSON.stringify(value))
+  }
+  t.match(extractToken(['Authorization', 'Bearer '], '/p', bearer, 100), { status: 401, reason: 'malformed' }, 'an empty token too')
+  t.match(extractToken(['Accept', '*/*'], '/p', bearer, 100), { status: 401, reason: 'missing_token' }, 'no Authorization at all is no token')
+  const jwtPrefix = sources({ header: 'Authorization', prefix: 'JWT ' })
+  t.match(extractToken(['Authorization', 'Bearer x'], '/p', jwtPrefix, 100), { reason: 'malformed' }, 'Bearer where JWT is read')
 })

@@ -66,7 +66,7 @@ routes:
     t.equal(res.code, 0, res.stdout)
     t.match(res.stdout, /^ +read from the session cookie$/m)
     t.match(res.stdout, /^decision  ALLOW \(token from idp\)/m)
-    t.match(res.stdout, /^ +session cookie forwarded$/m)
+    t.match(res.stdout, /^ +session cookie removed$/m)
   })
 
   t.test('--token in a query parameter: the upstream URL shown without it', async (t) => {

@@ -55,6 +55,15 @@ routes:
   - path: /api/**
     upstream: orders
     auth: { issuers: [idp] }
+  - path: /cookie/**
+    upstream: orders
+    forward_token: true
+    token_sources: [{ cookie: session }]
+    auth: { issuers: [idp] }
+  - path: /maybe/**
+    upstream: orders
+    forward_token: true
+    auth: { issuers: [idp], optional: true }
 `
 }
 
@@ -87,7 +96,7 @@ t.test('token sources', async (t) => {
     }
     const res = await rawRequest(gw.port, `GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: a=1\r\nCookie: session=${token}\r\n\r\n`)
     t.equal(res.status, 200, 'several Cookie headers')
-    t.equal(up.received.at(-1)!.headers.cookie, `a=1; session=${token}`, 'forward_token (default true) forwards the cookie as sent')
+    t.equal(up.received.at(-1)!.headers.cookie, 'a=1', 'forward_token (default false) cuts the token cookie out')
   })
 
   t.test('cookie names are exact; an empty cookie is no token', async (t) => {
@@ -158,7 +167,7 @@ t.test('token sources', async (t) => {
   t.test('a custom prefix is compared ignoring case, and Bearer is then no token', async (t) => {
     t.equal((await get(`${gw.url}/jwt/x`, { authorization: `JWT ${token}` })).status, 200)
     t.equal((await get(`${gw.url}/jwt/x`, { authorization: `jwt ${token}` })).status, 200)
-    const res = await refused(t, 401, 'missing_token', () => get(`${gw.url}/jwt/x`, bearer(token)))
+    const res = await refused(t, 401, 'malformed', () => get(`${gw.url}/jwt/x`, bearer(token)))
     t.equal(res.json.message, 'the Authorization header does not carry a JWT token')
   })
 
@@ -183,6 +192,28 @@ t.test('token sources', async (t) => {
     await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/tree/x`, bearer(partnerToken)))
     const other = await refused(t, 403, 'insufficient_claims', () => get(`${gw.url}/tree/x`, bearer(idp.sign({ ...claims, sub: 'carol' }))))
     t.equal(other.json.message, 'the token lacks the required claim sub', 'the idp alternative says what is lacking')
+  })
+
+  t.test('an Authorization the route does not verify never reaches the upstream beside the verified cookie', async (t) => {
+    const forged = `Bearer ${idp.sign({ ...claims, sub: 'root' }).slice(0, -4)}AAAA`
+    t.equal((await get(`${gw.url}/cookie/x`, { cookie: `session=${token}`, authorization: forged })).status, 200)
+    const seen = up.received.at(-1)!.headers
+    t.notOk('authorization' in seen, 'the unchecked Authorization is stripped, even with forward_token: true')
+    t.equal(seen.cookie, `session=${token}`, 'the verified token cookie is forwarded (forward_token: true)')
+    t.equal(seen['x-user-id'], 'alice')
+  })
+
+  t.test('on an optional route a malformed Authorization is 401 invalid_token, never anonymous', async (t) => {
+    for (const value of [`Bearer\t${token}`, `JWT ${token}`, 'Bearer', 'bearer', `Basic YWxpY2U6c2VjcmV0`]) {
+      const res = await refused(t, 401, 'malformed', () =>
+        rawRequest(gw.port, `GET /maybe/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: ${value}\r\n\r\n`),
+      )
+      t.match(res.headers['www-authenticate'], /error="invalid_token"/, JSON.stringify(value.slice(0, 12)))
+    }
+    t.equal((await get(`${gw.url}/maybe/x`)).status, 200, 'no Authorization at all: anonymous')
+    t.notOk('x-user-id' in up.received.at(-1)!.headers)
+    t.equal((await get(`${gw.url}/maybe/x`, bearer(token))).status, 200)
+    t.equal(up.received.at(-1)!.headers.authorization, `Bearer ${token}`, 'a verified token is forwarded with forward_token: true')
   })
 
   t.test('forward_token: false removes the token cookie and keeps the others', async (t) => {

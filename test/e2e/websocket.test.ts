@@ -149,7 +149,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal(seen.headers['x-user-id'], 'alice')
     t.equal(seen.headers['x-user-roles'], 'reader', 'client-sent identity headers were replaced')
     t.equal(seen.headers['x-auth-user'], undefined, 'and reserved prefixes stripped')
-    t.equal(seen.headers.authorization, `Bearer ${token}`)
+    t.equal(seen.headers.authorization, undefined, 'forward_token: false by default')
     t.equal(seen.headers['x-forwarded-for'], '127.0.0.1')
     t.equal(seen.headers['x-forwarded-proto'], 'http')
     t.match(seen.headers['x-request-id'], /^[0-9a-f-]{36}$/)

@@ -437,7 +437,7 @@ const bearerOnly = tokenSources([{ ...(sourcePlace({ header: 'Authorization' }, 
 t.test('extractToken from Authorization: Bearer', async (t) => {
   holds(
     t,
-    'never throws; two Authorization headers never give a token; a token is what follows Bearer',
+    'never throws; two Authorization headers never give a token; one without a token is never missing_token; a token is what follows Bearer',
     fc.property(rawHeaders, fc.integer({ min: 1, max: 400 }), fc.boolean(), (raw, maxBytes, truncate) => {
       // Node's rawHeaders always has pairs; an odd-length list must not break it either.
       const list = truncate && raw.length > 0 ? raw.slice(0, -1) : raw
@@ -452,6 +452,8 @@ t.test('extractToken from Authorization: Bearer', async (t) => {
       if (typeof result !== 'string') {
         expect(isDenial(result), 'a denial otherwise')
         if (values.length === 0 || values[0] === undefined) expect(result.reason === 'missing_token', `no header: ${result.reason}`)
+        // An Authorization header that gives no token is a malformed credential, never "no token".
+        else expect(result.reason !== 'missing_token' && result.status === 401, `one header ${JSON.stringify(values[0])}: ${result.reason}`)
         return
       }
       expect(values.length === 1, 'a token comes from exactly one Authorization header')

@@ -47,7 +47,7 @@ t.test('what forwarding leaves out is computed with the route', async (t) => {
   t.same(api.headerCopy.tokenCookies, ['session'], 'the token cookie is cut from Cookie')
   t.ok(api.headerCopy.skipped.has('proxy-connection'), 'hop-by-hop headers')
   const open = policy.routes.match('GET', '', '/open/x')!.value
-  t.notOk(open.headerCopy.skipped.has('authorization'), 'forward_token is true by default')
+  t.ok(open.headerCopy.skipped.has('authorization'), 'forward_token is false by default')
   t.equal(open.headerCopy.stripIdentityHeaders, policy.stripIdentityHeaders)
 })
 

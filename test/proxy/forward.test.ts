@@ -90,6 +90,20 @@ t.test('forward_token: true passes the token on as sent', async (t) => {
   t.equal(out.cookie, 'session=t; theme=dark')
 })
 
+t.test('a route strips every token carrier it does not verify: Authorization on a cookie or header route', async (t) => {
+  for (const forwardToken of [false, true]) {
+    const cookieRoute = headerCopy(sources({ cookie: 'session' }), forwardToken, strip)
+    const out = forward({ authorization: 'Bearer forged', cookie: 'session=t; theme=dark' }, cookieRoute)
+    t.notOk('authorization' in out, `forward_token: ${forwardToken}: the unchecked Authorization is not sent`)
+    t.equal(out.cookie, forwardToken ? 'session=t; theme=dark' : 'theme=dark')
+    const headerRoute = headerCopy(sources({ header: 'X-Api-Token' }), forwardToken, strip)
+    t.notOk(
+      'authorization' in forward({ authorization: 'Bearer forged', 'x-api-token': 't' }, headerRoute),
+      `X-Api-Token route, forward_token: ${forwardToken}`,
+    )
+  }
+})
+
 t.test('auth: none with forward_token: false drops Authorization, which was meant for the gateway', async (t) => {
   t.notOk('authorization' in forward({ authorization: 'Bearer t' }, headerCopy(undefined, false, strip)))
   t.equal(forward({ authorization: 'Bearer t' }, headerCopy(undefined, true, strip)).authorization, 'Bearer t')
