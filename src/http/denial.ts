@@ -5,6 +5,7 @@
 // src/http/respond.ts writes both.
 export type DenyReason =
   | 'bad_path' // 400: the path cannot be normalized safely
+  | 'bad_host' // 400: a Host header that is present but not one valid host (RFC 9112 §3.2)
   | 'no_route' // 404: nothing in the policy matches; never reaches an upstream
   | 'multiple_tokens' // 400: more than one Authorization header (RFC 6750 §2)
   | 'missing_token' // 401 without error code (RFC 6750 §3.1)
@@ -82,6 +83,7 @@ export function isFailure(answer: ErrorAnswer): answer is Failure {
 
 const STATUS: Record<DenyReason, Denial['status']> = {
   bad_path: 400,
+  bad_host: 400,
   no_route: 404,
   multiple_tokens: 400,
   missing_token: 401,
