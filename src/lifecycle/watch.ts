@@ -8,7 +8,8 @@ import type { CompiledPolicy } from '../policy/compile.js'
 
 /**
  * The process's reloads, coalesced: one runs at a time; asked while one runs, one more runs after
- * it, however many asked (they all get its result). Each run notes the fingerprint of the files
+ * it, however many asked (they all get its result), unless the files did not change since the
+ * running one read them (a SIGHUP sent with a file change the watcher acts on). Each run notes the fingerprint of the files
  * it is about to read, so a file change a SIGHUP's reload already read does not reload again when
  * the watcher's settle window ends: a file change plus a SIGHUP is one reload, not two.
  */
@@ -27,14 +28,18 @@ export class Reloads {
     this.seen = fingerprint(file, policy())
   }
 
-  /** A reload (SIGHUP, the API): now, or once after the one running. */
+  /**
+   * A reload (SIGHUP, the API): now, or once after the one running; that one is skipped, giving
+   * the running one's result, when the files are still those the running one read.
+   */
   request(): Promise<boolean> {
     if (this.running === undefined) return this.start()
-    const next = () => {
+    const next = (previous: boolean) => {
       this.queued = undefined
+      if (fingerprint(this.file, this.policy()) === this.seen) return previous
       return this.start()
     }
-    return (this.queued ??= this.running.then(next, next))
+    return (this.queued ??= this.running.then(next, () => next(false)))
   }
 
   /** The watcher saw the files settle: a reload only if they differ from what the last reload read. */

@@ -54,5 +54,13 @@ t.test('reloads asked while one runs: at most one more after it', async (t) => {
   t.teardown(() => gw.close())
   const results = await Promise.all(Array.from({ length: 10 }, () => gw.reload()))
   t.same(results, Array(10).fill(true), 'every caller gets a result')
-  t.equal(await reloadsCounted(gw), 2, 'ten asked together: the one running and one after it')
+  t.equal(await reloadsCounted(gw), 1, 'ten asked together, the file unchanged: the one running')
+
+  // The file changes while a reload runs: one more reload, however many ask, reads it.
+  const first = gw.reload()
+  writeFileSync(file, policyText(up.url, '/d/**'))
+  const more = await Promise.all([first, ...Array.from({ length: 5 }, () => gw.reload())])
+  t.same(more, Array(6).fill(true))
+  t.equal(await reloadsCounted(gw), 3, 'the one running and one after it')
+  t.equal((await fetch(`${gw.url}/d/x`)).status, 200, 'the last reload read the change')
 })
