@@ -53,6 +53,8 @@ export type FailureReason =
   | 'upstream_timeout' // 504: no answer within the upstream's timeout (or its connect limit)
   | 'bad_request' // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
   | 'internal_error' // 500: a bug of the gateway's
+  | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
+  | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
@@ -72,6 +74,8 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   upstream_timeout: [504, 'the upstream did not answer in time'],
   bad_request: [400, 'the request could not be processed'],
   internal_error: [500, 'the gateway failed to process the request'],
+  request_timeout: [408, 'the request was not received in time'],
+  upstream_busy: [503, 'no connection to the upstream became free in time'],
 }
 
 /** Every error answer the gateway writes. */
