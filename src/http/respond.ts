@@ -17,7 +17,7 @@ export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
   if (isFailure(answer)) {
     // The rest of a slow client's request is not waited for.
     if (answer.reason === 'request_timeout') headers.connection = 'close'
-    if (answer.status === 503) headers['retry-after'] = RETRY_AFTER_S
+    if (answer.status === 503) headers['retry-after'] = String(RETRY_AFTER_S)
     return headers
   }
   // RFC 6750 §3: the challenge says what was wrong with the token, if anything.
