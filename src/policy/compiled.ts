@@ -36,6 +36,18 @@ export interface Route {
   readonly headerCopy: HeaderCopy
 }
 
+/** `limits:`, the slow-client and connection bounds; see docs/security.md, "Slow clients". */
+export interface ClientLimits {
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  /** Bytes per second a streamed body must average over each window. */
+  readonly minBodyRate: number
+  readonly bodyRateWindowMs: number
+  readonly sendTimeoutMs: number
+  readonly maxConnections: number
+  readonly maxConnectionsPerAddress: number
+}
+
 export interface CompiledPolicy {
   readonly file: string
   /** Absolute paths of the other files read at load (secret files, certificates, keys): a change to one is a policy change. */
@@ -46,6 +58,8 @@ export interface CompiledPolicy {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: ListenTls | null }
   /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
   readonly maxHeaderBytes: number
+  /** The bounds on slow clients and on client connections (`limits:`); 0 turns one off. */
+  readonly clientLimits: ClientLimits
   /** The global CORS rule, for responses that match no route; null without `cors:`. */
   readonly cors: CorsRule | null
   /** `require_https` and `trusted_proxies`. */
