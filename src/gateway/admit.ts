@@ -8,7 +8,7 @@ import { decide } from '../decide.js'
 import { deny } from '../http/denial.js'
 import { declaredTooLarge } from '../proxy/body_limit.js'
 import { allowsOrigin, preflightOf } from '../proxy/cors.js'
-import { insecureRequest } from '../proxy/https_only.js'
+import { insecureRequest, requestScheme, type HttpsRule } from '../proxy/https_only.js'
 import type { RequestState } from './request_state.js'
 
 /**
@@ -41,6 +41,21 @@ function hostCount(raw: readonly string[]): number {
   return n
 }
 
+/**
+ * Whether a browser's Origin is the origin the request was sent to: the scheme the gateway saw
+ * (or a trusted proxy's X-Forwarded-Proto) and the Host header, compared as URL parsing does
+ * (case, default ports). `null` and anything unparseable are another origin.
+ */
+function sameOrigin(origin: string, raw: IncomingMessage, https: HttpsRule): boolean {
+  const host = raw.headers.host
+  if (!host) return false
+  try {
+    return new URL(origin).origin === new URL(`${requestScheme(raw, https)}://${host}`).origin
+  } catch {
+    return false
+  }
+}
+
 function afterDecision(raw: IncomingMessage, state: RequestState, upgrade: boolean): void {
   const route = state.route
   if (state.denial || state.preflight || !route) return
@@ -51,6 +66,10 @@ function afterDecision(raw: IncomingMessage, state: RequestState, upgrade: boole
     const origin = raw.headers.origin
     if (route.cors && typeof origin === 'string' && !allowsOrigin(route.cors, origin)) {
       state.denial = deny('cors_rejected', 'the origin is not allowed by cors.origins')
+    } else if (!route.cors && route.auth?.sources.cookies.length && typeof origin === 'string' && !sameOrigin(origin, raw, state.policy.https)) {
+      // Without cors, a route that reads its token from a cookie would let any site's page open
+      // a socket with the user's cookie: only the gateway's own origin may, unless cors allows others.
+      state.denial = deny('cors_rejected', 'a cross-origin WebSocket on a route that reads its token from a cookie needs cors.origins to allow the origin')
     }
     // An upgrade's body is refused as a whole when it is served (src/gateway/websocket.ts).
     return

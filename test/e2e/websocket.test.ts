@@ -106,6 +106,7 @@ const ROUTES = `
     websocket: true
     mode: report
     auth: { issuers: [idp], claims: { roles: { contains: admin } } }
+  - { path: /cookie/ws, upstream: orders, auth: { issuers: [idp] }, websocket: true, token_sources: [{ cookie: session }] }
 `
 
 t.test('a token in a query parameter opens the socket and never reaches the upstream', async (t) => {
@@ -236,6 +237,27 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     const app = await open(ws('/browser/ws'), { authorization: `Bearer ${token}`, origin: 'https://app.example.com' })
     t.ok('ws' in app, 'an allowed origin opens')
     if ('ws' in app) app.ws.terminate()
+  })
+
+  t.test('without cors, a cookie route opens a socket only for its own origin (cross-site WebSocket hijacking)', async (t) => {
+    const cookie = `session=${token}`
+    const before = up.upgrades.length
+    for (const origin of ['https://evil.example', 'null', `http://127.0.0.1:${gw.port + 1}`, `https://127.0.0.1:${gw.port}`]) {
+      const evil = await open(ws('/cookie/ws'), { cookie, origin })
+      t.equal('status' in evil && evil.status, 403, origin)
+      t.match('status' in evil && evil.body, /cors_rejected/)
+    }
+    t.equal(up.upgrades.length, before, 'no cross-origin socket reached the upstream')
+    const own: Array<Record<string, string>> = [
+      { cookie, origin: `http://127.0.0.1:${gw.port}` },
+      { cookie, origin: `HTTP://127.0.0.1:${gw.port}` },
+      { cookie },
+    ]
+    for (const headers of own) {
+      const opened = await open(ws('/cookie/ws'), headers)
+      t.ok('ws' in opened, `${headers.origin ?? 'no Origin (not a browser)'} opens`)
+      if ('ws' in opened) opened.ws.terminate()
+    }
   })
 
   t.test("the upstream's refusal of the upgrade is passed back", async (t) => {
