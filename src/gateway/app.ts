@@ -1,7 +1,7 @@
 // The proxy: the decision (src/decide.ts: normalize → match route → authenticate and
 // authorize), then forwarding with identity headers, or the denial as an RFC 6750 answer.
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
@@ -128,6 +128,13 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     return reply.from(upstreamUrl(route, state.path!), forwarding.get(route)!.options)
   }
 
+  // fastify 5 knows only GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: any other
+  // method Node parses (WebDAV's PROPFIND, PROPPATCH, MKCOL, LOCK, REPORT, SEARCH, …) reached the
+  // not-found handler without its body, and was forwarded with none. Known as methods with a body,
+  // they are routed by app.all and their body streams through like a POST's.
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
+  }
   app.all('*', handle)
   app.setNotFoundHandler(handle)
   // Hooks in the callback style: an async hook costs a promise and a microtask per request.

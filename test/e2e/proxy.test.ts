@@ -1,7 +1,7 @@
 // End to end: what reaches the upstream, and what never does.
 import t from 'tap'
 import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { bearer, gateway, get, issuer, policy, rawGet, rawRequest, upstream } from '../support/harness.js'
 
 const ROUTES = `
@@ -122,6 +122,51 @@ t.test('paths, headers and bodies', async (t) => {
     t.equal((await rawGet(gw.port, '/vhost/x', { Host: 'ADMIN.example.test.:8443' })).status, 401, 'the admin route, not the fallback')
     t.equal((await rawGet(gw.port, '/vhost/x', { Host: 'other.test:65535' })).status, 200)
     t.equal(up.received.at(-1)!.headers['x-forwarded-host'], 'other.test:65535', 'X-Forwarded-Host is the validated Host')
+  })
+
+  t.test('WebDAV and other methods fastify does not know keep their body (PROPFIND, MKCOL, REPORT, …)', async (t) => {
+    const xml = '<?xml version="1.0"?><propfind xmlns="DAV:"><allprop/></propfind>'
+    for (const method of ['PROPFIND', 'PROPPATCH', 'MKCOL', 'REPORT', 'SEARCH', 'LOCK', 'COPY']) {
+      const res = await rawRequest(
+        gw.port,
+        `${method} /public/dav/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nDepth: 1\r\nContent-Type: application/xml\r\nContent-Length: ${xml.length}\r\n\r\n${xml}`,
+      )
+      t.equal(res.status, 200, method)
+      const seen = up.received.at(-1)!
+      t.equal(seen.method, method)
+      t.equal(seen.body, xml, `${method}: the body reached the upstream`)
+      t.equal(seen.headers['content-length'], String(xml.length))
+    }
+    const chunked = await rawRequest(
+      gw.port,
+      `PROPFIND /public/dav/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    )
+    t.equal(chunked.status, 200)
+    t.equal(up.received.at(-1)!.body, 'hello', 'a chunked body too, without Content-Type')
+    t.equal(
+      (await rawRequest(gw.port, 'PROPFIND /admin/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).status,
+      401,
+      'and the token is checked as for any method',
+    )
+  })
+
+  t.test('header bytes 0x80-0xFF reach the upstream as the client sent them, not re-encoded as UTF-8', async (t) => {
+    // rawRequest writes its text as UTF-8: send the bytes themselves.
+    const bytes = Buffer.from([0x61, 0xe9, 0xc3, 0xa9, 0xff, 0x80, 0x62])
+    const head = Buffer.from('GET /public/bytes HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Bytes: ', 'latin1')
+    const res = await new Promise<string>((resolve, reject) => {
+      const socket = connect(gw.port, '127.0.0.1', () => socket.write(Buffer.concat([head, bytes, Buffer.from('\r\n\r\n')])))
+      let data = ''
+      socket.setEncoding('latin1')
+      socket.on('data', (d: string) => {
+        data += d
+      })
+      socket.on('error', reject)
+      socket.on('close', () => resolve(data))
+    })
+    t.match(res, /^HTTP\/1\.1 200 /)
+    // Node reads header bytes as latin1 on both sides: the same bytes give back the same string.
+    t.same(Buffer.from(up.received.at(-1)!.headers['x-bytes'] as string, 'latin1'), bytes, 'byte for byte')
   })
 
   t.test('client-sent identity headers never reach the upstream, on public routes too', async (t) => {
