@@ -5,6 +5,7 @@
 // src/http/respond.ts writes both.
 export type DenyReason =
   | 'bad_path' // 400: the path cannot be normalized safely
+  | 'bad_host' // 400: a Host header that is present but not one valid host (RFC 9112 §3.2)
   | 'no_route' // 404: nothing in the policy matches; never reaches an upstream
   | 'multiple_tokens' // 400: more than one Authorization header (RFC 6750 §2)
   | 'missing_token' // 401 without error code (RFC 6750 §3.1)
@@ -52,6 +53,8 @@ export type FailureReason =
   | 'upstream_timeout' // 504: no answer within the upstream's timeout (or its connect limit)
   | 'bad_request' // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
   | 'internal_error' // 500: a bug of the gateway's
+  | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
+  | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
@@ -71,6 +74,8 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   upstream_timeout: [504, 'the upstream did not answer in time'],
   bad_request: [400, 'the request could not be processed'],
   internal_error: [500, 'the gateway failed to process the request'],
+  request_timeout: [408, 'the request was not received in time'],
+  upstream_busy: [503, 'no connection to the upstream became free in time'],
 }
 
 /** Every error answer the gateway writes. */
@@ -82,6 +87,7 @@ export function isFailure(answer: ErrorAnswer): answer is Failure {
 
 const STATUS: Record<DenyReason, Denial['status']> = {
   bad_path: 400,
+  bad_host: 400,
   no_route: 404,
   multiple_tokens: 400,
   missing_token: 401,
