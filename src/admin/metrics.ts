@@ -16,7 +16,15 @@ export const METRIC_NAMES = [
   'jwtgate_policy_info',
   'jwtgate_token_cache_entries',
   'jwtgate_report_decisions_total',
+  'jwtgate_client_timeouts_total',
+  'jwtgate_connections_refused_total',
+  'jwtgate_upstream_queue_timeouts_total',
 ] as const
+
+/** Which slow-client bound cut a client (limits: in the policy). */
+export type ClientTimeoutKind = 'headers' | 'request' | 'body_rate' | 'send'
+/** Why a client connection was closed as it opened. */
+export type RefusedConnection = 'max_connections' | 'per_address'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -54,6 +62,24 @@ export class Metrics {
     name: 'jwtgate_jwks_fetches_total',
     help: 'Key set fetches by issuer and result (ok or error).',
     labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  })
+  private readonly clientTimeouts = new Counter({
+    name: 'jwtgate_client_timeouts_total',
+    help: 'Clients cut for slowness, by kind: headers, request (the whole request), body_rate (an upload under limits.min_body_rate), send (a response not read).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+  private readonly refusedConnections = new Counter({
+    name: 'jwtgate_connections_refused_total',
+    help: 'Client connections closed as they opened, by reason: max_connections or per_address.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+  private readonly queueTimeouts = new Counter({
+    name: 'jwtgate_upstream_queue_timeouts_total',
+    help: 'Requests answered 503 upstream_busy: no connection to the upstream became free within its timeout.',
+    labelNames: ['upstream'] as const,
     registers: [this.registry],
   })
   private readonly reloads = policyReloads(this.registry)
@@ -153,6 +179,18 @@ export class Metrics {
   /** A request on a `mode: report` route: what enforcing would have done (reason `none` when allowed). */
   reportDecision(route: string, wouldDeny: string | undefined): void {
     this.reportDecisions.labels(route, wouldDeny ? 'deny' : 'allow', wouldDeny ?? 'none').inc()
+  }
+
+  clientTimeout(kind: ClientTimeoutKind): void {
+    this.clientTimeouts.labels(kind).inc()
+  }
+
+  connectionRefused(reason: RefusedConnection): void {
+    this.refusedConnections.labels(reason).inc()
+  }
+
+  upstreamQueueTimeout(upstream: string): void {
+    this.queueTimeouts.labels(upstream).inc()
   }
 
   upstream(name: string, seconds: number): void {

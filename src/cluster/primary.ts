@@ -18,7 +18,7 @@ import { LivePolicy } from '../lifecycle/live_policy.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 import { Shutdown } from '../lifecycle/shutdown.js'
 import { untilSignalled } from '../lifecycle/signals.js'
-import { watchPolicy } from '../lifecycle/watch.js'
+import { Reloads, watchPolicy } from '../lifecycle/watch.js'
 import { createLogger } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import type { PolicySource } from '../policy/load.js'
@@ -87,15 +87,14 @@ export async function runPrimary(source: PolicySource): Promise<number> {
   )
   slots.start()
 
-  // Reloads run one at a time, in order, each with its workers'.
-  let reloading: Promise<void> = Promise.resolve()
-  const reload = () => (reloading = reloading.then(() => reloadAll(live, slots, reloads, logger)))
-  const watcher = watchPolicy(
+  // Reloads run one at a time, each with its workers', coalesced (lifecycle/watch.ts).
+  const coalesced = new Reloads(
     source.file,
     () => live.current,
-    () => void reload(),
-    logger,
+    () => reloadAll(live, slots, reloads, logger).then(() => true),
   )
+  const reload = () => coalesced.request()
+  const watcher = watchPolicy(source.file, () => live.current, coalesced, logger)
   return untilSignalled({ logger, reload, shutdown: () => shutdown.graceful(), graceMs: workersGone + EXIT_MARGIN_MS })
 }
 
