@@ -19,6 +19,8 @@ export const METRIC_NAMES = [
   'jwtgate_client_timeouts_total',
   'jwtgate_connections_refused_total',
   'jwtgate_upstream_queue_timeouts_total',
+  'jwtgate_websocket_closed_total',
+  'jwtgate_revocations_dropped_total',
 ] as const
 
 /** Which slow-client bound cut a client (limits: in the policy). */
