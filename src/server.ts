@@ -12,7 +12,7 @@ import { buildGateway, type GatewayApp } from './gateway/app.js'
 import { listen } from './lifecycle/listen.js'
 import { LivePolicy } from './lifecycle/live_policy.js'
 import { Shutdown } from './lifecycle/shutdown.js'
-import { watchPolicy } from './lifecycle/watch.js'
+import { Reloads, watchPolicy } from './lifecycle/watch.js'
 import { createLogger } from './log.js'
 import { compilePolicy, loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env, type PolicySource } from './policy/load.js'
@@ -71,6 +71,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     warnsRestartOnly: options.worker === undefined,
     onIssuersAdded: (issuers) => metrics.instrument(issuers),
     onCommit: (next, previous) => applyReload(gateway, metrics, next, previous, logger),
+    onRevocationsDropped: (count) => metrics.revocationsDropped(count),
   })
   const policy = live.current
   const gateway = await buildGateway(policy, logger, metrics)
@@ -104,19 +105,18 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
 
-  const reload = async () => {
-    const ok = await live.reload()
-    metrics.reloaded(ok)
-    return ok
-  }
-  const watcher = options.watch
-    ? watchPolicy(
-        options.policyFile,
-        () => live.current,
-        () => void reload(),
-        logger,
-      )
-    : undefined
+  // Coalesced (lifecycle/watch.ts): a file change and a SIGHUP together reload once.
+  const reloads = new Reloads(
+    options.policyFile,
+    () => live.current,
+    async () => {
+      const ok = await live.reload()
+      metrics.reloaded(ok)
+      return ok
+    },
+  )
+  const reload = () => reloads.request()
+  const watcher = options.watch ? watchPolicy(options.policyFile, () => live.current, reloads, logger) : undefined
 
   return {
     url,

@@ -83,6 +83,7 @@ export class Metrics {
     registers: [this.registry],
   })
   private readonly reloads = policyReloads(this.registry)
+  private readonly droppedRevocations = revocationsDropped(this.registry)
   // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
   // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
@@ -151,6 +152,10 @@ export class Metrics {
     }
   }
 
+  revocationsDropped(count: number): void {
+    this.droppedRevocations.inc(count)
+  }
+
   reloaded(ok: boolean): void {
     this.reloads.inc({ result: ok ? 'success' : 'failure' })
   }
@@ -196,6 +201,19 @@ export function policyReloads(registry: Registry): Counter<'result'> {
   })
   for (const r of ['success', 'failure'] as const) reloads.inc({ result: r }, 0)
   return reloads
+}
+
+/**
+ * `jwtgate_revocations_dropped_total`: memory-backend revocations lost by a reload that left the
+ * memory backend. With `workers: N` the primary counts its own (every worker drops the same
+ * entries; summing them would count each N times).
+ */
+export function revocationsDropped(registry: Registry): Counter {
+  return new Counter({
+    name: 'jwtgate_revocations_dropped_total',
+    help: 'Revocations of the memory backend lost by a reload that left the memory backend (or dropped the revocation: section).',
+    registers: [registry],
+  })
 }
 
 const STATUS_CLASS: Record<number, string> = { 1: '1xx', 2: '2xx', 3: '3xx', 4: '4xx', 5: '5xx' }

@@ -11,14 +11,14 @@ import cluster from 'node:cluster'
 import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { policyReloads } from '../admin/metrics.js'
+import { policyReloads, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
 import { listen } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 import { Shutdown } from '../lifecycle/shutdown.js'
 import { untilSignalled } from '../lifecycle/signals.js'
-import { watchPolicy } from '../lifecycle/watch.js'
+import { Reloads, watchPolicy } from '../lifecycle/watch.js'
 import { createLogger } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import type { PolicySource } from '../policy/load.js'
@@ -35,17 +35,25 @@ const EXIT_MARGIN_MS = 3000
 export async function runPrimary(source: PolicySource): Promise<number> {
   // The workers write to the same standard output.
   const logger = createLogger('info', undefined, { sharedStdout: true })
+  const registry = new Registry()
+  const dropped = revocationsDropped(registry)
   let live: LivePolicy
   try {
     // The primary's own copy of the policy: what /config shows, the revocation store POST
     // /revocations writes through, and the judge of a reload before any worker sees it. It
     // verifies no token, so its issuers never fetch keys.
-    live = new LivePolicy(compilePolicy(source, logger), { file: source.file, env: process.env, logger, verifiesTokens: false, warnsRestartOnly: true })
+    live = new LivePolicy(compilePolicy(source, logger), {
+      file: source.file,
+      env: process.env,
+      logger,
+      verifiesTokens: false,
+      warnsRestartOnly: true,
+      onRevocationsDropped: (count) => dropped.inc(count),
+    })
   } catch (err) {
     return printPolicyError(err)
   }
   await live.start()
-  const registry = new Registry()
   const reloads = policyReloads(registry)
 
   // 'advanced': structured clone, so a metric's Infinity or NaN crosses the channel intact.
@@ -79,15 +87,14 @@ export async function runPrimary(source: PolicySource): Promise<number> {
   )
   slots.start()
 
-  // Reloads run one at a time, in order, each with its workers'.
-  let reloading: Promise<void> = Promise.resolve()
-  const reload = () => (reloading = reloading.then(() => reloadAll(live, slots, reloads, logger)))
-  const watcher = watchPolicy(
+  // Reloads run one at a time, each with its workers', coalesced (lifecycle/watch.ts).
+  const coalesced = new Reloads(
     source.file,
     () => live.current,
-    () => void reload(),
-    logger,
+    () => reloadAll(live, slots, reloads, logger).then(() => true),
   )
+  const reload = () => coalesced.request()
+  const watcher = watchPolicy(source.file, () => live.current, coalesced, logger)
   return untilSignalled({ logger, reload, shutdown: () => shutdown.graceful(), graceMs: workersGone + EXIT_MARGIN_MS })
 }
 

@@ -6,9 +6,10 @@ import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { challenge, isFailure, type ErrorAnswer } from './denial.js'
 
-// A Retry-After for 503: the causes (keys or the revocation list unavailable) are retried in
-// the background, so a client may try again soon.
-const RETRY_AFTER_S = '5'
+// A Retry-After for 503 whose cause does not say when: the causes (keys or the revocation list
+// unavailable) are retried in the background, so a client may try again soon. A denial that
+// knows (the fetch that will bring a token's key is due in n seconds) carries its own.
+const RETRY_AFTER_S = 5
 
 /** The response headers of an error answer, by lower-case name. */
 export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
@@ -16,13 +17,13 @@ export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
   if (isFailure(answer)) {
     // The rest of a slow client's request is not waited for.
     if (answer.reason === 'request_timeout') headers.connection = 'close'
-    if (answer.status === 503) headers['retry-after'] = RETRY_AFTER_S
+    if (answer.status === 503) headers['retry-after'] = String(RETRY_AFTER_S)
     return headers
   }
   // RFC 6750 §3: the challenge says what was wrong with the token, if anything.
   const header = challenge(answer)
   if (header) headers['www-authenticate'] = header
-  if (answer.status === 503) headers['retry-after'] = RETRY_AFTER_S
+  if (answer.status === 503) headers['retry-after'] = String(answer.retryAfterS ?? RETRY_AFTER_S)
   if (answer.location) headers.location = answer.location
   // The client may be sending the body still: do not read it to keep the connection.
   if (answer.reason === 'body_too_large') headers.connection = 'close'

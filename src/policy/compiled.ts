@@ -30,6 +30,8 @@ export interface Route {
   readonly websocket: boolean
   /** The largest request body; 0 for no limit. */
   readonly maxBodyBytes: number
+  /** `allow_ambiguous_paths`: a path normalizePath marks ambiguous is forwarded rather than refused. */
+  readonly allowAmbiguousPaths: boolean
   /** What forwarding never copies to the upstream on this route (token headers and cookies included); computed here, read per request. */
   readonly headerCopy: HeaderCopy
 }

@@ -26,7 +26,8 @@ export function lintRoutes(routes: readonly RouteDocument[]): Warning[] {
     if ((!route.methods && route.host === undefined) || !pattern) return
     const fallback = routes.slice(i + 1).some((later, k) => {
       const laterPattern = patterns[i + 1 + k]
-      return laterPattern !== undefined && patternCovers(laterPattern, pattern) && !later.methods && later.host === undefined
+      // The cheap checks first: patternCovers for every later route made validate quadratic.
+      return !later.methods && later.host === undefined && laterPattern !== undefined && patternCovers(laterPattern, pattern)
     })
     if (fallback) return
     const limits = [route.methods ? `methods other than ${route.methods.join(', ')}` : '', route.host !== undefined ? `hosts other than ${route.host}` : '']

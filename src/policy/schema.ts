@@ -301,6 +301,13 @@ const Route = Type.Object(
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
     ),
+    allow_ambiguous_paths: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'forward paths an upstream could read as another path by decoding them twice (%252e) or by Unicode NFKC (the fullwidth solidus) instead of refusing them with 400 bad_path',
+      }),
+    ),
   },
   { additionalProperties: false },
 )

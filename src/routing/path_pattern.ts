@@ -163,6 +163,21 @@ export function literalPrefix(p: PathPattern): readonly string[] {
 }
 
 /**
+ * The literal segments a pattern's source starts with, foreign patterns included (read as their
+ * source, as patternCovers reads them). `a` can cover `b` only when this of `a` is a prefix of
+ * this of `b`: past the shorter of the two, `b` has a wildcard or its end, where it accepts a
+ * path `a` refuses (another segment, or none). RouteTable.shadowedBy compares only such pairs.
+ */
+export function coverPrefix(p: PathPattern): readonly string[] {
+  const out: string[] = []
+  for (const t of tokensOf(p)) {
+    if (t.kind !== LITERAL) break
+    out.push(t.text)
+  }
+  return out
+}
+
+/**
  * True iff every normalized path matched by `b` is also matched by `a`. Exact, not just sound.
  *
  * Patterns are regular expressions over segments. Only finitely many segments matter: the

@@ -9,7 +9,7 @@
 // lowest-indexed matching route. Children are keyed by a hash of the segment, so that the walk
 // allocates nothing; a collision only merges two nodes' routes into one list, each route still
 // fully checked.
-import { literalPrefix, patternCovers, type PathPattern } from './path_pattern.js'
+import { coverPrefix, literalPrefix, patternCovers, type PathPattern } from './path_pattern.js'
 import { hostCovers, type HostPattern } from './host_pattern.js'
 
 // Re-exported so the policy compiler can take everything routing-related from this module.
@@ -113,14 +113,35 @@ export class RouteTable<T> {
    * together (GET by one, POST by another) is not reported.
    */
   shadowedBy(): Array<{ index: number; by: number }> {
+    // Only an earlier route whose literal prefix is a prefix of this route's can cover it
+    // (coverPrefix), so each route is compared with the earlier routes on its own branch of a
+    // trie of literal prefixes, cheapest checks (methods, host) first: near-linear for a policy
+    // of distinct prefixes (5,000 routes: tens of milliseconds), where comparing every pair cost
+    // 13.5 s at 1,000 routes. Still quadratic for routes that all start with a wildcard.
+    interface Trie {
+      routes: number[]
+      children: Map<string, Trie>
+    }
+    const root: Trie = { routes: [], children: new Map() }
     const out: Array<{ index: number; by: number }> = []
     this.routes.forEach((later, j) => {
-      for (let i = 0; i < j; i++) {
+      let node = root
+      const candidates: number[] = [...root.routes]
+      for (const literal of coverPrefix(later.path)) {
+        let child = node.children.get(literal)
+        if (!child) node.children.set(literal, (child = { routes: [], children: new Map() }))
+        node = child
+        for (const i of node.routes) candidates.push(i)
+      }
+      // The first that covers, in priority order, as a scan of every earlier route would find.
+      candidates.sort((x, y) => x - y)
+      for (const i of candidates) {
         if (covers(this.routes[i]!, later)) {
           out.push({ index: j, by: i })
           break
         }
       }
+      node.routes.push(j)
     })
     return out
   }

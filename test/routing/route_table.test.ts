@@ -1,5 +1,14 @@
 import t from 'tap'
-import { compileHostPattern, compilePathPattern, RouteTable, type HostPattern, type PathPattern, type RouteCandidate } from '../../src/routing/route_table.js'
+import { hostCovers } from '../../src/routing/host_pattern.js'
+import {
+  compileHostPattern,
+  compilePathPattern,
+  patternCovers,
+  RouteTable,
+  type HostPattern,
+  type PathPattern,
+  type RouteCandidate,
+} from '../../src/routing/route_table.js'
 
 /** A pattern the test writes as valid; an invalid one throws its problem, failing the test. */
 function pathPattern(source: string): PathPattern {
@@ -238,5 +247,81 @@ t.test('the indexed match agrees with a linear scan on random tables', (t) => {
     }
   }
   t.pass(`${checked} requests agree`)
+  t.end()
+})
+
+/** shadowedBy as it was: every later route against every earlier one, the first that covers. */
+function shadowedByEveryPair<T>(candidates: RouteCandidate<T>[]): Array<{ index: number; by: number }> {
+  const out: Array<{ index: number; by: number }> = []
+  candidates.forEach((b, j) => {
+    for (let i = 0; i < j; i++) {
+      const a = candidates[i]!
+      const methods = a.methods === null || (b.methods !== null && [...b.methods].every((m) => a.methods!.has(m)))
+      const host = a.host === null || (b.host !== null && hostCovers(a.host, b.host))
+      if (methods && host && patternCovers(a.path, b.path)) {
+        out.push({ index: j, by: i })
+        break
+      }
+    }
+  })
+  return out
+}
+
+t.test('shadowedBy, comparing only routes on one literal-prefix branch, agrees with comparing every pair on random tables', (t) => {
+  let seed = 7
+  const pick = <X>(xs: X[]): X => xs[(seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % xs.length]!
+  const segments = ['a', 'b', '', '*', '**', 'a', 'b']
+  const methods = [null, ['GET'], ['POST'], ['GET', 'POST']]
+  const hosts = [null, 'a.com', '*.a.com']
+  let shadowed = 0
+  for (let n = 0; n < 400; n++) {
+    const candidates: RouteCandidate<number>[] = []
+    const count = 1 + (n % 30)
+    while (candidates.length < count) {
+      let source = ''
+      const length = 1 + (seed % 4)
+      for (let k = 0; k < length; k++) source += '/' + pick(segments)
+      let path: PathPattern
+      try {
+        path = pathPattern(source)
+      } catch {
+        continue
+      }
+      const m = pick(methods)
+      const h = pick(hosts)
+      candidates.push({ path, methods: m && new Set(m), host: h === null ? null : hostPattern(h), value: candidates.length })
+    }
+    const want = shadowedByEveryPair(candidates)
+    const got = new RouteTable(candidates).shadowedBy()
+    shadowed += want.length
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      t.same(got, want, `table ${candidates.map((c) => c.path.source).join(' ')}`)
+      t.end()
+      return
+    }
+  }
+  t.ok(shadowed > 100, `${shadowed} shadowed routes found alike`)
+  t.end()
+})
+
+t.test('shadowedBy compares a route only with the earlier routes on its literal-prefix branch', (t) => {
+  // Counted through a foreign pattern's source getter, read once per comparison of paths.
+  let reads = 0
+  const counted = (source: string): PathPattern => {
+    const inner = pathPattern(source)
+    return {
+      get source() {
+        reads++
+        return source
+      },
+      matches: (p) => inner.matches(p),
+    }
+  }
+  const candidates: RouteCandidate<number>[] = []
+  for (let i = 0; i < 500; i++) candidates.push({ path: counted(`/svc${i}/**`), methods: null, host: null, value: i })
+  reads = 0
+  t.same(new RouteTable(candidates).shadowedBy(), [])
+  // Every pair would be 125,000 comparisons; one prefix read per route is 500.
+  t.ok(reads <= 2 * candidates.length, `${reads} pattern reads for ${candidates.length} routes`)
   t.end()
 })
