@@ -21,6 +21,7 @@ listen: { host: 127.0.0.1, port: 8080 }
 issuers:
   internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
   other: { issuer: other, secret: "\${S}2", audiences: [a], algorithms: [HS256] }
+  rotating: { issuer: rotating, secrets: [{ kid: k2, secret: "\${S}3" }, { secret: "\${S}4" }], audiences: [a], algorithms: [HS256] }
 upstreams: { orders: { url: "http://127.0.0.1:3001" } }
 routes: [ { path: /x, upstream: orders, auth: { issuers: [internal] } } ]
 revocation:
@@ -58,6 +59,7 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
 t.test('the marked fields are the secrets of the policy', async (t) => {
   t.same([...secretPaths(PolicySchema)].sort(), [
     ['issuers.*.secret', true],
+    ['issuers.*.secrets.*.secret', true],
     ['revocation.admin_token', true],
     ['revocation.redis.url', 'url_credentials'],
   ])
