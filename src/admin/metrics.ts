@@ -84,6 +84,12 @@ export class Metrics {
   })
   private readonly reloads = policyReloads(this.registry)
   private readonly droppedRevocations = revocationsDropped(this.registry)
+  private readonly websocketsClosed = new Counter({
+    name: 'jwtgate_websocket_closed_total',
+    help: 'WebSocket tunnels the gateway closed (close frame 1008) because their token expired or was revoked, by route and reason.',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  })
   // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
   // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
@@ -157,6 +163,10 @@ export class Metrics {
 
   revocationsDropped(count: number): void {
     this.droppedRevocations.inc(count)
+  }
+
+  websocketClosed(reason: string, route: string): void {
+    this.websocketsClosed.labels(route, reason).inc()
   }
 
   reloaded(ok: boolean): void {

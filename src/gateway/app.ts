@@ -35,6 +35,8 @@ export interface GatewayApp {
   record: RecordRequest
   /** A route's forwarding, built when the gateway took its policy. */
   forwarding(route: Route): RouteForwarding
+  /** Counts a WebSocket tunnel closed because its token expired or was revoked. */
+  tunnelClosed(reason: 'expired' | 'revoked', route: string): void
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -92,6 +94,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       current = take(next)
     },
     forwarding: (route) => forwarding.get(route)!,
+    tunnelClosed: (reason, route) => metrics.websocketClosed(reason, route),
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
