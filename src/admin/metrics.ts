@@ -107,6 +107,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
+    // Every series at 0 from the start, so a rate() sees the first one.
+    for (const kind of ['headers', 'request', 'body_rate', 'send'] as const) this.clientTimeouts.labels(kind).inc(0)
+    for (const reason of ['max_connections', 'per_address'] as const) this.refusedConnections.labels(reason).inc(0)
     const metrics = this
     new Gauge({
       name: 'jwtgate_jwks_keys',

@@ -58,7 +58,16 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
     ...(policy.listen.tls
-      ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }
+      ? {
+          https: {
+            cert: policy.listen.tls.cert,
+            key: policy.listen.tls.key,
+            maxHeaderSize: policy.maxHeaderBytes,
+            ...serverOptions(policy.clientLimits),
+            // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
+            handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
+          },
+        }
       : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
   const server = app.server as Server
