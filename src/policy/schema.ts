@@ -121,7 +121,9 @@ const Issuer = Type.Object(
     ),
     // URLs are parsed by the compiler (with a better message than a pattern could give, and
     // leaving ${VAR} alone in an editor).
-    jwks_uri: Type.Optional(Type.String({ minLength: 1 })),
+    // Its user info and secret query parameters (an API key some IdP gateways want) are hidden
+    // in /config and in log lines (http/urls.ts redactUrl).
+    jwks_uri: Type.Optional(Type.String({ minLength: 1, secret: 'url_credentials' })),
     discovery: Type.Optional(
       Type.Boolean({ default: false, description: 'true: read jwks_uri from {issuer}/.well-known/openid-configuration (OIDC Discovery)' }),
     ),
@@ -141,7 +143,7 @@ const Issuer = Type.Object(
 
 const Upstream = Type.Object(
   {
-    url: Type.String({ minLength: 1 }),
+    url: Type.String({ minLength: 1, secret: 'url_credentials' }),
     timeout: Type.Optional(Duration({ default: '30s' })),
     connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 128, description: 'the most connections open to this upstream at once' })),
     tls: Type.Optional(
