@@ -388,8 +388,19 @@ export const PolicySchema = Type.Object(
     token_cache: Type.Optional(
       Type.Object(
         {
-          // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
+          // Enough for the active tokens of a busy service.
           max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 })),
+          // The heap the entries may hold, as token_cache.ts entryBytes counts it (token, parsed
+          // claims): 32 MiB fits 10,000 ordinary tokens (~3 KiB each counted) and bounds large
+          // ones (a 15 KiB token with big group claims counts ~40 KiB: ~800 of them).
+          max_bytes: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 8 * 1024 ** 3,
+              default: 32 * 1024 * 1024,
+              description: 'the most memory the verified tokens may take, in bytes (token plus parsed claims, approximated)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
