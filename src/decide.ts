@@ -47,6 +47,14 @@ export function decide(
   out.path = normalized.path
 
   const host = hostFromHeader(hostHeader)
+  // A Host that is there but not valid (`a.example.com, evil`, `a.example.com:abc`, `:1:2`, empty)
+  // would match no host pattern and fall through to a host-less route, while an upstream that
+  // reads it its own way serves the host the route was meant to protect: refused, like
+  // RFC 9112 §3.2 says. (Absent is fine: HTTP/1.0 has none, and Node refuses HTTP/1.1 without.)
+  if (host === '' && hostHeader !== undefined) {
+    out.denial = deny('bad_host', 'the Host header is not a valid host')
+    return
+  }
   // A preflight carries no token. It is answered here when the request it asks about would use
   // a route with CORS; otherwise it is an OPTIONS request like any other.
   if (preflight) {
@@ -66,6 +74,11 @@ export function decide(
   }
   const route = match.value
   out.route = route
+  // Refused after the match, not by normalizePath, so that a route can opt out.
+  if (normalized.ambiguous !== undefined && !route.allowAmbiguousPaths) {
+    out.denial = deny('bad_path', `the request path is not acceptable: ${normalized.ambiguous}`)
+    return
+  }
   if (!route.auth) return
 
   const result = authenticate(credentials, route.auth, policy.auth)

@@ -71,6 +71,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     warnsRestartOnly: options.worker === undefined,
     onIssuersAdded: (issuers) => metrics.instrument(issuers),
     onCommit: (next, previous) => applyReload(gateway, metrics, next, previous, logger),
+    onRevocationsDropped: (count) => metrics.revocationsDropped(count),
   })
   const policy = live.current
   const gateway = await buildGateway(policy, logger, metrics)

@@ -69,6 +69,21 @@ t.test('the path is normalized before matching; a bad one is 400 bad_path', asyn
   t.match((await run('GET', '/public/a;x=1')).denial, { status: 400, reason: 'bad_path' }, 'path parameters refused by default')
 })
 
+t.test('a path an upstream could decode further is 400 bad_path, unless the route opts out', async (t) => {
+  // Double encoding (an upstream decoding twice reads /public/../orders) and a fullwidth solidus
+  // and one-dot leaders (an upstream applying NFKC reads / and ..).
+  for (const target of ['/public/%252e%252e/orders/7', '/public/%25%32%65%25%32%65/orders', '/public/%E2%80%A5%EF%BC%8Forders', '/public/a%255Cb']) {
+    const out = await run('GET', target)
+    t.equal(out.route?.name, 'routes[0] /public/**', `${target}: matched, then refused`)
+    t.match(out.denial, { status: 400, reason: 'bad_path' }, target)
+  }
+  const allowed = await run('GET', '/files/%252e%252e/%EF%BC%8F')
+  t.equal(allowed.route?.name, 'routes[5] /files/**')
+  t.equal(allowed.denial, undefined, 'allow_ambiguous_paths: true forwards it')
+  t.equal(allowed.path, '/files/%252e%252e/%EF%BC%8F', 'as normalized, never decoded twice')
+  t.equal((await run('GET', '/public/100%25')).denial, undefined, 'a %25 a second decoding leaves alone is fine')
+})
+
 t.test('a token is required, verified, and must meet the requirement', async (t) => {
   t.match((await run('GET', '/orders/1')).denial, { status: 401, reason: 'missing_token' })
   const forged = `${reader.slice(0, reader.lastIndexOf('.'))}.${createHmac('sha256', 'another-secret-another-secret-xx').update('x').digest('base64url')}`
@@ -139,4 +154,16 @@ t.test('claims given as verified (explain, test) skip the signature, not the rul
     refused,
   )
   t.match(refused.denial, { reason: 'insufficient_claims' })
+})
+
+t.test('a Host that is present but not valid is 400 bad_host; an absent one is fine', async (t) => {
+  for (const host of ['127.0.0.1, evil', '127.0.0.1:abc', ':123456', '127.0.0.1:1:2', '']) {
+    const out: Decision = {}
+    await decide(policy, 'GET', host, '/public/a', request('/public/a'), out)
+    t.match(out.denial, { status: 400, reason: 'bad_host' }, JSON.stringify(host))
+    t.equal(out.route, undefined)
+  }
+  const out: Decision = {}
+  await decide(policy, 'GET', undefined, '/public/a', request('/public/a'), out)
+  t.equal(out.denial, undefined, 'HTTP/1.0 sends no Host')
 })

@@ -16,7 +16,15 @@ export const METRIC_NAMES = [
   'jwtgate_policy_info',
   'jwtgate_token_cache_entries',
   'jwtgate_report_decisions_total',
+  'jwtgate_client_timeouts_total',
+  'jwtgate_connections_refused_total',
+  'jwtgate_upstream_queue_timeouts_total',
 ] as const
+
+/** Which slow-client bound cut a client (limits: in the policy). */
+export type ClientTimeoutKind = 'headers' | 'request' | 'body_rate' | 'send'
+/** Why a client connection was closed as it opened. */
+export type RefusedConnection = 'max_connections' | 'per_address'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -56,7 +64,26 @@ export class Metrics {
     labelNames: ['issuer', 'result'] as const,
     registers: [this.registry],
   })
+  private readonly clientTimeouts = new Counter({
+    name: 'jwtgate_client_timeouts_total',
+    help: 'Clients cut for slowness, by kind: headers, request (the whole request), body_rate (an upload under limits.min_body_rate), send (a response not read).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+  private readonly refusedConnections = new Counter({
+    name: 'jwtgate_connections_refused_total',
+    help: 'Client connections closed as they opened, by reason: max_connections or per_address.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+  private readonly queueTimeouts = new Counter({
+    name: 'jwtgate_upstream_queue_timeouts_total',
+    help: 'Requests answered 503 upstream_busy: no connection to the upstream became free within its timeout.',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  })
   private readonly reloads = policyReloads(this.registry)
+  private readonly droppedRevocations = revocationsDropped(this.registry)
   // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
   // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
@@ -125,6 +152,10 @@ export class Metrics {
     }
   }
 
+  revocationsDropped(count: number): void {
+    this.droppedRevocations.inc(count)
+  }
+
   reloaded(ok: boolean): void {
     this.reloads.inc({ result: ok ? 'success' : 'failure' })
   }
@@ -138,6 +169,18 @@ export class Metrics {
   /** A request on a `mode: report` route: what enforcing would have done (reason `none` when allowed). */
   reportDecision(route: string, wouldDeny: string | undefined): void {
     this.reportDecisions.labels(route, wouldDeny ? 'deny' : 'allow', wouldDeny ?? 'none').inc()
+  }
+
+  clientTimeout(kind: ClientTimeoutKind): void {
+    this.clientTimeouts.labels(kind).inc()
+  }
+
+  connectionRefused(reason: RefusedConnection): void {
+    this.refusedConnections.labels(reason).inc()
+  }
+
+  upstreamQueueTimeout(upstream: string): void {
+    this.queueTimeouts.labels(upstream).inc()
   }
 
   upstream(name: string, seconds: number): void {
@@ -158,6 +201,19 @@ export function policyReloads(registry: Registry): Counter<'result'> {
   })
   for (const r of ['success', 'failure'] as const) reloads.inc({ result: r }, 0)
   return reloads
+}
+
+/**
+ * `jwtgate_revocations_dropped_total`: memory-backend revocations lost by a reload that left the
+ * memory backend. With `workers: N` the primary counts its own (every worker drops the same
+ * entries; summing them would count each N times).
+ */
+export function revocationsDropped(registry: Registry): Counter {
+  return new Counter({
+    name: 'jwtgate_revocations_dropped_total',
+    help: 'Revocations of the memory backend lost by a reload that left the memory backend (or dropped the revocation: section).',
+    registers: [registry],
+  })
 }
 
 const STATUS_CLASS: Record<number, string> = { 1: '1xx', 2: '2xx', 3: '3xx', 4: '4xx', 5: '5xx' }

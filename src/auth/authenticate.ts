@@ -5,6 +5,7 @@ import { createDecoder, TokenError } from 'fast-jwt'
 import { checkTokenClaims } from './claims.js'
 import { deny, isDenial, type Denial } from '../http/denial.js'
 import { extractToken } from './extract.js'
+import { canonicalParts } from './jws_encoding.js'
 import type { Issuer, KeyLookup } from './issuer.js'
 import type { IssuerSet } from './issuer_set.js'
 import type { Requirement, TokenFacts } from './requirement.js'
@@ -101,6 +102,8 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
     return context.revocation?.check(known.claims, now) ?? meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
+  // Once per token: a cached one was canonical (the cache is keyed by the token string).
+  if (!canonicalParts(token)) return deny('malformed', 'the token is not a well-formed JWT')
   let decoded: Decoded
   try {
     decoded = decode(token)

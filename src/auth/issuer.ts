@@ -3,7 +3,7 @@
 import type { Logger } from 'pino'
 import { deny, type Denial } from '../http/denial.js'
 import type { IssuerTemplate } from './issuer_template.js'
-import { JwksCache, type JwksSettings } from './jwks_cache.js'
+import { JwksCache, type JwksSettings, type KeyLookupResult } from './jwks_cache.js'
 import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'
 import type { TokenSourceDocument } from '../policy/schema.js'
 
@@ -86,18 +86,22 @@ export function jwksIssuer(settings: IssuerSettings, jwks: JwksSettings, log: Lo
     stop: () => cache.stop(),
     holdsKey: (key) => cache.holds(key),
     keyFor(kid, alg) {
-      const key = cache.find(kid, alg)
-      if (key) return key
-      if (kid === undefined && cache.hasKeys) return deny('unknown_kid', 'the token has no kid and the issuer has several keys')
-      const refetch = cache.refetchForUnknownKid()
-      if (!refetch) return missing(cache)
-      return refetch.then(() => cache.find(kid, alg) ?? missing(cache))
+      const found = cache.lookup(kid, alg)
+      return found instanceof Promise ? found.then((f) => answer(f, kid, cache)) : answer(found, kid, cache)
     },
   }
 }
 
-function missing(cache: JwksCache): Denial {
-  // No keys at all means the IdP has not answered yet: that is our problem, not the token's.
-  if (!cache.hasKeys) return deny('keys_unavailable', "the issuer's signing keys are unavailable; try again later")
+function answer(found: KeyLookupResult, kid: string | undefined, cache: JwksCache): KeyLookup {
+  if (!('absent' in found || 'retryInMs' in found)) return found
+  if ('retryInMs' in found) {
+    // Not the token's fault: the IdP is down, or may have published the key since the last fetch.
+    const denial = deny(
+      'keys_unavailable',
+      cache.hasKeys ? "the token's key is not known yet; try again later" : "the issuer's signing keys are unavailable; try again later",
+    )
+    return { ...denial, retryAfterS: Math.max(1, Math.ceil(found.retryInMs / 1000)) }
+  }
+  if (kid === undefined) return deny('unknown_kid', 'the token has no kid and no single key of the issuer fits its alg')
   return deny('unknown_kid', 'no key of the issuer matches the token kid')
 }

@@ -1,9 +1,11 @@
 // An issuer's remote key set, kept warm. What it does that get-jwks does not (see the note in
 // docs/design.md): it fetches the whole set at start-up, refreshes it in the background before
 // it goes stale (Cache-Control max-age, clamped), refetches on an unknown kid at most once per
-// cool-down with every waiting request sharing the one fetch, keeps the last good keys when the
-// IdP is down, slow or answers garbage, and bounds every fetch in time and size. With OIDC
+// cool-down with every waiting request sharing the one fetch (and, during the cool-down, fetches
+// when it ends rather than calling the kid unknown: see `lookup`), keeps the last good keys when
+// the IdP is down, slow or answers garbage, and bounds every fetch in time and size. With OIDC
 // discovery, each fetch first reads the key set URL from the issuer's discovery document.
+import { createHash } from 'node:crypto'
 import { redactUrl, redactUrlsIn } from '../http/urls.js'
 import { Agent } from 'undici'
 import type { Logger } from 'pino'
@@ -31,6 +33,33 @@ export interface KeySetStatus {
 
 const MAX_BODY_BYTES = 1024 * 1024
 const FIRST_RETRY_MS = 500
+/**
+ * Unknown kids remembered until a fetch answers for them, and those a fetch found absent. Kids
+ * come from tokens, so both sets are bounded: a kid not remembered only gets 503 instead of 401,
+ * and a long kid is remembered by its hash.
+ */
+const MAX_TRACKED_KIDS = 1024
+const MAX_TRACKED_KID_LENGTH = 128
+
+/** How an unknown kid is remembered. A key's kid is always looked up first, so a collision could only turn a 401 into a 503. */
+function tag(kid: string): string {
+  return kid.length <= MAX_TRACKED_KID_LENGTH ? kid : `sha256:${createHash('sha256').update(kid).digest('base64url')}`
+}
+
+/**
+ * What a token header without a key at hand gets: wait for `fetch` then ask again; `absent` (a
+ * fetch started after the kid was first seen succeeded without it: the token's fault, 401); or
+ * `retryInMs`, until the fetch that will tell (the IdP may have published it since: 503).
+ */
+export type KeyMiss = { absent: true } | { retryInMs: number }
+export type KeyLookupResult = PreparedKey | KeyMiss
+
+interface Loaded {
+  keys: PreparedKey[]
+  /** The kids of the entries that were skipped as unusable. */
+  skipped: Set<string>
+  lifetimeMs: number
+}
 
 export class JwksCache {
   private byKid = new Map<string, PreparedKey[]>()
@@ -43,6 +72,19 @@ export class JwksCache {
   private lastAttemptAt = -Infinity
   private failures = 0
   private timer: NodeJS.Timeout | undefined
+  /** When the timer fires: the next fetch, routine, retry or for unknown kids. */
+  private nextFetchAt = Infinity
+  /** Unknown kids seen since the last fetch started (as `tag`s): the next fetch answers for them. */
+  private pending = new Set<string>()
+  /** The kids the fetch in flight answers for. */
+  private checking = new Set<string>()
+  /**
+   * Kids the last successful fetch answered for (or dropped) and did not have; a fetch that
+   * fails makes them pending again.
+   */
+  private absent = new Set<string>()
+  /** Kids of the key set's entries that cannot be used (an RSA key too short, use "enc"…). */
+  private skipped = new Set<string>()
   private stopped = false
   private readonly agent: Agent
   /** Told of every fetch's outcome (metrics). */
@@ -89,9 +131,81 @@ export class JwksCache {
   }
 
   /**
-   * Called when a token names a kid we do not have: the IdP may have rotated. Returns the fetch
-   * to wait for, or undefined when the cool-down forbids another, so random kids cannot make us
-   * hammer the IdP.
+   * The key for a token header, fetching the key set when the kid may have been published since
+   * the last fetch. The states of a kid K that no current key has (a token without kid is
+   * treated alike when there are no keys at all; with keys, it is simply absent):
+   *
+   * - a token without kid while there are keys, a kid the keys have but for another alg, or
+   *   the kid of an unusable entry of the set: `absent` at once, as a fetch would not change that;
+   * - a fetch is in flight: wait for it, then ask again (below, without fetching);
+   * - the cool-down since the last fetch attempt has passed: K is remembered as pending, a fetch
+   *   starts now (it answers for K) and is waited for, then ask again;
+   * - within the cool-down, K in `absent` (a fetch started after K was first seen succeeded
+   *   without it, or a refresh dropped it): `absent`, a 401 unknown_kid — the token really names a key the IdP does not
+   *   publish;
+   * - within the cool-down otherwise (first sight of K, or the last fetch failed, or K came
+   *   while a fetch that started before it was in flight): K is remembered as pending and the
+   *   next fetch is due at the latest when the cool-down ends (an earlier routine refresh or
+   *   back-off retry stays as it is); the answer is `retryInMs` until then: a 503, since the IdP
+   *   may have published K since the last fetch, as IdPs that sign with a key as soon as they
+   *   publish it do.
+   *
+   * When a fetch starts, the pending and absent kids become the ones it answers for; when it
+   * succeeds, those it lacks are `absent`; when it fails they are all pending again (the IdP may
+   * have published them since; so no 401 while it is unreachable). So however many kids come,
+   * kids cause at most one fetch per cool-down: one now when the cool-down has passed, or the
+   * one due when it ends.
+   */
+  lookup(kid: string | undefined, alg: string): KeyLookupResult | Promise<KeyLookupResult> {
+    const key = this.find(kid, alg)
+    if (key) return key
+    if (this.known(kid)) return { absent: true }
+    if (this.inflight) {
+      this.remember(kid)
+      return this.inflight.then(() => this.afterFetch(kid, alg))
+    }
+    if (Date.now() - this.lastAttemptAt >= this.settings.cooldownMs) {
+      this.remember(kid)
+      return this.fetchNow().then(() => this.afterFetch(kid, alg))
+    }
+    return this.afterFetch(kid, alg)
+  }
+
+  /** The answer without starting a fetch: the key, absent, or how long until the fetch that will tell. */
+  private afterFetch(kid: string | undefined, alg: string): KeyLookupResult {
+    const key = this.find(kid, alg)
+    if (key) return key
+    if (this.known(kid) || (kid !== undefined && this.absent.has(tag(kid)))) return { absent: true }
+    this.remember(kid)
+    this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
+    const next = Number.isFinite(this.nextFetchAt) ? this.nextFetchAt - Date.now() : this.settings.cooldownMs
+    return { retryInMs: Math.max(0, next) }
+  }
+
+  /**
+   * Whether the key set speaks of this kid, so another fetch would not change the answer: a
+   * token without kid while there are keys (none is a single fit for its alg), a kid whose
+   * keys are all of another type than the token's alg, or the kid of a key the set publishes
+   * but that cannot be used.
+   */
+  private known(kid: string | undefined): boolean {
+    return kid === undefined ? this.hasKeys : this.byKid.has(kid) || this.skipped.has(kid)
+  }
+
+  private remember(kid: string | undefined): void {
+    if (kid === undefined || this.checking.has(tag(kid))) return
+    if (this.pending.size + this.absent.size < MAX_TRACKED_KIDS) this.pending.add(tag(kid))
+  }
+
+  /** Makes sure a fetch is due at `at` at the latest. */
+  private fetchBy(at: number): void {
+    if (this.nextFetchAt <= at) return
+    this.schedule(Math.max(0, at - Date.now()))
+  }
+
+  /**
+   * A fetch now unless one is in flight or the cool-down since the last attempt has not passed:
+   * the fetch to wait for, or undefined.
    */
   refetchForUnknownKid(): Promise<void> | undefined {
     if (this.inflight) return this.inflight
@@ -104,12 +218,21 @@ export class JwksCache {
     if (this.stopped) return
     this.stopped = true
     clearTimeout(this.timer)
+    this.nextFetchAt = Infinity
     void this.agent.close()
   }
 
   private fetchNow(): Promise<void> {
     if (this.inflight) return this.inflight
     this.lastAttemptAt = Date.now()
+    // This fetch answers for the kids seen so far (absent ones again); a kid seen from now on
+    // waits for a later one.
+    this.checking = new Set([...this.pending, ...this.absent])
+    this.pending = new Set()
+    this.absent = new Set()
+    // The timer's fetch is this one (or superseded by it); the outcome schedules the next.
+    clearTimeout(this.timer)
+    this.nextFetchAt = Infinity
     this.inflight = this.fetchOnce()
       .then(
         (loaded) => this.succeeded(loaded),
@@ -121,7 +244,7 @@ export class JwksCache {
     return this.inflight
   }
 
-  private async fetchOnce(): Promise<{ keys: PreparedKey[]; lifetimeMs: number }> {
+  private async fetchOnce(): Promise<Loaded> {
     const { uri: source, timeoutMs } = this.settings
     // Discovery is read on the key set's schedule: a moved jwks_uri is followed at the next refresh.
     const uri = typeof source === 'string' ? source : await discoverJwksUri(source.discover, this.agent, timeoutMs)
@@ -130,6 +253,7 @@ export class JwksCache {
     const list = (body as { keys?: unknown } | null)?.keys
     if (!Array.isArray(list)) throw new Error('response has no "keys" array')
     const keys: PreparedKey[] = []
+    const skipped = new Set<string>()
     for (const jwk of list) {
       // An unchanged key keeps its prepared verifier, and with it the tokens cached under it.
       const same = typeof jwk === 'object' && jwk !== null ? this.byJwk.get(JSON.stringify(jwk)) : undefined
@@ -138,17 +262,20 @@ export class JwksCache {
         continue
       }
       const prepared = typeof jwk === 'object' && jwk !== null ? prepareJwk(jwk, this.allowed, this.verifyOptions) : { unusable: 'not an object' }
-      if ('unusable' in prepared) this.log.debug({ jwks_uri: redactUrl(uri), kid: (jwk as { kid?: unknown })?.kid, why: prepared.unusable }, 'skipping key')
-      else {
+      if ('unusable' in prepared) {
+        const kid = (jwk as { kid?: unknown })?.kid
+        if (typeof kid === 'string' && skipped.size < MAX_TRACKED_KIDS) skipped.add(kid)
+        this.log.debug({ jwks_uri: redactUrl(uri), kid, why: prepared.unusable }, 'skipping key')
+      } else {
         keys.push(prepared)
         this.jwkOf.set(prepared, JSON.stringify(jwk))
       }
     }
     if (keys.length === 0) throw new Error('no usable signing key in the key set')
-    return { keys, lifetimeMs: this.lifetime(headers['cache-control']) }
+    return { keys, skipped, lifetimeMs: this.lifetime(headers['cache-control']) }
   }
 
-  private succeeded({ keys, lifetimeMs }: { keys: PreparedKey[]; lifetimeMs: number }): void {
+  private succeeded({ keys, skipped, lifetimeMs }: Loaded): void {
     const byKid = new Map<string, PreparedKey[]>()
     for (const key of keys) {
       if (key.kid === undefined) continue
@@ -158,9 +285,17 @@ export class JwksCache {
     }
     // One assignment each: a request sees the old set or the new one, never a mix.
     this.keys = keys
+    const dropped = this.byKid
     this.byKid = byKid
     this.current = new Set(keys)
     this.byJwk = new Map(keys.map((k) => [this.jwkOf.get(k)!, k]))
+    // The kids this fetch answered for, and those it dropped, are absent unless it has them.
+    const tags = new Set([...byKid.keys()].map(tag))
+    for (const kid of [...this.checking, ...[...dropped.keys()].map(tag)]) {
+      if (!tags.has(kid) && this.absent.size < MAX_TRACKED_KIDS) this.absent.add(kid)
+    }
+    this.checking = new Set()
+    this.skipped = skipped
     this.failures = 0
     this.onFetch?.(true)
     this.status.keyCount = keys.length
@@ -171,6 +306,9 @@ export class JwksCache {
   }
 
   private failed(err: Error): void {
+    // Nothing is known of the kids it was to answer for: the next fetch answers for them.
+    for (const kid of this.checking) this.pending.add(kid)
+    this.checking = new Set()
     this.failures++
     this.onFetch?.(false)
     this.status.lastFailureAt = Date.now()
@@ -193,6 +331,7 @@ export class JwksCache {
   private schedule(delayMs: number): void {
     if (this.stopped) return
     clearTimeout(this.timer)
+    this.nextFetchAt = Date.now() + delayMs
     this.timer = setTimeout(() => void this.fetchNow(), delayMs)
     this.timer.unref()
   }

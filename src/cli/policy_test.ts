@@ -43,6 +43,7 @@ import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = [
   'bad_path',
+  'bad_host',
   'no_route',
   'multiple_tokens',
   'missing_token',

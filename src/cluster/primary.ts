@@ -11,7 +11,7 @@ import cluster from 'node:cluster'
 import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { policyReloads } from '../admin/metrics.js'
+import { policyReloads, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
 import { listen } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
@@ -35,17 +35,25 @@ const EXIT_MARGIN_MS = 3000
 export async function runPrimary(source: PolicySource): Promise<number> {
   // The workers write to the same standard output.
   const logger = createLogger('info', undefined, { sharedStdout: true })
+  const registry = new Registry()
+  const dropped = revocationsDropped(registry)
   let live: LivePolicy
   try {
     // The primary's own copy of the policy: what /config shows, the revocation store POST
     // /revocations writes through, and the judge of a reload before any worker sees it. It
     // verifies no token, so its issuers never fetch keys.
-    live = new LivePolicy(compilePolicy(source, logger), { file: source.file, env: process.env, logger, verifiesTokens: false, warnsRestartOnly: true })
+    live = new LivePolicy(compilePolicy(source, logger), {
+      file: source.file,
+      env: process.env,
+      logger,
+      verifiesTokens: false,
+      warnsRestartOnly: true,
+      onRevocationsDropped: (count) => dropped.inc(count),
+    })
   } catch (err) {
     return printPolicyError(err)
   }
   await live.start()
-  const registry = new Registry()
   const reloads = policyReloads(registry)
 
   // 'advanced': structured clone, so a metric's Infinity or NaN crosses the channel intact.

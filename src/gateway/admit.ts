@@ -19,12 +19,26 @@ import type { RequestState } from './request_state.js'
 export function admit(raw: IncomingMessage, state: RequestState, upgrade: boolean): void | Promise<void> {
   state.denial = insecureRequest(raw, state.policy.https)
   if (state.denial) return
+  // Node keeps the first of several Host headers; an upstream may read another (RFC 9112 §3.2: 400).
+  if (hostCount(raw.rawHeaders) > 1) {
+    state.denial = deny('bad_host', 'more than one Host header')
+    return
+  }
   const method = raw.method ?? 'GET'
   // An upgrade is a GET (src/gateway/websocket.ts lets no other through), never a preflight.
   const preflight = upgrade ? undefined : preflightOf(method, raw.headers)
   const pending = decide(state.policy, method, raw.headers.host, raw.url ?? '', raw, state, preflight)
   if (pending) return pending.then(() => afterDecision(raw, state, upgrade))
   afterDecision(raw, state, upgrade)
+}
+
+function hostCount(raw: readonly string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.length === 4 && name.toLowerCase() === 'host') n++
+  }
+  return n
 }
 
 function afterDecision(raw: IncomingMessage, state: RequestState, upgrade: boolean): void {

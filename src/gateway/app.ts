@@ -1,7 +1,7 @@
 // The proxy: the decision (src/decide.ts: normalize → match route → authenticate and
 // authorize), then forwarding with identity headers, or the denial as an RFC 6750 answer.
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage, Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
@@ -17,6 +17,7 @@ import { upstreamUrl } from '../proxy/forward.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
 import { admit } from './admit.js'
+import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
 import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
@@ -45,13 +46,20 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     requestIdHeader: false,
     genReqId: requestId,
     return503OnClosing: true,
-    // fastify answers some malformed requests itself; answer them in our shape.
-    frameworkErrors: (error, request, reply) => sendError(reply, deny('bad_path', error.message), request.id),
+    // fastify answers some malformed requests itself; answer them in our shape, without echoing
+    // the target (fastify's message quotes the raw URL).
+    frameworkErrors: (error, request, reply) =>
+      sendError(reply, error.code === 'FST_ERR_BAD_URL' ? deny('bad_path', 'the request target is not a valid URL') : fail('bad_request'), request.id),
+    // Slow clients (./client_limits.ts): fastify's 0 would turn Node's request timeout off; the
+    // socket's idle timer is the send timeout.
+    requestTimeout: policy.clientLimits.requestTimeoutMs,
+    connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
     ...(policy.listen.tls
-      ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes } }
-      : { http: { maxHeaderSize: policy.maxHeaderBytes } }),
+      ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }
+      : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
+  const server = app.server as Server
   const pools = new UpstreamPools(policy)
   const writeAccessLine = accessLogger(logger)
   // Filled when a policy is taken, for all its routes; a request that started under the previous
@@ -59,6 +67,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   const forwarding = new WeakMap<Route, RouteForwarding>()
   const take = (next: CompiledPolicy) => {
     for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, metrics))
+    applyClientLimits(server, next.clientLimits)
     return next
   }
   let current = take(policy)
@@ -100,7 +109,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     const raw = request.raw as IncomingMessage
     // An upgrade request that is not tunnelled arrives here already admitted (src/gateway/websocket.ts):
     // a one-time token is not used twice.
-    const early = decidedAtUpgrade(raw)
+    const early = decidedAtUpgrade(raw) ?? (raw as Admitted)[ADMITTED]
     const state = early ?? newState(gateway.policy)
     const pending = early ? undefined : admit(raw, state, false)
     ;(request as GatewayRequest).jwtgate = state
@@ -113,7 +122,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     // A CORS preflight the route's cors allows; onSend adds its headers.
     if (state.preflight) return reply.code(204).send()
     const route = state.route!
-    if (route.maxBodyBytes > 0) request.body = limitBody(request.body, route.maxBodyBytes)
+    const limits = state.policy.clientLimits
+    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs })
     state.forwardedAt = performance.now()
     return reply.from(upstreamUrl(route, state.path!), forwarding.get(route)!.options)
   }
@@ -141,10 +151,35 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     if (status && status >= 400 && status < 500) return sendError(reply, { ...fail('bad_request'), status }, request.id)
     return sendError(reply, fail('internal_error'), request.id)
   })
-  const server = app.server as Server
+  watchClients(server, () => gateway.policy, metrics)
+  // Expect: 100-continue (RFC 9110 §10.1.1): the request is admitted first, and only a request
+  // that may go on is invited to send its body; a refusal (401, 413, …) is answered without it.
+  // The same admission as every request, its decision handed to the request path.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const state = newState(gateway.policy)
+    const go = () => {
+      ;(req as Admitted)[ADMITTED] = state
+      if (!state.denial && !state.preflight) res.writeContinue()
+      server.emit('request', req, res)
+    }
+    let pending: void | Promise<void>
+    try {
+      pending = admit(req, state, false)
+    } catch {
+      // Left to the request path, which admits it again and answers any error in its shape.
+      server.emit('request', req, res)
+      return
+    }
+    if (pending) pending.then(go, () => server.emit('request', req, res))
+    else go()
+  })
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
   return gateway
 }
+
+// A request admitted before fastify saw it (Expect: 100-continue), with its decision.
+const ADMITTED = Symbol('jwtgate.admitted')
+type Admitted = IncomingMessage & { [ADMITTED]?: RequestState }
 
 // A client's request id is kept when it looks like one, so traces join up; otherwise ours.
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/

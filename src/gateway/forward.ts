@@ -8,7 +8,9 @@ import type { Metrics } from '../admin/metrics.js'
 import { fail } from '../http/denial.js'
 import { sendError } from '../http/respond.js'
 import type { Route } from '../policy/compile.js'
-import { bodyTooLarge, isBodyTooLarge } from '../proxy/body_limit.js'
+import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow } from '../proxy/body_limit.js'
+import { isUpstreamBusy } from '../proxy/upstream_pools.js'
+import { TIMED_OUT } from './client_limits.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { queryWithout } from '../proxy/token_removal.js'
 import type { RequestState } from './request_state.js'
@@ -43,7 +45,7 @@ function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks &
       if (state.forwardedAt !== undefined) metrics.upstream(route.upstream.name, (performance.now() - state.forwardedAt) / 1000)
       return responseHeaders(headers as IncomingHttpHeaders)
     },
-    onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error),
+    onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error, metrics),
   }
 }
 
@@ -53,8 +55,30 @@ export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestS
   return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
 }
 
-function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }): void {
+function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }, metrics: Metrics): void {
   const state = (reply.request as GatewayRequest).jwtgate
+  if ((reply.request.raw.socket as { [TIMED_OUT]?: boolean } | null)?.[TIMED_OUT]) {
+    // Node cut the client (limits.request_timeout), which ended the upstream request: not the upstream's failure.
+    state.upstreamError = 'request_timeout'
+    return
+  }
+  if (isBodyTooSlow(error)) {
+    // limits.min_body_rate: the upstream request was aborted; the client's connection is closed after the answer.
+    metrics.clientTimeout('body_rate')
+    const failure = fail('request_timeout', 'the request body came too slowly')
+    state.upstreamError = failure.reason
+    sendError(reply, failure, reply.request.id)
+    return
+  }
+  if (isUpstreamBusy(error)) {
+    metrics.upstreamQueueTimeout(state.route!.upstream.name)
+    const failure = fail('upstream_busy')
+    state.upstreamError = failure.reason
+    // The body, if any, was not read: do not wait for it to keep the connection.
+    if (reply.request.headers['content-length'] !== undefined || reply.request.headers['transfer-encoding'] !== undefined) reply.header('connection', 'close')
+    sendError(reply, failure, reply.request.id)
+    return
+  }
   if (isBodyTooLarge(error)) {
     // The upstream request was aborted mid-body; the rest of the client's body is not read.
     state.denial = bodyTooLarge(state.route!.maxBodyBytes)

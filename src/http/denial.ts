@@ -5,6 +5,7 @@
 // src/http/respond.ts writes both.
 export type DenyReason =
   | 'bad_path' // 400: the path cannot be normalized safely
+  | 'bad_host' // 400: a Host header that is present but not one valid host (RFC 9112 §3.2)
   | 'no_route' // 404: nothing in the policy matches; never reaches an upstream
   | 'multiple_tokens' // 400: more than one Authorization header (RFC 6750 §2)
   | 'missing_token' // 401 without error code (RFC 6750 §3.1)
@@ -12,8 +13,8 @@ export type DenyReason =
   | 'token_too_large' // 401
   | 'wrong_issuer' // 401: iss absent, not a string, or not accepted on this route
   | 'bad_algorithm' // 401: alg not in the issuer's allow-list or not usable with its key
-  | 'unknown_kid' // 401: no key of the issuer has this kid, even after a refetch
-  | 'keys_unavailable' // 503: the issuer's keys could not be fetched; not the token's fault
+  | 'unknown_kid' // 401: no key of the issuer has this kid, per a key set fetched since the kid was first seen
+  | 'keys_unavailable' // 503: the issuer's keys could not be fetched, or the fetch that may bring the kid is due (Retry-After); not the token's fault
   | 'bad_signature' // 401
   | 'expired' // 401
   | 'not_yet_valid' // 401: nbf in the future
@@ -39,6 +40,8 @@ export interface Denial {
   scope?: string
   /** For 308 (https_required): where the client should go instead. */
   location?: string
+  /** For 503: when to try again, in seconds, when the cause knows (Retry-After); 5 otherwise. */
+  retryAfterS?: number
 }
 
 export function deny(reason: DenyReason, description: string): Denial {
@@ -50,6 +53,8 @@ export type FailureReason =
   | 'upstream_timeout' // 504: no answer within the upstream's timeout (or its connect limit)
   | 'bad_request' // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
   | 'internal_error' // 500: a bug of the gateway's
+  | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
+  | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
@@ -69,6 +74,8 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   upstream_timeout: [504, 'the upstream did not answer in time'],
   bad_request: [400, 'the request could not be processed'],
   internal_error: [500, 'the gateway failed to process the request'],
+  request_timeout: [408, 'the request was not received in time'],
+  upstream_busy: [503, 'no connection to the upstream became free in time'],
 }
 
 /** Every error answer the gateway writes. */
@@ -80,6 +87,7 @@ export function isFailure(answer: ErrorAnswer): answer is Failure {
 
 const STATUS: Record<DenyReason, Denial['status']> = {
   bad_path: 400,
+  bad_host: 400,
   no_route: 404,
   multiple_tokens: 400,
   missing_token: 401,

@@ -2,22 +2,28 @@
 // upgrade request detached from the HTTP server): the status from the reason table, the
 // headers each status needs, and the JSON body `{ error, message, request_id }`. The reason is
 // the same code the access log and the metrics show.
-import type { ServerResponse } from 'node:http'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { challenge, isFailure, type ErrorAnswer } from './denial.js'
 
-// A Retry-After for 503: the causes (keys or the revocation list unavailable) are retried in
-// the background, so a client may try again soon.
-const RETRY_AFTER_S = '5'
+// A Retry-After for 503 whose cause does not say when: the causes (keys or the revocation list
+// unavailable) are retried in the background, so a client may try again soon. A denial that
+// knows (the fetch that will bring a token's key is due in n seconds) carries its own.
+const RETRY_AFTER_S = 5
 
 /** The response headers of an error answer, by lower-case name. */
 export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
   const headers: Record<string, string> = { 'cache-control': 'no-store', 'content-type': 'application/json' }
-  if (isFailure(answer)) return headers
+  if (isFailure(answer)) {
+    // The rest of a slow client's request is not waited for.
+    if (answer.reason === 'request_timeout') headers.connection = 'close'
+    if (answer.status === 503) headers['retry-after'] = String(RETRY_AFTER_S)
+    return headers
+  }
   // RFC 6750 §3: the challenge says what was wrong with the token, if anything.
   const header = challenge(answer)
   if (header) headers['www-authenticate'] = header
-  if (answer.status === 503) headers['retry-after'] = RETRY_AFTER_S
+  if (answer.status === 503) headers['retry-after'] = String(answer.retryAfterS ?? RETRY_AFTER_S)
   if (answer.location) headers.location = answer.location
   // The client may be sending the body still: do not read it to keep the connection.
   if (answer.reason === 'body_too_large') headers.connection = 'close'
@@ -37,4 +43,16 @@ export function sendError(reply: FastifyReply, answer: ErrorAnswer, requestId: s
 export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: string): void {
   res.writeHead(answer.status, errorHeaders(answer))
   res.end(errorBody(answer, requestId))
+}
+
+/**
+ * The whole answer as bytes, for a socket that no response owns (Node's `clientError`: a header
+ * section or a request that took too long); the connection is closed after it.
+ */
+export function rawError(answer: ErrorAnswer, requestId: string): string {
+  const body = errorBody(answer, requestId)
+  const headers = { ...errorHeaders(answer), connection: 'close', 'content-length': String(Buffer.byteLength(body)) }
+  let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n`
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
+  return `${head}\r\n${body}`
 }

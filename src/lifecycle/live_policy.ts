@@ -5,7 +5,7 @@ import type { Issuer } from '../auth/issuer.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import type { Env } from '../policy/load.js'
 import { formatProblem, PolicyError } from '../policy/problems.js'
-import { commitRevocation } from '../revocation/config.js'
+import { commitRevocation, handOverRevocations } from '../revocation/config.js'
 import { startReloadedStore } from '../revocation/store.js'
 
 export interface LivePolicyOptions {
@@ -25,6 +25,8 @@ export interface LivePolicyOptions {
   onIssuersAdded?(issuers: readonly Issuer[]): void
   /** The reloaded policy is current now: what the process holds outside it follows. */
   onCommit?(next: CompiledPolicy, previous: CompiledPolicy): void
+  /** A reload left the memory backend and dropped this many revocations (counted in a metric). */
+  onRevocationsDropped?(count: number): void
 }
 
 export class LivePolicy {
@@ -88,12 +90,16 @@ export class LivePolicy {
       for (const issuer of starting) issuer.stop()
       return false
     }
+    // The memory backend's entries move into the new memory store (or their loss is said), in
+    // the same synchronous step as the switch: no revocation can fall between the two.
+    const dropped = handOverRevocations(oldStore, newStore, logger)
     // One assignment: requests already running keep the policy they started with.
     this.current = next
     commitRevocation(next.revocation)
     this.loadedAt = new Date()
     logger.level = next.logLevel
     this.options.onCommit?.(next, current)
+    if (dropped > 0) this.options.onRevocationsDropped?.(dropped)
     if (verifiesTokens) for (const old of current.issuers.values()) if (next.issuers.get(old.name) !== old) old.stop()
     if (oldStore && oldStore !== newStore) void oldStore.stop()
     if (this.options.warnsRestartOnly) warnRestartOnly(current, next, logger)

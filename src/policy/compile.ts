@@ -13,7 +13,7 @@ import { compileIdentityDefaults } from '../proxy/identity_config.js'
 import { compileUpstreams } from '../proxy/upstream.js'
 import { compileRevocation } from '../revocation/config.js'
 import { RouteTable, type RouteCandidate } from '../routing/route_table.js'
-import { deepFreeze, type CompiledPolicy, type Route } from './compiled.js'
+import { deepFreeze, type ClientLimits, type CompiledPolicy, type Route } from './compiled.js'
 import { compileRoute } from './compile_route.js'
 import { defaultsOf } from './defaults.js'
 import { durationMs } from './duration.js'
@@ -25,11 +25,21 @@ import { AddressSchema, PolicySchema, type PolicyDocument } from './schema.js'
 import { redactSecrets } from './secrets.js'
 import { compileListenTls } from './tls_files.js'
 
-export type { CompiledPolicy, Route, Upstream } from './compiled.js'
+export type { ClientLimits, CompiledPolicy, Route, Upstream } from './compiled.js'
 
 const MAX_WORKERS = 64
 const DEFAULT = defaultsOf(PolicySchema, ['max_token_bytes', 'admin', 'workers', 'reject_path_parameters'])
-const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, ['max_header_bytes', 'max_body_bytes'])
+const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
+  'max_header_bytes',
+  'max_body_bytes',
+  'headers_timeout',
+  'request_timeout',
+  'min_body_rate',
+  'body_rate_window',
+  'send_timeout',
+  'max_connections',
+  'max_connections_per_address',
+])
 const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
@@ -62,6 +72,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
       `max_token_bytes (${maxTokenBytes}) must be less than limits.max_header_bytes (${maxHeaderBytes}): the token is part of the header section`,
     )
   }
+  const clientLimits = compileClientLimits(doc.limits ?? {}, problem)
   const cors = doc.cors ? (compileCors(doc.cors, ['cors'], problem) ?? null) : null
   const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, problem)
   const issuers = compileIssuers(doc.issuers ?? {}, source.file, log, problem, previous?.issuers)
@@ -103,6 +114,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     hash: createHash('sha256').update(source.text).digest('hex'),
     listen: { host: doc.listen.host ?? LISTEN_DEFAULT.host, port: doc.listen.port, tls: listenTls },
     maxHeaderBytes,
+    clientLimits,
     cors,
     https,
     admin: adminAddress(doc.admin ?? DEFAULT.admin),
@@ -132,6 +144,27 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     },
     revocation: revocation ?? null,
   })
+}
+
+/** `limits:` as the gateway's server and body wrapper apply them (src/gateway/app.ts, src/proxy/body_limit.ts). */
+function compileClientLimits(limits: NonNullable<PolicyDocument['limits']>, problem: OnProblem): ClientLimits {
+  const out: ClientLimits = {
+    headersTimeoutMs: durationMs(limits.headers_timeout ?? LIMITS_DEFAULT.headers_timeout),
+    requestTimeoutMs: durationMs(limits.request_timeout ?? LIMITS_DEFAULT.request_timeout),
+    minBodyRate: limits.min_body_rate ?? LIMITS_DEFAULT.min_body_rate,
+    bodyRateWindowMs: durationMs(limits.body_rate_window ?? LIMITS_DEFAULT.body_rate_window),
+    sendTimeoutMs: durationMs(limits.send_timeout ?? LIMITS_DEFAULT.send_timeout),
+    maxConnections: limits.max_connections ?? LIMITS_DEFAULT.max_connections,
+    maxConnectionsPerAddress: limits.max_connections_per_address ?? LIMITS_DEFAULT.max_connections_per_address,
+  }
+  // Node refuses a header limit above the whole-request one.
+  if (out.requestTimeoutMs > 0 && out.headersTimeoutMs > out.requestTimeoutMs) {
+    problem(['limits', 'headers_timeout'], 'limits.headers_timeout must not be longer than limits.request_timeout')
+  }
+  if (out.minBodyRate > 0 && out.bodyRateWindowMs < 100) {
+    problem(['limits', 'body_rate_window'], 'limits.body_rate_window must be at least 100ms while min_body_rate is set')
+  }
+  return out
 }
 
 function adminAddress(admin: NonNullable<PolicyDocument['admin']>): CompiledPolicy['admin'] {

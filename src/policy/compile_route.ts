@@ -16,7 +16,7 @@ import { label } from './load.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { RouteSchema, type RouteDocument } from './schema.js'
 
-const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'mode', 'websocket'])
+const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'mode', 'websocket', 'allow_ambiguous_paths'])
 
 export interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
@@ -98,6 +98,7 @@ export function compileRoute(spec: RouteDocument, index: number, ctx: RouteConte
     cors,
     websocket: spec.websocket ?? DEFAULT.websocket,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
+    allowAmbiguousPaths: spec.allow_ambiguous_paths ?? DEFAULT.allow_ambiguous_paths,
     headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip),
   })
   return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }

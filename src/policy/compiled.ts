@@ -30,8 +30,22 @@ export interface Route {
   readonly websocket: boolean
   /** The largest request body; 0 for no limit. */
   readonly maxBodyBytes: number
+  /** `allow_ambiguous_paths`: a path normalizePath marks ambiguous is forwarded rather than refused. */
+  readonly allowAmbiguousPaths: boolean
   /** What forwarding never copies to the upstream on this route (token headers and cookies included); computed here, read per request. */
   readonly headerCopy: HeaderCopy
+}
+
+/** `limits:`, the slow-client and connection bounds; see docs/security.md, "Slow clients". */
+export interface ClientLimits {
+  readonly headersTimeoutMs: number
+  readonly requestTimeoutMs: number
+  /** Bytes per second a streamed body must average over each window. */
+  readonly minBodyRate: number
+  readonly bodyRateWindowMs: number
+  readonly sendTimeoutMs: number
+  readonly maxConnections: number
+  readonly maxConnectionsPerAddress: number
 }
 
 export interface CompiledPolicy {
@@ -44,6 +58,8 @@ export interface CompiledPolicy {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: ListenTls | null }
   /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
   readonly maxHeaderBytes: number
+  /** The bounds on slow clients and on client connections (`limits:`); 0 turns one off. */
+  readonly clientLimits: ClientLimits
   /** The global CORS rule, for responses that match no route; null without `cors:`. */
   readonly cors: CorsRule | null
   /** `require_https` and `trusted_proxies`. */

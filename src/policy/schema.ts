@@ -144,6 +144,7 @@ const Issuer = Type.Object(
 const Upstream = Type.Object(
   {
     url: Type.String({ minLength: 1, secret: 'url_credentials' }),
+    // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
     connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 128, description: 'the most connections open to this upstream at once' })),
     tls: Type.Optional(
@@ -302,6 +303,13 @@ const Route = Type.Object(
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
     ),
+    allow_ambiguous_paths: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'forward paths an upstream could read as another path by decoding them twice (%252e) or by Unicode NFKC (the fullwidth solidus) instead of refusing them with 400 bad_path',
+      }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -373,6 +381,37 @@ export const PolicySchema = Type.Object(
           ),
           max_body_bytes: Type.Optional(
             Type.Integer({ minimum: 0, default: 0, description: 'the largest request body, in bytes, on routes that set none; 0 for no limit' }),
+          ),
+          // Slow clients (docs/security.md, "Slow clients"): each bound below keeps a client that
+          // sends or reads slowly from holding a gateway connection, or an upstream one, for long.
+          // The longest a client may take to send the request line and headers, then 408. Clients
+          // send a header section in one go: 10 s is far above that (Node's own: 60 s).
+          headers_timeout: Type.Optional(Duration({ default: '10s' })),
+          // The longest a client may take to send a whole request, body included, then 408; 0 for none.
+          // Node's own default, which fastify would otherwise turn off; min_body_rate cuts stalls far sooner.
+          request_timeout: Type.Optional(Duration({ default: '300s' })),
+          // Apache's mod_reqtimeout asks 500 bytes/s; a stalled upload is cut after one window.
+          min_body_rate: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              default: 1024,
+              description: 'bytes per second a request body must average over each body_rate_window while it streams; slower gets 408; 0 for no minimum',
+            }),
+          ),
+          // The window min_body_rate is measured over.
+          body_rate_window: Type.Optional(Duration({ default: '10s' })),
+          // The longest a response may wait for a client that does not read it; then the connection and
+          // the upstream request are closed. nginx's send_timeout (60 s); half frees an upstream sooner.
+          send_timeout: Type.Optional(Duration({ default: '30s' })),
+          max_connections: Type.Optional(
+            Type.Integer({ minimum: 0, default: 10_000, description: 'client connections open at once, per worker; more are closed at once; 0 for no cap' }),
+          ),
+          max_connections_per_address: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              default: 256,
+              description: 'client connections open at once from one address (trusted_proxies excepted), per worker; 0 for no cap',
+            }),
           ),
         },
         { additionalProperties: false },

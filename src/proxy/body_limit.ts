@@ -1,15 +1,28 @@
-// `max_body_bytes`: a request body larger than the route allows gets 413. A declared
-// Content-Length is checked before anything is forwarded; a body of unknown length (chunked) is
-// counted as it streams to the upstream, and when it passes the limit the upstream request is
-// aborted (undici destroys its connection), so the upstream never receives a cut-off body that
-// it could take as complete.
-import { Readable, Transform, pipeline } from 'node:stream'
+// What the gateway asks of a request body while it streams to the upstream:
+// - `max_body_bytes`: a body larger than the route allows gets 413. A declared Content-Length is
+//   checked before anything is forwarded; a body of unknown length (chunked) is counted as it
+//   streams, and when it passes the limit the upstream request is aborted (undici destroys its
+//   connection), so the upstream never receives a cut-off body that it could take as complete.
+// - `limits.min_body_rate`: a body must keep coming at that many bytes per second, averaged over
+//   each `limits.body_rate_window`, or the upstream request is aborted the same way and the client
+//   gets 408. An upload that stalls would otherwise hold an upstream connection as long as the
+//   client likes (undici's own timeouts do not run while it writes a request body). Time spent
+//   waiting for the upstream to read (backpressure, or a connection not yet free) is not held
+//   against the client.
+import { Readable, Transform } from 'node:stream'
 import { deny, type Denial } from '../http/denial.js'
 
 export class BodyTooLarge extends Error {
   constructor(readonly limit: number) {
     super(`the request body is larger than ${limit} bytes`)
     this.name = 'BodyTooLarge'
+  }
+}
+
+export class BodyTooSlow extends Error {
+  constructor(readonly minRate: number) {
+    super(`the request body came slower than ${minRate} bytes per second`)
+    this.name = 'BodyTooSlow'
   }
 }
 
@@ -22,26 +35,59 @@ export function declaredTooLarge(contentLength: string | undefined, limit: numbe
   return limit > 0 && contentLength !== undefined && Number(contentLength) > limit ? bodyTooLarge(limit) : undefined
 }
 
+/** How a streamed body is held to the limits; 0 turns one off. */
+export interface BodyLimits {
+  maxBytes: number
+  /** Bytes per second, averaged over each window. */
+  minRate: number
+  windowMs: number
+}
+
 /**
  * The body to forward: a streamed body wrapped in a counter that fails the upstream request
- * (BodyTooLarge) when it passes the limit.
+ * (BodyTooLarge, BodyTooSlow) when it passes a limit; any other body as it is.
  */
-export function limitBody(body: unknown, limit: number): unknown {
-  if (!(body instanceof Readable)) return body
+export function limitBody(body: unknown, limits: BodyLimits): unknown {
+  if (!(body instanceof Readable) || (limits.maxBytes <= 0 && limits.minRate <= 0)) return body
+  const { maxBytes } = limits
   let seen = 0
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length
-      if (seen > limit) done(new BodyTooLarge(limit))
+      if (maxBytes > 0 && seen > maxBytes) done(new BodyTooLarge(maxBytes))
       else done(null, chunk)
     },
   })
-  // pipeline, not pipe: a client that goes away must end the upstream request too.
-  pipeline(body, counted, () => {})
+  if (limits.minRate > 0) {
+    const perWindow = (limits.minRate * limits.windowMs) / 1000
+    let atWindowStart = 0
+    const timer = setInterval(() => {
+      // Data the upstream has not taken yet: the wait is the upstream's (or the pool's), not the client's.
+      const upstreamWaits = counted.readableLength > 0 || counted.writableLength > 0
+      if (!upstreamWaits && seen - atWindowStart < perWindow) counted.destroy(new BodyTooSlow(limits.minRate))
+      atWindowStart = seen
+    }, limits.windowMs)
+    const stop = () => clearInterval(timer)
+    counted.once('close', stop)
+    counted.once('end', stop)
+    body.once('end', stop)
+  }
+  // Not pipeline(): on a limit the client's request is left alone (not destroyed, which would
+  // close its connection before it gets its 413 or 408; the answer closes it). A client that goes
+  // away still ends the upstream request.
+  body.once('error', (err) => counted.destroy(err))
+  body.once('aborted', () => counted.destroy(new Error('the client closed the connection')))
+  counted.once('error', () => body.unpipe(counted))
+  body.pipe(counted)
   return counted
 }
 
 /** Whether a forwarding error (as reply-from reports it, the cause wrapped) is the body limit. */
 export function isBodyTooLarge(error: Error): boolean {
   return error instanceof BodyTooLarge || error.cause instanceof BodyTooLarge
+}
+
+/** Whether a forwarding error is min_body_rate's. */
+export function isBodyTooSlow(error: Error): boolean {
+  return error instanceof BodyTooSlow || error.cause instanceof BodyTooSlow
 }

@@ -72,6 +72,7 @@ export function upstreamRequestHeaders(
   const chain = headers['x-forwarded-for']
   out['x-forwarded-for'] = chain ? `${Array.isArray(chain) ? chain.join(', ') : chain}, ${peer}` : peer
   out['x-forwarded-proto'] = requestScheme(raw, https)
+  // Only a Host that decide() (src/decide.ts) found valid gets this far, one of them (src/gateway/admit.ts).
   const host = raw.headers.host
   if (host) out['x-forwarded-host'] = host
   return out

@@ -53,6 +53,11 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
     const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
     if (!claim) continue
     const spec: { json?: boolean; join?: string } = typeof value === 'object' ? value : {}
+    // Elements escape the characters of join with %XX, so join itself must survive as it is.
+    if (spec.join !== undefined && !/^[\x20-\x24\x26-\x7e]+$/.test(spec.join)) {
+      problem([...at, header, 'join'], 'join must be visible ASCII or spaces, without %: the elements percent-encode its characters')
+      continue
+    }
     const encoding = (spec.json ?? HEADER_DEFAULT.json) ? { json: true as const } : { json: false as const, join: spec.join ?? HEADER_DEFAULT.join }
     out.push({ name, claim, encoding })
   }

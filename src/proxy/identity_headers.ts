@@ -76,10 +76,44 @@ export function encodeClaim(value: unknown, encoding: IdentityHeader['encoding']
   let text: string
   if (typeof value === 'string') text = value
   else if (typeof value === 'number' || typeof value === 'boolean') text = String(value)
-  else if (Array.isArray(value) && !encoding.json)
-    text = value.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join(encoding.join)
+  else if (Array.isArray(value) && !encoding.json) return joined(value, encoding.join)
   else text = JSON.stringify(value)
   return headerSafe(text)
+}
+
+/**
+ * An array's elements joined with `join`, each made header-safe with the characters of `join`
+ * percent-encoded too: `["eng,admin"]` is `eng%2Cadmin`, never `eng,admin`, which an upstream
+ * splitting on `,` would read as two groups, byte for byte what a real admin's token gives.
+ * Split on `join`, then percent-decode each element, and the array comes back as it was.
+ * (`join` is visible ASCII without `%`: src/proxy/identity_config.ts refuses any other.)
+ */
+function joined(values: readonly unknown[], join: string): string {
+  let out = ''
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    const text = typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)
+    out += i === 0 ? elementSafe(text, join) : join + elementSafe(text, join)
+  }
+  return out
+}
+
+function elementSafe(text: string, join: string): string {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e || c === 0x25 || join.includes(text[i]!)) return escapeElement(text, join)
+  }
+  return text
+}
+
+function escapeElement(text: string, join: string): string {
+  let out = ''
+  // By code point, as headerSafe's /u expression does: a character outside the BMP is one escape.
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!
+    out += c < 0x20 || c > 0x7e || c === 0x25 || join.includes(ch) ? percentEncode(ch) : ch
+  }
+  return out
 }
 
 /**

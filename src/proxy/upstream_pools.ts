@@ -3,6 +3,9 @@
 // the dispatcher reply-from sends through. reply-from takes a single dispatcher for the whole
 // app (see @fastify/reply-from/lib/request.js, `isUndiciInstance`), so this one picks the pool
 // by the request's origin; the compiler makes sure one origin has one set of settings.
+// A request waits for a free connection at most its timeout (reply-from passes the route's
+// upstream timeout as headersTimeout), then fails with UpstreamBusy: undici's Pool queues without
+// a bound, and its headers and body timeouts start only once a connection writes the request.
 import { Dispatcher, Pool } from 'undici'
 import type { Upstream } from './upstream.js'
 
@@ -49,7 +52,8 @@ export class UpstreamPools extends Dispatcher {
     // Only a request decided just before a reload removed its upstream gets here; undici's
     // request() hands the error to its callback, and the client gets a 502.
     if (!entry) throw new Error(`no connection pool for ${String(options.origin)}: the upstream was removed by a reload`)
-    return entry.pool.dispatch(options, handler)
+    const waitMs = options.headersTimeout
+    return entry.pool.dispatch(options, waitMs ? new QueueBound(handler as LegacyHandler, waitMs) : handler)
   }
 
   override async close(): Promise<void> {
@@ -67,4 +71,97 @@ function newPool(upstream: Upstream): Pool {
     pipelining: 1,
     connect: { timeout: CONNECT_TIMEOUT_MS, ...(upstream.origin.startsWith('https:') ? upstreamTlsOptions(upstream) : {}) },
   })
+}
+
+/** No connection to the upstream became free within the request's timeout. */
+export class UpstreamBusy extends Error {
+  constructor(readonly waitedMs: number) {
+    super(`no connection to the upstream became free within ${waitedMs} ms`)
+    this.name = 'UpstreamBusy'
+  }
+}
+
+/** Whether a forwarding error (as reply-from reports it, the cause wrapped) is a queue timeout. */
+export function isUpstreamBusy(error: Error): boolean {
+  return error instanceof UpstreamBusy || error.cause instanceof UpstreamBusy
+}
+
+// The handler interface undici's request() hands to a dispatcher (its RequestHandler).
+type LegacyHandler = {
+  onConnect?(abort: (err?: Error) => void, context?: unknown): void
+  onError?(err: Error): void
+  onUpgrade?(statusCode: number, headers: unknown, socket: unknown): void
+  onResponseStarted?(): void
+  onHeaders?(statusCode: number, headers: unknown, resume: () => void, statusText: string): boolean
+  onData?(chunk: Buffer): boolean
+  onComplete?(trailers: unknown): void
+  onBodySent?(chunk: unknown): void
+  onRequestSent?(): void
+}
+
+/**
+ * Fails a request that is still waiting for a connection when its time is up: the caller gets
+ * UpstreamBusy at once, and when the pool later hands it a connection it is aborted there
+ * before anything is written. Once connected, every call passes through unchanged.
+ */
+class QueueBound implements LegacyHandler {
+  private timer: NodeJS.Timeout | undefined
+  private expired = false
+
+  constructor(
+    private readonly inner: LegacyHandler,
+    private readonly waitMs: number,
+  ) {
+    this.timer = setTimeout(() => this.expire(), waitMs)
+  }
+
+  private expire(): void {
+    this.timer = undefined
+    this.expired = true
+    this.inner.onError?.(new UpstreamBusy(this.waitMs))
+  }
+
+  onConnect(abort: (err?: Error) => void, context?: unknown): void {
+    if (this.expired) {
+      abort(new UpstreamBusy(this.waitMs))
+      return
+    }
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.inner.onConnect?.(abort, context)
+  }
+
+  onError(err: Error): void {
+    clearTimeout(this.timer)
+    // Told already: the request was given up while it waited.
+    if (!this.expired) this.inner.onError?.(err)
+  }
+
+  onUpgrade(statusCode: number, headers: unknown, socket: unknown): void {
+    this.inner.onUpgrade?.(statusCode, headers, socket)
+  }
+
+  onResponseStarted(): void {
+    this.inner.onResponseStarted?.()
+  }
+
+  onHeaders(statusCode: number, headers: unknown, resume: () => void, statusText: string): boolean {
+    return this.inner.onHeaders?.(statusCode, headers, resume, statusText) ?? true
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.inner.onData?.(chunk) ?? true
+  }
+
+  onComplete(trailers: unknown): void {
+    this.inner.onComplete?.(trailers)
+  }
+
+  onBodySent(chunk: unknown): void {
+    this.inner.onBodySent?.(chunk)
+  }
+
+  onRequestSent(): void {
+    this.inner.onRequestSent?.()
+  }
 }

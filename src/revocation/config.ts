@@ -109,6 +109,28 @@ export function commitRevocation(revocation: CompiledRevocation | null): void {
   if (revocation) revocation.store.marginMs = revocation.marginMs
 }
 
+/**
+ * What a reload does with the running store's entries, just before the new policy takes over
+ * (nothing may run between this and the switch): a new memory store takes the running memory
+ * store's entries over; a reload that leaves the memory backend for another backend (or for no
+ * revocation at all) loses them, and says so loudly. Returns how many entries were dropped.
+ */
+export function handOverRevocations(running: RevocationStore | undefined, next: RevocationStore | undefined, log: Logger): number {
+  if (!running || running === next || running.settings.backend !== 'memory') return 0
+  const held = running.entries()
+  if (next?.settings.backend === 'memory') {
+    ;(next as MemoryStore).takeOver(running)
+    return 0
+  }
+  if (held.length > 0) {
+    log.error(
+      { component: 'revocation', dropped: held.length, from: 'memory', to: next?.settings.backend ?? 'none' },
+      `policy reload drops ${held.length} revocations of the memory backend: the new policy ${next ? `uses backend: ${next.settings.backend}` : 'has no revocation: section'}; the revoked tokens are accepted again`,
+    )
+  }
+  return held.length
+}
+
 export function createStore(settings: RevocationSettings, log: Logger): RevocationStore {
   const child = log.child({ component: 'revocation' })
   switch (settings.backend) {

@@ -62,6 +62,11 @@ export abstract class RevocationStore implements RevocationCheck {
    */
   marginMs = 0
   private sweeper: NodeJS.Timeout | undefined
+  /**
+   * The store a reload replaced this one with, when it took this one's entries over
+   * (MemoryStore.takeOver): a revocation that completes here after the hand-over reaches it too.
+   */
+  protected successor: RevocationStore | undefined
 
   constructor(
     readonly settings: RevocationSettings,
@@ -118,6 +123,7 @@ export abstract class RevocationStore implements RevocationCheck {
   remember(entry: Revocation): void {
     if (entry.kind === 'jti') this.set.addJti(entry.id, entry.expiresAt)
     else this.set.addSubject(entry.id, entry.before, entry.expiresAt)
+    this.successor?.remember(entry)
   }
 
   /** The entries still in force, as revocations (the primary hands them to a new worker). */
@@ -226,6 +232,11 @@ export class LocalUses {
     if (until !== undefined && now < until) return false
     if (ttlMs > 0) this.used.set(key, now + ttlMs)
     return true
+  }
+
+  /** Adds another one's used tokens (the store a reload replaces). */
+  takeOver(other: LocalUses): void {
+    for (const [key, until] of other.used) if ((this.used.get(key) ?? 0) < until) this.used.set(key, until)
   }
 
   sweep(now: number): void {

@@ -11,7 +11,7 @@ export interface HostPattern {
 
 /**
  * The canonical host of a Host header, or '' when it is absent or not a valid host (which
- * matches no host pattern). A trailing dot is dropped because `admin.example.com.` names the
+ * matches no host pattern; src/decide.ts refuses a Host that is present and not valid). A trailing dot is dropped because `admin.example.com.` names the
  * same host: were it kept, a route limited to admin.example.com would be skipped and the request
  * could fall through to a less strict route while the upstream still serves admin.example.com.
  */
@@ -36,14 +36,16 @@ export function hostFromHeader(hostHeader: string | undefined): string {
   return isHost(host) ? host : ''
 }
 
-/** `:` followed by up to five digits (RFC 3986 §3.2.3 allows an empty port). */
+/** `:` followed by a port number up to 65535 in at most five digits (RFC 3986 §3.2.3 allows an empty port). */
 function isPort(rest: string): boolean {
   if (rest.charCodeAt(0) !== 0x3a || rest.length > 6) return false
+  let port = 0
   for (let i = 1; i < rest.length; i++) {
     const c = rest.charCodeAt(i)
     if (c < 0x30 || c > 0x39) return false
+    port = port * 10 + (c - 0x30)
   }
-  return true
+  return port <= 65535
 }
 
 /** A lower-case DNS name or IPv4 address, or a bracketed IPv6 address. */

@@ -5,8 +5,14 @@
 // CVE-2021-39156/39155 and the `%2F`/`..;/` family, Tomcat's `/admin;/`, IIS and Windows
 // back ends reading `\` as `/`, double-decoding `%252e`).
 
-/** A request path made canonical, or why it is refused: a request's check, not a policy problem. */
-export type NormalizedPath = { ok: true; path: string } | { ok: false; reason: string }
+/**
+ * A request path made canonical, or why it is refused: a request's check, not a policy problem.
+ * `ambiguous` is set when the canonical path is one an upstream could read as another path by
+ * decoding it again or by applying Unicode compatibility normalization (NFKC): it is not refused
+ * here, because whether it may pass depends on the route (`allow_ambiguous_paths`), which is only
+ * known after the match; src/decide.ts refuses it there.
+ */
+export type NormalizedPath = { ok: true; path: string; ambiguous?: string } | { ok: false; reason: string }
 
 export interface NormalizeOptions {
   /** Refuse `;` anywhere in the path, raw or as %3B. The policy defaults this to true. */
@@ -50,6 +56,21 @@ const PATH_PARAMETER = refuse('path parameter (;) in path')
 const FRAGMENT = refuse("'#' in path")
 const QUERY = refuse("'?' in path (the query must be split off first)")
 
+// What makes a path ambiguous (NormalizedPath.ambiguous).
+const DOUBLE_ENCODED = 'percent-encoding that a second decoding would decode again (%25 followed by an escape)'
+const COMPATIBILITY = 'a character that Unicode compatibility normalization (NFKC) turns into ., / or \\'
+
+/**
+ * The code points whose NFKC form contains `.`, `/` or `\` (the one- and two-dot leaders, the
+ * ellipsis, the fullwidth full stop, solidus and reverse solidus, `⒈`, `℀` and their kin), found
+ * by scanning every code point with String.prototype.normalize('NFKC'); the test scans again
+ * and compares, so a Unicode update that adds one fails it.
+ */
+const NFKC_DOT_OR_SLASH: ReadonlySet<number> = new Set([
+  0x2024, 0x2025, 0x2026, 0x2100, 0x2101, 0x2105, 0x2106, 0x2488, 0x2489, 0x248a, 0x248b, 0x248c, 0x248d, 0x248e, 0x248f, 0x2490, 0x2491, 0x2492, 0x2493,
+  0x2494, 0x2495, 0x2496, 0x2497, 0x2498, 0x2499, 0x249a, 0x249b, 0x33c2, 0x33c7, 0x33d8, 0xfe19, 0xfe30, 0xfe52, 0xfe68, 0xff0e, 0xff0f, 0xff3c, 0x1f100,
+])
+
 /**
  * Normalize a request path (no query string) or say why it cannot be done safely.
  * The result is idempotent: normalizing a normalized path returns it unchanged.
@@ -92,6 +113,9 @@ function isAlreadyNormal(path: string): boolean {
 function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
   const kept: string[] = [] // segments that survive dot-segment removal
   let trailingSlash = false
+  // Set by an escape that could make the path ambiguous (see NormalizedPath.ambiguous).
+  let percent25 = false
+  let ambiguous: string | undefined
   let seg = ''
   const n = raw.length
   let i = 1
@@ -123,11 +147,18 @@ function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
         // escapes keep their meaning (%2A is not `*`, %25 is not the start of another escape:
         // decoding only once keeps `%252e` from becoming `.`), with the hex in upper case (§6.2.2.1).
         seg += CLASS[b] === UNRESERVED ? String.fromCharCode(b) : percentEncoded(b)
+        if (b === PERCENT) percent25 = true
         i += 3
       } else {
         const length = utf8Length(raw, i, b)
         if (length === 0) return BAD_UTF8
-        for (let k = 0; k < length; k++, i += 3) seg += percentEncoded(hexByte(raw, i))
+        let codePoint = b & (0xff >> (length + 1))
+        for (let k = 0; k < length; k++, i += 3) {
+          const byte = hexByte(raw, i)
+          if (k > 0) codePoint = (codePoint << 6) | (byte & 0x3f)
+          seg += percentEncoded(byte)
+        }
+        if (NFKC_DOT_OR_SLASH.has(codePoint)) ambiguous = COMPATIBILITY
       }
       continue
     }
@@ -144,8 +175,31 @@ function normalizeSlow(raw: string, rejectParams: boolean): NormalizedPath {
     i++
   }
   if (kept.length === 0) return { ok: true, path: '/' }
-  const path = '/' + kept.join('/')
-  return { ok: true, path: trailingSlash ? path + '/' : path }
+  let path = '/' + kept.join('/')
+  if (trailingSlash) path += '/'
+  if (percent25 && isDoubleEncoded(path)) ambiguous ??= DOUBLE_ENCODED
+  return ambiguous === undefined ? { ok: true, path } : { ok: true, path, ambiguous }
+}
+
+/**
+ * Whether a normalized path still holds an escape after one more decoding: `%25` followed by two
+ * hex digits (`%252e`, `%252F`, `%255c`, `%25%32%65` once its unreserved escapes are decoded,
+ * `%2525…`) or by IIS's `u` and four (`%25u002e`). An upstream that decodes twice (some Java,
+ * .NET and Python stacks, and proxies that decode before passing on) would read a `.`, `/` or
+ * `\` there that the route never matched. In a normalized path the characters after `%25` are
+ * raw: unreserved escapes were decoded and the others are never hex digits.
+ */
+function isDoubleEncoded(path: string): boolean {
+  for (let at = path.indexOf('%25'); at >= 0; at = path.indexOf('%25', at + 3)) {
+    const next = at + 3
+    if (hexDigit(path.charCodeAt(next)) >= 0 && hexDigit(path.charCodeAt(next + 1)) >= 0) return true
+    if ((path.charCodeAt(next) | 0x20) === 0x75) {
+      let k = 1
+      while (k <= 4 && hexDigit(path.charCodeAt(next + k)) >= 0) k++
+      if (k === 5) return true
+    }
+  }
+  return false
 }
 
 /** A refusal for an ASCII byte arriving percent-encoded, or null if it is allowed. */

@@ -35,14 +35,14 @@ async function statuses(url: string, n: number, headers: Record<string, string> 
 
 const idp = await issuer(t)
 const up = await upstream(t)
-const policyText = (routes: string) => `version: 1
+const policyText = (routes: string, revocation = '') => `version: 1
 workers: 2
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 shutdown: { drain_delay: 300ms, timeout: 5s }
 issuers:
   idp: { issuer: "${idp.url}", jwks_uri: "${idp.jwksUri}", audiences: [orders-api], algorithms: [RS256] }
-revocation: { backend: memory, admin_token: ${ADMIN_TOKEN} }
+revocation: { backend: memory, admin_token: ${ADMIN_TOKEN}${revocation} }
 upstreams:
   orders: { url: "${up.url}" }
 routes:
@@ -177,6 +177,34 @@ t.test('a killed worker is replaced, with the revocations, and the gateway keeps
   t.same(await statuses(`${url}/api/x`, 10, bearer(alice)), Array(10).fill(401), 'the new worker refuses the revoked token too')
   await eventually('10 more access lines', 2000, async () => accessLines().length >= before + 10)
   t.same(workersOf(accessLines().slice(before)), [1, 2])
+})
+
+t.test('a reload that changes a revocation setting keeps the revocations, in the primary and every worker', async (t) => {
+  const posted = await fetch(`${admin}/revocations`, {
+    method: 'POST',
+    headers: { ...bearer(ADMIN_TOKEN), 'content-type': 'application/json' },
+    body: JSON.stringify({ sub: 'bob' }),
+  })
+  t.equal(posted.status, 201)
+  const reloadedBefore = lines().filter((l) => l.worker === undefined && l.msg === 'policy reloaded').length
+  writeFileSync(file, policyText('  - { path: /open/**, upstream: orders, auth: none }', ', max_token_lifetime: 12h'))
+  proc.kill('SIGHUP')
+  await eventually('the primary and both workers reloaded', 10_000, async () =>
+    lines().some(
+      (l, i, all) =>
+        l.worker === undefined &&
+        l.msg === 'policy reloaded' &&
+        l.workers === 2 &&
+        all.slice(0, i + 1).filter((m) => m.worker === undefined && m.msg === 'policy reloaded').length > reloadedBefore,
+    ),
+  )
+  t.same(await statuses(`${url}/api/x`, 10, bearer(alice)), Array(10).fill(401), 'the revoked jti is refused by every worker')
+  t.same(await statuses(`${url}/api/x`, 10, bearer(bob)), Array(10).fill(401), 'the revoked subject too')
+  t.match(JSON.parse((await fresh(`${admin}/revocations/stats`)).body), { backend: 'memory', jti: 1, subjects: 2 }, "the primary's store kept them")
+  // Each worker writes its lines in batches, within 100 ms.
+  await eventually('the carry-over said by the primary and each worker', 2000, async () =>
+    [undefined, 1, 2].every((w) => lines().some((l) => l.worker === w && l.msg === 'revocations carried over into the reloaded memory store')),
+  )
 })
 
 t.test('a policy file change reloads every worker; SIGHUP too; a bad edit keeps the loaded policy', async (t) => {

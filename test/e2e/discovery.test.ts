@@ -38,7 +38,8 @@ t.test('the key set URL comes from the discovery document', async (t) => {
   t.equal(idp.discoveryFetches, 1, 'discovery read once at start-up')
   t.same([keys.fetches, idp.fetches], [1, 0], 'and the key set it names')
   t.equal((await get(`${gw.url}/api/x`, bearer(idp.sign(claims, { key: keys.keys[0] })))).status, 200)
-  t.equal((await get(`${gw.url}/api/x`, bearer(idp.sign(claims)))).status, 401, 'keys only from the set the document names')
+  // Its kid is not in the named set: not known yet within the cool-down (503), never accepted.
+  t.equal((await get(`${gw.url}/api/x`, bearer(idp.sign(claims)))).status, 503, 'keys only from the set the document names')
   t.equal((await get(`${gw.adminUrl}/readyz`)).status, 200)
 })
 
@@ -94,7 +95,7 @@ t.test('the IdP down at start-up: 503 and not ready, then recovery without a res
   const token = idp.sign(claims)
   const down = await get(`${gw.url}/api/x`, bearer(token))
   t.same([down.status, down.json.error], [503, 'keys_unavailable'])
-  t.equal(down.headers.get('retry-after'), '5')
+  t.equal(down.headers.get('retry-after'), '1', 'the back-off retry of the discovery fetch is due within a second')
   const ready = await get(`${gw.adminUrl}/readyz`)
   t.equal(ready.status, 503)
   t.match(ready.json.reasons[0], /cannot read the discovery document: HTTP 503/)

@@ -22,6 +22,8 @@ const ROUTES = `
     upstream: orders
     auth: none
   - { path: /open/**, upstream: orders, auth: none, forward_token: false }
+  - { path: /vhost/**, host: admin.example.test, upstream: orders, auth: { issuers: [idp] } }
+  - { path: /vhost/**, upstream: orders, auth: none }
 `
 
 t.test('paths, headers and bodies', async (t) => {
@@ -92,6 +94,34 @@ t.test('paths, headers and bodies', async (t) => {
     t.equal((await rawGet(gw.port, '/tenant/a/health', { Host: 'eu.example.test:8080' })).status, 200)
     t.equal((await rawGet(gw.port, '/tenant/a/health', { Host: 'example.test' })).status, 404, 'a wildcard needs a label before the domain')
     t.equal(up.received.length, before + 1)
+  })
+
+  t.test('a Host that is present but not valid is 400 bad_host, never the host-less route', async (t) => {
+    const before = up.received.length
+    for (const host of [
+      'admin.example.test, evil',
+      'admin.example.test,admin.example.test',
+      'admin.example.test:abc',
+      'admin.example.test:123456',
+      'admin.example.test:65536',
+      'admin.example.test:1:2',
+      ':123456',
+      ':8080',
+      'admin.example.test evil',
+      '',
+    ]) {
+      const res = await rawGet(gw.port, '/vhost/x', { Host: host })
+      t.equal(res.status, 400, JSON.stringify(host))
+      t.equal(JSON.parse(res.body).error, 'bad_host', JSON.stringify(host))
+    }
+    const twice = await rawRequest(gw.port, 'GET /vhost/x HTTP/1.1\r\nHost: other.test\r\nHost: admin.example.test\r\nConnection: close\r\n\r\n')
+    t.equal(twice.status, 400, 'two Host headers')
+    t.equal(JSON.parse(twice.body).error, 'bad_host')
+    t.equal(up.received.length, before, 'none reached the upstream')
+    // A valid Host: the host-restricted route decides, and the upstream is told that host.
+    t.equal((await rawGet(gw.port, '/vhost/x', { Host: 'ADMIN.example.test.:8443' })).status, 401, 'the admin route, not the fallback')
+    t.equal((await rawGet(gw.port, '/vhost/x', { Host: 'other.test:65535' })).status, 200)
+    t.equal(up.received.at(-1)!.headers['x-forwarded-host'], 'other.test:65535', 'X-Forwarded-Host is the validated Host')
   })
 
   t.test('client-sent identity headers never reach the upstream, on public routes too', async (t) => {

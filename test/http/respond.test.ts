@@ -29,6 +29,7 @@ t.test('401 and 403 carry the RFC 6750 challenge; other refusals none', async (t
 
 t.test('503 says when to come back; 308 where to go; 413 closes the connection', async (t) => {
   t.match(errorHeaders(deny('keys_unavailable', 'the keys could not be fetched')), { 'retry-after': '5', 'www-authenticate': /error_description/ })
+  t.equal(errorHeaders({ ...deny('keys_unavailable', 'a fetch is due'), retryAfterS: 2 })['retry-after'], '2', 'a denial that knows when says so')
   t.equal(errorHeaders({ ...deny('https_required', 'https only'), status: 308, location: 'https://gw.example/x' }).location, 'https://gw.example/x')
   t.equal(errorHeaders(deny('body_too_large', 'too large')).connection, 'close', 'the rest of the body is not read')
 })

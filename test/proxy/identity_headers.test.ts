@@ -1,5 +1,6 @@
 import t from 'tap'
 import { parseClaimPath } from '../../src/auth/claims.js'
+import { policyProblems } from '../support/harness.js'
 import { encodeClaim, headerSafe, headerStripper, identityHeaders, type IdentityHeader } from '../../src/proxy/identity_headers.js'
 
 t.test('the stripper removes mapped names and reserved prefixes in any spelling', async (t) => {
@@ -18,6 +19,25 @@ t.test('claims are encoded as declared', async (t) => {
   t.equal(encodeClaim(false, { json: false, join: ',' }), 'false')
   t.equal(encodeClaim(undefined, { json: false, join: ',' }), undefined)
   t.equal(encodeClaim(null, { json: false, join: ',' }), undefined)
+})
+
+t.test('a separator inside an array element is escaped: no element can forge another', async (t) => {
+  const comma = { json: false as const, join: ',' }
+  t.equal(encodeClaim(['eng,admin'], comma), 'eng%2Cadmin', 'one group, not eng and admin')
+  t.not(encodeClaim(['eng,admin'], comma), encodeClaim(['eng', 'admin'], comma), 'never what a real admin gets')
+  t.equal(encodeClaim(['a b', 'c'], { json: false, join: ' ' }), 'a%20b c')
+  t.equal(encodeClaim(['a, b', 'c'], { json: false, join: ', ' }), 'a%2C%20b, c', 'every character of the separator')
+  t.equal(encodeClaim([{ k: [1, 2] }], comma), '{"k":[1%2C2]}', 'objects in arrays too')
+  t.equal(encodeClaim(['50%', 'Jos\u00e9'], comma), '50%25,Jos%C3%A9', '% and non-ASCII as before')
+  t.equal(encodeClaim('eng,admin', comma), 'eng,admin', "a string claim is the issuer's own word: as it is")
+  // Round trip: split on the separator, decode each element, and the array comes back.
+  const samples = [['eng,admin', 'x'], ['', ','], [',,,'], ['a%2Cb', '%', 'é,😀'], ['a b', ' ,', 'c']]
+  for (const join of [',', ' ', ', ', ';', '|']) {
+    for (const groups of samples) {
+      const encoded = encodeClaim(groups, { json: false, join })!
+      t.same(encoded.split(join).map(decodeURIComponent), groups, `${JSON.stringify(groups)} with ${JSON.stringify(join)}`)
+    }
+  }
 })
 
 t.test('values never carry CR, LF or non-ASCII raw', async (t) => {
@@ -73,4 +93,21 @@ t.test('a value over the cap refuses the request; it is never cut or silently dr
     reason: 'identity_too_large',
     description: /x-jwt-payload/,
   })
+})
+
+t.test('a join that elements could not escape is a policy problem', async (t) => {
+  const yaml = (join: string) => `version: 1
+listen: { host: 127.0.0.1, port: 8080 }
+issuers:
+  idp: { issuer: https://idp.test, secret: "a-shared-secret-of-at-least-32-bytes!!", algorithms: [HS256], audiences: [api] }
+upstreams:
+  app: { url: "http://127.0.0.1:3001" }
+identity_headers:
+  x-user-groups: { claim: groups, join: ${JSON.stringify(join)} }
+routes:
+  - { path: /**, upstream: app, auth: { issuers: [idp] } }
+`
+  t.same(policyProblems(yaml(',')), [])
+  t.same(policyProblems(yaml(', ')), [])
+  for (const bad of ['%', 'a%b', '\t', '\u00e9']) t.match(policyProblems(yaml(bad)), [/join must be visible ASCII/], JSON.stringify(bad))
 })

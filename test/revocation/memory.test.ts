@@ -154,3 +154,53 @@ t.test('a reload to another backend: loaded before it takes over, or the reload 
   t.equal(await status(`${gw.url}/api/x`, tok.token), 200, 'the file is the list now')
   t.equal(memoryStore.currentState, 'stopped', 'the old store was stopped')
 })
+
+t.test('a reload that changes a revocation setting carries the memory backend’s revocations over', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, `${MEMORY}\n  max_token_lifetime: 24h`), ADMIN_ENV)
+  const now = Math.floor(Date.now() / 1000)
+  const byJti = token(idp)
+  const bySub = token(idp, { sub: 'dave', iat: now - 60 })
+  const once = token(idp)
+  t.equal((await revoke(gw.adminUrl!, { jti: byJti.jti })).status, 201)
+  t.equal((await revoke(gw.adminUrl!, { sub: 'dave' })).status, 201)
+  t.equal(await status(`${gw.url}/once/x`, once.token), 200, 'a one-time token, used')
+  const before = gw.gateway.policy.revocation!.store
+
+  writeFileSync(gw.gateway.policy.file, revocationPolicy(idp, up, `${MEMORY}\n  max_token_lifetime: 12h`))
+  t.equal(await gw.reload(), true)
+  const after = gw.gateway.policy.revocation!.store
+  t.not(after, before, 'other settings: another store')
+  t.equal(after.settings.maxTokenLifetimeMs, 12 * 3_600_000)
+  t.equal(await status(`${gw.url}/api/x`, byJti.token), 401, 'the revoked jti is still refused')
+  t.equal(await status(`${gw.url}/api/x`, bySub.token), 401, 'the revoked subject is still refused')
+  t.equal(await status(`${gw.url}/once/x`, once.token), 401, 'the used one-time token stays used')
+  t.match(await stats(gw.adminUrl!), { backend: 'memory', state: 'synced', jti: 1, subjects: 1 })
+  const subject = after.entries().find((e) => e.kind === 'sub')!
+  t.ok(subject.expiresAt <= Date.now() + 12 * 3_600_000 + 5000 + 2000, 'the subject entry re-evaluated: kept for the new max_token_lifetime')
+  t.match(
+    gw.logs.lines.find((l) => l.msg === 'revocations carried over into the reloaded memory store'),
+    { carried: 2, re_evaluated: 1, dropped: 0 },
+  )
+  // A revocation the replaced store completes after the hand-over reaches the new one too.
+  const late = token(idp)
+  await before.revokeJti(late.jti)
+  t.equal(await status(`${gw.url}/api/x`, late.token), 401)
+})
+
+t.test('a reload that leaves the memory backend says loudly how many revocations it drops, and counts them', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, MEMORY), ADMIN_ENV)
+  t.equal((await revoke(gw.adminUrl!, { jti: 'gone-1' })).status, 201)
+  t.equal((await revoke(gw.adminUrl!, { sub: 'gone-2' })).status, 201)
+  const list = tempFile('revoked.yaml', '')
+  writeFileSync(gw.gateway.policy.file, revocationPolicy(idp, up, `  backend: file\n  file: { path: "${list}" }`))
+  t.equal(await gw.reload(), true)
+  t.match(
+    gw.logs.lines.find((l) => l.level === 50 && /^policy reload drops 2 revocations of the memory backend/.test(String(l.msg))),
+    { dropped: 2, from: 'memory', to: 'file' },
+  )
+  t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), /jwtgate_revocations_dropped_total 2\n/)
+})

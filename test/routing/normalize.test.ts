@@ -18,6 +18,9 @@ function refused(t: Tap, cases: Array<[string, string]>, options = STRICT): void
   }
 }
 
+const DOUBLE = 'percent-encoding that a second decoding would decode again (%25 followed by an escape)'
+const NFKC = 'a character that Unicode compatibility normalization (NFKC) turns into ., / or \\'
+
 type Tap = Pick<typeof t, 'ok' | 'equal' | 'same'>
 
 /** A test name that keeps control and non-ASCII characters out of the TAP stream. */
@@ -100,10 +103,13 @@ t.test('encoded dot segments are removed after decoding, once', (t) => {
     ['/%2e/admin', '/admin'],
     ['/a/%2e', '/a/'],
     ['/a/b/%2e%2e', '/a/'],
-    // Double encoding must not be decoded twice: %25 stays, so this is a literal segment.
-    ['/public/%252e%252e/admin', '/public/%252e%252e/admin'],
-    ['/public/%25252e/admin', '/public/%25252e/admin'],
   ])
+  // Double encoding must not be decoded twice: %25 stays, so this is a literal segment, marked
+  // ambiguous for decide() to refuse (an upstream that decodes twice reads `..`).
+  for (const input of ['/public/%252e%252e/admin', '/public/%25252e/admin']) {
+    const r = normalizePath(input, STRICT)
+    t.same(r, { ok: true, path: input, ambiguous: DOUBLE }, input)
+  }
   t.end()
 })
 
@@ -434,5 +440,98 @@ t.test('random paths: normal form invariants and idempotence', (t) => {
     }
   }
   t.ok(accepted > 1000, `enough random inputs were accepted (${accepted})`)
+  t.end()
+})
+
+// Issue 16 item 4: paths an upstream may decode further. Families, not single strings.
+
+/** Every spelling of `c` as one escape: upper, lower and mixed case hex. */
+function escapes(c: string): string[] {
+  const hex = c.charCodeAt(0).toString(16).padStart(2, '0')
+  const out = new Set<string>()
+  for (const hi of new Set([hex[0]!.toLowerCase(), hex[0]!.toUpperCase()]))
+    for (const lo of new Set([hex[1]!.toLowerCase(), hex[1]!.toUpperCase()])) out.add(`%${hi}${lo}`)
+  return [...out]
+}
+
+/**
+ * Every double encoding of `c`: `%25` (any case) followed by its escape's two hex digits, each
+ * raw or itself escaped (any case), and the triple encodings `%2525…`.
+ */
+function doubleEncodings(c: string): string[] {
+  const out = new Set<string>()
+  const digitForms = (d: string) => [d, ...escapes(d)]
+  for (const once of escapes(c)) {
+    for (const pct of escapes('%')) {
+      for (const hi of digitForms(once[1]!)) for (const lo of digitForms(once[2]!)) out.add(`${pct}${hi}${lo}`)
+      out.add(`${pct}25${once.slice(1)}`) // decoded three times
+    }
+  }
+  return [...out]
+}
+
+t.test('item 4: every double encoding of dot, slash and backslash is marked ambiguous, never decoded', (t) => {
+  let n = 0
+  for (const c of ['.', '/', '\\']) {
+    for (const enc of doubleEncodings(c)) {
+      for (const input of [`/public/${enc}${enc}/admin`, `/public/${enc}`, `/public/x${enc}y`, `/${enc}/a`]) {
+        const r = normalizePath(input, STRICT)
+        n++
+        if (!r.ok || r.ambiguous !== DOUBLE) {
+          t.fail(`${show(input)} -> ${JSON.stringify(r)}`)
+          continue
+        }
+        // Once decoded by the gateway, never twice: the path still holds `%25`.
+        if (!r.path.includes('%25')) t.fail(`${show(input)} was decoded to ${r.path}`)
+      }
+    }
+  }
+  t.ok(n >= 120, `${n} double encodings checked`)
+  t.end()
+})
+
+t.test('item 4: a %25 that a second decoding leaves alone is not ambiguous', (t) => {
+  for (const input of ['/a/%25', '/a/%25zz', '/a/%25g1', '/a/100%25', '/a/%25%20', '/a/%25-', '/a/%25u00']) {
+    const r = normalizePath(input, STRICT)
+    t.ok(r.ok && r.ambiguous === undefined, `${show(input)} -> ${JSON.stringify(r)}`)
+  }
+  t.end()
+})
+
+/** The code points whose NFKC form contains `.`, `/` or `\\`, found by scanning all of them. */
+function nfkcDotOrSlash(): Set<number> {
+  const found = new Set<number>()
+  for (let c = 0x80; c <= 0x10ffff; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue
+    const n = String.fromCodePoint(c).normalize('NFKC')
+    if (n.includes('.') || n.includes('/') || n.includes('\\')) found.add(c)
+  }
+  return found
+}
+
+function percentUtf8(s: string): string {
+  return [...Buffer.from(s, 'utf8')].map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join('')
+}
+
+t.test('item 4: every code point whose NFKC form holds a dot, slash or backslash is marked ambiguous, encoded; refused raw', (t) => {
+  const family = nfkcDotOrSlash()
+  t.ok(family.size >= 38, `${family.size} code points, the leaders and fullwidth forms among them`)
+  for (const c of [0x2024, 0x2025, 0xff0e, 0xff0f, 0xff3c]) t.ok(family.has(c), `U+${c.toString(16)} is in the family`)
+  for (const c of family) {
+    const ch = String.fromCodePoint(c)
+    for (const encoded of [percentUtf8(ch), percentUtf8(ch).toLowerCase()]) {
+      const r = normalizePath(`/public/${encoded}${encoded}/admin`, STRICT)
+      if (!r.ok || r.ambiguous !== NFKC) t.fail(`U+${c.toString(16)} ${encoded} -> ${JSON.stringify(r)}`)
+    }
+    // Raw, Node hands the bytes over as latin1 characters: refused whatever the route.
+    const raw = normalizePath(`/public/${Buffer.from(ch, 'utf8').toString('latin1')}/admin`, STRICT)
+    if (raw.ok) t.fail(`raw U+${c.toString(16)} accepted`)
+  }
+  // Its neighbours, and other non-ASCII text, are not.
+  for (const c of [0x2023, 0x2027, 0xff0d, 0xff10, 0xe9, 0x20ac, 0x1f600]) {
+    if (family.has(c)) continue
+    const r = normalizePath(`/a/${percentUtf8(String.fromCodePoint(c))}`, STRICT)
+    t.ok(r.ok && r.ambiguous === undefined, `U+${c.toString(16)} is plain text`)
+  }
   t.end()
 })
