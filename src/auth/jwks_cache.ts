@@ -177,7 +177,8 @@ export class JwksCache {
     if (key) return key
     if (this.known(kid) || (kid !== undefined && this.absent.has(tag(kid)))) return { absent: true }
     this.remember(kid)
-    this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
+    // After a failure the back-off retry is already due (within the cool-down): kids do not hurry it.
+    if (this.failures === 0) this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
     const next = Number.isFinite(this.nextFetchAt) ? this.nextFetchAt - Date.now() : this.settings.cooldownMs
     return { retryInMs: Math.max(0, next) }
   }

@@ -95,6 +95,19 @@ function TokenSources(options: { default?: Array<Static<typeof TokenSource>> } =
   return Type.Array(TokenSource, { minItems: 1, description: 'where tokens are read, tried in order', ...options })
 }
 
+/** At most this many shared secrets per issuer: each token without a matching kid may be tried against every one. */
+export const MAX_ISSUER_SECRETS = 4
+
+// One shared secret of an issuer's `secrets` list: secret or secret_file (checked by the compiler).
+const IssuerSecret = Type.Object(
+  {
+    kid: Type.Optional(Type.String({ minLength: 1, description: 'the kid of the tokens it signs: a token with this kid is checked with this secret only' })),
+    secret: Type.Optional(Type.String({ secret: true })),
+    secret_file: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false, description: 'a shared HMAC secret (secret or secret_file), with the kid of its tokens if they carry one' },
+)
+
 const Issuer = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: "the exact iss of the tokens; {tid} stands for the token's tid claim in a multi-tenant issuer" }),
@@ -131,6 +144,13 @@ const Issuer = Type.Object(
     token_sources: Type.Optional(TokenSources({ default: [{ header: 'Authorization', prefix: 'Bearer ' }] })),
     secret: Type.Optional(Type.String({ secret: true })),
     secret_file: Type.Optional(Type.String({ minLength: 1 })),
+    secrets: Type.Optional(
+      Type.Array(IssuerSecret, {
+        minItems: 1,
+        maxItems: MAX_ISSUER_SECRETS,
+        description: 'shared HMAC secrets, the newest first, to rotate them: tried by kid, or in order',
+      }),
+    ),
     audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
     algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
     clock_skew: Type.Optional(Duration({ default: '30s' })),

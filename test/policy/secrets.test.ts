@@ -25,6 +25,7 @@ issuers:
   internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
   other: { issuer: other, secret: "\${S}2", audiences: [a], algorithms: [HS256] }
   keyed: { issuer: "https://idp.example", jwks_uri: "https://jwtgate:${JWKS_PASSWORD}@idp.example/keys?api_key=${JWKS_API_KEY}&v=2", audiences: [a], algorithms: [RS256] }
+  rotating: { issuer: rotating, secrets: [{ kid: k2, secret: "\${S}3" }, { secret: "\${S}4" }], audiences: [a], algorithms: [HS256] }
 upstreams: { orders: { url: "http://127.0.0.1:3001" } }
 routes: [ { path: /x, upstream: orders, auth: { issuers: [internal] } } ]
 revocation:
@@ -70,6 +71,7 @@ t.test('the marked fields are the secrets of the policy', async (t) => {
   t.same([...secretPaths(PolicySchema)].sort(), [
     ['issuers.*.jwks_uri', 'url_credentials'],
     ['issuers.*.secret', true],
+    ['issuers.*.secrets.*.secret', true],
     ['revocation.admin_token', true],
     ['revocation.redis.url', 'url_credentials'],
     ['upstreams.*.url', 'url_credentials'],
