@@ -2,7 +2,7 @@
 // where. Discovery, multi-tenant templates and the rule that one iss maps to one issuer are
 // checked here; a reload keeps an unchanged issuer (and its warm key set).
 import type { Logger } from 'pino'
-import { isHttpUrl } from '../http/urls.js'
+import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
@@ -113,7 +113,7 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     const uri = spec.jwks_uri !== undefined ? spec.jwks_uri : discoverySource(spec, template !== undefined, ['issuer'], problem)
     if (uri === undefined) return undefined
     if (typeof uri === 'string' && !isHttpUrl(uri)) {
-      problem(['jwks_uri'], `jwks_uri ${JSON.stringify(uri)} is not an http(s) URL`)
+      problem(['jwks_uri'], `jwks_uri ${JSON.stringify(redactUrl(uri))} is not an http(s) URL`)
       return undefined
     }
     const jwks = {
