@@ -52,6 +52,9 @@ function median(xs: number[]): number {
 
 async function main(): Promise<void> {
   const upstream = createServer((_req, res) => res.end('ok'))
+  // Longer than any reload's pause: an idle pooled connection the upstream closes while the
+  // gateway is paused would be a 502 (undici does not retry), not a measure of the pause.
+  upstream.keepAliveTimeout = 120_000
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
 

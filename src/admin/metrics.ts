@@ -19,6 +19,8 @@ export const METRIC_NAMES = [
   'jwtgate_client_timeouts_total',
   'jwtgate_connections_refused_total',
   'jwtgate_upstream_queue_timeouts_total',
+  'jwtgate_websocket_closed_total',
+  'jwtgate_revocations_dropped_total',
 ] as const
 
 /** Which slow-client bound cut a client (limits: in the policy). */
@@ -84,6 +86,12 @@ export class Metrics {
   })
   private readonly reloads = policyReloads(this.registry)
   private readonly droppedRevocations = revocationsDropped(this.registry)
+  private readonly websocketsClosed = new Counter({
+    name: 'jwtgate_websocket_closed_total',
+    help: 'WebSocket tunnels the gateway closed (close frame 1008) because their token expired or was revoked, by route and reason.',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  })
   // With `workers: N` the primary adds up its workers' series (../cluster/primary_admin.ts):
   // counters and histograms are summed; these say the same in every worker, so one is shown.
   private readonly policyInfo = new Gauge({
@@ -99,6 +107,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
+    // Every series at 0 from the start, so a rate() sees the first one.
+    for (const kind of ['headers', 'request', 'body_rate', 'send'] as const) this.clientTimeouts.labels(kind).inc(0)
+    for (const reason of ['max_connections', 'per_address'] as const) this.refusedConnections.labels(reason).inc(0)
     const metrics = this
     new Gauge({
       name: 'jwtgate_jwks_keys',
@@ -154,6 +165,10 @@ export class Metrics {
 
   revocationsDropped(count: number): void {
     this.droppedRevocations.inc(count)
+  }
+
+  websocketClosed(reason: string, route: string): void {
+    this.websocketsClosed.labels(route, reason).inc()
   }
 
   reloaded(ok: boolean): void {

@@ -1,13 +1,17 @@
 // Revocation on the admin listener:
-//   POST /revocations          {"jti": "…", "exp": 1767225600} or {"sub": "…", "before": 1767225600}
+//   POST /revocations          {"jti": "…", "exp": 1767225600, "iss": "…"} or {"sub": "…", "before": 1767225600, "iss": "…"}
+//                              ("iss": the issuer the entry applies to; "*" or absent: every issuer)
 //                              with Authorization: Bearer <revocation.admin_token>; 404 unless configured
 //   GET  /revocations/stats    counts, last sync, backend state; 404 without a revocation: section
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CompiledPolicy } from '../policy/compile.js'
+import { ALL_ISSUERS, checkIssuer } from '../revocation/set.js'
 import type { Revocation, RevocationStore } from '../revocation/store.js'
 
-export type RevokeBody = { jti: string; exp?: number } | { sub: string; before?: number }
+export { checkIssuer }
+
+export type RevokeBody = ({ jti: string; exp?: number } | { sub: string; before?: number }) & { iss?: string }
 
 /**
  * Stores a checked revocation and returns it; throws when it was not stored everywhere it must
@@ -16,7 +20,8 @@ export type RevokeBody = { jti: string; exp?: number } | { sub: string; before?:
 export type Revoke = (store: RevocationStore, body: RevokeBody) => Promise<Revocation>
 
 /** One process: its own store (and through it the backend). */
-export const revokeHere: Revoke = (store, body) => ('jti' in body ? store.revokeJti(body.jti, body.exp) : store.revokeSubject(body.sub, body.before))
+export const revokeHere: Revoke = (store, body) =>
+  'jti' in body ? store.revokeJti(body.jti, body.exp, body.iss) : store.revokeSubject(body.sub, body.before, body.iss)
 
 const MAX_ID_LENGTH = 1024
 
@@ -68,8 +73,9 @@ export function revocationRoutes(app: FastifyInstance, policy: () => CompiledPol
 
 export function describeRevocation(entry: Revocation): Record<string, unknown> {
   const keptUntil = new Date(entry.expiresAt).toISOString()
-  if (entry.kind === 'jti') return { revoked: 'jti', jti: entry.id, ...(entry.exp !== undefined ? { exp: entry.exp } : {}), kept_until: keptUntil }
-  return { revoked: 'sub', sub: entry.id, before: entry.before, kept_until: keptUntil }
+  const iss = entry.iss ?? ALL_ISSUERS
+  if (entry.kind === 'jti') return { revoked: 'jti', jti: entry.id, ...(entry.exp !== undefined ? { exp: entry.exp } : {}), iss, kept_until: keptUntil }
+  return { revoked: 'sub', sub: entry.id, before: entry.before, iss, kept_until: keptUntil }
 }
 
 /** Compares digests, so the time taken says nothing about the token, not even its length. */
@@ -94,20 +100,26 @@ function checkBody(body: unknown): RevokeBody | string {
     const v = b[name]
     return typeof v === 'string' && v !== '' && v.length <= MAX_ID_LENGTH
       ? undefined
-      : `${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters`
+      : `${name} must be a non-empty string of at most ${MAX_ID_LENGTH} characters${name === 'jti' ? ' (or a number)' : ''}`
   }
   const unknown = (allowed: string[]) => Object.keys(b).find((k) => !allowed.includes(k))
+  const scope = checkIssuer(b.iss)
+  if (typeof scope === 'string') return scope
+  const iss = scope.iss !== undefined ? { iss: scope.iss } : {}
   if ('jti' in b) {
-    const extra = unknown(['jti', 'exp'])
-    if (extra) return `unknown field "${extra}": give {"jti", "exp"} or {"sub", "before"}`
+    const extra = unknown(['jti', 'exp', 'iss'])
+    if (extra) return `unknown field "${extra}": give {"jti", "exp", "iss"} or {"sub", "before", "iss"}`
+    // A token's numeric jti is compared by its decimal form (../revocation/set.ts jtiOf), so a
+    // number given here is taken in that form: `{"jti": 42}` revokes the token with jti 42.
+    if (typeof b.jti === 'number' && Number.isFinite(b.jti)) b.jti = String(b.jti)
     const exp = seconds('exp')
-    return id('jti') ?? (typeof exp === 'string' ? exp : { jti: b.jti as string, ...(exp !== undefined ? { exp } : {}) })
+    return id('jti') ?? (typeof exp === 'string' ? exp : { jti: b.jti as string, ...(exp !== undefined ? { exp } : {}), ...iss })
   }
   if ('sub' in b) {
-    const extra = unknown(['sub', 'before'])
-    if (extra) return `unknown field "${extra}": give {"jti", "exp"} or {"sub", "before"}`
+    const extra = unknown(['sub', 'before', 'iss'])
+    if (extra) return `unknown field "${extra}": give {"jti", "exp", "iss"} or {"sub", "before", "iss"}`
     const before = seconds('before')
-    return id('sub') ?? (typeof before === 'string' ? before : { sub: b.sub as string, ...(before !== undefined ? { before } : {}) })
+    return id('sub') ?? (typeof before === 'string' ? before : { sub: b.sub as string, ...(before !== undefined ? { before } : {}), ...iss })
   }
   return 'give {"jti": "…"} (optionally with "exp") or {"sub": "…"} (optionally with "before")'
 }

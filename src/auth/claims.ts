@@ -56,6 +56,21 @@ export interface ClaimCondition {
   path: ClaimPath
   label: string
   test(value: unknown): boolean
+  /**
+   * For a condition with `matches`: its results by the token's claims object. A cached token
+   * keeps its claims object, so the pattern runs once per token and route, not on every request;
+   * an entry goes with the claims when the token leaves the cache.
+   */
+  memo?: WeakMap<object, boolean>
+}
+
+/** Whether the token's claims meet the condition; `matches` results remembered per claims object (memo). */
+export function conditionHolds(condition: ClaimCondition, claims: Record<string, unknown>): boolean {
+  const memo = condition.memo
+  if (memo === undefined) return condition.test(claimAt(claims, condition.path))
+  let held = memo.get(claims)
+  if (held === undefined) memo.set(claims, (held = condition.test(claimAt(claims, condition.path))))
+  return held
 }
 
 /**
@@ -101,8 +116,9 @@ export function compileCondition(label: string, spec: ClaimConditionDocument, at
     // Linear in the claim's length whatever the pattern (RE2); the cap bounds that too.
     tests.push((v) => typeof v === 'string' && v.length <= MAX_MATCHED_LENGTH && pattern.test(v))
   }
-  if (tests.length === 1) return { path, label, test: tests[0]! }
-  return { path, label, test: (v) => tests.every((t) => t(v)) }
+  const memo = spec.matches === undefined ? {} : { memo: new WeakMap<object, boolean>() }
+  if (tests.length === 1) return { path, label, test: tests[0]!, ...memo }
+  return { path, label, test: (v) => tests.every((t) => t(v)), ...memo }
 }
 
 /** The longest string `matches` tests; a longer claim fails the condition. */

@@ -4,6 +4,7 @@
 // misconfigured metadata host from vouching for someone else's keys) and when its jwks_uri is
 // not https (plain http only on loopback, for tests and local development).
 import type { Agent } from 'undici'
+import { redactUrl } from '../http/urls.js'
 import { fetchJson } from './fetch_json.js'
 
 const MAX_DOCUMENT_BYTES = 256 * 1024
@@ -30,7 +31,7 @@ export async function discoverJwksUri(issuer: string, agent: Agent, timeoutMs: n
   const jwksUri = document.jwks_uri
   if (typeof jwksUri !== 'string') throw new Error('discovery document has no jwks_uri')
   const why = unsafeUrl(jwksUri)
-  if (why) throw new Error(`discovery document jwks_uri ${shown(jwksUri)} ${why}`)
+  if (why) throw new Error(`discovery document jwks_uri ${shown(redactUrl(jwksUri))} ${why}`)
   return jwksUri
 }
 

@@ -1,5 +1,6 @@
 // A configured issuer: the only keys and algorithms a token claiming its `iss` may be checked
 // against. Keys are bound to their issuer, so a key of one IdP can never verify another's token.
+import { TokenError } from 'fast-jwt'
 import type { Logger } from 'pino'
 import { deny, type Denial } from '../http/denial.js'
 import type { IssuerTemplate } from './issuer_template.js'
@@ -60,16 +61,58 @@ function base(settings: IssuerSettings) {
   }
 }
 
-/** An issuer whose tokens are HMAC-signed with a shared secret. */
-export function secretIssuer(settings: IssuerSettings, secret: Buffer): Issuer {
-  const key = prepareKey(undefined, secret, [...settings.algorithms], settings)
+/** A shared HMAC secret, with the kid of the tokens it signs if they carry one. */
+export interface IssuerSecret {
+  kid: string | undefined
+  secret: Buffer
+}
+
+/**
+ * An issuer whose tokens are HMAC-signed with shared secrets, the newest first (more than one
+ * while they are rotated). A token whose kid is the kid of a secret is checked with that secret
+ * only; any other token with each secret without a kid (a token without kid: with every secret),
+ * in order, the first whose signature matches deciding.
+ */
+export function secretIssuer(settings: IssuerSettings, secrets: Buffer | readonly IssuerSecret[]): Issuer {
+  const list = Buffer.isBuffer(secrets) ? [{ kid: undefined, secret: secrets }] : secrets
+  const keys = list.map(({ kid, secret }) => prepareKey(kid, secret, [...settings.algorithms], settings))
+  const byKid = new Map(keys.flatMap((k) => (k.kid === undefined ? [] : [[k.kid, k] as const])))
+  const all = firstThatVerifies(keys)
+  const withoutKid = keys.some((k) => k.kid === undefined) ? firstThatVerifies(keys.filter((k) => k.kid === undefined)) : undefined
+  const held = new Set([all, withoutKid, ...keys])
   return {
     ...base(settings),
-    keyFor: () => key,
-    holdsKey: (k) => k === key,
+    keyFor: (kid) => {
+      if (kid === undefined) return all
+      return byKid.get(kid) ?? withoutKid ?? deny('unknown_kid', 'no secret of the issuer matches the token kid')
+    },
+    holdsKey: (k) => held.has(k),
     start: () => Promise.resolve(),
     stop: () => {},
     ready: true,
+  }
+}
+
+/** One key over several secrets: each tried in order until a signature matches (at most MAX_ISSUER_SECRETS). */
+function firstThatVerifies(keys: readonly PreparedKey[]): PreparedKey {
+  if (keys.length === 1) return keys[0]!
+  return {
+    kid: undefined,
+    algorithms: keys[0]!.algorithms,
+    verify(token) {
+      let error: unknown
+      for (const key of keys) {
+        try {
+          return key.verify(token)
+        } catch (err) {
+          // Only a signature that does not match means another secret may; anything else (an
+          // expired token whose signature matched) is the answer.
+          if (!(err instanceof TokenError && err.code === TokenError.codes.invalidSignature)) throw err
+          error = err
+        }
+      }
+      throw error
+    },
   }
 }
 

@@ -2,14 +2,14 @@
 // where. Discovery, multi-tenant templates and the rule that one iss maps to one issuer are
 // checked here; a reload keeps an unchanged issuer (and its warm key set).
 import type { Logger } from 'pino'
-import { isHttpUrl } from '../http/urls.js'
+import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
 import { HMAC_ALGORITHMS, IssuerSchema, JwksTuningSchema, type IssuerDocument, type TokenSourceDocument } from '../policy/schema.js'
 import { unsafeUrl } from './discovery.js'
-import { jwksIssuer, secretIssuer, type Issuer, type IssuerSettings } from './issuer.js'
+import { jwksIssuer, secretIssuer, type Issuer, type IssuerSecret, type IssuerSettings } from './issuer.js'
 import { allowedIssOf, parseIssuerTemplate, tenantIn } from './issuer_template.js'
 import { DEFAULT_TOKEN_SOURCES, sourcePlace } from './token_sources.js'
 
@@ -73,9 +73,12 @@ function isRemote(spec: IssuerDocument): boolean {
 }
 
 function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, problem: OnProblem): Issuer | undefined {
-  const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
+  const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file', 'secrets'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
   if (sources.length !== 1) {
-    problem([], `issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file${sources.length ? ` (found ${sources.join(', ')})` : ''}`)
+    problem(
+      [],
+      `issuer needs exactly one key source: jwks_uri, discovery, secret, secret_file or secrets${sources.length ? ` (found ${sources.join(', ')})` : ''}`,
+    )
     return undefined
   }
   const parsed = parseIssuerTemplate(spec.issuer, spec.tenants, [], problem)
@@ -110,7 +113,7 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     const uri = spec.jwks_uri !== undefined ? spec.jwks_uri : discoverySource(spec, template !== undefined, ['issuer'], problem)
     if (uri === undefined) return undefined
     if (typeof uri === 'string' && !isHttpUrl(uri)) {
-      problem(['jwks_uri'], `jwks_uri ${JSON.stringify(uri)} is not an http(s) URL`)
+      problem(['jwks_uri'], `jwks_uri ${JSON.stringify(redactUrl(uri))} is not an http(s) URL`)
       return undefined
     }
     const jwks = {
@@ -134,19 +137,58 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     problem(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
     return undefined
   }
-  const text = spec.secret_file !== undefined ? readSecretBesidePolicy(policyFile, spec.secret_file, ['secret_file'], problem, 'secret_file') : spec.secret!
-  if (text === undefined) return undefined
-  const secret = Buffer.from(text)
-  // RFC 7518 §3.2: the key must be at least as long as the hash output.
+  const secrets = readSecrets(spec, policyFile, hmac, problem)
+  return secrets && secretIssuer(settings, secrets)
+}
+
+/**
+ * The issuer's shared secrets, the newest first: `secrets`, or the one of `secret`/`secret_file`.
+ * Each is at least as long as the largest hash of the issuer's algorithms (RFC 7518 §3.2); kids
+ * are unique. Undefined when one cannot be used (each problem said).
+ */
+function readSecrets(spec: IssuerDocument, policyFile: string, hmac: readonly string[], problem: OnProblem): IssuerSecret[] | undefined {
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
-  if (secret.length < needed) {
-    problem(
-      [spec.secret_file !== undefined ? 'secret_file' : 'secret'],
-      `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`,
-    )
-    return undefined
+  const read = (item: { secret?: string | undefined; secret_file?: string | undefined }, at: DocPath): Buffer | undefined => {
+    const text =
+      item.secret_file !== undefined ? readSecretBesidePolicy(policyFile, item.secret_file, [...at, 'secret_file'], problem, 'secret_file') : item.secret!
+    if (text === undefined) return undefined
+    const secret = Buffer.from(text)
+    // RFC 7518 §3.2: the key must be at least as long as the hash output.
+    if (secret.length < needed) {
+      problem(
+        [...at, item.secret_file !== undefined ? 'secret_file' : 'secret'],
+        `the secret must be at least ${needed} bytes for ${hmac.join(', ')} (RFC 7518 §3.2); it has ${secret.length}`,
+      )
+      return undefined
+    }
+    return secret
   }
-  return secretIssuer(settings, secret)
+  if (spec.secrets === undefined) {
+    const secret = read(spec, [])
+    return secret && [{ kid: undefined, secret }]
+  }
+  const out: IssuerSecret[] = []
+  let ok = true
+  const kids = new Set<string>()
+  spec.secrets.forEach((item, i) => {
+    const at: DocPath = ['secrets', i]
+    if ((item.secret === undefined) === (item.secret_file === undefined)) {
+      problem(at, 'a secret needs exactly one of secret or secret_file')
+      ok = false
+      return
+    }
+    if (item.kid !== undefined) {
+      if (kids.has(item.kid)) {
+        problem([...at, 'kid'], `kid "${item.kid}" is already the kid of another secret of this issuer`)
+        ok = false
+      }
+      kids.add(item.kid)
+    }
+    const secret = read(item, at)
+    if (secret) out.push({ kid: item.kid, secret })
+    else ok = false
+  })
+  return ok ? out : undefined
 }
 
 /**

@@ -6,6 +6,7 @@
 // the IdP is down, slow or answers garbage, and bounds every fetch in time and size. With OIDC
 // discovery, each fetch first reads the key set URL from the issuer's discovery document.
 import { createHash } from 'node:crypto'
+import { redactUrl, redactUrlsIn } from '../http/urls.js'
 import { Agent } from 'undici'
 import type { Logger } from 'pino'
 import { discoverJwksUri, discoveryUrl } from './discovery.js'
@@ -176,7 +177,8 @@ export class JwksCache {
     if (key) return key
     if (this.known(kid) || (kid !== undefined && this.absent.has(tag(kid)))) return { absent: true }
     this.remember(kid)
-    this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
+    // After a failure the back-off retry is already due (within the cool-down): kids do not hurry it.
+    if (this.failures === 0) this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
     const next = Number.isFinite(this.nextFetchAt) ? this.nextFetchAt - Date.now() : this.settings.cooldownMs
     return { retryInMs: Math.max(0, next) }
   }
@@ -264,7 +266,7 @@ export class JwksCache {
       if ('unusable' in prepared) {
         const kid = (jwk as { kid?: unknown })?.kid
         if (typeof kid === 'string' && skipped.size < MAX_TRACKED_KIDS) skipped.add(kid)
-        this.log.debug({ jwks_uri: uri, kid, why: prepared.unusable }, 'skipping key')
+        this.log.debug({ jwks_uri: redactUrl(uri), kid, why: prepared.unusable }, 'skipping key')
       } else {
         keys.push(prepared)
         this.jwkOf.set(prepared, JSON.stringify(jwk))
@@ -311,7 +313,7 @@ export class JwksCache {
     this.failures++
     this.onFetch?.(false)
     this.status.lastFailureAt = Date.now()
-    this.status.lastError = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : err.message
+    this.status.lastError = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : redactUrlsIn(err.message)
     this.log.warn({ ...this.where(), error: this.status.lastError, keeping_keys: this.keys.length }, 'key set fetch failed')
     // Back off from half a second up to the cool-down, so a gateway that started while the
     // IdP was down recovers soon after it comes back, without hammering it meanwhile.
@@ -322,7 +324,9 @@ export class JwksCache {
   /** Where the keys come from, for log lines. */
   private where(): { jwks_uri: string | undefined; discovery?: string } {
     const { uri } = this.settings
-    return typeof uri === 'string' ? { jwks_uri: uri } : { jwks_uri: this.status.jwksUri, discovery: discoveryUrl(uri.discover) }
+    // As every URL printed: without user info or secret parameters (http/urls.ts).
+    if (typeof uri === 'string') return { jwks_uri: redactUrl(uri) }
+    return { jwks_uri: this.status.jwksUri === undefined ? undefined : redactUrl(this.status.jwksUri), discovery: redactUrl(discoveryUrl(uri.discover)) }
   }
 
   private schedule(delayMs: number): void {

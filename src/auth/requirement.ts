@@ -5,7 +5,7 @@
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
-import { checkAudience, claimAt, compileCondition, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
+import { checkAudience, claimAt, compileCondition, conditionHolds, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
 import { deny, type Denial } from '../http/denial.js'
 import type { Issuer } from './issuer.js'
 
@@ -202,7 +202,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
           return deny('expired', 'the token is older than this route accepts (max_age)')
       }
       for (const condition of conditions) {
-        if (!condition.test(claimAt(claims, condition.path))) return insufficient(`the token lacks the required claim ${condition.label}`)
+        if (!conditionHolds(condition, claims)) return insufficient(`the token lacks the required claim ${condition.label}`)
       }
       if (scopes.length) {
         const granted = grantedScopes(claims)

@@ -16,7 +16,7 @@ const USAGE = `usage:
                                       (exit 0 allowed, 1 denied)
   jwtgate test -c policy.yaml FILE.test.yaml...
                                       check the policy against expected decisions, offline
-  jwtgate revoke -c policy.yaml (--jti ID [--exp UNIX] | --sub USER [--before UNIX])
+  jwtgate revoke -c policy.yaml (--jti ID [--exp UNIX] | --sub USER [--before UNIX]) [--iss ISSUER | --all-issuers]
                                       revoke one token, or a subject's tokens issued before a
                                       moment (default now), in the policy's revocation backend
   jwtgate schema [--out FILE]         the policy's JSON Schema, for editors
@@ -103,6 +103,8 @@ async function revokeCommand(args: string[]): Promise<number> {
         exp: { type: 'string' },
         sub: { type: 'string' },
         before: { type: 'string' },
+        iss: { type: 'string' },
+        'all-issuers': { type: 'boolean' },
       },
     }),
   )
@@ -114,6 +116,10 @@ async function revokeCommand(args: string[]): Promise<number> {
   if (values.jti !== undefined && values.before !== undefined) return usage('--before goes with --sub; a --jti revocation takes --exp')
   if (values.sub !== undefined && values.exp !== undefined) return usage('--exp goes with --jti; a --sub revocation takes --before')
   if (values.jti === '' || values.sub === '') return usage('the jti or sub must not be empty')
+  if (values.iss !== undefined && values['all-issuers']) return usage('give --iss ISSUER or --all-issuers, not both')
+  const { checkIssuer } = await import('../admin/revocations.js')
+  const scope = checkIssuer(values.iss)
+  if (typeof scope === 'string') return usage(scope.replace(/^iss/, '--iss'))
   const seconds = (name: string, text: string | undefined): number | string | undefined => {
     if (text === undefined) return undefined
     return /^[0-9]+(\.[0-9]+)?$/.test(text) && Number(text) > 0
@@ -126,7 +132,8 @@ async function revokeCommand(args: string[]): Promise<number> {
   if (typeof before === 'string') return usage(before)
   // Loaded on demand, like serve: the redis client is only needed here.
   const { runRevoke } = await import('./revocations.js')
-  return runRevoke(values.jti !== undefined ? { policyFile, jti: values.jti, exp } : { policyFile, sub: values.sub!, before })
+  const iss = scope.iss !== undefined ? { iss: scope.iss } : {}
+  return runRevoke(values.jti !== undefined ? { policyFile, jti: values.jti, exp, ...iss } : { policyFile, sub: values.sub!, before, ...iss })
 }
 
 /** A usage message instead of an exception on an unknown or incomplete option. */

@@ -1,4 +1,5 @@
-// `jwtgate revoke -c policy.yaml --jti ID [--exp UNIX]` and `--sub USER [--before UNIX]`:
+// `jwtgate revoke -c policy.yaml --jti ID [--exp UNIX]` and `--sub USER [--before UNIX]`, each
+// with `--iss ISSUER` (tokens of that issuer only) or `--all-issuers` (the default):
 // writes to the policy's revocation backend, as POST /revocations does. Every gateway on the
 // same backend applies it: at once with redis, at its next file poll with file.
 import { createLogger } from '../log.js'
@@ -7,7 +8,8 @@ import { describeRevocation } from '../admin/revocations.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 
-export type RevokeRequest = { policyFile: string } & ({ jti: string; exp?: number } | { sub: string; before?: number })
+/** `iss`: the issuer the entry applies to; absent: every issuer (--all-issuers, or no flag). */
+export type RevokeRequest = { policyFile: string; iss?: string } & ({ jti: string; exp?: number } | { sub: string; before?: number })
 
 export async function runRevoke(request: RevokeRequest): Promise<number> {
   let policy: CompiledPolicy
@@ -27,7 +29,8 @@ export async function runRevoke(request: RevokeRequest): Promise<number> {
     return 1
   }
   try {
-    const entry = 'jti' in request ? await store.revokeJti(request.jti, request.exp) : await store.revokeSubject(request.sub, request.before)
+    const entry =
+      'jti' in request ? await store.revokeJti(request.jti, request.exp, request.iss) : await store.revokeSubject(request.sub, request.before, request.iss)
     process.stdout.write(`${JSON.stringify(describeRevocation(entry))}\n`)
     return 0
   } catch (err) {

@@ -35,6 +35,8 @@ export interface GatewayApp {
   record: RecordRequest
   /** A route's forwarding, built when the gateway took its policy. */
   forwarding(route: Route): RouteForwarding
+  /** Counts a WebSocket tunnel closed because its token expired or was revoked. */
+  tunnelClosed(reason: 'expired' | 'revoked', route: string): void
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
@@ -56,7 +58,16 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
     ...(policy.listen.tls
-      ? { https: { cert: policy.listen.tls.cert, key: policy.listen.tls.key, maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }
+      ? {
+          https: {
+            cert: policy.listen.tls.cert,
+            key: policy.listen.tls.key,
+            maxHeaderSize: policy.maxHeaderBytes,
+            ...serverOptions(policy.clientLimits),
+            // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
+            handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
+          },
+        }
       : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
   const server = app.server as Server
@@ -83,6 +94,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       current = take(next)
     },
     forwarding: (route) => forwarding.get(route)!,
+    tunnelClosed: (reason, route) => metrics.websocketClosed(reason, route),
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)

@@ -12,12 +12,14 @@
 // travels with it, so the token is not checked (or a one-time token used) twice.
 import { request as httpRequest, ServerResponse, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http'
 import { request as httpsRequest } from 'node:https'
+import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { fail } from '../http/denial.js'
 import { writeError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { onRevocation, REVOKED } from '../revocation/store.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
@@ -39,7 +41,11 @@ export interface Tunnels {
   record: RecordRequest
   /** The route's forwarding, built when its policy was taken. */
   forwarding(route: Route): RouteForwarding
+  /** Counts a tunnel the gateway closed because its token stopped being accepted. */
+  tunnelClosed?(reason: TunnelCloseReason, route: string): void
 }
+
+export type TunnelCloseReason = 'expired' | 'revoked'
 
 export interface UpgradeContext {
   server: Server
@@ -174,7 +180,9 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     if (upstreamHead.length) socket.write(upstreamHead)
     if (head.length) upstreamSocket.write(head)
     log(101)
-    pipeTogether(ctx.gateway, socket as Socket, upstreamSocket, closeAt(state))
+    const tunnel = pipeTogether(ctx, socket as Socket, upstreamSocket, state, id)
+    tunnel.client.feed(head)
+    tunnel.upstream.feed(upstreamHead)
   })
   // Anything but 101: the upstream refused the upgrade; its answer goes back as it is.
   upstreamRequest.on('response', (response: IncomingMessage) => {
@@ -212,29 +220,137 @@ function closeAt(state: RequestState): number | undefined {
   return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
 }
 
-function pipeTogether(gateway: Tunnels, client: Socket, upstream: Socket, closeAtMs: number | undefined): void {
+// How long the two ends get to answer the close frame before their connections are destroyed.
+const CLOSE_GRACE_MS = 1000
+/** RFC 6455 §7.4.1: 1008, policy violation. */
+const POLICY_VIOLATION = 1008
+
+/**
+ * Where one direction of a tunnel is in its stream of WebSocket frames (RFC 6455 §5.2): the
+ * gateway passes the bytes on untouched, and follows frame boundaries only so that a close frame
+ * of its own is written between two frames, never inside one.
+ */
+export class FrameCursor {
+  private header: Buffer = Buffer.alloc(0)
+  private left = 0
+
+  /** No frame is partly passed on. */
+  get atBoundary(): boolean {
+    return this.left === 0 && this.header.length === 0
+  }
+
+  feed(chunk: Buffer): void {
+    let i = 0
+    while (i < chunk.length) {
+      if (this.left > 0) {
+        const n = Math.min(this.left, chunk.length - i)
+        this.left -= n
+        i += n
+        continue
+      }
+      // A header is 2 to 14 bytes and may be split across chunks.
+      const need = headerLength(this.header.length >= 2 ? this.header : Buffer.concat([this.header, chunk.subarray(i, i + 2)]))
+      const take = Math.min(need - this.header.length, chunk.length - i)
+      this.header = Buffer.concat([this.header, chunk.subarray(i, i + take)])
+      i += take
+      if (this.header.length < 2 || this.header.length < headerLength(this.header)) continue
+      this.left = payloadLength(this.header)
+      this.header = Buffer.alloc(0)
+    }
+  }
+}
+
+/** The header's length in bytes, as far as its first two bytes tell (2 when fewer are known). */
+function headerLength(header: Buffer): number {
+  if (header.length < 2) return 2
+  const len7 = header[1]! & 0x7f
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (header[1]! & 0x80 ? 4 : 0)
+}
+
+function payloadLength(header: Buffer): number {
+  const len7 = header[1]! & 0x7f
+  if (len7 === 126) return header.readUInt16BE(2)
+  if (len7 === 127) return Number(header.readBigUInt64BE(2))
+  return len7
+}
+
+/** A close frame: code and reason; masked when sent to the upstream (client to server, §5.3). */
+export function closeFrame(code: number, reason: string, masked: boolean): Buffer {
+  const payload = Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason, 'utf8').subarray(0, 123)])
+  const header = Buffer.from([0x88, (masked ? 0x80 : 0) | payload.length])
+  if (!masked) return Buffer.concat([header, payload])
+  const mask = randomBytes(4)
+  const body = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))
+  return Buffer.concat([header, mask, body])
+}
+
+interface OpenTunnel {
+  /** Frames the client sends (masked), and those the upstream sends. */
+  client: FrameCursor
+  upstream: FrameCursor
+}
+
+function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, state: RequestState, id: string): OpenTunnel {
+  const gateway = ctx.gateway
+  const closeAtMs = closeAt(state)
+  const cursors: OpenTunnel = { client: new FrameCursor(), upstream: new FrameCursor() }
   client.setTimeout(0)
   client.setNoDelay(true)
   upstream.setNoDelay(true)
   gateway.upgraded.add(client)
   let timer: NodeJS.Timeout | undefined
+  let closing = false
   const end = () => {
     clearTimeout(timer)
+    unsubscribe()
     gateway.upgraded.delete(client)
     client.destroy()
     upstream.destroy()
   }
+  // The token was checked once, at the upgrade; the tunnel must not outlive it. Both ends get a
+  // close frame (1008, policy violation), written between two frames, then a moment to answer.
+  const closeForPolicy = (reason: TunnelCloseReason) => {
+    if (closing) return
+    closing = true
+    clearTimeout(timer)
+    unsubscribe()
+    client.unpipe(upstream)
+    upstream.unpipe(client)
+    const text = reason === 'expired' ? 'token expired' : 'token revoked'
+    const framed = { client: cursors.upstream.atBoundary, upstream: cursors.client.atBoundary }
+    if (framed.client) client.write(closeFrame(POLICY_VIOLATION, text, false))
+    if (framed.upstream) upstream.write(closeFrame(POLICY_VIOLATION, text, true))
+    client.end()
+    upstream.end()
+    setTimeout(end, CLOSE_GRACE_MS).unref()
+    const route = state.route!.name
+    gateway.tunnelClosed?.(reason, route)
+    ctx.logger.info(
+      { request_id: id, route, reason, close_code: POLICY_VIOLATION, close_frame_to_client: framed.client, close_frame_to_upstream: framed.upstream },
+      `websocket closed: ${text}`,
+    )
+  }
+  const identity = state.identity
+  const unsubscribe = identity
+    ? onRevocation(() => {
+        const store = gateway.policy.revocation?.store
+        if (store?.check(identity.claims, Date.now()) === REVOKED) closeForPolicy('revoked')
+      })
+    : () => {}
   client.on('close', end)
   upstream.on('close', end)
+  client.on('data', (chunk: Buffer) => cursors.client.feed(chunk))
+  upstream.on('data', (chunk: Buffer) => cursors.upstream.feed(chunk))
   client.pipe(upstream)
   upstream.pipe(client)
-  if (closeAtMs === undefined) return
-  // The token was checked once, at the upgrade; the socket must not outlive it.
-  const arm = () => {
-    const left = closeAtMs - Date.now()
-    if (left <= 0) return end()
-    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
-    timer.unref()
+  if (closeAtMs !== undefined) {
+    const arm = () => {
+      const left = closeAtMs - Date.now()
+      if (left <= 0) return closeForPolicy('expired')
+      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
+      timer.unref()
+    }
+    arm()
   }
-  arm()
+  return cursors
 }

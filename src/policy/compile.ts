@@ -44,7 +44,7 @@ const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
 const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access'])
-const TOKEN_CACHE_DEFAULT = defaultsOf(PolicySchema.properties.token_cache, ['max_entries'])
+const TOKEN_CACHE_DEFAULT = defaultsOf(PolicySchema.properties.token_cache, ['max_entries', 'max_bytes'])
 
 /** Reads, checks and compiles a policy file; throws PolicyError listing every problem. */
 export function loadPolicy(policyFile: string, log: Logger, env?: Env, previous?: CompiledPolicy): CompiledPolicy {
@@ -106,6 +106,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   // `jwtgate validate` prints these as file:line:col warnings; a running gateway logs them.
   for (const warning of lintIssuers(doc.issuers)) log.warn({ issuer: warning.issuer }, warning.message)
   const cacheEntries = doc.token_cache?.max_entries ?? TOKEN_CACHE_DEFAULT.max_entries
+  const cacheBytes = doc.token_cache?.max_bytes ?? TOKEN_CACHE_DEFAULT.max_bytes
 
   return deepFreeze<CompiledPolicy>({
     file: source.file,
@@ -135,7 +136,10 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
       maxTokenBytes,
       // Entries name their issuer object: a kept issuer keeps its tokens valid, a replaced one
       // makes its entries unusable on every route, so carrying the cache over is safe.
-      tokens: previous?.auth.tokens.maxEntries === cacheEntries ? previous.auth.tokens : new TokenCache(cacheEntries),
+      tokens:
+        previous?.auth.tokens.maxEntries === cacheEntries && previous.auth.tokens.maxBytes === cacheBytes
+          ? previous.auth.tokens
+          : new TokenCache(cacheEntries, cacheBytes),
       revocation: revocation?.store ?? null,
     },
     revocation: revocation ?? null,

@@ -95,6 +95,19 @@ function TokenSources(options: { default?: Array<Static<typeof TokenSource>> } =
   return Type.Array(TokenSource, { minItems: 1, description: 'where tokens are read, tried in order', ...options })
 }
 
+/** At most this many shared secrets per issuer: each token without a matching kid may be tried against every one. */
+export const MAX_ISSUER_SECRETS = 4
+
+// One shared secret of an issuer's `secrets` list: secret or secret_file (checked by the compiler).
+const IssuerSecret = Type.Object(
+  {
+    kid: Type.Optional(Type.String({ minLength: 1, description: 'the kid of the tokens it signs: a token with this kid is checked with this secret only' })),
+    secret: Type.Optional(Type.String({ secret: true })),
+    secret_file: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  { additionalProperties: false, description: 'a shared HMAC secret (secret or secret_file), with the kid of its tokens if they carry one' },
+)
+
 const Issuer = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: "the exact iss of the tokens; {tid} stands for the token's tid claim in a multi-tenant issuer" }),
@@ -121,7 +134,9 @@ const Issuer = Type.Object(
     ),
     // URLs are parsed by the compiler (with a better message than a pattern could give, and
     // leaving ${VAR} alone in an editor).
-    jwks_uri: Type.Optional(Type.String({ minLength: 1 })),
+    // Its user info and secret query parameters (an API key some IdP gateways want) are hidden
+    // in /config and in log lines (http/urls.ts redactUrl).
+    jwks_uri: Type.Optional(Type.String({ minLength: 1, secret: 'url_credentials' })),
     discovery: Type.Optional(
       Type.Boolean({ default: false, description: 'true: read jwks_uri from {issuer}/.well-known/openid-configuration (OIDC Discovery)' }),
     ),
@@ -129,6 +144,13 @@ const Issuer = Type.Object(
     token_sources: Type.Optional(TokenSources({ default: [{ header: 'Authorization', prefix: 'Bearer ' }] })),
     secret: Type.Optional(Type.String({ secret: true })),
     secret_file: Type.Optional(Type.String({ minLength: 1 })),
+    secrets: Type.Optional(
+      Type.Array(IssuerSecret, {
+        minItems: 1,
+        maxItems: MAX_ISSUER_SECRETS,
+        description: 'shared HMAC secrets, the newest first, to rotate them: tried by kid, or in order',
+      }),
+    ),
     audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
     algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true }),
     clock_skew: Type.Optional(Duration({ default: '30s' })),
@@ -141,7 +163,7 @@ const Issuer = Type.Object(
 
 const Upstream = Type.Object(
   {
-    url: Type.String({ minLength: 1 }),
+    url: Type.String({ minLength: 1, secret: 'url_credentials' }),
     // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
     connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 128, description: 'the most connections open to this upstream at once' })),
@@ -425,8 +447,19 @@ export const PolicySchema = Type.Object(
     token_cache: Type.Optional(
       Type.Object(
         {
-          // About 1 KiB each: 10 MiB at most, and enough for the active tokens of a busy service.
+          // Enough for the active tokens of a busy service.
           max_entries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 })),
+          // The heap the entries may hold, as token_cache.ts entryBytes counts it (token, parsed
+          // claims): 32 MiB fits 10,000 ordinary tokens (~3 KiB each counted) and bounds large
+          // ones (a 15 KiB token with big group claims counts ~40 KiB: ~800 of them).
+          max_bytes: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 8 * 1024 ** 3,
+              default: 32 * 1024 * 1024,
+              description: 'the most memory the verified tokens may take, in bytes (token plus parsed claims, approximated)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -4,7 +4,8 @@
 
 /**
  * A `secret` annotation. true: the whole value is secret. 'url_credentials': a URL whose user
- * info and `password` query parameter are secret (a Redis URL), the rest worth showing.
+ * info and secret parameters are hidden (http/urls.ts redactUrl: a Redis URL's `?password=`, a
+ * key set URL's `?api_key=`), the rest worth showing.
  */
 export type SecretMark = true | 'url_credentials'
 

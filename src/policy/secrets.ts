@@ -3,6 +3,7 @@
 // secret field is hidden by marking it, with no list to remember here.
 import type { KeywordDefinition } from 'ajv'
 import type { TSchema } from 'typebox'
+import { redactUrl } from '../http/urls.js'
 import { fieldSchemas, resolveRef, type SchemaNode, type SecretMark } from './schema_walk.js'
 
 export type { SecretMark }
@@ -42,40 +43,8 @@ export function secretPaths(root: TSchema): Map<string, SecretMark> {
 }
 
 function hide(mark: SecretMark, value: unknown): unknown {
-  if (mark === 'url_credentials' && typeof value === 'string') return redactUrlCredentials(value)
+  if (mark === 'url_credentials' && typeof value === 'string') return redactUrl(value)
   return HIDDEN
-}
-
-/**
- * `redis://user:pw@host/0?password=pw` → `redis://[redacted]@host/0?password=[redacted]`. Done on
- * the text, not through URL, which would percent-encode the brackets and normalize the rest.
- */
-export function redactUrlCredentials(url: string): string {
-  const withoutUserInfo = url.replace(/^([^/?#]*\/\/)[^/?#]*@/, `$1${HIDDEN}@`)
-  const q = withoutUserInfo.indexOf('?')
-  if (q < 0) return withoutUserInfo
-  const hash = withoutUserInfo.indexOf('#', q)
-  const end = hash < 0 ? withoutUserInfo.length : hash
-  const query = withoutUserInfo
-    .slice(q + 1, end)
-    .split('&')
-    .map(redactPasswordParameter)
-    .join('&')
-  return `${withoutUserInfo.slice(0, q + 1)}${query}${withoutUserInfo.slice(end)}`
-}
-
-function redactPasswordParameter(parameter: string): string {
-  const eq = parameter.indexOf('=')
-  if (eq < 0) return parameter
-  const raw = parameter.slice(0, eq)
-  let name: string
-  try {
-    name = decodeURIComponent(raw.replaceAll('+', ' '))
-  } catch {
-    // A name no client could read the same way: not worth the risk of showing its value.
-    return `${raw}=${HIDDEN}`
-  }
-  return name.toLowerCase() === 'password' ? `${raw}=${HIDDEN}` : parameter
 }
 
 /** Whether a union branch is the one for this value: by its JSON type, or any branch that names none. */

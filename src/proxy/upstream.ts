@@ -1,7 +1,7 @@
 // The policy's `upstreams:` section: where routes forward to, with parsed URLs and the settings
 // each one's connection pool (upstream_pools.ts) is built from.
 import { createHash } from 'node:crypto'
-import { isHttpUrl } from '../http/urls.js'
+import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
@@ -49,7 +49,7 @@ export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument
 
 export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPath, policyFile: string, problem: OnProblem): Upstream | undefined {
   if (!isHttpUrl(spec.url)) {
-    problem([...at, 'url'], `upstream url ${JSON.stringify(spec.url)} is not an http(s) URL`)
+    problem([...at, 'url'], `upstream url ${JSON.stringify(redactUrl(spec.url))} is not an http(s) URL`)
     return undefined
   }
   const url = new URL(spec.url)

@@ -4,19 +4,21 @@
 //   - { jti: 3f6c0b2e-…, exp: 1767225600 }   # one token, until its exp (unix seconds)
 //   - { sub: alice, before: 1767225600 }     # alice's tokens issued before that moment
 //   - { sub: mallory }                       # every token of mallory, until removed
+//   - { sub: bob, iss: "https://idp.example.com/" }   # bob of that issuer only
 //
+// An entry without iss (or with iss: "*") applies to every issuer.
 // A jti entry without exp is kept until removed. `jwtgate revoke` and POST /revocations
 // append to the file (dropping entries that have expired), through a temporary file and a
 // rename, so a reader never sees half a file.
 import { readFileSync, renameSync, unwatchFile, watchFile, writeFileSync, type Stats } from 'node:fs'
 import { parse } from 'yaml'
-import { RevocationSet } from './set.js'
-import { LocalUses, RevocationStore, type Revocation } from './store.js'
+import { checkIssuer, RevocationSet } from './set.js'
+import { changed, LocalUses, RevocationStore, type Revocation } from './store.js'
 
 /** How often the file's status is polled for changes (fs.watchFile; works across renames and mounts). */
 const POLL_INTERVAL_MS = 250
 
-type FileEntry = { jti: string; exp?: number } | { sub: string; before?: number }
+type FileEntry = ({ jti: string; exp?: number } | { sub: string; before?: number }) & { iss?: string }
 
 export class FileStore extends RevocationStore {
   private readonly uses = new LocalUses()
@@ -53,13 +55,14 @@ export class FileStore extends RevocationStore {
     }
     const next = new RevocationSet()
     for (const e of entries) {
-      if ('jti' in e) next.addJti(e.jti, e.exp === undefined ? Infinity : e.exp * 1000 + this.marginMs)
-      else if (e.before === undefined) next.addSubject(e.sub, Infinity, Infinity)
-      else next.addSubject(e.sub, e.before, e.before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs)
+      if ('jti' in e) next.addJti(e.jti, e.exp === undefined ? Infinity : e.exp * 1000 + this.marginMs, e.iss)
+      else if (e.before === undefined) next.addSubject(e.sub, Infinity, Infinity, e.iss)
+      else next.addSubject(e.sub, e.before, e.before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs, e.iss)
     }
     next.sweep(Date.now())
     this.set.replaceWith(next)
     this.synced(entries.length)
+    if (next.size > 0) changed()
   }
 
   /** The file's entries; a missing file is an empty list. Throws on anything malformed. */
@@ -84,8 +87,11 @@ export class FileStore extends RevocationStore {
       if ('jti' in e) return e.exp === undefined || e.exp * 1000 + this.marginMs > now
       return e.before === undefined || e.before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs > now
     })
+    const iss = entry.iss !== undefined ? { iss: entry.iss } : {}
     kept.push(
-      entry.kind === 'jti' ? { jti: entry.id, exp: entry.exp ?? Math.ceil((entry.expiresAt - this.marginMs) / 1000) } : { sub: entry.id, before: entry.before },
+      entry.kind === 'jti'
+        ? { jti: entry.id, exp: entry.exp ?? Math.ceil((entry.expiresAt - this.marginMs) / 1000), ...iss }
+        : { sub: entry.id, before: entry.before, ...iss },
     )
     const text = '# jwtgate revocation list (see docs/policy.md#revocation)\n' + kept.map((e) => `- ${JSON.stringify(e)}\n`).join('')
     const temporary = `${this.path}.${process.pid}.tmp`
@@ -146,15 +152,18 @@ function checkEntry(item: unknown, index: number): FileEntry {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v))) throw bad(`${name} must be a number of seconds since 1970`)
     return v as number | undefined
   }
+  const scope = checkIssuer(e.iss)
+  if (typeof scope === 'string') throw bad(scope)
+  const iss = scope.iss !== undefined ? { iss: scope.iss } : {}
   if (typeof e.jti === 'string' && e.jti !== '') {
-    if (keys.some((k) => k !== 'jti' && k !== 'exp')) throw bad('a jti entry has only jti and exp')
+    if (keys.some((k) => k !== 'jti' && k !== 'exp' && k !== 'iss')) throw bad('a jti entry has only jti, exp and iss')
     const exp = number('exp')
-    return exp === undefined ? { jti: e.jti } : { jti: e.jti, exp }
+    return exp === undefined ? { jti: e.jti, ...iss } : { jti: e.jti, exp, ...iss }
   }
   if (typeof e.sub === 'string' && e.sub !== '') {
-    if (keys.some((k) => k !== 'sub' && k !== 'before')) throw bad('a sub entry has only sub and before')
+    if (keys.some((k) => k !== 'sub' && k !== 'before' && k !== 'iss')) throw bad('a sub entry has only sub, before and iss')
     const before = number('before')
-    return before === undefined ? { sub: e.sub } : { sub: e.sub, before }
+    return before === undefined ? { sub: e.sub, ...iss } : { sub: e.sub, before, ...iss }
   }
   throw bad('needs a non-empty jti or sub')
 }

@@ -6,7 +6,10 @@
 // Keys (prefix `jwtgate:revocation:` by default), each with a TTL so Redis cleans up itself:
 //   <prefix>jti:<jti>   "<expiresAt ms>"               until the token's exp + margin
 //   <prefix>sub:<sub>   "<before s> <expiresAt ms>"    until before + max_token_lifetime + margin
+//   <prefix>iss-jti:<json [iss, jti]>  as jti:, for the tokens of one issuer only
+//   <prefix>iss-sub:<json [iss, sub]>  as sub:, for one issuer's subject
 //   <prefix>used:<json [iss, jti]>  "1"                 replay protection, until exp + margin
+// (jti: and sub: keys, the layout before entries had an issuer, apply to every issuer.)
 // and the channel <prefix>events, on which each write is announced.
 //
 // Pub/sub messages sent while a replica is disconnected are lost, so after every (re)connect
@@ -14,7 +17,8 @@
 // merged in. Entries are only ever added (and expire), so merging is always safe: the set a
 // replica holds is never weaker than what Redis said at any point.
 import type { Redis as RedisClient, RedisOptions } from 'ioredis'
-import { RevocationStore, type Revocation } from './store.js'
+import { checkIssuer } from './set.js'
+import { changed, RevocationStore, type Revocation } from './store.js'
 
 // Writes keep the later of two values (a revocation is never weakened), extend the TTL, and
 // announce only real changes.
@@ -49,7 +53,14 @@ export class RedisStore extends RevocationStore {
 
   private get keys() {
     const prefix = this.settings.redis!.keyPrefix
-    return { jti: `${prefix}jti:`, sub: `${prefix}sub:`, used: `${prefix}used:`, channel: `${prefix}events` }
+    return {
+      jti: `${prefix}jti:`,
+      sub: `${prefix}sub:`,
+      issJti: `${prefix}iss-jti:`,
+      issSub: `${prefix}iss-sub:`,
+      used: `${prefix}used:`,
+      channel: `${prefix}events`,
+    }
   }
 
   private async options(name: string): Promise<[typeof import('ioredis').Redis, RedisOptions]> {
@@ -171,6 +182,7 @@ export class RedisStore extends RevocationStore {
       const loaded = await this.loadAll(client)
       if (generation !== this.generation || this.currentState === 'stopped') return
       this.synced(loaded)
+      if (loaded > 0) changed()
       this.firstOutcome?.()
     } catch (err) {
       this.lastError = (err as Error).message
@@ -181,11 +193,12 @@ export class RedisStore extends RevocationStore {
   }
 
   private async loadAll(client: RedisClient): Promise<number> {
-    const { jti, sub } = this.keys
+    const { jti, sub, issJti, issSub } = this.keys
     let loaded = 0
     const now = Date.now()
-    for (const prefix of [jti, sub]) {
-      const kind = prefix === jti ? 'jti' : 'sub'
+    for (const prefix of [jti, sub, issJti, issSub]) {
+      const kind = prefix === jti || prefix === issJti ? 'jti' : 'sub'
+      const scoped = prefix === issJti || prefix === issSub
       const skip = Buffer.byteLength(prefix)
       let cursor = '0'
       // SCAN ends when the cursor comes back to 0; each step is bounded by the command timeout.
@@ -198,7 +211,10 @@ export class RedisStore extends RevocationStore {
         const values = await client.mgetBuffer(keys)
         for (let i = 0; i < keys.length; i++) {
           const value = values[i]
-          if (value && this.apply(kind, keys[i]!.toString('utf8', skip), value.toString('latin1'), now)) loaded++
+          if (!value) continue
+          const name = keys[i]!.toString('utf8', skip)
+          const scope: { id: string; iss?: string } | undefined = scoped ? scopedName(name) : { id: name }
+          if (scope && this.apply(kind, scope.id, value.toString('latin1'), now, scope.iss)) loaded++
         }
       } while (cursor !== '0')
     }
@@ -206,16 +222,16 @@ export class RedisStore extends RevocationStore {
   }
 
   /** One entry as stored (or announced) into the in-memory set. */
-  private apply(kind: 'jti' | 'sub', id: string, value: string, now: number): boolean {
+  private apply(kind: 'jti' | 'sub', id: string, value: string, now: number, iss?: string): boolean {
     if (kind === 'jti') {
       const expiresAt = Number(value)
       if (!Number.isFinite(expiresAt) || expiresAt <= now) return false
-      this.set.addJti(id, expiresAt)
+      this.set.addJti(id, expiresAt, iss)
       return true
     }
     const [before, expiresAt] = value.split(' ').map(Number)
     if (!Number.isFinite(before) || !Number.isFinite(expiresAt) || expiresAt! <= now) return false
-    this.set.addSubject(id, before!, expiresAt!)
+    this.set.addSubject(id, before!, expiresAt!, iss)
     return true
   }
 
@@ -227,17 +243,23 @@ export class RedisStore extends RevocationStore {
       return
     }
     if (!Array.isArray(parsed) || (parsed[0] !== 'jti' && parsed[0] !== 'sub') || typeof parsed[1] !== 'string' || typeof parsed[2] !== 'string') return
-    this.apply(parsed[0], parsed[1], parsed[2], Date.now())
+    // A fourth element: the issuer of a scoped entry.
+    const iss = parsed[3]
+    if (iss !== undefined && typeof checkIssuer(iss) === 'string') return
+    if (this.apply(parsed[0], parsed[1], parsed[2], Date.now(), typeof iss === 'string' ? iss : undefined)) changed()
   }
 
   protected async persist(entry: Revocation): Promise<void> {
     const ttl = Math.ceil(entry.expiresAt - Date.now())
     if (ttl <= 0) return // already past: nothing could use the token any more
     const client = await this.commands()
-    const { jti, sub, channel } = this.keys
+    const { jti, sub, issJti, issSub, channel } = this.keys
     const value = entry.kind === 'jti' ? String(entry.expiresAt) : `${entry.before} ${entry.expiresAt}`
     const rank = entry.kind === 'jti' ? entry.expiresAt : entry.before
-    await client.eval(REVOKE_SCRIPT, 1, (entry.kind === 'jti' ? jti : sub) + entry.id, value, ttl, rank, channel, JSON.stringify([entry.kind, entry.id, value]))
+    const key =
+      entry.iss === undefined ? (entry.kind === 'jti' ? jti : sub) + entry.id : (entry.kind === 'jti' ? issJti : issSub) + JSON.stringify([entry.iss, entry.id])
+    const message = JSON.stringify(entry.iss === undefined ? [entry.kind, entry.id, value] : [entry.kind, entry.id, value, entry.iss])
+    await client.eval(REVOKE_SCRIPT, 1, key, value, ttl, rank, channel, message)
   }
 
   protected async claimFirstUse(key: string, ttlMs: number): Promise<boolean> {
@@ -249,4 +271,17 @@ export class RedisStore extends RevocationStore {
 
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&')
+}
+
+/** The issuer and id of an iss-jti: or iss-sub: key's name (a JSON pair); undefined when malformed. */
+function scopedName(name: string): { id: string; iss: string } | undefined {
+  try {
+    const pair: unknown = JSON.parse(name)
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[1] !== 'string' || typeof pair[0] !== 'string') return undefined
+    const scope = checkIssuer(pair[0])
+    if (typeof scope === 'string' || scope.iss === undefined) return undefined
+    return { iss: scope.iss, id: pair[1] }
+  } catch {
+    return undefined
+  }
 }

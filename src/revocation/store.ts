@@ -5,7 +5,7 @@
 import type { Logger } from 'pino'
 import type { RevocationCheck } from '../auth/authenticate.js'
 import { deny, type Denial } from '../http/denial.js'
-import { RevocationSet } from './set.js'
+import { jtiOf, RevocationSet, unscope } from './set.js'
 
 export type Backend = 'memory' | 'file' | 'redis'
 
@@ -29,7 +29,10 @@ export interface RevocationSettings {
  */
 export type StoreState = 'idle' | 'loading' | 'synced' | 'stale' | 'stopped'
 
-export type Revocation = { kind: 'jti'; id: string; expiresAt: number; exp?: number } | { kind: 'sub'; id: string; before: number; expiresAt: number }
+/** `iss`: the issuer (the tokens' `iss` claim) the entry applies to; absent: every issuer. */
+export type Revocation =
+  | { kind: 'jti'; id: string; expiresAt: number; exp?: number; iss?: string }
+  | { kind: 'sub'; id: string; before: number; expiresAt: number; iss?: string }
 
 export interface RevocationStats {
   backend: Backend
@@ -82,8 +85,8 @@ export abstract class RevocationStore implements RevocationCheck {
 
   /** Replay protection: the first use of a jti passes; any later one within its lifetime fails. */
   async consumeOnce(claims: Record<string, unknown>): Promise<Denial | undefined> {
-    const jti = claims.jti
-    if (typeof jti !== 'string' || jti === '') return NO_JTI
+    const jti = jtiOf(claims)
+    if (jti === undefined || jti === '') return NO_JTI
     const now = Date.now()
     const exp = typeof claims.exp === 'number' ? claims.exp * 1000 : now + this.settings.maxTokenLifetimeMs
     try {
@@ -96,24 +99,31 @@ export abstract class RevocationStore implements RevocationCheck {
   }
 
   /** Revokes one token by its jti, kept until its exp (default: now + max_token_lifetime). */
-  async revokeJti(id: string, exp?: number): Promise<Revocation> {
+  async revokeJti(id: string, exp?: number, iss?: string): Promise<Revocation> {
     const expiresAt = (exp !== undefined ? exp * 1000 : Date.now() + this.settings.maxTokenLifetimeMs) + this.marginMs
-    const entry: Revocation = exp === undefined ? { kind: 'jti', id, expiresAt } : { kind: 'jti', id, expiresAt, exp }
+    const entry: Revocation = { kind: 'jti', id, expiresAt, ...(exp !== undefined ? { exp } : {}), ...(iss !== undefined ? { iss } : {}) }
     await this.persist(entry)
     this.remember(entry)
     return entry
   }
 
   /**
-   * Revokes every token of a subject issued before `before` (unix seconds; default: now,
-   * rounded up, so every token issued so far is covered).
+   * Revokes every token of a subject issued before `before` (unix seconds; default: now plus
+   * the margin, the largest clock_skew of the issuers, plus one second: a token is accepted with
+   * an iat up to the skew ahead, so one minted now by an issuer whose clock is ahead is covered
+   * too, and so is every token issued so far).
    */
-  async revokeSubject(id: string, before = Math.ceil(Date.now() / 1000)): Promise<Revocation> {
+  async revokeSubject(id: string, before = this.defaultBefore(), iss?: string): Promise<Revocation> {
     const expiresAt = before * 1000 + this.settings.maxTokenLifetimeMs + this.marginMs
-    const entry: Revocation = { kind: 'sub', id, before, expiresAt }
+    const entry: Revocation = { kind: 'sub', id, before, expiresAt, ...(iss !== undefined ? { iss } : {}) }
     await this.persist(entry)
     this.remember(entry)
     return entry
+  }
+
+  /** Unix seconds past every iat accepted now: now + the largest clock_skew, rounded down, + 1. */
+  defaultBefore(now = Date.now()): number {
+    return Math.floor((now + this.marginMs) / 1000) + 1
   }
 
   /**
@@ -121,17 +131,18 @@ export abstract class RevocationStore implements RevocationCheck {
    * each one it stored to every worker, so it holds at once on all of them.
    */
   remember(entry: Revocation): void {
-    if (entry.kind === 'jti') this.set.addJti(entry.id, entry.expiresAt)
-    else this.set.addSubject(entry.id, entry.before, entry.expiresAt)
-    this.successor?.remember(entry)
+    if (entry.kind === 'jti') this.set.addJti(entry.id, entry.expiresAt, entry.iss)
+    else this.set.addSubject(entry.id, entry.before, entry.expiresAt, entry.iss)
+    if (this.successor) this.successor.remember(entry)
+    else changed()
   }
 
   /** The entries still in force, as revocations (the primary hands them to a new worker). */
   entries(now = Date.now()): Revocation[] {
     this.sweep(now)
     const list: Revocation[] = []
-    for (const [id, expiresAt] of this.set.jti) list.push({ kind: 'jti', id, expiresAt })
-    for (const [id, e] of this.set.subjects) list.push({ kind: 'sub', id, before: e.before, expiresAt: e.expiresAt })
+    for (const [key, expiresAt] of this.set.jti) list.push({ kind: 'jti', ...unscope(key), expiresAt })
+    for (const [key, e] of this.set.subjects) list.push({ kind: 'sub', ...unscope(key), before: e.before, expiresAt: e.expiresAt })
     return list
   }
 
@@ -221,6 +232,23 @@ export abstract class RevocationStore implements RevocationCheck {
   protected abstract persist(entry: Revocation): Promise<void>
   /** SET NX: true for the first use of this key within ttlMs; throws when the backend is unavailable. */
   protected abstract claimFirstUse(key: string, ttlMs: number): Promise<boolean>
+}
+
+const listeners = new Set<() => void>()
+
+/**
+ * Calls `listener` whenever a store of this process gains entries (a revocation made here, one
+ * another worker or replica made, a reloaded list file): open WebSocket tunnels check their
+ * token again then. Returns the function that stops it.
+ */
+export function onRevocation(listener: () => void): () => void {
+  listeners.add(listener)
+  return () => listeners.delete(listener)
+}
+
+/** Tells the listeners; a store calls it after adding entries. */
+export function changed(): void {
+  for (const listener of [...listeners]) listener()
 }
 
 /** Replay protection kept in this process, for the memory and file backends. */

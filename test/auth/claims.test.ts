@@ -4,6 +4,7 @@ import {
   checkTokenClaims,
   claimAt,
   compileClaimPattern,
+  conditionHolds,
   compileCondition,
   grantedScopes,
   MAX_MATCHED_LENGTH,
@@ -98,6 +99,24 @@ t.test('matches: slow patterns run on the linear engine', async (t) => {
     t.equal(held, 0, `${source} does not match`)
   }
   t.same(holds({ matches: '.*-.*-.*-prod' }, ['a-b-c-prod', 'a-b-prod', claim]), [true, false, false])
+})
+
+t.test('matches: run once per token (its claims object) and condition, not on every request', async (t) => {
+  const condition = said((at, problem) => compileCondition('email', { matches: '[^@]+@example\\.com' }, at, problem)).value!
+  let runs = 0
+  const test = condition.test
+  condition.test = (v) => {
+    runs++
+    return test(v)
+  }
+  const cached = { email: 'alice@example.com' }
+  for (let i = 0; i < 100; i++) t.equal(conditionHolds(condition, cached), true)
+  t.equal(runs, 1, 'a cached token, seen 100 times: one run')
+  t.equal(conditionHolds(condition, { email: 'bob@example.org' }), false)
+  t.equal(conditionHolds(condition, { email: 'bob@example.org' }), false)
+  t.equal(runs, 3, 'another claims object (another token, or no cache) runs again')
+  const plain = said((at, problem) => compileCondition('role', { equals: 'admin' }, at, problem)).value!
+  t.equal(plain.memo, undefined, 'cheap conditions are not remembered')
 })
 
 t.test('exists', async (t) => {

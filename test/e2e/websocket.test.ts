@@ -7,7 +7,7 @@ import { createServer as createHttpsServer, type ServerOptions } from 'node:http
 import { connect, type AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
 import { testPki } from '../support/certs.js'
-import { gateway, get, issuer, policy, policyProblems, rawRequest, sleep } from '../support/harness.js'
+import { eventually, gateway, get, issuer, policy, policyProblems, rawRequest, sleep } from '../support/harness.js'
 
 interface WsUpstream {
   url: string
@@ -17,11 +17,13 @@ interface WsUpstream {
   upgrades: Array<{ url: string; headers: IncomingHttpHeaders }>
   /** Plain HTTP requests (an Upgrade the gateway did not pass on). */
   plain: Array<{ url: string; headers: IncomingHttpHeaders }>
+  /** The close codes of the WebSockets that closed, as the upstream saw them. */
+  closes: number[]
 }
 
 /** A WebSocket echo server; upgrades to /ws/refuse get 403 from it. */
 async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: ServerOptions): Promise<WsUpstream> {
-  const up: WsUpstream = { url: '', connections: 0, upgrades: [], plain: [] }
+  const up: WsUpstream = { url: '', connections: 0, upgrades: [], plain: [], closes: [] }
   const plain = (req: IncomingMessage, res: ServerResponse) => {
     up.plain.push({ url: req.url ?? '', headers: req.headers })
     res.writeHead(200, { 'content-type': 'text/plain' }).end('plain http')
@@ -37,6 +39,7 @@ async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: Server
   wss.on('connection', (socket, req) => {
     up.upgrades.push({ url: req.url ?? '', headers: req.headers })
     socket.on('message', (data, binary) => socket.send(data, { binary }))
+    socket.on('close', (code) => up.closes.push(code))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   up.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -78,14 +81,14 @@ function echo(ws: WebSocket, message: string): Promise<string> {
   })
 }
 
-/** Resolves when the socket closes; rejects after `ms`, so a tunnel that stays open fails the test. */
-function closed(ws: WebSocket, ms: number): Promise<void> {
+/** Resolves with the close code and reason when the socket closes; rejects after `ms`, so a tunnel that stays open fails the test. */
+function closed(ws: WebSocket, ms: number): Promise<{ code: number; reason: string }> {
   return new Promise((resolve, reject) => {
-    if (ws.readyState === WebSocket.CLOSED) return resolve()
+    if (ws.readyState === WebSocket.CLOSED) return resolve({ code: 0, reason: '' })
     const timer = setTimeout(() => reject(new Error(`the socket was still open after ${ms} ms`)), ms)
-    ws.once('close', () => {
+    ws.once('close', (code, reason) => {
       clearTimeout(timer)
-      resolve()
+      resolve({ code, reason: String(reason) })
     })
   })
 }
@@ -324,9 +327,50 @@ t.test('a tunnel closes when its token stops being accepted (exp plus clock_skew
   const opened = await open(`${gw.url.replace(/^http/, 'ws')}/ws/x`, { authorization: `Bearer ${token}` })
   if (!('ws' in opened)) return t.fail(`not opened: ${opened.status} ${opened.body}`)
   t.equal(await echo(opened.ws, 'still valid'), 'still valid')
-  await closed(opened.ws, 10_000)
-  t.pass('closed by the gateway')
-  t.equal(gw.gateway.upgraded.size, 0, 'and forgotten')
+  t.same(await closed(opened.ws, 10_000), { code: 1008, reason: 'token expired' }, 'closed by the gateway with a close frame: policy violation')
+  await eventually('the upstream got the close frame too', 2000, async () => up.closes.length === 1)
+  t.same(up.closes, [1008])
+  await eventually('forgotten', 2000, async () => gw.gateway.upgraded.size === 0)
+  t.match(
+    gw.logs.lines.find((l) => l.msg === 'websocket closed: token expired'),
+    { reason: 'expired', close_code: 1008, close_frame_to_client: true, close_frame_to_upstream: true },
+  )
+  t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), /jwtgate_websocket_closed_total\{route="[^"]*\/ws\/\*\*",reason="expired"\} 1\n/)
+})
+
+t.test('a tunnel closes (1008) when its token is revoked; the others stay open', async (t) => {
+  const idp = await issuer(t)
+  const up = await wsUpstream(t)
+  const adminToken = 'admin-token-for-the-websocket-test'
+  const gw = await gateway(
+    t,
+    policy({ issuer: idp, upstream: up as never, routes: ROUTES, extra: `revocation: { backend: memory, admin_token: ${adminToken} }` }),
+  )
+  const wsUrl = `${gw.url.replace(/^http/, 'ws')}/ws/x`
+  const open2 = async (claims: Record<string, unknown>) => {
+    const opened = await open(wsUrl, { authorization: `Bearer ${idp.sign({ aud: 'orders-api', ...claims })}` })
+    if (!('ws' in opened)) throw new Error(`not opened: ${opened.status} ${opened.body}`)
+    t.teardown(() => opened.ws.terminate())
+    return opened.ws
+  }
+  const byJti = await open2({ sub: 'alice', jti: 'ws-jti-1' })
+  const bySub = await open2({ sub: 'bob', jti: 'ws-jti-2' })
+  const other = await open2({ sub: 'carol', jti: 'ws-jti-3' })
+  const revoke = (body: unknown) =>
+    fetch(`${gw.adminUrl}/revocations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+  t.equal((await revoke({ jti: 'ws-jti-1', iss: '*' })).status, 201)
+  t.same(await closed(byJti, 5000), { code: 1008, reason: 'token revoked' })
+  t.equal((await revoke({ sub: 'bob', iss: idp.url })).status, 201)
+  t.same(await closed(bySub, 5000), { code: 1008, reason: 'token revoked' })
+  t.equal(await echo(other, 'still open'), 'still open', 'a tunnel of a token not revoked stays open')
+  await eventually('the upstream got both close frames', 2000, async () => up.closes.length === 2)
+  t.same(up.closes, [1008, 1008])
+  t.equal(gw.logs.lines.filter((l) => l.msg === 'websocket closed: token revoked').length, 2)
+  t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), /jwtgate_websocket_closed_total\{route="[^"]*\/ws\/\*\*",reason="revoked"\} 2\n/)
 })
 
 t.test('shutdown closes open tunnels at the shutdown timeout', async (t) => {

@@ -354,7 +354,7 @@ t.test('discovery: one exact https issuer (http on loopback), instead of jwks_ur
   t.match(discovery('https://idp.example.com/?tenant=1'), [/without a query or fragment/])
   t.match(discovery('https://login.microsoftonline.com/{tid}/v2.0'), [/discovery needs one exact issuer; give a multi-tenant issuer its jwks_uri/])
   t.match(problems(GOOD.replace(JWKS, `${JWKS}\n    discovery: true`)), [
-    /issuer needs exactly one key source: jwks_uri, discovery, secret or secret_file \(found jwks_uri, discovery\)/,
+    /issuer needs exactly one key source: jwks_uri, discovery, secret, secret_file or secrets \(found jwks_uri, discovery\)/,
   ])
   t.same(problems(GOOD.replace(JWKS, `${JWKS}\n    discovery: false`)), [], 'discovery: false is no key source')
   t.match(problems(GOOD.replace(JWKS, 'discovery: true').replace('[RS256]', '[HS256]')), [/HS256 cannot be used with a discovery; HMAC issuers take a secret/])

@@ -8,12 +8,15 @@ import { createLogger } from '../../src/log.js'
 import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicySource } from '../../src/policy/load.js'
 import { PolicySchema } from '../../src/policy/schema.js'
-import { redactSecrets, redactUrlCredentials, secretKeyword, secretPaths } from '../../src/policy/secrets.js'
+import { redactUrl } from '../../src/http/urls.js'
+import { redactSecrets, secretKeyword, secretPaths } from '../../src/policy/secrets.js'
 
 const HMAC_SECRET = 'hmac-secret-'.padEnd(40, 'h')
 const ADMIN_TOKEN = 'admin-token-'.padEnd(24, 'a')
 const REDIS_USER_PASSWORD = 'redis-userinfo-password'
 const REDIS_QUERY_PASSWORD = 'redis-query-password'
+const JWKS_PASSWORD = 'jwks-userinfo-p@ss'
+const JWKS_API_KEY = 'jwks-api-key-value'
 
 // Sets every field the schema marks secret (the first test checks that it does).
 const EVERY_SECRET = `version: 1
@@ -21,6 +24,8 @@ listen: { host: 127.0.0.1, port: 8080 }
 issuers:
   internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
   other: { issuer: other, secret: "\${S}2", audiences: [a], algorithms: [HS256] }
+  keyed: { issuer: "https://idp.example", jwks_uri: "https://jwtgate:${JWKS_PASSWORD}@idp.example/keys?api_key=${JWKS_API_KEY}&v=2", audiences: [a], algorithms: [RS256] }
+  rotating: { issuer: rotating, secrets: [{ kid: k2, secret: "\${S}3" }, { secret: "\${S}4" }], audiences: [a], algorithms: [HS256] }
 upstreams: { orders: { url: "http://127.0.0.1:3001" } }
 routes: [ { path: /x, upstream: orders, auth: { issuers: [internal] } } ]
 revocation:
@@ -45,21 +50,31 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
   for (const [path, mark] of secretPaths(PolicySchema)) {
     const values = valuesAt(policy.redacted, path.split('.'))
     t.ok(values.length > 0, `the test policy sets ${path}`)
+    const urls: Record<string, string> = {
+      'revocation.redis.url': 'rediss://[redacted]@10.0.0.1:6380/2?password=[redacted]&db=2',
+      'issuers.*.jwks_uri': 'https://[redacted]@idp.example/keys?api_key=[redacted]&v=2',
+      'upstreams.*.url': 'http://127.0.0.1:3001',
+    }
     for (const value of values) {
       if (mark === true) t.equal(value, '[redacted]', path)
-      else t.equal(value, 'rediss://[redacted]@10.0.0.1:6380/2?password=[redacted]&db=2', path)
+      else t.equal(value, urls[path], path)
     }
   }
-  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD]) t.notOk(shown.includes(secret), secret)
+  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD, JWKS_PASSWORD, JWKS_API_KEY, 'p@ss']) {
+    t.notOk(shown.includes(secret), secret)
+  }
   t.equal(valuesAt(policy.redacted, ['issuers', 'internal', 'issuer'])[0], 'internal', 'the rest is shown as written')
   t.equal(source.document.issuers!.internal!.secret, HMAC_SECRET, 'the document the compilers read is untouched')
 })
 
 t.test('the marked fields are the secrets of the policy', async (t) => {
   t.same([...secretPaths(PolicySchema)].sort(), [
+    ['issuers.*.jwks_uri', 'url_credentials'],
     ['issuers.*.secret', true],
+    ['issuers.*.secrets.*.secret', true],
     ['revocation.admin_token', true],
     ['revocation.redis.url', 'url_credentials'],
+    ['upstreams.*.url', 'url_credentials'],
   ])
 })
 
@@ -94,14 +109,32 @@ t.test('marking a field is all it takes to redact it', async (t) => {
 })
 
 t.test('a URL keeps everything but its credentials', async (t) => {
-  t.equal(redactUrlCredentials('redis://10.0.0.1:6379/0'), 'redis://10.0.0.1:6379/0')
-  t.equal(redactUrlCredentials('redis://:pw@10.0.0.1:6379/0'), 'redis://[redacted]@10.0.0.1:6379/0')
-  t.equal(redactUrlCredentials('rediss://user:pw@h/0'), 'rediss://[redacted]@h/0')
-  t.equal(redactUrlCredentials('redis://h/0?password=pw&family=6'), 'redis://h/0?password=[redacted]&family=6')
-  t.equal(redactUrlCredentials('redis://h/0?db=1&PassWord=pw#f'), 'redis://h/0?db=1&PassWord=[redacted]#f')
-  t.equal(redactUrlCredentials('redis://h/0?pass%77ord=pw'), 'redis://h/0?pass%77ord=[redacted]', 'a name read after percent-decoding, as ioredis reads it')
-  t.equal(redactUrlCredentials('redis://h/0?%zz=pw'), 'redis://h/0?%zz=[redacted]', 'a name that cannot be decoded')
-  t.equal(redactUrlCredentials('redis://h/0?a@b=c'), 'redis://h/0?a@b=c', 'an @ after the host is not user info')
+  t.equal(redactUrl('redis://10.0.0.1:6379/0'), 'redis://10.0.0.1:6379/0')
+  t.equal(redactUrl('redis://:pw@10.0.0.1:6379/0'), 'redis://[redacted]@10.0.0.1:6379/0')
+  t.equal(redactUrl('rediss://user:pw@h/0'), 'rediss://[redacted]@h/0')
+  t.equal(redactUrl('redis://h/0?password=pw&family=6'), 'redis://h/0?password=[redacted]&family=6')
+  t.equal(redactUrl('redis://h/0?db=1&PassWord=pw#f'), 'redis://h/0?db=1&PassWord=[redacted]#f')
+  t.equal(redactUrl('redis://h/0?pass%77ord=pw'), 'redis://h/0?pass%77ord=[redacted]', 'a name read after percent-decoding, as ioredis reads it')
+  t.equal(redactUrl('redis://h/0?%zz=pw'), 'redis://h/0?%zz=[redacted]', 'a name that cannot be decoded')
+  t.equal(redactUrl('redis://h/0?a@b=c'), 'redis://h/0?a@b=c', 'an @ after the host is not user info')
+})
+
+t.test('a password holding @, ? or # is hidden whole, however a client splits it', async (t) => {
+  t.equal(redactUrl('redis://user:p@ss@h:6379/0'), 'redis://[redacted]@h:6379/0')
+  t.equal(redactUrl('redis://:p@s?s#w@rd@h/0'), 'redis://[redacted]@h/0')
+  t.equal(redactUrl('https://u:p@idp/jwks?x=a@b'), 'https://[redacted]@idp/jwks?x=a@b')
+})
+
+t.test('secret parameters: a deny-list by name, matched on the name without case, -, _ or . and by its end', async (t) => {
+  const shown = redactUrl(
+    'https://h/jwks?api_key=1&apikey=2&x-api-key=3&subscription-key=4&access_token=5&id_token=6&client_secret=7&X-Amz-Signature=8&sig=9&pwd=10&passwd=11&token=12&secret=13&code=14&tenant=t&v=2',
+  )
+  t.equal(
+    shown,
+    'https://h/jwks?api_key=[redacted]&apikey=[redacted]&x-api-key=[redacted]&subscription-key=[redacted]&access_token=[redacted]&id_token=[redacted]&client_secret=[redacted]&X-Amz-Signature=[redacted]&sig=[redacted]&pwd=[redacted]&passwd=[redacted]&token=[redacted]&secret=[redacted]&code=[redacted]&tenant=t&v=2',
+  )
+  t.equal(redactUrl('https://h/cb#access_token=a&state=s'), 'https://h/cb#access_token=[redacted]&state=s', 'the fragment too')
+  t.equal(redactUrl('https://h/p?tenant=t', ['tenant']), 'https://h/p?tenant=[redacted]', 'and names the caller adds')
 })
 
 t.test('the loader accepts only known marks', async (t) => {

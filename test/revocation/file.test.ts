@@ -153,3 +153,24 @@ t.test('large lists: JSON and the one-entry-per-line form are read as JSON, any 
   await eventually('a YAML line: the whole file is read as YAML', 2000, async () => (await status(`${gw.url}/api/x`, revoked.token)) === 401)
   t.match(await stats(gw.adminUrl!), { jti: 1001, subjects: 1 })
 })
+
+t.test('file entries scoped to one issuer with iss; without iss (or iss: "*") for every issuer', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const a = token(idp, { sub: 'ian' })
+  const b = token(idp, { sub: 'jo' })
+  const c = token(idp, { sub: 'kim' })
+  const file = listFile(
+    `- { sub: ian, iss: "https://another-idp.example.com/" }\n- { sub: jo, iss: "${idp.url}" }\n- { sub: kim, iss: "*" }\n- { jti: x, iss: 5 }\n`,
+  )
+  const gw = await gateway(t, revocationPolicy(idp, up, fileFields(file)), ADMIN_ENV)
+  t.match(await stats(gw.adminUrl!), { state: 'loading', last_error: /entry 4: iss must be the tokens' issuer/ }, 'a bad iss is a bad file')
+  writeFileSync(file, readFileSync(file, 'utf8').replace('- { jti: x, iss: 5 }\n', ''))
+  await eventually('the good file loads', 2000, async () => (await stats(gw.adminUrl!)).state === 'synced')
+  t.equal(await status(`${gw.url}/api/x`, a.token), 200, "another issuer's ian")
+  t.equal(await status(`${gw.url}/api/x`, b.token), 401, "this issuer's jo")
+  t.equal(await status(`${gw.url}/api/x`, c.token), 401, 'every issuer')
+  t.equal((await revoke(gw.adminUrl!, { jti: 'y', iss: idp.url })).status, 201)
+  t.match(readFileSync(file, 'utf8'), `{"jti":"y","exp":`, 'appended')
+  t.match(readFileSync(file, 'utf8'), `"iss":"${idp.url}"}`, 'with its issuer')
+})

@@ -33,7 +33,9 @@ t.test('POST /revocations: bearer token required, body checked, revocation appli
     [{}, /give \{"jti"/],
     [[tok.jti], /must be a JSON object/],
     [{ jti: '' }, /jti must be a non-empty string/],
-    [{ jti: 5 }, /jti must be a non-empty string/],
+    [{ jti: true }, /jti must be a non-empty string/],
+    [{ jti: 'a', iss: '' }, /iss must be the tokens' issuer/],
+    [{ sub: 'a', iss: 5 }, /iss must be the tokens' issuer/],
     [{ jti: 'a', exp: 'soon' }, /exp must be a positive number/],
     [{ jti: 'a', before: 5 }, /unknown field "before"/],
     [{ sub: 'a', exp: 5 }, /unknown field "exp"/],
@@ -178,7 +180,7 @@ t.test('a reload that changes a revocation setting carries the memory backend’
   t.equal(await status(`${gw.url}/once/x`, once.token), 401, 'the used one-time token stays used')
   t.match(await stats(gw.adminUrl!), { backend: 'memory', state: 'synced', jti: 1, subjects: 1 })
   const subject = after.entries().find((e) => e.kind === 'sub')!
-  t.ok(subject.expiresAt <= Date.now() + 12 * 3_600_000 + 5000 + 2000, 'the subject entry re-evaluated: kept for the new max_token_lifetime')
+  t.ok(subject.expiresAt <= Date.now() + 12 * 3_600_000 + 5000 + 7000, 'the subject entry re-evaluated: kept for the new max_token_lifetime')
   t.match(
     gw.logs.lines.find((l) => l.msg === 'revocations carried over into the reloaded memory store'),
     { carried: 2, re_evaluated: 1, dropped: 0 },
@@ -203,4 +205,56 @@ t.test('a reload that leaves the memory backend says loudly how many revocations
     { dropped: 2, from: 'memory', to: 'file' },
   )
   t.match(await (await fetch(`${gw.adminUrl}/metrics`)).text(), /jwtgate_revocations_dropped_total 2\n/)
+})
+
+t.test('a numeric jti is revocable: by its decimal form, given as a number or a string', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, MEMORY), ADMIN_ENV)
+  const aud = 'orders-api'
+  const n42 = idp.sign({ sub: 'alice', aud, jti: 42 })
+  const n43 = idp.sign({ sub: 'alice', aud, jti: 43 })
+  const n44 = idp.sign({ sub: 'alice', aud, jti: 44 })
+  t.equal(await status(`${gw.url}/api/x`, n42), 200)
+  const asNumber = await revoke(gw.adminUrl!, { jti: 42 })
+  t.equal(asNumber.status, 201)
+  t.match(asNumber.json, { revoked: 'jti', jti: '42', iss: '*' })
+  t.equal(await status(`${gw.url}/api/x`, n42), 401, 'the token with jti 42 is refused')
+  t.equal((await revoke(gw.adminUrl!, { jti: '43' })).status, 201)
+  t.equal(await status(`${gw.url}/api/x`, n43), 401, 'revoked as the string "43"')
+  t.equal(await status(`${gw.url}/api/x`, n44), 200, 'another number passes')
+})
+
+t.test('a subject revocation without before covers tokens issued up to the clock skew ahead', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, MEMORY), ADMIN_ENV)
+  // The harness issuer's clock_skew is 5s: a token with iat 4s ahead is accepted.
+  const ahead = token(idp, { sub: 'erin', iat: Math.floor(Date.now() / 1000) + 4 })
+  t.equal(await status(`${gw.url}/api/x`, ahead.token), 200, 'accepted before the revocation')
+  const res = await revoke(gw.adminUrl!, { sub: 'erin' })
+  t.equal(res.status, 201)
+  t.ok(res.json.before >= Math.floor(Date.now() / 1000) + 5, 'before is now + the largest clock_skew')
+  t.equal(await status(`${gw.url}/api/x`, ahead.token), 401, 'a token minted by an issuer whose clock is ahead is covered')
+})
+
+t.test('jti and sub entries scoped to one issuer; "*" (or no iss) for every issuer', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, revocationPolicy(idp, up, MEMORY), ADMIN_ENV)
+  const alice = token(idp, { sub: 'alice' })
+  const frank = token(idp, { sub: 'frank' })
+  const gina = token(idp, { sub: 'gina' })
+  const elsewhere = 'https://another-idp.example.com/'
+  t.match((await revoke(gw.adminUrl!, { jti: alice.jti, iss: elsewhere })).json, { revoked: 'jti', iss: elsewhere })
+  t.equal((await revoke(gw.adminUrl!, { sub: 'frank', iss: elsewhere })).status, 201)
+  t.equal(await status(`${gw.url}/api/x`, alice.token), 200, "another issuer's jti entry does not touch this issuer's token")
+  t.equal(await status(`${gw.url}/api/x`, frank.token), 200, "another issuer's subject is another person")
+  t.equal((await revoke(gw.adminUrl!, { jti: alice.jti, iss: idp.url })).status, 201)
+  t.equal((await revoke(gw.adminUrl!, { sub: 'frank', iss: idp.url })).status, 201)
+  t.equal(await status(`${gw.url}/api/x`, alice.token), 401, 'scoped to the token issuer: refused')
+  t.equal(await status(`${gw.url}/api/x`, frank.token), 401)
+  t.match((await revoke(gw.adminUrl!, { sub: 'gina', iss: '*' })).json, { revoked: 'sub', iss: '*' })
+  t.equal(await status(`${gw.url}/api/x`, gina.token), 401, 'the all-issuers form')
+  t.match(await stats(gw.adminUrl!), { jti: 2, subjects: 3 })
 })

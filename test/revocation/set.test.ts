@@ -1,7 +1,7 @@
 // The in-memory set and the store's states, with the clock passed in: no waiting.
 import t from 'tap'
 import { createLogger } from '../../src/log.js'
-import { RevocationSet } from '../../src/revocation/set.js'
+import { RevocationSet, scopeKey, unscope } from '../../src/revocation/set.js'
 import { LocalUses, RevocationStore, type Revocation, type RevocationSettings } from '../../src/revocation/store.js'
 
 const NOW = 1_800_000_000_000
@@ -128,9 +128,32 @@ t.test('revocation entries: margins, defaults and subjects', async (t) => {
   const noExp = await store.revokeJti('b')
   t.ok(noExp.expiresAt >= before + 3_600_000 + 30_000 && noExp.expiresAt <= Date.now() + 3_600_000 + 30_000, 'without exp: max_token_lifetime')
   const sub = await store.revokeSubject('bob')
-  t.equal((sub as { before: number }).before, Math.ceil(Date.now() / 1000), 'before defaults to now, rounded up')
+  t.equal(
+    (sub as { before: number }).before,
+    Math.floor((Date.now() + 30_000) / 1000) + 1,
+    'before defaults to past every iat accepted now: now + the margin (the largest clock_skew), + 1 s',
+  )
   t.equal(sub.expiresAt, (sub as { before: number }).before * 1000 + 3_600_000 + 30_000)
   t.equal(store.persisted.length, 3, 'each written to the backend')
   const denial = await store.consumeOnce({ iss: 'i' })
   t.match(denial, { status: 401, reason: 'invalid_claims', description: 'a one-time token needs a jti claim' })
+})
+
+t.test('numeric jti and issuer scopes', async (t) => {
+  const set = new RevocationSet()
+  set.addJti('7', NOW + 1000)
+  t.ok(set.isRevoked({ jti: 7 }, NOW), 'a numeric jti is looked up by its decimal form')
+  t.notOk(set.isRevoked({ jti: { id: 7 } }, NOW), 'any other type has no jti')
+  set.addJti('x', NOW + 1000, 'https://a/')
+  t.ok(set.isRevoked({ jti: 'x', iss: 'https://a/' }, NOW))
+  t.notOk(set.isRevoked({ jti: 'x', iss: 'https://b/' }, NOW), 'another issuer')
+  t.notOk(set.isRevoked({ jti: 'x' }, NOW))
+  set.addSubject('bob', 1000, NOW + 1000, 'https://a/')
+  t.ok(set.isRevoked({ sub: 'bob', iss: 'https://a/', iat: 999 }, NOW))
+  t.notOk(set.isRevoked({ sub: 'bob', iss: 'https://b/', iat: 999 }, NOW))
+  t.notOk(set.isRevoked({ sub: 'bob', iss: 'https://a/', iat: 1000 }, NOW))
+  set.addSubject('bob', 500, NOW + 1000)
+  t.ok(set.isRevoked({ sub: 'bob', iss: 'https://b/', iat: 499 }, NOW), 'an entry of every issuer')
+  t.same(unscope(scopeKey('x', 'https://a/')), { id: 'x', iss: 'https://a/' })
+  t.same(unscope('x'), { id: 'x' })
 })
