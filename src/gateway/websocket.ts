@@ -176,7 +176,8 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     }
     settled = true
     clearTimeout(timer)
-    socket.write(switchingProtocols(response.headers))
+    // latin1, as Node read them: header bytes 0x80-0xFF go back as they came, not re-encoded as UTF-8.
+    socket.write(switchingProtocols(response.headers), 'latin1')
     if (upstreamHead.length) socket.write(upstreamHead)
     if (head.length) upstreamSocket.write(head)
     log(101)

@@ -36,6 +36,8 @@ async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: Server
     server,
     verifyClient: (info, done) => (info.req.url?.startsWith('/ws/refuse') ? done(false, 403, 'refused by the upstream') : done(true)),
   })
+  // A header with bytes 0x80-0xFF in the 101 (ws writes its header lines as UTF-8: C3 A9).
+  wss.on('headers', (headers) => headers.push('X-Bytes: \u00e9'))
   wss.on('connection', (socket, req) => {
     up.upgrades.push({ url: req.url ?? '', headers: req.headers })
     socket.on('message', (data, binary) => socket.send(data, { binary }))
@@ -261,6 +263,17 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
       t.ok('ws' in opened, `${headers.origin ?? 'no Origin (not a browser)'} opens`)
       if ('ws' in opened) opened.ws.terminate()
     }
+  })
+
+  t.test("the 101's header bytes 0x80-0xFF reach the client as the upstream sent them", async (t) => {
+    const seen = await new Promise<string | undefined>((resolve, reject) => {
+      const client = new WebSocket(ws('/pub/ws'), { handshakeTimeout: 5000 })
+      client.once('upgrade', (res) => resolve(res.headers['x-bytes'] as string | undefined))
+      client.once('open', () => client.terminate())
+      client.once('error', reject)
+    })
+    // Node reads header bytes as latin1: the upstream's C3 A9 is 'Ã©' here, and was twice as long re-encoded.
+    t.same(Buffer.from(seen ?? '', 'latin1'), Buffer.from([0xc3, 0xa9]))
   })
 
   t.test("the upstream's refusal of the upgrade is passed back", async (t) => {
