@@ -122,6 +122,9 @@ redisTest(t, 'Redis down: serve_stale keeps the last list, fail_closed refuses; 
   for (const g of [stale, closed]) {
     const ms = await eventually('resynced after the reconnect', 5000, async () => (await status(`${g.url}/api/x`, later.token)) === 401)
     t.pass(`resynced after the reconnect: the entry written meanwhile applies (${ms} ms)`)
+    // The entry can apply before the store's state says so: the data and the subscriber
+    // connections come back one after the other.
+    await eventually('synced after the reconnect', 5000, async () => (await stats(g.adminUrl!)).state === 'synced')
     t.match(await stats(g.adminUrl!), { state: 'synced', unavailable_since: null, last_error: null })
     t.same((await get(`${g.adminUrl}/readyz`)).json, { status: 'ready' })
     t.equal(await status(`${g.url}/api/x`, good.token), 200)
