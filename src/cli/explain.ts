@@ -199,9 +199,10 @@ function claimsArgument(text: string): Record<string, unknown> | string {
 
 async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promise<{ decision: Decision; claims?: Record<string, unknown> }> {
   const route = options.token !== undefined || options.claims ? await routeFor(policy, options.method, options.host, options.target) : undefined
-  // Only the keys of the route's issuers can check a token there: an unrelated IdP that is
-  // unreachable from here costs nothing.
-  if (options.token !== undefined && route?.auth) await Promise.all(route.auth.issuers.list.map((issuer) => issuer.start()))
+  // No issuer is started: the token's own lookup fetches its issuer's keys (an unrelated IdP
+  // that is unreachable from here costs nothing), and that fetch answers for the token's kid,
+  // so a kid the set lacks is 401 unknown_kid. A fetch made before would put the token after
+  // it, where the proxy answers 503 for a kid the IdP may have published since.
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
   await decide(

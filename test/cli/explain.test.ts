@@ -232,6 +232,18 @@ t.test('explain', async (t) => {
     const bad = await explainHere(['-c', file, 'GET', '/admin/users', '--token', forged])
     t.equal(bad.code, 1)
     t.match(bad.stdout, /DENY 401 bad_signature/)
+
+    // The token was there before the keys were fetched: a kid the set lacks is a 401, not the
+    // proxy's 503 for a kid that may have been published since its last fetch.
+    const unpublished = signToken(generateDevKey({ alg: 'RS256', kid: 'never-published' }), {
+      iss: idp.url,
+      aud: 'orders-api',
+      sub: 'mallory',
+      exp: Math.floor(Date.now() / 1000) + 60,
+    })
+    const unknown = await explainHere(['-c', file, 'GET', '/admin/users', '--token', unpublished])
+    t.equal(unknown.code, 1)
+    t.match(unknown.stdout, /DENY 401 unknown_kid/)
   })
 
   t.test('usage errors are refused before anything is read; a bad policy is refused with file:line:col', async (t) => {
