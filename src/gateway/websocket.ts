@@ -232,14 +232,17 @@ const POLICY_VIOLATION = 1008
  * of its own is written between two frames, never inside one.
  */
 export class FrameCursor {
-  private header: Buffer = Buffer.alloc(0)
+  /** The start of a header split across chunks (at most 13 bytes); empty otherwise. */
+  private partial: Buffer = EMPTY
+  /** Payload bytes of the current frame still to come. */
   private left = 0
 
   /** No frame is partly passed on. */
   get atBoundary(): boolean {
-    return this.left === 0 && this.header.length === 0
+    return this.left === 0 && this.partial.length === 0
   }
 
+  /** Follows one chunk; allocates nothing unless a header is split across chunks. */
   feed(chunk: Buffer): void {
     let i = 0
     while (i < chunk.length) {
@@ -247,31 +250,40 @@ export class FrameCursor {
         const n = Math.min(this.left, chunk.length - i)
         this.left -= n
         i += n
-        continue
+      } else if (this.partial.length === 0 && chunk.length - i >= headerLength(chunk, i)) {
+        this.left = payloadLength(chunk, i)
+        i += headerLength(chunk, i)
+      } else {
+        // A header (2 to 14 bytes) split across chunks: gather just its bytes, the first two
+        // (which give its length), then the rest.
+        const need = this.partial.length < 2 ? 2 : headerLength(this.partial, 0)
+        const take = Math.min(need - this.partial.length, chunk.length - i)
+        this.partial = Buffer.concat([this.partial, chunk.subarray(i, i + take)])
+        i += take
+        if (this.partial.length >= 2 && this.partial.length === headerLength(this.partial, 0)) {
+          this.left = payloadLength(this.partial, 0)
+          this.partial = EMPTY
+        }
       }
-      // A header is 2 to 14 bytes and may be split across chunks.
-      const need = headerLength(this.header.length >= 2 ? this.header : Buffer.concat([this.header, chunk.subarray(i, i + 2)]))
-      const take = Math.min(need - this.header.length, chunk.length - i)
-      this.header = Buffer.concat([this.header, chunk.subarray(i, i + take)])
-      i += take
-      if (this.header.length < 2 || this.header.length < headerLength(this.header)) continue
-      this.left = payloadLength(this.header)
-      this.header = Buffer.alloc(0)
     }
   }
 }
 
-/** The header's length in bytes, as far as its first two bytes tell (2 when fewer are known). */
-function headerLength(header: Buffer): number {
-  if (header.length < 2) return 2
-  const len7 = header[1]! & 0x7f
-  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (header[1]! & 0x80 ? 4 : 0)
+const EMPTY = Buffer.alloc(0)
+
+/** The length of the header at `at`, as far as its first two bytes tell (2 while fewer are there). */
+function headerLength(bytes: Buffer, at: number): number {
+  if (bytes.length - at < 2) return 2
+  const second = bytes[at + 1]!
+  const len7 = second & 0x7f
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (second & 0x80 ? 4 : 0)
 }
 
-function payloadLength(header: Buffer): number {
-  const len7 = header[1]! & 0x7f
-  if (len7 === 126) return header.readUInt16BE(2)
-  if (len7 === 127) return Number(header.readBigUInt64BE(2))
+/** The payload length of the whole header at `at`. */
+function payloadLength(bytes: Buffer, at: number): number {
+  const len7 = bytes[at + 1]! & 0x7f
+  if (len7 === 126) return bytes.readUInt16BE(at + 2)
+  if (len7 === 127) return Number(bytes.readBigUInt64BE(at + 2))
   return len7
 }
 
