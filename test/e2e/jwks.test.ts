@@ -52,6 +52,10 @@ t.test('a key the IdP signs with as soon as it publishes it: 503 with Retry-Afte
   const decoy = idp.sign(claims, { key: { ...idp.keys[0]!, kid: 'decoy' } })
   const first = await get(`${gw.url}/api/x`, bearer(decoy))
   if (first.status === 503) await eventually('the decoy fetch', 3000, () => idp.fetches === 2)
+  // The IdP counts a fetch when it arrives and answers a moment later, from its keys as they are
+  // then: a key published before the gateway has that answer would be in it. The decoy is 401
+  // once the gateway has it.
+  await eventually('the decoy fetch answered', 3000, async () => (await get(`${gw.url}/api/x`, bearer(decoy))).status === 401)
   t.equal(idp.fetches, 2)
   const next = generateDevKey({ alg: 'RS256', kid: 'published-now' })
   idp.keys.push(next)
