@@ -125,7 +125,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     if (candidate) candidates.push(candidate)
     yield
   }
-  const routes = candidates.length === doc.routes.length ? routeTable(candidates, doc, problem) : undefined
+  const routes = candidates.length === doc.routes.length ? yield* routeTable(candidates, doc, problem) : undefined
 
   if (problems.list.length || !routes || listenTls === undefined || !https) {
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
@@ -136,6 +136,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   const cacheEntries = doc.token_cache?.max_entries ?? TOKEN_CACHE_DEFAULT.max_entries
   const cacheBytes = doc.token_cache?.max_bytes ?? TOKEN_CACHE_DEFAULT.max_bytes
 
+  yield* freezeInSteps(source.redacted)
   return deepFreeze<CompiledPolicy>({
     file: source.file,
     files: filesReadAtLoad(source.file, doc),
@@ -172,6 +173,20 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     },
     revocation: revocation ?? null,
   })
+}
+
+/** deepFreeze, a list item at a time: the redacted copy of a large policy is as large as its document. */
+function* freezeInSteps(value: unknown): Generator<void, void, void> {
+  if (typeof value === 'object' && value !== null) {
+    for (const section of Object.values(value)) {
+      if (!Array.isArray(section)) continue
+      for (const item of section) {
+        deepFreeze(item)
+        yield
+      }
+    }
+  }
+  deepFreeze(value)
 }
 
 /** `limits:` as the gateway's server and body wrapper apply them (src/gateway/app.ts, src/proxy/body_limit.ts). */
@@ -218,10 +233,12 @@ function checkReplayAcrossWorkers(doc: PolicyDocument, problem: OnProblem): void
 }
 
 /** The route table, once every route compiled; a route no request could reach is a problem. */
-function routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, problem: OnProblem): RouteTable<Route> {
+function* routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, problem: OnProblem): Generator<void, RouteTable<Route>, void> {
   const routes = new RouteTable(candidates)
-  for (const { index, by } of routes.shadowedBy()) {
-    problem(['routes', index, 'path'], `route is unreachable: routes[${by}] (${doc.routes[by]!.path}) matches every request it would`)
+  for (const found of routes.shadowing()) {
+    if (found)
+      problem(['routes', found.index, 'path'], `route is unreachable: routes[${found.by}] (${doc.routes[found.by]!.path}) matches every request it would`)
+    yield
   }
   return routes
 }
