@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import { compileIssuers, requiredForReadiness } from '../auth/issuer_config.js'
 import { TokenCache } from '../auth/token_cache.js'
+import { markSecretParameters } from '../http/urls.js'
 import { compileCors } from '../proxy/cors.js'
 import { compileHttpsRule } from '../proxy/https_only.js'
 import { compileIdentityDefaults } from '../proxy/identity_config.js'
@@ -85,6 +86,8 @@ export async function compilePolicyInSlices(source: PolicySource, log: Logger, p
 /** The compile, as steps: it yields where a caller may let other work run (between routes). */
 function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPolicy): Generator<void, CompiledPolicy, void> {
   const doc = source.document
+  // Done by the reader too; again here, where the reader was a worker thread with its own copy.
+  markSecretParameters(doc.log?.redact_url_parameters ?? [])
   const problems = source.problems
   const problem: OnProblem = (at, message) => problems.add(at, message)
 

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { markSecretParameters } from '../http/urls.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
 import { redactSecrets, secretKeyword } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
@@ -67,7 +68,10 @@ export function parsePolicySource(file: string, text: string, env: Env = process
     for (const e of readableErrors(validateSchema.errors ?? [])) problems.add(e.path, e.message, e.at)
   }
   if (problems.list.length) throw new PolicyError(problems.list)
-  return { file, document: document as PolicyDocument, text, problems, redacted: redactSecrets(PolicySchema, document) }
+  const checked = document as PolicyDocument
+  // Before anything of this policy is shown: its redacted copy and every URL printed after it.
+  markSecretParameters(checked.log?.redact_url_parameters ?? [])
+  return { file, document: checked, text, problems, redacted: redactSecrets(PolicySchema, document) }
 }
 
 const MAX_ALIAS_COUNT = 100
