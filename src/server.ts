@@ -98,7 +98,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     watcher: () => watcher,
     admin: () => admin,
   })
-  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, shuttingDown: () => shutdown.started }
+  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, lastReload: () => live.lastReload, shuttingDown: () => shutdown.started }
   if (policy.admin && options.admin !== false) {
     admin = buildAdmin(view, metrics, logger)
     adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port)

@@ -6,9 +6,18 @@ import type { CompiledPolicy } from '../policy/compile.js'
 import type { Metrics } from './metrics.js'
 import { revocationRoutes, revokeHere, type Revoke } from './revocations.js'
 
+/** The last reload's outcome, as GET /config shows it: a refused one with its problems. */
+export interface ReloadOutcome {
+  at: Date
+  ok: boolean
+  /** file:line:col problems of a refused reload; empty when it succeeded. */
+  problems: string[]
+}
+
 export interface AdminView {
   policy(): CompiledPolicy
   loadedAt(): Date
+  lastReload(): ReloadOutcome | null
   shuttingDown(): boolean
 }
 
@@ -25,6 +34,7 @@ export interface Readiness {
 export interface AdminSource {
   policy(): CompiledPolicy
   loadedAt(): Date
+  lastReload(): ReloadOutcome | null
   readiness(): Promise<Readiness>
   /** The exposition text; throws when it cannot be had (a worker did not answer). */
   metrics(): Promise<{ contentType: string; text: string }>
@@ -36,6 +46,7 @@ export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): F
     {
       policy: view.policy,
       loadedAt: view.loadedAt,
+      lastReload: view.lastReload,
       readiness: async () => readiness(view),
       metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
       revoke: revokeHere,
@@ -75,7 +86,13 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
 
   app.get('/config', async () => {
     const policy = source.policy()
-    return { file: policy.file, hash: policy.hash, loaded_at: source.loadedAt().toISOString(), policy: policy.redacted }
+    return {
+      file: policy.file,
+      hash: policy.hash,
+      loaded_at: source.loadedAt().toISOString(),
+      last_reload: lastReloadShown(source.lastReload()),
+      policy: policy.redacted,
+    }
   })
   return app
 }
@@ -97,4 +114,10 @@ export function notReady(view: AdminView): string[] {
   const revocation = view.policy().revocation?.store.readiness().notReady
   if (revocation) reasons.push(revocation)
   return reasons
+}
+
+/** The last reload in /config: null before the first; a refused one lists its problems, since the running policy is the older one. */
+function lastReloadShown(outcome: ReloadOutcome | null): Record<string, unknown> | null {
+  if (!outcome) return null
+  return { at: outcome.at.toISOString(), result: outcome.ok ? 'success' : 'failure', ...(outcome.ok ? {} : { problems: outcome.problems }) }
 }

@@ -222,6 +222,10 @@ t.test('a policy file change reloads every worker; SIGHUP too; a bad edit keeps 
   t.match(text, /jwtgate_policy_reloads_total\{result="failure"\} [12]\n/, 'counted once per refused reload (the watcher may see the file too)')
   t.match(text, /jwtgate_policy_reloads_total\{result="success"\} [2-4]\n/)
   t.notMatch(gw.out(), /"worker":\d,[^\n]*"msg":"policy reload rejected"/, 'no worker saw the bad policy')
+  t.match(text, /\njwtgate_policy_last_reload_success 0\n/, 'the primary says the last reload failed, once (not per worker)')
+  const config = JSON.parse((await fresh(`${admin}/config`)).body)
+  t.equal(config.last_reload.result, 'failure')
+  t.match(config.last_reload.problems, [/policy\.yaml:\d+:\d+ unknown upstream "nowhere"/])
 })
 
 t.test('SIGTERM: readiness off at once, every worker drains and exits, then the primary, with 0', async (t) => {
