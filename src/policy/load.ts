@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs'
 import type { ErrorObject } from 'ajv'
 import { validatePolicyDocument } from '#policy-schema'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
-import type { PolicyDocument } from './schema.js'
+import { PolicySchema, type PolicyDocument } from './schema.js'
+import { redactSecrets } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -17,6 +18,8 @@ export interface PolicySource {
   /** sha256 of the file text, to tell one loaded policy from another. */
   text: string
   problems: ProblemSink & { list: PolicyProblem[] }
+  /** The document with every secret hidden, as GET /config shows it (made here: it is document work, done off the event loop on a reload). */
+  redacted: unknown
 }
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {
@@ -61,7 +64,7 @@ export function parsePolicySource(file: string, text: string, env: Env = process
     for (const e of readableErrors(validatePolicyDocument.errors ?? [])) problems.add(e.path, e.message, e.at)
   }
   if (problems.list.length) throw new PolicyError(problems.list)
-  return { file, document: document as PolicyDocument, text, problems }
+  return { file, document: document as PolicyDocument, text, problems, redacted: redactSecrets(PolicySchema, document) }
 }
 
 const MAX_ALIAS_COUNT = 100
