@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
 import type { Metrics } from './metrics.js'
 import { revocationRoutes, revokeHere, type Revoke } from './revocations.js'
+import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 
 /** The last reload's outcome, as GET /config shows it: a refused one with its problems. */
 export interface ReloadOutcome {
@@ -59,6 +60,7 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
   const app = Fastify({
     loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    schemaController: NO_ROUTE_SCHEMAS,
   })
 
   app.get('/healthz', async () => ({ status: 'ok' }))

@@ -2,9 +2,9 @@
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { policyJsonSchema } from '../policy/json_schema.js'
-import { explain, explainArguments, explainExitCode, explainOutput, type Explanation } from './explain.js'
-import { runPolicyTests, testRunReport, type PolicyTestRun } from './policy_test.js'
+import { policySchema } from '#policy-schema'
+import type { Explanation } from './explain.js'
+import type { PolicyTestRun } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 import { formatWarning, validatePolicy, validationSummary, type Validation } from './validate.js'
 
@@ -61,7 +61,10 @@ function usage(message: string): number {
   return 2
 }
 
+// explain and test are loaded on demand, like serve: a started gateway has no use for them (the
+// test file's schema, compiled with ajv when policy_test.js loads, would be its only ajv).
 async function explainCommand(args: string[]): Promise<number> {
+  const { explain, explainArguments, explainExitCode, explainOutput } = await import('./explain.js')
   const parsed = explainArguments(args, process.env)
   if (typeof parsed === 'string') return usage(parsed)
   let explanation: Explanation
@@ -75,6 +78,7 @@ async function explainCommand(args: string[]): Promise<number> {
 }
 
 async function testCommand(args: string[]): Promise<number> {
+  const { runPolicyTests, testRunReport } = await import('./policy_test.js')
   const parsed = parseCommand(() => parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } }))
   if (typeof parsed === 'string') return usage(parsed)
   const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
@@ -160,7 +164,7 @@ function validate(policyFile: string): number {
 
 /** The policy's JSON Schema, for editors: `jwtgate schema --out schema/policy.schema.json`. */
 function schema(out: string | undefined): number {
-  const text = JSON.stringify(policyJsonSchema(), null, 2) + '\n'
+  const text = JSON.stringify(policySchema, null, 2) + '\n'
   if (out) {
     mkdirSync(path.dirname(out), { recursive: true })
     writeFileSync(out, text)

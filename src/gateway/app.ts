@@ -21,6 +21,7 @@ import { applyClientLimits, serverOptions, watchClients } from './client_limits.
 import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
+import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 
 export interface GatewayApp {
   app: FastifyInstance
@@ -46,6 +47,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     childLoggerFactory: (parent, bindings, options) => new LazyChildLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     requestIdHeader: false,
+    schemaController: NO_ROUTE_SCHEMAS,
     genReqId: requestId,
     return503OnClosing: true,
     // fastify answers some malformed requests itself; answer them in our shape, without echoing
