@@ -15,6 +15,7 @@ import { compileRevocation } from '../revocation/config.js'
 import { RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type ClientLimits, type CompiledPolicy, type Route } from './compiled.js'
 import { compileRoute } from './compile_route.js'
+import { routeNames } from './route_names.js'
 import { defaultsOf } from './defaults.js'
 import { durationMs } from './duration.js'
 import { lintIssuers } from './lint.js'
@@ -85,8 +86,9 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
 
   const identity = compileIdentityDefaults(doc, problem)
   const candidates: RouteCandidate<Route>[] = []
+  const names = routeNames(doc.routes, problem)
   doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, {
+    const candidate = compileRoute(spec, index, names[index]!, {
       upstreams,
       issuers,
       identity,

@@ -162,7 +162,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal(seen.headers.host, new URL(up.url).host)
     t.match(
       gw.logs.lines.find((l) => l.status === 101),
-      { route: 'routes[0] /ws/**', sub: 'alice', websocket: true },
+      { route: '/ws/**', sub: 'alice', websocket: true },
     )
     t.notOk(gw.logs.text.includes(token), 'the token is not logged')
   })
@@ -208,7 +208,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     if (!('ws' in anonymous)) return t.fail(`not opened: ${anonymous.status} ${anonymous.body}`)
     t.teardown(() => anonymous.ws.terminate())
     t.equal(up.upgrades.at(-1)!.headers['x-user-id'], undefined, "no token, no identity: the client's copy is removed")
-    const lines = gw.logs.lines.filter((l) => l.route === 'routes[5] /report/ws' && l.status === 101)
+    const lines = gw.logs.lines.filter((l) => l.route === '/report/ws' && l.status === 101)
     t.match(lines, [
       { report: 'deny', report_status: 403, report_reason: 'insufficient_claims', sub: 'alice', websocket: true },
       { report: 'deny', report_status: 401, report_reason: 'missing_token', websocket: true },
