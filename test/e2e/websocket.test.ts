@@ -57,12 +57,16 @@ async function wsUpstream(t: { teardown(fn: () => unknown): void }, tls?: Server
   return up
 }
 
-type Opened = { ws: WebSocket } | { status: number; body: string; headers: IncomingHttpHeaders }
+type Opened = { ws: WebSocket; headers: IncomingHttpHeaders } | { status: number; body: string; headers: IncomingHttpHeaders }
 
 function open(url: string, headers: Record<string, string> = {}): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers, handshakeTimeout: 5000 })
-    ws.once('open', () => resolve({ ws }))
+    let upgraded: IncomingHttpHeaders = {}
+    ws.once('upgrade', (res) => {
+      upgraded = res.headers
+    })
+    ws.once('open', () => resolve({ ws, headers: upgraded }))
     ws.once('unexpected-response', (_req, res) => {
       let body = ''
       res.setEncoding('utf8')
@@ -159,6 +163,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     t.equal(seen.headers['x-forwarded-for'], '127.0.0.1')
     t.equal(seen.headers['x-forwarded-proto'], 'http')
     t.match(seen.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+    t.equal(opened.headers['x-request-id'], seen.headers['x-request-id'], 'the 101 carries the request id the upstream got')
     t.equal(seen.headers.host, new URL(up.url).host)
     t.match(
       gw.logs.lines.find((l) => l.status === 101),
@@ -176,6 +181,7 @@ t.test('WebSockets on routes with websocket: true', async (t) => {
     ]) {
       const res = await open(ws('/ws/chat'), headers)
       t.equal('status' in res && res.status, 401)
+      t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'a refused upgrade carries its request id')
       t.match('status' in res && res.headers['www-authenticate'], /^Bearer realm="jwtgate"/)
     }
     const noRoute = await open(ws('/nowhere'), { authorization: `Bearer ${token}` })
