@@ -23,7 +23,6 @@ import { readPolicySource, type Env, type PolicySource } from './load.js'
 import { filesReadAtLoad } from './policy_files.js'
 import { PolicyError, type OnProblem } from './problems.js'
 import { AddressSchema, PolicySchema, type PolicyDocument } from './schema.js'
-import { redactSecrets } from './secrets.js'
 import { compileListenTls } from './tls_files.js'
 
 export type { ClientLimits, CompiledPolicy, Route, Upstream } from './compiled.js'
@@ -59,6 +58,33 @@ export function loadPolicy(policyFile: string, log: Logger, env?: Env, previous?
  * is exactly as it was (a kept revocation store takes the new margin in commitRevocation).
  */
 export function compilePolicy(source: PolicySource, log: Logger, previous?: CompiledPolicy): CompiledPolicy {
+  const steps = compileSteps(source, log, previous)
+  for (;;) {
+    const step = steps.next()
+    if (step.done) return step.value
+  }
+}
+
+/**
+ * compilePolicy for a running gateway's reload: the same steps, giving the event loop a turn
+ * whenever one slice of them has run for `sliceMs`, so requests keep being answered while a
+ * large policy compiles (5,000 routes take several hundred milliseconds).
+ */
+export async function compilePolicyInSlices(source: PolicySource, log: Logger, previous?: CompiledPolicy, sliceMs = 10): Promise<CompiledPolicy> {
+  const steps = compileSteps(source, log, previous)
+  let sliceStart = performance.now()
+  for (;;) {
+    const step = steps.next()
+    if (step.done) return step.value
+    if (performance.now() - sliceStart >= sliceMs) {
+      await new Promise((resolve) => setImmediate(resolve))
+      sliceStart = performance.now()
+    }
+  }
+}
+
+/** The compile, as steps: it yields where a caller may let other work run (between routes). */
+function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPolicy): Generator<void, CompiledPolicy, void> {
   const doc = source.document
   const problems = source.problems
   const problem: OnProblem = (at, message) => problems.add(at, message)
@@ -87,18 +113,20 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
   const identity = compileIdentityDefaults(doc, problem)
   const candidates: RouteCandidate<Route>[] = []
   const names = routeNames(doc.routes, problem)
-  doc.routes.forEach((spec, index) => {
-    const candidate = compileRoute(spec, index, names[index]!, {
-      upstreams,
-      issuers,
-      identity,
-      revocation: doc.revocation !== undefined,
-      cors,
-      maxBodyBytes: doc.limits?.max_body_bytes ?? LIMITS_DEFAULT.max_body_bytes,
-      problem,
-    })
+  const routeContext = {
+    upstreams,
+    issuers,
+    identity,
+    revocation: doc.revocation !== undefined,
+    cors,
+    maxBodyBytes: doc.limits?.max_body_bytes ?? LIMITS_DEFAULT.max_body_bytes,
+    problem,
+  }
+  for (const [index, spec] of doc.routes.entries()) {
+    const candidate = compileRoute(spec, index, names[index]!, routeContext)
     if (candidate) candidates.push(candidate)
-  })
+    yield
+  }
   const routes = candidates.length === doc.routes.length ? routeTable(candidates, doc, problem) : undefined
 
   if (problems.list.length || !routes || listenTls === undefined || !https) {
@@ -126,7 +154,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
     },
     workers: workerCount(doc.workers ?? DEFAULT.workers),
     requiredForReadiness: requiredForReadiness(doc.issuers ?? {}, issuers),
-    redacted: redactSecrets(PolicySchema, doc),
+    redacted: source.redacted,
     logLevel: doc.log?.level ?? LOG_DEFAULT.level,
     accessLog: doc.log?.access ?? LOG_DEFAULT.access,
     routes,
