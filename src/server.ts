@@ -101,7 +101,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const view = { policy: () => live.current, loadedAt: () => live.loadedAt, lastReload: () => live.lastReload, shuttingDown: () => shutdown.started }
   if (policy.admin && options.admin !== false) {
     admin = buildAdmin(view, metrics, logger)
-    adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port)
+    try {
+      adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port, 'admin')
+    } catch (err) {
+      // The proxy listener and the stores would keep the process alive.
+      await shutdown.now()
+      throw err
+    }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
 

@@ -78,7 +78,13 @@ export async function runPrimary(source: PolicySource): Promise<number> {
   const adminAddress = live.current.admin
   if (adminAddress) {
     admin = adminListener(clusterAdmin(view, slots), logger)
-    const adminUrl = await listen(admin, adminAddress.host, adminAddress.port)
+    let adminUrl: string
+    try {
+      adminUrl = await listen(admin, adminAddress.host, adminAddress.port, 'admin')
+    } catch (err) {
+      await shutdown.now()
+      return printPolicyError(err)
+    }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
   logger.info(

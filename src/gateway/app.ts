@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger } from '../log.js'
 import { deny, fail } from '../http/denial.js'
-import { sendError } from '../http/respond.js'
+import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
@@ -153,6 +153,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setNotFoundHandler(handle)
   // Hooks in the callback style: an async hook costs a promise and a microtask per request.
   app.addHook('onSend', (request, reply, payload, done) => {
+    // After reply-from copied the upstream's headers: ours wins over an upstream's own.
+    reply.header(REQUEST_ID_HEADER, request.id)
     if (gateway.closing) reply.header('connection', 'close')
     // CORS headers on every answer of a route with cors (denials too, so a page can read its
     // 401); the global rule for answers that matched no route.

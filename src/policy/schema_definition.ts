@@ -298,6 +298,13 @@ const Cors = Type.Object(
 
 const Route = Type.Object(
   {
+    name: Type.Optional(
+      Type.String({
+        pattern: '^[a-z0-9][a-z0-9_.-]*$',
+        maxLength: 64,
+        description: 'a name of lowercase letters, digits, "_", "." or "-", unique among the routes: the route label in metrics, logs, explain and test',
+      }),
+    ),
     path: Type.String({ pattern: '^/' }),
     host: Type.Optional(Type.String({ minLength: 1 })),
     methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true })),

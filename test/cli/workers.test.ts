@@ -119,9 +119,9 @@ t.test("the primary's /metrics adds up the workers' counts", async (t) => {
   t.same(await statuses(`${url}/open/count`, n), Array(n).fill(200))
   const text = (await fresh(`${admin}/metrics`)).body
   // 20 from the first test, 30 now.
-  t.match(text, /jwtgate_requests_total\{route="routes\[1\] \/open\/\*\*",method="GET",status_class="2xx"\} 50\n/)
-  t.match(text, /jwtgate_request_duration_seconds_count\{route="routes\[1\] \/open\/\*\*"\} 50\n/)
-  t.match(text, /jwtgate_request_duration_seconds_bucket\{le="\+Inf",route="routes\[1\] \/open\/\*\*"\} 50\n/)
+  t.match(text, /jwtgate_requests_total\{route="\/open\/\*\*",method="GET",status_class="2xx"\} 50\n/)
+  t.match(text, /jwtgate_request_duration_seconds_count\{route="\/open\/\*\*"\} 50\n/)
+  t.match(text, /jwtgate_request_duration_seconds_bucket\{le="\+Inf",route="\/open\/\*\*"\} 50\n/)
   t.match(text, /jwtgate_jwks_keys\{issuer="idp"\} 1\n/, 'a gauge both workers report the same is not summed')
   t.match(text, /jwtgate_policy_info\{hash="[0-9a-f]{64}"\} 1\n/)
   t.match(text, /process_cpu_seconds_total /)
