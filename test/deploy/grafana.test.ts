@@ -98,3 +98,69 @@ t.test('the dashboard uses only exported metrics, and shows each jwtgate metric'
   }
   for (const name of METRIC_NAMES) t.ok(used.has(name), `${name} is on the dashboard`)
 })
+
+const FILTERS = { namespace: '$namespace', job: '$job', pod: '$pod' } as const
+
+/** Each `metric{…}` selector of an expression, with its matchers as label → [operator, value]. */
+function selectors(expr: string): Array<{ metric: string; matchers: Record<string, [string, string]> }> {
+  const out: Array<{ metric: string; matchers: Record<string, [string, string]> }> = []
+  for (const m of expr.matchAll(/([A-Za-z_:][\w:]*)\s*\{((?:[^}"]|"(?:[^"\\]|\\.)*")*)\}/g)) {
+    const matchers: Record<string, [string, string]> = {}
+    for (const x of m[2]!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g)) matchers[x[1]!] = [x[2]!, x[3]!]
+    out.push({ metric: m[1]!, matchers })
+  }
+  return out
+}
+
+t.test('the selector reader', async (t) => {
+  t.same(selectors('sum(rate(a_total{x=~"$x", y="}"}[5m])) / b'), [{ metric: 'a_total', matchers: { x: ['=~', '$x'], y: ['=', '}'] } }])
+})
+
+/** Every query of a panel, with where it is. */
+const panelQueries = panels.flatMap((p) => (p.targets ?? []).map((x) => ({ where: p.title, expr: x.expr ?? '' })))
+
+t.test('every panel query reads each metric filtered by the namespace, job and pod variables', async (t) => {
+  for (const { where, expr } of panelQueries) {
+    const found = selectors(expr)
+    for (const name of metricNames(expr)) {
+      const selector = found.find((s) => s.metric === name)
+      t.ok(selector, `${where}: ${name} has a label selector`)
+      for (const [label, variable] of Object.entries(FILTERS)) {
+        t.same(selector?.matchers[label], ['=~', variable], `${where}: ${name} is filtered by ${label}=~"${variable}"`)
+      }
+    }
+  }
+  t.notMatch(JSON.stringify(dashboard), /\$instance\b/, 'nothing filters by the old instance variable')
+})
+
+t.test('namespace, job, pod and route variables, each narrowed by the ones before it', async (t) => {
+  const vars = dashboard.templating.list
+  const query = (name: string) => {
+    const v = vars.find((x) => x.name === name) as { query?: { query?: string }; multi?: boolean; includeAll?: boolean } | undefined
+    return { v, expr: v?.query?.query ?? '' }
+  }
+  const order = ['namespace', 'job', 'pod', 'route']
+  for (const [i, name] of order.entries()) {
+    const { v, expr } = query(name)
+    t.ok(v?.multi && v.includeAll, `${name}: a multi-value variable with All`)
+    const inner = /^label_values\((.*),\s*(\w+)\)$/.exec(expr)
+    t.equal(inner?.[2], name, `${name}: the values of the ${name} label`)
+    const matchers = selectors(inner?.[1] ?? '')[0]?.matchers ?? {}
+    for (const before of order.slice(0, i)) t.same(matchers[before], ['=~', `$${before}`], `${name}: narrowed by ${before}`)
+  }
+})
+
+t.test('a row repeated per route, whose panels each read only that route', async (t) => {
+  const all = dashboard.panels as Array<Panel & { repeat?: string }>
+  const at = all.findIndex((p) => p.type === 'row' && p.repeat === 'route')
+  t.ok(at >= 0, 'a row repeats by $route')
+  t.match(all[at]!.title, /\$route/, 'the row is titled with the route')
+  const next = all.findIndex((p, i) => i > at && p.type === 'row')
+  const repeated = all.slice(at + 1, next < 0 ? undefined : next)
+  t.ok(repeated.length >= 3, 'traffic, refusals and latency for each route')
+  for (const p of repeated) {
+    for (const target of p.targets ?? []) {
+      for (const s of selectors(target.expr ?? '')) t.same(s.matchers.route, ['=~', '$route'], `${p.title}: ${s.metric} for the row's route`)
+    }
+  }
+})
