@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { METRIC_NAMES, Metrics } from '../../src/admin/metrics.js'
 import { ROOT } from './dockerfile.js'
+import { metricNames, selectors } from './promql.js'
 
 const FILE = path.join(ROOT, 'deploy/grafana/jwtgate-dashboard.json')
 
@@ -18,25 +19,6 @@ interface Panel {
   datasource?: { type?: string; uid?: string }
   targets?: Target[]
   panels?: Panel[]
-}
-
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
-
-/** The metric names a PromQL expression reads. */
-function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""') // string literals
-    .replace(/\{[^}]*\}/g, '') // label matchers
-    .replace(/\[[^\]]*\]/g, '') // ranges
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '') // label lists
-    .replace(/\$\{?\w+\}?/g, '') // Grafana variables
-    .replace(/\blabel_values\(\s*([^,)]*?)\s*,[^)]*\)/g, ' $1 ') // label_values(metric, label)
-  const names: string[] = []
-  for (const m of bare.matchAll(/(?<![\w.])[A-Za-z_:][\w:]*/g)) {
-    const function_ = /^\s*\(/.test(bare.slice(m.index + m[0].length))
-    if (!function_ && !KEYWORDS.has(m[0].toLowerCase())) names.push(m[0])
-  }
-  return names
 }
 
 t.test('the PromQL name extraction', async (t) => {
@@ -100,17 +82,6 @@ t.test('the dashboard uses only exported metrics, and shows each jwtgate metric'
 })
 
 const FILTERS = { namespace: '$namespace', job: '$job', pod: '$pod' } as const
-
-/** Each `metric{…}` selector of an expression, with its matchers as label → [operator, value]. */
-function selectors(expr: string): Array<{ metric: string; matchers: Record<string, [string, string]> }> {
-  const out: Array<{ metric: string; matchers: Record<string, [string, string]> }> = []
-  for (const m of expr.matchAll(/([A-Za-z_:][\w:]*)\s*\{((?:[^}"]|"(?:[^"\\]|\\.)*")*)\}/g)) {
-    const matchers: Record<string, [string, string]> = {}
-    for (const x of m[2]!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g)) matchers[x[1]!] = [x[2]!, x[3]!]
-    out.push({ metric: m[1]!, matchers })
-  }
-  return out
-}
 
 t.test('the selector reader', async (t) => {
   t.same(selectors('sum(rate(a_total{x=~"$x", y="}"}[5m])) / b'), [{ metric: 'a_total', matchers: { x: ['=~', '$x'], y: ['=', '}'] } }])
