@@ -80,7 +80,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const checks = new UpstreamChecks(logger)
   checks.follow(policy.upstreams)
   metrics.watchUpstreams(() => checks.states())
-  metrics.watchRevocation(() => live.current.revocation?.store.currentState)
+  metrics.watchRevocation(() => {
+    const store = live.current.revocation?.store
+    return store && { backend: store.settings.backend, state: store.currentState }
+  })
   await live.start()
   metrics.policyLoaded(policy.hash, policy.issuers.values(), () => gateway.policy.auth.tokens.size)
 

@@ -107,7 +107,7 @@ export class Metrics {
   private issuers: Issuer[] = []
   private tokenCacheSize = () => 0
   private upstreamStates: () => Array<{ upstream: string; healthy: boolean }> = () => []
-  private revocationState: () => string | undefined = () => undefined
+  private revocationState: () => { backend: string; state: string } | undefined = () => undefined
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
@@ -156,13 +156,14 @@ export class Metrics {
     })
     new Gauge({
       name: 'jwtgate_revocation_backend_up',
-      help: 'With revocation: configured, 1 while the list is synced with its backend, 0 while loading or while the backend is away (absent without revocation:).',
+      help: 'With revocation: configured, by backend: 1 while the list is synced with it, 0 while loading or while it is away (absent without revocation:).',
+      labelNames: ['backend'] as const,
       registers: [this.registry],
       aggregator: 'min',
       collect() {
         this.reset()
-        const state = metrics.revocationState()
-        if (state !== undefined) this.set(state === 'synced' ? 1 : 0)
+        const store = metrics.revocationState()
+        if (store) this.set({ backend: store.backend }, store.state === 'synced' ? 1 : 0)
       },
     })
     new Gauge({
@@ -189,7 +190,7 @@ export class Metrics {
   }
 
   /** Where the revocation backend gauge reads the live store's state from. */
-  watchRevocation(state: () => string | undefined): void {
+  watchRevocation(state: () => { backend: string; state: string } | undefined): void {
     this.revocationState = state
   }
 
