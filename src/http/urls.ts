@@ -36,17 +36,28 @@ export const SECRET_PARAMETERS: readonly string[] = [
   'code',
 ]
 
+// Names a policy adds (log.redact_url_parameters). Process-wide, because URLs are shown from many
+// places (log lines of key fetches, problem messages, GET /config) that should not each carry the
+// policy; names are only ever added, so a reload cannot make a URL shown before less hidden, and
+// a name removed from the policy stays hidden until the next restart.
+const marked = new Set<string>()
+
+/** Adds a policy's names of secret URL parameters to those every redactUrl hides. */
+export function markSecretParameters(names: Iterable<string>): void {
+  for (const name of names) marked.add(normalizeName(name))
+}
+
 /**
  * A URL as it may be shown (GET /config, a log line, a problem message): the user info (user
- * name and password) and the values of secret parameters (SECRET_PARAMETERS, and the names in
- * `extra`, compared the same way) replaced by `[redacted]`. Done on the text, not through URL,
+ * name and password) and the values of secret parameters (SECRET_PARAMETERS, the names a policy
+ * marked, and the names in `extra`, compared the same way) replaced by `[redacted]`. Done on the text, not through URL,
  * which would percent-encode the brackets and normalize the rest, and which reads a password
  * holding `@`, `?` or `#` differently from other clients: the user info is everything up to the
  * last `@` before the first `/` after `//`, which hides at least what any of them reads as it.
  * Text that is no URL comes back as it is, but for parameters after a `?`.
  */
 export function redactUrl(text: string, extra: Iterable<string> = []): string {
-  const names = [...SECRET_PARAMETERS, ...[...extra].map(normalizeName)]
+  const names = [...SECRET_PARAMETERS, ...marked, ...[...extra].map(normalizeName)]
   let out = text
   const authority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(out)
   if (authority) {

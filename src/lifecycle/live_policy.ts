@@ -2,11 +2,12 @@
 // each cluster worker and in the cluster's primary alike. A bad policy never replaces a good one.
 import type { Logger } from 'pino'
 import type { Issuer } from '../auth/issuer.js'
-import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
+import type { CompiledPolicy } from '../policy/compile.js'
 import type { Env } from '../policy/load.js'
 import { formatProblem, PolicyError } from '../policy/problems.js'
 import { commitRevocation, handOverRevocations } from '../revocation/config.js'
 import { startReloadedStore } from '../revocation/store.js'
+import { loadPolicyForReload } from './policy_reader.js'
 
 export interface LivePolicyOptions {
   /** The policy file, read again on every reload. */
@@ -72,7 +73,7 @@ export class LivePolicy {
     const current = this.current
     let next: CompiledPolicy
     try {
-      next = loadPolicy(file, logger, env, current)
+      next = await loadPolicyForReload(file, logger, env, current)
     } catch (err) {
       // Whatever went wrong, the running policy stays: a reload must never take the gateway down.
       logRejectedReload(err, file, current, logger)

@@ -4,8 +4,9 @@
 import { readFileSync } from 'node:fs'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { markSecretParameters } from '../http/urls.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
-import { secretKeyword } from './secrets.js'
+import { redactSecrets, secretKeyword } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -17,6 +18,8 @@ export interface PolicySource {
   /** sha256 of the file text, to tell one loaded policy from another. */
   text: string
   problems: ProblemSink & { list: PolicyProblem[] }
+  /** The document with every secret hidden, as GET /config shows it (made here: it is document work, done off the event loop on a reload). */
+  redacted: unknown
 }
 
 // coerceTypes: a value from ${VAR} is a string; the schema decides whether it is read as a
@@ -65,7 +68,10 @@ export function parsePolicySource(file: string, text: string, env: Env = process
     for (const e of readableErrors(validateSchema.errors ?? [])) problems.add(e.path, e.message, e.at)
   }
   if (problems.list.length) throw new PolicyError(problems.list)
-  return { file, document: document as PolicyDocument, text, problems }
+  const checked = document as PolicyDocument
+  // Before anything of this policy is shown: its redacted copy and every URL printed after it.
+  markSecretParameters(checked.log?.redact_url_parameters ?? [])
+  return { file, document: checked, text, problems, redacted: redactSecrets(PolicySchema, document) }
 }
 
 const MAX_ALIAS_COUNT = 100

@@ -487,6 +487,12 @@ export const PolicySchema = Type.Object(
         {
           level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })),
           access: Type.Optional(Type.Boolean({ default: true, description: 'Whether to write one access line per request (at info).' })),
+          redact_url_parameters: Type.Optional(
+            Type.Array(Type.String({ pattern: '^[A-Za-z0-9._~-]+$' }), {
+              description:
+                'Further URL query parameters whose values are secrets (a vendor API key with its own name): hidden, like the built-in list, wherever jwtgate shows a URL (GET /config, log lines, problem messages). Compared like the built-in names: case, -, _ and . ignored, a name also matching as a suffix.',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -113,6 +113,16 @@ export class RouteTable<T> {
    * together (GET by one, POST by another) is not reported.
    */
   shadowedBy(): Array<{ index: number; by: number }> {
+    const out: Array<{ index: number; by: number }> = []
+    for (const found of this.shadowing()) if (found) out.push(found)
+    return out
+  }
+
+  /**
+   * shadowedBy route by route: yields each shadowed route as found and undefined after every
+   * other, so a compile that gives the event loop turns can stop between two routes.
+   */
+  *shadowing(): Generator<{ index: number; by: number } | undefined, void, void> {
     // Only an earlier route whose literal prefix is a prefix of this route's can cover it
     // (coverPrefix), so each route is compared with the earlier routes on its own branch of a
     // trie of literal prefixes, cheapest checks (methods, host) first: near-linear for a policy
@@ -123,8 +133,7 @@ export class RouteTable<T> {
       children: Map<string, Trie>
     }
     const root: Trie = { routes: [], children: new Map() }
-    const out: Array<{ index: number; by: number }> = []
-    this.routes.forEach((later, j) => {
+    for (const [j, later] of this.routes.entries()) {
       let node = root
       const candidates: number[] = [...root.routes]
       for (const literal of coverPrefix(later.path)) {
@@ -135,15 +144,10 @@ export class RouteTable<T> {
       }
       // The first that covers, in priority order, as a scan of every earlier route would find.
       candidates.sort((x, y) => x - y)
-      for (const i of candidates) {
-        if (covers(this.routes[i]!, later)) {
-          out.push({ index: j, by: i })
-          break
-        }
-      }
+      const by = candidates.find((i) => covers(this.routes[i]!, later))
       node.routes.push(j)
-    })
-    return out
+      yield by === undefined ? undefined : { index: j, by }
+    }
   }
 }
 

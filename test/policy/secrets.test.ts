@@ -1,6 +1,8 @@
 // Secrets are marked in the schema (`secret: true`, or 'url_credentials' for a URL that may carry
 // a password), and GET /config redacts by that mark: a newly marked field is hidden with no other
 // change.
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { Ajv } from 'ajv'
 import Type from 'typebox'
@@ -10,6 +12,7 @@ import { parsePolicySource } from '../../src/policy/load.js'
 import { PolicySchema } from '../../src/policy/schema.js'
 import { redactUrl } from '../../src/http/urls.js'
 import { redactSecrets, secretKeyword, secretPaths } from '../../src/policy/secrets.js'
+import { eventually, gateway } from '../support/harness.js'
 
 const HMAC_SECRET = 'hmac-secret-'.padEnd(40, 'h')
 const ADMIN_TOKEN = 'admin-token-'.padEnd(24, 'a')
@@ -142,4 +145,32 @@ t.test('the loader accepts only known marks', async (t) => {
   t.doesNotThrow(() => ajv.compile({ type: 'string', secret: true }))
   t.doesNotThrow(() => ajv.compile({ type: 'string', secret: 'url_credentials' }))
   t.throws(() => ajv.compile({ type: 'string', secret: 'yes' }))
+})
+
+t.test('log.redact_url_parameters: URL parameters the policy marks are hidden in /config and in log lines', async (t) => {
+  const closed = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo
+      s.close(() => resolve(port))
+    })
+  })
+  const SHARE = 'tenant-share-value-123'
+  const policy = (marked: string) => `version: 1
+listen: { host: 127.0.0.1, port: 0 }
+admin: false
+log: { redact_url_parameters: [${marked}] }
+issuers:
+  keyed: { issuer: "https://idp.example", jwks_uri: "http://127.0.0.1:${closed}/keys?Tenant-Share=${SHARE}&v=2", audiences: [a], algorithms: [RS256] }
+upstreams: { up: { url: "http://127.0.0.1:9" } }
+routes: [ { path: /x, upstream: up, auth: { issuers: [keyed] } } ]
+`
+  const shown = JSON.stringify(compilePolicy(parsePolicySource('p.yaml', policy('tenant_share'), {}), createLogger('silent')).redacted)
+  t.match(shown, 'Tenant-Share=[redacted]&v=2', 'compared like the built-in names: case, - and _ ignored')
+  t.notOk(shown.includes(SHARE))
+
+  // The key fetch fails (nothing listens) and is logged with its URL.
+  const gw = await gateway(t, policy('tenant_share'))
+  await eventually('the failed key fetch is logged', 5000, () => gw.logs.text.includes('/keys?'))
+  t.notOk(gw.logs.text.includes(SHARE), 'no log line shows the marked parameter')
+  t.match(gw.logs.text, 'Tenant-Share=[redacted]')
 })
