@@ -2,20 +2,26 @@
 // starts unhealthy, turns healthy, fails, recovers; a reload keeps an unchanged check's state.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { testPki } from '../support/certs.js'
 import { eventually, gateway, get, policyProblems, sleep } from '../support/harness.js'
 
 /** The app: answers its health path with `status`, counts the checks, can hang. */
-async function app(t: { teardown(fn: () => unknown): void }): Promise<{ url: string; status: number; hang: boolean; checks: number; server: Server }> {
+async function app(t: {
+  teardown(fn: () => unknown): void
+}): Promise<{ url: string; status: number; hang: boolean; checks: number; headers: IncomingHttpHeaders; server: Server }> {
   const state = {
     url: '',
     status: 503,
     hang: false,
     checks: 0,
+    headers: {} as IncomingHttpHeaders,
     server: createServer((req, res) => {
       if (req.url === '/healthz' || req.url === '/ready?deep=1') {
         state.checks++
+        state.headers = req.headers
         if (state.hang) return
         res.statusCode = state.status
         return res.end()
@@ -88,6 +94,9 @@ t.test('/readyz waits for the app, follows it down and up, and the gauge with it
   upstream.hang = false
   await eventually('ready again', 3000, async () => (await ready(g.adminUrl!)).status === 200)
 
+  t.equal(upstream.headers['user-agent'], 'jwtgate-health-check', 'the check says what it is')
+  t.notOk(upstream.headers.authorization ?? upstream.headers.cookie ?? upstream.headers['x-request-id'], 'and carries nothing of any client')
+
   // Traffic is not refused by the check: readiness is for the endpoints controller.
   t.equal((await fetch(`${g.url}/x`)).status, 200)
 })
@@ -132,4 +141,23 @@ t.test('health: settings are checked at load', async (t) => {
   t.match(with_('{ path: /healthz, timeout: 0s }').join('\n'), /health\.timeout must be more than 0/)
   t.match(with_('{ path: /healthz, unhealthy_threshold: 0 }').join('\n'), /unhealthy_threshold/)
   t.match(with_('{ path: /healthz, intervall: 5s }').join('\n'), /intervall/)
+})
+
+t.test('an https upstream is checked with its own CA, and an unverified certificate fails the check', async (t) => {
+  const pki = testPki()
+  const leaf = pki.issue('app')
+  const server = createHttpsServer({ cert: leaf.cert, key: leaf.key }, (_req, res) => res.end())
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const url = `https://localhost:${(server.address() as AddressInfo).port}`
+  const trusted = await gateway(
+    t,
+    yaml(url, '{ path: /healthz, interval: 100ms }').replace(`url: "${url}"`, `url: "${url}", tls: { ca_file: "${pki.ca.certFile}" }`),
+  )
+  await eventually('healthy with the CA', 3000, () => trusted.readiness().reasons.length === 0)
+  const untrusted = await gateway(t, yaml(url, '{ path: /healthz, interval: 100ms }'))
+  await eventually('unhealthy without it', 3000, () => /unhealthy/.test(untrusted.readiness().reasons.join()))
+  t.match(untrusted.readiness().reasons, [
+    /^upstream app: unhealthy \(GET \/healthz: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN)\)$/,
+  ])
 })
