@@ -140,19 +140,26 @@ class HealthCheck {
     const url = new URL(this.rule.path, origin)
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest
     return new Promise((resolve) => {
+      let timeout: NodeJS.Timeout | undefined
       const done = (outcome: string | undefined) => {
         clearTimeout(timeout)
         this.inFlight = undefined
         resolve(outcome)
       }
       // A new connection each time, as the kubelet's probes: a pool could hide a listener gone.
-      const req = send(url, {
-        method: 'GET',
-        agent: false,
-        headers: { 'user-agent': 'jwtgate-health-check', connection: 'close' },
-        ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}),
-      })
-      const timeout = setTimeout(() => req.destroy(new Error(`no answer within ${this.rule.timeoutMs}ms`)), this.rule.timeoutMs)
+      let req: ReturnType<typeof send>
+      try {
+        req = send(url, {
+          method: 'GET',
+          agent: false,
+          headers: { 'user-agent': 'jwtgate-health-check', connection: 'close' },
+          ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}),
+        })
+      } catch (err) {
+        // What Node refuses synchronously (rather than as an 'error' event) fails the check too.
+        return done((err as Error).message)
+      }
+      timeout = setTimeout(() => req.destroy(new Error(`no answer within ${this.rule.timeoutMs}ms`)), this.rule.timeoutMs)
       this.inFlight = () => req.destroy(new Error('stopped'))
       req.on('response', (res: IncomingMessage) => {
         const status = res.statusCode ?? 0
