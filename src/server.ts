@@ -16,6 +16,7 @@ import { Reloads, watchPolicy } from './lifecycle/watch.js'
 import { createLogger } from './log.js'
 import { compilePolicy, loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env, type PolicySource } from './policy/load.js'
+import { UpstreamChecks } from './proxy/upstream_health.js'
 
 export interface StartOptions {
   policyFile: string
@@ -70,11 +71,19 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     // A cluster's primary says it once for all its workers.
     warnsRestartOnly: options.worker === undefined,
     onIssuersAdded: (issuers) => metrics.instrument(issuers),
-    onCommit: (next, previous) => applyReload(gateway, metrics, next, previous, logger),
+    onCommit: (next, previous) => applyReload(gateway, metrics, next, previous, logger, checks),
     onRevocationsDropped: (count) => metrics.revocationsDropped(count),
   })
   const policy = live.current
   const gateway = await buildGateway(policy, logger, metrics)
+  // The upstreams' health checks run beside the key fetches, so both are ready together.
+  const checks = new UpstreamChecks(logger)
+  checks.follow(policy.upstreams)
+  metrics.watchUpstreams(() => checks.states())
+  metrics.watchRevocation(() => {
+    const store = live.current.revocation?.store
+    return store && { backend: store.settings.backend, state: store.currentState }
+  })
   await live.start()
   metrics.policyLoaded(policy.hash, policy.issuers.values(), () => gateway.policy.auth.tokens.size)
 
@@ -84,6 +93,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
   } catch (err) {
     // Its Redis connections would keep the process alive.
+    checks.stop()
     await live.stop()
     throw err
   }
@@ -97,8 +107,15 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     closeProxy: (timeoutMs) => closeProxy(gateway, timeoutMs, logger),
     watcher: () => watcher,
     admin: () => admin,
+    upstreamChecks: checks,
   })
-  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, lastReload: () => live.lastReload, shuttingDown: () => shutdown.started }
+  const view = {
+    policy: () => live.current,
+    loadedAt: () => live.loadedAt,
+    lastReload: () => live.lastReload,
+    shuttingDown: () => shutdown.started,
+    upstreams: () => checks.notReady(),
+  }
   if (policy.admin && options.admin !== false) {
     admin = buildAdmin(view, metrics, logger)
     try {
@@ -139,9 +156,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 }
 
 /** The gateway takes the reloaded policy: new requests use it, and the listener its certificate. */
-function applyReload(gateway: GatewayApp, metrics: Metrics, next: CompiledPolicy, previous: CompiledPolicy, logger: Logger): void {
+function applyReload(gateway: GatewayApp, metrics: Metrics, next: CompiledPolicy, previous: CompiledPolicy, logger: Logger, checks: UpstreamChecks): void {
   gateway.policy = next
   gateway.pools.update(next)
+  checks.follow(next.upstreams)
   applyListenTls(gateway, previous, next, logger)
   metrics.policyLoaded(next.hash, next.issuers.values(), () => gateway.policy.auth.tokens.size)
   const kept = [...next.issuers.values()].filter((issuer) => previous.issuers.get(issuer.name) === issuer).length

@@ -23,6 +23,8 @@ export const METRIC_NAMES = [
   'jwtgate_upstream_queue_timeouts_total',
   'jwtgate_websocket_closed_total',
   'jwtgate_revocations_dropped_total',
+  'jwtgate_upstream_healthy',
+  'jwtgate_revocation_backend_up',
 ] as const
 
 /** Which slow-client bound cut a client (limits: in the policy). */
@@ -106,6 +108,8 @@ export class Metrics {
   /** Issuers of the live policy, read at scrape time. */
   private issuers: Issuer[] = []
   private tokenCacheSize = () => 0
+  private upstreamStates: () => Array<{ upstream: string; healthy: boolean }> = () => []
+  private revocationState: () => { backend: string; state: string } | undefined = () => undefined
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
@@ -141,6 +145,30 @@ export class Metrics {
       },
     })
     new Gauge({
+      name: 'jwtgate_upstream_healthy',
+      help: 'Upstreams with a health: check, 1 while it passes, 0 while it fails or before its first outcome.',
+      labelNames: ['upstream'] as const,
+      registers: [this.registry],
+      // Healthy only if every worker sees it so.
+      aggregator: 'min',
+      collect() {
+        this.reset()
+        for (const { upstream, healthy } of metrics.upstreamStates()) this.set({ upstream }, healthy ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'jwtgate_revocation_backend_up',
+      help: 'With revocation: configured, by backend: 1 while the list is synced with it, 0 while loading or while it is away (absent without revocation:).',
+      labelNames: ['backend'] as const,
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset()
+        const store = metrics.revocationState()
+        if (store) this.set({ backend: store.backend }, store.state === 'synced' ? 1 : 0)
+      },
+    })
+    new Gauge({
       name: 'jwtgate_token_cache_entries',
       help: 'Verified tokens currently cached.',
       registers: [this.registry],
@@ -156,6 +184,16 @@ export class Metrics {
     this.policyInfo.set({ hash }, 1)
     this.issuers = [...issuers]
     this.tokenCacheSize = tokenCacheSize
+  }
+
+  /** Where the upstream health gauge reads from (../proxy/upstream_health.ts). */
+  watchUpstreams(states: () => Array<{ upstream: string; healthy: boolean }>): void {
+    this.upstreamStates = states
+  }
+
+  /** Where the revocation backend gauge reads the live store's state from. */
+  watchRevocation(state: () => { backend: string; state: string } | undefined): void {
+    this.revocationState = state
   }
 
   /** Counts the key set fetches of these issuers; call before they start fetching. */

@@ -20,6 +20,8 @@ export interface AdminView {
   loadedAt(): Date
   lastReload(): ReloadOutcome | null
   shuttingDown(): boolean
+  /** Why the upstreams' health checks keep the gateway from being ready (../proxy/upstream_health.ts). */
+  upstreams?(): string[]
 }
 
 /** Why the gateway should not get traffic (empty: ready), and what is ready but impaired. */
@@ -115,6 +117,7 @@ export function notReady(view: AdminView): string[] {
   }
   const revocation = view.policy().revocation?.store.readiness().notReady
   if (revocation) reasons.push(revocation)
+  reasons.push(...(view.upstreams?.() ?? []))
   return reasons
 }
 

@@ -17,6 +17,8 @@ export interface ShutdownSteps {
   /** Read when the shutdown starts: the process may still be starting when it is built. */
   watcher(): { close(): void } | undefined
   admin(): { close(): Promise<unknown> } | undefined
+  /** The upstreams' background health checks (../proxy/upstream_health.ts). */
+  upstreamChecks?: { stop(): void }
 }
 
 export class Shutdown {
@@ -51,6 +53,7 @@ export class Shutdown {
   private close(timeoutMs: number): Promise<void> {
     return (this.closed ??= (async () => {
       this.steps.watcher()?.close()
+      this.steps.upstreamChecks?.stop()
       await this.steps.closeProxy(timeoutMs)
       await this.steps.admin()?.close()
       await this.steps.live.stop()

@@ -20,6 +20,7 @@ export type {
   RouteRequirementDocument,
   TokenSourceDocument,
   UpstreamDocument,
+  UpstreamHealthDocument,
 } from './schema_definition.js'
 
 export const PolicySchema = policySchema as typeof Definition.PolicySchema
@@ -34,6 +35,7 @@ export const JwksTuningSchema = section<typeof Definition.JwksTuningSchema>('iss
 export const RevocationSchema = section<typeof Definition.RevocationSchema>('revocation')
 export const RouteSchema = section<typeof Definition.RouteSchema>('routes.*')
 export const UpstreamSchema = section<typeof Definition.UpstreamSchema>('upstreams.*')
+export const UpstreamHealthSchema = section<typeof Definition.UpstreamHealthSchema>('upstreams.*.health')
 
 /** The object schema at a field path (a union's object branch where the field is a union). */
 function section<S>(path: string): S {

@@ -163,9 +163,26 @@ const Issuer = Type.Object(
   { additionalProperties: false },
 )
 
+// Names as Envoy's HTTP health check has them (path, interval, timeout, the two thresholds).
+const UpstreamHealth = Type.Object(
+  {
+    path: Type.String({ pattern: '^/[^\\s#]*$', description: "the absolute path (and query) GET on the upstream's origin" }),
+    interval: Type.Optional(Duration({ default: '5s' })),
+    timeout: Type.Optional(Duration({ default: '1s' })),
+    healthy_threshold: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 1, description: 'passed checks in a row that make an unhealthy upstream healthy' }),
+    ),
+    unhealthy_threshold: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 3, description: 'failed checks in a row that make a healthy upstream unhealthy' }),
+    ),
+  },
+  { additionalProperties: false, description: 'a background check of the upstream; /readyz is not ready while it fails' },
+)
+
 const Upstream = Type.Object(
   {
     url: Type.String({ minLength: 1, secret: 'url_credentials' }),
+    health: Type.Optional(UpstreamHealth),
     // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
     connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: 128, description: 'the most connections open to this upstream at once' })),
@@ -497,6 +514,7 @@ export const PolicySchema = Type.Object(
 export type PolicyDocument = Static<typeof PolicySchema>
 export type IssuerDocument = Static<typeof Issuer>
 export type UpstreamDocument = Static<typeof Upstream>
+export type UpstreamHealthDocument = Static<typeof UpstreamHealth>
 export type RouteDocument = Static<typeof Route>
 export type CorsDocument = Static<typeof Cors>
 export type RevocationDocument = Static<typeof Revocation>
@@ -516,4 +534,5 @@ export {
   Revocation as RevocationSchema,
   Route as RouteSchema,
   Upstream as UpstreamSchema,
+  UpstreamHealth as UpstreamHealthSchema,
 }

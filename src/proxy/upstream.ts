@@ -7,6 +7,7 @@ import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
 import { UpstreamSchema, type UpstreamDocument } from '../policy/schema.js'
 import { compileUpstreamTls, type UpstreamTls } from '../policy/tls_files.js'
+import { compileUpstreamHealth, type UpstreamHealthRule } from './upstream_health.js'
 
 export interface Upstream {
   readonly name: string
@@ -24,6 +25,8 @@ export interface Upstream {
    * keeps the pool of an upstream whose key is unchanged.
    */
   readonly poolKey: string
+  /** `health:`, checked in the background for /readyz (./upstream_health.ts); null without one. */
+  readonly health: UpstreamHealthRule | null
 }
 
 const DEFAULT = defaultsOf(UpstreamSchema, ['connections', 'timeout'])
@@ -59,6 +62,8 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
   }
   const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, problem)
   if (tls === undefined) return undefined
+  const health = compileUpstreamHealth(spec.health, [...at, 'health'], problem)
+  if (health === undefined) return undefined
   const connections = spec.connections ?? DEFAULT.connections
   const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
   for (const pem of [tls?.ca, tls?.cert, tls?.key]) hash.update('\n').update(pem ?? '')
@@ -70,5 +75,6 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
     connections,
     tls,
     poolKey: hash.digest('hex'),
+    health,
   }
 }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { METRIC_NAMES, Metrics } from '../../src/admin/metrics.js'
 import { ROOT } from './dockerfile.js'
+import { metricNames, selectors } from './promql.js'
 
 const FILE = path.join(ROOT, 'deploy/grafana/jwtgate-dashboard.json')
 
@@ -18,25 +19,6 @@ interface Panel {
   datasource?: { type?: string; uid?: string }
   targets?: Target[]
   panels?: Panel[]
-}
-
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
-
-/** The metric names a PromQL expression reads. */
-function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""') // string literals
-    .replace(/\{[^}]*\}/g, '') // label matchers
-    .replace(/\[[^\]]*\]/g, '') // ranges
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '') // label lists
-    .replace(/\$\{?\w+\}?/g, '') // Grafana variables
-    .replace(/\blabel_values\(\s*([^,)]*?)\s*,[^)]*\)/g, ' $1 ') // label_values(metric, label)
-  const names: string[] = []
-  for (const m of bare.matchAll(/(?<![\w.])[A-Za-z_:][\w:]*/g)) {
-    const function_ = /^\s*\(/.test(bare.slice(m.index + m[0].length))
-    if (!function_ && !KEYWORDS.has(m[0].toLowerCase())) names.push(m[0])
-  }
-  return names
 }
 
 t.test('the PromQL name extraction', async (t) => {
@@ -97,4 +79,59 @@ t.test('the dashboard uses only exported metrics, and shows each jwtgate metric'
     }
   }
   for (const name of METRIC_NAMES) t.ok(used.has(name), `${name} is on the dashboard`)
+})
+
+const FILTERS = { namespace: '$namespace', job: '$job', pod: '$pod' } as const
+
+t.test('the selector reader', async (t) => {
+  t.same(selectors('sum(rate(a_total{x=~"$x", y="}"}[5m])) / b'), [{ metric: 'a_total', matchers: { x: ['=~', '$x'], y: ['=', '}'] } }])
+})
+
+/** Every query of a panel, with where it is. */
+const panelQueries = panels.flatMap((p) => (p.targets ?? []).map((x) => ({ where: p.title, expr: x.expr ?? '' })))
+
+t.test('every panel query reads each metric filtered by the namespace, job and pod variables', async (t) => {
+  for (const { where, expr } of panelQueries) {
+    const found = selectors(expr)
+    for (const name of metricNames(expr)) {
+      const selector = found.find((s) => s.metric === name)
+      t.ok(selector, `${where}: ${name} has a label selector`)
+      for (const [label, variable] of Object.entries(FILTERS)) {
+        t.same(selector?.matchers[label], ['=~', variable], `${where}: ${name} is filtered by ${label}=~"${variable}"`)
+      }
+    }
+  }
+  t.notMatch(JSON.stringify(dashboard), /\$instance\b/, 'nothing filters by the old instance variable')
+})
+
+t.test('namespace, job, pod and route variables, each narrowed by the ones before it', async (t) => {
+  const vars = dashboard.templating.list
+  const query = (name: string) => {
+    const v = vars.find((x) => x.name === name) as { query?: { query?: string }; multi?: boolean; includeAll?: boolean } | undefined
+    return { v, expr: v?.query?.query ?? '' }
+  }
+  const order = ['namespace', 'job', 'pod', 'route']
+  for (const [i, name] of order.entries()) {
+    const { v, expr } = query(name)
+    t.ok(v?.multi && v.includeAll, `${name}: a multi-value variable with All`)
+    const inner = /^label_values\((.*),\s*(\w+)\)$/.exec(expr)
+    t.equal(inner?.[2], name, `${name}: the values of the ${name} label`)
+    const matchers = selectors(inner?.[1] ?? '')[0]?.matchers ?? {}
+    for (const before of order.slice(0, i)) t.same(matchers[before], ['=~', `$${before}`], `${name}: narrowed by ${before}`)
+  }
+})
+
+t.test('a row repeated per route, whose panels each read only that route', async (t) => {
+  const all = dashboard.panels as Array<Panel & { repeat?: string }>
+  const at = all.findIndex((p) => p.type === 'row' && p.repeat === 'route')
+  t.ok(at >= 0, 'a row repeats by $route')
+  t.match(all[at]!.title, /\$route/, 'the row is titled with the route')
+  const next = all.findIndex((p, i) => i > at && p.type === 'row')
+  const repeated = all.slice(at + 1, next < 0 ? undefined : next)
+  t.ok(repeated.length >= 3, 'traffic, refusals and latency for each route')
+  for (const p of repeated) {
+    for (const target of p.targets ?? []) {
+      for (const s of selectors(target.expr ?? '')) t.same(s.matchers.route, ['=~', '$route'], `${p.title}: ${s.metric} for the row's route`)
+    }
+  }
 })
