@@ -6,8 +6,8 @@
 // - The upstream's status and headers are written straight to the client's response, and its
 //   body chunk by chunk: a chunk the client's socket cannot take pauses the upstream until the
 //   socket drains (backpressure both ways: undici reads the request body only as fast as the
-//   upstream takes it). A body that comes in one chunk with its Content-Length goes out with the
-//   head in one write.
+//   upstream takes it). A body that comes in one chunk with its Content-Length, or chunked
+//   within the tick of the head, goes out with the head in one write.
 // - The client going away aborts the upstream request (its connection is closed by undici);
 //   the upstream failing after the head was written destroys the client's connection, so the
 //   client never takes a cut-off body for a whole one.
@@ -115,7 +115,14 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
       return
     }
     const length = head['content-length']
-    if (typeof length === 'string') this.remaining = Number(length)
+    if (typeof length === 'string') {
+      this.remaining = Number(length)
+    } else {
+      // A chunked answer: what arrives in this tick (often all of a small one) goes out with the
+      // head in one write, and nothing waits longer than the tick.
+      this.res.cork()
+      process.nextTick(uncork, this.res)
+    }
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
@@ -153,4 +160,8 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.settled = true
     this.res.destroy()
   }
+}
+
+function uncork(res: ServerResponse): void {
+  res.uncork()
 }
