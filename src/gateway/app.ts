@@ -4,7 +4,6 @@ import { randomUUID } from 'node:crypto'
 import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger } from '../log.js'
 import { deny, fail } from '../http/denial.js'
@@ -12,13 +11,12 @@ import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
-import { addCorsHeaders } from '../proxy/cors.js'
-import { upstreamUrl } from '../proxy/forward.js'
+import { addCorsHeaders, headerRecord, type HeaderSink } from '../proxy/cors.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
 import { admit } from './admit.js'
 import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
-import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
+import { forward, routeForwarding, type Forwarder, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
@@ -79,7 +77,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // policy still finds its route's, until that policy is gone.
   const forwarding = new WeakMap<Route, RouteForwarding>()
   const take = (next: CompiledPolicy) => {
-    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route, metrics))
+    for (const route of next.routes.values()) forwarding.set(route, routeForwarding(route))
     applyClientLimits(server, next.clientLimits)
     return next
   }
@@ -107,19 +105,35 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // Bodies stream through untouched: no parsing, no buffering, no body limit of our own.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
-  await app.register(replyFrom, {
-    // Per-upstream pools (connections, TLS verified with the upstream's own CA and client
-    // certificate); reply-from's one dispatcher picks them by origin.
-    undici: pools,
-    destroyAgent: true,
-    disableCache: true,
-    disableRequestLogging: true,
+  // Open connections to the upstreams end with the gateway.
+  app.addHook('onClose', (_app, done) => {
+    pools.destroy().then(() => done(), done)
   })
+  // What every answer carries: fastify's onSend hook adds it to the gateway's own answers, the
+  // forwarder to the upstream's.
+  function finishHeaders(sink: HeaderSink, request: FastifyRequest, state: RequestState | undefined): void {
+    sink.header(REQUEST_ID_HEADER, request.id)
+    if (gateway.closing) sink.header('connection', 'close')
+    // CORS headers on every answer of a route with cors (denials too, so a page can read its
+    // 401); the global rule for answers that matched no route.
+    const cors = state?.route ? state.route.cors : (state?.policy ?? gateway.policy).cors
+    if (cors) addCorsHeaders(sink, cors, request.headers.origin, state?.preflight === true, state?.preflight === true && state.denial !== undefined)
+  }
+  const forwarder: Forwarder = {
+    pools,
+    metrics,
+    finishHeaders: (headers, request, state) => {
+      // Ours wins over an upstream's own (the forwarder keeps the upstream's names lower-cased).
+      headers[REQUEST_ID_HEADER] = request.id
+      if (gateway.closing || state.route?.cors) finishHeaders(headerRecord(headers), request, state)
+    },
+  }
   app.decorateRequest('jwtgate', null)
 
-  // Not async, and returning nothing when the decision needed no I/O (a cached key, a cached
-  // token): fastify would wrap a returned reply, a thenable, in a promise of its own.
-  function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> | undefined {
+  // Not async, and returning nothing: fastify would wrap a returned promise or reply (a
+  // thenable) in a promise of its own, and wait on the response to settle it. A decision that
+  // needed no I/O (a cached key, a cached token) is answered in this call.
+  function handle(request: FastifyRequest, reply: FastifyReply): void {
     const raw = request.raw as IncomingMessage
     // An upgrade request that is not tunnelled arrives here already admitted (src/gateway/websocket.ts):
     // a one-time token is not used twice.
@@ -127,19 +141,24 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     const state = early ?? newState(gateway.policy)
     const pending = early ? undefined : admit(raw, state, false)
     ;(request as GatewayRequest).jwtgate = state
-    if (pending) return pending.then(() => proceed(request, reply, state))
-    proceed(request, reply, state)
+    if (pending) pending.then(() => proceed(request, reply, state)).catch((err: Error) => reply.send(err))
+    else proceed(request, reply, state)
   }
 
-  function proceed(request: FastifyRequest, reply: FastifyReply, state: RequestState): FastifyReply {
-    if (state.denial) return sendError(reply, state.denial, request.id)
+  function proceed(request: FastifyRequest, reply: FastifyReply, state: RequestState): void {
+    if (state.denial) {
+      sendError(reply, state.denial, request.id)
+      return
+    }
     // A CORS preflight the route's cors allows; onSend adds its headers.
-    if (state.preflight) return reply.code(204).send()
+    if (state.preflight) {
+      reply.code(204).send()
+      return
+    }
     const route = state.route!
     const limits = state.policy.clientLimits
     request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs })
-    state.forwardedAt = performance.now()
-    return reply.from(upstreamUrl(route, state.path!), forwarding.get(route)!.options)
+    forward(forwarder, forwarding.get(route)!, request as GatewayRequest, reply, state)
   }
 
   // fastify 5 knows only GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: any other
@@ -153,14 +172,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setNotFoundHandler(handle)
   // Hooks in the callback style: an async hook costs a promise and a microtask per request.
   app.addHook('onSend', (request, reply, payload, done) => {
-    // After reply-from copied the upstream's headers: ours wins over an upstream's own.
-    reply.header(REQUEST_ID_HEADER, request.id)
-    if (gateway.closing) reply.header('connection', 'close')
-    // CORS headers on every answer of a route with cors (denials too, so a page can read its
-    // 401); the global rule for answers that matched no route.
-    const state = (request as GatewayRequest).jwtgate
-    const cors = state?.route ? state.route.cors : (state?.policy ?? gateway.policy).cors
-    if (cors) addCorsHeaders(reply, cors, request.headers.origin, state?.preflight === true, state?.preflight === true && state.denial !== undefined)
+    finishHeaders(reply, request, (request as GatewayRequest).jwtgate)
     done(null, payload)
   })
   app.addHook('onResponse', (request, reply, done) => {
@@ -170,7 +182,6 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
     request.log.error({ err: { message: error.message, code: error.code } }, 'request failed')
     const status = error.statusCode
-    // reply-from refuses some targets our normalizer keeps (a segment such as `..b`).
     if (status && status >= 400 && status < 500) return sendError(reply, { ...fail('bad_request'), status }, request.id)
     return sendError(reply, fail('internal_error'), request.id)
   })

@@ -1,52 +1,88 @@
-// Forwarding an allowed request to its route's upstream with @fastify/reply-from over undici,
-// with its unsafe defaults fixed (see ../shared/notes/dependencies.md §5): no retries, 502/504
-// instead of 500, hop-by-hop headers stripped both ways, upstream TLS verified, X-Forwarded-* set.
+// Forwarding an allowed request to its route's upstream: the request's head built from what the
+// route fixed when the gateway took its policy (origin, Host, path prefix, timeout, token
+// parameters) and the request's own headers (src/proxy/forward.ts: hop-by-hop and token headers
+// out, identity and X-Forwarded-* in), sent on the upstream's pool by an UpstreamExchange
+// (src/proxy/upstream_exchange.ts) that streams both bodies. Failures before the upstream's
+// answer are answered by the one error responder: 502 unreachable, 504 timeout, 503 busy, 413
+// body too large, 408 body too slow; none is retried.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { FastifyReplyFromHooks } from '@fastify/reply-from'
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
 import type { Metrics } from '../admin/metrics.js'
 import { fail } from '../http/denial.js'
 import { sendError } from '../http/respond.js'
 import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow } from '../proxy/body_limit.js'
-import { isUpstreamBusy } from '../proxy/upstream_pools.js'
-import { TIMED_OUT } from './client_limits.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
-import { queryWithout } from '../proxy/token_removal.js'
+import { forwardedQuery } from '../proxy/token_removal.js'
+import { UpstreamExchange } from '../proxy/upstream_exchange.js'
+import { isUpstreamBusy, type UpstreamPools } from '../proxy/upstream_pools.js'
+import { TIMED_OUT } from './client_limits.js'
 import type { RequestState } from './request_state.js'
 
 export type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 
 /** What forwarding needs of one route, built when the gateway takes its policy, not per request. */
 export interface RouteForwarding {
-  /** reply-from's options: nothing in them depends on the request. */
-  options: FastifyReplyFromHooks & { timeout: number }
+  readonly upstream: string
+  readonly origin: string
+  /** The Host the upstream is sent: its own (scheme default port left out), as a client of it would send. */
+  readonly host: string
+  readonly basePath: string
+  readonly timeoutMs: number
+  /** Query parameters that carry the route's token: never forwarded (RFC 6750 §2.3, §5.3). */
+  readonly tokenParameters: readonly string[]
 }
 
-export function routeForwarding(route: Route, metrics: Metrics): RouteForwarding {
-  return { options: forwardOptions(route, metrics) }
+export function routeForwarding(route: Route): RouteForwarding {
+  const { upstream } = route
+  return Object.freeze({
+    upstream: upstream.name,
+    origin: upstream.origin,
+    host: new URL(upstream.origin).host,
+    basePath: upstream.basePath,
+    timeoutMs: upstream.timeoutMs,
+    tokenParameters: Object.freeze([...(route.auth?.sources.queryNames ?? [])]),
+  })
 }
 
-function forwardOptions(route: Route, metrics: Metrics): FastifyReplyFromHooks & { timeout: number } {
-  const tokenParameters = route.auth?.sources.queryNames ?? []
-  return {
-    // A token in the query never reaches the upstream (RFC 6750 §2.3, §5.3).
-    ...(tokenParameters.length ? { queryString: (_search: string | undefined, url: string) => queryWithout(url, tokenParameters) } : {}),
-    timeout: route.upstream.timeoutMs,
-    // reply-from retries a GET answered 503 up to ten times by default; a proxy must not.
-    retryDelay: () => null,
-    rewriteRequestHeaders: (request, headers) => {
-      const state = (request as GatewayRequest).jwtgate
-      return headersForUpstream(headers as IncomingHttpHeaders, state, request.raw as IncomingMessage, request.id)
-    },
-    rewriteHeaders: (headers, request) => {
-      // Called when the upstream's response headers arrive: the upstream's share of the latency.
-      const state = (request as GatewayRequest).jwtgate
-      if (state.forwardedAt !== undefined) metrics.upstream(route.upstream.name, (performance.now() - state.forwardedAt) / 1000)
-      return responseHeaders(headers as IncomingHttpHeaders)
-    },
-    onError: (reply, { error }) => upstreamFailed(reply as unknown as FastifyReply, error, metrics),
+/** What forwarding needs of the gateway. */
+export interface Forwarder {
+  pools: UpstreamPools
+  metrics: Metrics
+  /** Adds what every answer of the gateway carries (CORS, Connection: close while closing), as fastify's onSend hook does for its own. */
+  finishHeaders(headers: OutgoingHttpHeaders, request: FastifyRequest, state: RequestState): void
+}
+
+/** Sends an admitted request to its route's upstream; the answer is written to the client's response. */
+export function forward(forwarder: Forwarder, forwarding: RouteForwarding, request: GatewayRequest, reply: FastifyReply, state: RequestState): void {
+  const raw = request.raw
+  const path = forwarding.basePath + state.path!
+  // Normalization keeps segments such as `..b` and `a..`; some servers read them as a step up,
+  // so no path with `/..` or `../` in its text is forwarded (the rule reply-from applied).
+  if (path.includes('/..') || path.includes('../')) {
+    sendError(reply, fail('bad_request', 'the path has a segment that starts or ends with ..'), request.id)
+    return
   }
+  const pool = forwarder.pools.pool(forwarding.origin)
+  const exchange = new GatewayExchange(forwarder, request, reply, state, forwarding)
+  if (!pool) {
+    exchange.failedBeforeSending(new Error(`no connection pool for ${forwarding.origin}: the upstream was removed by a reload`))
+    return
+  }
+  const headers = headersForUpstream(raw.headers, state, raw, request.id)
+  headers.host = forwarding.host
+  state.forwardedAt = performance.now()
+  exchange.send(pool, {
+    origin: forwarding.origin,
+    path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
+    method: raw.method ?? 'GET',
+    headers,
+    body: (request.body as Readable | undefined) ?? null,
+    // Until the upstream's head, and between two chunks of its body.
+    headersTimeout: forwarding.timeoutMs,
+    bodyTimeout: forwarding.timeoutMs,
+  })
 }
 
 /** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
@@ -55,42 +91,77 @@ export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestS
   return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
 }
 
-function upstreamFailed(reply: FastifyReply, error: Error & { statusCode?: number; code?: string }, metrics: Metrics): void {
-  const state = (reply.request as GatewayRequest).jwtgate
-  if ((reply.request.raw.socket as { [TIMED_OUT]?: boolean } | null)?.[TIMED_OUT]) {
-    // Node cut the client (limits.request_timeout), which ended the upstream request: not the upstream's failure.
-    state.upstreamError = 'request_timeout'
-    return
+class GatewayExchange extends UpstreamExchange {
+  constructor(
+    private readonly forwarder: Forwarder,
+    private readonly request: GatewayRequest,
+    private readonly reply: FastifyReply,
+    private readonly state: RequestState,
+    private readonly forwarding: RouteForwarding,
+  ) {
+    // The wait for a connection is bounded by the route's timeout too.
+    super(reply.raw, forwarding.timeoutMs)
   }
-  if (isBodyTooSlow(error)) {
-    // limits.min_body_rate: the upstream request was aborted; the client's connection is closed after the answer.
-    metrics.clientTimeout('body_rate')
-    const failure = fail('request_timeout', 'the request body came too slowly')
+
+  failedBeforeSending(error: Error): void {
+    this.failed(error)
+  }
+
+  protected override responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+    const { state, request } = this
+    // The upstream's share of the latency.
+    if (state.forwardedAt !== undefined) this.forwarder.metrics.upstream(this.forwarding.upstream, (performance.now() - state.forwardedAt) / 1000)
+    const out: OutgoingHttpHeaders = responseHeaders(headers)
+    // RFC 9110 §8.6, §15.3.5: a 204 has no content, so no Content-Length or Content-Type either
+    // (fastify's rule; a delete is fine on this rare path).
+    if (statusCode === 204) {
+      delete out['content-length']
+      delete out['content-type']
+    }
+    // A connection cannot carry the next request before this one's body is read: answered
+    // early (the upstream did not read it all), it is closed after the answer.
+    if (!request.raw.complete) out.connection = 'close'
+    this.forwarder.finishHeaders(out, request, state)
+    return out
+  }
+
+  protected override clientLeft(): void {
+    // Node cut the client (limits.request_timeout): for the access line, not the upstream's failure.
+    if ((this.request.raw.socket as { [TIMED_OUT]?: boolean } | null)?.[TIMED_OUT]) this.state.upstreamError = 'request_timeout'
+  }
+
+  protected override failed(error: Error & { code?: string }): void {
+    const { reply, state, forwarder } = this
+    const id = this.request.id
+    if (isBodyTooSlow(error)) {
+      // limits.min_body_rate: the upstream request was aborted; the client's connection is closed after the answer.
+      forwarder.metrics.clientTimeout('body_rate')
+      const failure = fail('request_timeout', 'the request body came too slowly')
+      state.upstreamError = failure.reason
+      sendError(reply, failure, id)
+      return
+    }
+    if (isUpstreamBusy(error)) {
+      forwarder.metrics.upstreamQueueTimeout(this.forwarding.upstream)
+      const failure = fail('upstream_busy')
+      state.upstreamError = failure.reason
+      // The body, if any, was not read: do not wait for it to keep the connection.
+      const { headers } = this.request.raw
+      if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) reply.header('connection', 'close')
+      sendError(reply, failure, id)
+      return
+    }
+    if (isBodyTooLarge(error)) {
+      // The upstream request was aborted mid-body; the rest of the client's body is not read.
+      state.denial = bodyTooLarge(state.route!.maxBodyBytes)
+      sendError(reply, state.denial, id)
+      return
+    }
+    // undici's codes for no answer in time: no head within `timeout`, no connection within the connect limit.
+    const timedOut = error.code === 'UND_ERR_HEADERS_TIMEOUT' || error.code === 'UND_ERR_CONNECT_TIMEOUT'
+    const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
     state.upstreamError = failure.reason
-    sendError(reply, failure, reply.request.id)
-    return
+    reply.log.warn({ upstream: this.forwarding.upstream, err: { code: error.code, message: error.message } }, 'upstream request failed')
+    sendError(reply, failure, id)
   }
-  if (isUpstreamBusy(error)) {
-    metrics.upstreamQueueTimeout(state.route!.upstream.name)
-    const failure = fail('upstream_busy')
-    state.upstreamError = failure.reason
-    // The body, if any, was not read: do not wait for it to keep the connection.
-    if (reply.request.headers['content-length'] !== undefined || reply.request.headers['transfer-encoding'] !== undefined) reply.header('connection', 'close')
-    sendError(reply, failure, reply.request.id)
-    return
-  }
-  if (isBodyTooLarge(error)) {
-    // The upstream request was aborted mid-body; the rest of the client's body is not read.
-    state.denial = bodyTooLarge(state.route!.maxBodyBytes)
-    sendError(reply, state.denial, reply.request.id)
-    return
-  }
-  const timedOut = error.statusCode === 504 || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT'
-  const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
-  state.upstreamError = failure.reason
-  reply.log.warn(
-    { upstream: state.route?.upstream.name, err: { code: (error.cause as { code?: string } | undefined)?.code ?? error.code, message: error.message } },
-    'upstream request failed',
-  )
-  sendError(reply, failure, reply.request.id)
 }

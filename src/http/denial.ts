@@ -51,13 +51,13 @@ export function deny(reason: DenyReason, description: string): Denial {
 export type FailureReason =
   | 'upstream_unreachable' // 502: no connection, a reset, or an upstream that broke the protocol
   | 'upstream_timeout' // 504: no answer within the upstream's timeout (or its connect limit)
-  | 'bad_request' // 400 (or the 4xx fastify or reply-from gave): a request the gateway cannot process
+  | 'bad_request' // 400 (or the 4xx fastify gave): a request the gateway cannot process
   | 'internal_error' // 500: a bug of the gateway's
   | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
   | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
 
 export interface Failure {
-  /** From the table, except for bad_request: the 4xx fastify or reply-from chose. */
+  /** From the table, except for bad_request: the 4xx fastify chose. */
   status: number
   reason: FailureReason
   description: string

@@ -4,8 +4,8 @@
 
 /**
  * Hop-by-hop request headers (RFC 9110 §7.6.1), plus ones undici refuses to send (keep-alive,
- * upgrade, expect: it throws, which reply-from turns into a 500) and proxy credentials meant for
- * us. Never copied to the upstream.
+ * upgrade, expect: it throws on them) and proxy credentials meant for us. Never copied to the
+ * upstream.
  */
 export const HOP_BY_HOP_REQUEST: ReadonlySet<string> = new Set([
   'keep-alive',

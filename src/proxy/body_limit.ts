@@ -82,12 +82,12 @@ export function limitBody(body: unknown, limits: BodyLimits): unknown {
   return counted
 }
 
-/** Whether a forwarding error (as reply-from reports it, the cause wrapped) is the body limit. */
+/** Whether a forwarding error (undici passes the body's own error on) is the body limit. */
 export function isBodyTooLarge(error: Error): boolean {
-  return error instanceof BodyTooLarge || error.cause instanceof BodyTooLarge
+  return error instanceof BodyTooLarge
 }
 
 /** Whether a forwarding error is min_body_rate's. */
 export function isBodyTooSlow(error: Error): boolean {
-  return error instanceof BodyTooSlow || error.cause instanceof BodyTooSlow
+  return error instanceof BodyTooSlow
 }

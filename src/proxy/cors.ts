@@ -163,14 +163,13 @@ function addVary(sink: HeaderSink, value: string): void {
 
 const VARY_HAS_ORIGIN = /(^|,)\s*origin\s*(,|$)/i
 
-/** A HeaderSink over a plain record, for showing the headers without a response. */
-export function headerRecord(): HeaderSink & { headers: Record<string, string> } {
-  const headers: Record<string, string> = {}
+/** A HeaderSink over a plain record: for showing the headers without a response, or a response head being built. */
+export function headerRecord<T extends Record<string, unknown> = Record<string, string>>(headers: T = {} as T): HeaderSink & { headers: T } {
   return {
     headers,
     getHeader: (name) => headers[name],
     header: (name, value) => {
-      headers[name] = value
+      ;(headers as Record<string, unknown>)[name] = value
     },
     removeHeader: (name) => {
       delete headers[name]

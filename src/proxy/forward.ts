@@ -1,7 +1,7 @@
 // What forwarding does to headers, from explicit inputs (no route, no request state): the
 // client's headers the upstream receives, the upstream's headers the client receives, hop-by-hop
 // headers stripped both ways (RFC 9110 §7.6.1), X-Forwarded-* set. src/gateway/forward.ts
-// wires these into @fastify/reply-from, src/gateway/websocket.ts into the WebSocket tunnel.
+// sends requests with these, src/gateway/websocket.ts opens the WebSocket tunnel with them.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { TokenSources } from '../auth/token_sources.js'
 import { requestScheme, type HttpsRule } from './https_only.js'
@@ -38,8 +38,9 @@ export function headerCopy(sources: TokenSources | undefined, forwardToken: bool
 }
 
 /**
- * The headers the upstream receives, from the client's with its Connection nominations
- * already removed: for forwarded requests and for WebSocket upgrades alike.
+ * The headers the upstream receives, from the client's: for forwarded requests and for
+ * WebSocket upgrades alike. Connection and the headers it nominates are left out before the
+ * gateway writes its own, so a client cannot nominate those away (RFC 9110 §7.6.1).
  * Both rewrites build a new object, leaving out what must not be sent, instead of deleting from
  * one: a delete drops a V8 object into dictionary mode, and the deletes were a few per cent of a
  * request's CPU in the benchmark's profile. Header names from Node and from undici are in lower case.
@@ -53,9 +54,10 @@ export function upstreamRequestHeaders(
   requestId: string,
 ): IncomingHttpHeaders {
   const { skipped, tokenCookies } = copy
+  const nominated = nominatedBy(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (skipped.has(name)) continue
+    if (skipped.has(name) || name === 'connection' || nominated?.has(name)) continue
     const value = headers[name]
     if (name === 'cookie' && tokenCookies && typeof value === 'string') {
       const rest = cookiesWithout(value, tokenCookies)
@@ -73,7 +75,8 @@ export function upstreamRequestHeaders(
   // usually behind an ingress whose entries the upstream may want. Proto and host describe the
   // request as it reached us, so they are set, never taken from the client.
   const peer = raw.socket.remoteAddress ?? ''
-  const chain = headers['x-forwarded-for']
+  // A chain the client's Connection nominated is hop-by-hop: not passed on.
+  const chain = nominated?.has('x-forwarded-for') ? undefined : headers['x-forwarded-for']
   out['x-forwarded-for'] = chain ? `${Array.isArray(chain) ? chain.join(', ') : chain}, ${peer}` : peer
   out['x-forwarded-proto'] = requestScheme(raw, https)
   // Only a Host that decide() (src/decide.ts) found valid gets this far, one of them (src/gateway/admit.ts).
@@ -82,13 +85,16 @@ export function upstreamRequestHeaders(
   return out
 }
 
+/** The header names a Connection header nominates (lower case); undefined for none, the usual case. */
+function nominatedBy(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined || connection === 'keep-alive' || connection === 'close') return undefined
+  const names = (Array.isArray(connection) ? connection.join(',') : connection).split(',')
+  return new Set(names.map((name) => name.trim().toLowerCase()))
+}
+
 export function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   // Headers the upstream's Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1).
-  const connection = headers.connection
-  const nominated =
-    typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
-      ? new Set(connection.split(',').map((name) => name.trim().toLowerCase()))
-      : undefined
+  const nominated = nominatedBy(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
     if (HOP_BY_HOP_RESPONSE.has(name) || nominated?.has(name)) continue

@@ -7,8 +7,8 @@ import { afterPair, findCookie, parameterNameIs } from '../auth/extract.js'
 import { splitTarget } from '../routing/normalize.js'
 
 /**
- * The query string of `url` without the named parameters, for reply-from's `queryString`
- * option: without the `?`, '' when nothing is left. The other parameters stay byte for byte.
+ * The query string of `url` without the named parameters: without the `?`, '' when nothing
+ * is left. The other parameters stay byte for byte.
  * Names are matched as the extractor matches them (percent-decoded).
  */
 export function queryWithout(url: string, names: readonly string[]): string {
@@ -28,8 +28,8 @@ export function queryWithout(url: string, names: readonly string[]): string {
 
 /**
  * The query of a request target as its route forwards it, with its `?` ('' when none is left):
- * the route's token parameters removed, the rest byte for byte. For WebSocket upgrades and
- * `jwtgate explain`; reply-from's `queryString` option calls queryWithout itself.
+ * the route's token parameters removed, the rest byte for byte. For forwarded requests,
+ * WebSocket upgrades and `jwtgate explain`.
  */
 export function forwardedQuery(target: string, tokenParameters: readonly string[]): string {
   if (tokenParameters.length === 0) return splitTarget(target).query
