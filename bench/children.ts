@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-/** Children run from the project root, where `node --import tsx` finds tsx. */
+/** Children run from the project root. */
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TAIL = 4000
 

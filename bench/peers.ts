@@ -2,9 +2,9 @@
 // and the revocation list of issue 5's scenario.
 import { execFileSync } from 'node:child_process'
 import type { KeyObject } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 /** `count` entries: half jti (none a bench token's), half subjects `user-N` revoked before an hour ago (so the bench tokens, issued later, pass). */
 export function revocationList(count: number): object[] {
@@ -84,16 +84,24 @@ backend upstream
   return config
 }
 
-/** Why the express peer cannot run: its packages are not devDependencies; undefined when they are installed. */
-export function expressPeerMissing(): string | undefined {
-  const require = createRequire(import.meta.url)
-  const missing = ['express', 'express-jwt', 'http-proxy-middleware'].filter((name) => {
-    try {
-      require.resolve(name)
-      return false
-    } catch {
-      return true
-    }
-  })
-  return missing.length ? `${missing.join(', ')} not installed (npm install --no-save express express-jwt http-proxy-middleware adds this row)` : undefined
+const EXPRESS_PEER = fileURLToPath(new URL('./express_peer/', import.meta.url))
+/** The express peer's server, whose packages installExpressPeer puts beside it. */
+export const EXPRESS_PEER_SERVER = path.join(EXPRESS_PEER, 'server.mjs')
+
+/**
+ * The express peer's packages, from its own lockfile (bench/express_peer/), so its row is always
+ * there without making express a dependency of jwtgate. Installed again when the lockfile is newer
+ * than the installation. Returns why the peer cannot run, or undefined when it can.
+ */
+export function installExpressPeer(): string | undefined {
+  const installed = path.join(EXPRESS_PEER, 'node_modules/.package-lock.json')
+  if (existsSync(installed) && statSync(installed).mtimeMs >= statSync(path.join(EXPRESS_PEER, 'package-lock.json')).mtimeMs) return undefined
+  console.error('bench: installing the express peer (npm ci in bench/express_peer)')
+  try {
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: EXPRESS_PEER, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 })
+    return undefined
+  } catch (err) {
+    const output = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim()
+    return `npm ci in bench/express_peer failed: ${output.split('\n').at(-1)}`
+  }
 }

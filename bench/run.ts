@@ -24,7 +24,7 @@ import { killAll, killAllNow, runCommand, startService, type Service } from './c
 import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
-import { compareVersions, expressPeerMissing, haproxyFiles, revocationList, versionOf } from './peers.js'
+import { compareVersions, EXPRESS_PEER_SERVER, haproxyFiles, installExpressPeer, revocationList, versionOf } from './peers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
@@ -53,9 +53,8 @@ const OUT = process.env.BENCH_OUT
 // (summarize one with bench/profile.ts).
 const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
 const PRIME_MIN = 1500
-// Unset: the processes run JavaScript compiled by bench/tsconfig.json, as the image does; 1: the
-// TypeScript through tsx, as `npm start` from a checkout does (tsx's loader costs memory).
-const TSX = process.env.BENCH_TSX === '1'
+// The bench's own servers, compiled by bench/tsconfig.json; jwtgate runs from dist/, built by the
+// project's build as the image's is.
 const BUILD_DIR = path.join(ROOT, 'node_modules/.cache/jwtgate-bench')
 const TOKEN_COUNTS = [1, 1000, 10_000] as const
 const REVOKED_ENTRIES = 100_000
@@ -115,14 +114,14 @@ async function main(): Promise<void> {
   }
   const pinned = which('taskset') !== undefined && CPUS >= 2
   tmp = mkdtempSync(path.join(os.tmpdir(), 'jwtgate-bench-'))
-  if (!TSX) {
-    console.error('bench: compiling (bench/tsconfig.json)')
-    const tsc = await runCommand(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', here('./tsconfig.json')], 300_000)
-    if (tsc.code !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`)
-  }
+  console.error('bench: building (scripts/build.js into dist/, bench/tsconfig.json for the floor and the upstream)')
+  const build = await runCommand(process.execPath, [path.join(ROOT, 'scripts/build.js')], 300_000)
+  if (build.code !== 0) throw new Error(`the build failed:\n${build.stdout}${build.stderr}`)
+  const tsc = await runCommand(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', here('./tsconfig.json')], 300_000)
+  if (tsc.code !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`)
   // How each process is started: a script of the bench (floor, upstream) and jwtgate itself.
-  const script = (name: string) => (TSX ? ['--import', 'tsx', here(`./${name}.ts`)] : [path.join(BUILD_DIR, `bench/${name}.js`)])
-  const jwtgateMain = TSX ? path.join(ROOT, 'bin/jwtgate.js') : path.join(BUILD_DIR, 'src/cli/main.js')
+  const script = (name: string) => [path.join(BUILD_DIR, `bench/${name}.js`)]
+  const jwtgateMain = path.join(ROOT, 'dist/cli/main.js')
 
   // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
   const started = performance.now()
@@ -272,7 +271,7 @@ async function main(): Promise<void> {
         })
       },
     })
-    const express = expressPeerMissing()
+    const express = selected(EXPRESS) ? installExpressPeer() : undefined
     groups.push({
       name: 'express',
       tokens: tokens.get('RS256'),
@@ -281,7 +280,7 @@ async function main(): Promise<void> {
       start: async () => {
         const pem = path.join(tmp!, 'rs256-public.pem')
         writeFileSync(pem, createPublicKey(signer.privateKey).export({ type: 'spki', format: 'pem' }))
-        return startService('express', process.execPath, [here('./express_peer.mjs'), upstream.url, pem, rs256.issuer.issuer as string, AUDIENCE], json)
+        return startService('express', process.execPath, [EXPRESS_PEER_SERVER, upstream.url, pem, rs256.issuer.issuer as string, AUDIENCE], json)
       },
     })
   }
@@ -431,7 +430,6 @@ async function main(): Promise<void> {
       logLevel: LOG_LEVEL ?? 'default',
       accessLog: ACCESS_LOG ?? 'default',
       nodeFlags: NODE_FLAGS.join(' '),
-      tsx: TSX,
     }
     writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries, paced }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
@@ -446,7 +444,7 @@ function imageNodeOptions(): string {
 }
 
 function profileArgs(name: string): string[] {
-  // A directory per process: each thread (tsx's loader runs in one) writes its own profile; the
+  // A directory per process: each thread (a policy reload runs in a worker) writes its own profile; the
   // largest is the main thread's.
   return PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name.replace(/\W+/g, '_'))}`] : []
 }
@@ -523,14 +521,16 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
   const format = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   console.log('')
+  // First: the runtime moves every figure (issue 12's table, Node 20 against 24 against 26).
+  console.log(`Node.js ${process.version} (${process.execPath}) runs every Node process here: jwtgate, the floor, the upstream, the express peer`)
   console.log(
     `How to read this: medians of ${REPEATS} runs × ${DURATION_S} s, ${CONNECTIONS} connections, wrk${info.pinned ? ' on CPU 0, proxy + upstream sharing CPU 1' : ' unpinned'}; ` +
       `CPU µs/req and RSS are the proxy process's alone (row a: the upstream's), RSS after the row's last run and at its peak (the rows of one algorithm share one gateway, so one peak); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
       `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`,
   )
   console.log(
-    `jwtgate ${info.revision}, node ${process.version}, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}, ` +
-      `${TSX ? 'TypeScript through tsx' : 'compiled JavaScript'}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`,
+    `jwtgate ${info.revision} from dist/, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}` +
+      `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`,
   )
   // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
   // CPU figures from run to run: above a few per cent, read the ratios with care.

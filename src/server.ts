@@ -109,10 +109,22 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     admin: () => admin,
     upstreamChecks: checks,
   })
-  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, shuttingDown: () => shutdown.started, upstreams: () => checks.notReady() }
+  const view = {
+    policy: () => live.current,
+    loadedAt: () => live.loadedAt,
+    lastReload: () => live.lastReload,
+    shuttingDown: () => shutdown.started,
+    upstreams: () => checks.notReady(),
+  }
   if (policy.admin && options.admin !== false) {
     admin = buildAdmin(view, metrics, logger)
-    adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port)
+    try {
+      adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port, 'admin')
+    } catch (err) {
+      // The proxy listener and the stores would keep the process alive.
+      await shutdown.now()
+      throw err
+    }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
 

@@ -38,7 +38,7 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
 t.test('the first route that matches method and path decides', async (t) => {
   const out = await run('GET', '/orders/7', bearer(reader))
-  t.equal(out.route?.name, 'routes[1] /orders/**')
+  t.equal(out.route?.name, 'GET,POST /orders/**')
   t.equal(out.denial, undefined)
   t.equal(out.path, '/orders/7')
   t.equal(out.identity?.claims.sub, 'alice')
@@ -47,7 +47,7 @@ t.test('the first route that matches method and path decides', async (t) => {
 
 t.test('auth: none allows without a token and without identity', async (t) => {
   const out = await run('GET', '/public/a', bearer(reader))
-  t.equal(out.route?.name, 'routes[0] /public/**')
+  t.equal(out.route?.name, '/public/**')
   t.equal(out.denial, undefined)
   t.equal(out.identity, undefined)
   t.equal(out.identityHeaders, undefined)
@@ -63,7 +63,7 @@ t.test('no route: 404 no_route, also when only the method differs', async (t) =>
 t.test('the path is normalized before matching; a bad one is 400 bad_path', async (t) => {
   const escaped = await run('GET', '/public/../orders/7')
   t.equal(escaped.path, '/orders/7', 'dot segments resolved')
-  t.equal(escaped.route?.name, 'routes[1] /orders/**', 'so /public/.. cannot reach /orders unchecked')
+  t.equal(escaped.route?.name, 'GET,POST /orders/**', 'so /public/.. cannot reach /orders unchecked')
   t.match(escaped.denial, { status: 401, reason: 'missing_token' })
   t.match((await run('GET', '/public/a%2fb')).denial, { status: 400, reason: 'bad_path' })
   t.match((await run('GET', '/public/a;x=1')).denial, { status: 400, reason: 'bad_path' }, 'path parameters refused by default')
@@ -74,11 +74,11 @@ t.test('a path an upstream could decode further is 400 bad_path, unless the rout
   // and one-dot leaders (an upstream applying NFKC reads / and ..).
   for (const target of ['/public/%252e%252e/orders/7', '/public/%25%32%65%25%32%65/orders', '/public/%E2%80%A5%EF%BC%8Forders', '/public/a%255Cb']) {
     const out = await run('GET', target)
-    t.equal(out.route?.name, 'routes[0] /public/**', `${target}: matched, then refused`)
+    t.equal(out.route?.name, '/public/**', `${target}: matched, then refused`)
     t.match(out.denial, { status: 400, reason: 'bad_path' }, target)
   }
   const allowed = await run('GET', '/files/%252e%252e/%EF%BC%8F')
-  t.equal(allowed.route?.name, 'routes[5] /files/**')
+  t.equal(allowed.route?.name, '/files/**')
   t.equal(allowed.denial, undefined, 'allow_ambiguous_paths: true forwards it')
   t.equal(allowed.path, '/files/%252e%252e/%EF%BC%8F', 'as normalized, never decoded twice')
   t.equal((await run('GET', '/public/100%25')).denial, undefined, 'a %25 a second decoding leaves alone is fine')
@@ -121,7 +121,7 @@ t.test('mode: report records the denial and lets the request go, identity only f
 t.test('a CORS preflight is decided without a token, by the route the request would use', async (t) => {
   const allowed = await run('OPTIONS', '/browser/x', {}, { origin: 'https://app.example.com', method: 'PUT', headers: 'authorization' })
   t.equal(allowed.preflight, true)
-  t.equal(allowed.route?.name, 'routes[4] /browser/**', 'the route of the PUT, though it does not list OPTIONS')
+  t.equal(allowed.route?.name, 'DELETE,GET,PUT /browser/**', 'the route of the PUT, though it does not list OPTIONS')
   t.equal(allowed.denial, undefined)
   const otherOrigin = await run('OPTIONS', '/browser/x', {}, { origin: 'https://evil.example', method: 'PUT', headers: '' })
   t.match(otherOrigin.denial, { status: 403, reason: 'cors_rejected' })

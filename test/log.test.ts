@@ -14,7 +14,7 @@ const fields = {
   requestId: 'r1',
   method: 'GET',
   path: '/x',
-  route: 'routes[0] /x',
+  route: '/x',
   upstream: 'orders',
   status: 200,
   ms: 1.5,

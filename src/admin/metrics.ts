@@ -13,6 +13,8 @@ export const METRIC_NAMES = [
   'jwtgate_jwks_keys',
   'jwtgate_jwks_last_success_age_seconds',
   'jwtgate_policy_reloads_total',
+  'jwtgate_policy_last_reload_success',
+  'jwtgate_policy_last_reload_timestamp_seconds',
   'jwtgate_policy_info',
   'jwtgate_token_cache_entries',
   'jwtgate_report_decisions_total',
@@ -86,7 +88,7 @@ export class Metrics {
     labelNames: ['upstream'] as const,
     registers: [this.registry],
   })
-  private readonly reloads = policyReloads(this.registry)
+  private readonly reloads = new ReloadMetrics(this.registry)
   private readonly droppedRevocations = revocationsDropped(this.registry)
   private readonly websocketsClosed = new Counter({
     name: 'jwtgate_websocket_closed_total',
@@ -210,7 +212,7 @@ export class Metrics {
   }
 
   reloaded(ok: boolean): void {
-    this.reloads.inc({ result: ok ? 'success' : 'failure' })
+    this.reloads.record(ok)
   }
 
   request(route: string, method: string, status: number, seconds: number, denied: string | undefined): void {
@@ -242,18 +244,45 @@ export class Metrics {
 }
 
 /**
- * `jwtgate_policy_reloads_total`. With `workers: N` the primary counts its own reloads (it
- * decides them, and refuses a bad policy before any worker sees it) instead of its workers'.
+ * `jwtgate_policy_reloads_total`, and, as Prometheus exports for its own configuration, whether
+ * the last reload succeeded and when it ran: a bad ConfigMap edit leaves running pods serving the
+ * old policy, so the alert reads the gauge, which stays 0 until a reload succeeds (the counter's
+ * rate would fade). The start counts as a successful load. With `workers: N` the primary records
+ * its own reloads (it decides them, and refuses a bad policy before any worker sees it) instead
+ * of its workers'.
  */
-export function policyReloads(registry: Registry): Counter<'result'> {
-  const reloads = new Counter({
-    name: 'jwtgate_policy_reloads_total',
-    help: 'Policy reloads by result (success or failure).',
-    labelNames: ['result'] as const,
-    registers: [registry],
-  })
-  for (const r of ['success', 'failure'] as const) reloads.inc({ result: r }, 0)
-  return reloads
+export class ReloadMetrics {
+  private readonly total: Counter<'result'>
+  private readonly lastSuccess: Gauge
+  private readonly lastTimestamp: Gauge
+
+  constructor(registry: Registry) {
+    this.total = new Counter({
+      name: 'jwtgate_policy_reloads_total',
+      help: 'Policy reloads by result (success or failure).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    })
+    for (const r of ['success', 'failure'] as const) this.total.inc({ result: r }, 0)
+    this.lastSuccess = new Gauge({
+      name: 'jwtgate_policy_last_reload_success',
+      help: 'Whether the last policy reload succeeded (1) or was refused, the old policy kept (0); 1 after the start.',
+      registers: [registry],
+    })
+    this.lastTimestamp = new Gauge({
+      name: 'jwtgate_policy_last_reload_timestamp_seconds',
+      help: 'When the last policy reload (or the start) ran, successful or not, in seconds since the epoch.',
+      registers: [registry],
+    })
+    this.lastSuccess.set(1)
+    this.lastTimestamp.set(Date.now() / 1000)
+  }
+
+  record(ok: boolean): void {
+    this.total.inc({ result: ok ? 'success' : 'failure' })
+    this.lastSuccess.set(ok ? 1 : 0)
+    this.lastTimestamp.set(Date.now() / 1000)
+  }
 }
 
 /**

@@ -5,10 +5,20 @@ import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
 import type { Metrics } from './metrics.js'
 import { revocationRoutes, revokeHere, type Revoke } from './revocations.js'
+import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
+
+/** The last reload's outcome, as GET /config shows it: a refused one with its problems. */
+export interface ReloadOutcome {
+  at: Date
+  ok: boolean
+  /** file:line:col problems of a refused reload; empty when it succeeded. */
+  problems: string[]
+}
 
 export interface AdminView {
   policy(): CompiledPolicy
   loadedAt(): Date
+  lastReload(): ReloadOutcome | null
   shuttingDown(): boolean
   /** Why the upstreams' health checks keep the gateway from being ready (../proxy/upstream_health.ts). */
   upstreams?(): string[]
@@ -27,6 +37,7 @@ export interface Readiness {
 export interface AdminSource {
   policy(): CompiledPolicy
   loadedAt(): Date
+  lastReload(): ReloadOutcome | null
   readiness(): Promise<Readiness>
   /** The exposition text; throws when it cannot be had (a worker did not answer). */
   metrics(): Promise<{ contentType: string; text: string }>
@@ -38,6 +49,7 @@ export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): F
     {
       policy: view.policy,
       loadedAt: view.loadedAt,
+      lastReload: view.lastReload,
       readiness: async () => readiness(view),
       metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
       revoke: revokeHere,
@@ -50,6 +62,7 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
   const app = Fastify({
     loggerInstance: logger.child({ listener: 'admin' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    schemaController: NO_ROUTE_SCHEMAS,
   })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
@@ -77,7 +90,13 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
 
   app.get('/config', async () => {
     const policy = source.policy()
-    return { file: policy.file, hash: policy.hash, loaded_at: source.loadedAt().toISOString(), policy: policy.redacted }
+    return {
+      file: policy.file,
+      hash: policy.hash,
+      loaded_at: source.loadedAt().toISOString(),
+      last_reload: lastReloadShown(source.lastReload()),
+      policy: policy.redacted,
+    }
   })
   return app
 }
@@ -100,4 +119,10 @@ export function notReady(view: AdminView): string[] {
   if (revocation) reasons.push(revocation)
   reasons.push(...(view.upstreams?.() ?? []))
   return reasons
+}
+
+/** The last reload in /config: null before the first; a refused one lists its problems, since the running policy is the older one. */
+function lastReloadShown(outcome: ReloadOutcome | null): Record<string, unknown> | null {
+  if (!outcome) return null
+  return { at: outcome.at.toISOString(), result: outcome.ok ? 'success' : 'failure', ...(outcome.ok ? {} : { problems: outcome.problems }) }
 }

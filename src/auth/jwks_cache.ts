@@ -301,9 +301,11 @@ export class JwksCache {
     this.onFetch?.(true)
     this.status.keyCount = keys.length
     this.status.lastSuccessAt = Date.now()
-    this.log.info({ ...this.where(), keys: keys.length, refresh_in_ms: lifetimeMs }, 'key set loaded')
-    // Refresh ahead of expiry so requests never wait on a routine refresh.
-    this.schedule(Math.max(this.settings.minAgeMs, Math.floor(lifetimeMs * 0.8)))
+    // Refresh ahead of expiry so requests never wait on a routine refresh: the log says when that
+    // is, and the lifetime it came from.
+    const refreshInMs = Math.max(this.settings.minAgeMs, Math.floor(lifetimeMs * 0.8))
+    this.log.info({ ...this.where(), keys: keys.length, refresh_in_ms: refreshInMs, lifetime_ms: lifetimeMs }, 'key set loaded')
+    this.schedule(refreshInMs)
   }
 
   private failed(err: Error): void {

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url'
 import { startDevIssuer } from '../devkit/dev_issuer.js'
 import { startEchoUpstream } from '../devkit/echo_upstream.js'
-import { startGateway } from '../server.js'
+import { startGateway, type RunningGateway } from '../server.js'
 
 const DEMO_POLICY = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url))
 
@@ -17,9 +17,15 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
     DEMO_JWKS_URI: issuer.jwksUri,
     DEMO_UPSTREAM: upstream.url,
   }
-  // --check must not collide with a demo already running on 8080 and 9901.
-  const port = check ? 0 : process.env.DEMO_PORT ? Number(process.env.DEMO_PORT) : undefined
-  const gateway = await startGateway({ policyFile: DEMO_POLICY, env, listen: { port }, admin: check ? { port: 0 } : undefined })
+  let gateway: RunningGateway
+  try {
+    gateway = await startGateway({ policyFile: DEMO_POLICY, env, ...demoPorts(check, process.env) })
+  } catch (err) {
+    // A busy port: the issuer and the upstream would keep the process alive, and it would hang.
+    await upstream.close()
+    await issuer.close()
+    throw err
+  }
   const user = issuer.sign({ sub: 'alice', aud: 'demo-api', roles: ['reader'] }, { expiresInSeconds: 3600 })
   const admin = issuer.sign({ sub: 'root', aud: 'demo-api', roles: ['admin'] }, { expiresInSeconds: 3600 })
   const stop = async () => {
@@ -58,7 +64,7 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
 
   const lines = [
     '',
-    `jwtgate demo: gateway ${gateway.url}, dev issuer ${issuer.url}, echo upstream ${upstream.url}`,
+    `jwtgate demo: gateway ${gateway.url} (admin ${gateway.adminUrl}), dev issuer ${issuer.url}, echo upstream ${upstream.url}`,
     'policy: config/demo.yaml. Try these in another terminal (tokens are valid for an hour):',
     '',
   ]
@@ -75,4 +81,16 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
   })
   await stop()
   return 0
+}
+
+/**
+ * The proxy and admin ports: the policy's 8080 and 9901 unless DEMO_PORT / DEMO_ADMIN_PORT say
+ * otherwise. DEMO_PORT alone moves the admin listener to any free port, so a second demo beside a
+ * running one starts. --check must not collide with a demo already running: both free ports.
+ */
+export function demoPorts(check: boolean, env: NodeJS.ProcessEnv): { listen: { port?: number }; admin?: { port: number } } {
+  if (check) return { listen: { port: 0 }, admin: { port: 0 } }
+  const port = env.DEMO_PORT ? Number(env.DEMO_PORT) : undefined
+  const adminPort = env.DEMO_ADMIN_PORT ? Number(env.DEMO_ADMIN_PORT) : port !== undefined ? 0 : undefined
+  return { listen: { port }, ...(adminPort !== undefined ? { admin: { port: adminPort } } : {}) }
 }

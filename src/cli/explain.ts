@@ -36,6 +36,8 @@ export interface ExplainOptions {
 }
 
 interface RouteFacts {
+  /** The route's label in metrics and logs: its `name:`, else derived from methods, host and path. */
+  name: string
   index: number
   path: string
   methods: string[] | null
@@ -258,7 +260,7 @@ function explanationOf(
     path: path ?? null,
     ...(refused ? { path_refused: denial.description } : {}),
     skipped: path === undefined ? [] : skippedRoutes(policy, document, options, path, route?.index ?? document.routes.length),
-    route: route ? routeFacts(document.routes[route.index]!, route.index) : null,
+    route: route ? routeFacts(route, document.routes[route.index]!) : null,
     upstream:
       route && path !== undefined && !decision.preflight
         ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) }
@@ -299,15 +301,16 @@ function outcome(
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
   const host = hostFromHeader(options.host)
   const out: SkippedRoute[] = []
+  const routes = policy.routes.values()
   for (let i = 0; i < before; i++) {
     const mismatch = policy.routes.mismatch(i, options.method, host, path)
-    if (mismatch) out.push({ ...routeFacts(document.routes[i]!, i), mismatch })
+    if (mismatch) out.push({ ...routeFacts(routes[i]!, document.routes[i]!), mismatch })
   }
   return out
 }
 
-function routeFacts(spec: RouteDocument, index: number): RouteFacts {
-  return { index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
+function routeFacts(route: Route, spec: RouteDocument): RouteFacts {
+  return { name: route.name, index: route.index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
 function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument): Requirement {
@@ -376,8 +379,9 @@ export function renderExplanation(e: Explanation): string {
   return out.join('\n') + '\n'
 }
 
+/** The name, and where the route is in the file: `orders (routes[2] /api/**)`, `/api/** (routes[2])`. */
 function routeName(r: RouteFacts): string {
-  return `routes[${r.index}] ${r.path}`
+  return r.name.includes('/') ? `${r.name} (routes[${r.index}])` : `${r.name} (routes[${r.index}] ${r.path})`
 }
 
 function mismatchText(s: SkippedRoute, e: Explanation): string {

@@ -1,69 +1,80 @@
-// `jwtgate serve | validate | explain | test | demo`.
+// `jwtgate serve | validate | explain | test | revoke | schema | demo`, and their --help and --version.
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { policyJsonSchema } from '../policy/json_schema.js'
-import { explain, explainArguments, explainExitCode, explainOutput, type Explanation } from './explain.js'
-import { runPolicyTests, testRunReport, type PolicyTestRun } from './policy_test.js'
+import { policySchema } from '#policy-schema'
+import type { Explanation } from './explain.js'
+import type { PolicyTestRun } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
-import { formatWarning, validatePolicy, validationSummary, type Validation } from './validate.js'
-
-const USAGE = `usage:
-  jwtgate serve -c policy.yaml        start the gateway (or set JWTGATE_CONFIG)
-  jwtgate validate -c policy.yaml     check a policy; prints every problem as file:line:col message
-  jwtgate explain -c policy.yaml METHOD PATH [--host H] [--token JWT | --claims JSON] [--origin O [--preflight METHOD] [--preflight-headers H,H]] [--json]
-                                      what the gateway would do with one request, and why
-                                      (exit 0 allowed, 1 denied)
-  jwtgate test -c policy.yaml FILE.test.yaml...
-                                      check the policy against expected decisions, offline
-  jwtgate revoke -c policy.yaml (--jti ID [--exp UNIX] | --sub USER [--before UNIX]) [--iss ISSUER | --all-issuers]
-                                      revoke one token, or a subject's tokens issued before a
-                                      moment (default now), in the policy's revocation backend
-  jwtgate schema [--out FILE]         the policy's JSON Schema, for editors
-  jwtgate demo [--check]              a local issuer, an echo upstream and the gateway, end to end
-`
+import { formatWarning, validatePolicy, validationResult, validationSummary, type Validation } from './validate.js'
+import { COMMANDS, helpOrVersion, isCommand, misuse, USAGE, versionLine } from './usage.js'
+import { ListenError } from '../lifecycle/listen.js'
+import { PolicyError } from '../policy/problems.js'
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
-  if (command === 'explain') return explainCommand(rest)
-  if (command === 'test') return testCommand(rest)
-  if (command === 'revoke') return revokeCommand(rest)
-  const { values } = parseArgs({
-    args: rest,
-    options: { config: { type: 'string', short: 'c' }, check: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: false,
-  })
-  const policyFile = values.config ?? process.env.JWTGATE_CONFIG
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    const topic = command === 'help' ? rest[0] : undefined
+    if (topic !== undefined && !isCommand(topic)) return misuse(`unknown command ${topic}`)
+    process.stdout.write(topic ? COMMANDS[topic] : USAGE)
+    return 0
+  }
+  if (command === '--version' || command === 'version') {
+    process.stdout.write(versionLine())
+    return 0
+  }
+  if (!isCommand(command)) return misuse(command.startsWith('-') ? `${command} goes after a command` : `unknown command ${command}`)
+  const answer = helpOrVersion(rest, command)
+  if (answer !== undefined) {
+    process.stdout.write(answer)
+    return 0
+  }
   switch (command) {
+    case 'explain':
+      return explainCommand(rest)
+    case 'test':
+      return testCommand(rest)
+    case 'revoke':
+      return revokeCommand(rest)
     case 'serve':
-      if (!policyFile) return usage('serve needs -c policy.yaml or JWTGATE_CONFIG')
-      // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
-      return (await import('../lifecycle/serve.js')).serve(policyFile)
+      return serveCommand(rest)
     case 'validate':
-      if (!policyFile) return usage('validate needs -c policy.yaml')
-      return validate(policyFile)
+      return validateCommand(rest)
     case 'demo':
-      // Loaded on demand, like serve.
-      return (await import('./demo.js')).runDemo({ check: values.check ?? false })
+      return demoCommand(rest)
     case 'schema':
-      return schema(values.out)
-    case undefined:
-    case 'help':
-      process.stdout.write(USAGE)
-      return 0
-    default:
-      return usage(`unknown command ${command}`)
+      return schemaCommand(rest)
   }
 }
 
-function usage(message: string): number {
-  process.stderr.write(`jwtgate: ${message}\n${USAGE}`)
-  return 2
+async function serveCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(() => parseArgs({ args, allowPositionals: false, options: { config: { type: 'string', short: 'c' } } }))
+  if (typeof parsed === 'string') return misuse(parsed, 'serve')
+  const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
+  if (!policyFile) return misuse('serve needs -c policy.yaml or JWTGATE_CONFIG', 'serve')
+  // Loaded on demand: fastify and the proxy cost a second of start-up the offline commands skip.
+  return (await import('../lifecycle/serve.js')).serve(policyFile)
 }
 
+async function demoCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(() => parseArgs({ args, allowPositionals: false, options: { check: { type: 'boolean' } } }))
+  if (typeof parsed === 'string') return misuse(parsed, 'demo')
+  // Loaded on demand, like serve.
+  return (await import('./demo.js')).runDemo({ check: parsed.values.check ?? false })
+}
+
+function schemaCommand(args: string[]): number {
+  const parsed = parseCommand(() => parseArgs({ args, allowPositionals: false, options: { out: { type: 'string' } } }))
+  if (typeof parsed === 'string') return misuse(parsed, 'schema')
+  return schema(parsed.values.out)
+}
+
+// explain and test are loaded on demand, like serve: a started gateway has no use for them (the
+// test file's schema, compiled with ajv when policy_test.js loads, would be its only ajv).
 async function explainCommand(args: string[]): Promise<number> {
+  const { explain, explainArguments, explainExitCode, explainOutput } = await import('./explain.js')
   const parsed = explainArguments(args, process.env)
-  if (typeof parsed === 'string') return usage(parsed)
+  if (typeof parsed === 'string') return misuse(parsed, 'explain')
   let explanation: Explanation
   try {
     explanation = await explain(parsed.options)
@@ -75,11 +86,12 @@ async function explainCommand(args: string[]): Promise<number> {
 }
 
 async function testCommand(args: string[]): Promise<number> {
+  const { runPolicyTests, testRunReport } = await import('./policy_test.js')
   const parsed = parseCommand(() => parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } }))
-  if (typeof parsed === 'string') return usage(parsed)
+  if (typeof parsed === 'string') return misuse(parsed, 'test')
   const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
-  if (!policyFile) return usage('test needs -c policy.yaml')
-  if (parsed.positionals.length === 0) return usage('test needs at least one test file, as in: jwtgate test -c policy.yaml policy.test.yaml')
+  if (!policyFile) return misuse('test needs -c policy.yaml', 'test')
+  if (parsed.positionals.length === 0) return misuse('test needs at least one test file, as in: jwtgate test -c policy.yaml policy.test.yaml', 'test')
   let run: PolicyTestRun
   try {
     run = await runPolicyTests(policyFile, parsed.positionals)
@@ -108,18 +120,18 @@ async function revokeCommand(args: string[]): Promise<number> {
       },
     }),
   )
-  if (typeof parsed === 'string') return usage(parsed)
+  if (typeof parsed === 'string') return misuse(parsed, 'revoke')
   const { values } = parsed
   const policyFile = values.config ?? process.env.JWTGATE_CONFIG
-  if (!policyFile) return usage('revoke needs -c policy.yaml')
-  if ((values.jti === undefined) === (values.sub === undefined)) return usage('revoke needs --jti ID or --sub USER (one of them)')
-  if (values.jti !== undefined && values.before !== undefined) return usage('--before goes with --sub; a --jti revocation takes --exp')
-  if (values.sub !== undefined && values.exp !== undefined) return usage('--exp goes with --jti; a --sub revocation takes --before')
-  if (values.jti === '' || values.sub === '') return usage('the jti or sub must not be empty')
-  if (values.iss !== undefined && values['all-issuers']) return usage('give --iss ISSUER or --all-issuers, not both')
+  if (!policyFile) return misuse('revoke needs -c policy.yaml', 'revoke')
+  if ((values.jti === undefined) === (values.sub === undefined)) return misuse('revoke needs --jti ID or --sub USER (one of them)', 'revoke')
+  if (values.jti !== undefined && values.before !== undefined) return misuse('--before goes with --sub; a --jti revocation takes --exp', 'revoke')
+  if (values.sub !== undefined && values.exp !== undefined) return misuse('--exp goes with --jti; a --sub revocation takes --before', 'revoke')
+  if (values.jti === '' || values.sub === '') return misuse('the jti or sub must not be empty', 'revoke')
+  if (values.iss !== undefined && values['all-issuers']) return misuse('give --iss ISSUER or --all-issuers, not both', 'revoke')
   const { checkIssuer } = await import('../admin/revocations.js')
   const scope = checkIssuer(values.iss)
-  if (typeof scope === 'string') return usage(scope.replace(/^iss/, '--iss'))
+  if (typeof scope === 'string') return misuse(scope.replace(/^iss/, '--iss'), 'revoke')
   const seconds = (name: string, text: string | undefined): number | string | undefined => {
     if (text === undefined) return undefined
     return /^[0-9]+(\.[0-9]+)?$/.test(text) && Number(text) > 0
@@ -128,8 +140,8 @@ async function revokeCommand(args: string[]): Promise<number> {
   }
   const exp = seconds('exp', values.exp)
   const before = seconds('before', values.before)
-  if (typeof exp === 'string') return usage(exp)
-  if (typeof before === 'string') return usage(before)
+  if (typeof exp === 'string') return misuse(exp, 'revoke')
+  if (typeof before === 'string') return misuse(before, 'revoke')
   // Loaded on demand, like serve: the redis client is only needed here.
   const { runRevoke } = await import('./revocations.js')
   const iss = scope.iss !== undefined ? { iss: scope.iss } : {}
@@ -143,6 +155,23 @@ function parseCommand<T>(parse: () => T): T | string {
   } catch (err) {
     return (err as Error).message
   }
+}
+
+async function validateCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(() =>
+    parseArgs({ args, allowPositionals: false, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } }),
+  )
+  if (typeof parsed === 'string') return misuse(parsed, 'validate')
+  const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
+  if (!policyFile) return misuse('validate needs -c policy.yaml', 'validate')
+  return parsed.values.json ? validateJson(policyFile) : validate(policyFile)
+}
+
+/** `validate --json`: one object on stdout, for CI and editors, whatever the outcome. */
+function validateJson(policyFile: string): number {
+  const result = validationResult(policyFile)
+  process.stdout.write(`${JSON.stringify(result)}\n`)
+  return result.valid ? 0 : 1
 }
 
 function validate(policyFile: string): number {
@@ -160,7 +189,7 @@ function validate(policyFile: string): number {
 
 /** The policy's JSON Schema, for editors: `jwtgate schema --out schema/policy.schema.json`. */
 function schema(out: string | undefined): number {
-  const text = JSON.stringify(policyJsonSchema(), null, 2) + '\n'
+  const text = JSON.stringify(policySchema, null, 2) + '\n'
   if (out) {
     mkdirSync(path.dirname(out), { recursive: true })
     writeFileSync(out, text)
@@ -169,6 +198,8 @@ function schema(out: string | undefined): number {
 }
 
 process.exitCode = await main(process.argv.slice(2)).catch((err: Error) => {
+  // A bad policy or a listener that cannot open is said in its own words; anything else is a bug.
+  if (err instanceof PolicyError || err instanceof ListenError) return printPolicyError(err)
   process.stderr.write(`jwtgate: ${err.stack ?? err.message}\n`)
   return 1
 })

@@ -7,6 +7,7 @@
 //       host: api.example.com                # optional Host header; none by default
 //       token: admin                         # optional: a name from tokens, or claims inline
 //       expect: allow                        # allow, a status (400 401 403 404 503) or a reason code
+//       route: orders-admin                  # optional: the name of the route that matches
 //       upstream: orders                     # optional: the upstream the route sends it to
 //       headers: { x-user-id: alice, x-user-roles: null }   # identity headers; null: must be absent
 //     - request: OPTIONS /api/orders         # a CORS preflight (no token): allow means the
@@ -84,6 +85,8 @@ export interface TestCase {
   host?: string
   token?: { name: string; claims: Record<string, unknown>; inline: boolean }
   expect: Expectation
+  /** The name of the route that should match. */
+  route?: string
   upstream?: string
   /** Lower-case names; null: the header must be absent. */
   headers?: Record<string, string | null>
@@ -170,6 +173,7 @@ async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Cred
 function check(c: TestCase, d: Decision): string[] {
   const out: string[] = []
   if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d)}`)
+  if (c.route !== undefined && d.route?.name !== c.route) out.push(`expected route ${c.route}, got ${d.route ? d.route.name : 'no route'}`)
   if (c.upstream !== undefined && d.route?.upstream.name !== c.upstream) {
     out.push(`expected upstream ${c.upstream}, got ${d.route ? d.route.upstream.name : 'no route'}`)
   }
@@ -197,6 +201,10 @@ function expectationText(expect: Expectation): string {
 }
 
 function outcomeText(d: Decision): string {
+  return d.route ? `${decisionText(d)}  (route ${d.route.name})` : decisionText(d)
+}
+
+function decisionText(d: Decision): string {
   if (d.reported) return `${d.reported.status} ${d.reported.reason} (mode report: forwarded to ${d.route!.upstream.name} anyway)`
   if (d.denial) return `${d.denial.status} ${d.denial.reason}`
   return d.preflight ? 'allow → preflight answered by the gateway (204)' : `allow → ${d.route!.upstream.name}`
@@ -216,6 +224,7 @@ const CASE_SCHEMA = {
     host: { type: 'string', minLength: 1 },
     token: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object' }], description: 'a name from tokens, or an object of claims' },
     expect: { anyOf: [{ type: 'string' }, { type: 'integer' }], description: 'allow, a status (400, 401, 403, 404, 503) or a reason code' },
+    route: { type: 'string', minLength: 1, description: 'the name of the route that matches (its name:, or the one derived from methods, host and path)' },
     upstream: { type: 'string', minLength: 1 },
     headers: { type: 'object', additionalProperties: SCALAR },
     preflight: {
@@ -253,6 +262,7 @@ interface TestFileDocument {
     host?: string
     token?: string | Record<string, unknown>
     expect: string | number
+    route?: string
     upstream?: string
     headers?: Record<string, unknown>
     preflight?: { origin: string; method: string; headers?: string[] }
@@ -307,11 +317,30 @@ function caseOf(
   if (spec.upstream !== undefined && !policy.upstreams.has(spec.upstream)) {
     add([...at, 'upstream'], `unknown upstream "${spec.upstream}" (known: ${[...policy.upstreams.keys()].join(', ')})`)
   }
+  if (spec.route !== undefined && !policy.routes.values().some((r) => r.name === spec.route)) {
+    add(
+      [...at, 'route'],
+      `unknown route "${spec.route}" (known: ${policy.routes
+        .values()
+        .map((r) => r.name)
+        .join(', ')})`,
+    )
+  }
   if (spec.preflight && method.toUpperCase() !== 'OPTIONS') add([...at, 'request'], 'a case with preflight is an OPTIONS request')
   if (token === null || !expect) return undefined
   const headers = spec.headers && Object.fromEntries(Object.entries(spec.headers).map(([k, v]) => [k.toLowerCase(), v === null ? null : String(v)]))
   const preflight = spec.preflight && { origin: spec.preflight.origin, method: spec.preflight.method, headers: (spec.preflight.headers ?? []).join(',') }
-  return { method: method.toUpperCase(), target, host: spec.host, token, expect, upstream: spec.upstream, headers, ...(preflight ? { preflight } : {}) }
+  return {
+    method: method.toUpperCase(),
+    target,
+    host: spec.host,
+    token,
+    expect,
+    route: spec.route,
+    upstream: spec.upstream,
+    headers,
+    ...(preflight ? { preflight } : {}),
+  }
 }
 
 /** undefined: no token; null: a problem was reported. */

@@ -4,7 +4,7 @@ import { createLogger } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import { lintIssuers, lintRoutes } from '../policy/lint.js'
 import { readPolicySource } from '../policy/load.js'
-import type { DocPath, PolicyProblem } from '../policy/problems.js'
+import { PolicyError, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
 
 export interface Validation {
@@ -39,4 +39,26 @@ export function formatWarning(p: PolicyProblem): string {
 /** The line `validate` prints for a good policy. */
 export function validationSummary(v: Validation): string {
   return `${v.file}: ok (${v.routes} routes, ${v.issuers} issuers, ${v.upstreams} upstreams)`
+}
+
+/** What `validate --json` prints: the same facts as the text form, in one object. */
+export interface ValidationResult {
+  file: string
+  valid: boolean
+  /** Each at file:line:col; empty when valid. */
+  problems: PolicyProblem[]
+  warnings: PolicyProblem[]
+  routes?: number
+  issuers?: number
+  upstreams?: number
+}
+
+export function validationResult(policyFile: string): ValidationResult {
+  try {
+    const { file, warnings, routes, issuers, upstreams } = validatePolicy(policyFile)
+    return { file, valid: true, problems: [], warnings, routes, issuers, upstreams }
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err
+    return { file: policyFile, valid: false, problems: [...err.problems], warnings: [] }
+  }
 }

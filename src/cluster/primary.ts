@@ -11,7 +11,7 @@ import cluster from 'node:cluster'
 import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
-import { policyReloads, revocationsDropped } from '../admin/metrics.js'
+import { ReloadMetrics, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
 import { listen } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
@@ -54,7 +54,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
     return printPolicyError(err)
   }
   await live.start()
-  const reloads = policyReloads(registry)
+  const reloads = new ReloadMetrics(registry)
 
   // 'advanced': structured clone, so a metric's Infinity or NaN crosses the channel intact.
   cluster.setupPrimary({ serialization: 'advanced' })
@@ -74,11 +74,17 @@ export async function runPrimary(source: PolicySource): Promise<number> {
     watcher: () => watcher,
     admin: () => admin,
   })
-  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, shuttingDown: () => shutdown.started, registry }
+  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, lastReload: () => live.lastReload, shuttingDown: () => shutdown.started, registry }
   const adminAddress = live.current.admin
   if (adminAddress) {
     admin = adminListener(clusterAdmin(view, slots), logger)
-    const adminUrl = await listen(admin, adminAddress.host, adminAddress.port)
+    let adminUrl: string
+    try {
+      adminUrl = await listen(admin, adminAddress.host, adminAddress.port, 'admin')
+    } catch (err) {
+      await shutdown.now()
+      return printPolicyError(err)
+    }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }
   logger.info(
@@ -99,9 +105,9 @@ export async function runPrimary(source: PolicySource): Promise<number> {
 }
 
 /** Reloads the primary's policy and, when it is good, every listening worker's. */
-async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReturnType<typeof policyReloads>, logger: Logger): Promise<void> {
+async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReloadMetrics, logger: Logger): Promise<void> {
   if (!(await live.reload())) {
-    reloads.inc({ result: 'failure' })
+    reloads.record(false)
     return
   }
   // A worker still starting reads the file as it starts.
@@ -117,7 +123,7 @@ async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReturnTy
       )
     }
   }
-  reloads.inc({ result: failed ? 'failure' : 'success' })
+  reloads.record(failed === 0)
   logger.info({ policy_hash: live.current.hash.slice(0, 12), workers: outcomes.length - failed, failed }, 'policy reloaded')
 }
 

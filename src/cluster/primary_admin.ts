@@ -1,7 +1,7 @@
 // The admin listener of `workers: N`, served by the primary: readiness, metrics and revocations
 // come from asking every worker; /config is the primary's own loaded policy.
 import { AggregatorRegistry, Registry } from 'prom-client'
-import type { AdminSource, Readiness } from '../admin/server.js'
+import type { AdminSource, Readiness, ReloadOutcome } from '../admin/server.js'
 import type { CompiledPolicy } from '../policy/compile.js'
 import { revokeHere } from '../admin/revocations.js'
 import type { WorkerSlots } from './slots.js'
@@ -15,6 +15,7 @@ const REVOKE_TIMEOUT_MS = 2000
 export interface PrimaryView {
   policy(): CompiledPolicy
   loadedAt(): Date
+  lastReload(): ReloadOutcome | null
   shuttingDown(): boolean
   /** The primary's own series (jwtgate_policy_reloads_total), shown instead of the workers'. */
   registry: Registry
@@ -24,6 +25,7 @@ export function clusterAdmin(view: PrimaryView, slots: WorkerSlots): AdminSource
   return {
     policy: view.policy,
     loadedAt: view.loadedAt,
+    lastReload: view.lastReload,
     readiness: () => readiness(view, slots),
     metrics: () => metrics(view.registry, slots),
     // Stored by the primary (its own memory set, or the file or redis backend), then added to

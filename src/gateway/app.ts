@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from'
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger } from '../log.js'
 import { deny, fail } from '../http/denial.js'
-import { sendError } from '../http/respond.js'
+import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
@@ -21,6 +21,7 @@ import { applyClientLimits, serverOptions, watchClients } from './client_limits.
 import { routeForwarding, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
+import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 
 export interface GatewayApp {
   app: FastifyInstance
@@ -46,6 +47,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     childLoggerFactory: (parent, bindings, options) => new LazyChildLogger(parent as Logger, bindings, options) as unknown as FastifyBaseLogger,
     requestIdHeader: false,
+    schemaController: NO_ROUTE_SCHEMAS,
     genReqId: requestId,
     return503OnClosing: true,
     // fastify answers some malformed requests itself; answer them in our shape, without echoing
@@ -151,6 +153,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   app.setNotFoundHandler(handle)
   // Hooks in the callback style: an async hook costs a promise and a microtask per request.
   app.addHook('onSend', (request, reply, payload, done) => {
+    // After reply-from copied the upstream's headers: ours wins over an upstream's own.
+    reply.header(REQUEST_ID_HEADER, request.id)
     if (gateway.closing) reply.header('connection', 'close')
     // CORS headers on every answer of a route with cors (denials too, so a page can read its
     // 401); the global rule for answers that matched no route.

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { fail } from '../http/denial.js'
-import { writeError } from '../http/respond.js'
+import { REQUEST_ID_HEADER, writeError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { onRevocation, REVOKED } from '../revocation/store.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
@@ -177,7 +177,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     settled = true
     clearTimeout(timer)
     // latin1, as Node read them: header bytes 0x80-0xFF go back as they came, not re-encoded as UTF-8.
-    socket.write(switchingProtocols(response.headers), 'latin1')
+    socket.write(switchingProtocols(response.headers, id), 'latin1')
     if (upstreamHead.length) socket.write(upstreamHead)
     if (head.length) upstreamSocket.write(head)
     log(101)
@@ -192,15 +192,15 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     clearTimeout(timer)
     log(response.statusCode ?? 502)
     const res = detachedResponse(req, socket)
-    res.writeHead(response.statusCode ?? 502, responseHeaders(response.headers) as Record<string, string | string[]>)
+    res.writeHead(response.statusCode ?? 502, { ...responseHeaders(response.headers), [REQUEST_ID_HEADER]: id } as Record<string, string | string[]>)
     response.pipe(res)
   })
   upstreamRequest.end()
 }
 
-function switchingProtocols(headers: IncomingHttpHeaders): string {
+function switchingProtocols(headers: IncomingHttpHeaders, id: string): string {
   let text = 'HTTP/1.1 101 Switching Protocols\r\n'
-  for (const [name, value] of Object.entries(responseHeaders(headers))) {
+  for (const [name, value] of Object.entries({ ...responseHeaders(headers), [REQUEST_ID_HEADER]: id })) {
     for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`
   }
   return `${text}connection: Upgrade\r\nupgrade: websocket\r\n\r\n`

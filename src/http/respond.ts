@@ -11,6 +11,12 @@ import { challenge, isFailure, type ErrorAnswer } from './denial.js'
 // knows (the fetch that will bring a token's key is due in n seconds) carries its own.
 const RETRY_AFTER_S = 5
 
+/**
+ * Sent back on every answer, allowed or not, with the id the access log and the upstream got
+ * (the client's own when it sent a usable one), so a client can quote it in a support request.
+ */
+export const REQUEST_ID_HEADER = 'x-request-id'
+
 /** The response headers of an error answer, by lower-case name. */
 export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
   const headers: Record<string, string> = { 'cache-control': 'no-store', 'content-type': 'application/json' }
@@ -34,14 +40,17 @@ export function errorBody(answer: ErrorAnswer, requestId: string): string {
   return JSON.stringify({ error: answer.reason, message: answer.description, request_id: requestId })
 }
 
-/** Answers a request fastify is serving. */
+/**
+ * Answers a request fastify is serving. The gateway's onSend hook sets x-request-id on every
+ * answer; set here too for the answers fastify gives before its hooks (frameworkErrors).
+ */
 export function sendError(reply: FastifyReply, answer: ErrorAnswer, requestId: string): FastifyReply {
-  return reply.code(answer.status).headers(errorHeaders(answer)).send(errorBody(answer, requestId))
+  return reply.code(answer.status).headers(errorHeaders(answer)).header(REQUEST_ID_HEADER, requestId).send(errorBody(answer, requestId))
 }
 
 /** Answers on a Node response that fastify does not own, then ends it. */
 export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: string): void {
-  res.writeHead(answer.status, errorHeaders(answer))
+  res.writeHead(answer.status, { ...errorHeaders(answer), [REQUEST_ID_HEADER]: requestId })
   res.end(errorBody(answer, requestId))
 }
 
@@ -51,7 +60,7 @@ export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: 
  */
 export function rawError(answer: ErrorAnswer, requestId: string): string {
   const body = errorBody(answer, requestId)
-  const headers = { ...errorHeaders(answer), connection: 'close', 'content-length': String(Buffer.byteLength(body)) }
+  const headers = { ...errorHeaders(answer), [REQUEST_ID_HEADER]: requestId, connection: 'close', 'content-length': String(Buffer.byteLength(body)) }
   let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n`
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
   return `${head}\r\n${body}`

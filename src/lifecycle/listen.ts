@@ -2,9 +2,33 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 
-/** Listens and returns scheme://host:port (port 0 becomes the port chosen). */
-export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
-  await app.listen({ host, port })
+/** A listener that could not open: which one, where, and why in a sentence; `code` is the system's (EADDRINUSE). */
+export class ListenError extends Error {
+  constructor(
+    readonly listener: 'proxy' | 'admin',
+    readonly address: string,
+    readonly code: string | undefined,
+    detail: string,
+  ) {
+    super(`cannot open the ${listener} listener on ${address}: ${REASONS[code ?? ''] ?? detail}`)
+    this.name = 'ListenError'
+  }
+}
+
+const REASONS: Record<string, string> = {
+  EADDRINUSE: 'the port is in use (another jwtgate, or another program, holds it)',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+  EADDRNOTAVAIL: 'this machine has no such address',
+}
+
+/** Listens and returns scheme://host:port (port 0 becomes the port chosen); throws ListenError. */
+export async function listen(app: FastifyInstance, host: string, port: number, listener: 'proxy' | 'admin' = 'proxy'): Promise<string> {
+  try {
+    await app.listen({ host, port })
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new ListenError(listener, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`, e.code, e.message)
+  }
   const address = app.server.address() as AddressInfo
   const scheme = 'setSecureContext' in app.server ? 'https' : 'http'
   return `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`

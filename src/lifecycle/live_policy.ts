@@ -1,6 +1,7 @@
 // The policy a process runs on, and the one way a reload replaces it: in a single gateway, in
 // each cluster worker and in the cluster's primary alike. A bad policy never replaces a good one.
 import type { Logger } from 'pino'
+import type { ReloadOutcome } from '../admin/server.js'
 import type { Issuer } from '../auth/issuer.js'
 import type { CompiledPolicy } from '../policy/compile.js'
 import type { Env } from '../policy/load.js'
@@ -33,6 +34,8 @@ export interface LivePolicyOptions {
 export class LivePolicy {
   current: CompiledPolicy
   loadedAt = new Date()
+  /** null until the first reload. */
+  lastReload: ReloadOutcome | null = null
   // Reloads run one at a time, in order.
   private reloading: Promise<boolean> = Promise.resolve(true)
 
@@ -62,6 +65,11 @@ export class LivePolicy {
     return (this.reloading = this.reloading.then(run, run))
   }
 
+  private refused(problems: string[]): false {
+    this.lastReload = { at: new Date(), ok: false, problems }
+    return false
+  }
+
   /** Stops what the current policy runs: its issuers' key refreshes and its revocation store. */
   async stop(): Promise<void> {
     if (this.options.verifiesTokens) stopIssuers(this.current)
@@ -76,8 +84,7 @@ export class LivePolicy {
       next = await loadPolicyForReload(file, logger, env, current)
     } catch (err) {
       // Whatever went wrong, the running policy stays: a reload must never take the gateway down.
-      logRejectedReload(err, file, current, logger)
-      return false
+      return this.refused(logRejectedReload(err, file, current, logger))
     }
     // Issuers the reload kept are the running policy's, with their keys (and, in the primary, stopped already).
     const added = [...next.issuers.values()].filter((issuer) => current.issuers.get(issuer.name) !== issuer)
@@ -89,7 +96,7 @@ export class LivePolicy {
     const [storeLoaded] = await Promise.all([startReloadedStore(oldStore, newStore, logger), ...starting.map((issuer) => issuer.start())])
     if (!storeLoaded) {
       for (const issuer of starting) issuer.stop()
-      return false
+      return this.refused([`${file}: the new policy's revocation list could not be loaded; the loaded policy is kept (see the log)`])
     }
     // The memory backend's entries move into the new memory store (or their loss is said), in
     // the same synchronous step as the switch: no revocation can fall between the two.
@@ -98,6 +105,7 @@ export class LivePolicy {
     this.current = next
     commitRevocation(next.revocation)
     this.loadedAt = new Date()
+    this.lastReload = { at: this.loadedAt, ok: true, problems: [] }
     logger.level = next.logLevel
     this.options.onCommit?.(next, current)
     if (dropped > 0) this.options.onRevocationsDropped?.(dropped)
@@ -113,11 +121,12 @@ export function stopIssuers(policy: CompiledPolicy): void {
   for (const issuer of policy.issuers.values()) issuer.stop()
 }
 
-/** Says why a reload's policy was refused, problem by problem. */
-function logRejectedReload(err: unknown, policyFile: string, kept: CompiledPolicy, logger: Logger): void {
+/** Says why a reload's policy was refused, problem by problem; returns the problems. */
+function logRejectedReload(err: unknown, policyFile: string, kept: CompiledPolicy, logger: Logger): string[] {
   const problems = err instanceof PolicyError ? err.problems.map(formatProblem) : [`${policyFile}:1:1 ${(err as Error).message}`]
   for (const problem of problems) logger.error({ problem }, 'policy reload rejected')
   logger.error({ problems: problems.length, kept: kept.hash.slice(0, 12) }, 'policy reload failed; keeping the loaded policy')
+  return problems
 }
 
 /** Warns about changes a reload cannot apply. */

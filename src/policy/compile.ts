@@ -16,6 +16,7 @@ import { compileRevocation } from '../revocation/config.js'
 import { RouteTable, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type ClientLimits, type CompiledPolicy, type Route } from './compiled.js'
 import { compileRoute } from './compile_route.js'
+import { routeNames } from './route_names.js'
 import { defaultsOf } from './defaults.js'
 import { durationMs } from './duration.js'
 import { lintIssuers } from './lint.js'
@@ -114,6 +115,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
 
   const identity = compileIdentityDefaults(doc, problem)
   const candidates: RouteCandidate<Route>[] = []
+  const names = routeNames(doc.routes, problem)
   const routeContext = {
     upstreams,
     issuers,
@@ -124,7 +126,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     problem,
   }
   for (const [index, spec] of doc.routes.entries()) {
-    const candidate = compileRoute(spec, index, routeContext)
+    const candidate = compileRoute(spec, index, names[index]!, routeContext)
     if (candidate) candidates.push(candidate)
     yield
   }

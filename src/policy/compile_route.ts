@@ -12,7 +12,6 @@ import type { Upstream } from '../proxy/upstream.js'
 import { compileHostPattern, compilePathPattern, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type Route } from './compiled.js'
 import { defaultsOf } from './defaults.js'
-import { label } from './load.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { RouteSchema, type RouteDocument } from './schema.js'
 
@@ -32,7 +31,7 @@ export interface RouteContext {
 }
 
 /** One route, ready for the route table; undefined after saying every problem found in it. */
-export function compileRoute(spec: RouteDocument, index: number, ctx: RouteContext): RouteCandidate<Route> | undefined {
+export function compileRoute(spec: RouteDocument, index: number, name: string, ctx: RouteContext): RouteCandidate<Route> | undefined {
   const at: DocPath = ['routes', index]
   let ok = true
   const fail = (where: DocPath, m: string) => {
@@ -89,7 +88,7 @@ export function compileRoute(spec: RouteDocument, index: number, ctx: RouteConte
   const forwardToken = spec.forward_token ?? DEFAULT.forward_token
   const route: Route = deepFreeze({
     index,
-    name: `${label(at)} ${spec.path}`,
+    name,
     upstream,
     auth,
     report: (spec.mode ?? DEFAULT.mode) === 'report',

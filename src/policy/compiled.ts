@@ -15,7 +15,7 @@ export type { Upstream }
 
 export interface Route {
   readonly index: number
-  /** `routes[2] /api/**`, for logs. */
+  /** Its `name:`, else derived from methods, host and path (route_names.ts): the route label in metrics and logs. */
   readonly name: string
   readonly upstream: Upstream
   /** null when the route is `auth: none`. */

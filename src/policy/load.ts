@@ -2,11 +2,12 @@
 // Every problem found on the way is reported with its file:line:col; nothing is returned
 // unless the whole policy is good, so a bad file can never start or replace a good one.
 import { readFileSync } from 'node:fs'
-import { Ajv, type ErrorObject } from 'ajv'
+import type { ErrorObject } from 'ajv'
+import { validatePolicyDocument } from '#policy-schema'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
 import { markSecretParameters } from '../http/urls.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
-import { redactSecrets, secretKeyword } from './secrets.js'
+import { redactSecrets } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -21,12 +22,6 @@ export interface PolicySource {
   /** The document with every secret hidden, as GET /config shows it (made here: it is document work, done off the event loop on a reload). */
   redacted: unknown
 }
-
-// coerceTypes: a value from ${VAR} is a string; the schema decides whether it is read as a
-// number (port: ${PORT}) or kept a string (secret: ${SECRET} of digits only).
-// Defaults are not filled in (useDefaults: false): see defaults.ts.
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, useDefaults: false, coerceTypes: true, keywords: [secretKeyword] })
-const validateSchema = ajv.compile(PolicySchema)
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {
   let text: string
@@ -64,8 +59,10 @@ export function parsePolicySource(file: string, text: string, env: Env = process
     problems.list.push({ file, line: 1, col: 1, message: `the policy cannot be read: ${(err as Error).message}` })
     throw new PolicyError(problems.list)
   }
-  if (!validateSchema(document)) {
-    for (const e of readableErrors(validateSchema.errors ?? [])) problems.add(e.path, e.message, e.at)
+  // Compiled at build time with the loader's options (json_schema.ts): it coerces ${VAR} strings
+  // to the numbers the schema wants, and fills in no defaults.
+  if (!validatePolicyDocument(document)) {
+    for (const e of readableErrors(validatePolicyDocument.errors ?? [])) problems.add(e.path, e.message, e.at)
   }
   if (problems.list.length) throw new PolicyError(problems.list)
   const checked = document as PolicyDocument

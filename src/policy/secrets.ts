@@ -1,8 +1,6 @@
 // Which policy fields are secrets is said once, by a `secret` annotation on the field's schema
 // in schema.ts. GET /config shows the policy redacted by walking it with the schema, so a new
 // secret field is hidden by marking it, with no list to remember here.
-import type { KeywordDefinition } from 'ajv'
-import type { TSchema } from 'typebox'
 import { redactUrl } from '../http/urls.js'
 import { fieldSchemas, resolveRef, type SchemaNode, type SecretMark } from './schema_walk.js'
 
@@ -10,11 +8,8 @@ export type { SecretMark }
 
 const HIDDEN = '[redacted]'
 
-/** The annotation, for ajv's strict mode: it checks nothing in a document, and only these values in the schema. */
-export const secretKeyword: KeywordDefinition = { keyword: 'secret', schemaType: ['boolean', 'string'], metaSchema: { enum: [true, 'url_credentials'] } }
-
 /** A deep copy of a schema-valid document with every value its schema marks secret hidden. */
-export function redactSecrets(root: TSchema, document: unknown): unknown {
+export function redactSecrets(root: object, document: unknown): unknown {
   const definitions = (root as SchemaNode).definitions ?? {}
   const walk = (schema: SchemaNode, value: unknown): unknown => {
     if (schema.secret !== undefined) return hide(schema.secret, value)
@@ -36,7 +31,7 @@ export function redactSecrets(root: TSchema, document: unknown): unknown {
 }
 
 /** Every place the schema marks secret, as a path (`issuers.*.secret`), with its mark. */
-export function secretPaths(root: TSchema): Map<string, SecretMark> {
+export function secretPaths(root: object): Map<string, SecretMark> {
   const out = new Map<string, SecretMark>()
   for (const [path, schema] of fieldSchemas(root)) if (schema.secret !== undefined) out.set(path, schema.secret)
   return out

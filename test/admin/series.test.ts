@@ -20,7 +20,7 @@ t.test('the same exposition text and JSON as prom-client', async (t) => {
     registers: [theirs],
   })
   const promHistogram = new PromHistogram({ name: 'h_seconds', help: 'Help text.', labelNames: ['route'], buckets: BUCKETS, registers: [theirs] })
-  for (const route of ['routes[0] /api/**', 'a "quoted\\" \nname']) {
+  for (const route of ['GET,POST api.example.com/api/**', 'a "quoted\\" \nname']) {
     for (const v of VALUES) {
       histogram.of(route).observe(v)
       promHistogram.labels(route).observe(v)

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { JwksCache, type JwksSettings } from '../../src/auth/jwks_cache.js'
 import { generateDevKey } from '../../src/devkit/dev_issuer.js'
 import { createLogger } from '../../src/log.js'
+import { LogCapture } from '../support/harness.js'
 import { eventually, sleep } from '../support/harness.js'
 
 interface Idp {
@@ -48,12 +49,12 @@ async function idp(t: { teardown(fn: () => unknown): void }, keys: Array<Record<
   return state
 }
 
-function cache(t: { teardown(fn: () => unknown): void }, at: Idp, settings: Partial<JwksSettings> = {}): JwksCache {
+function cache(t: { teardown(fn: () => unknown): void }, at: Idp, settings: Partial<JwksSettings> = {}, log = createLogger('silent')): JwksCache {
   const c = new JwksCache(
     { uri: `${at.url}/jwks.json`, timeoutMs: 1000, cooldownMs: 10_000, minAgeMs: 60_000, maxAgeMs: 3_600_000, ...settings },
     new Set(['ES256']),
     { issuer: 'https://idp.test/', clockSkewMs: 0, requireExp: true },
-    createLogger('silent'),
+    log,
   )
   t.teardown(() => c.stop())
   return c
@@ -107,6 +108,18 @@ t.test('the background refresh follows Cache-Control max-age, clamped to min_age
   const long = cache(t, other, { minAgeMs: 50, maxAgeMs: 200 })
   await long.start()
   await eventually('a day of max-age is cut to max_age (refreshed at 80% of it)', 2000, () => other.fetches >= 2)
+})
+
+t.test('the key set loaded line says when the refresh happens (80% of the lifetime), and the lifetime', async (t) => {
+  const at = await idp(t, [key('a')])
+  at.cacheControl = 'max-age=1000'
+  const logs = new LogCapture()
+  const c = cache(t, at, { minAgeMs: 50 }, createLogger('info', logs))
+  await c.start()
+  t.match(
+    logs.lines.find((l) => l.msg === 'key set loaded'),
+    { refresh_in_ms: 800_000, lifetime_ms: 1_000_000 },
+  )
 })
 
 t.test('a refresh keeps the prepared key of an unchanged JWK and drops a removed one', async (t) => {

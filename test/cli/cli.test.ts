@@ -1,12 +1,17 @@
 // `jwtgate validate`, and the command as a child process, the way ops teams and the demo run it.
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { demoPorts } from '../../src/cli/demo.js'
 import { fileURLToPath } from 'node:url'
 import { formatWarning, validatePolicy, validationSummary } from '../../src/cli/validate.js'
 import { childEnv, jwtgate, MAIN, validationProblems as problems } from '../support/cli.js'
 import { API_ROUTE, bearer, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const GOOD = 'version: 1\nlisten: { port: 8080 }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - { path: /x, upstream: a, auth: none }\n'
 
 t.test('validate: a good policy with its warnings; a bad one with file:line:col problems', async (t) => {
   const file = tempFile(
@@ -40,11 +45,90 @@ t.test('the jwtgate validate command on config/example.yaml', async (t) => {
   )
 })
 
-t.test('a usage error exits 2 with the usage text', async (t) => {
-  const res = await jwtgate(['explain', '-c', 'policy.yaml', 'GET'])
-  t.equal(res.code, 2)
-  t.match(res.stderr, /^jwtgate: explain needs a METHOD and a PATH.*\nusage:/)
-  t.equal(res.stdout, '')
+t.test('misuse exits 2 with one line on stderr and no stack trace', async (t) => {
+  const good = tempFile('good.yaml', GOOD)
+  const cases: Array<[string[], RegExp]> = [
+    [['explain', '-c', good, 'GET'], /^jwtgate: explain needs a METHOD and a PATH.*; see jwtgate explain --help\n$/],
+    [['validate', '-c', good, '--jsno'], /^jwtgate: Unknown option '--jsno'; see jwtgate validate --help\n$/],
+    [['serve'], /^jwtgate: serve needs -c policy.yaml or JWTGATE_CONFIG; see jwtgate serve --help\n$/],
+    [['demo', '--chek'], /^jwtgate: Unknown option '--chek'; see jwtgate demo --help\n$/],
+    [['frobnicate'], /^jwtgate: unknown command frobnicate; see jwtgate --help\n$/],
+    [['--verbose'], /^jwtgate: --verbose goes after a command; see jwtgate --help\n$/],
+  ]
+  for (const [args, stderr] of cases) {
+    const res = await jwtgate(args, { JWTGATE_CONFIG: '' })
+    t.equal(res.code, 2, args.join(' '))
+    t.match(res.stderr, stderr, args.join(' '))
+    t.equal(res.stdout, '')
+  }
+})
+
+t.test('--help and --version, for the command and every subcommand, on stdout with exit 0', async (t) => {
+  const version = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')).version as string
+  for (const args of [['-h'], ['help']]) {
+    const res = await jwtgate(args)
+    t.equal(res.code, 0, args.join(' '))
+    t.match(res.stdout, /^usage: jwtgate COMMAND/)
+  }
+  for (const args of [['--version'], ['validate', '--version']]) {
+    const res = await jwtgate(args)
+    t.equal(res.code, 0)
+    t.equal(res.stdout, `jwtgate ${version}\n`)
+  }
+  for (const command of ['serve', 'validate', 'explain', 'test', 'revoke', 'schema', 'demo']) {
+    const res = await jwtgate([command, '--help'])
+    t.equal(res.code, 0, command)
+    t.match(res.stdout, new RegExp(`^usage: jwtgate ${command}`), command)
+    t.equal(res.stderr, '')
+  }
+  t.match((await jwtgate(['help', 'test'])).stdout, /^usage: jwtgate test/)
+})
+
+t.test('validate --json: one object on stdout, exit 0 valid and 1 invalid', async (t) => {
+  const good = tempFile('good.yaml', GOOD)
+  const ok = await jwtgate(['validate', '-c', good, '--json'])
+  t.equal(ok.code, 0, ok.stderr)
+  t.same(JSON.parse(ok.stdout), { file: good, valid: true, problems: [], warnings: [], routes: 1, issuers: 0, upstreams: 1 })
+  const bad = tempFile('bad.yaml', GOOD.replace('upstream: a', 'upstream: b'))
+  const no = await jwtgate(['validate', '--json', '-c', bad])
+  t.equal(no.code, 1)
+  t.same(JSON.parse(no.stdout), {
+    file: bad,
+    valid: false,
+    problems: [{ file: bad, line: 6, col: 27, message: 'unknown upstream "b" (known: a)' }],
+    warnings: [],
+  })
+  t.equal(no.stderr, '')
+})
+
+t.test('a busy port: one JSON line on stderr and exit 1 for serve; the demo exits too', async (t) => {
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => holder.close())
+  const port = (holder.address() as AddressInfo).port
+  const file = tempFile('policy.yaml', GOOD.replace('port: 8080', `host: 127.0.0.1, port: ${port}`))
+  const res = await jwtgate(['serve', '-c', file], {}, 20_000)
+  t.equal(res.code, 1)
+  const lines = res.stderr.trimEnd().split('\n')
+  t.equal(lines.length, 1, res.stderr)
+  t.match(JSON.parse(lines[0]!), {
+    level: 60,
+    service: 'jwtgate',
+    listener: 'proxy',
+    address: `127.0.0.1:${port}`,
+    code: 'EADDRINUSE',
+    msg: `cannot open the proxy listener on 127.0.0.1:${port}: the port is in use (another jwtgate, or another program, holds it)`,
+  })
+  const demo = await jwtgate(['demo'], { DEMO_PORT: String(port) }, 20_000)
+  t.equal(demo.code, 1, 'and does not hang')
+  t.match(JSON.parse(demo.stderr.trimEnd()), { code: 'EADDRINUSE', listener: 'proxy' })
+})
+
+t.test('DEMO_PORT alone moves the admin listener too; DEMO_ADMIN_PORT sets it', async (t) => {
+  t.same(demoPorts(false, {}), { listen: { port: undefined } })
+  t.same(demoPorts(false, { DEMO_PORT: '9000' }), { listen: { port: 9000 }, admin: { port: 0 } })
+  t.same(demoPorts(false, { DEMO_PORT: '9000', DEMO_ADMIN_PORT: '9001' }), { listen: { port: 9000 }, admin: { port: 9001 } })
+  t.same(demoPorts(true, { DEMO_PORT: '9000' }), { listen: { port: 0 }, admin: { port: 0 } })
 })
 
 t.test('serve: refuses a bad policy and starts nothing', async (t) => {

@@ -10,6 +10,7 @@ import { issuer, policy, tempFile, upstream } from '../support/harness.js'
 const ROUTES = `
   - { path: /public/**, upstream: orders, auth: none }
   - path: /admin/**
+    name: admin
     methods: [GET, POST]
     upstream: orders
     auth: { issuers: [idp], claims: { roles: { contains: admin } } }
@@ -37,7 +38,7 @@ t.test('explain', async (t) => {
     t.equal(res.code, 0, res.stdout)
     t.match(res.stdout, /^request +GET \/admin\/users\?page=2/m)
     t.match(res.stdout, /^path +\/admin\/users$/m, 'an already normal path is shown as is')
-    t.match(res.stdout, /^route +routes\[1\] \/admin\/\*\*  methods GET, POST, host any$/m)
+    t.match(res.stdout, /^route +admin \(routes\[1\] \/admin\/\*\*\)  methods GET, POST, host any$/m)
     t.match(res.stdout, `upstream  orders → ${up.url}/admin/users?page=2`)
     t.match(res.stdout, `requires  a valid token from idp (iss ${idp.url}, aud orders-api)`)
     t.match(res.stdout, /^ +claim roles contains "admin"$/m)
@@ -52,8 +53,8 @@ t.test('explain', async (t) => {
     const res = await explainHere(['-c', file, 'get', '/public/%2e%2e/admin/users'])
     t.equal(res.code, 1, 'denied without a token')
     t.match(res.stdout, /^path +\/admin\/users  \(normalized from \/public\/%2e%2e\/admin\/users\)$/m)
-    t.match(res.stdout, /^skipped +routes\[0\] \/public\/\*\*  path does not match$/m)
-    t.match(res.stdout, /^route +routes\[1\] \/admin\/\*\*/m)
+    t.match(res.stdout, /^skipped +\/public\/\*\* \(routes\[0\]\)  path does not match$/m)
+    t.match(res.stdout, /^route +admin \(routes\[1\] \/admin\/\*\*\)/m)
     t.match(res.stdout, `upstream  orders → ${up.url}/admin/users`)
     t.match(res.stdout, /^decision  DENY 401 missing_token: a bearer token is required$/m)
     t.match(res.stdout, /without a token \(give --token or --claims to check one\)/)
@@ -74,17 +75,17 @@ t.test('explain', async (t) => {
     t.same(
       skipped.map((l) => l.slice(10)),
       [
-        'routes[0] /public/**  path does not match',
-        'routes[1] /admin/**  path does not match',
-        'routes[2] /api/**  method GET is not one of POST',
-        'routes[3] /api/**  host api.example.com:8443 does not match internal.example.com',
+        '/public/** (routes[0])  path does not match',
+        'admin (routes[1] /admin/**)  path does not match',
+        'POST /api/** (routes[2])  method GET is not one of POST',
+        'internal.example.com/api/** (routes[3])  host api.example.com:8443 does not match internal.example.com',
       ],
     )
-    t.match(res.stdout, /^route +routes\[4\] \/api\/\*\*  methods any, host any$/m)
+    t.match(res.stdout, /^route +\/api\/\*\* \(routes\[4\]\)  methods any, host any$/m)
     t.match(res.stdout, /^ +Authorization header removed$/m, 'forward_token: false is shown')
 
     const noHost = await explainHere(['-c', file, 'GET', '/api/orders/7'])
-    t.match(noHost.stdout, 'routes[3] /api/**  only for host internal.example.com (give --host)')
+    t.match(noHost.stdout, 'internal.example.com/api/** (routes[3])  only for host internal.example.com (give --host)')
     const internal = await explainHere(['-c', file, 'GET', '/api/orders/7', '--host', 'internal.example.com'])
     t.equal(internal.code, 0, 'auth none: allowed without a token')
     t.match(internal.stdout, /^requires  nothing: auth none$/m)
@@ -98,12 +99,12 @@ t.test('explain', async (t) => {
       request: { method: 'GET', target: '/api/../api/orders/7?q=1', host: null },
       path: '/api/orders/7',
       skipped: [
-        { index: 0, path: '/public/**', methods: null, host: null, mismatch: 'path' },
-        { index: 1, path: '/admin/**', methods: ['GET', 'POST'], host: null, mismatch: 'path' },
-        { index: 2, path: '/api/**', methods: ['POST'], host: null, mismatch: 'method' },
-        { index: 3, path: '/api/**', methods: null, host: 'internal.example.com', mismatch: 'host' },
+        { name: '/public/**', index: 0, path: '/public/**', methods: null, host: null, mismatch: 'path' },
+        { name: 'admin', index: 1, path: '/admin/**', methods: ['GET', 'POST'], host: null, mismatch: 'path' },
+        { name: 'POST /api/**', index: 2, path: '/api/**', methods: ['POST'], host: null, mismatch: 'method' },
+        { name: 'internal.example.com/api/**', index: 3, path: '/api/**', methods: null, host: 'internal.example.com', mismatch: 'host' },
       ],
-      route: { index: 4, path: '/api/**', methods: null, host: null },
+      route: { name: '/api/**', index: 4, path: '/api/**', methods: null, host: null },
       upstream: { name: 'orders', url: `${up.url}/api/orders/7?q=1` },
       requires: { auth: 'token', issuers: [{ name: 'idp', iss: idp.url, audiences: ['orders-api'] }], claims: [], scopes: [] },
       evaluated_with: 'claims',
@@ -117,7 +118,7 @@ t.test('explain', async (t) => {
     const denied = await explainHere(['-c', file, 'POST', '/api/orders', '--claims', claims({}), '--json'])
     t.equal(denied.code, 1)
     t.match(JSON.parse(denied.stdout), {
-      route: { index: 2 },
+      route: { index: 2, name: 'POST /api/**' },
       requires: { auth: 'token', scopes: ['orders:write'] },
       decision: 'deny',
       status: 403,
@@ -146,7 +147,7 @@ t.test('explain', async (t) => {
     t.notMatch(res.stdout, /sets /)
     const noRoute = await explainHere(['-c', file, 'DELETE', '/admin/users'])
     t.equal(noRoute.code, 1)
-    t.match(noRoute.stdout, 'routes[1] /admin/**  method DELETE is not one of GET, POST')
+    t.match(noRoute.stdout, 'admin (routes[1] /admin/**)  method DELETE is not one of GET, POST')
     t.match(noRoute.stdout, /^route +no route matches: 404$/m)
     t.match(noRoute.stdout, /DENY 404 no_route/)
   })
@@ -283,6 +284,6 @@ t.test('the jwtgate explain command', async (t) => {
   const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: ROUTES }))
   const res = await child(['explain', '-c', file, 'post', '/api/orders', '--claims', JSON.stringify({ sub: 'alice' }), '--json'])
   t.equal(res.code, 1, res.stderr)
-  t.match(JSON.parse(res.stdout), { request: { method: 'POST' }, route: { index: 2 }, decision: 'deny', reason: 'insufficient_claims' })
+  t.match(JSON.parse(res.stdout), { request: { method: 'POST' }, route: { index: 2, name: 'POST /api/**' }, decision: 'deny', reason: 'insufficient_claims' })
   t.equal(res.stderr, '')
 })

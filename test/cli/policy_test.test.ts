@@ -84,6 +84,7 @@ identity_headers:
 routes:
   - { path: /public/**, upstream: orders, auth: none }
   - path: /admin/**
+    name: admin
     methods: [GET, POST]
     upstream: orders
     auth: { issuers: [idp], claims: { roles: { contains: admin } } }
@@ -109,7 +110,7 @@ tokens:
   admin: { iss: https://idp.example.com/, aud: orders-api, sub: alice, roles: [admin] }
   reader: { iss: https://idp.example.com/, aud: orders-api, sub: bob, roles: [reader] }
 cases:
-  - { request: GET /admin/users, token: admin, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: admin } }
+  - { request: GET /admin/users, token: admin, expect: allow, route: admin, upstream: orders, headers: { x-user-id: alice, x-user-roles: admin } }
   - { request: GET /admin/users, expect: 401 }
   - { request: GET /admin/users, token: reader, expect: insufficient_claims }
   - { request: DELETE /admin/users, token: admin, expect: 404 }
@@ -139,13 +140,16 @@ cases:
   t.equal(res.status, 0, res.stdout + res.stderr)
   const lines = res.stdout.trimEnd().split('\n')
   t.equal(lines.length, 24)
-  t.match(lines[0], /^ok   GET \/admin\/users \[admin\] +allow → orders$/)
-  t.match(lines[1], /^ok   GET \/admin\/users +401 missing_token$/)
-  t.match(lines[4], /^ok   GET \/public\/\.\.\/admin\/users\?x=1 \[\{sub: carol\}\] +403 insufficient_claims$/)
-  t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners$/, "inline claims get the route's first issuer")
+  t.match(lines[0], /^ok   GET \/admin\/users \[admin\] +allow → orders  \(route admin\)$/)
+  t.match(lines[1], /^ok   GET \/admin\/users +401 missing_token  \(route admin\)$/)
+  t.match(lines[4], /^ok   GET \/public\/\.\.\/admin\/users\?x=1 \[\{sub: carol\}\] +403 insufficient_claims  \(route admin\)$/)
+  t.match(lines[6], /^ok   GET \/partner\/x \[\{sub: p1\}\] +allow → partners  \(route \/partner\/\*\*\)$/, "inline claims get the route's first issuer")
   t.match(lines[9], /^ok   GET \/api\/orders \(host shop\.example\.com\)/)
-  t.match(lines[20], /^ok   GET \/report\/a \[\{sub: c, email: c@example\.org\}\] +403 insufficient_claims \(mode report: forwarded to orders anyway\)$/)
-  t.match(lines[21], /^ok   GET \/report\/a +401 missing_token \(mode report: forwarded to orders anyway\)$/)
+  t.match(
+    lines[20],
+    /^ok   GET \/report\/a \[\{sub: c, email: c@example\.org\}\] +403 insufficient_claims \(mode report: forwarded to orders anyway\)  \(route \/report\/\*\*\)$/,
+  )
+  t.match(lines[21], /^ok   GET \/report\/a +401 missing_token \(mode report: forwarded to orders anyway\)  \(route \/report\/\*\*\)$/)
   t.equal(lines[23], '23 passed, 0 failed')
   t.equal(res.stderr, '')
 })
@@ -161,16 +165,19 @@ cases:
   - request: GET /partner/x
     token: reader
     expect: 403
-  - { request: GET /partner/x, token: reader, expect: allow, upstream: orders, headers: { x-user-id: alice, x-user-roles: null } }
+  - { request: GET /partner/x, token: reader, expect: allow, route: admin, upstream: orders, headers: { x-user-id: alice, x-user-roles: null } }
 `,
   )
   const res = await jwtgateTest(POLICY, file)
   t.equal(res.status, 1)
   const lines = res.stdout.trimEnd().split('\n')
   t.match(lines[0], /^ok   /)
-  t.match(lines[1], `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims  at ${file}:5:5`)
-  t.match(lines[2], `FAIL GET /partner/x [reader]    expected 403, got allow → partners  at ${file}:6:5`)
-  t.match(lines[3], 'expected upstream orders, got partners; expected x-user-id: alice, got x-user-id: bob; expected no x-user-roles, got x-user-roles: reader')
+  t.match(lines[1], `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims  (route admin)  at ${file}:5:5`)
+  t.match(lines[2], `FAIL GET /partner/x [reader]    expected 403, got allow → partners  (route /partner/**)  at ${file}:6:5`)
+  t.match(
+    lines[3],
+    'expected route admin, got /partner/**; expected upstream orders, got partners; expected x-user-id: alice, got x-user-id: bob; expected no x-user-roles, got x-user-roles: reader',
+  )
   t.equal(lines[4], '1 passed, 3 failed')
 })
 
@@ -186,6 +193,7 @@ cases:
     expcet: 401
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
+  - { request: GET /x, expect: 404, route: nope }
 `,
   )
   const res = await jwtgateTest(POLICY, file)
@@ -207,6 +215,7 @@ cases:
   - { request: GET /admin/users, token: admn, expect: allow }
   - { request: GET /x, expect: 200 }
   - { request: GET /x, expect: denied, upstream: billing }
+  - { request: GET /x, expect: 404, route: nope }
 `,
   )
   const again = await jwtgateTest(POLICY, fixed)
@@ -216,7 +225,8 @@ cases:
     `${fixed}:5:32 cases[1].expect must be allow or a status the gateway answers with (400, 401, 403, 404, 503), not 200; write allow for a request the gateway lets through`,
     `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, bad_host, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large)`,
     `${fixed}:6:50 unknown upstream "billing" (known: orders, partners)`,
-    '4 problems in the test file; no case was run',
+    `${fixed}:7:44 unknown route "nope" (known: /public/**, admin, /partner/**, *.example.com/api/**, /tree/**, /opt/**, /report/**, /payload/**)`,
+    '5 problems in the test file; no case was run',
   ])
 
   const syntax = await jwtgateTest(POLICY, tempFile('syntax.test.yaml', 'cases:\n  - { request: GET /x, expect: 401\n'))

@@ -21,12 +21,12 @@ t.test('health, readiness, metrics and config', async (t) => {
   await get(`${gw.url}/api/x`)
   await get(`${gw.url}/api/x`, bearer(idp.sign({ sub: 'a', aud: 'other' })))
   const metrics = (await get(`${admin}/metrics`)).json as string
-  t.match(metrics, /jwtgate_requests_total\{route="routes\[0\] \/api\/\*\*",method="GET",status_class="2xx"\} 1/)
-  t.match(metrics, /jwtgate_requests_total\{route="routes\[0\] \/api\/\*\*",method="GET",status_class="4xx"\} 2/)
-  t.match(metrics, /jwtgate_auth_failures_total\{route="routes\[0\] \/api\/\*\*",reason="missing_token"\} 1/)
-  t.match(metrics, /jwtgate_auth_failures_total\{route="routes\[0\] \/api\/\*\*",reason="wrong_audience"\} 1/)
+  t.match(metrics, /jwtgate_requests_total\{route="\/api\/\*\*",method="GET",status_class="2xx"\} 1/)
+  t.match(metrics, /jwtgate_requests_total\{route="\/api\/\*\*",method="GET",status_class="4xx"\} 2/)
+  t.match(metrics, /jwtgate_auth_failures_total\{route="\/api\/\*\*",reason="missing_token"\} 1/)
+  t.match(metrics, /jwtgate_auth_failures_total\{route="\/api\/\*\*",reason="wrong_audience"\} 1/)
   t.match(metrics, /jwtgate_upstream_duration_seconds_count\{upstream="orders"\} 1/)
-  t.match(metrics, /jwtgate_request_duration_seconds_count\{route="routes\[0\] \/api\/\*\*"\} 3/)
+  t.match(metrics, /jwtgate_request_duration_seconds_count\{route="\/api\/\*\*"\} 3/)
   t.match(metrics, /jwtgate_jwks_fetches_total\{issuer="idp",result="ok"\} 1/)
   t.match(metrics, /jwtgate_jwks_keys\{issuer="idp"\} 1/)
   t.match(metrics, /jwtgate_jwks_last_success_age_seconds\{issuer="idp"\} \d/)
@@ -161,4 +161,38 @@ t.test('shutdown: readiness turns 503 first, in-flight requests finish', async (
   t.equal((await inFlight).status, 200, 'the slow request completed')
   await stopping
   await t.rejects(fetch(`${gw.url}/public/after`), 'the listener is closed')
+})
+
+t.test('the last reload: a gauge 0/1 and its time, as Prometheus has for its own configuration; /config shows a refused one with its problems', async (t) => {
+  const up = await upstream(t)
+  const text = (path: string, target = 'orders') =>
+    `version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nupstreams: { orders: { url: "${up.url}" } }\nroutes:\n  - { path: ${path}, upstream: ${target}, auth: none }\n`
+  const file = tempFile('policy.yaml', text('/a/**'))
+  const startedAt = Date.now() / 1000
+  const gw = await startGateway({ policyFile: file, logDestination: new LogCapture() })
+  t.teardown(() => gw.close())
+  const scrape = async () => (await get(`${gw.adminUrl}/metrics`)).json as unknown as string
+  const gauge = (metrics: string, name: string) => Number(new RegExp(`\\n${name} (\\S+)\\n`).exec(metrics)?.[1])
+  let metrics = await scrape()
+  t.equal(gauge(metrics, 'jwtgate_policy_last_reload_success'), 1, 'the start counts as a successful load')
+  t.ok(gauge(metrics, 'jwtgate_policy_last_reload_timestamp_seconds') >= Math.floor(startedAt))
+  t.equal((await get(`${gw.adminUrl}/config`)).json.last_reload, null, 'no reload yet')
+
+  writeFileSync(file, text('/b/**', 'nowhere'))
+  const before = Date.now() / 1000
+  t.equal(await gw.reload(), false)
+  metrics = await scrape()
+  t.equal(gauge(metrics, 'jwtgate_policy_last_reload_success'), 0, 'stays 0 until a reload succeeds')
+  t.ok(gauge(metrics, 'jwtgate_policy_last_reload_timestamp_seconds') >= Math.floor(before))
+  const refused = (await get(`${gw.adminUrl}/config`)).json
+  t.equal(refused.last_reload.result, 'failure')
+  t.match(refused.last_reload.problems, [new RegExp(`^${file}:6:\\d+ unknown upstream "nowhere"`)])
+  t.match(refused.policy.routes, [{ path: '/a/**' }], 'the policy shown is the one running')
+
+  writeFileSync(file, text('/c/**'))
+  t.equal(await gw.reload(), true)
+  t.equal(gauge(await scrape(), 'jwtgate_policy_last_reload_success'), 1)
+  const last = (await get(`${gw.adminUrl}/config`)).json.last_reload
+  t.equal(last.result, 'success')
+  t.notOk('problems' in last)
 })

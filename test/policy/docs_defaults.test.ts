@@ -4,9 +4,9 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { parse } from 'yaml'
-import { PolicySchema } from '../../src/policy/schema.js'
+import { PolicySchema } from '../../src/policy/schema_definition.js'
 import { fieldSchemas, type SchemaNode } from '../../src/policy/schema_walk.js'
-import { secretKeyword } from '../../src/policy/secrets.js'
+import { secretKeyword } from '../../src/policy/json_schema.js'
 
 const DOCS = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8')
 

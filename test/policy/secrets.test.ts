@@ -11,7 +11,8 @@ import { compilePolicy } from '../../src/policy/compile.js'
 import { parsePolicySource } from '../../src/policy/load.js'
 import { PolicySchema } from '../../src/policy/schema.js'
 import { redactUrl } from '../../src/http/urls.js'
-import { redactSecrets, secretKeyword, secretPaths } from '../../src/policy/secrets.js'
+import { redactSecrets, secretPaths } from '../../src/policy/secrets.js'
+import { secretKeyword } from '../../src/policy/json_schema.js'
 import { eventually, gateway } from '../support/harness.js'
 
 const HMAC_SECRET = 'hmac-secret-'.padEnd(40, 'h')

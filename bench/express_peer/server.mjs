@@ -1,7 +1,7 @@
 // The express peer of the benchmark: express + express-jwt (jsonwebtoken, a static public key)
 // + http-proxy-middleware with a keep-alive agent, a typical Node JWT gateway. Plain JavaScript,
-// not type-checked: its packages are not dependencies of jwtgate (see bench/peers.ts).
-// Usage: express_peer.mjs <upstream-url> <public-key.pem> <issuer> <audience>
+// not type-checked: its packages are not dependencies of jwtgate, but of the bench (package.json here).
+// Usage: server.mjs <upstream-url> <public-key.pem> <issuer> <audience>
 import { readFileSync } from 'node:fs'
 import { Agent } from 'node:http'
 import express from 'express'
