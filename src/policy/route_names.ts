@@ -14,7 +14,10 @@ import type { RouteDocument } from './schema.js'
 export function routeNames(routes: readonly RouteDocument[], problem: OnProblem): string[] {
   const derived = routes.map(derivedName)
   const names = routes.map((spec, i) => spec.name ?? derived[i]!)
-  const clashing = new Set(derived.filter((d, i) => routes[i]!.name === undefined && derived.indexOf(d) !== derived.lastIndexOf(d)))
+  // Counted, not searched: indexOf per route made 5,000 routes cost 25 million comparisons.
+  const uses = new Map<string, number>()
+  for (const d of derived) uses.set(d, (uses.get(d) ?? 0) + 1)
+  const clashing = new Set(derived.filter((d, i) => routes[i]!.name === undefined && uses.get(d)! > 1))
   const taken = new Map<string, number>()
   routes.forEach((spec, i) => {
     if (spec.name === undefined && clashing.has(derived[i]!)) names[i] = uniqueName(`${derived[i]}~${entryHash(spec)}`, taken)

@@ -34,7 +34,8 @@ t.test('the key set URL comes from the discovery document', async (t) => {
   const up = await upstream(t)
   // The document sends the gateway to a key set elsewhere (as Google's, on another host).
   idp.discovery.document = { jwks_uri: keys.jwksUri }
-  const gw = await gateway(t, discoveryPolicy(idp, up))
+  // A cool-down longer than a loaded machine takes to get to the second request.
+  const gw = await gateway(t, discoveryPolicy(idp, up, '{ cooldown: 30s, timeout: 500ms }'))
   t.equal(idp.discoveryFetches, 1, 'discovery read once at start-up')
   t.same([keys.fetches, idp.fetches], [1, 0], 'and the key set it names')
   t.equal((await get(`${gw.url}/api/x`, bearer(idp.sign(claims, { key: keys.keys[0] })))).status, 200)
