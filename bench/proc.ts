@@ -71,3 +71,9 @@ export function machineTicks(): { total: number; steal: number } {
   const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
   return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 }
 }
+
+/** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
+export function imageNodeOptions(root: string): string {
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
+}

@@ -12,7 +12,7 @@
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
 import { execFileSync } from 'node:child_process'
 import { createPublicKey, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -21,7 +21,7 @@ import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
-import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which } from './proc.js'
+import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageNodeOptions } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
 import { compareVersions, EXPRESS_PEER_SERVER, haproxyFiles, installExpressPeer, revocationList, versionOf } from './peers.js'
@@ -46,7 +46,7 @@ const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info,
 const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
 // Node options for the jwtgate processes: the image's (its Dockerfile's NODE_OPTIONS) unless
 // BENCH_NODE_FLAGS says otherwise, e.g. "" for Node's defaults or "--max-semi-space-size=4".
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions()).split(/\s+/).filter(Boolean)
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
 // A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
@@ -438,11 +438,6 @@ async function main(): Promise<void> {
 }
 
 /** `ENV NODE_OPTIONS=…` of the Dockerfile: how the image runs node. */
-function imageNodeOptions(): string {
-  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
-  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
-}
-
 function profileArgs(name: string): string[] {
   // A directory per process: each thread (a policy reload runs in a worker) writes its own profile; the
   // largest is the main thread's.

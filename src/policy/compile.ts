@@ -71,7 +71,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
  * whenever one slice of them has run for `sliceMs`, so requests keep being answered while a
  * large policy compiles (5,000 routes take several hundred milliseconds).
  */
-export async function compilePolicyInSlices(source: PolicySource, log: Logger, previous?: CompiledPolicy, sliceMs = 10): Promise<CompiledPolicy> {
+export async function compilePolicyInSlices(source: PolicySource, log: Logger, previous?: CompiledPolicy, sliceMs = 5): Promise<CompiledPolicy> {
   const steps = compileSteps(source, log, previous)
   let sliceStart = performance.now()
   for (;;) {
@@ -239,7 +239,7 @@ function checkReplayAcrossWorkers(doc: PolicyDocument, problem: OnProblem): void
 
 /** The route table, once every route compiled; a route no request could reach is a problem. */
 function* routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, problem: OnProblem): Generator<void, RouteTable<Route>, void> {
-  const routes = new RouteTable(candidates)
+  const routes = yield* RouteTable.build(candidates)
   for (const found of routes.shadowing()) {
     if (found)
       problem(['routes', found.index, 'path'], `route is unreachable: routes[${found.by}] (${doc.routes[found.by]!.path}) matches every request it would`)
