@@ -41,7 +41,7 @@ const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
   'max_connections',
   'max_connections_per_address',
 ])
-const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host'])
+const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
 const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access'])
@@ -146,7 +146,12 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     file: source.file,
     files: filesReadAtLoad(source.file, doc),
     hash: createHash('sha256').update(source.text).digest('hex'),
-    listen: { host: doc.listen.host ?? LISTEN_DEFAULT.host, port: doc.listen.port, tls: listenTls },
+    listen: {
+      host: doc.listen.host ?? LISTEN_DEFAULT.host,
+      port: doc.listen.port,
+      reusePort: doc.listen.reuse_port ?? LISTEN_DEFAULT.reuse_port,
+      tls: listenTls,
+    },
     maxHeaderBytes,
     clientLimits,
     cors,
