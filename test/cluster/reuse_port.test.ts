@@ -3,11 +3,10 @@
 // `reuse_port: false` the primary holds the one socket and hands connections round-robin.
 // Counted in the kernel's own table of listening sockets (/proc/net/tcp), and by which worker
 // wrote each request's access line.
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import t from 'tap'
-import { childEnv, MAIN } from '../support/cli.js'
+import { MAIN, running } from '../support/cli.js'
 import { eventually, tempFile, upstream } from '../support/harness.js'
 
 /** Sockets in LISTEN state (0A) on 127.0.0.1:port, from the kernel's table. */
@@ -43,23 +42,14 @@ for (const reusePort of [true, false]) {
       'policy.yaml',
       `version: 1\nworkers: 2\nlisten: { host: 127.0.0.1, port: 0${setting} }\nadmin: { host: 127.0.0.1, port: 0 }\nupstreams: { a: { url: "${up.url}" } }\nroutes:\n  - { path: /x, upstream: a, auth: none }\n`,
     )
-    const proc = spawn(process.execPath, [MAIN, 'serve', '-c', file], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
-    t.teardown(() => {
-      proc.kill('SIGKILL')
-    })
-    let out = ''
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d
-    })
-    proc.stderr.on('data', (d: Buffer) => {
-      out += d
-    })
+    const { out } = running(t, [MAIN, 'serve', '-c', file])
     await eventually(
-      () => `the cluster starts: ${out}`,
+      () => `the cluster starts: ${out()}`,
       40_000,
-      () => /"all workers listening"/.test(out),
+      // Each process writes its lines in batches: the workers' may come after the primary's.
+      () => /"all workers listening"/.test(out()) && /jwtgate listening on/.test(out()),
     )
-    const url = /jwtgate listening on (\S+?)"/.exec(out)![1]!
+    const url = /jwtgate listening on (\S+?)"/.exec(out())![1]!
     const port = Number(new URL(url).port)
 
     t.equal(listeningSockets(port), reusePort ? 2 : 1, reusePort ? 'one listening socket per worker' : "one listening socket, the primary's")
@@ -68,7 +58,7 @@ for (const reusePort of [true, false]) {
     t.same(statuses, Array(40).fill(200))
     const workers = () =>
       new Set(
-        out
+        out()
           .split('\n')
           .filter((l) => l.includes('"msg":"request"'))
           .map((l) => (JSON.parse(l) as { worker: number }).worker),

@@ -1,7 +1,7 @@
 // Runs the `jwtgate` command as a child process, the way users run it, from the compiled
 // JavaScript in dist/ that test/support/build.ts writes once before the test files run: a child
 // that registered tsx again would spend seconds compiling what every other child compiles too.
-import { spawn } from 'node:child_process'
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/cli/explain.js'
 import { validatePolicy } from '../../src/cli/validate.js'
@@ -77,4 +77,28 @@ export function validationProblems(file: string): string[] {
     if (err instanceof PolicyError) return err.problems.map(formatProblem)
     throw err
   }
+}
+
+/** A long-running child (`serve`), killed at the test's end; `out()` is its stdout and stderr so far. */
+export function running(
+  t: { teardown(fn: () => unknown): void },
+  args: string[],
+  options: { nodeArgs?: string[]; env?: Record<string, string>; cwd?: string } = {},
+): { proc: ChildProcessWithoutNullStreams; out: () => string } {
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], {
+    cwd: options.cwd,
+    env: childEnv(options.env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    proc.kill('SIGKILL')
+  })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d
+  })
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d
+  })
+  return { proc, out: () => out }
 }
