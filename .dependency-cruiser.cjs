@@ -14,7 +14,7 @@ const LAYERS = [
   ['^src/revocation/'],
   // Runtime pieces that need neither a Route, a CompiledPolicy nor a request's state.
   ['^src/proxy/'],
-  [ASSEMBLER, '^src/decide\\.ts$'],
+  [ASSEMBLER, '^src/(decide|explain|report)\\.ts$'],
   ['^src/gateway/', '^src/admin/'],
   ['^src/server\\.ts$', '^src/lifecycle/', '^src/cluster/'],
   ['^src/cli/', '^src/devkit/'],

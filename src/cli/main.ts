@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { policySchema } from '#policy-schema'
-import type { Explanation } from './explain.js'
+import type { Explanation } from '../explain.js'
 import type { PolicyTestRun } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
 import { formatWarning, validatePolicy, validationResult, validationSummary, type Validation } from './validate.js'
@@ -72,7 +72,7 @@ function schemaCommand(args: string[]): number {
 // explain and test are loaded on demand, like serve: a started gateway has no use for them (the
 // test file's schema, compiled with ajv when policy_test.js loads, would be its only ajv).
 async function explainCommand(args: string[]): Promise<number> {
-  const { explain, explainArguments, explainExitCode, explainOutput } = await import('./explain.js')
+  const { explain, explainArguments, explainExitCode, explainOutput } = await import('../explain.js')
   const parsed = explainArguments(args, process.env)
   if (typeof parsed === 'string') return misuse(parsed, 'explain')
   let explanation: Explanation

@@ -40,7 +40,7 @@ import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
+import { identityHeadersOf, routeFor, withRouteDefaults } from '../report.js'
 
 const REASONS = [
   'bad_path',

@@ -1,7 +1,7 @@
 // `jwtgate explain`: what the gateway would do with one request, and why. In-process, from the
 // command's arguments to what it prints; one child process proves the command's wiring.
 import t from 'tap'
-import { explain, explainArguments } from '../../src/cli/explain.js'
+import { explain, explainArguments } from '../../src/explain.js'
 import { explainHere, jwtgate as child } from '../support/cli.js'
 import { generateDevKey, signToken } from '../../src/devkit/dev_issuer.js'
 import { formatProblem, PolicyError } from '../../src/policy/problems.js'

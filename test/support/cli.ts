@@ -3,7 +3,7 @@
 // that registered tsx again would spend seconds compiling what every other child compiles too.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/cli/explain.js'
+import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/explain.js'
 import { validatePolicy } from '../../src/cli/validate.js'
 import { formatProblem, PolicyError } from '../../src/policy/problems.js'
 

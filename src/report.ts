@@ -1,8 +1,8 @@
 // Small pieces `explain` and `test` share.
 // Everything that decides goes through `decide`, the proxy's own code.
-import { decide, type Decision } from '../decide.js'
-import type { Issuer } from '../auth/issuer.js'
-import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { decide, type Decision } from './decide.js'
+import type { Issuer } from './auth/issuer.js'
+import type { CompiledPolicy, Route } from './policy/compile.js'
 
 /**
  * The identity headers the proxy would set, as `decide` computed them. Empty for a denial, an

@@ -1,25 +1,28 @@
-// `jwtgate explain`: what the gateway would do with one request, and why. The answer comes from
-// `decide` (src/decide.ts), the very function the proxy runs; this file only gathers its result
-// and the policy text around it (route patterns, methods, claim conditions) into something a
-// person can read, or one JSON object.
+// `jwtgate explain`, and the status page's "ask the policy" form: what the gateway would do with
+// one request, and why. The answer comes from `decide` (src/decide.ts), the very function the
+// proxy runs; this file only gathers its result and the policy text around it (route patterns,
+// methods, claim conditions) into something a person can read, or one JSON object.
 import { parseArgs } from 'node:util'
-import type { Credentials } from '../auth/authenticate.js'
-import { decide, type Decision } from '../decide.js'
-import { createLogger } from '../log.js'
-import type { Issuer } from '../auth/issuer.js'
-import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
-import { readPolicySource } from '../policy/load.js'
-import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
-import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
-import { upstreamUrl } from '../proxy/forward.js'
-import { forwardedQuery } from '../proxy/token_removal.js'
-import { splitTarget } from '../routing/normalize.js'
-import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
-import { stopIssuers } from '../lifecycle/live_policy.js'
+import type { Credentials } from './auth/authenticate.js'
+import { decide, type Decision } from './decide.js'
+import { createLogger } from './log.js'
+import type { Issuer } from './auth/issuer.js'
+import { compilePolicy, type CompiledPolicy, type Route } from './policy/compile.js'
+import { readPolicySource } from './policy/load.js'
+import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from './policy/schema.js'
+import { addCorsHeaders, headerRecord, type Preflight } from './proxy/cors.js'
+import { upstreamUrl } from './proxy/forward.js'
+import { forwardedQuery } from './proxy/token_removal.js'
+import { splitTarget } from './routing/normalize.js'
+import { hostFromHeader, type Mismatch } from './routing/route_table.js'
 import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
-export interface ExplainOptions {
+export interface ExplainOptions extends Question {
   policyFile: string
+}
+
+/** One request to explain, against a policy already loaded. */
+export interface Question {
   /** Upper case. */
   method: string
   /** The request target as a client would send it: path and optional query. */
@@ -122,11 +125,25 @@ export async function explain(options: ExplainOptions): Promise<Explanation> {
   const source = readPolicySource(options.policyFile)
   const policy = compilePolicy(source, createLogger('silent'))
   try {
-    const { decision, claims } = await evaluate(policy, options)
-    return explanationOf(policy, source.document, options, decision, claims)
+    return await explainLoaded(policy, source.document, options)
   } finally {
-    stopIssuers(policy)
+    // Compiling made each JWKS issuer an undici Agent; stopped, they let the process exit.
+    for (const issuer of policy.issuers.values()) issuer.stop()
   }
+}
+
+/**
+ * The same, against a loaded policy and the document it was compiled from (a running gateway's:
+ * its redacted copy, whose routes and conditions are as written).
+ */
+export async function explainLoaded(policy: CompiledPolicy, document: PolicyDocument, question: Question): Promise<Explanation> {
+  const { decision, claims } = await evaluate(policy, question)
+  return explanationOf(policy, document, question, decision, claims)
+}
+
+/** What a route requires, in the words `explain` prints under "requires". */
+export function requirementWords(policy: CompiledPolicy, route: Route, document: PolicyDocument): string[] {
+  return requirementLines(requirementOf(policy, route, document.routes[route.index]!))
 }
 
 /** What `explain` prints: the explanation as text, or as one JSON object. */
@@ -199,7 +216,7 @@ function claimsArgument(text: string): Record<string, unknown> | string {
   return value as Record<string, unknown>
 }
 
-async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promise<{ decision: Decision; claims?: Record<string, unknown> }> {
+async function evaluate(policy: CompiledPolicy, options: Question): Promise<{ decision: Decision; claims?: Record<string, unknown> }> {
   const route = options.token !== undefined || options.claims ? await routeFor(policy, options.method, options.host, options.target) : undefined
   // No issuer is started: the token's own lookup fetches its issuer's keys (an unrelated IdP
   // that is unreachable from here costs nothing), and that fetch answers for the token's kid,
@@ -219,7 +236,7 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   return { decision, claims }
 }
 
-function preflightOf(options: ExplainOptions): Preflight | undefined {
+function preflightOf(options: Question): Preflight | undefined {
   if (!options.preflight || options.origin === undefined) return undefined
   return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
 }
@@ -249,7 +266,7 @@ function capitalized(text: string): string {
 function explanationOf(
   policy: CompiledPolicy,
   document: PolicyDocument,
-  options: ExplainOptions,
+  options: Question,
   decision: Decision,
   claims: Record<string, unknown> | undefined,
 ): Explanation {
@@ -298,7 +315,7 @@ function outcome(
   return { decision: 'allow', ...forwarded }
 }
 
-function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
+function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: Question, path: string, before: number): SkippedRoute[] {
   const host = hostFromHeader(options.host)
   const out: SkippedRoute[] = []
   const routes = policy.routes.values()
