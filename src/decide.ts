@@ -3,6 +3,7 @@
 // send. Only forwarding is left to the caller. The outcome is written into `out` (the proxy
 // passes its per-request state).
 import { authenticate, isRefused, type AuthResult, type Credentials, type Identity } from './auth/authenticate.js'
+import type { Issuer } from './auth/issuer.js'
 import { deny, isDenial, type Denial } from './http/denial.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 import { identityHeaders } from './proxy/identity_headers.js'
@@ -16,6 +17,8 @@ export interface Decision {
   route?: Route
   /** The verified token the identity headers come from; absent without one (auth: none, an optional route's anonymous request). */
   identity?: Identity
+  /** The issuer the token was checked against (chosen by its iss), accepted or refused: the status page counts and lists by it. */
+  issuer?: Issuer
   /** The identity headers to set upstream, by lower-case name. */
   identityHeaders?: Record<string, string>
   /** Set when the request must stop; absent means allowed. */
@@ -88,6 +91,7 @@ export function decide(
 
 function settle(out: Decision, route: Route, result: AuthResult): void {
   if (result === null) return // an optional route's request without a token: anonymous
+  if (!isDenial(result)) out.issuer = result.issuer
   const identity = isDenial(result) ? undefined : isRefused(result) ? result.identity : result
   let denial = isDenial(result) ? result : isRefused(result) ? result.denial : undefined
   // Identity headers for an allowed request; on a report route also for a verified token that

@@ -17,6 +17,8 @@ import { createLogger } from './log.js'
 import { compilePolicy, loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env, type PolicySource } from './policy/load.js'
 import { UpstreamChecks } from './proxy/upstream_health.js'
+import { processStatus, type ProcessParts, type ProcessStatus } from './admin/status.js'
+import { RouteWindows } from './admin/route_figures.js'
 
 export interface StartOptions {
   policyFile: string
@@ -52,6 +54,8 @@ export interface RunningGateway {
   metrics: Metrics
   /** This process's readiness, as /readyz reports it. */
   readiness(): Readiness
+  /** This process's part of the status page (a worker's answer to its primary). */
+  status(): Promise<ProcessStatus>
   /** Loads the policy file again; keeps the old policy (and says why) when the new one is bad. */
   reload(): Promise<boolean>
   /** Readiness off, drain delay, stop accepting, finish in-flight requests, close. */
@@ -63,6 +67,7 @@ export interface RunningGateway {
 export { loadPolicy }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const startedAt = Date.now()
   const logger = createLogger('info', options.logDestination, { worker: options.worker })
   const env = options.env ?? process.env
   const metrics = new Metrics()
@@ -82,6 +87,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // The upstreams' health checks run beside the key fetches, so both are ready together.
   const checks = new UpstreamChecks(logger)
   checks.follow(policy.upstreams)
+  // The status page's five-minute figures: a copy of the counters every 30 s.
+  const windows = new RouteWindows(() => metrics.routeTotals())
+  windows.start()
+  const parts: ProcessParts = {
+    policy: () => live.current,
+    metrics,
+    windows,
+    pools: () => gateway.pools.stats(),
+    checks: () => checks.details(),
+    startedAt,
+  }
   metrics.watchUpstreams(() => checks.states())
   metrics.watchRevocation(() => {
     const store = live.current.revocation?.store
@@ -97,6 +113,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   } catch (err) {
     // Its Redis connections would keep the process alive.
     checks.stop()
+    windows.stop()
     await live.stop()
     throw err
   }
@@ -120,7 +137,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     upstreams: () => checks.notReady(),
   }
   if (policy.admin && options.admin !== false) {
-    admin = buildAdmin(view, metrics, logger)
+    admin = buildAdmin(view, metrics, logger, parts)
     try {
       adminUrl = await listen(admin, options.admin?.host ?? policy.admin.host, options.admin?.port ?? policy.admin.port, 'admin')
     } catch (err) {
@@ -152,9 +169,10 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     logger,
     metrics,
     readiness: () => readiness(view),
+    status: () => processStatus(parts),
     reload,
-    shutdown: () => shutdown.graceful(),
-    close: () => shutdown.now(),
+    shutdown: () => shutdown.graceful().finally(() => windows.stop()),
+    close: () => shutdown.now().finally(() => windows.stop()),
   }
 }
 

@@ -2,6 +2,9 @@
 // dashboard and alerts query them, and a test checks the dashboard only uses these.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Issuer } from '../auth/issuer.js'
+import type { RequestState } from '../gateway/request_state.js'
+import { RefusalRing } from './refusals.js'
+import { emptyCounts, LATENCY_BUCKETS, type Counts } from './route_figures.js'
 import { Histogram, RequestCounter } from './series.js'
 
 export const METRIC_NAMES = [
@@ -32,7 +35,11 @@ export type ClientTimeoutKind = 'headers' | 'request' | 'body_rate' | 'send'
 /** Why a client connection was closed as it opened. */
 export type RefusedConnection = 'max_connections' | 'per_address'
 
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+/** Requests whose token was checked against one issuer: accepted, and refused by reason. Only the status page reads them. */
+export interface IssuerCounts {
+  accepted: number
+  refused: Record<string, number>
+}
 
 export class Metrics {
   readonly registry = new Registry()
@@ -110,6 +117,10 @@ export class Metrics {
   private tokenCacheSize = () => 0
   private upstreamStates: () => Array<{ upstream: string; healthy: boolean }> = () => []
   private revocationState: () => { backend: string; state: string } | undefined = () => undefined
+  // What only the status page reads, kept beside the counters and never exported: /metrics
+  // scrapes cost what they did.
+  readonly refusals = new RefusalRing(100)
+  private readonly byIssuer = new Map<string, IssuerCounts>()
 
   constructor() {
     collectDefaultMetrics({ register: this.registry })
@@ -219,6 +230,59 @@ export class Metrics {
     this.requests.inc(route, method, STATUS_CLASS[Math.floor(status / 100)] ?? 'other')
     this.requestDuration.of(route).observe(seconds)
     if (denied) this.authFailures.labels(route, denied).inc()
+  }
+
+  /**
+   * What the status page needs of a finished request that the counters do not keep: the issuer
+   * its token was checked against, and, for a refusal or an upstream failure, the request itself
+   * in the ring of recent refusals.
+   */
+  remember(state: RequestState | undefined, requestId: string, method: string, target: string, status: number): void {
+    if (!state) return
+    const issuer = state.issuer
+    if (issuer) {
+      let counts = this.byIssuer.get(issuer.name)
+      if (!counts) this.byIssuer.set(issuer.name, (counts = { accepted: 0, refused: {} }))
+      const refused = state.denial?.reason ?? state.reported?.reason
+      if (refused) counts.refused[refused] = (counts.refused[refused] ?? 0) + 1
+      else counts.accepted++
+    }
+    if (!state.denial && !state.upstreamError) return
+    const settings = state.policy.admin?.status
+    if (settings && settings.recentRefusals !== this.refusals.size) this.refusals.resize(settings.recentRefusals)
+    this.refusals.remember(state, requestId, method, target, status, settings?.showSubjects === true)
+  }
+
+  /** Requests checked against each issuer's tokens, since the start. */
+  issuerCounts(): Record<string, IssuerCounts> {
+    return Object.fromEntries([...this.byIssuer].map(([name, c]) => [name, { accepted: c.accepted, refused: { ...c.refused } }]))
+  }
+
+  /**
+   * Every route's figures since the start, read from the counters /metrics exports
+   * (jwtgate_requests_total, jwtgate_auth_failures_total, jwtgate_report_decisions_total,
+   * jwtgate_request_duration_seconds): the status page's routes table.
+   */
+  async routeTotals(): Promise<Map<string, Counts>> {
+    const out = new Map<string, Counts>()
+    const of = (route: string) => {
+      let c = out.get(route)
+      if (!c) out.set(route, (c = emptyCounts()))
+      return c
+    }
+    for (const [route, { requests, serverErrors }] of this.requests.byRoute()) {
+      const c = of(route)
+      c.requests = requests
+      c.serverErrors = serverErrors
+    }
+    for (const { labels, value } of (await this.authFailures.get()).values) {
+      if (value) of(String(labels.route)).denied[String(labels.reason)] = value
+    }
+    for (const { labels, value } of (await this.reportDecisions.get()).values) {
+      if (value && labels.decision === 'deny') of(String(labels.route)).reported[String(labels.reason)] = value
+    }
+    for (const [route, series] of this.requestDuration.entries()) of(route).latency = [...series.counts]
+    return out
   }
 
   /** A request on a `mode: report` route: what enforcing would have done (reason `none` when allowed). */

@@ -58,6 +58,11 @@ export class Histogram {
     this.series.clear()
   }
 
+  /** Each label value's series, for the status page (read, never written). */
+  entries(): IterableIterator<[string, HistogramSeries]> {
+    return this.series.entries()
+  }
+
   getForPromString() {
     const bucket = `${this.name}_bucket`
     const values: { labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number; metricName: string }[] = []
@@ -104,6 +109,23 @@ export class RequestCounter {
         }
       },
     })
+  }
+
+  /** Per route: every request, and those answered 5xx. For the status page; a scrape does not use it. */
+  byRoute(): Map<string, { requests: number; serverErrors: number }> {
+    const out = new Map<string, { requests: number; serverErrors: number }>()
+    for (const [route, byMethod] of this.counts) {
+      let requests = 0
+      let serverErrors = 0
+      for (const byClass of byMethod.values()) {
+        for (const [statusClass, n] of byClass) {
+          requests += n
+          if (statusClass === '5xx') serverErrors += n
+        }
+      }
+      out.set(route, { requests, serverErrors })
+    }
+    return out
   }
 
   inc(route: string, method: string, statusClass: string): void {

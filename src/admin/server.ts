@@ -1,10 +1,13 @@
-// The admin listener: liveness, readiness, metrics and the loaded policy. It never proxies, and
-// the proxy listener never serves these paths.
+// The admin listener: liveness, readiness, metrics, the loaded policy and the status page. It
+// never proxies, and the proxy listener never serves these paths.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledPolicy } from '../policy/compile.js'
 import type { Metrics } from './metrics.js'
 import { revocationRoutes, revokeHere, type Revoke } from './revocations.js'
+import { requireAdminToken } from './admin_access.js'
+import { processStatus, statusDocument, type ProcessParts, type StatusDocument } from './status.js'
+import { securityHeaders, statusRoutes } from './status_routes.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 
 /** The last reload's outcome, as GET /config shows it: a refused one with its problems. */
@@ -42,9 +45,11 @@ export interface AdminSource {
   /** The exposition text; throws when it cannot be had (a worker did not answer). */
   metrics(): Promise<{ contentType: string; text: string }>
   revoke: Revoke
+  /** The status page's data (./status.ts). */
+  status(): Promise<StatusDocument>
 }
 
-export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): FastifyInstance {
+export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger, parts: ProcessParts): FastifyInstance {
   return adminListener(
     {
       policy: view.policy,
@@ -53,6 +58,17 @@ export function buildAdmin(view: AdminView, metrics: Metrics, logger: Logger): F
       readiness: async () => readiness(view),
       metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
       revoke: revokeHere,
+      status: async () =>
+        statusDocument({
+          policy: view.policy(),
+          loadedAt: view.loadedAt(),
+          lastReload: view.lastReload(),
+          readiness: readiness(view),
+          startedAt: parts.startedAt,
+          parts: [{ worker: 0, state: 'serving', status: await processStatus(parts) }],
+          clustered: false,
+          recentRefusals: view.policy().admin?.status.recentRefusals ?? 0,
+        }),
     },
     logger,
   )
@@ -65,6 +81,8 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
     schemaController: NO_ROUTE_SCHEMAS,
   })
 
+  securityHeaders(app)
+  requireAdminToken(app, () => source.policy().admin)
   app.get('/healthz', async () => ({ status: 'ok' }))
 
   app.get('/readyz', async (_request, reply) => {
@@ -76,6 +94,7 @@ export function adminListener(source: AdminSource, logger: Logger): FastifyInsta
   })
 
   revocationRoutes(app, () => source.policy(), source.revoke)
+  statusRoutes(app, source.policy, source.status)
 
   app.get('/metrics', async (request, reply) => {
     let scraped: Awaited<ReturnType<AdminSource['metrics']>>

@@ -46,12 +46,20 @@ export interface Identity extends TokenFacts {
 }
 
 /**
- * A verified token that only the route's requirement refused: who was refused, and the identity
- * a `mode: report` route still forwards. It is not an Identity: nothing can take it for permission.
+ * A token refused once its issuer was chosen (by its iss): the issuer, for the status page's
+ * figures and refusals, and, when only the route's requirement refused a verified token, who was
+ * refused and the identity a `mode: report` route still forwards. It is not an Identity: nothing
+ * can take it for permission.
  */
 export interface Refused {
-  identity: Identity
+  /** The verified token the route's requirement refused; undefined when the token itself was. */
+  identity: Identity | undefined
+  issuer: Issuer
   denial: Denial
+}
+
+function refusedBy(issuer: Issuer, denial: Denial): Refused {
+  return { identity: undefined, issuer, denial }
 }
 
 /** An optional route's request without a token: allowed, with no identity. */
@@ -80,7 +88,7 @@ export function authenticate(credentials: Credentials, rule: AuthRule, context: 
 
 function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise<AuthResult> {
   if (result === null || isDenial(result) || isRefused(result) || !context.revocation) return result
-  return context.revocation.consumeOnce(result.claims).then((denial) => denial ?? result)
+  return context.revocation.consumeOnce(result.claims).then((denial) => (denial ? refusedBy(result.issuer, denial) : result))
 }
 
 function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
@@ -100,7 +108,8 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   // route, and costs little), and it must not have been revoked since it was cached. iat and
   // sub were checked when it was cached and a later clock cannot undo that.
   if (known && source.issuers.find(known.claims) === known.issuer) {
-    return context.revocation?.check(known.claims, now) ?? meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
+    const revoked = context.revocation?.check(known.claims, now)
+    return revoked ? refusedBy(known.issuer, revoked) : meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
   // Once per token: a cached one was canonical (the cache is keyed by the token's digest).
@@ -121,9 +130,10 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   if (isDenial(issuer)) return issuer
 
   const alg = header.alg
-  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg))
+    return refusedBy(issuer, deny('bad_algorithm', 'the token algorithm is not allowed for its issuer'))
   const kid = header.kid
-  if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
+  if (kid !== undefined && typeof kid !== 'string') return refusedBy(issuer, deny('malformed', 'the token kid is not a string'))
 
   const typ = typeof header.typ === 'string' ? header.typ : undefined
 
@@ -141,20 +151,21 @@ function verifyWith(
   issuer: Issuer,
   rule: AuthRule,
   context: AuthContext,
-): Identity | Denial | Refused {
-  if (isDenial(key)) return key
+): Identity | Refused {
+  if (isDenial(key)) return refusedBy(issuer, key)
   let claims: Record<string, unknown>
   try {
     claims = key.verify(token)
   } catch (err) {
-    return denialFor(err, decoded.payload as Record<string, unknown>)
+    return refusedBy(issuer, denialFor(err, decoded.payload as Record<string, unknown>))
   }
   // fast-jwt lets a falsy crit (null, false, 0, "") through; we understand no extension, so any
   // crit member at all refuses the token (RFC 7515 §4.1.11).
-  if (Object.hasOwn(decoded.header, 'crit')) return deny('invalid_claims', 'the token has a critical header this gateway does not understand')
+  if (Object.hasOwn(decoded.header, 'crit'))
+    return refusedBy(issuer, deny('invalid_claims', 'the token has a critical header this gateway does not understand'))
   const now = Date.now()
   const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now) ?? context.revocation?.check(claims, now)
-  if (invalid) return invalid
+  if (invalid) return refusedBy(issuer, invalid)
   // Cached once valid, before the route's own requirement: a token lacking a role or audience
   // here may carry all another route needs.
   context.tokens.set(token, cacheKey, issuer, key, claims, now, typ)
@@ -166,12 +177,13 @@ function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): I
   const issuer = rule.issuers.find(claims)
   if (isDenial(issuer)) return issuer
   const now = Date.now()
-  return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
+  const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now)
+  return invalid ? refusedBy(issuer, invalid) : meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
 }
 
 function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Refused {
   const denial = rule.requirement.check(identity, now)
-  return denial ? { identity, denial } : identity
+  return denial ? { identity, issuer: identity.issuer, denial } : identity
 }
 
 function denialFor(err: unknown, payload: Record<string, unknown>): Denial {

@@ -5,7 +5,7 @@
 // not https (plain http only on loopback, for tests and local development).
 import type { Agent } from 'undici'
 import { redactUrl } from '../http/urls.js'
-import { fetchJson } from './fetch_json.js'
+import { fetchJson, type FetchSeen } from './fetch_json.js'
 
 const MAX_DOCUMENT_BYTES = 256 * 1024
 
@@ -15,10 +15,10 @@ export function discoveryUrl(issuer: string): string {
 }
 
 /** The jwks_uri of the issuer's discovery document; throws with a reason to log when it cannot be used. */
-export async function discoverJwksUri(issuer: string, agent: Agent, timeoutMs: number): Promise<string> {
+export async function discoverJwksUri(issuer: string, agent: Agent, timeoutMs: number, seen?: FetchSeen): Promise<string> {
   let body: unknown
   try {
-    ;({ body } = await fetchJson(discoveryUrl(issuer), agent, timeoutMs, MAX_DOCUMENT_BYTES, 'application/json'))
+    ;({ body } = await fetchJson(discoveryUrl(issuer), agent, timeoutMs, MAX_DOCUMENT_BYTES, 'application/json', seen))
   } catch (err) {
     const { name, message } = err as Error
     throw new Error(`cannot read the discovery document: ${name === 'TimeoutError' || name === 'AbortError' ? 'timed out' : message}`)

@@ -3,18 +3,25 @@
 // request does not follow them, so a 3xx is just not 200), certificates verified.
 import { request, type Agent } from 'undici'
 
+/** What the caller wants to know of a fetch besides its body: the HTTP status of the last answer (the status page shows it). */
+export interface FetchSeen {
+  status?: number
+}
+
 export async function fetchJson(
   uri: string,
   agent: Agent,
   timeoutMs: number,
   maxBytes: number,
   accept: string,
+  seen?: FetchSeen,
 ): Promise<{ body: unknown; headers: Record<string, string | string[] | undefined> }> {
   const response = await request(uri, {
     dispatcher: agent,
     headers: { accept },
     signal: AbortSignal.timeout(timeoutMs),
   })
+  if (seen) seen.status = response.statusCode
   if (response.statusCode !== 200) {
     await response.body.dump({ limit: 64 * 1024 }).catch(() => {})
     throw new Error(`HTTP ${response.statusCode}`)

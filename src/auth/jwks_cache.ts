@@ -10,7 +10,7 @@ import { redactUrl, redactUrlsIn } from '../http/urls.js'
 import { Agent } from 'undici'
 import type { Logger } from 'pino'
 import { discoverJwksUri, discoveryUrl } from './discovery.js'
-import { fetchJson } from './fetch_json.js'
+import { fetchJson, type FetchSeen } from './fetch_json.js'
 import { prepareJwk, type PreparedKey, type VerifyOptions } from './keys.js'
 
 export interface JwksSettings {
@@ -29,6 +29,31 @@ export interface KeySetStatus {
   lastError: string | undefined
   /** The key set URL last used (with discovery, the one the document named). */
   jwksUri: string | undefined
+  /** The last fetch, whatever its outcome: for the status page. */
+  lastFetch: FetchOutcome | undefined
+}
+
+export interface FetchOutcome {
+  /** When it started (ms since the epoch). */
+  at: number
+  ok: boolean
+  durationMs: number
+  /** The last HTTP status answered (the discovery document's when that failed); none without an answer. */
+  httpStatus: number | undefined
+  error: string | undefined
+}
+
+/** A key as the status page shows it: never the key material. */
+export interface KeyDetails {
+  kid: string | undefined
+  kty: string
+  crv: string | undefined
+  /** The JWK's own `alg`, when it has one. */
+  alg: string | undefined
+  /** What it may verify: the issuer's algorithms that fit the key. */
+  algorithms: string[]
+  /** When a fetch first brought it (a refresh that brings it again keeps the time). */
+  firstSeenAt: number
 }
 
 const MAX_BODY_BYTES = 1024 * 1024
@@ -68,12 +93,13 @@ export class JwksCache {
   /** The JWK text each current key was prepared from, to reuse it when a refresh brings it again. */
   private byJwk = new Map<string, PreparedKey>()
   private readonly jwkOf = new WeakMap<PreparedKey, string>()
+  private readonly details = new WeakMap<PreparedKey, KeyDetails>()
   private inflight: Promise<void> | undefined
   private lastAttemptAt = -Infinity
   private failures = 0
   private timer: NodeJS.Timeout | undefined
   /** When the timer fires: the next fetch, routine, retry or for unknown kids. */
-  private nextFetchAt = Infinity
+  private nextFetchDue = Infinity
   /** Unknown kids seen since the last fetch started (as `tag`s): the next fetch answers for them. */
   private pending = new Set<string>()
   /** The kids the fetch in flight answers for. */
@@ -89,7 +115,16 @@ export class JwksCache {
   private readonly agent: Agent
   /** Told of every fetch's outcome (metrics). */
   onFetch: ((ok: boolean) => void) | undefined
-  readonly status: KeySetStatus = { keyCount: 0, lastSuccessAt: undefined, lastFailureAt: undefined, lastError: undefined, jwksUri: undefined }
+  readonly status: KeySetStatus = {
+    keyCount: 0,
+    lastSuccessAt: undefined,
+    lastFailureAt: undefined,
+    lastError: undefined,
+    jwksUri: undefined,
+    lastFetch: undefined,
+  }
+  /** What the fetch in flight saw: its start and its last HTTP status. */
+  private fetching: { at: number; seen: FetchSeen } = { at: 0, seen: {} }
 
   constructor(
     readonly settings: JwksSettings,
@@ -111,6 +146,21 @@ export class JwksCache {
 
   get hasKeys(): boolean {
     return this.keys.length > 0
+  }
+
+  /** The current keys, as the status page shows them. */
+  keyDetails(): KeyDetails[] {
+    return this.keys.flatMap((key) => this.details.get(key) ?? [])
+  }
+
+  /** When the next fetch is due (routine refresh, retry or for unknown kids); undefined when none is scheduled. */
+  get nextFetchAt(): number | undefined {
+    return Number.isFinite(this.nextFetchDue) ? this.nextFetchDue : undefined
+  }
+
+  /** Until when an unknown kid does not start a fetch (the cool-down since the last attempt). */
+  get cooldownUntil(): number | undefined {
+    return Number.isFinite(this.lastAttemptAt) ? this.lastAttemptAt + this.settings.cooldownMs : undefined
   }
 
   /**
@@ -179,7 +229,7 @@ export class JwksCache {
     this.remember(kid)
     // After a failure the back-off retry is already due (within the cool-down): kids do not hurry it.
     if (this.failures === 0) this.fetchBy(this.lastAttemptAt + this.settings.cooldownMs)
-    const next = Number.isFinite(this.nextFetchAt) ? this.nextFetchAt - Date.now() : this.settings.cooldownMs
+    const next = Number.isFinite(this.nextFetchDue) ? this.nextFetchDue - Date.now() : this.settings.cooldownMs
     return { retryInMs: Math.max(0, next) }
   }
 
@@ -200,7 +250,7 @@ export class JwksCache {
 
   /** Makes sure a fetch is due at `at` at the latest. */
   private fetchBy(at: number): void {
-    if (this.nextFetchAt <= at) return
+    if (this.nextFetchDue <= at) return
     this.schedule(Math.max(0, at - Date.now()))
   }
 
@@ -219,13 +269,14 @@ export class JwksCache {
     if (this.stopped) return
     this.stopped = true
     clearTimeout(this.timer)
-    this.nextFetchAt = Infinity
+    this.nextFetchDue = Infinity
     void this.agent.close()
   }
 
   private fetchNow(): Promise<void> {
     if (this.inflight) return this.inflight
     this.lastAttemptAt = Date.now()
+    this.fetching = { at: this.lastAttemptAt, seen: {} }
     // This fetch answers for the kids seen so far (absent ones again); a kid seen from now on
     // waits for a later one.
     this.checking = new Set([...this.pending, ...this.absent])
@@ -233,7 +284,7 @@ export class JwksCache {
     this.absent = new Set()
     // The timer's fetch is this one (or superseded by it); the outcome schedules the next.
     clearTimeout(this.timer)
-    this.nextFetchAt = Infinity
+    this.nextFetchDue = Infinity
     this.inflight = this.fetchOnce()
       .then(
         (loaded) => this.succeeded(loaded),
@@ -248,9 +299,10 @@ export class JwksCache {
   private async fetchOnce(): Promise<Loaded> {
     const { uri: source, timeoutMs } = this.settings
     // Discovery is read on the key set's schedule: a moved jwks_uri is followed at the next refresh.
-    const uri = typeof source === 'string' ? source : await discoverJwksUri(source.discover, this.agent, timeoutMs)
+    const { seen } = this.fetching
+    const uri = typeof source === 'string' ? source : await discoverJwksUri(source.discover, this.agent, timeoutMs, seen)
     this.status.jwksUri = uri
-    const { body, headers } = await fetchJson(uri, this.agent, timeoutMs, MAX_BODY_BYTES, 'application/json, application/jwk-set+json')
+    const { body, headers } = await fetchJson(uri, this.agent, timeoutMs, MAX_BODY_BYTES, 'application/json, application/jwk-set+json', seen)
     const list = (body as { keys?: unknown } | null)?.keys
     if (!Array.isArray(list)) throw new Error('response has no "keys" array')
     const keys: PreparedKey[] = []
@@ -270,6 +322,7 @@ export class JwksCache {
       } else {
         keys.push(prepared)
         this.jwkOf.set(prepared, JSON.stringify(jwk))
+        this.details.set(prepared, keyDetails(jwk as Record<string, unknown>, prepared))
       }
     }
     if (keys.length === 0) throw new Error('no usable signing key in the key set')
@@ -301,6 +354,7 @@ export class JwksCache {
     this.onFetch?.(true)
     this.status.keyCount = keys.length
     this.status.lastSuccessAt = Date.now()
+    this.status.lastFetch = this.outcome(undefined)
     // Refresh ahead of expiry so requests never wait on a routine refresh: the log says when that
     // is, and the lifetime it came from.
     const refreshInMs = Math.max(this.settings.minAgeMs, Math.floor(lifetimeMs * 0.8))
@@ -316,11 +370,17 @@ export class JwksCache {
     this.onFetch?.(false)
     this.status.lastFailureAt = Date.now()
     this.status.lastError = err.name === 'TimeoutError' || err.name === 'AbortError' ? 'timed out' : redactUrlsIn(err.message)
+    this.status.lastFetch = this.outcome(this.status.lastError)
     this.log.warn({ ...this.where(), error: this.status.lastError, keeping_keys: this.keys.length }, 'key set fetch failed')
     // Back off from half a second up to the cool-down, so a gateway that started while the
     // IdP was down recovers soon after it comes back, without hammering it meanwhile.
     const backoff = Math.min(FIRST_RETRY_MS * 2 ** (this.failures - 1), Math.max(this.settings.cooldownMs, FIRST_RETRY_MS))
     this.schedule(backoff)
+  }
+
+  private outcome(error: string | undefined): FetchOutcome {
+    const { at, seen } = this.fetching
+    return { at, ok: error === undefined, durationMs: Date.now() - at, httpStatus: seen.status, error }
   }
 
   /** Where the keys come from, for log lines. */
@@ -334,7 +394,7 @@ export class JwksCache {
   private schedule(delayMs: number): void {
     if (this.stopped) return
     clearTimeout(this.timer)
-    this.nextFetchAt = Date.now() + delayMs
+    this.nextFetchDue = Date.now() + delayMs
     this.timer = setTimeout(() => void this.fetchNow(), delayMs)
     this.timer.unref()
   }
@@ -346,4 +406,9 @@ export class JwksCache {
     const ms = maxAge ? Number(maxAge[1]) * 1000 : this.settings.maxAgeMs
     return Math.min(Math.max(ms, this.settings.minAgeMs), this.settings.maxAgeMs)
   }
+}
+
+function keyDetails(jwk: Record<string, unknown>, key: PreparedKey): KeyDetails {
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined)
+  return { kid: key.kid, kty: String(jwk.kty), crv: text(jwk.crv), alg: text(jwk.alg), algorithms: [...key.algorithms], firstSeenAt: Date.now() }
 }

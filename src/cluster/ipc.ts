@@ -3,8 +3,17 @@
 // a revocation), and one-way events.
 import type { Revocation } from '../revocation/store.js'
 
-/** Primary → worker: readiness, metrics, reload, revoke. Worker → primary: revocations (its start-up copy). */
-export type Question = { kind: 'readiness' } | { kind: 'metrics' } | { kind: 'reload' } | { kind: 'revoke'; entry: Revocation } | { kind: 'revocations' }
+/**
+ * Primary → worker: readiness, metrics, status (its part of the status page), reload, revoke.
+ * Worker → primary: revocations (its start-up copy).
+ */
+export type Question =
+  | { kind: 'readiness' }
+  | { kind: 'metrics' }
+  | { kind: 'status' }
+  | { kind: 'reload' }
+  | { kind: 'revoke'; entry: Revocation }
+  | { kind: 'revocations' }
 
 /**
  * Worker → primary: attached (it answers questions from now on), listening; primary → worker:

@@ -37,6 +37,7 @@ const EXIT_MARGIN_MS = 3000
 
 /** Runs the cluster on the policy `serve` read; exits 1 (said why) when it does not compile. */
 export async function runPrimary(source: PolicySource): Promise<number> {
+  const startedAt = Date.now()
   // The workers write to the same standard output.
   const logger = createLogger('info', undefined, { sharedStdout: true })
   const registry = new Registry()
@@ -85,7 +86,14 @@ export async function runPrimary(source: PolicySource): Promise<number> {
     watcher: () => watcher,
     admin: () => admin,
   })
-  const view = { policy: () => live.current, loadedAt: () => live.loadedAt, lastReload: () => live.lastReload, shuttingDown: () => shutdown.started, registry }
+  const view = {
+    policy: () => live.current,
+    loadedAt: () => live.loadedAt,
+    lastReload: () => live.lastReload,
+    shuttingDown: () => shutdown.started,
+    registry,
+    startedAt,
+  }
   const adminAddress = live.current.admin
   if (adminAddress) {
     admin = adminListener(clusterAdmin(view, slots), logger)

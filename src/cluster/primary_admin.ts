@@ -2,6 +2,7 @@
 // come from asking every worker; /config is the primary's own loaded policy.
 import { AggregatorRegistry, Registry } from 'prom-client'
 import type { AdminSource, Readiness, ReloadOutcome } from '../admin/server.js'
+import { statusDocument, type ProcessStatus, type WorkerPart } from '../admin/status.js'
 import type { CompiledPolicy } from '../policy/compile.js'
 import { revokeHere } from '../admin/revocations.js'
 import type { WorkerSlots } from './slots.js'
@@ -11,6 +12,7 @@ import type { WorkerSlots } from './slots.js'
 const READINESS_TIMEOUT_MS = 1000
 const METRICS_TIMEOUT_MS = 2000
 const REVOKE_TIMEOUT_MS = 2000
+const STATUS_TIMEOUT_MS = 2000
 
 export interface PrimaryView {
   policy(): CompiledPolicy
@@ -19,6 +21,7 @@ export interface PrimaryView {
   shuttingDown(): boolean
   /** The primary's own series (jwtgate_policy_reloads_total), shown instead of the workers'. */
   registry: Registry
+  startedAt: number
 }
 
 export function clusterAdmin(view: PrimaryView, slots: WorkerSlots): AdminSource {
@@ -28,6 +31,7 @@ export function clusterAdmin(view: PrimaryView, slots: WorkerSlots): AdminSource
     lastReload: view.lastReload,
     readiness: () => readiness(view, slots),
     metrics: () => metrics(view.registry, slots),
+    status: () => status(view, slots),
     // Stored by the primary (its own memory set, or the file or redis backend), then added to
     // every worker's set at once: 201 only when all of them have it, else 503 (the caller
     // retries; revoking twice is harmless). A worker still starting gets the primary's whole
@@ -58,6 +62,32 @@ async function readiness(view: PrimaryView, slots: WorkerSlots): Promise<Readine
     }
   }
   return result
+}
+
+/**
+ * One page for the whole gateway: the primary's policy and reloads, every worker's part (its
+ * figures, key caches, refusals, connections) added up by statusDocument. A worker that does not
+ * answer is listed as such; the page shows the others.
+ */
+async function status(view: PrimaryView, slots: WorkerSlots) {
+  const [ready, outcomes] = await Promise.all([readiness(view, slots), slots.askAll<ProcessStatus>({ kind: 'status' }, STATUS_TIMEOUT_MS)])
+  const parts: WorkerPart[] = slots.slots.map((slot) => {
+    const outcome = outcomes.find((o) => o.slot === slot)
+    if (!outcome) return { worker: slot.number, state: slot.state === 'up' ? 'listening' : 'starting' }
+    if ('error' in outcome) return { worker: slot.number, state: 'not answering', error: outcome.error }
+    return { worker: slot.number, state: 'listening', status: outcome.value }
+  })
+  const policy = view.policy()
+  return statusDocument({
+    policy,
+    loadedAt: view.loadedAt(),
+    lastReload: view.lastReload(),
+    readiness: ready,
+    startedAt: view.startedAt,
+    parts,
+    clustered: true,
+    recentRefusals: policy.admin?.status.recentRefusals ?? 0,
+  })
 }
 
 /**

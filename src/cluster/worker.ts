@@ -77,6 +77,9 @@ async function answer(question: Question, running: RunningGateway | undefined, s
     case 'metrics':
       if (!running) return []
       return running.metrics.registry.getMetricsAsJSON()
+    case 'status':
+      if (!running) throw new Error('still starting')
+      return running.status()
     case 'reload':
       if (!running) throw new Error('still starting; it reads the policy file as it starts')
       return running.reload()

@@ -103,6 +103,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     record(state, id, method, target, status, ms, websocket) {
       metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
+      metrics.remember(state, id, method, target, status)
       if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
     },
   }

@@ -23,7 +23,8 @@ import { lintIssuers } from './lint.js'
 import { readPolicySource, type Env, type PolicySource } from './load.js'
 import { filesReadAtLoad } from './policy_files.js'
 import { PolicyError, type OnProblem } from './problems.js'
-import { AddressSchema, PolicySchema, type PolicyDocument } from './schema.js'
+import { PolicySchema, type PolicyDocument } from './schema.js'
+import { compileAdmin } from './admin_settings.js'
 import { compileListenTls } from './tls_files.js'
 
 export type { ClientLimits, CompiledPolicy, Route, Upstream } from './compiled.js'
@@ -42,7 +43,6 @@ const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
   'max_connections_per_address',
 ])
 const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port'])
-const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
 const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access'])
 const TOKEN_CACHE_DEFAULT = defaultsOf(PolicySchema.properties.token_cache, ['max_entries', 'max_bytes'])
@@ -105,6 +105,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   const clientLimits = compileClientLimits(doc.limits ?? {}, problem)
   const cors = doc.cors ? (compileCors(doc.cors, ['cors'], problem) ?? null) : null
   const https = compileHttpsRule(doc.require_https, doc.trusted_proxies, problem)
+  const admin = compileAdmin(doc.admin ?? DEFAULT.admin, source.file, problem)
   const issuers = compileIssuers(doc.issuers ?? {}, source.file, log, problem, previous?.issuers)
 
   // Kept across reloads when its settings are unchanged, like an unchanged issuer. A token is
@@ -132,7 +133,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   }
   const routes = candidates.length === doc.routes.length ? yield* routeTable(candidates, doc, problem) : undefined
 
-  if (problems.list.length || !routes || listenTls === undefined || !https) {
+  if (problems.list.length || !routes || listenTls === undefined || !https || admin === undefined) {
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
@@ -156,7 +157,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     clientLimits,
     cors,
     https,
-    admin: adminAddress(doc.admin ?? DEFAULT.admin),
+    admin,
     shutdown: {
       drainDelayMs: durationMs(doc.shutdown?.drain_delay ?? SHUTDOWN_DEFAULT.drain_delay),
       timeoutMs: durationMs(doc.shutdown?.timeout ?? SHUTDOWN_DEFAULT.timeout),
@@ -218,10 +219,6 @@ function compileClientLimits(limits: NonNullable<PolicyDocument['limits']>, prob
     problem(['limits', 'body_rate_window'], 'limits.body_rate_window must be at least 100ms while min_body_rate is set')
   }
   return out
-}
-
-function adminAddress(admin: NonNullable<PolicyDocument['admin']>): CompiledPolicy['admin'] {
-  return admin === false ? null : { host: admin.host ?? ADMIN_DEFAULT.host, port: admin.port }
 }
 
 function workerCount(workers: NonNullable<PolicyDocument['workers']>): number {

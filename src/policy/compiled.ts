@@ -9,6 +9,7 @@ import type { IdentityOutput } from '../proxy/identity_headers.js'
 import type { Upstream } from '../proxy/upstream.js'
 import type { CompiledRevocation } from '../revocation/config.js'
 import type { RouteTable } from '../routing/route_table.js'
+import type { AdminSettings } from './admin_settings.js'
 import type { ListenTls } from './tls_files.js'
 
 export type { Upstream }
@@ -65,8 +66,8 @@ export interface CompiledPolicy {
   readonly cors: CorsRule | null
   /** `require_https` and `trusted_proxies`. */
   readonly https: HttpsRule
-  /** The admin listener (health, readiness, metrics, config); null when turned off. */
-  readonly admin: { readonly host: string; readonly port: number } | null
+  /** The admin listener (health, readiness, metrics, config, the status page); null when turned off. */
+  readonly admin: AdminSettings | null
   readonly shutdown: { readonly drainDelayMs: number; readonly timeoutMs: number }
   /** Processes serving the proxy listener (`workers`, `auto` resolved); applies from the next start. */
   readonly workers: number

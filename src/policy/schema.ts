@@ -27,7 +27,7 @@ export const PolicySchema = policySchema as typeof Definition.PolicySchema
 const FIELDS = fieldSchemas(policySchema)
 
 // The sections whose fields have defaults, for defaultsOf() in the compilers beside their code.
-export const AddressSchema = section<typeof Definition.AddressSchema>('admin')
+export const AdminSchema = section<typeof Definition.AdminSchema>('admin')
 export const CorsSchema = section<typeof Definition.CorsSchema>('cors')
 export const IdentityHeaderObjectSchema = section<typeof Definition.IdentityHeaderObjectSchema>('identity_headers.*')
 export const IssuerSchema = section<typeof Definition.IssuerSchema>('issuers.*')

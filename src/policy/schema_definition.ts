@@ -41,11 +41,27 @@ const HeaderName = Type.String({ pattern: TOKEN, minLength: 1, description: 'an 
 // in double quotes ("https://example.com/roles").
 const ClaimPath = Type.String({ minLength: 1 })
 
-const Address = Type.Object(
+const Admin = Type.Object(
   {
-    // Loopback: metrics and config are for the pod, not the network.
+    // Loopback: metrics, config and the status page are for the pod, not the network.
     host: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1' })),
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    // Required for every admin path but /healthz, /readyz (and /metrics when metrics_public).
+    token: Type.Optional(Type.String({ secret: true, description: 'the admin bearer token, at least 16 bytes' })),
+    token_file: Type.Optional(Type.String({ minLength: 1, description: "a file holding the admin token; relative to the policy file's directory" })),
+    metrics_public: Type.Optional(Type.Boolean({ default: false, description: 'with token: /metrics is served without it' })),
+    status: Type.Optional(
+      Type.Object(
+        {
+          // A subject is personal data: shown only when asked for.
+          show_subjects: Type.Optional(Type.Boolean({ default: false, description: "the status page's recent refusals show the token's sub" })),
+          recent_refusals: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: 10000, default: 100, description: 'how many refused requests the status page keeps, newest first' }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 )
@@ -395,7 +411,7 @@ export const PolicySchema = Type.Object(
     version: Type.Literal(1),
     listen: Listen,
     admin: Type.Optional(
-      Type.Union([Type.Literal(false), Address], { default: { host: '127.0.0.1', port: 9901 }, description: 'false, or an object with host and port' }),
+      Type.Union([Type.Literal(false), Admin], { default: { host: '127.0.0.1', port: 9901 }, description: 'false, or an object with host and port' }),
     ),
     shutdown: Type.Optional(
       Type.Object(
@@ -533,7 +549,7 @@ export type TokenSourceDocument = Static<typeof TokenSource>
 
 // The sections whose fields have defaults, for defaultsOf() in the compilers beside their code.
 export {
-  Address as AddressSchema,
+  Admin as AdminSchema,
   Cors as CorsSchema,
   IdentityHeaderObject as IdentityHeaderObjectSchema,
   Issuer as IssuerSchema,

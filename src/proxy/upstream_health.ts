@@ -61,11 +61,25 @@ export function compileUpstreamHealth(spec: UpstreamHealthDocument | undefined, 
   return ok ? rule : undefined
 }
 
+export interface UpstreamCheckDetails {
+  upstream: string
+  path: string
+  /** undefined until the first check has an outcome. */
+  healthy: boolean | undefined
+  lastCheckAt: number | undefined
+  lastPassed: boolean | undefined
+  /** What the last failed check found. */
+  lastProblem: string | undefined
+}
+
 /** One upstream's check and what it found. */
 class HealthCheck {
   /** undefined until the first check has an outcome. */
   healthy: boolean | undefined
-  private lastProblem: string | undefined
+  lastProblem: string | undefined
+  /** When the last check ended, and whether it passed (the state changes only after a streak). */
+  lastCheckAt: number | undefined
+  lastPassed: boolean | undefined
   private streak = 0
   private timer: NodeJS.Timeout | undefined
   private inFlight: (() => void) | undefined
@@ -112,6 +126,8 @@ class HealthCheck {
 
   private record(problem: string | undefined): void {
     const was = this.healthy
+    this.lastCheckAt = Date.now()
+    this.lastPassed = !problem
     if (problem) this.lastProblem = problem
     const fields = { upstream: this.upstream.name, path: this.rule.path }
     if (was === undefined) {
@@ -207,6 +223,18 @@ export class UpstreamChecks {
   /** Each checked upstream, healthy or not (not checked yet counts as not), for the metric. */
   states(): Array<{ upstream: string; healthy: boolean }> {
     return [...this.checks.values()].map(({ check }) => ({ upstream: check.upstream.name, healthy: check.healthy === true }))
+  }
+
+  /** Each check as the status page shows it. */
+  details(): UpstreamCheckDetails[] {
+    return [...this.checks.values()].map(({ check }) => ({
+      upstream: check.upstream.name,
+      path: check.rule.path,
+      healthy: check.healthy,
+      lastCheckAt: check.lastCheckAt,
+      lastPassed: check.lastPassed,
+      lastProblem: check.lastProblem,
+    }))
   }
 
   stop(): void {

@@ -50,6 +50,14 @@ export class UpstreamPools {
     return this.pools.get(origin)?.pool
   }
 
+  /** Each origin's connections, for the status page: open, in use (carrying a request), and requests waiting for one. */
+  stats(): Array<{ origin: string; connected: number; inUse: number; queued: number }> {
+    return [...this.pools].map(([origin, { pool }]) => {
+      const { connected, free, queued } = pool.stats
+      return { origin, connected, inUse: connected - free, queued }
+    })
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((e) => e.pool.close()))
   }

@@ -9,6 +9,7 @@ import path from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { buildAdmin, type AdminView } from '../../src/admin/server.js'
 import { METRIC_NAMES, Metrics } from '../../src/admin/metrics.js'
+import { RouteWindows } from '../../src/admin/route_figures.js'
 import { createLogger } from '../../src/log.js'
 import { loadPolicy } from '../../src/server.js'
 import { validationProblems as problems } from '../support/cli.js'
@@ -188,7 +189,15 @@ for (const overlay of OVERLAYS) {
         .map((p) => Number(p.replace(/\/tcp$/, '')))
       t.same([...ports].sort(), [...exposed].sort(), 'the container ports are the image EXPOSE ports')
 
-      const admin = buildAdmin({ policy: () => policy, loadedAt: () => new Date(), shuttingDown: () => false } as AdminView, new Metrics(), silent)
+      const metrics = new Metrics()
+      const admin = buildAdmin({ policy: () => policy, loadedAt: () => new Date(), shuttingDown: () => false } as AdminView, metrics, silent, {
+        policy: () => policy,
+        metrics,
+        windows: new RouteWindows(() => metrics.routeTotals()),
+        pools: () => [],
+        checks: () => [],
+        startedAt: Date.now(),
+      })
       await admin.ready()
       t.teardown(() => admin.close())
       for (const [probe, route] of [

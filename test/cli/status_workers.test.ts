@@ -1,0 +1,82 @@
+// The status page of `workers: 2`: one page for the whole gateway, served by the primary from
+// every worker's part (figures added up, each worker's key cache and refusals), as /metrics is.
+import t from 'tap'
+import { request } from 'node:http'
+import { MAIN, running } from '../support/cli.js'
+import { bearer, eventually, get, issuer, tempFile, upstream } from '../support/harness.js'
+
+/** One request on a new connection, so the kernel may give it to either worker. */
+function fresh(url: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false, headers }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode!))
+    })
+    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('workers: 2, one page: figures added up, each worker listed', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const file = tempFile(
+    'policy.yaml',
+    `version: 1
+workers: 2
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+issuers:
+  idp: { issuer: "${idp.url}", jwks_uri: "${idp.jwksUri}", audiences: [orders-api], algorithms: [RS256] }
+upstreams:
+  orders: { url: "${up.url}" }
+routes:
+  - { name: api, path: /api/**, upstream: orders, auth: { issuers: [idp] } }
+`,
+  )
+  const gw = running(t, [MAIN, 'serve', '-c', file])
+  await eventually(
+    () => `the cluster starts: ${gw.out()}`,
+    40_000,
+    () => /"all workers listening"/.test(gw.out()),
+  )
+  const url = /jwtgate listening on (\S+?)"/.exec(gw.out())![1]!
+  const admin = /jwtgate admin on (\S+?)"/.exec(gw.out())![1]!
+  await eventually('ready', 20_000, async () => (await get(`${admin}/readyz`)).status === 200)
+
+  const token = idp.sign({ sub: 'a', aud: 'orders-api' })
+  const answers: number[] = []
+  for (let i = 0; i < 20; i++) answers.push(await fresh(`${url}/api/${i}`, i % 2 ? bearer(token) : {}))
+  t.same(answers.filter((s) => s === 200).length, 10)
+
+  const status = (await get(`${admin}/status.json`)).json
+  t.same(
+    status.overview.workers.map((w: any) => [w.worker, w.state, w.policy_hash]),
+    [
+      [1, 'listening', status.overview.policy.hash],
+      [2, 'listening', status.overview.policy.hash],
+    ],
+  )
+  t.not(status.overview.workers[0].pid, status.overview.workers[1].pid)
+  t.match(status.routes[0], { name: 'api', since_start: { requests: 20, allowed: 10, denied: { missing_token: 10 } } }, 'both workers counted')
+  t.equal(status.refusals.length, 10)
+  const workersSeen = new Set(status.refusals.map((r: any) => r.worker))
+  t.ok(
+    [...workersSeen].every((w) => w === 1 || w === 2),
+    'each refusal names its worker',
+  )
+  const issuer0 = status.issuers[0]
+  t.match(issuer0, { name: 'idp', ready: true, tokens: { accepted: 10 } })
+  t.same(
+    issuer0.workers.map((w: any) => [w.worker, w.keys, w.last_fetch.result]),
+    [
+      [1, 1, 'ok'],
+      [2, 1, 'ok'],
+    ],
+    'every worker fetches keys for itself',
+  )
+  const page = await (await fetch(`${admin}/`)).text()
+  t.match(page, /<dt>Workers<\/dt><dd>2<\/dd>/)
+  t.match(page, /Key caches of idp by worker/)
+})
