@@ -1,6 +1,6 @@
 // `admin.token`: when set, every admin path needs it except /healthz and /readyz (probes), /metrics
 // with `metrics_public: true`, POST /revocations (which has its own token) and the page's own
-// stylesheet and script (files of the package, no data). Scripts send `Authorization: Bearer`;
+// stylesheet, script and (empty) icon (files of the package, no data). Scripts send `Authorization: Bearer`;
 // a browser is asked for the token by a form, and then holds a session cookie (HttpOnly,
 // SameSite=Strict) that names no token: an expiry and an HMAC of it under a key this process made
 // at start and the token's digest, so a changed token, or a restart, ends every session. Both
@@ -11,7 +11,7 @@ import type { AdminSettings } from '../policy/admin_settings.js'
 
 const COOKIE = 'jwtgate_admin'
 const SESSION_SECONDS = 12 * 3600
-const OPEN_PATHS = new Set(['/healthz', '/readyz', '/status.css', '/status.js'])
+const OPEN_PATHS = new Set(['/healthz', '/readyz', '/status.css', '/status.js', '/favicon.ico'])
 
 /** Signs this process's sessions; never leaves it. */
 const SESSION_KEY = randomBytes(32)
@@ -78,6 +78,7 @@ function loginPage(reply: FastifyReply, problem?: string) {
 ${problem ? `<p class="bad" role="alert">${problem}</p>` : ''}
 <form method="post" action="/login">
 <label for="token">Admin token</label>
+<input name="username" autocomplete="username" value="jwtgate-admin" hidden>
 <input id="token" name="token" type="password" required autocomplete="current-password" autofocus>
 <button type="submit">Sign in</button>
 </form>
@@ -120,13 +121,20 @@ function cookieOf(header: string | undefined): string | undefined {
   return undefined
 }
 
-/** A form sent by a page of this listener: the browser's Origin, when it sends one, is this host. */
+/**
+ * A form sent by a page of this listener: what the browser says of where the form came from
+ * (Sec-Fetch-Site, or else Origin) must be this listener; a script without either (curl) is let
+ * through, since it could send the token itself anyway.
+ */
 function sameOrigin(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site']
+  if (site !== undefined) return site === 'same-origin' || site === 'none'
   const origin = request.headers.origin
   if (origin === undefined) return true
   try {
     return new URL(origin).host === request.headers.host
   } catch {
+    // Origin: null (a sandboxed frame, a page with no origin to give) is not this listener.
     return false
   }
 }

@@ -104,11 +104,9 @@ function routes(list: StatusRoute[]): string {
     const now = r.last_5m
     return `<tr${r.never_matched ? ' class="unused"' : ''}>
 <td>${r.index}</td>
-<th scope="row"><span class="route-name">${esc(r.name)}</span>${r.never_matched ? ' <span class="tag" title="no request has matched this route since the start">never matched</span>' : ''}</th>
-<td>${r.host ? esc(r.host) : '<span class="muted">any</span>'}</td>
-<td>${r.methods ? esc(r.methods.join(', ')) : '<span class="muted">any</span>'}</td>
-<td><code>${esc(r.path)}</code></td>
-<td>${esc(r.upstream.name)}<br><code class="small">${esc(r.upstream.url)}</code></td>
+<th scope="row"><span class="route-name">${esc(r.name)}</span>${r.never_matched ? ' <span class="tag" title="no request has matched this route since the start">never matched</span>' : ''}
+<br><span class="match">${r.methods ? esc(r.methods.join(', ')) : 'any method'} <code>${esc(r.path)}</code>${r.host ? ` on ${esc(r.host)}` : ''}</span></th>
+<td title="${esc(r.upstream.url)}">${esc(r.upstream.name)}</td>
 <td><ul class="words">${r.requires.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></td>
 <td>${r.mode === 'report' ? '<span class="tag warn">report</span>' : 'enforce'}</td>
 ${figureCells(now)}
@@ -122,7 +120,7 @@ ${figureCells(r.since_start)}
 <table class="routes">
 <caption>Routes and what they did</caption>
 <thead>
-<tr><th rowspan="2" scope="col">#</th><th rowspan="2" scope="col">Route</th><th rowspan="2" scope="col">Host</th><th rowspan="2" scope="col">Methods</th><th rowspan="2" scope="col">Path</th><th rowspan="2" scope="col">Upstream</th><th rowspan="2" scope="col">Requires</th><th rowspan="2" scope="col">Mode</th>
+<tr><th rowspan="2" scope="col">#</th><th rowspan="2" scope="col">Route: methods, path, host</th><th rowspan="2" scope="col">Upstream</th><th rowspan="2" scope="col">Requires</th><th rowspan="2" scope="col">Mode</th>
 <th colspan="6" scope="colgroup">Last 5 minutes</th><th colspan="6" scope="colgroup">Since the start</th></tr>
 <tr>${FIGURE_HEADS}${FIGURE_HEADS}</tr>
 </thead>

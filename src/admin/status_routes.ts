@@ -31,7 +31,8 @@ export function securityHeaders(app: FastifyInstance): void {
     reply.header('content-security-policy', CSP)
     reply.header('x-content-type-options', 'nosniff')
     reply.header('x-frame-options', 'DENY')
-    reply.header('referrer-policy', 'no-referrer')
+    // Nothing goes to another site; a form posted here still says where it came from (Origin).
+    reply.header('referrer-policy', 'same-origin')
     // Live data, some of it about requests: never kept by a browser or a proxy.
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
     done(null, payload)
@@ -44,6 +45,9 @@ export function statusRoutes(app: FastifyInstance, policy: () => CompiledPolicy,
     const body = readFileSync(new URL(`./assets/${asset.file}`, import.meta.url))
     app.get(path, async (_request, reply) => reply.type(asset.type).send(body))
   }
+
+  // Browsers ask for it; the page has none.
+  app.get('/favicon.ico', async (_request, reply) => reply.code(204).send())
 
   app.get('/', async (request, reply) => page(reply, await status(), pageOptions(request)))
 

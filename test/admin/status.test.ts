@@ -1,17 +1,7 @@
 // The status page's data from a single gateway (GET /status.json and friends), after real traffic:
 // allowed requests, refusals for several reasons, an upstream failure.
 import t from 'tap'
-import { createServer } from 'node:net'
-import { bearer, gateway, get, issuer, policy, upstream } from '../support/harness.js'
-
-/** A loopback port nothing listens on: the upstream of a route that fails. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+import { bearer, closedPort, gateway, get, issuer, policy, upstream } from '../support/harness.js'
 
 const ROUTES = `  - { name: public, path: /public/**, upstream: orders, auth: none }
   - { name: admin, path: /admin/**, methods: [GET], upstream: orders, auth: { issuers: [idp], claims: { roles: { contains: admin } } } }

@@ -124,6 +124,13 @@ t.test('admin.token: every path but the probes needs it; the page asks for it', 
     redirect: 'manual',
   })
   t.equal(other.status, 403, 'a sign-in from another site is refused')
+  const framed = await fetch(`${admin}/login`, {
+    method: 'POST',
+    body: new URLSearchParams({ token }),
+    headers: { 'sec-fetch-site': 'cross-site' },
+    redirect: 'manual',
+  })
+  t.equal(framed.status, 403, 'so is one the browser says is cross-site')
 })
 
 t.test('admin.metrics_public serves /metrics without the token; a short token is a policy problem', async (t) => {

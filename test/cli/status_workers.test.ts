@@ -2,8 +2,8 @@
 // every worker's part (figures added up, each worker's key cache and refusals), as /metrics is.
 import t from 'tap'
 import { request } from 'node:http'
-import { MAIN, running } from '../support/cli.js'
-import { bearer, eventually, get, issuer, tempFile, upstream } from '../support/harness.js'
+import { servedCluster } from '../support/cli.js'
+import { bearer, get, issuer, tempFile, upstream } from '../support/harness.js'
 
 /** One request on a new connection, so the kernel may give it to either worker. */
 function fresh(url: string, headers: Record<string, string> = {}): Promise<number> {
@@ -35,15 +35,7 @@ routes:
   - { name: api, path: /api/**, upstream: orders, auth: { issuers: [idp] } }
 `,
   )
-  const gw = running(t, [MAIN, 'serve', '-c', file])
-  await eventually(
-    () => `the cluster starts: ${gw.out()}`,
-    40_000,
-    () => /"all workers listening"/.test(gw.out()),
-  )
-  const url = /jwtgate listening on (\S+?)"/.exec(gw.out())![1]!
-  const admin = /jwtgate admin on (\S+?)"/.exec(gw.out())![1]!
-  await eventually('ready', 20_000, async () => (await get(`${admin}/readyz`)).status === 200)
+  const { url, admin } = await servedCluster(t, file)
 
   const token = idp.sign({ sub: 'a', aud: 'orders-api' })
   const answers: number[] = []

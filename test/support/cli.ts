@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/explain.js'
 import { validatePolicy } from '../../src/cli/validate.js'
 import { formatProblem, PolicyError } from '../../src/policy/problems.js'
+import { eventually, get } from './harness.js'
 
 /** The compiled command: `node MAIN serve …` is what bin/jwtgate.js runs in the image. */
 export const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -101,4 +102,18 @@ export function running(
     out += d
   })
   return { proc, out: () => out }
+}
+
+/** `jwtgate serve` of a `workers: N` policy, once every worker listens and the gateway is ready: its proxy and admin URLs. */
+export async function servedCluster(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<{ url: string; admin: string; out: () => string }> {
+  const gw = running(t, [MAIN, 'serve', '-c', policyFile])
+  await eventually(
+    () => `the cluster starts: ${gw.out()}`,
+    40_000,
+    () => /"all workers listening"/.test(gw.out()),
+  )
+  const url = /jwtgate listening on (\S+?)"/.exec(gw.out())![1]!
+  const admin = /jwtgate admin on (\S+?)"/.exec(gw.out())![1]!
+  await eventually('ready', 20_000, async () => (await get(`${admin}/readyz`)).status === 200)
+  return { url, admin, out: gw.out }
 }

@@ -1,7 +1,7 @@
 // Test harness: real servers on 127.0.0.1 only. A dev issuer serving its JWKS, an echo upstream
 // recording what reached it, and the gateway started from a YAML file written for the test.
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
@@ -187,4 +187,13 @@ export async function eventually(what: string | (() => string), withinMs: number
     if (Date.now() - started > withinMs) throw new Error(`not within ${withinMs} ms: ${typeof what === 'string' ? what : what()}`)
     await sleep(20)
   }
+}
+
+/** A loopback port nothing listens on: the upstream of a route whose upstream is down. */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }
