@@ -17,6 +17,7 @@ import { eventually, gateway } from '../support/harness.js'
 
 const HMAC_SECRET = 'hmac-secret-'.padEnd(40, 'h')
 const ADMIN_TOKEN = 'admin-token-'.padEnd(24, 'a')
+const STATUS_TOKEN = 'status-page-token-'.padEnd(28, 'p')
 const REDIS_USER_PASSWORD = 'redis-userinfo-password'
 const REDIS_QUERY_PASSWORD = 'redis-query-password'
 const JWKS_PASSWORD = 'jwks-userinfo-p@ss'
@@ -25,6 +26,7 @@ const JWKS_API_KEY = 'jwks-api-key-value'
 // Sets every field the schema marks secret (the first test checks that it does).
 const EVERY_SECRET = `version: 1
 listen: { host: 127.0.0.1, port: 8080 }
+admin: { host: 127.0.0.1, port: 9901, token: "\${A}" }
 issuers:
   internal: { issuer: internal, secret: "\${S}", audiences: [a], algorithms: [HS256] }
   other: { issuer: other, secret: "\${S}2", audiences: [a], algorithms: [HS256] }
@@ -48,7 +50,7 @@ function valuesAt(doc: unknown, path: string[]): unknown[] {
 }
 
 t.test('every field the schema marks secret is redacted in /config', async (t) => {
-  const source = parsePolicySource('policy.yaml', EVERY_SECRET, { S: HMAC_SECRET, T: ADMIN_TOKEN })
+  const source = parsePolicySource('policy.yaml', EVERY_SECRET, { S: HMAC_SECRET, T: ADMIN_TOKEN, A: STATUS_TOKEN })
   const policy = compilePolicy(source, createLogger('silent'))
   const shown = JSON.stringify(policy.redacted)
   for (const [path, mark] of secretPaths(PolicySchema)) {
@@ -64,7 +66,7 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
       else t.equal(value, urls[path], path)
     }
   }
-  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD, JWKS_PASSWORD, JWKS_API_KEY, 'p@ss']) {
+  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, STATUS_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD, JWKS_PASSWORD, JWKS_API_KEY, 'p@ss']) {
     t.notOk(shown.includes(secret), secret)
   }
   t.equal(valuesAt(policy.redacted, ['issuers', 'internal', 'issuer'])[0], 'internal', 'the rest is shown as written')
@@ -73,6 +75,7 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
 
 t.test('the marked fields are the secrets of the policy', async (t) => {
   t.same([...secretPaths(PolicySchema)].sort(), [
+    ['admin.token', true],
     ['issuers.*.jwks_uri', 'url_credentials'],
     ['issuers.*.secret', true],
     ['issuers.*.secrets.*.secret', true],
