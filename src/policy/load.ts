@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import type { ErrorObject } from 'ajv'
 import { validatePolicyDocument } from '#policy-schema'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type YAMLError } from 'yaml'
 import { markSecretParameters } from '../http/urls.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
 import { redactSecrets } from './secrets.js'
@@ -39,13 +39,7 @@ export function parsePolicySource(file: string, text: string, env: Env = process
   const problems = problemSink(file, doc, lineCounter)
   // After the first syntax error the parser's further complaints are mostly its consequences.
   const syntax = doc.errors[0] ?? doc.warnings[0]
-  if (syntax) {
-    const { line, col } = lineCounter.linePos(syntax.pos[0])
-    const sourceLine = text.split('\n')[line - 1] ?? ''
-    // A common trip: inside { } or [ ] YAML reads the braces of ${VAR} as syntax.
-    const hint = sourceLine.includes('${') ? ' (inside { } or [ ], put a value that uses ${...} in quotes)' : ''
-    problems.list.push({ file, line, col, message: syntax.message.split('\n')[0]! + hint })
-  }
+  if (syntax) problems.list.push({ file, ...syntaxProblem(syntax, text.split('\n'), lineCounter) })
   if (problems.list.length) throw new PolicyError(problems.list)
 
   checkAliases(file, doc, lineCounter, problems.list)
@@ -72,6 +66,38 @@ export function parsePolicySource(file: string, text: string, env: Env = process
 }
 
 const MAX_ALIAS_COUNT = 100
+
+/**
+ * A YAML syntax error in the words of the usual slip behind it, at the line to fix. The parser's
+ * own message names the grammar rule, and for a line indented one space too far it points at
+ * the line above: `Nested mappings are not allowed in compact mappings`.
+ */
+function syntaxProblem(error: YAMLError, lines: readonly string[], lineCounter: LineCounter): Omit<PolicyProblem, 'file'> {
+  const at = lineCounter.linePos(error.pos[0])
+  const message = error.message.split('\n')[0]!
+  const source = lines[at.line - 1] ?? ''
+  if (error.code === 'BLOCK_AS_IMPLICIT_KEY' || error.code === 'MULTILINE_IMPLICIT_KEY') {
+    // `key: value` and then a line indented deeper: YAML reads that line as more of the value.
+    const next = lines.findIndex((l, i) => i >= at.line && l.trim() !== '' && !l.trim().startsWith('#'))
+    const key = /^(\s*(?:- )?)([^\s:#][^:#]*):/.exec(source)
+    if (next >= 0 && key && indentOf(lines[next]!) > key[1]!.length) {
+      const field = /^\s*([^\s:#][^:#]*):/.exec(lines[next]!)?.[1]
+      return {
+        line: next + 1,
+        col: indentOf(lines[next]!) + 1,
+        message: `${field ? `"${field}"` : 'this line'} is indented more than "${key[2]}" on line ${at.line}, which has its value on that line; a field beside "${key[2]}" starts at column ${key[1]!.length + 1}`,
+      }
+    }
+  }
+  if (error.code === 'TAB_AS_INDENT') return { ...at, message: `${message}; indent with spaces` }
+  // A common trip: inside { } or [ ] YAML reads the braces of ${VAR} as syntax.
+  if (/(^|[^$])[{[].*\$\{/.test(source)) return { ...at, message: `${message} (inside { } or [ ], put a value that uses \${...} in quotes)` }
+  return { ...at, message }
+}
+
+function indentOf(line: string): number {
+  return line.length - line.trimStart().length
+}
 
 /**
  * Every alias must name an anchor defined before it. The usual cause is not YAML's alias syntax
@@ -208,12 +234,10 @@ function readable(e: ErrorObject): ReadableError {
     case 'additionalProperties': {
       const name = String(p.additionalProperty)
       const known = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {})
+      const home = fieldOfSibling(name, e.parentSchema, e.data)
       const guess = closest(name, known)
-      return {
-        path: [...path, name],
-        message: `unknown field "${name}"${where ? ` in ${where}` : ''}${guess ? ` (did you mean "${guess}"?)` : ''}`,
-        at: 'key',
-      }
+      const hint = home ? ` (${name} goes inside ${home}: indent it under ${home}:)` : guess ? ` (did you mean "${guess}"?)` : ''
+      return { path: [...path, name], message: `unknown field "${name}"${where ? ` in ${where}` : ''}${hint}`, at: 'key' }
     }
     case 'required':
       return { path, message: `missing required field "${String(p.missingProperty)}"${where ? ` in ${where}` : ''}`, at: 'key' }
@@ -226,6 +250,11 @@ function readable(e: ErrorObject): ReadableError {
     case 'propertyNames':
       return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
     case 'type':
+      // `scopes: orders:write` is one string where a list is wanted: show the list it meant.
+      if (p.type === 'array' && isScalarValue(e.data)) {
+        const key = path.at(-1)
+        return { path, message: `${where} must be a list, as in ${typeof key === 'string' ? `${key}: ` : ''}[${String(e.data)}]`, at: 'value' }
+      }
       // "must be a requirement: …" says more than "must be object", where the schema says what it is.
       return {
         path,
@@ -258,6 +287,29 @@ export function label(path: DocPath): string {
   let out = ''
   for (const s of path) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s
   return out
+}
+
+/**
+ * The field beside an unknown one whose own fields include it: `claims` written under a route,
+ * one indentation step out of `auth`, belongs in `auth`. Only fields the map has are offered.
+ */
+function fieldOfSibling(name: string, parentSchema: unknown, data: unknown): string | undefined {
+  const properties = (parentSchema as SchemaShape | undefined)?.properties ?? {}
+  const present = isPlainObject(data) ? Object.keys(data as object) : []
+  return present.find((k) => k !== name && Object.hasOwn(properties, k) && hasField(properties[k]!, name))
+}
+
+interface SchemaShape {
+  properties?: Record<string, SchemaShape>
+  anyOf?: SchemaShape[]
+}
+
+function hasField(schema: SchemaShape, name: string): boolean {
+  return Object.hasOwn(schema.properties ?? {}, name) || (schema.anyOf ?? []).some((branch) => hasField(branch, name))
+}
+
+function isScalarValue(v: unknown): boolean {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
 }
 
 function isPlainObject(v: unknown): boolean {

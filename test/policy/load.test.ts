@@ -127,6 +127,27 @@ t.test('YAML syntax errors and duplicate keys', async (t) => {
   t.match(problems(GOOD.replace('upstreams:', 'upstreams:\n  orders: { url: "http://127.0.0.1:1" }')), [/^policy\.yaml:11:3 .*[Uu]nique/])
 })
 
+t.test('YAML slips get a hint in their own words, at the line to fix', async (t) => {
+  // One space too many: the parser complains about the line above, in the words of its grammar.
+  t.same(problems(GOOD.replace('    upstream: orders', '     upstream: orders')), [
+    'policy.yaml:13:6 "upstream" is indented more than "path" on line 12, which has its value on that line; a field beside "path" starts at column 5',
+  ])
+  t.same(problems(GOOD.replace('    audiences: [orders-api]', '     audiences: [orders-api]')), [
+    'policy.yaml:7:6 "audiences" is indented more than "jwks_uri" on line 6, which has its value on that line; a field beside "jwks_uri" starts at column 5',
+  ])
+  // A tab is the problem, not ${…}: no word about quotes.
+  t.same(problems(GOOD.replace('    issuer: https://idp.example.com/', '\tissuer: ${IDP_ISSUER}'), { IDP_ISSUER: 'x' }), [
+    'policy.yaml:5:1 Tabs are not allowed as indentation; indent with spaces',
+  ])
+  t.same(problems(GOOD.replace('auth: { issuers: [idp] }', 'auth: { issuers: [idp], scopes: orders:write }')), [
+    'policy.yaml:14:37 routes[0].auth.scopes must be a list, as in scopes: [orders:write]',
+  ])
+  // claims one step out of auth, beside it in the route.
+  t.same(problems(GOOD.replace('auth: { issuers: [idp] }', 'auth:\n      issuers: [idp]\n    claims: { roles: { contains: admin } }')), [
+    'policy.yaml:16:5 unknown field "claims" in routes[0] (claims goes inside auth: indent it under auth:)',
+  ])
+})
+
 t.test('identity headers may not name headers the gateway owns', async (t) => {
   t.match(problems(GOOD.replace('routes:', 'identity_headers: { authorization: sub, x-ok: sub }\nroutes:')), [/authorization cannot carry a claim/])
 })
