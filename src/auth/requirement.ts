@@ -40,6 +40,8 @@ interface Node {
 
 export interface RequirementContext {
   issuers: ReadonlyMap<string, Issuer>
+  /** Every issuer name the policy declares: one that did not compile has its own problem, said where it is declared. */
+  declared?: { issuers: ReadonlySet<string> }
   problem: OnProblem
 }
 
@@ -149,10 +151,12 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
   }
 
   const issuers = new Set<Issuer>()
+  const declared = ctx.declared?.issuers ?? new Set(ctx.issuers.keys())
   doc.issuers.forEach((name, i) => {
     const issuer = ctx.issuers.get(name)
     if (issuer) issuers.add(issuer)
-    else fail(['issuers', i], `unknown issuer "${name}"${ctx.issuers.size ? ` (known: ${[...ctx.issuers.keys()].join(', ')})` : ''}`)
+    else if (declared.has(name)) ok = false
+    else fail(['issuers', i], `unknown issuer "${name}"${declared.size ? ` (known: ${[...declared].join(', ')})` : ''}`)
   })
   const conditions: ClaimCondition[] = []
   for (const [label, spec] of Object.entries(doc.claims ?? {})) {

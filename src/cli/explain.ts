@@ -8,7 +8,7 @@ import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
 import type { Issuer } from '../auth/issuer.js'
 import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
-import { readPolicySource } from '../policy/load.js'
+import { readPolicyDraft } from '../policy/load.js'
 import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
@@ -119,7 +119,7 @@ export interface Explanation {
  * compiled matchers do not keep.
  */
 export async function explain(options: ExplainOptions): Promise<Explanation> {
-  const source = readPolicySource(options.policyFile)
+  const source = readPolicyDraft(options.policyFile)
   const policy = compilePolicy(source, createLogger('silent'))
   try {
     const { decision, claims } = await evaluate(policy, options)

@@ -1,11 +1,14 @@
 // Reading a policy file: YAML → ${ENV} interpolation → schema validation → compilation.
 // Every problem found on the way is reported with its file:line:col; nothing is returned
-// unless the whole policy is good, so a bad file can never start or replace a good one.
+// unless the whole policy is good, so a bad file can never start or replace a good one. A
+// draft (parsePolicyDraft) goes on past the schema's problems with the parts that have none,
+// so that its compile reports the rest of them in the same run.
 import { readFileSync } from 'node:fs'
 import type { ErrorObject } from 'ajv'
 import { validatePolicyDocument } from '#policy-schema'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type YAMLError } from 'yaml'
 import { markSecretParameters } from '../http/urls.js'
+import { compilableParts, type LeftOut } from './compilable.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
 import { redactSecrets } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
@@ -21,22 +24,48 @@ export interface PolicySource {
   problems: ProblemSink & { list: PolicyProblem[] }
   /** The document with every secret hidden, as GET /config shows it (made here: it is document work, done off the event loop on a reload). */
   redacted: unknown
+  /** A draft's: the parts of the file left out of `document` for their problems. */
+  leftOut?: LeftOut
+  /** Offline (`validate --offline`): what was taken as given instead of read, at its place: each ${VAR}, and each file the policy names (policy_files.ts). */
+  unchecked?: ProblemSink & { list: PolicyProblem[] }
+}
+
+export interface ReadOptions {
+  /**
+   * For CI without the secrets: no environment variable is read (a ${VAR} without a fallback
+   * is kept as written, and nothing is said about its value) and no file the policy names.
+   */
+  offline?: boolean
 }
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new PolicyError([{ file, line: 1, col: 1, message: `cannot read policy: ${(err as Error).message}` }])
-  }
-  return parsePolicySource(file, text, env)
+  return parsePolicySource(file, readPolicyText(file), env)
 }
 
+/** A good policy's source; PolicyError with every problem the document has otherwise. */
 export function parsePolicySource(file: string, text: string, env: Env = process.env): PolicySource {
+  const source = parsePolicyDraft(file, text, env)
+  if (source.problems.list.length) throw new PolicyError(source.problems.list)
+  return source
+}
+
+/** readPolicySource, as a draft: see parsePolicyDraft. */
+export function readPolicyDraft(file: string, env: Env = process.env, options: ReadOptions = {}): PolicySource {
+  return parsePolicyDraft(file, readPolicyText(file), env, options)
+}
+
+/**
+ * The source with the problems found so far (environment, fields) and a document of the parts
+ * that have none (compilable.ts), for compilePolicy to find the rest and throw them all. Throws
+ * PolicyError itself only when nothing more can be checked: a syntax error, a section the
+ * compile cannot do without.
+ */
+export function parsePolicyDraft(file: string, text: string, env: Env = process.env, options: ReadOptions = {}): PolicySource {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
-  const problems = problemSink(file, doc, lineCounter)
+  // Values left as written (a variable not set): what is wrong with them is that, nothing more.
+  const unknown: DocPath[] = []
+  const problems = problemSink(file, doc, lineCounter, unknown)
   // After the first syntax error the parser's further complaints are mostly its consequences.
   const syntax = doc.errors[0] ?? doc.warnings[0]
   if (syntax) problems.list.push({ file, ...syntaxProblem(syntax, text.split('\n'), lineCounter) })
@@ -44,7 +73,8 @@ export function parsePolicySource(file: string, text: string, env: Env = process
 
   checkAliases(file, doc, lineCounter, problems.list)
   if (problems.list.length) throw new PolicyError(problems.list)
-  interpolate(doc, env, problems)
+  const unchecked = options.offline ? problemSink(file, doc, lineCounter) : undefined
+  unknown.push(...interpolate(doc, env, problems, unchecked))
   let document: unknown
   try {
     // Bounded: an alias bomb (a billion laughs) fails here instead of filling memory.
@@ -55,14 +85,36 @@ export function parsePolicySource(file: string, text: string, env: Env = process
   }
   // Compiled at build time with the loader's options (json_schema.ts): it coerces ${VAR} strings
   // to the numbers the schema wants, and fills in no defaults.
-  if (!validatePolicyDocument(document)) {
-    for (const e of readableErrors(validatePolicyDocument.errors ?? [])) problems.add(e.path, e.message, e.at)
-  }
-  if (problems.list.length) throw new PolicyError(problems.list)
-  const checked = document as PolicyDocument
+  const errors = validatePolicyDocument(document) ? [] : readableErrors(validatePolicyDocument.errors ?? [])
+  // The sink leaves out what is said about a value left as written.
+  for (const e of errors) problems.add(e.path, e.message, e.at)
+  const parts = errors.length
+    ? compilableParts(
+        document,
+        errors.map((e) => e.path),
+      )
+    : { document: document as PolicyDocument, leftOut: undefined }
+  if (!parts) throw new PolicyError(problems.list)
+  const checked = parts.document
   // Before anything of this policy is shown: its redacted copy and every URL printed after it.
   markSecretParameters(checked.log?.redact_url_parameters ?? [])
-  return { file, document: checked, text, problems, redacted: redactSecrets(PolicySchema, document) }
+  return {
+    file,
+    document: checked,
+    text,
+    problems,
+    redacted: redactSecrets(PolicySchema, checked),
+    ...(parts.leftOut ? { leftOut: parts.leftOut } : {}),
+    ...(unchecked ? { unchecked } : {}),
+  }
+}
+
+function readPolicyText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new PolicyError([{ file, line: 1, col: 1, message: `cannot read policy: ${(err as Error).message}` }])
+  }
 }
 
 const MAX_ALIAS_COUNT = 100
@@ -118,24 +170,34 @@ function checkAliases(file: string, doc: Document, lines: LineCounter, list: Pol
 // YAML: a secret with '#' or '[' in it stays whole.
 const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
-function interpolate(doc: Document, env: Env, problems: ProblemSink): void {
+/**
+ * Substitutes every reference; returns the paths of the values it could not complete, which
+ * stay as written: a variable that is not set (a problem), or offline (`unchecked`) any
+ * variable without a fallback (noted as taken as given, never read).
+ */
+export function interpolate(doc: Document, env: Env, problems: ProblemSink, unchecked?: ProblemSink): DocPath[] {
+  const unknown: DocPath[] = []
   visit(doc, {
     Scalar(key, node, path) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return
       const source = node.value
+      const at = docPathOf(path, node)
       let missing = false
       const result = source.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
         if (match === '$${') return '${'
-        const value = env[name!]
+        const value = unchecked ? undefined : env[name!]
         if (value !== undefined && value !== '') return value
         if (fallback !== undefined) return fallback
         missing = true
-        problems.add(docPathOf(path, node), `environment variable ${name} is not set`)
+        if (unchecked) unchecked.add(at, `\${${name}} taken as given (offline)`)
+        else problems.add(at, `environment variable ${name} is not set`)
         return ''
       })
-      if (!missing) node.value = result
+      if (missing) unknown.push(at)
+      else node.value = result
     },
   })
+  return unknown
 }
 
 /** The document path of a node from yaml's visitor ancestry. */
@@ -154,11 +216,13 @@ function docPathOf(ancestors: readonly unknown[], node: Node): DocPath {
   return out
 }
 
-function problemSink(file: string, doc: Document, lines: LineCounter): ProblemSink & { list: PolicyProblem[] } {
+/** A sink placing problems in this document; one at or under a path in `unknown` is left out. */
+function problemSink(file: string, doc: Document, lines: LineCounter, unknown: readonly DocPath[] = []): ProblemSink & { list: PolicyProblem[] } {
   const list: PolicyProblem[] = []
   return {
     list,
     add(path, message, at = 'value') {
+      if (unknown.length && unknown.some((u) => u.length <= path.length && u.every((s, i) => String(s) === String(path[i])))) return
       const offset = locate(doc, path, at)
       const { line, col } = lines.linePos(offset)
       list.push({ file, line, col, message })
@@ -207,6 +271,8 @@ export function readableErrors(errors: ErrorObject[]): ReadableError[] {
       .filter((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/') && (e.instancePath + '/').startsWith(u.instancePath + '/'))
       .reduce<ErrorObject | undefined>((nearest, u) => (!nearest || u.schemaPath.length > nearest.schemaPath.length ? u : nearest), undefined)
   for (const e of errors) {
+    // An error about a map key itself: its propertyNames error says it once, at the key.
+    if ((e as { propertyName?: string }).propertyName !== undefined) continue
     const union = insideUnion(e)
     if (union) {
       // Keep a branch's own errors only when the value is an object and the branch is the
@@ -247,8 +313,12 @@ function readable(e: ErrorObject): ReadableError {
       return { path, message: `${where} must be ${JSON.stringify(p.allowedValue)}`, at: 'value' }
     case 'pattern':
       return { path, message: `${where} ${describe(e.parentSchema) ?? `must match ${String(p.pattern)}`}`, at: 'value' }
-    case 'propertyNames':
-      return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
+    case 'propertyNames': {
+      // At the bad name: what is wrong with it is the name's schema's description.
+      const name = String(p.propertyName)
+      const rule = (e.schema as { description?: string } | undefined)?.description
+      return { path: [...path, name], message: `${where} has an invalid name "${name}"${rule ? `: it must be ${rule}` : ''}`, at: 'key' }
+    }
     case 'type':
       // `scopes: orders:write` is one string where a list is wanted: show the list it meant.
       if (p.type === 'array' && isScalarValue(e.data)) {
