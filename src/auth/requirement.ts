@@ -6,7 +6,8 @@ import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
 import { checkAudience, claimAt, compileCondition, conditionHolds, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
-import { deny, type Denial } from '../http/denial.js'
+import { deny, failedCheck, oneOf, type Denial, type FailedCheck } from '../http/denial.js'
+import { acceptedIss } from './issuer_set.js'
 import type { Issuer } from './issuer.js'
 
 /** What a requirement is checked against: a verified token. */
@@ -174,43 +175,60 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
 
   const scopes = doc.scopes ?? []
   const scopeText = scopes.length ? scopes.join(' ') : undefined
-  const insufficient = (description: string): Denial => {
-    const denial = deny('insufficient_claims', description)
+  const insufficient = (description: string, check: FailedCheck): Denial => {
+    const denial = deny('insufficient_claims', description, check)
     if (scopeText) denial.scope = scopeText
     return denial
   }
   const audiences = doc.audiences ? new Set(doc.audiences) : undefined
-  const types = doc.typ === undefined ? undefined : new Set((typeof doc.typ === 'string' ? [doc.typ] : doc.typ).map(mediaType))
+  const typList = doc.typ === undefined ? undefined : typeof doc.typ === 'string' ? [doc.typ] : doc.typ
+  const types = typList && new Set(typList.map(mediaType))
+  // Words for refusals, made once: the client hears which value a claim lacks (as the scope of a
+  // 403 names the scopes), a token being valid and of an accepted issuer before it gets here.
+  const lacking = conditions.map((c) => `the token lacks the required claim ${c.label} (it ${c.wanted})`)
+  const iss = acceptedIss(issuers)
+  const wanted = {
+    iss: `must be ${oneOf(iss)}`,
+    typ: typList && `must be ${oneOf(typList)}`,
+    scopes: `must grant ${scopes.join(' ')}`,
+    maxAge: `must be within ${doc.max_age} before now (max_age)`,
+  }
 
   return {
     issuers,
     scopes,
     audiencesFor: (issuer) => (issuers.has(issuer) ? [...(audiences ?? issuer.audiences)].slice(0, 1) : []),
     check(token, now) {
-      if (!issuers.has(token.issuer)) return deny('wrong_issuer', 'the token issuer is not accepted here')
+      if (!issuers.has(token.issuer))
+        return deny('wrong_issuer', 'the token issuer is not accepted here', failedCheck('iss', token.claims.iss, wanted.iss, iss))
       const { claims } = token
       // The issuer's audience_claim is read whichever audiences apply: it is where its tokens say who they are for.
       const wrongAudience = checkAudience(claims, audiences ?? token.issuer.audiences, token.issuer.audienceClaim)
       if (wrongAudience) return wrongAudience
       if (types && token.typ !== null && (token.typ === undefined || !types.has(mediaType(token.typ)))) {
-        return deny('wrong_type', 'the token type (typ header) is not accepted here')
+        return deny('wrong_type', 'the token type (typ header) is not accepted here', failedCheck('typ', token.typ, wanted.typ!))
       }
       for (const r of required) {
         const value = claimAt(claims, r.path)
-        if (value === undefined || value === null) return deny('invalid_claims', `the token lacks the claim ${r.label}, which this route requires`)
+        if (value === undefined || value === null)
+          return deny('invalid_claims', `the token lacks the claim ${r.label}, which this route requires`, failedCheck(r.label, value, 'must be present'))
       }
       if (maxAgeMs !== undefined) {
         // iat, when present, is a finite number: checkTokenClaims ran first.
-        if (claims.iat === undefined) return deny('invalid_claims', 'the token has no iat claim, which max_age needs')
+        if (claims.iat === undefined)
+          return deny('invalid_claims', 'the token has no iat claim, which max_age needs', failedCheck('iat', undefined, wanted.maxAge))
         if (now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs)
-          return deny('expired', 'the token is older than this route accepts (max_age)')
+          return deny('expired', 'the token is older than this route accepts (max_age)', failedCheck('iat', claims.iat, wanted.maxAge))
       }
-      for (const condition of conditions) {
-        if (!conditionHolds(condition, claims)) return insufficient(`the token lacks the required claim ${condition.label}`)
+      for (let i = 0; i < conditions.length; i++) {
+        const condition = conditions[i]!
+        if (!conditionHolds(condition, claims))
+          return insufficient(lacking[i]!, failedCheck(condition.label, claimAt(claims, condition.path), condition.wanted))
       }
       if (scopes.length) {
         const granted = grantedScopes(claims)
-        for (const scope of scopes) if (!granted.includes(scope)) return insufficient('the token lacks a required scope')
+        for (const scope of scopes)
+          if (!granted.includes(scope)) return insufficient('the token lacks a required scope', failedCheck('scope', granted, wanted.scopes))
       }
       return undefined
     },

@@ -44,7 +44,7 @@ import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
 import { interpolate, label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
+import { checkText, identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = [
   'bad_path',
@@ -176,7 +176,7 @@ async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Cred
 /** What is wrong with the decision, one phrase per unmet expectation; empty when it passes. */
 function check(c: TestCase, d: Decision): string[] {
   const out: string[] = []
-  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d)}`)
+  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d, true)}`)
   if (c.route !== undefined && d.route?.name !== c.route) out.push(`expected route ${c.route}, got ${d.route ? d.route.name : 'no route'}`)
   if (c.upstream !== undefined && d.route?.upstream.name !== c.upstream) {
     out.push(`expected upstream ${c.upstream}, got ${d.route ? d.route.upstream.name : 'no route'}`)
@@ -204,8 +204,11 @@ function expectationText(expect: Expectation): string {
   return 'status' in expect ? String(expect.status) : expect.reason
 }
 
-function outcomeText(d: Decision): string {
-  return d.route ? `${decisionText(d)}  (route ${d.route.name})` : decisionText(d)
+/** With `why`: what refused the token, the value found and the one wanted (for a case that did not expect it). */
+function outcomeText(d: Decision, why = false): string {
+  const check = why ? (d.denial ?? d.reported)?.check : undefined
+  const text = check ? `${decisionText(d)} (${checkText(check)})` : decisionText(d)
+  return d.route ? `${text}  (route ${d.route.name})` : text
 }
 
 function decisionText(d: Decision): string {

@@ -49,7 +49,8 @@ t.test('one token check: issuer, audience, claims, scopes', async (t) => {
   t.match(r.check(token(idp, { roles: ['reader'], scope: 'orders:write' }), now), {
     status: 403,
     reason: 'insufficient_claims',
-    description: 'the token lacks the required claim roles',
+    description: 'the token lacks the required claim roles (it must contain "admin")',
+    check: { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' },
     scope: 'orders:write',
   })
   t.match(r.check(token(idp, { roles: ['admin'] }), now), { status: 403, description: 'the token lacks a required scope', scope: 'orders:write' })

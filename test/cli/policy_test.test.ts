@@ -176,7 +176,11 @@ cases:
   t.equal(res.status, 1)
   const lines = res.stdout.trimEnd().split('\n')
   t.match(lines[0], /^ok   /)
-  t.match(lines[1], `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims  (route admin)  at ${file}:5:5`)
+  // What refused the token: the value found and the one wanted.
+  t.match(
+    lines[1],
+    `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims (roles must contain "admin"; found ["reader"])  (route admin)  at ${file}:5:5`,
+  )
   t.match(lines[2], `FAIL GET /partner/x [reader]    expected 403, got allow → partners  (route /partner/**)  at ${file}:6:5`)
   t.match(
     lines[3],
