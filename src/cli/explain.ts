@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util'
 import { createDecoder } from 'fast-jwt'
 import type { Credentials } from '../auth/authenticate.js'
 import { conditionWords } from '../auth/claims.js'
-import type { FailedCheck } from '../http/denial.js'
+import type { Denial, FailedCheck } from '../http/denial.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
 import type { Issuer } from '../auth/issuer.js'
@@ -108,8 +108,12 @@ export interface Explanation {
   status?: number
   reason?: string
   description?: string
-  /** The check that refused the token: where it looked, what it found, what it wanted (and how close it came). */
-  check?: FailedCheck & { note?: string }
+  /**
+   * The checks the token failed: where each looked, what it found, what it wanted (and how close
+   * it came). The first decided; the others are every further check of the route's requirement
+   * the token fails, so that one run shows all of them.
+   */
+  checks?: Array<FailedCheck & { note?: string }>
   issuer?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
@@ -307,10 +311,23 @@ function outcome(
       status: denial.status,
       reason: denial.reason,
       description: denial.description,
-      ...(denial.check ? { check: withNote(denial.check) } : {}),
+      ...checksOf(decision, denial),
       ...(decision.reported ? forwarded : {}),
     }
   return { decision: 'allow', ...forwarded }
+}
+
+/** The denial's check, then every other check of the route's requirement a verified token fails. */
+function checksOf(decision: Decision, denial: Denial): Pick<Explanation, 'checks'> {
+  const failed: Denial[] = [denial]
+  const requirement = decision.route?.auth?.requirement
+  if (decision.refused && requirement) {
+    const all: Denial[] = []
+    requirement.check(decision.refused, Date.now(), all)
+    for (const d of all) if (d.check && !failed.some((f) => f.check?.claim === d.check!.claim && f.check?.wanted === d.check!.wanted)) failed.push(d)
+  }
+  const checks = failed.flatMap((d) => (d.check ? [withNote(d.check)] : []))
+  return checks.length ? { checks } : {}
 }
 
 const decode = createDecoder({ complete: true }) as (token: string) => { header: Record<string, unknown>; payload: unknown }
@@ -475,14 +492,14 @@ function decisionLines(e: Explanation): string[] {
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
-    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(e.check ? checkLines(e.check) : []), ...(basis ? [basis] : [])]
+    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(e.checks ?? []).flatMap(checkLines), ...(basis ? [basis] : [])]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
 }
 
 /** The failed check, and the near miss if any. */
-function checkLines(check: NonNullable<Explanation['check']>): string[] {
+function checkLines(check: NonNullable<Explanation['checks']>[number]): string[] {
   return [checkText(check), ...(check.note ? [check.note] : [])]
 }
 

@@ -263,21 +263,26 @@ t.test('explain', async (t) => {
     t.notMatch(res.stdout, token.split('.')[2]!, 'never the signature')
 
     const [audience, claim, garbage] = await Promise.all([
-      explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: ['billing-api'], roles: ['admin'] }), '--json']),
+      explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: ['billing-api'], roles: ['reader'] }), '--json']),
       explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['reader'] }), '--json']),
       explainHere(['-c', file, 'GET', '/admin/users', '--token', 'not-a-token']),
     ])
     const json = JSON.parse(audience.stdout)
+    // Every check the token fails, in one run: the one that decided, then the others.
     t.match(json, {
       token: { header: { alg: 'RS256' }, claims: { sub: 'alice', aud: ['billing-api'] } },
       reason: 'wrong_audience',
-      check: { claim: 'aud', found: ['billing-api'], wanted: 'must be "orders-api"', accepted: ['orders-api'] },
+      checks: [
+        { claim: 'aud', found: ['billing-api'], wanted: 'must be "orders-api"', accepted: ['orders-api'] },
+        { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' },
+      ],
     })
+    t.equal(json.checks.length, 2)
     t.same(Object.keys(json.token), ['header', 'claims'])
     t.match(JSON.parse(claim.stdout), {
       status: 403,
       description: 'the token lacks the required claim roles (it must contain "admin")',
-      check: { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' },
+      checks: [{ claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' }],
     })
     t.match(garbage.stdout, /^token     not a well-formed JWT: it cannot be decoded$/m)
     t.match(garbage.stdout, /DENY 401 malformed/)
