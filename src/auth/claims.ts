@@ -55,8 +55,8 @@ type Scalar = string | number | boolean
 export interface ClaimCondition {
   path: ClaimPath
   label: string
-  /** What the condition wants, in words (conditionWords): `must contain "admin"`. */
-  wanted: string
+  /** As written: what it wants in words is conditionWords(spec), made only for a refusal. */
+  spec: ClaimConditionDocument
   test(value: unknown): boolean
   /**
    * For a condition with `matches`: its results by the token's claims object. A cached token
@@ -89,7 +89,7 @@ export function compileCondition(label: string, spec: ClaimConditionDocument, at
       problem([...at, 'exists'], 'exists: false cannot be combined with other conditions: an absent claim fails them all')
       return undefined
     }
-    return { path, label, wanted: conditionWords(spec), test: (v) => v === undefined || v === null }
+    return { path, label, spec, test: (v) => v === undefined || v === null }
   }
   if (spec.exists === true) tests.push((v) => v !== undefined && v !== null)
   if (spec.equals !== undefined) {
@@ -119,9 +119,8 @@ export function compileCondition(label: string, spec: ClaimConditionDocument, at
     tests.push((v) => typeof v === 'string' && v.length <= MAX_MATCHED_LENGTH && pattern.test(v))
   }
   const memo = spec.matches === undefined ? {} : { memo: new WeakMap<object, boolean>() }
-  const wanted = conditionWords(spec)
-  if (tests.length === 1) return { path, label, wanted, test: tests[0]!, ...memo }
-  return { path, label, wanted, test: (v) => tests.every((t) => t(v)), ...memo }
+  if (tests.length === 1) return { path, label, spec, test: tests[0]!, ...memo }
+  return { path, label, spec, test: (v) => tests.every((t) => t(v)), ...memo }
 }
 
 /**

@@ -5,7 +5,17 @@
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
-import { checkAudience, claimAt, compileCondition, conditionHolds, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
+import {
+  checkAudience,
+  claimAt,
+  compileCondition,
+  conditionHolds,
+  conditionWords,
+  grantedScopes,
+  parseClaimPath,
+  type ClaimCondition,
+  type ClaimPath,
+} from './claims.js'
 import { deny, failedCheck, oneOf, type Denial, type FailedCheck } from '../http/denial.js'
 import { acceptedIss } from './issuer_set.js'
 import type { Issuer } from './issuer.js'
@@ -196,16 +206,11 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
   const audiences = doc.audiences ? new Set(doc.audiences) : undefined
   const typList = doc.typ === undefined ? undefined : typeof doc.typ === 'string' ? [doc.typ] : doc.typ
   const types = typList && new Set(typList.map(mediaType))
-  // Words for refusals, made once: the client hears which value a claim lacks (as the scope of a
-  // 403 names the scopes), a token being valid and of an accepted issuer before it gets here.
-  const lacking = conditions.map((c) => `the token lacks the required claim ${c.label} (it ${c.wanted})`)
-  const iss = acceptedIss(issuers)
-  const wanted = {
-    iss: `must be ${oneOf(iss)}`,
-    typ: typList && `must be ${oneOf(typList)}`,
-    scopes: `must grant ${scopes.join(' ')}`,
-    maxAge: `must be within ${doc.max_age} before now (max_age)`,
-  }
+  // Words for refusals, made at the first (a large policy compiles thousands of checks, most of
+  // which never refuse anything) and kept. The client hears which value a claim lacks, as the
+  // scope of a 403 names the scopes: a token valid and of an accepted issuer gets that far.
+  let memo: RefusalWords | undefined
+  const words = (): RefusalWords => (memo ??= refusalWords(issuers, typList, scopes, doc.max_age, conditions))
 
   return {
     issuers,
@@ -215,7 +220,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
     check(token, now, all) {
       if (!issuers.has(token.issuer)) {
         // Another issuer's token: nothing more of this check is about it.
-        const denial = deny('wrong_issuer', 'the token issuer is not accepted here', failedCheck('iss', token.claims.iss, wanted.iss, iss))
+        const denial = deny('wrong_issuer', 'the token issuer is not accepted here', failedCheck('iss', token.claims.iss, words().iss, words().accepted))
         all?.push(denial)
         return denial
       }
@@ -228,7 +233,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
         all.push(wrongAudience)
       }
       if (types && token.typ !== null && (token.typ === undefined || !types.has(mediaType(token.typ)))) {
-        const denial = deny('wrong_type', 'the token type (typ header) is not accepted here', failedCheck('typ', token.typ, wanted.typ!))
+        const denial = deny('wrong_type', 'the token type (typ header) is not accepted here', failedCheck('typ', token.typ, words().typ!))
         if (!all) return denial
         all.push(denial)
       }
@@ -243,9 +248,9 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
         // iat, when present, is a finite number: checkTokenClaims ran first.
         const denial =
           claims.iat === undefined
-            ? deny('invalid_claims', 'the token has no iat claim, which max_age needs', failedCheck('iat', undefined, wanted.maxAge))
+            ? deny('invalid_claims', 'the token has no iat claim, which max_age needs', failedCheck('iat', undefined, words().maxAge))
             : now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs
-              ? deny('expired', 'the token is older than this route accepts (max_age)', failedCheck('iat', claims.iat, wanted.maxAge))
+              ? deny('expired', 'the token is older than this route accepts (max_age)', failedCheck('iat', claims.iat, words().maxAge))
               : undefined
         if (denial) {
           if (!all) return denial
@@ -255,7 +260,8 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
       for (let i = 0; i < conditions.length; i++) {
         const condition = conditions[i]!
         if (conditionHolds(condition, claims)) continue
-        const denial = insufficient(lacking[i]!, failedCheck(condition.label, claimAt(claims, condition.path), condition.wanted))
+        const { lacking, conditions: wanted } = words()
+        const denial = insufficient(lacking[i]!, failedCheck(condition.label, claimAt(claims, condition.path), wanted[i]!))
         if (!all) return denial
         all.push(denial)
       }
@@ -263,7 +269,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
         const granted = grantedScopes(claims)
         for (const scope of scopes) {
           if (granted.includes(scope)) continue
-          const denial = insufficient('the token lacks a required scope', failedCheck('scope', granted, wanted.scopes))
+          const denial = insufficient('the token lacks a required scope', failedCheck('scope', granted, words().scopes))
           if (!all) return denial
           all.push(denial)
           break
@@ -271,6 +277,37 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
       }
       return all?.[start]
     },
+  }
+}
+
+interface RefusalWords {
+  iss: string
+  accepted: string[]
+  typ: string | undefined
+  scopes: string
+  maxAge: string
+  /** By condition: what it wants, and the 403's description. */
+  conditions: string[]
+  lacking: string[]
+}
+
+function refusalWords(
+  issuers: ReadonlySet<Issuer>,
+  typ: readonly string[] | undefined,
+  scopes: readonly string[],
+  maxAge: string | number | undefined,
+  conditions: readonly ClaimCondition[],
+): RefusalWords {
+  const accepted = acceptedIss(issuers)
+  const wanted = conditions.map((c) => conditionWords(c.spec))
+  return {
+    iss: `must be ${oneOf(accepted)}`,
+    accepted,
+    typ: typ && `must be ${oneOf(typ)}`,
+    scopes: `must grant ${scopes.join(' ')}`,
+    maxAge: `must be within ${typeof maxAge === 'number' ? `${maxAge}s` : maxAge} before now (max_age)`,
+    conditions: wanted,
+    lacking: conditions.map((c, i) => `the token lacks the required claim ${c.label} (it ${wanted[i]})`),
   }
 }
 
