@@ -2,8 +2,8 @@
 // key → verify → registered claims → revocation → the route's requirement (src/auth/requirement.ts).
 // Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
-import { checkTokenClaims } from './claims.js'
-import { deny, isDenial, type Denial } from '../http/denial.js'
+import { checkTokenClaims, momentText } from './claims.js'
+import { deny, failedCheck, isDenial, oneOf, type Denial } from '../http/denial.js'
 import { extractToken } from './extract.js'
 import { canonicalParts } from './jws_encoding.js'
 import type { Issuer, KeyLookup } from './issuer.js'
@@ -121,7 +121,8 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   if (isDenial(issuer)) return issuer
 
   const alg = header.alg
-  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg))
+    return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer', failedCheck('alg', alg, `must be ${oneOf(issuer.algorithms)}`))
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
 
@@ -147,7 +148,7 @@ function verifyWith(
   try {
     claims = key.verify(token)
   } catch (err) {
-    return denialFor(err, decoded.payload as Record<string, unknown>)
+    return denialFor(err, decoded.payload as Record<string, unknown>, issuer.clockSkewMs)
   }
   // fast-jwt lets a falsy crit (null, false, 0, "") through; we understand no extension, so any
   // crit member at all refuses the token (RFC 7515 §4.1.11).
@@ -174,7 +175,7 @@ function meetRequirement(rule: AuthRule, identity: Identity, now: number): Ident
   return denial ? { identity, denial } : identity
 }
 
-function denialFor(err: unknown, payload: Record<string, unknown>): Denial {
+function denialFor(err: unknown, payload: Record<string, unknown>, clockSkewMs: number): Denial {
   // An exp or nbf beyond a Date's range makes fast-jwt throw a RangeError while it words its
   // message, after the signature checked out: the comparison it was making still decides.
   if (err instanceof RangeError) return outOfRangeDate(payload) ?? deny('invalid_claims', 'a registered claim of the token has the wrong type or value')
@@ -185,11 +186,21 @@ function denialFor(err: unknown, payload: Record<string, unknown>): Denial {
     case TokenError.codes.invalidAlgorithm:
       return deny('bad_algorithm', 'the token algorithm is not allowed for its key')
     case TokenError.codes.expired:
-      return deny('expired', 'the token has expired')
+      return deny(
+        'expired',
+        'the token has expired',
+        failedCheck('exp', payload.exp, `must be after ${momentText(Date.now() - clockSkewMs)} (now, less the clock skew)`),
+      )
     case TokenError.codes.inactive:
-      return deny('not_yet_valid', 'the token is not valid yet')
+      return deny(
+        'not_yet_valid',
+        'the token is not valid yet',
+        failedCheck('nbf', payload.nbf, `must be at most ${momentText(Date.now() + clockSkewMs)} (now, plus the clock skew)`),
+      )
     case TokenError.codes.missingRequiredClaim:
-      return deny('invalid_claims', (err as Error).message.includes('exp') ? 'the token has no exp claim' : 'the token lacks a required claim')
+      return (err as Error).message.includes('exp')
+        ? deny('invalid_claims', 'the token has no exp claim', failedCheck('exp', undefined, 'must be present (require_exp)'))
+        : deny('invalid_claims', 'the token lacks a required claim')
     case TokenError.codes.invalidClaimType:
     case TokenError.codes.invalidClaimValue:
       return deny('invalid_claims', 'a registered claim of the token has the wrong type or value')

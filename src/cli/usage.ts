@@ -19,8 +19,8 @@ export const COMMANDS = {
   explain: `usage: jwtgate explain -c policy.yaml METHOD PATH [--host H] [--token JWT | --claims JSON]
                        [--origin O [--preflight METHOD] [--preflight-headers H,H]] [--json]
   What the gateway would do with one request, and why: the route, the requirement, the token's
-  header and claims (--token; never its signature) and each check with the value found and the
-  value required.
+  header and claims (--token; never its signature) and each check it fails, with the value found
+  and the value wanted.
   exit: 0 allowed, 1 denied or the policy is invalid, 2 misuse
 `,
   test: `usage: jwtgate test -c policy.yaml FILE.test.yaml...

@@ -19,6 +19,7 @@ export function newState(policy: CompiledPolicy): RequestState {
     path: undefined,
     route: undefined,
     identity: undefined,
+    refused: undefined,
     identityHeaders: undefined,
     denial: undefined,
     reported: undefined,
