@@ -15,11 +15,11 @@ import { ReloadMetrics, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
 import { listen } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
+import { logStartupError } from '../lifecycle/policy_error.js'
 import { Shutdown } from '../lifecycle/shutdown.js'
 import { untilSignalled } from '../lifecycle/signals.js'
 import { Reloads, watchPolicy } from '../lifecycle/watch.js'
-import { createLogger } from '../log.js'
+import { createLogger, lineFormat } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import type { PolicySource } from '../policy/load.js'
 import type { Question } from './ipc.js'
@@ -34,7 +34,8 @@ const EXIT_MARGIN_MS = 3000
 /** Runs the cluster on the policy `serve` read; exits 1 (said why) when it does not compile. */
 export async function runPrimary(source: PolicySource): Promise<number> {
   // The workers write to the same standard output.
-  const logger = createLogger('info', undefined, { sharedStdout: true })
+  const format = lineFormat(source.document)
+  const logger = createLogger('info', undefined, { sharedStdout: true, ...format })
   const registry = new Registry()
   const dropped = revocationsDropped(registry)
   let live: LivePolicy
@@ -51,7 +52,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
       onRevocationsDropped: (count) => dropped.inc(count),
     })
   } catch (err) {
-    return printPolicyError(err)
+    return logStartupError(err, format)
   }
   await live.start()
   const reloads = new ReloadMetrics(registry)
@@ -83,7 +84,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
       adminUrl = await listen(admin, adminAddress.host, adminAddress.port, 'admin')
     } catch (err) {
       await shutdown.now()
-      return printPolicyError(err)
+      return logStartupError(err, format)
     }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }

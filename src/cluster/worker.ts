@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RevocationStore, Revocation } from '../revocation/store.js'
 import { startGateway, type RunningGateway } from '../server.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
+import { logStartupError } from '../lifecycle/policy_error.js'
 import { PolicyError } from '../policy/problems.js'
 import { Channel, type Question } from './ipc.js'
 
@@ -50,7 +50,7 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
     })
   } catch (err) {
     // Fail closed: a worker that cannot load its policy does not serve; the primary starts another.
-    if (err instanceof PolicyError) printPolicyError(err)
+    if (err instanceof PolicyError) logStartupError(err)
     else process.stderr.write(`jwtgate worker ${worker}: ${(err as Error).message}\n`)
     process.exit(1)
   }
