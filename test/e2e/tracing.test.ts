@@ -166,7 +166,7 @@ t.test('a token in the query: never in url.full or url.path', async (t) => {
 
 t.test('denied requests get a SERVER span with the status and the reason code, and no CLIENT span', async (t) => {
   const gw = await gateway(t, POLICY)
-  const cases = [
+  const cases: Array<{ traceId: string; path: string; headers: Record<string, string>; status: number; reason: string; route?: string; name: string }> = [
     {
       traceId: 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1',
       path: '/api/x',

@@ -1,7 +1,7 @@
 // Runs the `jwtgate` command as a child process, the way users run it, from the compiled
 // JavaScript in dist/ that test/support/build.ts writes once before the test files run: a child
 // that registered tsx again would spend seconds compiling what every other child compiles too.
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/cli/explain.js'
 import { validatePolicy } from '../../src/cli/validate.js'
@@ -77,4 +77,47 @@ export function validationProblems(file: string): string[] {
     if (err instanceof PolicyError) return err.problems.map(formatProblem)
     throw err
   }
+}
+
+export interface ServeChild {
+  proc: ChildProcess
+  /** Everything it wrote so far, standard output and error together. */
+  out(): string
+  exited: Promise<number | null>
+}
+
+/**
+ * `jwtgate serve -c FILE` as a child (the compiled command, or `script` with `nodeArgs`), with
+ * the test's environment less its OTEL_* variables (a developer's shell must not turn tracing
+ * on) plus `env`; resolves once its output matches `ready`. Killed when the test ends.
+ */
+export async function serveChild(
+  t: { teardown(fn: () => unknown): void },
+  policyFile: string,
+  options: { env?: Record<string, string>; ready?: RegExp; script?: string; nodeArgs?: string[]; cwd?: string } = {},
+): Promise<ServeChild> {
+  const base = Object.fromEntries(Object.entries(childEnv()).filter(([name]) => !name.startsWith('OTEL_')))
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), options.script ?? MAIN, 'serve', '-c', policyFile], {
+    cwd: options.cwd,
+    env: { ...base, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    proc.kill('SIGKILL')
+  })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d
+  })
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d
+  })
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
+  const ready = options.ready ?? /jwtgate listening on \S+?"[\s\S]*jwtgate admin on \S+?"/
+  const started = Date.now()
+  while (!ready.test(out)) {
+    if (Date.now() - started > 40_000) throw new Error(`jwtgate serve did not start: ${out}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return { proc, out: () => out, exited }
 }
