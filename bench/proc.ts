@@ -1,6 +1,6 @@
 // What the benchmark reads about a process from /proc (Linux only), and CPU pinning via taskset.
 import { execFileSync } from 'node:child_process'
-import { accessSync, constants, readFileSync } from 'node:fs'
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 
 let ticksPerSecond: number | undefined
@@ -23,6 +23,25 @@ export function cpuMicros(pid: number): number {
   // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / clockTicks()
+}
+
+/** The process and its descendants (a cluster's primary and workers), from /proc's parent pids. */
+export function processTree(pid: number): number[] {
+  const parents = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)])
+  }
+  const out = [pid]
+  for (let i = 0; i < out.length; i++) out.push(...(parents.get(out[i]!) ?? []))
+  return out
 }
 
 /** The process's peak resident set size so far (VmHWM), in bytes. */
@@ -70,4 +89,10 @@ export function machineTicks(): { total: number; steal: number } {
   // cpu  user nice system idle iowait irq softirq steal guest guest_nice
   const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number)
   return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 }
+}
+
+/** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
+export function imageNodeOptions(root: string): string {
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
 }

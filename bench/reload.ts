@@ -4,7 +4,8 @@
 // connection). Targets: 5,000 routes validate in under 2 s; a reload stalls requests by at most
 // 50 ms. Printed, not asserted: the tests bound the work by counts, this measures the time.
 //
-//   BENCH_RELOADS  reloads measured (default 5)
+//   BENCH_RELOADS     reloads measured (default 5)
+//   BENCH_NODE_FLAGS  the gateway's Node options (default: the image's NODE_OPTIONS)
 import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -15,9 +16,12 @@ import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { validatePolicy } from '../src/cli/validate.js'
+import { imageNodeOptions } from './proc.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RELOADS = Number(process.env.BENCH_RELOADS ?? 5)
+// As bench/run.ts: the image's Node options unless BENCH_NODE_FLAGS says otherwise ("" for Node's).
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
 const tmp = mkdtempSync(path.join(tmpdir(), 'jwtgate-bench-reload-'))
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -51,6 +55,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  console.log(`Node ${process.version}; the gateway's Node options: ${NODE_FLAGS.join(' ') || '(none)'}`)
   const upstream = createServer((_req, res) => res.end('ok'))
   // Longer than any reload's pause: an idle pooled connection the upstream closes while the
   // gateway is paused would be a 502 (undici does not retry), not a measure of the pause.
@@ -80,9 +85,13 @@ async function main(): Promise<void> {
   })
   const file = path.join(tmp, 'serve.yaml')
   writeFileSync(file, stringify(policy(5000, upstreamUrl, port), { aliasDuplicateObjects: false }))
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...NODE_FLAGS, path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString()
+    // What a flag such as --trace-gc prints, for a look at what holds the loop.
+    for (const line of d.toString().split('\n')) if (line && !line.startsWith('{')) console.error(line)
+  })
   try {
     const agent = new Agent({ connections: 1 })
     const get = async () => {

@@ -12,8 +12,7 @@
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
 import { execFileSync } from 'node:child_process'
 import { createPublicKey, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,7 +20,8 @@ import { Pool } from 'undici'
 import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
-import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which } from './proc.js'
+import { accepts, freePort, median } from './support.js'
+import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageNodeOptions } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { runWrk, type WrkRun } from './wrk.js'
 import { compareVersions, EXPRESS_PEER_SERVER, haproxyFiles, installExpressPeer, revocationList, versionOf } from './peers.js'
@@ -46,7 +46,7 @@ const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info,
 const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
 // Node options for the jwtgate processes: the image's (its Dockerfile's NODE_OPTIONS) unless
 // BENCH_NODE_FLAGS says otherwise, e.g. "" for Node's defaults or "--max-semi-space-size=4".
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions()).split(/\s+/).filter(Boolean)
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
 // A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
@@ -438,11 +438,6 @@ async function main(): Promise<void> {
 }
 
 /** `ENV NODE_OPTIONS=…` of the Dockerfile: how the image runs node. */
-function imageNodeOptions(): string {
-  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
-  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
-}
-
 function profileArgs(name: string): string[] {
   // A directory per process: each thread (a policy reload runs in a worker) writes its own profile; the
   // largest is the main thread's.
@@ -545,12 +540,6 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
   if (rows.some((r) => r.errors)) console.log('\nerrors: socket errors or answers >= 400 during the runs; those rows do not measure what they say.')
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length)
   let next = 0
@@ -571,48 +560,6 @@ function gitRevision(): string {
   } catch {
     return 'unknown revision'
   }
-}
-
-// Ports handed out in this run. The kernel may give a port that was just released to the next
-// bind(0) again; two gateways told the same port would be one gateway answering for both (a
-// run once primed the revocation row against the HS256 gateway: every token wrong_issuer).
-const portsGiven = new Set<number>()
-
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await unusedPort()
-    if (portsGiven.has(port)) continue
-    portsGiven.add(port)
-    return port
-  }
-  throw new Error('no free port found in 100 attempts')
-}
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** Whether something accepts connections on 127.0.0.1:port. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.setTimeout(1000)
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-    socket.once('timeout', () => {
-      socket.destroy()
-      resolve(false)
-    })
-  })
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -26,11 +26,14 @@ export interface WrkOptions {
   cpu?: number
   /** Each connection waits this long after a response before its next request (paced load). */
   delayMs?: number
+  /** Extra request headers, `name: value` (`Connection: close`: a new connection per request). */
+  headers?: string[]
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkRun> {
   // One thread: wrk gets one CPU, and a second thread on it would only add switches.
-  const args = ['-t1', `-c${o.connections}`, `-d${o.durationS}s`, '--timeout', '5s', '--latency', '-s', SCRIPT, o.url, '--', o.tokensFile ?? '-']
+  const headers = (o.headers ?? []).flatMap((h) => ['-H', h])
+  const args = ['-t1', `-c${o.connections}`, `-d${o.durationS}s`, '--timeout', '5s', '--latency', ...headers, '-s', SCRIPT, o.url, '--', o.tokensFile ?? '-']
   const [command, argv] = o.cpu === undefined ? [o.wrk, args] : ['taskset', ['-c', String(o.cpu), o.wrk, ...args]]
   const { code, stdout, stderr } = await runCommand(command, argv, (o.durationS + 30) * 1000, o.delayMs ? { WRK_DELAY_MS: String(o.delayMs) } : undefined)
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '))

@@ -32,8 +32,11 @@ export interface StartOptions {
    * process.env itself, so this is process.env unless a test says otherwise).
    */
   tracingEnv?: NodeJS.ProcessEnv
-  /** Overrides the policy's listen address (tests use port 0). */
-  listen?: { host?: string; port?: number }
+  /**
+   * Overrides the policy's listen address (tests use port 0). `reusePort`: a cluster worker's own
+   * socket on a port the workers share through SO_REUSEPORT (src/cluster/primary.ts).
+   */
+  listen?: { host?: string; port?: number; reusePort?: boolean }
   /** Overrides the policy's admin address (tests use port 0); false: no admin listener (a cluster worker's primary serves it). */
   admin?: { host?: string; port?: number } | false
   /** Reload when the policy file (or a secret file it names) changes. On for `serve`. */
@@ -102,7 +105,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   let url: string
   try {
     await options.beforeListen?.(gateway)
-    url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port)
+    url = await listen(gateway.app, options.listen?.host ?? policy.listen.host, options.listen?.port ?? policy.listen.port, 'proxy', options.listen?.reusePort)
   } catch (err) {
     // Its Redis connections would keep the process alive.
     checks.stop()

@@ -9,7 +9,7 @@ import { canonicalParts } from './jws_encoding.js'
 import type { Issuer, KeyLookup } from './issuer.js'
 import type { IssuerSet } from './issuer_set.js'
 import type { Requirement, TokenFacts } from './requirement.js'
-import type { TokenCache } from './token_cache.js'
+import { type TokenCache, tokenKey } from './token_cache.js'
 import type { TokenSources } from './token_sources.js'
 
 export interface AuthRule {
@@ -93,7 +93,8 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const { token, source } = found
 
   const now = Date.now()
-  const known = context.tokens.get(token, now)
+  const cacheKey = tokenKey(token)
+  const known = context.tokens.get(cacheKey, now)
   // A cached token still has to be acceptable on this route: its issuer allowed here (and from
   // this source), the route's requirement (audience included) checked again (it differs per
   // route, and costs little), and it must not have been revoked since it was cached. iat and
@@ -102,7 +103,7 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
     return context.revocation?.check(known.claims, now) ?? meetRequirement(rule, { token, issuer: known.issuer, claims: known.claims, typ: known.typ }, now)
   }
 
-  // Once per token: a cached one was canonical (the cache is keyed by the token string).
+  // Once per token: a cached one was canonical (the cache is keyed by the token's digest).
   if (!canonicalParts(token)) return deny('malformed', 'the token is not a well-formed JWT')
   let decoded: Decoded
   try {
@@ -127,13 +128,14 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const typ = typeof header.typ === 'string' ? header.typ : undefined
 
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, decoded, typ, issuer, rule, context))
-  return verifyWith(key, token, decoded, typ, issuer, rule, context)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, token, cacheKey, decoded, typ, issuer, rule, context))
+  return verifyWith(key, token, cacheKey, decoded, typ, issuer, rule, context)
 }
 
 function verifyWith(
   key: KeyLookup,
   token: string,
+  cacheKey: string,
   decoded: Decoded,
   typ: string | undefined,
   issuer: Issuer,
@@ -155,7 +157,7 @@ function verifyWith(
   if (invalid) return invalid
   // Cached once valid, before the route's own requirement: a token lacking a role or audience
   // here may carry all another route needs.
-  context.tokens.set(token, issuer, key, claims, now, typ)
+  context.tokens.set(token, cacheKey, issuer, key, claims, now, typ)
   return meetRequirement(rule, { token, issuer, claims, typ }, now)
 }
 

@@ -12,6 +12,12 @@ export type Question = { kind: 'readiness' } | { kind: 'metrics' } | { kind: 're
  */
 export type Event = { kind: 'attached' } | { kind: 'listening' } | { kind: 'shutdown' }
 
+/**
+ * Set by the primary in a worker's environment: the port each worker opens a socket of its own
+ * on, with SO_REUSEPORT (`listen.reuse_port`). Unset: the primary's socket is shared.
+ */
+export const REUSE_PORT_ENV = 'JWTGATE_REUSE_PORT'
+
 type Envelope =
   | { jwtgate: 'ask'; id: number; question: Question }
   | { jwtgate: 'answer'; id: number; value?: unknown; error?: string }

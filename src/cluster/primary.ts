@@ -3,17 +3,21 @@
 // serve the proxy listener, serves the admin listener itself, reloads on SIGHUP or a file change,
 // replaces a worker that dies, and on SIGTERM/SIGINT shuts every worker down gracefully.
 //
-// The listening socket is node:cluster's: Node 20 has no reusePort. Node's default scheduling
-// on Linux is kept: round-robin, the primary accepts each connection and hands it to the next
-// worker. With the other policy (SCHED_NONE) every worker accepts on the shared socket and the
-// kernel wakes them unevenly: a few workers take most connections (Node's cluster docs).
+// The proxy port: by default (`listen.reuse_port`) each worker opens a socket of its own on it
+// with SO_REUSEPORT, and the kernel spreads new connections over the workers' sockets by a hash
+// of their addresses; the primary accepts nothing. With `reuse_port: false` the socket is
+// node:cluster's with its default scheduling on Linux, round-robin: the primary accepts each
+// connection and hands it to the next worker over IPC (costlier per connection: measured in
+// `npm run bench`). Node's other cluster policy (SCHED_NONE, every worker accepting on one
+// shared socket) is not offered: the kernel wakes the workers unevenly (Node's cluster docs).
 import cluster from 'node:cluster'
+import { type AddressInfo, createServer } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { Registry } from 'prom-client'
 import type { Logger } from 'pino'
 import { ReloadMetrics, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
-import { listen } from '../lifecycle/listen.js'
+import { listen, ListenError } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
 import { logStartupError } from '../lifecycle/policy_error.js'
 import { Shutdown } from '../lifecycle/shutdown.js'
@@ -22,7 +26,7 @@ import { Reloads, watchPolicy } from '../lifecycle/watch.js'
 import { createLogger, lineFormat } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import type { PolicySource } from '../policy/load.js'
-import type { Question } from './ipc.js'
+import { REUSE_PORT_ENV, type Question } from './ipc.js'
 import { clusterAdmin } from './primary_admin.js'
 import { WorkerSlots } from './slots.js'
 
@@ -59,7 +63,14 @@ export async function runPrimary(source: PolicySource): Promise<number> {
 
   // 'advanced': structured clone, so a metric's Infinity or NaN crosses the channel intact.
   cluster.setupPrimary({ serialization: 'advanced' })
-  const slots = new WorkerSlots(live.current.workers, logger, (_slot, question) => answerWorker(live, question))
+  let workerEnv: Record<string, string>
+  try {
+    workerEnv = live.current.listen.reusePort ? { [REUSE_PORT_ENV]: String(await sharedPort(live.current.listen)) } : {}
+  } catch (err) {
+    await live.stop()
+    return logStartupError(err, format)
+  }
+  const slots = new WorkerSlots(live.current.workers, logger, (_slot, question) => answerWorker(live, question), workerEnv)
   let admin: FastifyInstance | undefined
   // Each worker drains for itself once told; the primary waits for them all, then kills the late.
   const { drainDelayMs, timeoutMs } = live.current.shutdown
@@ -126,6 +137,27 @@ async function reloadAll(live: LivePolicy, slots: WorkerSlots, reloads: ReloadMe
   }
   reloads.record(failed === 0)
   logger.info({ policy_hash: live.current.hash.slice(0, 12), workers: outcomes.length - failed, failed }, 'policy reloaded')
+}
+
+/**
+ * The port the workers open their SO_REUSEPORT sockets on: the policy's, or for port 0 one the
+ * kernel picks for a socket of the same kind, closed again at once (the workers bind it moments
+ * later; port 0 is for tests and trials). A port that cannot be opened fails here, before any
+ * worker is forked, as a single gateway's would.
+ */
+async function sharedPort(address: { host: string; port: number }): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new ListenError('proxy', address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`, err.code, err.message),
+      ),
+    )
+    probe.listen({ host: address.host, port: address.port, reusePort: true, exclusive: true }, resolve)
+  })
+  const { port } = probe.address() as AddressInfo
+  await new Promise((resolve) => probe.close(resolve))
+  return port
 }
 
 /** What a worker asks the primary: the memory backend's revocations, as it starts. */

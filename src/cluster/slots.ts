@@ -35,6 +35,8 @@ export class WorkerSlots {
     count: number,
     private readonly logger: Logger,
     private readonly answer: (slot: Slot, question: Question) => Promise<unknown>,
+    /** Added to each worker's environment. */
+    private readonly env: Record<string, string> = {},
   ) {
     this.slots = Array.from({ length: count }, (_, i) => ({
       number: i + 1,
@@ -101,7 +103,7 @@ export class WorkerSlots {
   private fork(slot: Slot): void {
     slot.restartTimer = undefined
     if (this.stopping) return
-    const worker = cluster.fork({ JWTGATE_WORKER: String(slot.number) })
+    const worker = cluster.fork({ ...this.env, JWTGATE_WORKER: String(slot.number) })
     slot.worker = worker
     slot.state = 'forked'
     slot.channel = undefined

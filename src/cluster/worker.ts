@@ -1,16 +1,19 @@
-// A worker of `workers: N`: the proxy listener only, on the socket node:cluster shares. No admin
+// A worker of `workers: N`: the proxy listener only, on a socket of its own that the workers
+// share the port of (SO_REUSEPORT) or on the one node:cluster's primary shares. No admin
 // listener and no file watching (the primary does both); it acts on the primary's messages.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RevocationStore, Revocation } from '../revocation/store.js'
 import { startGateway, type RunningGateway } from '../server.js'
+import { ListenError } from '../lifecycle/listen.js'
 import { logStartupError } from '../lifecycle/policy_error.js'
 import { PolicyError } from '../policy/problems.js'
-import { Channel, type Question } from './ipc.js'
+import { Channel, REUSE_PORT_ENV, type Question } from './ipc.js'
 
 // How long the primary may take to hand over the memory backend's revocations.
 const HANDOVER_TIMEOUT_MS = 5000
 
 export async function runWorker(policyFile: string, worker: number): Promise<number> {
+  const reusePort = ownSocketPort(process.env[REUSE_PORT_ENV])
   // A Ctrl-C in a terminal (or a HUP) reaches the whole process group: the primary decides what
   // happens and tells each worker; a worker acting on its own would skip the drain.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
@@ -38,6 +41,7 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
       worker,
       admin: false,
       watch: false,
+      ...(reusePort !== undefined ? { listen: { port: reusePort, reusePort: true } } : {}),
       beforeListen: async (gateway) => {
         store = gateway.policy.revocation?.store
         if (store?.settings.backend === 'memory') {
@@ -50,12 +54,20 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
     })
   } catch (err) {
     // Fail closed: a worker that cannot load its policy does not serve; the primary starts another.
-    if (err instanceof PolicyError) logStartupError(err)
+    if (err instanceof PolicyError || err instanceof ListenError) logStartupError(err)
     else process.stderr.write(`jwtgate worker ${worker}: ${(err as Error).message}\n`)
     process.exit(1)
   }
   channel.tell({ kind: 'listening' })
   return new Promise<number>(() => {})
+}
+
+/** The port to open a socket of its own on, when the primary said so; else the primary's socket is shared. */
+function ownSocketPort(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${REUSE_PORT_ENV} is not a port: ${value}`)
+  return port
 }
 
 async function answer(question: Question, running: RunningGateway | undefined, store: RevocationStore | undefined): Promise<unknown> {

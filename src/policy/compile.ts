@@ -41,7 +41,7 @@ const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
   'max_connections',
   'max_connections_per_address',
 ])
-const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host'])
+const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
 const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access', 'time', 'level_label'])
@@ -71,7 +71,7 @@ export function compilePolicy(source: PolicySource, log: Logger, previous?: Comp
  * whenever one slice of them has run for `sliceMs`, so requests keep being answered while a
  * large policy compiles (5,000 routes take several hundred milliseconds).
  */
-export async function compilePolicyInSlices(source: PolicySource, log: Logger, previous?: CompiledPolicy, sliceMs = 10): Promise<CompiledPolicy> {
+export async function compilePolicyInSlices(source: PolicySource, log: Logger, previous?: CompiledPolicy, sliceMs = 5): Promise<CompiledPolicy> {
   const steps = compileSteps(source, log, previous)
   let sliceStart = performance.now()
   for (;;) {
@@ -146,7 +146,12 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     file: source.file,
     files: filesReadAtLoad(source.file, doc),
     hash: createHash('sha256').update(source.text).digest('hex'),
-    listen: { host: doc.listen.host ?? LISTEN_DEFAULT.host, port: doc.listen.port, tls: listenTls },
+    listen: {
+      host: doc.listen.host ?? LISTEN_DEFAULT.host,
+      port: doc.listen.port,
+      reusePort: doc.listen.reuse_port ?? LISTEN_DEFAULT.reuse_port,
+      tls: listenTls,
+    },
     maxHeaderBytes,
     clientLimits,
     cors,
@@ -240,7 +245,7 @@ function checkReplayAcrossWorkers(doc: PolicyDocument, problem: OnProblem): void
 
 /** The route table, once every route compiled; a route no request could reach is a problem. */
 function* routeTable(candidates: RouteCandidate<Route>[], doc: PolicyDocument, problem: OnProblem): Generator<void, RouteTable<Route>, void> {
-  const routes = new RouteTable(candidates)
+  const routes = yield* RouteTable.build(candidates)
   for (const found of routes.shadowing()) {
     if (found)
       problem(['routes', found.index, 'path'], `route is unreachable: routes[${found.by}] (${doc.routes[found.by]!.path}) matches every request it would`)

@@ -55,7 +55,8 @@ export interface CompiledPolicy {
   /** sha256 of the policy text, to tell one loaded policy from another. */
   readonly hash: string
   /** `tls`: the certificate and key read at load; null for plain HTTP. */
-  readonly listen: { readonly host: string; readonly port: number; readonly tls: ListenTls | null }
+  /** `reusePort`: with workers > 1, each worker listens itself (SO_REUSEPORT), else the primary hands out connections. */
+  readonly listen: { readonly host: string; readonly port: number; readonly reusePort: boolean; readonly tls: ListenTls | null }
   /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
   readonly maxHeaderBytes: number
   /** The bounds on slow clients and on client connections (`limits:`); 0 turns one off. */

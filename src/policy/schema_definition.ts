@@ -57,6 +57,13 @@ const Listen = Type.Object(
   {
     host: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0' })),
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    reuse_port: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          'with workers > 1: each worker listens on the port itself (SO_REUSEPORT) and the kernel spreads connections; false: the primary accepts them and hands them round-robin; read at start',
+      }),
+    ),
     tls: Type.Optional(
       Type.Object(
         {

@@ -43,30 +43,17 @@ export class RouteTable<T> {
   /** Its list: the routes whose pattern starts with a wildcard. */
   private readonly root: IndexNode
 
-  constructor(candidates: RouteCandidate<T>[]) {
+  /** `root`: the index built by RouteTable.build; without it, built here. */
+  constructor(candidates: RouteCandidate<T>[], root?: IndexNode) {
     this.routes = candidates.slice()
     this.results = candidates.map((c, index) => Object.freeze({ index, value: c.value }))
-    interface Building {
-      own: number[]
-      children: Map<number, Building>
-    }
-    const top: Building = { own: [], children: new Map() }
-    candidates.forEach((c, i) => {
-      let node = top
-      for (const literal of literalPrefix(c.path)) {
-        const key = hashSegment(literal, 0, literal.length)
-        let child = node.children.get(key)
-        if (!child) node.children.set(key, (child = { own: [], children: new Map() }))
-        node = child
-      }
-      node.own.push(i)
-    })
-    const finish = (node: Building, above: Int32Array): IndexNode => {
-      const list = node.own.length ? Int32Array.from([...above, ...node.own]).sort() : above
-      const children = node.children.size ? new Map([...node.children].map(([key, child]) => [key, finish(child, list)] as const)) : null
-      return { list, children }
-    }
-    this.root = finish(top, new Int32Array(0))
+    this.root = root ?? runToEnd(indexRoutes(candidates))
+  }
+
+  /** The table with its index built route by route, for a compile that gives the event loop turns. */
+  static *build<T>(candidates: RouteCandidate<T>[]): Generator<void, RouteTable<T>, void> {
+    const root = yield* indexRoutes(candidates)
+    return new RouteTable(candidates, root)
   }
 
   /** The number of routes. */
@@ -174,4 +161,44 @@ function hashSegment(s: string, start: number, end: number): number {
   let h = 0x811c9dc5
   for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
   return h | 0
+}
+
+interface Building {
+  own: number[]
+  children: Map<number, Building>
+}
+
+/** The index of the routes (see the top of this file); yields after each route and each node. */
+function* indexRoutes<T>(candidates: readonly RouteCandidate<T>[]): Generator<void, IndexNode, void> {
+  const top: Building = { own: [], children: new Map() }
+  for (const [i, c] of candidates.entries()) {
+    let node = top
+    for (const literal of literalPrefix(c.path)) {
+      const key = hashSegment(literal, 0, literal.length)
+      let child = node.children.get(key)
+      if (!child) node.children.set(key, (child = { own: [], children: new Map() }))
+      node = child
+    }
+    node.own.push(i)
+    yield
+  }
+  return yield* finish(top, new Int32Array(0))
+}
+
+function* finish(node: Building, above: Int32Array): Generator<void, IndexNode, void> {
+  const list = node.own.length ? Int32Array.from([...above, ...node.own]).sort() : above
+  let children: Map<number, IndexNode> | null = null
+  if (node.children.size) {
+    children = new Map()
+    for (const [key, child] of node.children) children.set(key, yield* finish(child, list))
+  }
+  yield
+  return { list, children }
+}
+
+function runToEnd<R>(steps: Generator<void, R, void>): R {
+  for (;;) {
+    const step = steps.next()
+    if (step.done) return step.value
+  }
 }

@@ -1,10 +1,10 @@
 // `jwtgate serve` as Kubernetes runs it: a ConfigMap swapped by symlink, SIGHUP, SIGTERM.
 import t from 'tap'
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { childEnv, MAIN } from '../support/cli.js'
+import { MAIN, running } from '../support/cli.js'
 import { eventually, get, sleep, upstream } from '../support/harness.js'
 
 interface Child {
@@ -15,25 +15,15 @@ interface Child {
 }
 
 async function serve(t: { teardown(fn: () => unknown): void }, policyFile: string): Promise<Child> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '-c', policyFile], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
-  t.teardown(() => {
-    proc.kill('SIGKILL')
-  })
-  let out = ''
-  proc.stdout.on('data', (d: Buffer) => {
-    out += d
-  })
-  proc.stderr.on('data', (d: Buffer) => {
-    out += d
-  })
-  const started = () => /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)
+  const { proc, out } = running(t, [MAIN, 'serve', '-c', policyFile])
+  const started = () => /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out())
   await eventually(
-    () => `jwtgate serve starts: ${out}`,
+    () => `jwtgate serve starts: ${out()}`,
     20_000,
     () => started() !== null,
   )
   const [, url, admin] = started()!
-  return { proc, out: () => out, url: url!, admin: admin! }
+  return { proc, out, url: url!, admin: admin! }
 }
 
 function policyText(upstreamUrl: string, route: string, extra = ''): string {

@@ -7,7 +7,7 @@ import { serveChild } from '../support/cli.js'
 import { tempFile, upstream } from '../support/harness.js'
 import { SpanKind, startOtlpReceiver } from '../support/otlp_receiver.js'
 
-/** One request on a new connection: the cluster hands each connection to the next worker. */
+/** One request on a new connection: the kernel (SO_REUSEPORT) spreads new connections over the workers. */
 function fresh(url: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false, headers }, (res) => {
@@ -43,8 +43,9 @@ routes:
   })
   const url = /jwtgate listening on (\S+?)"/.exec(out())![1]!
   const traceId = '5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a'
-  const REQUESTS = 10
-  for (let i = 0; i < REQUESTS; i++) t.equal(await fresh(`${url}/open/${i}`, { traceparent: `00-${traceId}-${'1'.repeat(15)}${i}-01` }), 200)
+  // 24 connections: that all of them land on one worker has odds of 2^-23.
+  const REQUESTS = 24
+  for (let i = 0; i < REQUESTS; i++) t.equal(await fresh(`${url}/open/${i}`, { traceparent: `00-${traceId}-${String(i + 1).padStart(16, '0')}-01` }), 200)
   t.same(receiver.spans, [], 'nothing exported while running: the batch waits')
 
   proc.kill('SIGTERM')

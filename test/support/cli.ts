@@ -1,7 +1,7 @@
 // Runs the `jwtgate` command as a child process, the way users run it, from the compiled
 // JavaScript in dist/ that test/support/build.ts writes once before the test files run: a child
 // that registered tsx again would spend seconds compiling what every other child compiles too.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { explain, explainArguments, explainExitCode, explainOutput } from '../../src/cli/explain.js'
 import { validatePolicy } from '../../src/cli/validate.js'
@@ -18,7 +18,9 @@ export const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url
  */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const options = (process.env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o && !o.includes('@tapjs/'))
-  return { ...process.env, NODE_OPTIONS: options.join(' '), ...extra }
+  // Nor the OTEL_* variables of a developer's shell: a test that wants tracing says so in `extra`.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')))
+  return { ...env, NODE_OPTIONS: options.join(' '), ...extra }
 }
 
 export interface CliRun {
@@ -79,45 +81,53 @@ export function validationProblems(file: string): string[] {
   }
 }
 
+/** A long-running child (`serve`), killed at the test's end; `out()` is its stdout and stderr so far. */
+export function running(
+  t: { teardown(fn: () => unknown): void },
+  args: string[],
+  options: { nodeArgs?: string[]; env?: Record<string, string>; cwd?: string } = {},
+): { proc: ChildProcessWithoutNullStreams; out: () => string } {
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), ...args], {
+    cwd: options.cwd,
+    env: childEnv(options.env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  t.teardown(() => {
+    proc.kill('SIGKILL')
+  })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d
+  })
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d
+  })
+  return { proc, out: () => out }
+}
+
 export interface ServeChild {
-  proc: ChildProcess
+  proc: ChildProcessWithoutNullStreams
   /** Everything it wrote so far, standard output and error together. */
   out(): string
   exited: Promise<number | null>
 }
 
 /**
- * `jwtgate serve -c FILE` as a child (the compiled command, or `script` with `nodeArgs`), with
- * the test's environment less its OTEL_* variables (a developer's shell must not turn tracing
- * on) plus `env`; resolves once its output matches `ready`. Killed when the test ends.
+ * `jwtgate serve -c FILE` (the compiled command, or `script` with `nodeArgs`) as a running()
+ * child; resolves once its output matches `ready`.
  */
 export async function serveChild(
   t: { teardown(fn: () => unknown): void },
   policyFile: string,
   options: { env?: Record<string, string>; ready?: RegExp; script?: string; nodeArgs?: string[]; cwd?: string } = {},
 ): Promise<ServeChild> {
-  const base = Object.fromEntries(Object.entries(childEnv()).filter(([name]) => !name.startsWith('OTEL_')))
-  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), options.script ?? MAIN, 'serve', '-c', policyFile], {
-    cwd: options.cwd,
-    env: { ...base, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => {
-    proc.kill('SIGKILL')
-  })
-  let out = ''
-  proc.stdout!.on('data', (d: Buffer) => {
-    out += d
-  })
-  proc.stderr!.on('data', (d: Buffer) => {
-    out += d
-  })
+  const { proc, out } = running(t, [options.script ?? MAIN, 'serve', '-c', policyFile], options)
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
   const ready = options.ready ?? /jwtgate listening on \S+?"[\s\S]*jwtgate admin on \S+?"/
   const started = Date.now()
-  while (!ready.test(out)) {
-    if (Date.now() - started > 40_000) throw new Error(`jwtgate serve did not start: ${out}`)
+  while (!ready.test(out())) {
+    if (Date.now() - started > 40_000) throw new Error(`jwtgate serve did not start: ${out()}`)
     await new Promise((r) => setTimeout(r, 20))
   }
-  return { proc, out: () => out, exited }
+  return { proc, out, exited }
 }
