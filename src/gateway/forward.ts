@@ -118,7 +118,7 @@ class GatewayExchange extends UpstreamExchange {
   }
 
   failedBeforeSending(error: Error): void {
-    this.failed(error)
+    this.settle(error)
   }
 
   protected override responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {

@@ -99,7 +99,8 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.finish(gone)
   }
 
-  private settle(error: Error): void {
+  /** Fails the exchange (failed(), then finished()); later calls from undici are ignored. */
+  protected settle(error: Error): void {
     clearTimeout(this.timer)
     this.settled = true
     this.failed(error)

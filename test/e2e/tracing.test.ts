@@ -331,3 +331,23 @@ t.test('the OpenTelemetry variables are what turns export on: unset, the gateway
   t.notOk(accessLines(gw.logs).at(-1)!.span_id, 'no span id without spans')
   t.equal(accessLines(gw.logs).at(-1)!.trace_id, traceId, "the client's trace id is logged still")
 })
+
+t.test('a collector that never answers cannot hold the shutdown past shutdown.timeout', async (t) => {
+  // Accepts the export and never answers it.
+  const hung = createServer(() => {})
+  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    hung.closeAllConnections()
+    hung.close()
+  })
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`
+  process.env.OTEL_BSP_SCHEDULE_DELAY = '600000'
+  t.teardown(() => Object.assign(process.env, OTEL_ENV))
+  const gw = await gateway(t, POLICY.replace('routes:', 'shutdown: { drain_delay: 0s, timeout: 1s }\nroutes:'))
+  t.equal((await get(`${gw.url}/api/x`)).status, 401)
+  await gw.shutdown()
+  t.ok(
+    gw.logs.lines.some((l) => l.msg === 'tracing: spans not exported before the shutdown timeout'),
+    'the shutdown gave up on the export and said so',
+  )
+})
