@@ -124,10 +124,6 @@ t.test('an allowed request: a SERVER span named after its route, child of the cl
     'url.full': `${up.url}/api/orders/42`,
     'jwtgate.upstream': 'orders',
   })
-  // Within a millisecond: the SDK takes each span's start from Date.now() (whole milliseconds)
-  // and its end from performance.now() shifted by that start, so two spans' clocks differ by up to 1 ms.
-  const MS = 1e6
-  t.ok(client.startNs >= server.startNs - MS && client.endNs <= server.endNs + MS, 'the client span lies within the server span')
 
   const seen = up.received.at(-1)!
   t.equal(seen.headers.traceparent, `00-${TRACE_ID}-${client.spanId}-01`, "the upstream's traceparent is the client span's context")
