@@ -69,6 +69,12 @@ const REASONS = [
   'cors_rejected',
   'https_required',
   'body_too_large',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
+  'proof_replayed',
+  'proof_replay_unavailable',
+  'binding_mismatch',
+  'unbound_token',
 ] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}
