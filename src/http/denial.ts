@@ -183,7 +183,9 @@ const DPOP_ERRORS: Partial<Record<DenyReason, string>> = {
 export function dpopChallenge(denial: Denial): string | undefined {
   if (!denial.dpop || denial.status !== 401) return undefined
   const algs = `algs="${denial.dpop.algs}"`
-  const error = DPOP_ERRORS[denial.reason] ?? (denial.dpop.used && denial.reason !== 'missing_token' ? 'invalid_token' : undefined)
+  // Where bearer tokens are not accepted, the DPoP challenge is the only one: it says what was wrong.
+  const tokenError = (denial.dpop.used || !denial.dpop.bearer) && denial.reason !== 'missing_token'
+  const error = DPOP_ERRORS[denial.reason] ?? (tokenError ? 'invalid_token' : undefined)
   if (!error) return `DPoP realm="jwtgate", ${algs}`
   return `DPoP realm="jwtgate", error="${error}", error_description="${quoted(denial.description)}", ${algs}`
 }

@@ -1,0 +1,155 @@
+// DPoP-bound tokens (RFC 9449) through a gateway started from YAML: tokens with cnf.jkt from a
+// real key set, proofs from jose, a real upstream recording what reached it.
+import t from 'tap'
+import { bearer, gateway, get, issuer, policy, rawRequest, upstream } from '../support/harness.js'
+import { dpopClient, dpopHeaders } from '../support/dpop.js'
+
+const ROUTES = `
+  - { path: /dpop/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop, required: true } } }
+  - { path: /either/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop } } }
+  - { path: /plain/**, upstream: orders, auth: { issuers: [idp] } }
+  - { path: /proof/**, upstream: orders, forward_dpop_proof: true, auth: { issuers: [idp], binding: { method: dpop } } }`
+
+async function setup(t: { teardown(fn: () => unknown): void }) {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: ROUTES, extra: 'binding_header: x-token-binding' }))
+  const client = await dpopClient()
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
+  return { idp, up, gw, client, token }
+}
+
+t.test('a DPoP-bound token with a valid proof reaches the upstream, which learns the binding and sees neither token nor proof', async (t) => {
+  const { up, gw, client, token } = await setup(t)
+  const url = `${gw.url}/dpop/orders?page=2`
+  const res = await get(url, dpopHeaders(token, await client.proof('GET', `${gw.url}/dpop/orders`, token)))
+  t.equal(res.status, 200, JSON.stringify(res.json))
+  const seen = up.received.at(-1)!
+  t.equal(seen.headers['x-user-id'], 'alice')
+  t.equal(seen.headers['x-token-binding'], 'dpop')
+  t.equal(seen.headers.dpop, undefined, 'the proof is not passed on')
+  t.equal(seen.headers.authorization, undefined)
+  // The token is cached now: each request still needs its own proof.
+  const again = await get(url, dpopHeaders(token, await client.proof('GET', `${gw.url}/dpop/orders`, token)))
+  t.equal(again.status, 200)
+  const withoutProof = await get(url, { authorization: `DPoP ${token}` })
+  t.equal(withoutProof.status, 401)
+  t.equal(withoutProof.json.error, 'invalid_dpop_proof')
+  t.match(
+    withoutProof.headers.get('www-authenticate'),
+    /^DPoP realm="jwtgate", error="invalid_dpop_proof", error_description="[^"]+", algs="ES256 ES384 PS256 RS256 EdDSA Ed25519"$/,
+  )
+})
+
+t.test('a proof is refused for another request, another token, a second use, or another key', async (t) => {
+  const { idp, gw, client, token } = await setup(t)
+  const url = `${gw.url}/dpop/orders`
+  const cases: Array<[string, string, string]> = [
+    ['htm', await client.proof('POST', url, token), 'invalid_dpop_proof'],
+    ['htu path', await client.proof('GET', `${gw.url}/dpop/other`, token), 'invalid_dpop_proof'],
+    ['htu host', await client.proof('GET', url.replace('127.0.0.1', 'localhost'), token), 'invalid_dpop_proof'],
+    ['ath', await client.proof('GET', url, idp.sign({ sub: 'bob' })), 'invalid_dpop_proof'],
+    ['stale iat', await client.proof('GET', url, token, { iat: Math.floor(Date.now() / 1000) - 600 }), 'invalid_dpop_proof'],
+    ['other key', await (await dpopClient()).proof('GET', url, token), 'binding_mismatch'],
+  ]
+  for (const [what, proof, reason] of cases) {
+    const res = await get(url, dpopHeaders(token, proof))
+    t.equal(res.status, 401, what)
+    t.equal(res.json.error, reason, what)
+  }
+  const proof = await client.proof('GET', url, token)
+  t.equal((await get(url, dpopHeaders(token, proof))).status, 200)
+  const replay = await get(url, dpopHeaders(token, proof))
+  t.equal(replay.status, 401)
+  t.equal(replay.json.error, 'proof_replayed')
+})
+
+t.test('exactly one DPoP header', async (t) => {
+  const { gw, client, token } = await setup(t)
+  const port = Number(new URL(gw.url).port)
+  const url = `${gw.url}/dpop/orders`
+  const head = (proofs: string[]) =>
+    [
+      'GET /dpop/orders HTTP/1.1',
+      `Host: 127.0.0.1:${port}`,
+      'Connection: close',
+      `Authorization: DPoP ${token}`,
+      ...proofs.map((p) => `DPoP: ${p}`),
+      '',
+      '',
+    ].join('\r\n')
+  const two = await rawRequest(port, head([await client.proof('GET', url, token), await client.proof('GET', url, token)]))
+  t.equal(two.status, 401)
+  t.match(two.body, /"error":"invalid_dpop_proof".*more than one DPoP header/)
+  t.equal((await rawRequest(port, head([await client.proof('GET', url, token)]))).status, 200)
+})
+
+t.test('downgrade: a DPoP-bound token sent as a bearer token is refused where binding is checked, and accepted as before where it is not', async (t) => {
+  const { up, gw, token } = await setup(t)
+  const res = await get(`${gw.url}/either/x`, bearer(token))
+  t.equal(res.status, 401)
+  t.equal(res.json.error, 'binding_mismatch')
+  // Both schemes are accepted there: both challenges, the error on the Bearer one (the scheme used).
+  const challenges = res.headers.get('www-authenticate')!
+  t.match(challenges, /^DPoP realm="jwtgate", algs="[^"]+", Bearer realm="jwtgate", error="invalid_token"/)
+  // A route without binding: nothing changed.
+  t.equal((await get(`${gw.url}/plain/x`, bearer(token))).status, 200)
+  t.equal(up.received.at(-1)!.headers['x-token-binding'], 'none')
+  const dpopScheme = await get(`${gw.url}/plain/x`, { authorization: `DPoP ${token}` })
+  t.equal(dpopScheme.status, 401)
+  t.equal(dpopScheme.json.error, 'malformed')
+  t.equal(dpopScheme.headers.get('www-authenticate')?.startsWith('Bearer '), true)
+})
+
+t.test('required refuses an unbound token; otherwise an unbound bearer token passes, marked none', async (t) => {
+  const { idp, up, gw, client } = await setup(t)
+  const unbound = idp.sign({ sub: 'carol', aud: 'orders-api' })
+  const res = await get(`${gw.url}/dpop/x`, bearer(unbound))
+  t.equal(res.status, 401)
+  t.equal(res.json.error, 'unbound_token')
+  t.match(
+    res.headers.get('www-authenticate'),
+    /^DPoP realm="jwtgate", error="invalid_token".*algs=/,
+    'only the DPoP challenge: bearer tokens are not accepted here',
+  )
+  t.equal((await get(`${gw.url}/either/x`, bearer(unbound))).status, 200)
+  t.equal(up.received.at(-1)!.headers['x-token-binding'], 'none')
+  // An unbound token with the DPoP scheme, even with a good proof, is not what it claims.
+  const url = `${gw.url}/either/x`
+  const lying = await get(url, dpopHeaders(unbound, await client.proof('GET', url, unbound)))
+  t.equal(lying.status, 401)
+  t.equal(lying.json.error, 'binding_mismatch')
+  const missing = await get(url)
+  t.equal(missing.status, 401)
+  t.same(missing.headers.get('www-authenticate'), `DPoP realm="jwtgate", algs="ES256 ES384 PS256 RS256 EdDSA Ed25519", Bearer realm="jwtgate"`)
+})
+
+t.test('forward_dpop_proof passes the proof on', async (t) => {
+  const { up, gw, client, token } = await setup(t)
+  const url = `${gw.url}/proof/x`
+  const proof = await client.proof('GET', url, token)
+  t.equal((await get(url, dpopHeaders(token, proof))).status, 200)
+  t.equal(up.received.at(-1)!.headers.dpop, proof)
+})
+
+t.test('the policy: binding on an issuer applies to its routes; a route binding replaces it', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(
+    t,
+    policy({
+      issuer: idp,
+      upstream: up,
+      issuerExtra: '    binding: { method: dpop, required: true }',
+      routes: `
+  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
+  - { path: /open/**, upstream: orders, auth: { issuers: [idp], binding: { method: none } } }`,
+    }),
+  )
+  const unbound = idp.sign({ sub: 'carol', aud: 'orders-api' })
+  t.equal((await get(`${gw.url}/api/x`, bearer(unbound))).json.error, 'unbound_token')
+  t.equal((await get(`${gw.url}/open/x`, bearer(unbound))).status, 200)
+  const client = await dpopClient('EdDSA')
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
+  t.equal((await get(`${gw.url}/api/x`, dpopHeaders(token, await client.proof('GET', `${gw.url}/api/x`, token)))).status, 200)
+})
