@@ -153,3 +153,32 @@ t.test('the policy: binding on an issuer applies to its routes; a route binding 
   const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
   t.equal((await get(`${gw.url}/api/x`, dpopHeaders(token, await client.proof('GET', `${gw.url}/api/x`, token)))).status, 200)
 })
+
+t.test('nonces: a proof without one gets use_dpop_nonce and the nonce; the retry with it passes', async (t) => {
+  const idp = await issuer(t)
+  const up = await upstream(t)
+  const gw = await gateway(
+    t,
+    policy({
+      issuer: idp,
+      upstream: up,
+      routes: `  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop, required: true } } }`,
+      extra: 'dpop: { nonce: { secret: "${NONCE_SECRET}" } }',
+    }),
+    { NONCE_SECRET: 'n'.repeat(32) },
+  )
+  const client = await dpopClient()
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
+  const url = `${gw.url}/api/x`
+  const first = await get(url, dpopHeaders(token, await client.proof('GET', url, token)))
+  t.equal(first.status, 401)
+  t.equal(first.json.error, 'use_dpop_nonce')
+  t.match(first.headers.get('www-authenticate'), /^DPoP realm="jwtgate", error="use_dpop_nonce", error_description="the DPoP proof needs a nonce", algs="/)
+  const nonce = first.headers.get('dpop-nonce')
+  t.match(nonce, /^[A-Za-z0-9_-]{43}$/)
+  t.equal((await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce })))).status, 200)
+  // A nonce made with another secret (or an old one) is answered like a missing one.
+  const forged = await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce: 'A'.repeat(43) })))
+  t.equal(forged.json.error, 'use_dpop_nonce')
+  t.equal(forged.headers.get('dpop-nonce'), nonce)
+})
