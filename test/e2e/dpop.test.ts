@@ -10,13 +10,20 @@ const ROUTES = `
   - { path: /plain/**, upstream: orders, auth: { issuers: [idp] } }
   - { path: /proof/**, upstream: orders, forward_dpop_proof: true, auth: { issuers: [idp], binding: { method: dpop } } }`
 
-async function setup(t: { teardown(fn: () => unknown): void }) {
+type Teardown = { teardown(fn: () => unknown): void }
+
+/** An issuer, an upstream and a gateway with these routes (and policy lines), and a DPoP client with a token bound to its key. */
+async function start(t: Teardown, routes: string, more: { extra?: string; issuerExtra?: string; env?: Record<string, string>; alg?: string } = {}) {
   const idp = await issuer(t)
   const up = await upstream(t)
-  const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes: ROUTES, extra: 'binding_header: x-token-binding' }))
-  const client = await dpopClient()
+  const gw = await gateway(t, policy({ issuer: idp, upstream: up, routes, extra: more.extra, issuerExtra: more.issuerExtra }), more.env)
+  const client = await dpopClient(more.alg)
   const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
   return { idp, up, gw, client, token }
+}
+
+async function setup(t: Teardown) {
+  return start(t, ROUTES, { extra: 'binding_header: x-token-binding' })
 }
 
 t.test('a DPoP-bound token with a valid proof reaches the upstream, which learns the binding and sees neither token nor proof', async (t) => {
@@ -133,42 +140,21 @@ t.test('forward_dpop_proof passes the proof on', async (t) => {
 })
 
 t.test('the policy: binding on an issuer applies to its routes; a route binding replaces it', async (t) => {
-  const idp = await issuer(t)
-  const up = await upstream(t)
-  const gw = await gateway(
-    t,
-    policy({
-      issuer: idp,
-      upstream: up,
-      issuerExtra: '    binding: { method: dpop, required: true }',
-      routes: `
+  const routes = `
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
-  - { path: /open/**, upstream: orders, auth: { issuers: [idp], binding: { method: none } } }`,
-    }),
-  )
+  - { path: /open/**, upstream: orders, auth: { issuers: [idp], binding: { method: none } } }`
+  const { idp, gw, client, token } = await start(t, routes, { issuerExtra: '    binding: { method: dpop, required: true }', alg: 'EdDSA' })
   const unbound = idp.sign({ sub: 'carol', aud: 'orders-api' })
   t.equal((await get(`${gw.url}/api/x`, bearer(unbound))).json.error, 'unbound_token')
   t.equal((await get(`${gw.url}/open/x`, bearer(unbound))).status, 200)
-  const client = await dpopClient('EdDSA')
-  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
   t.equal((await get(`${gw.url}/api/x`, dpopHeaders(token, await client.proof('GET', `${gw.url}/api/x`, token)))).status, 200)
 })
 
 t.test('nonces: a proof without one gets use_dpop_nonce and the nonce; the retry with it passes', async (t) => {
-  const idp = await issuer(t)
-  const up = await upstream(t)
-  const gw = await gateway(
-    t,
-    policy({
-      issuer: idp,
-      upstream: up,
-      routes: `  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop, required: true } } }`,
-      extra: 'dpop: { nonce: { secret: "${NONCE_SECRET}" } }',
-    }),
-    { NONCE_SECRET: 'n'.repeat(32) },
-  )
-  const client = await dpopClient()
-  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
+  const { gw, client, token } = await start(t, `  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop, required: true } } }`, {
+    extra: 'dpop: { nonce: { secret: "${NONCE_SECRET}" } }',
+    env: { NONCE_SECRET: 'n'.repeat(32) },
+  })
   const url = `${gw.url}/api/x`
   const first = await get(url, dpopHeaders(token, await client.proof('GET', url, token)))
   t.equal(first.status, 401)
