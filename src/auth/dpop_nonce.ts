@@ -5,19 +5,22 @@
 // every worker and replica sharing the secret accepts the others' nonces without a store.
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
-/** A nonce is for one step; accepted while it is one of the last steps covering `lifetime`. */
+/** A nonce is for one step (a minute, or the lifetime when shorter); accepted while it is one of the last steps covering `lifetime`. */
 const STEP_MS = 60_000
 
 export class DpopNonces {
   private step = Number.NaN
   private values: string[] = []
+  private readonly stepMs: number
   private readonly steps: number
 
   constructor(
     private readonly secret: Buffer,
     lifetimeMs: number,
   ) {
-    this.steps = Math.max(1, Math.ceil(lifetimeMs / STEP_MS))
+    // A lifetime under a minute is its own step.
+    this.stepMs = Math.max(1, Math.min(STEP_MS, lifetimeMs))
+    this.steps = Math.max(1, Math.ceil(lifetimeMs / this.stepMs))
   }
 
   /** The nonce to hand out now. */
@@ -38,7 +41,7 @@ export class DpopNonces {
 
   /** The nonces of the current step and the ones before it still accepted, newest first. */
   private window(now: number): string[] {
-    const step = Math.floor(now / STEP_MS)
+    const step = Math.floor(now / this.stepMs)
     if (step !== this.step) {
       this.step = step
       this.values = Array.from({ length: this.steps + 1 }, (_, i) => this.nonceOf(step - i))

@@ -2,7 +2,7 @@
 // behind one name (as behind a load balancer) refuse a proof the other accepted; with Redis
 // gone, fail_closed refuses proofs and serve_stale remembers them in each process.
 import t from 'tap'
-import { running, MAIN } from '../support/cli.js'
+import { serveChild as serve } from '../support/cli.js'
 import { dpopClient } from '../support/dpop.js'
 import { eventually, issuer, rawGet, tempFile, upstream } from '../support/harness.js'
 import { createLogger } from '../../src/log.js'
@@ -31,22 +31,6 @@ revocation:
 routes:
   - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }
 `
-}
-
-/** A `jwtgate serve` child; resolves with its port once it listens. */
-async function serve(t: Parameters<Parameters<typeof redisTest>[2]>[0], file: string): Promise<number> {
-  const child = running(t, [MAIN, 'serve', '-c', file])
-  let port = 0
-  await eventually(
-    () => `the gateway listens: ${child.out()}`,
-    20_000,
-    () => {
-      const found = /jwtgate listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(child.out())
-      if (found) port = Number(found[1])
-      return port > 0
-    },
-  )
-  return port
 }
 
 redisTest(t, 'a proof used on one gateway process is refused by another sharing the Redis', async (t) => {

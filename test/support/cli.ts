@@ -102,3 +102,15 @@ export function running(
   })
   return { proc, out: () => out }
 }
+
+/** `jwtgate serve -c FILE` as a child (the compiled command), killed at the test's end; resolves with its port once it listens. */
+export async function serveChild(t: { teardown(fn: () => unknown): void }, file: string, env: Record<string, string> = {}): Promise<number> {
+  const child = running(t, [MAIN, 'serve', '-c', file], { env })
+  for (let waited = 0; waited < 20_000; waited += 20) {
+    const found = /jwtgate listening on https?:\/\/127\.0\.0\.1:(\d+)/.exec(child.out())
+    if (found) return Number(found[1])
+    if (child.proc.exitCode !== null) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  throw new Error(`jwtgate serve did not listen: ${child.out()}`)
+}
