@@ -1,7 +1,7 @@
 // DPoP-bound tokens (RFC 9449) through a gateway started from YAML: tokens with cnf.jkt from a
 // real key set, proofs from jose, a real upstream recording what reached it.
 import t from 'tap'
-import { bearer, gateway, get, issuer, policy, rawRequest, upstream } from '../support/harness.js'
+import { bearer, gateway, get, issuer, policy, policyProblems, rawRequest, upstream } from '../support/harness.js'
 import { dpopClient, dpopHeaders } from '../support/dpop.js'
 
 const ROUTES = `
@@ -167,4 +167,14 @@ t.test('nonces: a proof without one gets use_dpop_nonce and the nonce; the retry
   const forged = await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce: 'A'.repeat(43) })))
   t.equal(forged.json.error, 'use_dpop_nonce')
   t.equal(forged.headers.get('dpop-nonce'), nonce)
+})
+
+t.test('the policy: nonces with several workers need a shared secret; the binding header is not an identity header', async (t) => {
+  const idp = { url: 'https://idp.example/', jwksUri: 'https://idp.example/jwks' } as Parameters<typeof policy>[0]['issuer']
+  const up = { url: 'http://127.0.0.1:1' } as Parameters<typeof policy>[0]['upstream']
+  const routes = '  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: dpop } } }'
+  t.match(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'workers: 2\ndpop: { nonce: {} }' })), [/needs a secret .* every worker shares/])
+  t.same(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'workers: 2\ndpop: { nonce: { secret: "' + 's'.repeat(32) + '" } }' })), [])
+  t.match(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'binding_header: x-user-id' })), [/x-user-id is also an identity header/])
+  t.match(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'binding_header: host' })), [/cannot be the binding header/])
 })
