@@ -7,7 +7,7 @@ import { request as httpsRequest } from 'node:https'
 import t from 'tap'
 import { testPki, type CertFiles } from '../support/certs.js'
 import { gateway, get, policyProblems, upstream } from '../support/harness.js'
-import { startProvider, type TestProvider } from '../support/oidc_provider.js'
+import { providerPolicy, startProvider, type TestProvider } from '../support/oidc_provider.js'
 
 const pki = testPki()
 const server = pki.issue('gateway')
@@ -15,26 +15,11 @@ const alice = pki.issue('alice')
 const bob = pki.issue('bob')
 const stranger = pki.selfSigned('stranger')
 
-function bindingPolicy(idp: TestProvider, upstreamUrl: string, listen: string, extra = ''): string {
-  return `version: 1
-listen: { host: 127.0.0.1, port: 0${listen} }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  idp:
-    issuer: ${idp.issuer}
-    jwks_uri: ${idp.jwksUri}
-    audiences: [orders-api]
-    algorithms: [ES256]
-upstreams:
-  orders: { url: "${upstreamUrl}", timeout: 2s }
-identity_headers:
-  x-client-id: client_id
-binding_header: x-token-binding
-${extra}
-routes:
-  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: mtls, required: true } } }
-  - { path: /any/**, upstream: orders, auth: { issuers: [idp], binding: { method: any } } }
-`
+const ROUTES = `  - { path: /api/**, upstream: orders, auth: { issuers: [idp], binding: { method: mtls, required: true } } }
+  - { path: /any/**, upstream: orders, auth: { issuers: [idp], binding: { method: any } } }`
+
+function bindingPolicy(idp: Pick<TestProvider, 'issuer' | 'jwksUri'>, upstreamUrl: string, listen: string, extra = ''): string {
+  return providerPolicy(idp, upstreamUrl, { routes: ROUTES, listen, extra })
 }
 
 const tlsListen = (required = false) =>

@@ -7,35 +7,21 @@ import t from 'tap'
 import { serveChild } from '../support/cli.js'
 import { dpopClient, dpopHeaders, type DpopClient } from '../support/dpop.js'
 import { bearer, gateway, get, rawGet, rawRequest, sleep, tempFile, upstream } from '../support/harness.js'
-import { startProvider, type TestProvider } from '../support/oidc_provider.js'
+import { providerPolicy, startProvider, type TestProvider } from '../support/oidc_provider.js'
 import { redisTest, startRedis } from '../revocation/redis_server.js'
 
-function providerPolicy(idp: TestProvider, upstreamUrl: string, extra = ''): string {
-  return `version: 1
-listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-issuers:
-  idp:
-    issuer: ${idp.issuer}
-    discovery: true
-    audiences: [orders-api]
-    algorithms: [ES256]
-    binding: { method: dpop, required: true }
-upstreams:
-  orders: { url: "${upstreamUrl}", timeout: 2s }
-identity_headers:
-  x-client-id: client_id
-binding_header: x-token-binding
-${extra}
-routes:
-  - { path: /api/**, upstream: orders, auth: { issuers: [idp], typ: at+jwt, scopes: [orders:read] } }
-`
+function dpopPolicy(idp: TestProvider, upstreamUrl: string, extra = ''): string {
+  return providerPolicy(idp, upstreamUrl, {
+    issuerExtra: '    binding: { method: dpop, required: true }',
+    extra,
+    routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp], typ: at+jwt, scopes: [orders:read] } }',
+  })
 }
 
 t.test('oidc-provider issues a DPoP-bound token; the gateway takes it only with a valid proof', async (t) => {
   const idp = await startProvider(t)
   const up = await upstream(t)
-  const gw = await gateway(t, providerPolicy(idp, up.url))
+  const gw = await gateway(t, dpopPolicy(idp, up.url))
   const client = await dpopClient()
   const issued = await idp.token({ dpop: client })
   t.equal(issued.status, 200, JSON.stringify(issued.body))
@@ -113,7 +99,7 @@ t.test('nonce required: missing and stale nonces get use_dpop_nonce with a fresh
   const idp = await startProvider(t)
   const up = await upstream(t)
   // A one-second lifetime, so that a nonce goes stale within the test.
-  const gw = await gateway(t, providerPolicy(idp, up.url, 'dpop: { nonce: { secret: "${NONCE}", lifetime: 1s } }'), { NONCE: 'z'.repeat(32) })
+  const gw = await gateway(t, dpopPolicy(idp, up.url, 'dpop: { nonce: { secret: "${NONCE}", lifetime: 1s } }'), { NONCE: 'z'.repeat(32) })
   const client = await dpopClient()
   const { token } = await idp.token({ dpop: client })
   const url = `${gw.url}/api/orders`
@@ -137,10 +123,7 @@ redisTest(t, 'a replayed proof is refused across two gateway processes sharing R
   const up = await upstream(t)
   const file = tempFile(
     'policy.yaml',
-    providerPolicy(idp, up.url, `revocation: { backend: redis, redis: { url: "${redis.url}" } }`).replace(
-      'admin: { host: 127.0.0.1, port: 0 }',
-      'admin: false',
-    ),
+    dpopPolicy(idp, up.url, `revocation: { backend: redis, redis: { url: "${redis.url}" } }`).replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: false'),
   )
   const [a, b] = await Promise.all([serveChild(t, file), serveChild(t, file)])
   const client = await dpopClient()

@@ -101,3 +101,30 @@ function tokenEndpointProof(client: DpopClient, htu: string): Promise<string> {
     .setProtectedHeader({ alg: client.alg, typ: 'dpop+jwt', jwk: client.jwk })
     .sign(client.privateKey)
 }
+
+/** A gateway policy with the provider as issuer `idp` (its client_id as x-client-id, the binding in x-token-binding). */
+export function providerPolicy(
+  idp: Pick<TestProvider, 'issuer' | 'jwksUri'>,
+  upstreamUrl: string,
+  opts: { routes: string; listen?: string; issuerExtra?: string; extra?: string },
+): string {
+  return `version: 1
+listen: { host: 127.0.0.1, port: 0${opts.listen ?? ''} }
+admin: { host: 127.0.0.1, port: 0 }
+issuers:
+  idp:
+    issuer: ${idp.issuer}
+    jwks_uri: ${idp.jwksUri}
+    audiences: [orders-api]
+    algorithms: [ES256]
+${opts.issuerExtra ?? ''}
+upstreams:
+  orders: { url: "${upstreamUrl}", timeout: 2s }
+identity_headers:
+  x-client-id: client_id
+binding_header: x-token-binding
+${opts.extra ?? ''}
+routes:
+${opts.routes}
+`
+}
