@@ -2,7 +2,7 @@
 // key → verify → registered claims → revocation → the route's requirement (src/auth/requirement.ts).
 // Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
-import { checkBinding, type BindingEnvironment, type BindingRequest, type BindingResult, type Bound, type RouteBinding } from './binding.js'
+import { checkBinding, type BindingEnvironment, type BindingRequest, type BindingResult, type Bound, type Presented, type RouteBinding } from './binding.js'
 import { checkTokenClaims } from './claims.js'
 import { deny, isDenial, type Denial } from '../http/denial.js'
 import { extractToken, type FoundToken } from './extract.js'
@@ -78,7 +78,17 @@ const decode = createDecoder({ complete: true }) as (token: string) => Decoded
  * Where the identity comes from: a request's raw headers and target (an IncomingMessage is
  * one), or claims taken as already verified, for offline evaluation by `jwtgate test` and `explain`.
  */
-export type Credentials = BindingRequest | { claims: Record<string, unknown> }
+export type Credentials = BindingRequest | VerifiedClaims
+
+/**
+ * Claims taken as verified (`jwtgate test`, `explain --claims`). `sender`: what the request is
+ * taken to prove of a bound token: a valid DPoP proof for its cnf.jkt (`dpop`), the certificate of
+ * its cnf.x5t#S256 (`mtls`); without it, a bearer request without a certificate.
+ */
+export interface VerifiedClaims {
+  claims: Record<string, unknown>
+  sender?: ReadonlyArray<'dpop' | 'mtls'>
+}
 
 export function authenticate(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
   let result = authenticateToken(credentials, rule, context)
@@ -113,7 +123,7 @@ function useOnce(result: AuthResult, context: AuthContext): AuthResult | Promise
 }
 
 function authenticateToken(credentials: Credentials, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
-  if ('claims' in credentials) return admitVerifiedClaims(credentials.claims, rule)
+  if ('claims' in credentials) return admitVerifiedClaims(credentials, rule, context)
   const found = extractToken(credentials.rawHeaders, credentials.url, rule.sources, context.maxTokenBytes)
   if (isDenial(found)) {
     // Optional means the token may be absent; one that is sent, even an empty one, is checked.
@@ -198,7 +208,7 @@ function verifyWith(
 function bindThenRequire(
   rule: AuthRule,
   identity: Identity,
-  found: FoundToken,
+  found: Presented,
   request: BindingRequest,
   context: AuthContext,
   now: number,
@@ -224,11 +234,20 @@ function boundThenRequire(rule: AuthRule, identity: Identity, result: BindingRes
 }
 
 /** The checks after signature verification, on claims given as verified (no header: typ is not checked). */
-function admitVerifiedClaims(claims: Record<string, unknown>, rule: AuthRule): Identity | Denial | Refused {
+function admitVerifiedClaims(given: VerifiedClaims, rule: AuthRule, context: AuthContext): AuthResult | Promise<AuthResult> {
+  const { claims } = given
   const issuer = rule.issuers.find(claims)
   if (isDenial(issuer)) return issuer
   const now = Date.now()
-  return checkTokenClaims(claims, issuer.clockSkewMs, now) ?? meetRequirement(rule, { token: '', issuer, claims, typ: null }, now)
+  const invalid = checkTokenClaims(claims, issuer.clockSkewMs, now)
+  if (invalid) return invalid
+  const dpop = given.sender?.includes('dpop') === true
+  const cnf = claims.cnf as Record<string, unknown> | undefined
+  // What the request is said to prove, in the shape the checks read; no proof is verified or recorded.
+  const presented: Presented = { scheme: dpop ? 'dpop' : 'bearer', proof: dpop ? '' : undefined, proofs: dpop ? 1 : 0 }
+  const certificate = given.sender?.includes('mtls') && typeof cnf === 'object' && cnf !== null ? (cnf['x5t#S256'] as string | undefined) : undefined
+  const request: BindingRequest = { rawHeaders: [], binding: { origin: '', certificate, assumeProof: true } }
+  return bindThenRequire(rule, { token: '', issuer, claims, typ: null }, presented, request, context, now)
 }
 
 function meetRequirement(rule: AuthRule, identity: Identity, now: number): Identity | Refused {

@@ -33,8 +33,12 @@ export interface BindingRequest {
   rawHeaders: string[]
   url?: string | undefined
   method?: string | undefined
-  /** Given instead of a connection (`explain`): the origin the client addressed, and its certificate's thumbprint. */
-  binding?: { origin: string; certificate?: string | undefined }
+  /**
+   * Given instead of a connection (`explain`, `test`): the origin the client addressed, and its
+   * certificate's thumbprint. `assumeProof`: a DPoP proof is taken as valid for the token (claims
+   * given as verified have no token to prove), and nothing is recorded.
+   */
+  binding?: { origin: string; certificate?: string | undefined; assumeProof?: boolean }
 }
 
 /** What the checks need of the gateway, compiled with the policy. */
@@ -91,6 +95,7 @@ export function checkBinding(
     if (presented.scheme !== 'dpop') return deny('binding_mismatch', 'the token is DPoP-bound: send it with the DPoP scheme and a DPoP proof')
     if (presented.proofs === 0 || presented.proof === undefined) return deny('invalid_dpop_proof', 'a DPoP proof is required with the DPoP scheme')
     if (presented.proofs > 1) return deny('invalid_dpop_proof', 'more than one DPoP header')
+    if (request.binding?.assumeProof) return x5t === undefined ? DPOP : (checkCertificate(rule, x5t, request, env) ?? DPOP_MTLS)
     const url = request.binding?.origin ?? env.origin(request)
     const verified = verifyProof(presented.proof, { method: request.method ?? 'GET', url: url + pathOf(request.url), accessToken: token }, env.dpop, now)
     if (isDenial(verified)) return verified
@@ -98,12 +103,8 @@ export function checkBinding(
     proof = verified
   }
   if (x5t !== undefined) {
-    if (typeof x5t !== 'string') return deny('binding_mismatch', 'the token cnf.x5t#S256 is not a string')
-    if (rule.method !== 'mtls' && rule.method !== 'any')
-      return deny('binding_mismatch', 'the token is bound to a client certificate (cnf.x5t#S256), which this route does not check')
-    const presentedCertificate = request.binding ? request.binding.certificate : env.certificate(request)
-    if (presentedCertificate === undefined) return deny('binding_mismatch', 'the token is bound to a client certificate; none was presented')
-    if (presentedCertificate !== x5t) return deny('binding_mismatch', 'the client certificate is not the one the token is bound to')
+    const denial = checkCertificate(rule, x5t, request, env)
+    if (denial) return denial
   }
   if (!proof) return MTLS
   const result: BindingResult = { bound: x5t === undefined ? 'dpop' : 'dpop mtls', nextNonce: proof.nextNonce }
@@ -113,7 +114,20 @@ export function checkBinding(
   return first instanceof Promise ? first.then((f) => afterReplayCheck(f, result)) : afterReplayCheck(first, result)
 }
 
+/** RFC 8705 §3.1: the certificate of this request is the one the token names. */
+function checkCertificate(rule: BindingRule, x5t: unknown, request: BindingRequest, env: BindingEnvironment): Denial | undefined {
+  if (typeof x5t !== 'string') return deny('binding_mismatch', 'the token cnf.x5t#S256 is not a string')
+  if (rule.method !== 'mtls' && rule.method !== 'any')
+    return deny('binding_mismatch', 'the token is bound to a client certificate (cnf.x5t#S256), which this route does not check')
+  const presented = request.binding ? request.binding.certificate : env.certificate(request)
+  if (presented === undefined) return deny('binding_mismatch', 'the token is bound to a client certificate; none was presented')
+  if (presented !== x5t) return deny('binding_mismatch', 'the client certificate is not the one the token is bound to')
+  return undefined
+}
+
 const MTLS: BindingResult = Object.freeze({ bound: 'mtls' })
+const DPOP: BindingResult = Object.freeze({ bound: 'dpop' })
+const DPOP_MTLS: BindingResult = Object.freeze({ bound: 'dpop mtls' })
 const REPLAYED: Denial = Object.freeze(deny('proof_replayed', 'the DPoP proof was already used'))
 
 function afterReplayCheck(first: boolean | Denial, result: BindingResult): BindingResult | Denial {

@@ -1,6 +1,9 @@
 // DPoP-bound tokens (RFC 9449) through a gateway started from YAML: tokens with cnf.jkt from a
 // real key set, proofs from jose, a real upstream recording what reached it.
 import t from 'tap'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { WebSocket, WebSocketServer } from 'ws'
 import { bearer, gateway, get, issuer, policy, policyProblems, rawRequest, upstream } from '../support/harness.js'
 import { dpopClient, dpopHeaders } from '../support/dpop.js'
 
@@ -177,4 +180,42 @@ t.test('the policy: nonces with several workers need a shared secret; the bindin
   t.same(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'workers: 2\ndpop: { nonce: { secret: "' + 's'.repeat(32) + '" } }' })), [])
   t.match(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'binding_header: x-user-id' })), [/x-user-id is also an identity header/])
   t.match(policyProblems(policy({ issuer: idp, upstream: up, routes, extra: 'binding_header: host' })), [/cannot be the binding header/])
+})
+
+t.test('WebSockets: the upgrade request needs its proof like any request', async (t) => {
+  const server = createServer()
+  const wss = new WebSocketServer({ server })
+  wss.on('connection', (socket) => socket.on('message', (data) => socket.send(data)))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const c of wss.clients) c.terminate()
+    wss.close()
+    server.closeAllConnections()
+    server.close()
+  })
+  const wsUpstream = { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
+  const routes = '  - { path: /live/**, upstream: orders, websocket: true, auth: { issuers: [idp], binding: { method: dpop, required: true } } }'
+  const idp = await issuer(t)
+  const gw = await gateway(t, policy({ issuer: idp, upstream: wsUpstream as Parameters<typeof policy>[0]['upstream'], routes }))
+  const client = await dpopClient()
+  const token = idp.sign({ sub: 'alice', aud: 'orders-api', cnf: { jkt: client.jkt } })
+  const url = `${gw.url}/live/feed`
+  const open = (headers: Record<string, string>) =>
+    new Promise<{ ws?: WebSocket; status?: number }>((resolve) => {
+      const ws = new WebSocket(url.replace('http:', 'ws:'), { headers })
+      ws.once('open', () => resolve({ ws }))
+      ws.once('unexpected-response', (_req, res) => resolve({ status: res.statusCode }))
+      ws.once('error', () => resolve({}))
+    })
+  const opened = await open(dpopHeaders(token, await client.proof('GET', url, token)))
+  t.ok(opened.ws, 'a valid proof opens the socket')
+  const echoed = await new Promise((resolve) => {
+    opened.ws!.once('message', (data) => resolve(String(data)))
+    opened.ws!.send('ping')
+  })
+  t.equal(echoed, 'ping')
+  opened.ws!.close()
+  t.equal((await open({ authorization: `DPoP ${token}` })).status, 401, 'no proof: 401 before any upgrade')
+  t.equal((await open(bearer(token))).status, 401, 'the bound token as a bearer token')
+  t.equal((await open(dpopHeaders(token, await client.proof('GET', `${gw.url}/live/other`, token)))).status, 401, 'a proof for another URL')
 })
