@@ -95,26 +95,40 @@ t.test('oidc-provider issues a DPoP-bound token; the gateway takes it only with 
   })
 })
 
-t.test('nonce required: missing and stale nonces get use_dpop_nonce with a fresh one', async (t) => {
+t.test('nonce required: missing and stale nonces get use_dpop_nonce with a fresh one; an older valid one learns the newest', async (t) => {
   const idp = await startProvider(t)
   const up = await upstream(t)
-  // A one-second lifetime, so that a nonce goes stale within the test.
-  const gw = await gateway(t, dpopPolicy(idp, up.url, 'dpop: { nonce: { secret: "${NONCE}", lifetime: 1s } }'), { NONCE: 'z'.repeat(32) })
+  // A three-second lifetime (its own step, under a minute), so that a nonce ages within the test:
+  // handed out in step s, it is the newest in s, still accepted in s + 1, stale from s + 2.
+  const stepMs = 3000
+  const gw = await gateway(t, dpopPolicy(idp, up.url, 'dpop: { nonce: { secret: "${NONCE}", lifetime: 3s } }'), { NONCE: 'z'.repeat(32) })
   const client = await dpopClient()
   const { token } = await idp.token({ dpop: client })
   const url = `${gw.url}/api/orders`
-  const missing = await get(url, dpopHeaders(token, await client.proof('GET', url, token)))
+  const send = async (nonce?: string) => get(url, dpopHeaders(token, await client.proof('GET', url, token, nonce ? { nonce } : {})))
+  // Starts just after a step begins, so each request below is well inside the step it is meant for.
+  const untilStep = (n: number) => sleep(Math.max(0, (Math.floor(Date.now() / stepMs) + n) * stepMs + 100 - Date.now()))
+  await untilStep(1)
+  const missing = await send()
   t.equal(missing.status, 401)
   t.equal(missing.json.error, 'use_dpop_nonce')
   const nonce = missing.headers.get('dpop-nonce')!
-  t.equal((await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce })))).status, 200)
-  await sleep(2100)
-  const stale = await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce })))
+  const ok = await send(nonce)
+  t.equal(ok.status, 200)
+  t.equal(ok.headers.get('dpop-nonce'), null, 'the newest nonce: nothing new to learn')
+  await untilStep(1)
+  const older = await send(nonce)
+  t.equal(older.status, 200, 'still accepted one step later')
+  const newest = older.headers.get('dpop-nonce')
+  t.match(newest, /^[A-Za-z0-9_-]{43}$/, 'and the answer hands the newest')
+  t.not(newest, nonce)
+  await untilStep(1)
+  const stale = await send(nonce)
   t.equal(stale.status, 401)
   t.equal(stale.json.error, 'use_dpop_nonce')
   const fresh = stale.headers.get('dpop-nonce')!
   t.not(fresh, nonce)
-  t.equal((await get(url, dpopHeaders(token, await client.proof('GET', url, token, { nonce: fresh })))).status, 200)
+  t.equal((await send(fresh)).status, 200)
 })
 
 redisTest(t, 'a replayed proof is refused across two gateway processes sharing Redis', async (t) => {
