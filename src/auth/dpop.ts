@@ -21,6 +21,8 @@ export interface DpopSettings {
   readonly maxProofBytes: number
   /** Server nonces (§8, §9), when the policy asks for them. */
   readonly nonces: DpopNonces | null
+  /** Whether the nonces' secret is the policy's (else the process made one). */
+  readonly nonceSecretGiven?: boolean
   /** Public keys of recent proofs by thumbprint: a KeyObject is made once per client key. */
   readonly keys: ProofKeys
 }

@@ -21,7 +21,13 @@ export interface CompiledDpop {
 }
 
 /** `dpop:` (absent: the defaults); undefined after saying what cannot be used. `workers`: processes serving the listener. */
-export function compileDpop(spec: DpopDocument | undefined, policyFile: string, workers: number, problem: OnProblem): CompiledDpop | undefined {
+export function compileDpop(
+  spec: DpopDocument | undefined,
+  policyFile: string,
+  workers: number,
+  problem: OnProblem,
+  previous?: DpopSettings,
+): CompiledDpop | undefined {
   let ok = true
   const maxAgeMs = durationMs(spec?.proof_max_age ?? DEFAULT.proof_max_age)
   if (maxAgeMs <= 0) {
@@ -53,7 +59,10 @@ export function compileDpop(spec: DpopDocument | undefined, policyFile: string, 
       problem(['dpop', 'nonce'], 'dpop.nonce with more than one worker needs a secret (or secret_file) that every worker shares')
       ok = false
     } else {
-      secret = randomBytes(MIN_NONCE_SECRET_BYTES)
+      // A reload keeps the process's own secret: the nonces it handed out stay good.
+      const kept = previous?.nonces
+      if (kept && kept.lifetimeMs === lifetimeMs && !previous.nonceSecretGiven) nonces = kept
+      else secret = randomBytes(MIN_NONCE_SECRET_BYTES)
     }
     if (lifetimeMs <= 0) {
       problem(['dpop', 'nonce', 'lifetime'], 'dpop.nonce.lifetime must be more than 0')
@@ -70,7 +79,8 @@ export function compileDpop(spec: DpopDocument | undefined, policyFile: string, 
       maxAgeMs,
       maxProofBytes: spec?.max_proof_bytes ?? DEFAULT.max_proof_bytes,
       nonces,
-      keys: new ProofKeys(),
+      nonceSecretGiven: spec?.nonce?.secret !== undefined || spec?.nonce?.secret_file !== undefined,
+      keys: previous?.keys ?? new ProofKeys(),
     },
     replayEntries: spec?.replay_cache?.max_entries ?? REPLAY_DEFAULT.max_entries,
   }

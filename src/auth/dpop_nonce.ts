@@ -16,7 +16,7 @@ export class DpopNonces {
 
   constructor(
     private readonly secret: Buffer,
-    lifetimeMs: number,
+    readonly lifetimeMs: number,
   ) {
     // A lifetime under a minute is its own step.
     this.stepMs = Math.max(1, Math.min(STEP_MS, lifetimeMs))

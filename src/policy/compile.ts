@@ -117,7 +117,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   const marginMs = Math.max(0, ...[...issuers.values()].map((i) => i.clockSkewMs))
   const revocation = doc.revocation ? compileRevocation(doc.revocation, source.file, log, problem, previous?.revocation, marginMs) : null
   checkReplayAcrossWorkers(doc, problem)
-  const dpop = compileDpop(doc.dpop, source.file, workerCount(doc.workers ?? DEFAULT.workers), problem)
+  const dpop = compileDpop(doc.dpop, source.file, workerCount(doc.workers ?? DEFAULT.workers), problem, previous?.auth.binding?.dpop)
 
   const identity = compileIdentityDefaults(doc, problem)
   const candidates: RouteCandidate<Route>[] = []
