@@ -45,7 +45,7 @@ const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
 const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
-const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access'])
+const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access', 'time', 'level_label'])
 const TOKEN_CACHE_DEFAULT = defaultsOf(PolicySchema.properties.token_cache, ['max_entries', 'max_bytes'])
 
 /** Reads, checks and compiles a policy file; throws PolicyError listing every problem. */
@@ -179,6 +179,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
     redacted: source.redacted,
     logLevel: doc.log?.level ?? LOG_DEFAULT.level,
     accessLog: doc.log?.access ?? LOG_DEFAULT.access,
+    lineFormat: { time: doc.log?.time ?? LOG_DEFAULT.time, levelLabel: doc.log?.level_label ?? LOG_DEFAULT.level_label },
     routes,
     issuers,
     upstreams,

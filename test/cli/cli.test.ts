@@ -177,13 +177,38 @@ t.test('DEMO_PORT alone moves the admin listener too; DEMO_ADMIN_PORT sets it', 
   t.same(demoPorts(true, { DEMO_PORT: '9000' }), { listen: { port: 0 }, admin: { port: 0 } })
 })
 
-t.test('serve: refuses a bad policy and starts nothing', async (t) => {
+t.test('serve: refuses a bad policy and starts nothing, saying why in JSON lines, not a stack trace', async (t) => {
   const file = tempFile('bad.yaml', 'version: 1\nlisten: { port: 0 }\nupstreams: {}\nroutes: []\n')
   const res = await jwtgate(['serve', '-c', file], {}, 20_000)
   t.equal(res.code, 1)
-  t.match(res.stderr, /bad\.yaml:3:12 upstreams must NOT have fewer than 1 properties/)
-  t.match(res.stderr, /\n2 problems; the policy was not loaded\n$/)
   t.notMatch(res.stdout, /listening/)
+  const lines = res.stderr
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.equal(lines.length, 3, 'one line per problem and a summary')
+  t.match(lines[0], {
+    level: 60,
+    time: Number,
+    service: 'jwtgate',
+    file,
+    line: 3,
+    col: 12,
+    problem: 'upstreams must NOT have fewer than 1 properties',
+    msg: `${file}:3:12 upstreams must NOT have fewer than 1 properties`,
+  })
+  t.match(lines[2], { level: 60, problems: 2, msg: '2 problems; the policy was not loaded' })
+  t.notMatch(res.stderr, /\n\s+at /, 'no stack trace')
+
+  // A policy read far enough to know its log format uses it (a reference that does not resolve).
+  const formatted = tempFile(
+    'bad.yaml',
+    'version: 1\nlisten: { port: 0 }\nlog: { time: iso, level_label: true }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - { path: /x, upstream: b, auth: none }\n',
+  )
+  const res2 = await jwtgate(['serve', '-c', formatted], {}, 20_000)
+  t.equal(res2.code, 1)
+  const first = JSON.parse(res2.stderr.split('\n')[0]!) as Record<string, unknown>
+  t.match(first, { level: 'fatal', time: /^\d{4}-\d\d-\d\dT/, line: 7, problem: /unknown upstream "b"/ })
 })
 
 t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t) => {

@@ -18,7 +18,9 @@ export const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url
  */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const options = (process.env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o && !o.includes('@tapjs/'))
-  return { ...process.env, NODE_OPTIONS: options.join(' '), ...extra }
+  // Nor the OTEL_* variables of a developer's shell: a test that wants tracing says so in `extra`.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')))
+  return { ...env, NODE_OPTIONS: options.join(' '), ...extra }
 }
 
 export interface CliRun {
@@ -101,4 +103,31 @@ export function running(
     out += d
   })
   return { proc, out: () => out }
+}
+
+export interface ServeChild {
+  proc: ChildProcessWithoutNullStreams
+  /** Everything it wrote so far, standard output and error together. */
+  out(): string
+  exited: Promise<number | null>
+}
+
+/**
+ * `jwtgate serve -c FILE` (the compiled command, or `script` with `nodeArgs`) as a running()
+ * child; resolves once its output matches `ready`.
+ */
+export async function serveChild(
+  t: { teardown(fn: () => unknown): void },
+  policyFile: string,
+  options: { env?: Record<string, string>; ready?: RegExp; script?: string; nodeArgs?: string[]; cwd?: string } = {},
+): Promise<ServeChild> {
+  const { proc, out } = running(t, [options.script ?? MAIN, 'serve', '-c', policyFile], options)
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
+  const ready = options.ready ?? /jwtgate listening on \S+?"[\s\S]*jwtgate admin on \S+?"/
+  const started = Date.now()
+  while (!ready.test(out())) {
+    if (Date.now() - started > 40_000) throw new Error(`jwtgate serve did not start: ${out()}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return { proc, out, exited }
 }
