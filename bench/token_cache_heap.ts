@@ -3,7 +3,7 @@
 // heap a cache bounded by the default max_bytes holds when filled with large tokens.
 import { secretIssuer } from '../src/auth/issuer.js'
 import type { PreparedKey } from '../src/auth/keys.js'
-import { entryBytes, TokenCache } from '../src/auth/token_cache.js'
+import { entryBytes, TokenCache, tokenKey } from '../src/auth/token_cache.js'
 import { DEFAULT_TOKEN_SOURCES } from '../src/auth/token_sources.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
@@ -53,7 +53,7 @@ for (const [groups, n] of [
   const heap = heapOf((c) => {
     for (let i = 0; i < n; i++) {
       const { token, claims } = make(i, groups)
-      c.set(token, issuer, key, claims, Date.now())
+      c.set(token, tokenKey(token), issuer, key, claims, Date.now())
     }
   }, cache)
   console.log(
@@ -64,7 +64,7 @@ const bounded = new TokenCache(10_000, 32 * 1024 * 1024)
 const heap = heapOf((c) => {
   for (let i = 0; i < 10_000; i++) {
     const { token, claims } = make(i, 450)
-    c.set(token, issuer, key, claims, Date.now())
+    c.set(token, tokenKey(token), issuer, key, claims, Date.now())
   }
 }, bounded)
 console.log(`10,000 tokens of ~12.6 KB into the default bounds (10,000 entries, 32 MiB): ${bounded.size} kept, ${(heap / 1024 / 1024).toFixed(1)} MiB of heap`)

@@ -16,6 +16,8 @@ export interface Decision {
   route?: Route
   /** The verified token the identity headers come from; absent without one (auth: none, an optional route's anonymous request). */
   identity?: Identity
+  /** A verified token the route's requirement refused: what `explain` checks again for every check it fails. Never an identity. */
+  refused?: Identity
   /** The identity headers to set upstream, by lower-case name. */
   identityHeaders?: Record<string, string>
   /** Set when the request must stop; absent means allowed. */
@@ -88,6 +90,7 @@ export function decide(
 
 function settle(out: Decision, route: Route, result: AuthResult): void {
   if (result === null) return // an optional route's request without a token: anonymous
+  if (isRefused(result)) out.refused = result.identity
   const identity = isDenial(result) ? undefined : isRefused(result) ? result.identity : result
   let denial = isDenial(result) ? result : isRefused(result) ? result.denial : undefined
   // Identity headers for an allowed request; on a report route also for a verified token that

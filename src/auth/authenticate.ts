@@ -3,14 +3,14 @@
 // Each step returns a value or a Denial.
 import { createDecoder, TokenError } from 'fast-jwt'
 import { checkBinding, type BindingEnvironment, type BindingRequest, type BindingResult, type Bound, type Presented, type RouteBinding } from './binding.js'
-import { checkTokenClaims } from './claims.js'
-import { deny, isDenial, type Denial } from '../http/denial.js'
+import { checkTokenClaims, momentText } from './claims.js'
+import { deny, failedCheck, isDenial, oneOf, type Denial } from '../http/denial.js'
 import { extractToken, type FoundToken } from './extract.js'
 import { canonicalParts } from './jws_encoding.js'
 import type { Issuer, KeyLookup } from './issuer.js'
 import type { IssuerSet } from './issuer_set.js'
 import type { Requirement, TokenFacts } from './requirement.js'
-import type { TokenCache } from './token_cache.js'
+import { type TokenCache, tokenKey } from './token_cache.js'
 import type { TokenSources } from './token_sources.js'
 
 export interface AuthRule {
@@ -132,7 +132,8 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   const { token, source } = found
 
   const now = Date.now()
-  const known = context.tokens.get(token, now)
+  const cacheKey = tokenKey(token)
+  const known = context.tokens.get(cacheKey, now)
   // A cached token still has to be acceptable on this route: its issuer allowed here (and from
   // this source), the route's requirement (audience included) checked again (it differs per
   // route, and costs little), and it must not have been revoked since it was cached. iat and
@@ -145,7 +146,7 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
     )
   }
 
-  // Once per token: a cached one was canonical (the cache is keyed by the token string).
+  // Once per token: a cached one was canonical (the cache is keyed by the token's digest).
   if (!canonicalParts(token)) return deny('malformed', 'the token is not a well-formed JWT')
   let decoded: Decoded
   try {
@@ -163,21 +164,23 @@ function authenticateToken(credentials: Credentials, rule: AuthRule, context: Au
   if (isDenial(issuer)) return issuer
 
   const alg = header.alg
-  if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer')
+  if (typeof alg !== 'string' || !issuer.algorithms.has(alg))
+    return deny('bad_algorithm', 'the token algorithm is not allowed for its issuer', failedCheck('alg', alg, `must be ${oneOf(issuer.algorithms)}`))
   const kid = header.kid
   if (kid !== undefined && typeof kid !== 'string') return deny('malformed', 'the token kid is not a string')
 
   const typ = typeof header.typ === 'string' ? header.typ : undefined
 
   const key = issuer.keyFor(kid, alg)
-  if (key instanceof Promise) return key.then((k) => verifyWith(k, found, credentials, decoded, typ, issuer, rule, context))
-  return verifyWith(key, found, credentials, decoded, typ, issuer, rule, context)
+  if (key instanceof Promise) return key.then((k) => verifyWith(k, found, credentials, cacheKey, decoded, typ, issuer, rule, context))
+  return verifyWith(key, found, credentials, cacheKey, decoded, typ, issuer, rule, context)
 }
 
 function verifyWith(
   key: KeyLookup,
   found: FoundToken,
   request: BindingRequest,
+  cacheKey: string,
   decoded: Decoded,
   typ: string | undefined,
   issuer: Issuer,
@@ -190,7 +193,7 @@ function verifyWith(
   try {
     claims = key.verify(token)
   } catch (err) {
-    return denialFor(err, decoded.payload as Record<string, unknown>)
+    return denialFor(err, decoded.payload as Record<string, unknown>, issuer.clockSkewMs)
   }
   // fast-jwt lets a falsy crit (null, false, 0, "") through; we understand no extension, so any
   // crit member at all refuses the token (RFC 7515 §4.1.11).
@@ -200,7 +203,7 @@ function verifyWith(
   if (invalid) return invalid
   // Cached once valid, before the route's own requirement: a token lacking a role or audience
   // here may carry all another route needs.
-  context.tokens.set(token, issuer, key, claims, now, typ)
+  context.tokens.set(token, cacheKey, issuer, key, claims, now, typ)
   return bindThenRequire(rule, { token, issuer, claims, typ }, found, request, context, now)
 }
 
@@ -255,7 +258,7 @@ function meetRequirement(rule: AuthRule, identity: Identity, now: number): Ident
   return denial ? { identity, denial } : identity
 }
 
-function denialFor(err: unknown, payload: Record<string, unknown>): Denial {
+function denialFor(err: unknown, payload: Record<string, unknown>, clockSkewMs: number): Denial {
   // An exp or nbf beyond a Date's range makes fast-jwt throw a RangeError while it words its
   // message, after the signature checked out: the comparison it was making still decides.
   if (err instanceof RangeError) return outOfRangeDate(payload) ?? deny('invalid_claims', 'a registered claim of the token has the wrong type or value')
@@ -266,11 +269,21 @@ function denialFor(err: unknown, payload: Record<string, unknown>): Denial {
     case TokenError.codes.invalidAlgorithm:
       return deny('bad_algorithm', 'the token algorithm is not allowed for its key')
     case TokenError.codes.expired:
-      return deny('expired', 'the token has expired')
+      return deny(
+        'expired',
+        'the token has expired',
+        failedCheck('exp', payload.exp, `must be after ${momentText(Date.now() - clockSkewMs)} (now, less the clock skew)`),
+      )
     case TokenError.codes.inactive:
-      return deny('not_yet_valid', 'the token is not valid yet')
+      return deny(
+        'not_yet_valid',
+        'the token is not valid yet',
+        failedCheck('nbf', payload.nbf, `must be at most ${momentText(Date.now() + clockSkewMs)} (now, plus the clock skew)`),
+      )
     case TokenError.codes.missingRequiredClaim:
-      return deny('invalid_claims', (err as Error).message.includes('exp') ? 'the token has no exp claim' : 'the token lacks a required claim')
+      return (err as Error).message.includes('exp')
+        ? deny('invalid_claims', 'the token has no exp claim', failedCheck('exp', undefined, 'must be present (require_exp)'))
+        : deny('invalid_claims', 'the token lacks a required claim')
     case TokenError.codes.invalidClaimType:
     case TokenError.codes.invalidClaimValue:
       return deny('invalid_claims', 'a registered claim of the token has the wrong type or value')

@@ -2,7 +2,7 @@
 // memory, and server nonces. Compiled once per policy; src/auth/dpop.ts runs it per proof.
 import { randomBytes } from 'node:crypto'
 import { durationMs } from '../policy/duration.js'
-import { readSecretBesidePolicy } from '../policy/policy_files.js'
+import { readSecretBesidePolicy, type PolicyFiles } from '../policy/policy_files.js'
 import type { OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
 import { DpopSchema, type DpopDocument } from '../policy/schema.js'
@@ -23,7 +23,7 @@ export interface CompiledDpop {
 /** `dpop:` (absent: the defaults); undefined after saying what cannot be used. `workers`: processes serving the listener. */
 export function compileDpop(
   spec: DpopDocument | undefined,
-  policyFile: string,
+  files: PolicyFiles,
   workers: number,
   problem: OnProblem,
   previous?: DpopSettings,
@@ -43,9 +43,19 @@ export function compileDpop(
       problem(['dpop', 'nonce', 'secret_file'], 'give secret or secret_file, not both')
       ok = false
     } else if (nonce.secret !== undefined || nonce.secret_file !== undefined) {
+      let unreadable = false
       const text =
         nonce.secret_file !== undefined
-          ? readSecretBesidePolicy(policyFile, nonce.secret_file, ['dpop', 'nonce', 'secret_file'], problem, 'secret_file')
+          ? readSecretBesidePolicy(
+              files,
+              nonce.secret_file,
+              ['dpop', 'nonce', 'secret_file'],
+              (at, message) => {
+                unreadable = true
+                problem(at, message)
+              },
+              'secret_file',
+            )
           : nonce.secret
       if (text !== undefined && Buffer.byteLength(text) < MIN_NONCE_SECRET_BYTES) {
         problem(
@@ -53,6 +63,8 @@ export function compileDpop(
           `the nonce secret must be at least ${MIN_NONCE_SECRET_BYTES} bytes`,
         )
       } else if (text !== undefined) secret = Buffer.from(text)
+      // validate --offline reads no file: the rest is checked with a stand-in secret.
+      else if (!unreadable) secret = randomBytes(MIN_NONCE_SECRET_BYTES)
       if (secret === undefined) ok = false
     } else if (workers > 1) {
       // Each process would make its own secret, and refuse the nonces of the others.

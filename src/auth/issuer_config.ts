@@ -4,7 +4,7 @@
 import type { Logger } from 'pino'
 import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
-import { readSecretBesidePolicy } from '../policy/policy_files.js'
+import { readSecretBesidePolicy, type PolicyFiles } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
 import {
@@ -36,7 +36,7 @@ const builtFrom = new WeakMap<Issuer, string>()
  */
 export function compileIssuers(
   specs: Readonly<Record<string, IssuerDocument>>,
-  policyFile: string,
+  files: PolicyFiles,
   log: Logger,
   problem: OnProblem,
   previous?: ReadonlyMap<string, Issuer>,
@@ -59,7 +59,7 @@ export function compileIssuers(
       issuers.set(name, kept)
       continue
     }
-    const issuer = compileIssuer(name, spec, policyFile, log, (where, m) => problem([...at, ...where], m))
+    const issuer = compileIssuer(name, spec, files, log, (where, m) => problem([...at, ...where], m))
     if (issuer) {
       issuers.set(name, issuer)
       builtFrom.set(issuer, JSON.stringify(spec))
@@ -82,7 +82,7 @@ function isRemote(spec: IssuerDocument): boolean {
   return spec.jwks_uri !== undefined || spec.discovery === true
 }
 
-function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, problem: OnProblem): Issuer | undefined {
+function compileIssuer(name: string, spec: IssuerDocument, files: PolicyFiles, log: Logger, problem: OnProblem): Issuer | undefined {
   const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file', 'secrets'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
   if (sources.length !== 1) {
     problem(
@@ -148,7 +148,7 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     problem(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
     return undefined
   }
-  const secrets = readSecrets(spec, policyFile, hmac, problem)
+  const secrets = readSecrets(spec, files, hmac, problem)
   return secrets && secretIssuer(settings, secrets)
 }
 
@@ -162,11 +162,10 @@ export function compileBinding(spec: BindingDocument | undefined): BindingRule |
  * Each is at least as long as the largest hash of the issuer's algorithms (RFC 7518 §3.2); kids
  * are unique. Undefined when one cannot be used (each problem said).
  */
-function readSecrets(spec: IssuerDocument, policyFile: string, hmac: readonly string[], problem: OnProblem): IssuerSecret[] | undefined {
+function readSecrets(spec: IssuerDocument, files: PolicyFiles, hmac: readonly string[], problem: OnProblem): IssuerSecret[] | undefined {
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
   const read = (item: { secret?: string | undefined; secret_file?: string | undefined }, at: DocPath): Buffer | undefined => {
-    const text =
-      item.secret_file !== undefined ? readSecretBesidePolicy(policyFile, item.secret_file, [...at, 'secret_file'], problem, 'secret_file') : item.secret!
+    const text = item.secret_file !== undefined ? readSecretBesidePolicy(files, item.secret_file, [...at, 'secret_file'], problem, 'secret_file') : item.secret!
     if (text === undefined) return undefined
     const secret = Buffer.from(text)
     // RFC 7518 §3.2: the key must be at least as long as the hash output.

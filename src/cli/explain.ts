@@ -5,13 +5,16 @@
 import { createHash, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { createDecoder } from 'fast-jwt'
 import type { Credentials } from '../auth/authenticate.js'
+import { conditionWords } from '../auth/claims.js'
+import type { Denial, FailedCheck } from '../http/denial.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
 import { accessTokenHash } from '../auth/dpop.js'
 import type { Issuer } from '../auth/issuer.js'
 import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
-import { readPolicySource } from '../policy/load.js'
+import { readPolicyDraft } from '../policy/load.js'
 import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from '../policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from '../proxy/cors.js'
 import { upstreamUrl } from '../proxy/forward.js'
@@ -19,7 +22,7 @@ import { forwardedQuery } from '../proxy/token_removal.js'
 import { splitTarget } from '../routing/normalize.js'
 import { hostFromHeader, type Mismatch } from '../routing/route_table.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
+import { checkText, identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 export interface ExplainOptions {
   policyFile: string
@@ -111,11 +114,19 @@ export interface Explanation {
   evaluated_with: 'token' | 'claims' | 'nothing'
   /** With --claims: the claims evaluated, iss and aud filled in from the route when not given. */
   claims?: Record<string, unknown>
+  /** With --token: its decoded header and claims, as the token carries them (never its signature); or why it cannot be decoded. */
+  token?: { header: Record<string, unknown>; claims: unknown } | { error: string }
   /** The route's decision; on a report route the request is forwarded even when it is deny. */
   decision: 'allow' | 'deny'
   status?: number
   reason?: string
   description?: string
+  /**
+   * The checks the token failed: where each looked, what it found, what it wanted (and how close
+   * it came). The first decided; the others are every further check of the route's requirement
+   * the token fails, so that one run shows all of them.
+   */
+  checks?: Array<FailedCheck & { note?: string }>
   issuer?: string
   /** How the token was sender-constrained, on a route that checks binding. */
   bound?: string
@@ -134,7 +145,7 @@ export interface Explanation {
  * compiled matchers do not keep.
  */
 export async function explain(options: ExplainOptions): Promise<Explanation> {
-  const source = readPolicySource(options.policyFile)
+  const source = readPolicyDraft(options.policyFile)
   const policy = compilePolicy(source, createLogger('silent'))
   try {
     const { decision, claims } = await evaluate(policy, options)
@@ -318,6 +329,7 @@ function explanationOf(
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
+    ...(options.token !== undefined ? { token: decodedToken(options.token) } : {}),
     ...outcome(decision),
     ...(options.origin !== undefined ? { cors_headers: corsHeadersOf(policy, decision, options.origin) } : {}),
   }
@@ -344,8 +356,59 @@ function outcome(
     authorization_forwarded: route?.forwardToken ?? false,
   }
   if (denial)
-    return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+    return {
+      decision: 'deny',
+      status: denial.status,
+      reason: denial.reason,
+      description: denial.description,
+      ...checksOf(decision, denial),
+      ...(decision.reported ? forwarded : {}),
+    }
   return { decision: 'allow', ...forwarded }
+}
+
+/** The denial's check, then every other check of the route's requirement a verified token fails. */
+function checksOf(decision: Decision, denial: Denial): Pick<Explanation, 'checks'> {
+  const failed: Denial[] = [denial]
+  const requirement = decision.route?.auth?.requirement
+  if (decision.refused && requirement) {
+    const all: Denial[] = []
+    requirement.check(decision.refused, Date.now(), all)
+    for (const d of all) if (d.check && !failed.some((f) => f.check?.claim === d.check!.claim && f.check?.wanted === d.check!.wanted)) failed.push(d)
+  }
+  const checks = failed.flatMap((d) => (d.check ? [withNote(d.check)] : []))
+  return checks.length ? { checks } : {}
+}
+
+const decode = createDecoder({ complete: true }) as (token: string) => { header: Record<string, unknown>; payload: unknown }
+
+/** The token's header and claims as it carries them, never its signature: what the checks read. */
+function decodedToken(token: string): NonNullable<Explanation['token']> {
+  try {
+    const { header, payload } = decode(token)
+    return { header, claims: payload }
+  } catch {
+    return { error: 'not a well-formed JWT: it cannot be decoded' }
+  }
+}
+
+/** The check, with a word on a near miss: a value that differs from an accepted one by a trailing slash, in case or by spaces. */
+function withNote(check: FailedCheck): FailedCheck & { note?: string } {
+  const found = typeof check.found === 'string' ? [check.found] : Array.isArray(check.found) ? check.found.filter((f) => typeof f === 'string') : []
+  for (const f of found) {
+    for (const a of check.accepted ?? []) {
+      const how =
+        f.replace(/\/+$/, '') === a.replace(/\/+$/, '')
+          ? 'by a trailing slash'
+          : f.toLowerCase() === a.toLowerCase()
+            ? 'in case'
+            : f.trim() === a.trim()
+              ? 'by spaces at an end'
+              : undefined
+      if (how) return { ...check, note: `${JSON.stringify(f)} differs from the accepted ${JSON.stringify(a)} only ${how}` }
+    }
+  }
+  return check
 }
 
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: ExplainOptions, path: string, before: number): SkippedRoute[] {
@@ -460,6 +523,8 @@ export function renderExplanation(e: Explanation): string {
   if (e.requires) put('requires', ...requirementLines(e.requires))
   if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
+  if (e.token)
+    put('token', ...('error' in e.token ? [e.token.error] : [`header ${JSON.stringify(e.token.header)}`, `claims ${JSON.stringify(e.token.claims)}`]))
   put('decision', ...decisionLines(e))
   if (e.bound) put('binding', e.bound === 'none' ? 'the token is not sender-constrained' : `the token is sender-constrained: ${e.bound}`)
   if (e.cors_headers)
@@ -506,7 +571,7 @@ function treeLines(r: RequirementTree): string[] {
     ...(r.typ ? [`typ ${r.typ.join(' or ')}`] : []),
     ...(r.require_claims ? [`must carry ${r.require_claims.join(', ')}`] : []),
     ...(r.max_age !== undefined ? [`issued at most ${typeof r.max_age === 'number' ? `${r.max_age}s` : r.max_age} ago (max_age)`] : []),
-    ...r.claims.map((c) => `claim ${conditionText(c)}`),
+    ...r.claims.map((c) => `claim ${c.claim} ${conditionWords(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
 }
@@ -516,29 +581,20 @@ function issText(i: IssuerFacts): string {
   return `iss ${[i.iss, ...(i.iss_aliases ?? [])].join(' or ')}`
 }
 
-function conditionText(c: ClaimRule): string {
-  const list = (values: unknown[]) => values.map((v) => JSON.stringify(v)).join(', ')
-  const parts: string[] = []
-  if (c.exists === true) parts.push('is present')
-  if (c.exists === false) parts.push('is absent')
-  if (c.equals !== undefined) parts.push(`equals ${JSON.stringify(c.equals)}`)
-  if (c.one_of !== undefined) parts.push(`is one of ${list(c.one_of)}`)
-  if (c.contains !== undefined) parts.push(`contains ${JSON.stringify(c.contains)}`)
-  if (c.contains_any !== undefined) parts.push(`contains any of ${list(c.contains_any)}`)
-  if (c.contains_all !== undefined) parts.push(`contains all of ${list(c.contains_all)}`)
-  if (c.matches !== undefined) parts.push(`matches ${JSON.stringify(c.matches)} (whole string)`)
-  return `${c.claim} ${parts.join(' and ')}`
-}
-
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
-    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(e.checks ?? []).flatMap(checkLines), ...(basis ? [basis] : [])]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
+}
+
+/** The failed check, and the near miss if any. */
+function checkLines(check: NonNullable<Explanation['checks']>[number]): string[] {
+  return [checkText(check), ...(check.note ? [check.note] : [])]
 }
 
 function forwardingLines(e: Explanation): string[] {

@@ -30,6 +30,10 @@
 // `explain --claims`). An explicit iss or aud always wins, and `null` leaves the claim out.
 // Named tokens are used exactly as written: they stand for one real token, whatever route it is
 // sent to, so a wrong iss or aud in one shows up as the 401 the proxy would give.
+//
+// ${VAR} and ${VAR:-fallback} are replaced from the environment in every value, as in the policy
+// (docs/policy.md, "Environment variables and secret files"): a case can name the issuer the
+// policy takes from a variable.
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
@@ -39,10 +43,10 @@ import { decide, type Decision } from '../decide.js'
 import type { Preflight } from '../proxy/cors.js'
 import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
-import { label, readableErrors, type Env } from '../policy/load.js'
+import { interpolate, label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
+import { checkText, identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 const REASONS = [
   'bad_path',
@@ -119,7 +123,7 @@ export type PolicyTestRun = { problems: PolicyProblem[] } | { results: CaseResul
 export async function runPolicyTests(policyFile: string, testFiles: string[], env: Env = process.env): Promise<PolicyTestRun> {
   const policy = loadPolicy(policyFile, createLogger('silent'), env)
   try {
-    const read = testFiles.map((file) => readTestFile(file, policy))
+    const read = testFiles.map((file) => readTestFile(file, policy, env))
     const problems = read.flatMap((r) => ('problems' in r ? r.problems : []))
     if (problems.length) return { problems }
     return {
@@ -183,7 +187,7 @@ async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Cred
 /** What is wrong with the decision, one phrase per unmet expectation; empty when it passes. */
 function check(c: TestCase, d: Decision): string[] {
   const out: string[] = []
-  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d)}`)
+  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d, true)}`)
   if (c.route !== undefined && d.route?.name !== c.route) out.push(`expected route ${c.route}, got ${d.route ? d.route.name : 'no route'}`)
   if (c.upstream !== undefined && d.route?.upstream.name !== c.upstream) {
     out.push(`expected upstream ${c.upstream}, got ${d.route ? d.route.upstream.name : 'no route'}`)
@@ -211,8 +215,11 @@ function expectationText(expect: Expectation): string {
   return 'status' in expect ? String(expect.status) : expect.reason
 }
 
-function outcomeText(d: Decision): string {
-  return d.route ? `${decisionText(d)}  (route ${d.route.name})` : decisionText(d)
+/** With `why`: what refused the token, the value found and the one wanted (for a case that did not expect it). */
+function outcomeText(d: Decision, why = false): string {
+  const check = why ? (d.denial ?? d.reported)?.check : undefined
+  const text = check ? `${decisionText(d)} (${checkText(check)})` : decisionText(d)
+  return d.route ? `${text}  (route ${d.route.name})` : text
 }
 
 function decisionText(d: Decision): string {
@@ -288,8 +295,8 @@ interface TestFileDocument {
   }>
 }
 
-/** The cases of one test file, or every problem in it as file:line:col. */
-export function readTestFile(file: string, policy: CompiledPolicy): { cases: TestCase[] } | { problems: PolicyProblem[] } {
+/** The cases of one test file, or every problem in it as file:line:col. ${VAR} is substituted as in the policy. */
+export function readTestFile(file: string, policy: CompiledPolicy, env: Env = process.env): { cases: TestCase[] } | { problems: PolicyProblem[] } {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -306,6 +313,9 @@ export function readTestFile(file: string, policy: CompiledPolicy): { cases: Tes
     problems.push({ file, ...lines.linePos(syntax.pos[0]), message: syntax.message.split('\n')[0]! })
     return { problems }
   }
+  // A case stands for what the gateway sees: `iss: "${IDP_ISSUER}"` is the issuer the policy got from the same variable.
+  interpolate(doc, env, { add })
+  if (problems.length) return { problems }
   const value = doc.toJS() as unknown
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     add([], 'a test file is a map with cases (a list) and optional tokens')

@@ -5,19 +5,23 @@ import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { accessLogger, LazyChildLogger } from '../log.js'
+import { accessLogger, LazyChildLogger, USER_AGENT_MAX } from '../log.js'
 import { deny, fail } from '../http/denial.js'
 import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
 import { addCorsHeaders, headerRecord, type HeaderSink } from '../proxy/cors.js'
+import { clientAddress } from '../proxy/client_address.js'
+import { requestScheme } from '../proxy/https_only.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
+import { hostFromHeader } from '../routing/route_table.js'
+import type { Tracing } from '../tracing/tracing.js'
 import { admit } from './admit.js'
 import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
 import { forward, routeForwarding, type Forwarder, type GatewayRequest, type RouteForwarding } from './forward.js'
-import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 import { clientCertificateOptions } from '../policy/tls_files.js'
@@ -39,7 +43,8 @@ export interface GatewayApp {
   tunnelClosed(reason: 'expired' | 'revoked', route: string): void
 }
 
-export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
+/** `tracing`: the span exporter (src/tracing/otel.ts), when the OTEL_* variables ask for one. */
+export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics, tracing?: Tracing): Promise<GatewayApp> {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
@@ -102,10 +107,13 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     },
     forwarding,
     tunnelClosed: (reason, route) => metrics.websocketClosed(reason, route),
-    record(state, id, method, target, status, ms, websocket) {
-      metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
+    record(state, raw, id, status, ms, responseBytes, websocket) {
+      metrics.request(state?.route?.name ?? 'none', raw.method ?? '', status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
-      if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
+      const policy = state?.policy ?? gateway.policy
+      const client = policy.accessLog || state?.span ? clientAddress(raw, policy.https.trustedProxies) : undefined
+      if (policy.accessLog) accessLog(writeAccessLine, state, raw, client, id, status, ms, responseBytes, websocket)
+      if (state?.span) endSpan(state, raw, client, id, status, websocket)
     },
   }
 
@@ -146,6 +154,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     // a one-time token is not used twice.
     const early = decidedAtUpgrade(raw) ?? (raw as Admitted)[ADMITTED]
     const state = early ?? newState(gateway.policy)
+    if (!early) traceRequest(state, raw, tracing)
     const pending = early ? undefined : admit(raw, state, false)
     ;(request as GatewayRequest).jwtgate = state
     if (pending) pending.then(() => proceed(request, reply, state)).catch((err: Error) => reply.send(err))
@@ -164,7 +173,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     }
     const route = state.route!
     const limits = state.policy.clientLimits
-    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs })
+    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs }, state)
     forward(forwarder, forwarding(route), request as GatewayRequest, reply, state)
   }
 
@@ -183,7 +192,10 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     done(null, payload)
   })
   app.addHook('onResponse', (request, reply, done) => {
-    gateway.record((request as GatewayRequest).jwtgate, request.id, request.raw.method ?? '', request.raw.url ?? '', reply.statusCode, reply.elapsedTime)
+    const state = (request as GatewayRequest).jwtgate
+    // A forwarded answer's body was counted as it streamed; the gateway's own answers carry their length.
+    const bytes = state?.responseBytes ?? Number(reply.getHeader('content-length') ?? 0)
+    gateway.record(state, request.raw, request.id, reply.statusCode, reply.elapsedTime, bytes)
     done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
@@ -198,6 +210,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // The same admission as every request, its decision handed to the request path.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const state = newState(gateway.policy)
+    traceRequest(state, req, tracing)
     const go = () => {
       ;(req as Admitted)[ADMITTED] = state
       if (!state.denial && !state.preflight) res.writeContinue()
@@ -214,7 +227,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     if (pending) pending.then(go, () => server.emit('request', req, res))
     else go()
   })
-  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId, tracing }, req, socket, head))
   return gateway
 }
 
@@ -234,18 +247,19 @@ function requestId(req: IncomingMessage): string {
 function accessLog(
   write: ReturnType<typeof accessLogger>,
   state: RequestState | undefined,
+  raw: IncomingMessage,
+  client: string | undefined,
   requestId: string,
-  method: string,
-  target: string,
   status: number,
   ms: number,
+  responseBytes: number | undefined,
   websocket: boolean | undefined,
 ): void {
   const claims = state?.identity?.claims
   write({
     requestId,
-    method,
-    path: state?.path ?? splitTarget(target).path.slice(0, 256),
+    method: raw.method,
+    path: requestPath(state, raw),
     route: state?.route?.name,
     upstream: state?.route?.upstream.name,
     status,
@@ -258,5 +272,49 @@ function accessLog(
     reportStatus: state?.reported?.status,
     reportReason: state?.reported?.reason,
     websocket,
+    client,
+    userAgent: raw.headers['user-agent'],
+    requestBytes: websocket ? undefined : (state?.requestBytes ?? 0),
+    responseBytes: websocket ? undefined : responseBytes,
+    upstreamStatus: state?.upstreamStatus,
+    upstreamMs: state?.upstreamMs === undefined ? undefined : Math.round(state.upstreamMs * 100) / 100,
+    traceId: state?.span?.traceId ?? state?.trace?.traceId,
+    spanId: state?.span?.spanId,
+  })
+}
+
+/** The normalized path, or the raw one (cut) when it never was: never the query. */
+function requestPath(state: RequestState | undefined, raw: IncomingMessage): string {
+  return state?.path ?? splitTarget(raw.url ?? '').path.slice(0, 256)
+}
+
+/** Ends the request's SERVER span with what it came to (src/tracing/tracing.ts, RequestOutcome). */
+function endSpan(
+  state: RequestState,
+  raw: IncomingMessage,
+  client: string | undefined,
+  requestId: string,
+  status: number,
+  websocket: boolean | undefined,
+): void {
+  const host = hostFromHeader(raw.headers.host)
+  const userAgent = raw.headers['user-agent']
+  state.span!.end({
+    route: state.route?.name,
+    status,
+    decision: state.denial ? 'deny' : state.reported ? 'report' : 'allow',
+    reason: state.denial?.reason ?? state.reported?.reason ?? state.upstreamError,
+    issuer: state.identity?.issuer.name,
+    upstream: state.route?.upstream.name,
+    path: requestPath(state, raw),
+    scheme: requestScheme(raw, state.policy.https),
+    serverAddress: host === '' ? undefined : host,
+    serverPort: raw.socket.localPort,
+    clientAddress: client,
+    peerAddress: raw.socket.remoteAddress,
+    userAgent: userAgent === undefined ? undefined : userAgent.slice(0, USER_AGENT_MAX),
+    httpVersion: raw.httpVersion,
+    requestId,
+    websocket: websocket === true,
   })
 }

@@ -15,8 +15,9 @@ import type { Route } from '../policy/compile.js'
 import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow } from '../proxy/body_limit.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
-import { UpstreamExchange } from '../proxy/upstream_exchange.js'
+import { ClientGone, UpstreamExchange } from '../proxy/upstream_exchange.js'
 import { isUpstreamBusy, type UpstreamPools } from '../proxy/upstream_pools.js'
+import type { ClientSpan, TraceHeaders } from '../tracing/tracing.js'
 import { TIMED_OUT } from './client_limits.js'
 import type { RequestState } from './request_state.js'
 
@@ -64,19 +65,22 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
     sendError(reply, fail('bad_request', 'the path has a segment that starts or ends with ..'), request.id)
     return
   }
+  const method = raw.method ?? 'GET'
+  // With tracing on, the call to the upstream is a CLIENT span whose context the upstream receives.
+  const client = state.span?.startClient({ method, upstream: forwarding.upstream, origin: forwarding.origin, path })
   const pool = forwarder.pools.pool(forwarding.origin)
-  const exchange = new GatewayExchange(forwarder, request, reply, state, forwarding)
+  const exchange = new GatewayExchange(forwarder, request, reply, state, forwarding, client)
   if (!pool) {
     exchange.failedBeforeSending(new Error(`no connection pool for ${forwarding.origin}: the upstream was removed by a reload`))
     return
   }
-  const headers = headersForUpstream(raw.headers, state, raw, request.id)
+  const headers = headersForUpstream(raw.headers, state, raw, request.id, client ?? state.trace)
   headers.host = forwarding.host
   state.forwardedAt = performance.now()
   exchange.send(pool, {
     origin: forwarding.origin,
     path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
-    method: raw.method ?? 'GET',
+    method,
     headers,
     body: (request.body as Readable | undefined) ?? null,
     // Until the upstream's head, and between two chunks of its body.
@@ -85,10 +89,19 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
   })
 }
 
-/** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
-export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
+/**
+ * The headers the upstream receives for an allowed request: forwarded or tunnelled alike.
+ * `trace`: the context the upstream continues (the CLIENT span's, or the client's own).
+ */
+export function headersForUpstream(
+  headers: IncomingHttpHeaders,
+  state: RequestState,
+  raw: IncomingMessage,
+  requestId: string,
+  trace: TraceHeaders | undefined,
+): IncomingHttpHeaders {
   // Compiled with the route: a request only reads it.
-  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
+  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId, trace)
 }
 
 class GatewayExchange extends UpstreamExchange {
@@ -98,19 +111,26 @@ class GatewayExchange extends UpstreamExchange {
     private readonly reply: FastifyReply,
     private readonly state: RequestState,
     private readonly forwarding: RouteForwarding,
+    private readonly client: ClientSpan | undefined,
   ) {
     // The wait for a connection is bounded by the route's timeout too.
     super(reply.raw, forwarding.timeoutMs)
   }
 
   failedBeforeSending(error: Error): void {
-    this.failed(error)
+    this.settle(error)
   }
 
   protected override responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
     const { state, request } = this
     // The upstream's share of the latency.
-    if (state.forwardedAt !== undefined) this.forwarder.metrics.upstream(this.forwarding.upstream, (performance.now() - state.forwardedAt) / 1000)
+    if (state.forwardedAt !== undefined) {
+      const ms = performance.now() - state.forwardedAt
+      this.forwarder.metrics.upstream(this.forwarding.upstream, ms / 1000)
+      state.upstreamMs = ms
+    }
+    state.upstreamStatus = statusCode
+    this.client?.answered(statusCode)
     const out: OutgoingHttpHeaders = responseHeaders(headers)
     // RFC 9110 §8.6, §15.3.5: a 204 has no content, so no Content-Length or Content-Type either
     // (fastify's rule; a delete is fine on this rare path).
@@ -125,6 +145,12 @@ class GatewayExchange extends UpstreamExchange {
     if (state.identity?.nextNonce) out['dpop-nonce'] = state.identity.nextNonce
     this.forwarder.finishHeaders(out, request, state)
     return out
+  }
+
+  protected override finished(error: Error | undefined): void {
+    this.state.responseBytes = this.bodyBytes
+    // failed() has named the failure by now, if it answered one.
+    if (this.client) this.client.end(error === undefined ? undefined : (this.state.upstreamError ?? this.state.denial?.reason ?? errorType(error)))
   }
 
   protected override clientLeft(): void {
@@ -166,4 +192,10 @@ class GatewayExchange extends UpstreamExchange {
     reply.log.warn({ upstream: this.forwarding.upstream, err: { code: error.code, message: error.message } }, 'upstream request failed')
     sendError(reply, failure, id)
   }
+}
+
+/** What ended an exchange that failed() did not answer: the CLIENT span's error.type. */
+function errorType(error: Error): string {
+  if (error instanceof ClientGone) return 'client_closed'
+  return 'upstream_response_incomplete'
 }

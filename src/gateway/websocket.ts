@@ -23,9 +23,10 @@ import { onRevocation, REVOKED } from '../revocation/store.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
+import type { Tracing } from '../tracing/tracing.js'
 import { admit } from './admit.js'
 import { headersForUpstream, type RouteForwarding } from './forward.js'
-import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
 // setTimeout's limit; a later expiry is reached in steps.
@@ -53,6 +54,8 @@ export interface UpgradeContext {
   logger: Logger
   /** The gateway's request id for a raw request (fastify's genReqId). */
   requestId(req: IncomingMessage): string
+  /** Spans, when tracing is on: the upgrade is a request like any other, with its own SERVER span. */
+  tracing?: Tracing
 }
 
 /** The decision made for an upgrade request that is then served as plain HTTP, if any. */
@@ -70,6 +73,7 @@ export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket:
     return
   }
   const state = newState(ctx.gateway.policy)
+  traceRequest(state, req, ctx.tracing)
   const admitted = () => {
     if (state.denial || !state.route?.websocket) {
       ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
@@ -120,7 +124,10 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id)
+  const path = upstream.basePath + state.path!
+  // The upgrade request to the upstream is the CLIENT span, when tracing is on.
+  const client = state.span?.startClient({ method: 'GET', upstream: upstream.name, origin: upstream.origin, path })
+  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id, client ?? state.trace)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'
@@ -129,13 +136,13 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const options = {
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port || (https ? 443 : 80),
-    path: upstream.basePath + state.path! + forwardedQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
+    path: path + forwardedQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
     method: 'GET',
     headers,
     agent: false,
     ...(https ? upstreamTlsOptions(upstream) : {}),
   }
-  const log = (status: number) => ctx.gateway.record(state, id, 'GET', req.url ?? '', status, performance.now() - started, true)
+  const log = (status: number) => ctx.gateway.record(state, req, id, status, performance.now() - started, undefined, true)
 
   let settled = false
   const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
@@ -146,6 +153,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     upstreamRequest.destroy()
     const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
     state.upstreamError = failure.reason
+    client?.end(failure.reason)
     log(failure.status)
     writeError(detachedResponse(req, socket), failure, id)
   }
@@ -163,6 +171,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
       settled = true
       clearTimeout(timer)
       upstreamRequest.destroy()
+      client?.end('client_closed')
     }
   })
 
@@ -176,6 +185,9 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     }
     settled = true
     clearTimeout(timer)
+    state.upstreamStatus = 101
+    client?.answered(101)
+    client?.end()
     // latin1, as Node read them: header bytes 0x80-0xFF go back as they came, not re-encoded as UTF-8.
     socket.write(switchingProtocols(response.headers, id), 'latin1')
     if (upstreamHead.length) socket.write(upstreamHead)
@@ -190,6 +202,9 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     if (settled) return response.destroy()
     settled = true
     clearTimeout(timer)
+    state.upstreamStatus = response.statusCode
+    client?.answered(response.statusCode ?? 502)
+    client?.end()
     log(response.statusCode ?? 502)
     const res = detachedResponse(req, socket)
     res.writeHead(response.statusCode ?? 502, { ...responseHeaders(response.headers), [REQUEST_ID_HEADER]: id } as Record<string, string | string[]>)

@@ -55,10 +55,38 @@ export interface Denial {
    * tokens are accepted too (then both challenges), and whether the client used the DPoP scheme.
    */
   dpop?: { algs: string; bearer: boolean; used: boolean }
+  /**
+   * The check of the token that failed, with what the token had: for `jwtgate explain` and
+   * `jwtgate test`. Never sent to the client or logged, since it holds the token's claims.
+   */
+  check?: FailedCheck
 }
 
-export function deny(reason: DenyReason, description: string): Denial {
-  return { status: STATUS[reason], reason, description }
+/** One failed check of a token: where it looked, what it found there, what it wanted. */
+export interface FailedCheck {
+  /** The claim read (`iss`, `aud`, `roles`), or the header field (`alg`, `typ`). */
+  claim: string
+  /** What the token had there; absent when it had nothing. */
+  found?: unknown
+  /** What was wanted, in words: `must be "https://idp.example.com/"`, `must contain "admin"`. */
+  wanted: string
+  /** For a check of exact values (iss, aud): the values accepted. */
+  accepted?: readonly string[]
+}
+
+export function deny(reason: DenyReason, description: string, check?: FailedCheck): Denial {
+  return check ? { status: STATUS[reason], reason, description, check } : { status: STATUS[reason], reason, description }
+}
+
+/** A failed check of `claim`, which held `found` (undefined when absent). */
+export function failedCheck(claim: string, found: unknown, wanted: string, accepted?: readonly string[]): FailedCheck {
+  return { claim, ...(found === undefined ? {} : { found }), wanted, ...(accepted ? { accepted } : {}) }
+}
+
+/** Accepted values as words: `"a"`, or `one of "a", "b"`. */
+export function oneOf(values: Iterable<unknown>): string {
+  const list = [...values].map((v) => JSON.stringify(v))
+  return list.length === 1 ? list[0]! : `one of ${list.join(', ')}`
 }
 
 export type FailureReason =

@@ -34,6 +34,12 @@ export const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set([
 /** Set on every forwarded request by the gateway itself, whatever the client sent. */
 export const SET_BY_GATEWAY: readonly string[] = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
 
+/**
+ * W3C Trace Context (./trace_context.ts): read from the client, checked, and written by the
+ * gateway, never copied as it came (a malformed or hostile value would otherwise reach the upstream).
+ */
+export const TRACE_CONTEXT: readonly string[] = ['traceparent', 'tracestate']
+
 /** RFC 7239's header: the client's copy is passed on, but it describes the hops, never a caller. */
 const FORWARDING: readonly string[] = ['forwarded']
 
@@ -85,6 +91,7 @@ const OWNED: ReadonlySet<string> = new Set([
   ...HOP_BY_HOP_REQUEST,
   ...HOP_BY_HOP_RESPONSE,
   ...SET_BY_GATEWAY,
+  ...TRACE_CONTEXT,
   ...FORWARDING,
   ...PATH_AND_METHOD_OVERRIDES,
   DPOP_PROOF,

@@ -19,9 +19,16 @@ import { RouteSchema, type RouteDocument } from './schema.js'
 
 const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths'])
 
+/** The names the policy declares, compiled or not (see compile.ts declaredNames). */
+export interface Declared {
+  issuers: ReadonlySet<string>
+  upstreams: ReadonlySet<string>
+}
+
 export interface RouteContext {
   upstreams: ReadonlyMap<string, Upstream>
   issuers: ReadonlyMap<string, Issuer>
+  declared: Declared
   identity: IdentityDefaults
   /** Whether the policy has a revocation: section (replay protection needs its backend). */
   revocation: boolean
@@ -32,19 +39,38 @@ export interface RouteContext {
   problem: OnProblem
 }
 
-/** One route, ready for the route table; undefined after saying every problem found in it. */
-export function compileRoute(spec: RouteDocument, index: number, name: string, ctx: RouteContext): RouteCandidate<Route> | undefined {
+export type RouteMatcher = Omit<RouteCandidate<never>, 'value'>
+
+/** What a route matches: its path, host and methods; undefined after saying what is wrong with its path or host. */
+export function compileRouteMatcher(spec: RouteDocument, index: number, problem: OnProblem): RouteMatcher | undefined {
   const at: DocPath = ['routes', index]
-  let ok = true
+  const path = compilePathPattern(spec.path, [...at, 'path'], problem)
+  const host = spec.host === undefined ? null : compileHostPattern(spec.host, [...at, 'host'], problem)
+  if (!path || host === undefined) return undefined
+  return { path, host, methods: spec.methods ? new Set(spec.methods) : null }
+}
+
+/**
+ * One route, ready for the route table; undefined after saying every problem found in it.
+ * `matcher`: compileRouteMatcher's, undefined when it had problems (said there).
+ */
+export function compileRoute(
+  spec: RouteDocument,
+  index: number,
+  name: string,
+  matcher: RouteMatcher | undefined,
+  ctx: RouteContext,
+): RouteCandidate<Route> | undefined {
+  const at: DocPath = ['routes', index]
+  let ok = matcher !== undefined
   const fail = (where: DocPath, m: string) => {
     ctx.problem([...at, ...where], m)
     ok = false
   }
 
-  const pathPattern = compilePathPattern(spec.path, ['path'], fail)
-  const host = spec.host === undefined ? null : compileHostPattern(spec.host, ['host'], fail)
   const upstream = ctx.upstreams.get(spec.upstream)
-  if (!upstream) fail(['upstream'], `unknown upstream "${spec.upstream}"${known(ctx.upstreams)}`)
+  // One the policy declares has a problem of its own, said where it is declared.
+  if (!upstream && !ctx.declared.upstreams.has(spec.upstream)) fail(['upstream'], `unknown upstream "${spec.upstream}"${known(ctx.declared.upstreams)}`)
 
   let auth: AuthRule | null = null
   if (spec.auth !== 'none') {
@@ -89,7 +115,7 @@ export function compileRoute(spec: RouteDocument, index: number, name: string, c
     cors = compileCors(spec.cors, [...at, 'cors'], ctx.problem) ?? null
     if (!cors) ok = false
   }
-  if (!ok || !pathPattern || host === undefined || !upstream || !identity) return undefined
+  if (!ok || !matcher || !upstream || !identity) return undefined
   const forwardToken = spec.forward_token ?? DEFAULT.forward_token
   // A proof is for the gateway, like the token: kept from the upstream where the gateway checks proofs.
   const withholdProof = auth?.sources.dpop === true && !(spec.forward_dpop_proof ?? DEFAULT.forward_dpop_proof)
@@ -107,9 +133,9 @@ export function compileRoute(spec: RouteDocument, index: number, name: string, c
     allowAmbiguousPaths: spec.allow_ambiguous_paths ?? DEFAULT.allow_ambiguous_paths,
     headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip, withholdProof),
   })
-  return { path: pathPattern, host, methods: spec.methods ? new Set(spec.methods) : null, value: route }
+  return { ...matcher, value: route }
 }
 
-function known(map: ReadonlyMap<string, unknown>): string {
-  return map.size ? ` (known: ${[...map.keys()].join(', ')})` : ''
+function known(names: ReadonlySet<string>): string {
+  return names.size ? ` (known: ${[...names].join(', ')})` : ''
 }

@@ -77,6 +77,8 @@ export interface CompiledPolicy {
   readonly logLevel: string
   /** One access-log line per request (`log.access`). */
   readonly accessLog: boolean
+  /** How lines write their time and level (`log.time`, `log.level_label`); applies from the next start. */
+  readonly lineFormat: { readonly time: 'epoch' | 'iso'; readonly levelLabel: boolean }
   readonly routes: RouteTable<Route>
   readonly issuers: ReadonlyMap<string, Issuer>
   readonly upstreams: ReadonlyMap<string, Upstream>

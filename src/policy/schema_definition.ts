@@ -602,6 +602,19 @@ export const PolicySchema = Type.Object(
         {
           level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })),
           access: Type.Optional(Type.Boolean({ default: true, description: 'Whether to write one access line per request (at info).' })),
+          time: Type.Optional(
+            StringEnum(['epoch', 'iso'], {
+              default: 'epoch',
+              description:
+                'How every line writes `time`: epoch, milliseconds since 1970 as a number; iso, an ISO-8601 UTC string with milliseconds. Takes effect at the next restart.',
+            }),
+          ),
+          level_label: Type.Optional(
+            Type.Boolean({
+              default: false,
+              description: 'Write `level` as its name ("info") instead of its number (30). Takes effect at the next restart.',
+            }),
+          ),
           redact_url_parameters: Type.Optional(
             Type.Array(Type.String({ pattern: '^[A-Za-z0-9._~-]+$' }), {
               description:

@@ -3,7 +3,7 @@
 // the file: the gateway never starts with it, and a reload that brings one keeps the old policy
 // (and the old certificate) in use.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
-import { readBesidePolicy } from './policy_files.js'
+import { readBesidePolicy, type PolicyFiles } from './policy_files.js'
 import type { DocPath, OnProblem } from './problems.js'
 
 /** The listener's certificate chain and key, as the TLS server takes them. */
@@ -26,17 +26,17 @@ export interface UpstreamTls {
 
 export function compileListenTls(
   spec: { cert_file: string; key_file: string; client_certificates?: { ca_file?: string; required?: boolean } } | undefined,
-  policyFile: string,
+  files: PolicyFiles,
   problem: OnProblem,
 ): ListenTls | null | undefined {
   if (!spec) return null
   const at: DocPath = ['listen', 'tls']
-  const cert = readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], problem)
-  const key = readKey(policyFile, spec.key_file, [...at, 'key_file'], problem)
+  const cert = readCertificates(files, spec.cert_file, [...at, 'cert_file'], problem)
+  const key = readKey(files, spec.key_file, [...at, 'key_file'], problem)
   const clients = spec.client_certificates
   let clientCertificates: ListenTls['clientCertificates'] = null
   if (clients) {
-    const ca = clients.ca_file === undefined ? null : readCertificates(policyFile, clients.ca_file, [...at, 'client_certificates', 'ca_file'], problem)
+    const ca = clients.ca_file === undefined ? null : readCertificates(files, clients.ca_file, [...at, 'client_certificates', 'ca_file'], problem)
     if (ca === undefined) return undefined
     // Without a CA, Node would verify client certificates against the public roots, which never sign them.
     if (clients.required && !ca) {
@@ -66,7 +66,7 @@ export function compileUpstreamTls(
   spec: { ca_file?: string; cert_file?: string; key_file?: string } | undefined,
   https: boolean,
   at: DocPath,
-  policyFile: string,
+  files: PolicyFiles,
   problem: OnProblem,
 ): UpstreamTls | null | undefined {
   if (!spec) return null
@@ -79,17 +79,17 @@ export function compileUpstreamTls(
     return undefined
   }
   // null: not configured; undefined: configured but unusable (the problem is said).
-  const ca = spec.ca_file === undefined ? null : readCertificates(policyFile, spec.ca_file, [...at, 'ca_file'], problem)
-  const cert = spec.cert_file === undefined ? null : readCertificates(policyFile, spec.cert_file, [...at, 'cert_file'], problem)
-  const key = spec.key_file === undefined ? null : readKey(policyFile, spec.key_file, [...at, 'key_file'], problem)
+  const ca = spec.ca_file === undefined ? null : readCertificates(files, spec.ca_file, [...at, 'ca_file'], problem)
+  const cert = spec.cert_file === undefined ? null : readCertificates(files, spec.cert_file, [...at, 'cert_file'], problem)
+  const key = spec.key_file === undefined ? null : readKey(files, spec.key_file, [...at, 'key_file'], problem)
   if (ca === undefined || cert === undefined || key === undefined) return undefined
   if (cert && key && !keyMatches(cert, key, [...at, 'key_file'], problem)) return undefined
   return { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) }
 }
 
 /** A PEM file whose first block is an X.509 certificate (a chain or a CA bundle may follow). */
-function readCertificates(policyFile: string, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
-  const pem = readBesidePolicy(policyFile, file, at, problem)
+function readCertificates(files: PolicyFiles, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
+  const pem = readBesidePolicy(files, file, at, problem)
   if (!pem) return undefined
   try {
     new X509Certificate(pem)
@@ -100,8 +100,8 @@ function readCertificates(policyFile: string, file: string, at: DocPath, problem
   }
 }
 
-function readKey(policyFile: string, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
-  const pem = readBesidePolicy(policyFile, file, at, problem)
+function readKey(files: PolicyFiles, file: string, at: DocPath, problem: OnProblem): Buffer | undefined {
+  const pem = readBesidePolicy(files, file, at, problem)
   if (!pem) return undefined
   try {
     createPrivateKey(pem)

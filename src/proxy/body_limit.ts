@@ -43,19 +43,29 @@ export interface BodyLimits {
   windowMs: number
 }
 
+/** Where the bytes passed on are counted (the access line's request_bytes). */
+export interface BodyCount {
+  requestBytes?: number
+}
+
 /**
  * The body to forward: a streamed body wrapped in a counter that fails the upstream request
- * (BodyTooLarge, BodyTooSlow) when it passes a limit; any other body as it is.
+ * (BodyTooLarge, BodyTooSlow) when it passes a limit, and writes the bytes it passed on into
+ * `count`; any other body as it is.
  */
-export function limitBody(body: unknown, limits: BodyLimits): unknown {
-  if (!(body instanceof Readable) || (limits.maxBytes <= 0 && limits.minRate <= 0)) return body
+export function limitBody(body: unknown, limits: BodyLimits, count: BodyCount): unknown {
+  if (!(body instanceof Readable)) return body
   const { maxBytes } = limits
   let seen = 0
+  count.requestBytes = 0
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       seen += chunk.length
       if (maxBytes > 0 && seen > maxBytes) done(new BodyTooLarge(maxBytes))
-      else done(null, chunk)
+      else {
+        count.requestBytes = seen
+        done(null, chunk)
+      }
     },
   })
   if (limits.minRate > 0) {

@@ -5,6 +5,7 @@ import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
+import type { PolicyFiles } from '../policy/policy_files.js'
 import { UpstreamSchema, type UpstreamDocument } from '../policy/schema.js'
 import { compileUpstreamTls, type UpstreamTls } from '../policy/tls_files.js'
 import { compileUpstreamHealth, type UpstreamHealthRule } from './upstream_health.js'
@@ -32,11 +33,11 @@ export interface Upstream {
 const DEFAULT = defaultsOf(UpstreamSchema, ['connections', 'timeout'])
 
 /** Every upstream that compiles, by name; each one that does not is said. */
-export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument>>, policyFile: string, problem: OnProblem): Map<string, Upstream> {
+export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument>>, files: PolicyFiles, problem: OnProblem): Map<string, Upstream> {
   const upstreams = new Map<string, Upstream>()
   const poolKeyByOrigin = new Map<string, [string, string]>()
   for (const [name, spec] of Object.entries(specs)) {
-    const upstream = compileUpstream(name, spec, ['upstreams', name], policyFile, problem)
+    const upstream = compileUpstream(name, spec, ['upstreams', name], files, problem)
     if (!upstream) continue
     upstreams.set(name, upstream)
     // Connections are pooled per origin (undici dispatches by origin), so one origin has one
@@ -50,7 +51,7 @@ export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument
   return upstreams
 }
 
-export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPath, policyFile: string, problem: OnProblem): Upstream | undefined {
+export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPath, files: PolicyFiles, problem: OnProblem): Upstream | undefined {
   if (!isHttpUrl(spec.url)) {
     problem([...at, 'url'], `upstream url ${JSON.stringify(redactUrl(spec.url))} is not an http(s) URL`)
     return undefined
@@ -60,7 +61,7 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
     problem([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
     return undefined
   }
-  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], policyFile, problem)
+  const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], files, problem)
   if (tls === undefined) return undefined
   const health = compileUpstreamHealth(spec.health, [...at, 'health'], problem)
   if (health === undefined) return undefined

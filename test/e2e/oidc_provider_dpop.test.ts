@@ -4,7 +4,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto'
 import { exportJWK, SignJWT } from 'jose'
 import t from 'tap'
-import { serveChild } from '../support/cli.js'
+import { servePort } from '../support/cli.js'
 import { dpopClient, dpopHeaders, type DpopClient } from '../support/dpop.js'
 import { bearer, gateway, get, rawGet, rawRequest, sleep, tempFile, upstream } from '../support/harness.js'
 import { providerPolicy, startProvider, type TestProvider } from '../support/oidc_provider.js'
@@ -139,7 +139,7 @@ redisTest(t, 'a replayed proof is refused across two gateway processes sharing R
     'policy.yaml',
     dpopPolicy(idp, up.url, `revocation: { backend: redis, redis: { url: "${redis.url}" } }`).replace('admin: { host: 127.0.0.1, port: 0 }', 'admin: false'),
   )
-  const [a, b] = await Promise.all([serveChild(t, file), serveChild(t, file)])
+  const [a, b] = await Promise.all([servePort(t, file), servePort(t, file)])
   const client = await dpopClient()
   const { token } = await idp.token({ dpop: client })
   // Both processes behind one name, as behind a load balancer.

@@ -2,7 +2,7 @@
 // behind one name (as behind a load balancer) refuse a proof the other accepted; with Redis
 // gone, fail_closed refuses proofs and serve_stale remembers them in each process.
 import t from 'tap'
-import { serveChild as serve } from '../support/cli.js'
+import { servePort as serve } from '../support/cli.js'
 import { dpopClient } from '../support/dpop.js'
 import { eventually, issuer, rawGet, tempFile, upstream } from '../support/harness.js'
 import { createLogger } from '../../src/log.js'
