@@ -96,7 +96,7 @@ function settle(out: Decision, route: Route, result: AuthResult): void {
   // Identity headers for an allowed request; on a report route also for a verified token that
   // failed the requirement, since that request is forwarded too.
   if (identity && (!denial || route.report)) {
-    const headers = identityHeaders(identity.claims, route.identity)
+    const headers = identityHeaders(identity.claims, route.identity, identity.bound)
     if (isDenial(headers)) {
       denial ??= headers
     } else {

@@ -226,6 +226,7 @@ function applyListenTls(gateway: GatewayApp, current: CompiledPolicy, next: Comp
     return
   }
   if (next.listen.tls.hash === current.listen.tls?.hash) return
-  ;(server as HttpsServer).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key })
+  const ca = next.listen.tls.clientCertificates?.ca
+  ;(server as HttpsServer).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key, ...(ca ? { ca } : {}) })
   logger.info('listener certificate reloaded')
 }

@@ -7,13 +7,23 @@ import { durationMs } from '../policy/duration.js'
 import { readSecretBesidePolicy, type PolicyFiles } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
-import { HMAC_ALGORITHMS, IssuerSchema, JwksTuningSchema, type IssuerDocument, type TokenSourceDocument } from '../policy/schema.js'
+import {
+  BindingSchema,
+  HMAC_ALGORITHMS,
+  IssuerSchema,
+  JwksTuningSchema,
+  type BindingDocument,
+  type IssuerDocument,
+  type TokenSourceDocument,
+} from '../policy/schema.js'
+import type { BindingRule } from './binding_rule.js'
 import { unsafeUrl } from './discovery.js'
 import { jwksIssuer, secretIssuer, type Issuer, type IssuerSecret, type IssuerSettings } from './issuer.js'
 import { allowedIssOf, parseIssuerTemplate, tenantIn } from './issuer_template.js'
 import { DEFAULT_TOKEN_SOURCES, sourcePlace } from './token_sources.js'
 
 const DEFAULT = defaultsOf(IssuerSchema, ['audience_claim', 'clock_skew', 'require_exp'])
+const BINDING_DEFAULT = defaultsOf(BindingSchema, ['required'])
 const JWKS_DEFAULT = defaultsOf(JwksTuningSchema, ['timeout', 'cooldown', 'min_age', 'max_age'])
 
 // What each JWKS issuer was built from, so a reload can keep an unchanged issuer (and its warm
@@ -103,6 +113,7 @@ function compileIssuer(name: string, spec: IssuerDocument, files: PolicyFiles, l
     clockSkewMs: durationMs(spec.clock_skew ?? DEFAULT.clock_skew),
     requireExp: spec.require_exp ?? DEFAULT.require_exp,
     tokenSources: spec.token_sources ?? DEFAULT_TOKEN_SOURCES,
+    binding: compileBinding(spec.binding),
   }
   if (isRemote(spec)) {
     // A key set is public; an HMAC algorithm over it would let anyone holding it sign.
@@ -139,6 +150,11 @@ function compileIssuer(name: string, spec: IssuerDocument, files: PolicyFiles, l
   }
   const secrets = readSecrets(spec, files, hmac, problem)
   return secrets && secretIssuer(settings, secrets)
+}
+
+/** `binding:` of an issuer or a route, its default filled in. */
+export function compileBinding(spec: BindingDocument | undefined): BindingRule | undefined {
+  return spec && { method: spec.method, required: spec.required ?? BINDING_DEFAULT.required }
 }
 
 /**

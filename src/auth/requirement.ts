@@ -315,7 +315,7 @@ function refusalWords(
  * RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and `application/` may
  * be left out; `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
  */
-function mediaType(typ: string): string {
+export function mediaType(typ: string): string {
   const lower = typ.toLowerCase()
   return lower.startsWith('application/') ? lower.slice('application/'.length) : lower
 }

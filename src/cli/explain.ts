@@ -2,6 +2,8 @@
 // `decide` (src/decide.ts), the very function the proxy runs; this file only gathers its result
 // and the policy text around it (route patterns, methods, claim conditions) into something a
 // person can read, or one JSON object.
+import { createHash, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createDecoder } from 'fast-jwt'
 import type { Credentials } from '../auth/authenticate.js'
@@ -9,6 +11,7 @@ import { conditionWords } from '../auth/claims.js'
 import type { Denial, FailedCheck } from '../http/denial.js'
 import { decide, type Decision } from '../decide.js'
 import { createLogger } from '../log.js'
+import { accessTokenHash } from '../auth/dpop.js'
 import type { Issuer } from '../auth/issuer.js'
 import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
 import { readPolicyDraft } from '../policy/load.js'
@@ -36,6 +39,12 @@ export interface ExplainOptions {
   origin?: string
   /** With `origin`, an OPTIONS request is a CORS preflight asking for this method and these headers. */
   preflight?: { method: string; headers: string[] }
+  /** With `token`: the request's DPoP proof, checked as the proxy checks it (the token then goes with the DPoP scheme). */
+  dpop?: string
+  /** With `token`: the client certificate (PEM) the request presents, for a certificate-bound token. */
+  clientCertificate?: string
+  /** With `claims`: what the request proves of a bound token (VerifiedClaims in src/auth/authenticate.ts). */
+  sender?: Array<'dpop' | 'mtls'>
 }
 
 interface RouteFacts {
@@ -83,6 +92,10 @@ type Requirement =
       optional?: true
       /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
       token_sources?: Array<{ from: string; forwarded: boolean }>
+      /** Sender-constrained tokens: each issuer's binding on this route, and what a request must bring. */
+      binding?: Array<{ issuer: string; method: string; required: boolean }>
+      dpop_proof?: Record<string, string>
+      client_certificate?: string
     } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
@@ -115,6 +128,8 @@ export interface Explanation {
    */
   checks?: Array<FailedCheck & { note?: string }>
   issuer?: string
+  /** How the token was sender-constrained, on a route that checks binding. */
+  bound?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
   /** A CORS preflight the gateway answers itself: nothing is forwarded. */
@@ -165,6 +180,9 @@ export function explainArguments(args: string[], env: Record<string, string | un
         origin: { type: 'string' },
         preflight: { type: 'string' },
         'preflight-headers': { type: 'string' },
+        dpop: { type: 'string' },
+        'client-cert': { type: 'string' },
+        sender: { type: 'string' },
       },
     }),
   )
@@ -183,6 +201,16 @@ export function explainArguments(args: string[], env: Record<string, string | un
   if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined))
     return '--preflight METHOD describes an OPTIONS request with --origin'
   if (values['preflight-headers'] !== undefined && values.preflight === undefined) return '--preflight-headers goes with --preflight'
+  if ((values.dpop !== undefined || values['client-cert'] !== undefined) && token === undefined) return '--dpop and --client-cert go with --token'
+  if (values.sender !== undefined && claims === undefined) return '--sender goes with --claims'
+  const sender = values.sender?.split(',').map((s) => s.trim())
+  if (sender?.some((s) => s !== 'dpop' && s !== 'mtls')) return '--sender takes dpop, mtls or dpop,mtls'
+  let clientCertificate: string | undefined
+  if (values['client-cert'] !== undefined) {
+    const read = messageIfThrown(() => readFileSync(values['client-cert']!, 'utf8'))
+    if (read.startsWith('cannot') || !read.includes('-----BEGIN')) return `--client-cert needs a PEM certificate file: ${read.split('\n')[0]}`
+    clientCertificate = read
+  }
   const preflight =
     values.preflight === undefined
       ? undefined
@@ -194,7 +222,19 @@ export function explainArguments(args: string[], env: Record<string, string | un
             .filter(Boolean),
         }
   return {
-    options: { policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight },
+    options: {
+      policyFile,
+      method,
+      target: positionals[1]!,
+      host: values.host,
+      token,
+      claims,
+      origin: values.origin,
+      preflight,
+      ...(values.dpop !== undefined ? { dpop: values.dpop } : {}),
+      ...(clientCertificate ? { clientCertificate } : {}),
+      ...(sender ? { sender: sender as Array<'dpop' | 'mtls'> } : {}),
+    },
     json: values.json === true,
   }
 }
@@ -218,15 +258,7 @@ async function evaluate(policy: CompiledPolicy, options: ExplainOptions): Promis
   // it, where the proxy answers 503 for a kid the IdP may have published since.
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(
-    policy,
-    options.method,
-    options.host,
-    options.target,
-    credentialsOf(options.token, claims, route, options.target),
-    decision,
-    preflightOf(options),
-  )
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options, claims, route, policy), decision, preflightOf(options))
   return { decision, claims }
 }
 
@@ -235,22 +267,39 @@ function preflightOf(options: ExplainOptions): Preflight | undefined {
   return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
 }
 
-/** A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route says otherwise. */
-function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined, route: Route | undefined, target: string): Credentials {
-  if (claims) return { claims }
+/**
+ * A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route
+ * says otherwise, `Authorization: DPoP` with --dpop. The request comes to the policy's listener
+ * (https with listen.tls) at --host, with --client-cert's certificate.
+ */
+function credentialsOf(options: ExplainOptions, claims: Record<string, unknown> | undefined, route: Route | undefined, policy: CompiledPolicy): Credentials {
+  const { token, target } = options
+  if (claims) return { claims, ...(options.sender ? { sender: options.sender } : {}) }
   // No token anywhere: what a request without a token gets.
   if (token === undefined) return { rawHeaders: [], url: target }
+  const binding = { origin: originOf(options, policy), certificate: options.clientCertificate && certificateThumbprint(options.clientCertificate) }
+  const request = { url: target, method: options.method, binding }
+  if (options.dpop !== undefined) return { rawHeaders: ['authorization', `DPoP ${token}`, 'dpop', options.dpop], ...request }
   const source = route?.auth?.sources.all[0]
   switch (source?.kind) {
     case 'cookie':
-      return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
+      return { rawHeaders: ['cookie', `${source.name}=${token}`], ...request }
     case 'query':
-      return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
+      return { rawHeaders: [], ...request, url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
     case 'header':
-      return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
+      return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], ...request }
     default:
-      return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
+      return { rawHeaders: ['authorization', `Bearer ${token}`], ...request }
   }
+}
+
+/** The scheme and authority a client would address: the listener's scheme, --host (localhost without one). */
+function originOf(options: ExplainOptions, policy: CompiledPolicy): string {
+  return `${policy.listen.tls ? 'https' : 'http'}://${options.host ?? 'localhost'}`
+}
+
+function certificateThumbprint(pem: string): string {
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('base64url')
 }
 
 function capitalized(text: string): string {
@@ -276,7 +325,7 @@ function explanationOf(
       route && path !== undefined && !decision.preflight
         ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) }
         : null,
-    requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
+    requires: route ? requirementOf(policy, route, document.routes[route.index]!, options) : null,
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
@@ -302,6 +351,7 @@ function outcome(
   const denial = decision.denial ?? decision.reported
   const forwarded = {
     ...(identity ? { issuer: identity.issuer.name } : {}),
+    ...(identity?.bound ? { bound: identity.bound } : {}),
     identity_headers: identityHeadersOf(decision),
     authorization_forwarded: route?.forwardToken ?? false,
   }
@@ -376,13 +426,50 @@ function routeFacts(route: Route, spec: RouteDocument): RouteFacts {
   return { name: route.name, index: route.index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
-function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument): Requirement {
+/** What a request must bring for a bound token on this route: what src/auth/binding.ts and dpop.ts check. */
+function bindingFacts(
+  policy: CompiledPolicy,
+  route: Route,
+  options: ExplainOptions,
+): Pick<Requirement & { auth: 'token' }, 'binding' | 'dpop_proof' | 'client_certificate'> {
+  const binding = route.auth?.binding
+  const env = policy.auth.binding
+  if (!binding || !env) return {}
+  const rules = [...binding.rules].map(([issuer, rule]) => ({ issuer: issuer.name, method: rule.method, required: rule.required }))
+  const { dpop } = env
+  const proof = {
+    authorization: 'DPoP <token>',
+    header: `exactly one DPoP header, at most ${dpop.maxProofBytes} bytes`,
+    typ: 'dpop+jwt',
+    alg: `one of ${dpop.algs}`,
+    jwk: "the client's public key (no private members); its RFC 7638 thumbprint is the token's cnf.jkt",
+    htm: options.method,
+    htu: `${originOf(options, policy)}${splitTarget(options.target).path} (query and fragment ignored)`,
+    iat: `within ${dpop.maxAgeMs / 1000}s of now`,
+    jti: 'unique: a proof is accepted once',
+    ath: options.token !== undefined ? accessTokenHash(options.token) : 'base64url SHA-256 of the access token',
+    ...(dpop.nonces ? { nonce: 'the newest nonce the gateway sent in DPoP-Nonce' } : {}),
+  }
+  return {
+    binding: rules,
+    ...(binding.dpop ? { dpop_proof: proof } : {}),
+    ...(rules.some((r) => r.method === 'mtls' || r.method === 'any')
+      ? {
+          client_certificate:
+            "the certificate whose SHA-256 thumbprint is the token's cnf.x5t#S256, on the TLS connection or in a trusted proxy's client_certificate_header",
+        }
+      : {}),
+  }
+}
+
+function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument, options: ExplainOptions): Requirement {
   if (!route.auth || spec.auth === 'none') return { auth: 'none' }
   const sources = route.auth.sources.all
   const usual = sources.length === 1 && sources[0]!.kind === 'header' && sources[0]!.name === 'authorization' && sources[0]!.prefix === 'bearer '
   return {
     auth: 'token',
     ...(spec.auth.optional ? { optional: true as const } : {}),
+    ...bindingFacts(policy, route, options),
     ...(usual ? {} : { token_sources: sources.map((s) => ({ from: s.what, forwarded: s.kind !== 'query' && route.forwardToken })) }),
     ...treeOf(policy, spec.auth),
   }
@@ -439,6 +526,7 @@ export function renderExplanation(e: Explanation): string {
   if (e.token)
     put('token', ...('error' in e.token ? [e.token.error] : [`header ${JSON.stringify(e.token.header)}`, `claims ${JSON.stringify(e.token.claims)}`]))
   put('decision', ...decisionLines(e))
+  if (e.bound) put('binding', e.bound === 'none' ? 'the token is not sender-constrained' : `the token is sender-constrained: ${e.bound}`)
   if (e.cors_headers)
     put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
   return out.join('\n') + '\n'
@@ -462,7 +550,13 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
-  const tree = [...treeLines(r), ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : [])]
+  const tree = [
+    ...treeLines(r),
+    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
+    ...(r.binding ? r.binding.map((b) => `binding ${b.method} for ${b.issuer}${b.required ? ' (required: unbound tokens refused)' : ''}`) : []),
+    ...(r.dpop_proof ? ['a DPoP-bound token comes with a DPoP proof:', ...Object.entries(r.dpop_proof).map(([k, v]) => `  ${k}: ${v}`)] : []),
+    ...(r.client_certificate ? [`a certificate-bound token comes with ${r.client_certificate}`] : []),
+  ]
   return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
 }
 

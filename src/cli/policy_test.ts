@@ -10,6 +10,8 @@
 //       route: orders-admin                  # optional: the name of the route that matches
 //       upstream: orders                     # optional: the upstream the route sends it to
 //       headers: { x-user-id: alice, x-user-roles: null }   # identity headers; null: must be absent
+//       sender: [dpop]                       # optional: the request proves a bound token's key with a
+//                                            # valid DPoP proof (dpop) and/or its certificate (mtls)
 //     - request: OPTIONS /api/orders         # a CORS preflight (no token): allow means the
 //       preflight: { origin: https://app.example.com, method: PUT, headers: [authorization] }
 //       expect: allow                        # gateway answers it with 204, cors_rejected that it refuses
@@ -73,6 +75,12 @@ const REASONS = [
   'cors_rejected',
   'https_required',
   'body_too_large',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
+  'proof_replayed',
+  'proof_replay_unavailable',
+  'binding_mismatch',
+  'unbound_token',
 ] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}
@@ -96,6 +104,8 @@ export interface TestCase {
   headers?: Record<string, string | null>
   /** A CORS preflight: its Origin and Access-Control-Request-* headers. */
   preflight?: Preflight
+  /** What the request proves of a bound token (see VerifiedClaims in src/auth/authenticate.ts). */
+  sender?: ReadonlyArray<'dpop' | 'mtls'>
 }
 
 /** One case's outcome: what failed (empty when it passed) and what the gateway decided. */
@@ -169,8 +179,9 @@ async function evaluate(policy: CompiledPolicy, c: TestCase): Promise<Decision> 
 
 async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Credentials> {
   if (!c.token) return { rawHeaders: [] }
-  if (!c.token.inline) return { claims: c.token.claims }
-  return { claims: withRouteDefaults(c.token.claims, await routeFor(policy, c.method, c.host, c.target)) }
+  const sender = c.sender ? { sender: c.sender } : {}
+  if (!c.token.inline) return { claims: c.token.claims, ...sender }
+  return { claims: withRouteDefaults(c.token.claims, await routeFor(policy, c.method, c.host, c.target)), ...sender }
 }
 
 /** What is wrong with the decision, one phrase per unmet expectation; empty when it passes. */
@@ -234,6 +245,13 @@ const CASE_SCHEMA = {
     route: { type: 'string', minLength: 1, description: 'the name of the route that matches (its name:, or the one derived from methods, host and path)' },
     upstream: { type: 'string', minLength: 1 },
     headers: { type: 'object', additionalProperties: SCALAR },
+    sender: {
+      type: 'array',
+      items: { enum: ['dpop', 'mtls'] },
+      uniqueItems: true,
+      description:
+        'what the request proves of a bound token: a valid DPoP proof for its cnf.jkt (dpop), the certificate of its cnf.x5t#S256 (mtls); none: a bearer request',
+    },
     preflight: {
       type: 'object',
       properties: {
@@ -272,6 +290,7 @@ interface TestFileDocument {
     route?: string
     upstream?: string
     headers?: Record<string, unknown>
+    sender?: Array<'dpop' | 'mtls'>
     preflight?: { origin: string; method: string; headers?: string[] }
   }>
 }
@@ -350,6 +369,7 @@ function caseOf(
     upstream: spec.upstream,
     headers,
     ...(preflight ? { preflight } : {}),
+    ...(spec.sender ? { sender: spec.sender } : {}),
   }
 }
 

@@ -24,6 +24,7 @@ import { forward, routeForwarding, type Forwarder, type GatewayRequest, type Rou
 import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
+import { clientCertificateOptions } from '../policy/tls_files.js'
 
 export interface GatewayApp {
   app: FastifyInstance
@@ -67,6 +68,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
           https: {
             cert: policy.listen.tls.cert,
             key: policy.listen.tls.key,
+            ...clientCertificateOptions(policy.listen.tls),
             maxHeaderSize: policy.maxHeaderBytes,
             ...serverOptions(policy.clientLimits),
             // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).

@@ -141,6 +141,8 @@ class GatewayExchange extends UpstreamExchange {
     // A connection cannot carry the next request before this one's body is read: answered
     // early (the upstream did not read it all), it is closed after the answer.
     if (!request.raw.complete) out.connection = 'close'
+    // RFC 9449 §8.2: a client whose proof used an older nonce learns the newest with the answer.
+    if (state.identity?.nextNonce) out['dpop-nonce'] = state.identity.nextNonce
     this.forwarder.finishHeaders(out, request, state)
     return out
   }

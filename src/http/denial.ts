@@ -30,6 +30,12 @@ export type DenyReason =
   | 'cors_rejected' // 403: a CORS preflight for an origin, method or header the route's cors does not allow
   | 'https_required' // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
   | 'body_too_large' // 413: the request body is larger than the route's max_body_bytes
+  | 'invalid_dpop_proof' // 401: the DPoP proof is missing, malformed or does not fit this request and token (RFC 9449 §4.3)
+  | 'use_dpop_nonce' // 401: the DPoP proof needs the server nonce handed out in DPoP-Nonce (RFC 9449 §8)
+  | 'proof_replayed' // 401: a DPoP proof (its jti) used a second time
+  | 'proof_replay_unavailable' // 503: the DPoP proof replay cache cannot record the proof (redis down with fail_closed, or full)
+  | 'binding_mismatch' // 401: the token is bound to a key or certificate this request does not prove, or it was sent as a bearer token
+  | 'unbound_token' // 401: the route requires a sender-constrained token; this one is not bound
 
 export interface Denial {
   status: 308 | 400 | 401 | 403 | 404 | 413 | 503
@@ -42,6 +48,13 @@ export interface Denial {
   location?: string
   /** For 503: when to try again, in seconds, when the cause knows (Retry-After); 5 otherwise. */
   retryAfterS?: number
+  /** For use_dpop_nonce: the nonce the client must put in its next proof (the DPoP-Nonce header). */
+  nonce?: string
+  /**
+   * On a route that accepts DPoP-bound tokens: the DPoP challenge's `algs`, whether Bearer
+   * tokens are accepted too (then both challenges), and whether the client used the DPoP scheme.
+   */
+  dpop?: { algs: string; bearer: boolean; used: boolean }
   /**
    * The check of the token that failed, with what the token had: for `jwtgate explain` and
    * `jwtgate test`. Never sent to the client or logged, since it holds the token's claims.
@@ -140,6 +153,12 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   cors_rejected: 403,
   https_required: 403,
   body_too_large: 413,
+  invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
+  proof_replayed: 401,
+  proof_replay_unavailable: 503,
+  binding_mismatch: 401,
+  unbound_token: 401,
 }
 
 export function isDenial(value: unknown): value is Denial {
@@ -155,7 +174,8 @@ export function challenge(denial: Denial): string | undefined {
   const realm = 'Bearer realm="jwtgate"'
   switch (denial.status) {
     case 401:
-      if (denial.reason === 'missing_token') return realm
+      // A refusal of the DPoP proof, or of a token sent with the DPoP scheme, is said in the DPoP challenge.
+      if (denial.reason === 'missing_token' || (denial.dpop && (denial.dpop.used || DPOP_ERRORS[denial.reason]))) return realm
       return `${realm}, error="invalid_token", error_description="${quoted(denial.description)}"`
     case 403:
       // Refusals that are not about the token carry no challenge.
@@ -174,6 +194,28 @@ export function challenge(denial: Denial): string | undefined {
     default:
       return undefined
   }
+}
+
+const DPOP_ERRORS: Partial<Record<DenyReason, string>> = {
+  invalid_dpop_proof: 'invalid_dpop_proof',
+  proof_replayed: 'invalid_dpop_proof',
+  use_dpop_nonce: 'use_dpop_nonce',
+}
+
+/**
+ * RFC 9449 §7.1: the DPoP challenge of a 401 on a route that accepts DPoP-bound tokens, with the
+ * proof algorithms it takes. It carries the error when the proof was refused, or when the token
+ * came with the DPoP scheme; otherwise the Bearer challenge does. Where the route also takes
+ * bearer tokens, both challenges are sent (§7.2).
+ */
+export function dpopChallenge(denial: Denial): string | undefined {
+  if (!denial.dpop || denial.status !== 401) return undefined
+  const algs = `algs="${denial.dpop.algs}"`
+  // Where bearer tokens are not accepted, the DPoP challenge is the only one: it says what was wrong.
+  const tokenError = (denial.dpop.used || !denial.dpop.bearer) && denial.reason !== 'missing_token'
+  const error = DPOP_ERRORS[denial.reason] ?? (tokenError ? 'invalid_token' : undefined)
+  if (!error) return `DPoP realm="jwtgate", ${algs}`
+  return `DPoP realm="jwtgate", error="${error}", error_description="${quoted(denial.description)}", ${algs}`
 }
 
 // RFC 6750 §3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.

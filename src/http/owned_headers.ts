@@ -46,6 +46,12 @@ const FORWARDING: readonly string[] = ['forwarded']
 /** Where a token reaches the gateway by default (RFC 6750 §2.1, §2.2 and cookies). */
 export const TOKEN_CARRIERS: readonly string[] = ['authorization', 'cookie']
 
+/**
+ * RFC 9449's proof header: read by the gateway on routes that check DPoP proofs, and not passed
+ * on from them unless the route says `forward_dpop_proof`. It never carries a token or a claim.
+ */
+export const DPOP_PROOF = 'dpop'
+
 /** The message's own framing and addressing: whoever changes them changes what the request is. */
 const MESSAGE_HEADERS: readonly string[] = ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection']
 
@@ -88,6 +94,7 @@ const OWNED: ReadonlySet<string> = new Set([
   ...TRACE_CONTEXT,
   ...FORWARDING,
   ...PATH_AND_METHOD_OVERRIDES,
+  DPOP_PROOF,
 ])
 
 /** Whether a header, in either spelling, is the gateway's or the protocol's: no claim or payload may be written into it. */

@@ -4,7 +4,7 @@
 // the same code the access log and the metrics show.
 import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
-import { challenge, isFailure, type ErrorAnswer } from './denial.js'
+import { challenge, dpopChallenge, isFailure, type ErrorAnswer } from './denial.js'
 
 // A Retry-After for 503 whose cause does not say when: the causes (keys or the revocation list
 // unavailable) are retried in the background, so a client may try again soon. A denial that
@@ -18,8 +18,8 @@ const RETRY_AFTER_S = 5
 export const REQUEST_ID_HEADER = 'x-request-id'
 
 /** The response headers of an error answer, by lower-case name. */
-export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
-  const headers: Record<string, string> = { 'cache-control': 'no-store', 'content-type': 'application/json' }
+export function errorHeaders(answer: ErrorAnswer): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = { 'cache-control': 'no-store', 'content-type': 'application/json' }
   if (isFailure(answer)) {
     // The rest of a slow client's request is not waited for.
     if (answer.reason === 'request_timeout') headers.connection = 'close'
@@ -28,7 +28,12 @@ export function errorHeaders(answer: ErrorAnswer): Record<string, string> {
   }
   // RFC 6750 §3: the challenge says what was wrong with the token, if anything.
   const header = challenge(answer)
-  if (header) headers['www-authenticate'] = header
+  const dpop = dpopChallenge(answer)
+  if (dpop) {
+    // RFC 9449 §7.2: both schemes' challenges where both are accepted.
+    headers['www-authenticate'] = header && answer.dpop?.bearer ? [dpop, header] : dpop
+    if (answer.nonce) headers['dpop-nonce'] = answer.nonce
+  } else if (header) headers['www-authenticate'] = header
   if (answer.status === 503) headers['retry-after'] = String(answer.retryAfterS ?? RETRY_AFTER_S)
   if (answer.location) headers.location = answer.location
   // The client may be sending the body still: do not read it to keep the connection.
@@ -62,6 +67,6 @@ export function rawError(answer: ErrorAnswer, requestId: string): string {
   const body = errorBody(answer, requestId)
   const headers = { ...errorHeaders(answer), [REQUEST_ID_HEADER]: requestId, connection: 'close', 'content-length': String(Buffer.byteLength(body)) }
   let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n`
-  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
+  for (const [name, value] of Object.entries(headers)) for (const one of typeof value === 'string' ? [value] : value) head += `${name}: ${one}\r\n`
   return `${head}\r\n${body}`
 }

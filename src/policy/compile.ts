@@ -5,11 +5,16 @@
 import { createHash } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
+import type { IncomingMessage } from 'node:http'
+import type { BindingEnvironment } from '../auth/binding.js'
+import { compileDpop, type CompiledDpop } from '../auth/dpop_config.js'
 import { compileIssuers, requiredForReadiness } from '../auth/issuer_config.js'
+import { MemoryProofReplay, type ProofReplay } from '../auth/replay.js'
 import { TokenCache } from '../auth/token_cache.js'
 import { markSecretParameters } from '../http/urls.js'
 import { compileCors } from '../proxy/cors.js'
-import { compileHttpsRule } from '../proxy/https_only.js'
+import { clientCertificate, type ClientCertificateRule } from '../proxy/client_certificate.js'
+import { compileHttpsRule, requestOrigin, type HttpsRule } from '../proxy/https_only.js'
 import { compileIdentityDefaults } from '../proxy/identity_config.js'
 import { compileUpstreams } from '../proxy/upstream.js'
 import { compileRevocation } from '../revocation/config.js'
@@ -25,7 +30,7 @@ import { readPolicyDraft, type Env, type PolicySource } from './load.js'
 import { filesReadAtLoad } from './policy_files.js'
 import { PolicyError, type OnProblem } from './problems.js'
 import { AddressSchema, PolicySchema, type PolicyDocument, type RouteDocument } from './schema.js'
-import { compileListenTls } from './tls_files.js'
+import { compileListenTls, type ListenTls } from './tls_files.js'
 
 export type { ClientLimits, CompiledPolicy, Route, Upstream } from './compiled.js'
 
@@ -117,6 +122,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   const leftOut = source.leftOut
   const specs = leftOut ? doc.routes.map((spec, i) => (leftOut.routes.has(i) ? undefined : spec)) : doc.routes
   checkReplayAcrossWorkers(doc, specs, problem)
+  const dpop = compileDpop(doc.dpop, source, workerCount(doc.workers ?? DEFAULT.workers), problem, previous?.auth.binding?.dpop)
 
   const identity = compileIdentityDefaults(doc, problem)
   const candidates: RouteCandidate<Route>[] = []
@@ -145,7 +151,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
   const routes =
     candidates.length === doc.routes.length ? yield* routeTable(candidates, doc, problem) : yield* unreachableAmong(candidates, failed, doc, problem)
 
-  if (problems.list.length || !routes || listenTls === undefined || !https) {
+  if (problems.list.length || !routes || listenTls === undefined || !https || !dpop) {
     for (const issuer of issuers.values()) if (previous?.issuers.get(issuer.name) !== issuer) issuer.stop()
     throw new PolicyError(problems.list)
   }
@@ -194,9 +200,35 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
           ? previous.auth.tokens
           : new TokenCache(cacheEntries, cacheBytes),
       revocation: revocation?.store ?? null,
+      binding: bindingEnvironment(dpop, https, listenTls, doc, revocation?.store.proofReplay(dpop.replayEntries) ?? keptReplay(previous, dpop)),
     },
     revocation: revocation ?? null,
   })
+}
+
+/**
+ * What binding checks need of the gateway: DPoP settings, where used proofs are remembered, and
+ * how a request's origin and client certificate are read (behind trusted_proxies as they say).
+ */
+function bindingEnvironment(dpop: CompiledDpop, https: HttpsRule, tls: ListenTls | null, doc: PolicyDocument, replay: ProofReplay): BindingEnvironment {
+  const header = doc.client_certificate_header
+  const certificates: ClientCertificateRule = {
+    verifiedOnly: !!tls?.clientCertificates?.ca,
+    header: header ? { name: header.name.toLowerCase(), format: header.format } : null,
+    https,
+  }
+  return {
+    dpop: dpop.settings,
+    replay,
+    origin: (request) => requestOrigin(request as IncomingMessage, https),
+    certificate: (request) => clientCertificate(request as IncomingMessage, certificates),
+  }
+}
+
+/** The running policy's in-memory proof cache when it is the same size: a reload must not make used proofs new again. */
+function keptReplay(previous: CompiledPolicy | undefined, dpop: CompiledDpop): ProofReplay {
+  const running = previous?.auth.binding?.replay
+  return running instanceof MemoryProofReplay && running.maxEntries === dpop.replayEntries ? running : new MemoryProofReplay(dpop.replayEntries)
 }
 
 /** deepFreeze, a list item at a time: the redacted copy of a large policy is as large as its document. */

@@ -1,6 +1,8 @@
 // One entry of the policy's `routes:` compiled: its matchers, upstream, requirement, token
 // sources, identity headers, CORS rule and limits, assembled from the section compilers.
 import type { AuthRule } from '../auth/authenticate.js'
+import { routeBinding } from '../auth/binding.js'
+import { compileBinding } from '../auth/issuer_config.js'
 import type { Issuer } from '../auth/issuer.js'
 import { IssuerSet } from '../auth/issuer_set.js'
 import { compileRequirement } from '../auth/requirement.js'
@@ -15,7 +17,7 @@ import { defaultsOf } from './defaults.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { RouteSchema, type RouteDocument } from './schema.js'
 
-const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'mode', 'websocket', 'allow_ambiguous_paths'])
+const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths'])
 
 /** The names the policy declares, compiled or not (see compile.ts declaredNames). */
 export interface Declared {
@@ -73,8 +75,10 @@ export function compileRoute(
   let auth: AuthRule | null = null
   if (spec.auth !== 'none') {
     const requirement = compileRequirement(spec.auth, [...at, 'auth'], ctx)
+    // The route's own binding replaces each issuer's.
+    const binding = routeBinding(compileBinding(spec.auth.binding), requirement?.issuers ?? [])
     // Sources are read for every issuer the requirement accepts somewhere in its tree.
-    const sources = compileRouteTokenSources(spec.token_sources, requirement?.issuers ?? [], fail)
+    const sources = compileRouteTokenSources(spec.token_sources, requirement?.issuers ?? [], fail, binding?.dpop ?? false)
     if (requirement && sources) {
       auth = {
         issuers: new IssuerSet(requirement.issuers),
@@ -82,6 +86,7 @@ export function compileRoute(
         requirement,
         ...(spec.auth.optional ? { optional: true } : {}),
         ...(spec.replay_protection ? { replayProtection: true } : {}),
+        ...(binding ? { binding } : {}),
       }
     } else {
       ok = false
@@ -112,6 +117,8 @@ export function compileRoute(
   }
   if (!ok || !matcher || !upstream || !identity) return undefined
   const forwardToken = spec.forward_token ?? DEFAULT.forward_token
+  // A proof is for the gateway, like the token: kept from the upstream where the gateway checks proofs.
+  const withholdProof = auth?.sources.dpop === true && !(spec.forward_dpop_proof ?? DEFAULT.forward_dpop_proof)
   const route: Route = deepFreeze({
     index,
     name,
@@ -124,7 +131,7 @@ export function compileRoute(
     websocket: spec.websocket ?? DEFAULT.websocket,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
     allowAmbiguousPaths: spec.allow_ambiguous_paths ?? DEFAULT.allow_ambiguous_paths,
-    headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip),
+    headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip, withholdProof),
   })
   return { ...matcher, value: route }
 }

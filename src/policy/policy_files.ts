@@ -46,7 +46,7 @@ export function readSecretBesidePolicy(files: PolicyFiles, file: string, at: Doc
  */
 export function filesReadAtLoad(policyFile: string, doc: PolicyDocument): string[] {
   const files = Object.values(doc.issuers ?? {}).flatMap((i) => [i.secret_file, ...(i.secrets ?? []).map((s) => s.secret_file)])
-  files.push(doc.revocation?.admin_token_file)
+  files.push(doc.revocation?.admin_token_file, doc.dpop?.nonce?.secret_file, doc.listen.tls?.client_certificates?.ca_file)
   for (const tls of [doc.listen.tls, ...Object.values(doc.upstreams).map((u) => u.tls)]) {
     files.push(tls?.cert_file, tls?.key_file, tls && 'ca_file' in tls ? tls.ca_file : undefined)
   }

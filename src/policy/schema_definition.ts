@@ -7,7 +7,7 @@
 // (defaults.ts) and checked against docs/policy.md; a secret field carries `secret` (secrets.ts),
 // which is all GET /config needs to redact it.
 import Type, { type Static, type TSchema } from 'typebox'
-import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
+import { ASYMMETRIC_ALGORITHMS, DPOP_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
 
 /** A string enum that validates as `{type: string, enum}` so errors read "must be one of …". */
 function StringEnum<T extends string[]>(values: [...T], options: object = {}) {
@@ -23,7 +23,7 @@ function NamedMap<V extends TSchema>(key: TSchema, value: V, options: object = {
 }
 
 // Durations are written "500ms", "30s", "10m", "1h" or as a plain number of seconds.
-function Duration(options: { default?: string } = {}) {
+function Duration(options: { default?: string; description?: string } = {}) {
   return Type.Union([Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }), Type.Number({ minimum: 0 })], {
     description: 'a duration such as 500ms, 30s, 10m or 1h, or a number of seconds',
     ...options,
@@ -69,8 +69,26 @@ const Listen = Type.Object(
         {
           cert_file: PemFile,
           key_file: PemFile,
+          client_certificates: Type.Optional(
+            Type.Object(
+              {
+                ca_file: Type.Optional(PemFile),
+                required: Type.Optional(
+                  Type.Boolean({ default: false, description: 'true: a client without a certificate the CA signed cannot connect (needs ca_file)' }),
+                ),
+              },
+              {
+                additionalProperties: false,
+                description:
+                  'ask clients for a TLS certificate, for certificate-bound tokens (RFC 8705); with ca_file only certificates it signed count, without it any certificate the client holds the key of',
+              },
+            ),
+          ),
         },
-        { additionalProperties: false, description: 'terminate TLS: the certificate chain and its private key, re-read when they change' },
+        {
+          additionalProperties: false,
+          description: 'terminate TLS: the certificate chain and its private key, re-read when they change; client_certificates asks clients for theirs',
+        },
       ),
     ),
   },
@@ -115,6 +133,18 @@ const IssuerSecret = Type.Object(
     secret_file: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false, description: 'a shared HMAC secret (secret or secret_file), with the kid of its tokens if they carry one' },
+)
+
+// Sender-constrained tokens: which proof of possession a token's cnf is checked with.
+const Binding = Type.Object(
+  {
+    method: StringEnum(['dpop', 'mtls', 'any', 'none'], {
+      description:
+        'dpop: cnf.jkt checked against a DPoP proof (RFC 9449); mtls: cnf.x5t#S256 against the client certificate (RFC 8705); any: either; none: cnf is not looked at',
+    }),
+    required: Type.Optional(Type.Boolean({ default: false, description: 'true: a token that is not bound is refused (unbound_token)' })),
+  },
+  { additionalProperties: false, description: 'sender-constrained tokens: a bound token is always checked; required refuses unbound ones' },
 )
 
 const Issuer = Type.Object(
@@ -166,6 +196,7 @@ const Issuer = Type.Object(
     require_exp: Type.Optional(Type.Boolean({ default: true })),
     jwks: Type.Optional(JwksTuning),
     optional_at_startup: Type.Optional(Type.Boolean({ default: false })),
+    binding: Type.Optional(Binding),
   },
   { additionalProperties: false },
 )
@@ -287,6 +318,7 @@ const RouteAuth = Type.Union(
         optional: Type.Optional(
           Type.Boolean({ description: 'a request without a token is forwarded anonymously; a token that is sent must meet the requirement' }),
         ),
+        binding: Type.Optional(Binding),
       },
       { additionalProperties: false },
     ),
@@ -335,6 +367,7 @@ const Route = Type.Object(
     upstream: Name,
     auth: RouteAuth,
     forward_token: Type.Optional(Type.Boolean({ default: false })),
+    forward_dpop_proof: Type.Optional(Type.Boolean({ default: false, description: 'pass the DPoP header on to the upstream' })),
     token_sources: Type.Optional(TokenSources()),
     replay_protection: Type.Optional(Type.Boolean({ default: false })),
     mode: Type.Optional(
@@ -388,6 +421,63 @@ const Revocation = Type.Object(
     admin_token_file: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
+)
+
+// DPoP proofs (RFC 9449), for issuers and routes whose binding is dpop or any.
+const Dpop = Type.Object(
+  {
+    algorithms: Type.Optional(
+      Type.Array(StringEnum([...DPOP_ALGORITHMS]), {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'],
+        description: 'the algorithms a proof may be signed with; asymmetric only',
+      }),
+    ),
+    proof_max_age: Type.Optional(Duration({ default: '60s', description: "how far a proof's iat may be from the gateway's clock, either way" })),
+    max_proof_bytes: Type.Optional(Type.Integer({ minimum: 512, maximum: 16_384, default: 4096, description: 'the largest DPoP header; larger gets 401' })),
+    replay_cache: Type.Optional(
+      Type.Object(
+        {
+          max_entries: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 10_000_000,
+              default: 100_000,
+              description: 'proofs remembered in memory (per process, when revocation.backend is not redis); when full, new proofs get 503',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    nonce: Type.Optional(
+      Type.Object(
+        {
+          secret: Type.Optional(Type.String({ minLength: 32, secret: true })),
+          secret_file: Type.Optional(Type.String({ minLength: 1 })),
+          lifetime: Type.Optional(Duration({ default: '5m', description: 'how long a nonce handed out is accepted' })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'require server nonces in proofs (RFC 9449 §9); the secret (32 bytes or more) must be the same on every replica; without one, each process makes its own',
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+// Behind a TLS-terminating proxy: where it passes the client certificate on (RFC 8705 bindings).
+const ClientCertificateHeader = Type.Object(
+  {
+    name: HeaderName,
+    format: StringEnum(['xfcc', 'pem'], {
+      description: "xfcc: Envoy's x-forwarded-client-cert (Hash or Cert); pem: a URL-encoded PEM certificate (nginx $ssl_client_escaped_cert, AWS ALB)",
+    }),
+  },
+  { additionalProperties: false, description: 'read only from trusted_proxies; removed from every request before forwarding' },
 )
 
 export const PolicySchema = Type.Object(
@@ -498,6 +588,15 @@ export const PolicySchema = Type.Object(
       ),
     ),
     revocation: Type.Optional(Revocation),
+    dpop: Type.Optional(Dpop),
+    client_certificate_header: Type.Optional(ClientCertificateHeader),
+    binding_header: Type.Optional(
+      Type.String({
+        pattern: TOKEN,
+        minLength: 1,
+        description: 'a header telling the upstream how the token was sender-constrained: dpop, mtls, "dpop mtls" or none',
+      }),
+    ),
     log: Type.Optional(
       Type.Object(
         {
@@ -543,10 +642,15 @@ export type ClaimConditionDocument = Static<typeof ClaimCondition>
 export type RouteRequirementDocument = Exclude<RouteAuthDocument, 'none'>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>
 export type TokenSourceDocument = Static<typeof TokenSource>
+export type BindingDocument = Static<typeof Binding>
+export type DpopDocument = Static<typeof Dpop>
+export type ClientCertificateHeaderDocument = Static<typeof ClientCertificateHeader>
 
 // The sections whose fields have defaults, for defaultsOf() in the compilers beside their code.
 export {
   Address as AddressSchema,
+  Binding as BindingSchema,
+  Dpop as DpopSchema,
   Cors as CorsSchema,
   IdentityHeaderObject as IdentityHeaderObjectSchema,
   Issuer as IssuerSchema,

@@ -10,7 +10,9 @@ import type { DocPath, OnProblem } from './problems.js'
 export interface ListenTls {
   cert: Buffer
   key: Buffer
-  /** sha256 of both files: a reload swaps the server's context only when it changed. */
+  /** `client_certificates`: clients are asked for a certificate; `ca` verifies them, `required` refuses a handshake without one it verified. */
+  clientCertificates: { ca: Buffer | null; required: boolean } | null
+  /** sha256 of the files: a reload swaps the server's context only when it changed. */
   hash: string
 }
 
@@ -23,7 +25,7 @@ export interface UpstreamTls {
 }
 
 export function compileListenTls(
-  spec: { cert_file: string; key_file: string } | undefined,
+  spec: { cert_file: string; key_file: string; client_certificates?: { ca_file?: string; required?: boolean } } | undefined,
   files: PolicyFiles,
   problem: OnProblem,
 ): ListenTls | null | undefined {
@@ -31,8 +33,33 @@ export function compileListenTls(
   const at: DocPath = ['listen', 'tls']
   const cert = readCertificates(files, spec.cert_file, [...at, 'cert_file'], problem)
   const key = readKey(files, spec.key_file, [...at, 'key_file'], problem)
+  const clients = spec.client_certificates
+  let clientCertificates: ListenTls['clientCertificates'] = null
+  if (clients) {
+    const ca = clients.ca_file === undefined ? null : readCertificates(files, clients.ca_file, [...at, 'client_certificates', 'ca_file'], problem)
+    if (ca === undefined) return undefined
+    // Without a CA, Node would verify client certificates against the public roots, which never sign them.
+    if (clients.required && !ca) {
+      problem([...at, 'client_certificates', 'required'], 'client_certificates.required needs the ca_file that signs the client certificates')
+      return undefined
+    }
+    clientCertificates = { ca, required: clients.required ?? false }
+  }
   if (!cert || !key || !keyMatches(cert, key, [...at, 'key_file'], problem)) return undefined
-  return { cert, key, hash: createHash('sha256').update(cert).update(key).digest('hex') }
+  const hash = createHash('sha256').update(cert).update(key)
+  if (clientCertificates?.ca) hash.update(clientCertificates.ca)
+  return { cert, key, clientCertificates, hash: hash.digest('hex') }
+}
+
+/**
+ * The TLS server options `client_certificates` asks for: a certificate requested from every
+ * client; refused in the handshake when required and not signed by the CA; otherwise the
+ * connection goes on and the certificate counts for a binding as listen.tls says.
+ */
+export function clientCertificateOptions(tls: ListenTls): { requestCert?: boolean; rejectUnauthorized?: boolean; ca?: Buffer } {
+  const clients = tls.clientCertificates
+  if (!clients) return {}
+  return { requestCert: true, rejectUnauthorized: clients.required, ...(clients.ca ? { ca: clients.ca } : {}) }
 }
 
 export function compileUpstreamTls(

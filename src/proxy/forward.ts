@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { TokenSources } from '../auth/token_sources.js'
 import { requestScheme, type HttpsRule } from './https_only.js'
 import { cookiesWithout } from './token_removal.js'
-import { HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY, TRACE_CONTEXT } from '../http/owned_headers.js'
+import { DPOP_PROOF, HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY, TRACE_CONTEXT } from '../http/owned_headers.js'
 import type { TraceHeaders } from '../tracing/tracing.js'
 
 /** Where a route forwards a normalized path. */
@@ -25,8 +25,13 @@ export interface HeaderCopy {
   stripIdentityHeaders: (headers: IncomingHttpHeaders) => void
 }
 
-/** Built once per route: `sources` are the route's token sources (undefined without auth). */
-export function headerCopy(sources: TokenSources | undefined, forwardToken: boolean, stripIdentityHeaders: HeaderCopy['stripIdentityHeaders']): HeaderCopy {
+/** Built once per route: `sources` are the route's token sources (undefined without auth); `withholdProof` leaves the DPoP header out. */
+export function headerCopy(
+  sources: TokenSources | undefined,
+  forwardToken: boolean,
+  stripIdentityHeaders: HeaderCopy['stripIdentityHeaders'],
+  withholdProof = false,
+): HeaderCopy {
   // Unless the route forwards its token, the headers that carry it are not copied either
   // (Authorization on a route without auth: a token meant for us is not the upstream's).
   const tokenHeaders = forwardToken ? [] : sources ? sources.headers.map((s) => s.name) : ['authorization']
@@ -34,6 +39,7 @@ export function headerCopy(sources: TokenSources | undefined, forwardToken: bool
   // is a token nobody checked: never passed on beside the verified one, whatever forward_token
   // says. (A route reading Authorization refuses one without its prefix: src/auth/extract.ts.)
   if (sources && !sources.headers.some((s) => s.name === 'authorization')) tokenHeaders.push('authorization')
+  if (withholdProof) tokenHeaders.push(DPOP_PROOF)
   const tokenCookies = !forwardToken && sources?.cookies.length ? sources.cookieNames : undefined
   return { skipped: new Set([...NOT_COPIED, ...tokenHeaders]), tokenCookies, stripIdentityHeaders }
 }

@@ -131,3 +131,10 @@ export async function serveChild(
   }
   return { proc, out, exited }
 }
+
+/** `jwtgate serve -c FILE` as a child, with or without an admin listener; resolves with the proxy's port once it listens. */
+export async function servePort(t: { teardown(fn: () => unknown): void }, file: string, env: Record<string, string> = {}): Promise<number> {
+  const listening = /jwtgate listening on https?:\/\/127\.0\.0\.1:(\d+)/
+  const child = await serveChild(t, file, { env, ready: listening })
+  return Number(listening.exec(child.out())![1])
+}
