@@ -69,6 +69,7 @@ const REASONS = [
   'cors_rejected',
   'https_required',
   'body_too_large',
+  'headers_too_large',
 ] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}

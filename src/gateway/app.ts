@@ -18,6 +18,7 @@ import { admit } from './admit.js'
 import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
 import { forward, routeForwarding, type Forwarder, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { serverFactory } from './listeners.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 
@@ -39,6 +40,8 @@ export interface GatewayApp {
 }
 
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
+  // With HTTP/2 in listen.protocols, the listener is built in ./listeners.ts (one server for both versions).
+  const factory = serverFactory(policy)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
@@ -57,18 +60,20 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     requestTimeout: policy.clientLimits.requestTimeoutMs,
     connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
-    ...(policy.listen.tls
-      ? {
-          https: {
-            cert: policy.listen.tls.cert,
-            key: policy.listen.tls.key,
-            maxHeaderSize: policy.maxHeaderBytes,
-            ...serverOptions(policy.clientLimits),
-            // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
-            handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
-          },
-        }
-      : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
+    ...(factory
+      ? { serverFactory: factory as never }
+      : policy.listen.tls
+        ? {
+            https: {
+              cert: policy.listen.tls.cert,
+              key: policy.listen.tls.key,
+              maxHeaderSize: policy.maxHeaderBytes,
+              ...serverOptions(policy.clientLimits),
+              // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
+              handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
+            },
+          }
+        : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
   const server = app.server as Server
   const pools = new UpstreamPools(policy)

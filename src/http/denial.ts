@@ -30,9 +30,10 @@ export type DenyReason =
   | 'cors_rejected' // 403: a CORS preflight for an origin, method or header the route's cors does not allow
   | 'https_required' // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
   | 'body_too_large' // 413: the request body is larger than the route's max_body_bytes
+  | 'headers_too_large' // 431: an HTTP/2 request's header list is over limits.max_header_bytes (HTTP/1.1's is refused by Node's parser)
 
 export interface Denial {
-  status: 308 | 400 | 401 | 403 | 404 | 413 | 503
+  status: 308 | 400 | 401 | 403 | 404 | 413 | 431 | 503
   reason: DenyReason
   /** Safe to show the client: says why, never echoes key material or the token. */
   description: string
@@ -112,6 +113,7 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   cors_rejected: 403,
   https_required: 403,
   body_too_large: 413,
+  headers_too_large: 431,
 }
 
 export function isDenial(value: unknown): value is Denial {

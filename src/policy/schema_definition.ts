@@ -53,10 +53,23 @@ const Address = Type.Object(
 // PEM files; a relative path is relative to the policy file's directory.
 const PemFile = Type.String({ minLength: 1, description: "a PEM file; relative to the policy file's directory" })
 
+// The HTTP versions a listener or an upstream speaks: HTTP/1.1, HTTP/2 in clear with prior
+// knowledge (h2c), HTTP/2 over TLS chosen by ALPN (h2).
+const Protocol = StringEnum(['http1', 'h2c', 'h2'])
+
 const Listen = Type.Object(
   {
     host: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0' })),
     port: Type.Integer({ minimum: 0, maximum: 65535 }),
+    protocols: Type.Optional(
+      Type.Array(Protocol, {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['http1'],
+        description:
+          'what the proxy listener speaks: http1, h2c (HTTP/2 in clear, prior knowledge; not with tls), h2 (HTTP/2 over TLS by ALPN; needs tls); http1 and h2c together share the port',
+      }),
+    ),
     tls: Type.Optional(
       Type.Object(
         {
@@ -182,6 +195,12 @@ const UpstreamHealth = Type.Object(
 const Upstream = Type.Object(
   {
     url: Type.String({ minLength: 1, secret: 'url_credentials' }),
+    protocol: Type.Optional(
+      StringEnum(['http1', 'h2c', 'h2'], {
+        default: 'http1',
+        description: 'how requests reach it: http1, h2c (HTTP/2 in clear, http:// url) or h2 (HTTP/2 over TLS, https:// url); gRPC routes need h2c or h2',
+      }),
+    ),
     health: Type.Optional(UpstreamHealth),
     // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
@@ -345,6 +364,12 @@ const Route = Type.Object(
     cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
     websocket: Type.Optional(
       Type.Boolean({ default: false, description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' }),
+    ),
+    grpc: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'the route carries gRPC: its upstream must speak HTTP/2 (protocol h2c or h2), checked at load',
+      }),
     ),
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
