@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger } from '../log.js'
 import { deny, fail } from '../http/denial.js'
-import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
+import { answeredStatus, REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import { limitBody } from '../proxy/body_limit.js'
@@ -127,6 +127,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   const forwarder: Forwarder = {
     pools,
     metrics,
+    policy: () => gateway.policy,
     finishHeaders: (headers, request, state) => {
       // Ours wins over an upstream's own (the forwarder keeps the upstream's names lower-cased).
       headers[REQUEST_ID_HEADER] = request.id
@@ -181,7 +182,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     done(null, payload)
   })
   app.addHook('onResponse', (request, reply, done) => {
-    gateway.record((request as GatewayRequest).jwtgate, request.id, request.raw.method ?? '', request.raw.url ?? '', reply.statusCode, reply.elapsedTime)
+    const status = answeredStatus(reply.raw, reply.statusCode)
+    gateway.record((request as GatewayRequest).jwtgate, request.id, request.raw.method ?? '', request.raw.url ?? '', status, reply.elapsedTime)
     done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {

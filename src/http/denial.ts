@@ -56,6 +56,7 @@ export type FailureReason =
   | 'internal_error' // 500: a bug of the gateway's
   | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
   | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
+  | 'deadline_exceeded' // 504: a gRPC call's own deadline (grpc-timeout) passed before its answer ended
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify chose. */
@@ -77,6 +78,7 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   internal_error: [500, 'the gateway failed to process the request'],
   request_timeout: [408, 'the request was not received in time'],
   upstream_busy: [503, 'no connection to the upstream became free in time'],
+  deadline_exceeded: [504, "the call's deadline passed before the upstream answered"],
 }
 
 /** Every error answer the gateway writes. */
