@@ -281,6 +281,12 @@ t.test('gRPC through the gateway with grpc-js on both sides', async (t) => {
   })
 })
 
+t.test('an identity header named like gRPC binary metadata (-bin) is refused at load', async (t) => {
+  const base = 'version: 1\nlisten: { port: 0 }\nupstreams: { u: { url: "http://127.0.0.1:1" } }\nroutes: [{ path: /x, upstream: u, auth: none }]\n'
+  t.match(policyProblems(`${base}identity_headers: { x-groups-bin: groups }\n`), [/x-groups-bin ends in -bin, which gRPC reads as base64 binary metadata/])
+  t.match(policyProblems(`${base}forward_payload_header: x-claims-bin\n`), [/x-claims-bin ends in -bin/])
+})
+
 t.test('a gRPC route to an upstream that cannot carry HTTP/2 is a policy error at load', async (t) => {
   const problems = policyProblems(`version: 1
 listen: { port: 0, protocols: [h2c] }

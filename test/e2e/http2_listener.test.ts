@@ -44,6 +44,34 @@ t.test('h2c with prior knowledge: the request path HTTP/1.1 requests take', asyn
     t.ok(res.headers['x-request-id'], 'every answer carries its request id')
   })
 
+  t.test('identity headers cannot be spoofed over HTTP/2 either', async (t) => {
+    const spoof = {
+      'x-user-id': ['mallory', 'eve'],
+      x_user_id: 'mallory',
+      'x-user-roles': 'admin',
+      'x-jwt-admin': 'true',
+      'x-auth-user': 'root',
+      'x-original-url': '/admin',
+      'x-http-method-override': 'DELETE',
+      'x-forwarded-host': 'evil.example',
+      'x-forwarded-proto': 'https',
+    }
+    const res = await h2Request(session, { ':path': '/api/spoof', ...bearer(token), ...spoof })
+    t.equal(res.status, 200)
+    const seen = up.received.at(-1)!.headers
+    t.equal(seen['x-user-id'], 'alice', 'one value, from the token')
+    t.equal(seen['x-user-roles'], 'reader')
+    for (const name of ['x_user_id', 'x-jwt-admin', 'x-auth-user', 'x-original-url', 'x-http-method-override']) t.notOk(seen[name], `${name} is stripped`)
+    t.equal(seen['x-forwarded-host'], new URL(gw.url).host, 'X-Forwarded-Host is the gateway’s')
+    t.equal(seen['x-forwarded-proto'], 'http', 'X-Forwarded-Proto is the gateway’s')
+    // Without a token on a public route, the same headers are stripped too.
+    await h2Request(session, { ':path': '/public/spoof', ...spoof })
+    const anonymous = up.received.at(-1)!.headers
+    t.notOk(anonymous['x-user-id'])
+    t.notOk(anonymous['x-user-roles'])
+    t.notOk(anonymous.x_user_id)
+  })
+
   t.test('a refusal is the same answer as over HTTP/1.1', async (t) => {
     const before = up.received.length
     const res = await h2Request(session, { ':path': '/api/orders' })
