@@ -4,10 +4,12 @@
 import t from 'tap'
 import { execFile, spawnSync } from 'node:child_process'
 import { promisify } from 'node:util'
+import http2 from 'node:http2'
 import { request as httpsRequest } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { testPki } from '../support/certs.js'
-import { bearer, gateway, get, issuer, policy, policyProblems, rawRequest, upstream } from '../support/harness.js'
+import { bearer, eventually, gateway, get, issuer, policy, policyProblems, rawRequest, upstream } from '../support/harness.js'
 import { h2Request, h2Session } from '../support/h2.js'
 
 const ROUTES = `
@@ -207,4 +209,61 @@ t.test('listen.protocols: h2 needs tls, h2c goes without', async (t) => {
     /h2c is HTTP\/2 in clear/,
   ])
   t.same(policyProblems(`${base}listen: { port: 0, protocols: [http1, h2c] }\n`), [])
+})
+
+t.test('an h2 upstream over TLS: verified with its own CA, ALPN h2; an unverified one is 502', async (t) => {
+  const pki = testPki()
+  const cert = pki.issue('upstream')
+  const seen: Array<{ path: string; alpn: unknown }> = []
+  const server = http2.createSecureServer({ cert: cert.cert, key: cert.key }, (req, res) => {
+    seen.push({ path: req.url, alpn: (req.socket as unknown as { alpnProtocol: unknown }).alpnProtocol })
+    res.setHeader('content-type', 'text/plain')
+    res.end(`over ${req.httpVersion}`)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as AddressInfo).port
+  const untrusted = pki.selfSigned('other')
+  const gw = await gateway(
+    t,
+    `version: 1
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+upstreams:
+  secure: { url: "https://127.0.0.1:${port}", protocol: h2, tls: { ca_file: ${pki.ca.certFile} } }
+  wrong_ca: { url: "https://localhost:${port}", protocol: h2, tls: { ca_file: ${untrusted.certFile} } }
+routes:
+  - { path: /secure/**, upstream: secure, auth: none }
+  - { path: /wrong/**, upstream: wrong_ca, auth: none }
+`,
+  )
+  const res = await get(`${gw.url}/secure/x`)
+  t.equal(res.status, 200, 'an HTTP/1.1 client, an HTTP/2 upstream')
+  t.equal(res.json, 'over 2.0')
+  t.same(seen.at(-1), { path: '/secure/x', alpn: 'h2' })
+  const wrong = await get(`${gw.url}/wrong/x`)
+  t.equal(wrong.status, 502, 'a certificate the upstream CA does not sign')
+  t.equal(wrong.json.error, 'upstream_unreachable')
+  t.equal(seen.length, 1, 'nothing reached the upstream over an unverified connection')
+})
+
+t.test('shutdown: HTTP/2 clients get GOAWAY, and the request in flight finishes', async (t) => {
+  const up = await upstream(t)
+  up.delayMs = 600
+  const idp = await issuer(t)
+  const yaml = withProtocols(policy({ issuer: idp, upstream: up, routes: ROUTES }), '[h2c]').replace(
+    'routes:',
+    'shutdown: { drain_delay: 100ms, timeout: 5s }\nroutes:',
+  )
+  const gw = await gateway(t, yaml)
+  const session = h2Session(t, gw.url)
+  const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
+  const inFlight = h2Request(session, { ':path': '/public/slow' })
+  await eventually('the request reached the upstream', 5000, () => up.received.length > 0)
+  const stopping = gw.shutdown()
+  await goaway
+  t.pass('GOAWAY received')
+  const res = await inFlight
+  t.equal(res.status, 200, 'the request in flight finished')
+  await stopping
 })
