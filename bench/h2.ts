@@ -23,11 +23,12 @@ const CLIENTS = Number(process.env.BENCH_CONNECTIONS ?? 10)
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 10)
 const NODE = process.execPath
 
-const h2load = which('h2load')
-if (!h2load) {
+const found = which('h2load')
+if (!found) {
   console.error('bench:h2: h2load is not installed (Debian: apt-get install nghttp2-client)')
   process.exit(2)
 }
+const h2load: string = found
 
 // The bench servers print {"url": …}; jwtgate logs "jwtgate listening on http://…".
 const urlLine = (line: string) => /"url":"(http[^"]+)"/.exec(line)?.[1] ?? /jwtgate listening on (http[^"\s]+)/.exec(line)?.[1]
@@ -77,8 +78,27 @@ routes:
       const before = row.measured ? cpuMicros(row.measured.pid) : 0
       const run = await runCommand(
         'taskset',
-        ['-c', '0', h2load, '-D', String(DURATION_S), '--warm-up-time', '1', '-c', String(CLIENTS), '-m', String(STREAMS), '-d', body,
-          '-H', 'content-type: application/grpc', '-H', 'te: trailers', ...row.headers.flatMap((h) => ['-H', h]), `${row.target.url}/demo.Echo/Say`],
+        [
+          '-c',
+          '0',
+          h2load,
+          '-D',
+          String(DURATION_S),
+          '--warm-up-time',
+          '1',
+          '-c',
+          String(CLIENTS),
+          '-m',
+          String(STREAMS),
+          '-d',
+          body,
+          '-H',
+          'content-type: application/grpc',
+          '-H',
+          'te: trailers',
+          ...row.headers.flatMap((h) => ['-H', h]),
+          `${row.target.url}/demo.Echo/Say`,
+        ],
         (DURATION_S + 30) * 1000,
       )
       const cpu = row.measured ? cpuMicros(row.measured.pid) - before : 0

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util'
 import type { Credentials } from '../auth/authenticate.js'
 import { decide, type Decision } from '../decide.js'
+import { grpcStatusOf } from '../http/grpc_status.js'
 import { createLogger } from '../log.js'
 import type { Issuer } from '../auth/issuer.js'
 import { compilePolicy, type CompiledPolicy, type Route } from '../policy/compile.js'
@@ -103,6 +104,8 @@ export interface Explanation {
   status?: number
   reason?: string
   description?: string
+  /** On a gRPC route (grpc: true), the grpc-status a gRPC client is answered with for the denial. */
+  grpc_status?: number
   issuer?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
@@ -284,7 +287,10 @@ function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: strin
 
 function outcome(
   decision: Decision,
-): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
+): Pick<
+  Explanation,
+  'decision' | 'status' | 'reason' | 'description' | 'grpc_status' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'
+> {
   const { route, identity } = decision
   if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
   const denial = decision.denial ?? decision.reported
@@ -294,7 +300,15 @@ function outcome(
     authorization_forwarded: route?.forwardToken ?? false,
   }
   if (denial)
-    return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+    return {
+      decision: 'deny',
+      status: denial.status,
+      reason: denial.reason,
+      description: denial.description,
+      // A call on a gRPC route is answered with this status (src/http/grpc_status.ts).
+      ...(route?.grpc ? { grpc_status: grpcStatusOf(denial) } : {}),
+      ...(decision.reported ? forwarded : {}),
+    }
   return { decision: 'allow', ...forwarded }
 }
 
@@ -441,7 +455,11 @@ function decisionLines(e: Explanation): string[] {
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
-    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+    const verdict = [
+      `DENY ${e.status} ${e.reason}: ${e.description}`,
+      ...(e.grpc_status !== undefined ? [`a gRPC call gets grpc-status ${e.grpc_status}, grpc-message ${e.reason}`] : []),
+      ...(basis ? [basis] : []),
+    ]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
