@@ -55,6 +55,7 @@ upstreams:
   echo: { url: "${upstream.url}", protocol: h2c }
 routes:
   - { path: /demo.Echo/*, upstream: echo, grpc: true, auth: ${auth} }
+${process.env.BENCH_H2_EXTRA ?? ''}
 `,
     )
     return file

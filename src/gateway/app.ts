@@ -10,7 +10,6 @@ import { deny, fail } from '../http/denial.js'
 import { answeredStatus, REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { limitBody } from '../proxy/body_limit.js'
 import { addCorsHeaders, headerRecord, type HeaderSink } from '../proxy/cors.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
@@ -161,10 +160,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       reply.code(204).send()
       return
     }
-    const route = state.route!
-    const limits = state.policy.clientLimits
-    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs })
-    forward(forwarder, forwarding.get(route)!, request as GatewayRequest, reply, state)
+    // Body limits are applied by the forwarder that carries the body (src/gateway/forward.ts).
+    forward(forwarder, forwarding.get(state.route!)!, request as GatewayRequest, reply, state)
   }
 
   // fastify 5 knows only GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: any other

@@ -13,7 +13,7 @@ import { fail, type ErrorAnswer } from '../http/denial.js'
 import { grpcTrailers, isGrpcRequest } from '../http/grpc_status.js'
 import { sendError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow } from '../proxy/body_limit.js'
+import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow, limitBody } from '../proxy/body_limit.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import type { ExchangeOwner } from '../proxy/h2_upstream.js'
@@ -74,6 +74,8 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
   }
   const answer = new GatewayAnswer(forwarder, request, reply, state, forwarding)
   const headers = headersForUpstream(raw.headers, state, raw, request.id)
+  const limits = state.policy.clientLimits
+  const bodyLimits = { maxBytes: state.route!.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs }
   if (forwarding.http2) {
     const upstream = forwarder.pools.h2(forwarding.origin)
     if (!upstream) {
@@ -86,7 +88,8 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
       path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
       authority: forwarding.host,
       headers,
-      body: (request.body as Readable | undefined) ?? null,
+      body: requestBody(request),
+      bodyLimits,
       timeoutMs: forwarding.timeoutMs,
       trailers: undefined,
     })
@@ -106,11 +109,25 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
     path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
     method: raw.method ?? 'GET',
     headers,
-    body: (request.body as Readable | undefined) ?? null,
+    // A streamed body through the limits' counter (src/proxy/body_limit.ts).
+    body: (limitBody(requestBody(request), bodyLimits) as Readable | null) ?? null,
     // Until the upstream's head, and between two chunks of its body.
     headersTimeout: forwarding.timeoutMs,
     bodyTimeout: forwarding.timeoutMs,
   })
+}
+
+/**
+ * The request's body stream, or null for none. fastify hands the body over when the request has a
+ * Content-Length or Transfer-Encoding, or a Content-Type; an HTTP/2 request has neither of the
+ * first two when its body streams, so one without a Content-Type would lose its body: HTTP/2
+ * says a body comes when the HEADERS frame did not end the stream.
+ */
+function requestBody(request: GatewayRequest): Readable | null {
+  const body = request.body as Readable | undefined
+  if (body) return body
+  const raw = request.raw as IncomingMessage & { stream?: { endAfterHeaders: boolean } }
+  return raw.httpVersionMajor === 2 && raw.stream && !raw.stream.endAfterHeaders ? raw : null
 }
 
 function removedByReload(forwarding: RouteForwarding): Error {

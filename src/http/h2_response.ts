@@ -5,20 +5,27 @@
 //   writeHead() is called, so fastify's writeHead-then-end would be HEADERS, then an empty DATA
 //   frame ending the stream, and a gRPC client would find no status in either;
 // - `Connection` (HTTP/1.1's, which the gateway sets while it shuts down or after a refused body)
-//   is dropped quietly: HTTP/2 has no such header (RFC 9113 §8.2.2), and the compatibility layer
-//   would warn on the process's standard error the first time.
-import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2'
+//   is not sent: HTTP/2 has no such header (RFC 9113 §8.2.2; the compatibility layer would warn on
+//   the process's standard error the first time). What `Connection: close` means there, that the
+//   rest of the request will not be read, is said the HTTP/2 way: once the answer is sent, the
+//   stream is reset with NO_ERROR, which asks the client to stop sending (RFC 9113 §8.1), and the
+//   stream does not stay open on a body nobody reads.
+import { constants, Http2ServerResponse, type Http2ServerRequest } from 'node:http2'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 
 const TRAILERS_ONLY = Symbol('jwtgate.trailersOnly')
 
 export class GatewayH2Response extends Http2ServerResponse<Http2ServerRequest> {
   [TRAILERS_ONLY] = false
+  private closeAfter = false
 
   override writeHead(statusCode: number, message?: string | OutgoingHttpHeaders | readonly string[], headers?: OutgoingHttpHeaders | readonly string[]): this {
     // The gateway writes header objects, never the array form.
     const fields = (typeof message === 'object' ? message : headers) as OutgoingHttpHeaders | undefined
-    if (fields && 'connection' in fields) delete fields.connection
+    if (fields && 'connection' in fields) {
+      if (fields.connection === 'close') this.closeStreamAfter()
+      delete fields.connection
+    }
     if (this[TRAILERS_ONLY] && !this.writableEnded) {
       // Kept until end(), which sends them with the end of the stream.
       this.statusCode = statusCode
@@ -30,7 +37,17 @@ export class GatewayH2Response extends Http2ServerResponse<Http2ServerRequest> {
 
   override setHeader(name: string, value: number | string | readonly string[]): this {
     if (name.toLowerCase() !== 'connection') super.setHeader(name, value)
+    else if (value === 'close') this.closeStreamAfter()
     return this
+  }
+
+  private closeStreamAfter(): void {
+    if (this.closeAfter) return
+    this.closeAfter = true
+    const stream = this.stream
+    stream.once('finish', () => {
+      if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR)
+    })
   }
 }
 

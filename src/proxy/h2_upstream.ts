@@ -12,6 +12,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import { sendHeadWithEnd } from '../http/h2_response.js'
+import { watchBody, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
 
@@ -134,6 +135,8 @@ export interface H2Request {
   authority: string
   headers: OutgoingHttpHeaders
   body: Readable | null
+  /** The body's limits (limits.max_body_bytes, min_body_rate), watched on its way (./body_limit.ts watchBody). */
+  bodyLimits: BodyLimits
   /** Until the upstream's head, and between two parts of its answer; 0 for none. */
   timeoutMs: number
   /** The client announced request trailers (a Trailer field): they are forwarded when they come. */
@@ -154,6 +157,8 @@ export class H2Exchange {
   /** The upstream's head was given to the client's response (which may hold it back until the end: sendHeadWithEnd). */
   private headWritten = false
   private trailers: IncomingHttpHeaders | undefined
+  private body: Readable | undefined
+  private stopWatching: () => void = () => {}
 
   constructor(
     private readonly res: ServerResponse,
@@ -203,7 +208,14 @@ export class H2Exchange {
     }
     const body = req.body
     if (body) {
+      this.body = body
       body.on('error', (err: Error) => this.onFailure(err))
+      this.stopWatching = watchBody(
+        body,
+        req.bodyLimits,
+        (err) => this.onFailure(err),
+        () => stream.writableLength > 0,
+      )
       body.pipe(stream)
     }
   }
@@ -248,6 +260,7 @@ export class H2Exchange {
     if (this.settled) return
     this.settled = true
     clearTimeout(this.timer)
+    this.stopWatching()
     if (!this.headWritten) {
       // The stream ended without a head: nothing to forward.
       this.settled = false
@@ -258,12 +271,19 @@ export class H2Exchange {
     this.res.end()
   }
 
+  /** Stops sending the client's body upstream (the rest of it is not read) and cancels the upstream stream. */
+  private stopUpstream(): void {
+    this.stopWatching()
+    const stream = this.stream
+    if (this.body && stream) this.body.unpipe(stream)
+    if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL)
+  }
+
   private onFailure(error: Error): void {
     if (this.settled) return
     this.settled = true
     clearTimeout(this.timer)
-    const stream = this.stream
-    if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL)
+    this.stopUpstream()
     if (!this.headWritten) {
       this.owner.failed(error)
       return
@@ -291,8 +311,7 @@ export class H2Exchange {
     this.settled = true
     clearTimeout(this.timer)
     // The client cancelled (RST_STREAM) or its connection went: so does the upstream stream.
-    const stream = this.stream
-    if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL)
+    this.stopUpstream()
     this.owner.clientLeft()
   }
 

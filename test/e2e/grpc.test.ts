@@ -59,6 +59,7 @@ routes:
   - { path: /down.Echo/*, upstream: down, grpc: true, auth: none }
   - { path: /raw.Echo/*, upstream: raw, grpc: true, auth: none }
   - { path: /raw/**, upstream: raw, auth: none }
+  - { path: /small.Echo/*, upstream: raw, grpc: true, auth: none, max_body_bytes: 1000 }
 `
 }
 
@@ -211,6 +212,34 @@ t.test('gRPC through the gateway with grpc-js on both sides', async (t) => {
     const { err, res } = await say(client, { text: 'large', data }, withToken(token()))
     t.error(err)
     t.equal(res?.data?.length, data.length)
+  })
+
+  t.test('a body over max_body_bytes: RESOURCE_EXHAUSTED for a call, 413 for plain HTTP/2, streamed or declared', async (t) => {
+    const small = new grpc.Client(address, grpc.credentials.createInsecure())
+    t.teardown(() => small.close())
+    const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+      small.makeUnaryRequest(
+        '/small.Echo/Say',
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        Buffer.alloc(5000, 1),
+        new grpc.Metadata(),
+        (e) => resolve(e),
+      ),
+    )
+    t.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED)
+    t.equal(err?.details, 'body_too_large')
+    const session = http2.connect(gw.url)
+    t.teardown(() => session.destroy())
+    const status = await new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/small.Echo/plain' })
+      stream.on('response', (h) => resolve(Number(h[':status'])))
+      stream.on('error', reject)
+      // No content-length: counted as it streams.
+      stream.write(Buffer.alloc(600))
+      setTimeout(() => stream.write(Buffer.alloc(600)), 50)
+    })
+    t.equal(status, 413, `status ${status}`)
   })
 
   t.test('an unreachable upstream is UNAVAILABLE', async (t) => {
