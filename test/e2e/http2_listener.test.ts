@@ -267,3 +267,55 @@ t.test('shutdown: HTTP/2 clients get GOAWAY, and the request in flight finishes'
   t.equal(res.status, 200, 'the request in flight finished')
   await stopping
 })
+
+t.test('a stalled HTTP/2 upload to an HTTP/2 upstream is cut (408), and its upstream stream cancelled', async (t) => {
+  let cancelled = 0
+  let received = 0
+  let ended = 0
+  const server = http2.createServer()
+  server.on('stream', (stream) => {
+    stream.on('data', (c: Buffer) => {
+      received += c.length
+    })
+    stream.on('close', () => {
+      if (stream.rstCode === http2.constants.NGHTTP2_CANCEL) cancelled++
+    })
+    stream.on('end', () => {
+      // node:http2 also ends the readable side of a stream reset by its peer: only a stream still
+      // open at its end had a whole body.
+      if (stream.destroyed || stream.closed) return
+      ended++
+      stream.respond({ ':status': 200 }, { endStream: true })
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const gw = await gateway(
+    t,
+    `version: 1
+listen: { host: 127.0.0.1, port: 0, protocols: [h2c] }
+admin: { host: 127.0.0.1, port: 0 }
+limits: { min_body_rate: 1000, body_rate_window: 300ms }
+upstreams:
+  h2: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}", protocol: h2c }
+routes:
+  - { path: /upload/**, upstream: h2, auth: none }
+`,
+  )
+  const session = h2Session(t, gw.url)
+  const started = Date.now()
+  const status = await new Promise<number>((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/upload/x', 'content-type': 'application/octet-stream' })
+    stream.on('response', (h) => resolve(Number(h[':status'])))
+    stream.on('error', reject)
+    stream.write(Buffer.alloc(10))
+    // ...and nothing more.
+  })
+  t.equal(status, 408, 'request_timeout')
+  t.ok(Date.now() - started < 5000, 'within a few windows')
+  await eventually('the upstream stream cancelled', 5000, () => cancelled === 1)
+  t.equal(received, 10)
+  t.equal(ended, 0, 'the upstream never took the cut-off body for a whole one (no END_STREAM before the reset)')
+  const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text()
+  t.match(metrics, /jwtgate_client_timeouts_total\{kind="body_rate"\} 1/)
+})
