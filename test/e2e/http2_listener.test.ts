@@ -319,3 +319,36 @@ routes:
   const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text()
   t.match(metrics, /jwtgate_client_timeouts_total\{kind="body_rate"\} 1/)
 })
+
+t.test('an HTTP/2 connection quiet for send_timeout gets GOAWAY, and a quiet stream on it goes on', async (t) => {
+  let release: (() => void) | undefined
+  const server = http2.createServer()
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200 })
+    stream.write('first ')
+    // Quiet for longer than the gateway's send_timeout, then the rest.
+    release = () => stream.end('last')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const gw = await gateway(
+    t,
+    `version: 1
+listen: { host: 127.0.0.1, port: 0, protocols: [h2c] }
+admin: { host: 127.0.0.1, port: 0 }
+limits: { send_timeout: 300ms }
+upstreams:
+  h2: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}", protocol: h2c, timeout: 10s }
+routes:
+  - { path: /watch/**, upstream: h2, auth: none }
+`,
+  )
+  const session = h2Session(t, gw.url)
+  const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
+  const answer = h2Request(session, { ':path': '/watch/x' })
+  await goaway
+  t.pass('GOAWAY after send_timeout of quiet')
+  release?.()
+  const res = await answer
+  t.equal(res.body, 'first last', 'the stream in flight finished')
+})
