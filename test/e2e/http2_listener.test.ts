@@ -288,20 +288,7 @@ t.test('a stalled HTTP/2 upload to an HTTP/2 upstream is cut (408), and its upst
       stream.respond({ ':status': 200 }, { endStream: true })
     })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => server.close())
-  const gw = await gateway(
-    t,
-    `version: 1
-listen: { host: 127.0.0.1, port: 0, protocols: [h2c] }
-admin: { host: 127.0.0.1, port: 0 }
-limits: { min_body_rate: 1000, body_rate_window: 300ms }
-upstreams:
-  h2: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}", protocol: h2c }
-routes:
-  - { path: /upload/**, upstream: h2, auth: none }
-`,
-  )
+  const gw = await gatewayBefore(t, server, 'limits: { min_body_rate: 1000, body_rate_window: 300ms }', '/upload/**')
   const session = h2Session(t, gw.url)
   const started = Date.now()
   const status = await new Promise<number>((resolve, reject) => {
@@ -329,20 +316,7 @@ t.test('an HTTP/2 connection quiet for send_timeout gets GOAWAY, and a quiet str
     // Quiet for longer than the gateway's send_timeout, then the rest.
     release = () => stream.end('last')
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => server.close())
-  const gw = await gateway(
-    t,
-    `version: 1
-listen: { host: 127.0.0.1, port: 0, protocols: [h2c] }
-admin: { host: 127.0.0.1, port: 0 }
-limits: { send_timeout: 300ms }
-upstreams:
-  h2: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}", protocol: h2c, timeout: 10s }
-routes:
-  - { path: /watch/**, upstream: h2, auth: none }
-`,
-  )
+  const gw = await gatewayBefore(t, server, 'limits: { send_timeout: 300ms }', '/watch/**')
   const session = h2Session(t, gw.url)
   const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
   const answer = h2Request(session, { ':path': '/watch/x' })
@@ -352,3 +326,22 @@ routes:
   const res = await answer
   t.equal(res.body, 'first last', 'the stream in flight finished')
 })
+
+/** An h2c gateway (with `limits`) in front of `server`, an h2c upstream it starts, for one public route. */
+async function gatewayBefore(t: Parameters<typeof gateway>[0], server: http2.Http2Server, limits: string, path: string) {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const port = (server.address() as AddressInfo).port
+  return gateway(
+    t,
+    `version: 1
+listen: { host: 127.0.0.1, port: 0, protocols: [h2c] }
+admin: { host: 127.0.0.1, port: 0 }
+${limits}
+upstreams:
+  h2: { url: "http://127.0.0.1:${port}", protocol: h2c, timeout: 10s }
+routes:
+  - { path: ${path}, upstream: h2, auth: none }
+`,
+  )
+}
