@@ -10,6 +10,7 @@ import type { Credentials } from '../auth/authenticate.js'
 import { conditionWords } from '../auth/claims.js'
 import type { Denial, FailedCheck } from '../http/denial.js'
 import { decide, type Decision } from '../decide.js'
+import { grpcStatusOf } from '../http/grpc_status.js'
 import { createLogger } from '../log.js'
 import { accessTokenHash } from '../auth/dpop.js'
 import type { Issuer } from '../auth/issuer.js'
@@ -127,6 +128,8 @@ export interface Explanation {
    * the token fails, so that one run shows all of them.
    */
   checks?: Array<FailedCheck & { note?: string }>
+  /** On a gRPC route (grpc: true), the grpc-status a gRPC client is answered with for the denial. */
+  grpc_status?: number
   issuer?: string
   /** How the token was sender-constrained, on a route that checks binding. */
   bound?: string
@@ -345,7 +348,10 @@ function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: strin
 
 function outcome(
   decision: Decision,
-): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
+): Pick<
+  Explanation,
+  'decision' | 'status' | 'reason' | 'description' | 'grpc_status' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'
+> {
   const { route, identity } = decision
   if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
   const denial = decision.denial ?? decision.reported
@@ -362,6 +368,8 @@ function outcome(
       reason: denial.reason,
       description: denial.description,
       ...checksOf(decision, denial),
+      // A call on a gRPC route is answered with this status (src/http/grpc_status.ts).
+      ...(route?.grpc ? { grpc_status: grpcStatusOf(denial) } : {}),
       ...(decision.reported ? forwarded : {}),
     }
   return { decision: 'allow', ...forwarded }
@@ -586,7 +594,12 @@ function decisionLines(e: Explanation): string[] {
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
-    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(e.checks ?? []).flatMap(checkLines), ...(basis ? [basis] : [])]
+    const verdict = [
+      `DENY ${e.status} ${e.reason}: ${e.description}`,
+      ...(e.grpc_status !== undefined ? [`a gRPC call gets grpc-status ${e.grpc_status}, grpc-message ${e.reason}`] : []),
+      ...(e.checks ?? []).flatMap(checkLines),
+      ...(basis ? [basis] : []),
+    ]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]

@@ -81,6 +81,7 @@ const REASONS = [
   'proof_replay_unavailable',
   'binding_mismatch',
   'unbound_token',
+  'headers_too_large',
 ] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}

@@ -7,10 +7,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino'
 import { accessLogger, LazyChildLogger, USER_AGENT_MAX } from '../log.js'
 import { deny, fail } from '../http/denial.js'
-import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
+import { answeredStatus, REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { limitBody } from '../proxy/body_limit.js'
 import { addCorsHeaders, headerRecord, type HeaderSink } from '../proxy/cors.js'
 import { clientAddress } from '../proxy/client_address.js'
 import { requestScheme } from '../proxy/https_only.js'
@@ -22,6 +21,7 @@ import { admit } from './admit.js'
 import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
 import { forward, routeForwarding, type Forwarder, type GatewayRequest, type RouteForwarding } from './forward.js'
 import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
+import { serverFactory } from './listeners.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
 import { clientCertificateOptions } from '../policy/tls_files.js'
@@ -45,6 +45,8 @@ export interface GatewayApp {
 
 /** `tracing`: the span exporter (src/tracing/otel.ts), when the OTEL_* variables ask for one. */
 export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics, tracing?: Tracing): Promise<GatewayApp> {
+  // With HTTP/2 in listen.protocols, the listener is built in ./listeners.ts (one server for both versions).
+  const factory = serverFactory(policy)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
@@ -63,19 +65,21 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     requestTimeout: policy.clientLimits.requestTimeoutMs,
     connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
-    ...(policy.listen.tls
-      ? {
-          https: {
-            cert: policy.listen.tls.cert,
-            key: policy.listen.tls.key,
-            ...clientCertificateOptions(policy.listen.tls),
-            maxHeaderSize: policy.maxHeaderBytes,
-            ...serverOptions(policy.clientLimits),
-            // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
-            handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
-          },
-        }
-      : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
+    ...(factory
+      ? { serverFactory: factory as never }
+      : policy.listen.tls
+        ? {
+            https: {
+              cert: policy.listen.tls.cert,
+              key: policy.listen.tls.key,
+              ...clientCertificateOptions(policy.listen.tls),
+              maxHeaderSize: policy.maxHeaderBytes,
+              ...serverOptions(policy.clientLimits),
+              // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
+              handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
+            },
+          }
+        : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
   const server = app.server as Server
   const pools = new UpstreamPools(policy)
@@ -137,6 +141,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   const forwarder: Forwarder = {
     pools,
     metrics,
+    policy: () => gateway.policy,
     finishHeaders: (headers, request, state) => {
       // Ours wins over an upstream's own (the forwarder keeps the upstream's names lower-cased).
       headers[REQUEST_ID_HEADER] = request.id
@@ -171,10 +176,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       reply.code(204).send()
       return
     }
-    const route = state.route!
-    const limits = state.policy.clientLimits
-    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs }, state)
-    forward(forwarder, forwarding(route), request as GatewayRequest, reply, state)
+    // Body limits are applied by the forwarder that carries the body (src/gateway/forward.ts).
+    forward(forwarder, forwarding(state.route!), request as GatewayRequest, reply, state)
   }
 
   // fastify 5 knows only GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: any other
@@ -195,7 +198,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     const state = (request as GatewayRequest).jwtgate
     // A forwarded answer's body was counted as it streamed; the gateway's own answers carry their length.
     const bytes = state?.responseBytes ?? Number(reply.getHeader('content-length') ?? 0)
-    gateway.record(state, request.raw, request.id, reply.statusCode, reply.elapsedTime, bytes)
+    gateway.record(state, request.raw, request.id, answeredStatus(reply.raw, reply.statusCode), reply.elapsedTime, bytes)
     done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {

@@ -19,7 +19,6 @@ import type { Logger } from 'pino'
 import { fail } from '../http/denial.js'
 import { REQUEST_ID_HEADER, writeError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { onRevocation, REVOKED } from '../revocation/store.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
@@ -27,10 +26,9 @@ import type { Tracing } from '../tracing/tracing.js'
 import { admit } from './admit.js'
 import { headersForUpstream, type RouteForwarding } from './forward.js'
 import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
+import { watchToken, type TokenStopReason } from './token_watch.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
-// setTimeout's limit; a later expiry is reached in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** What the tunnel needs of the gateway (src/gateway/app.ts's GatewayApp is one). */
 export interface Tunnels {
@@ -46,7 +44,7 @@ export interface Tunnels {
   tunnelClosed?(reason: TunnelCloseReason, route: string): void
 }
 
-export type TunnelCloseReason = 'expired' | 'revoked'
+export type TunnelCloseReason = TokenStopReason
 
 export interface UpgradeContext {
   server: Server
@@ -230,12 +228,6 @@ function detachedResponse(req: IncomingMessage, socket: Duplex): ServerResponse 
   return res
 }
 
-/** When the tunnel must close: when the gateway stops accepting its token (exp plus the skew). */
-function closeAt(state: RequestState): number | undefined {
-  const exp = state.identity?.claims.exp
-  return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
-}
-
 // How long the two ends get to answer the close frame before their connections are destroyed.
 const CLOSE_GRACE_MS = 1000
 /** RFC 6455 §7.4.1: 1008, policy violation. */
@@ -320,16 +312,13 @@ interface OpenTunnel {
 
 function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, state: RequestState, id: string): OpenTunnel {
   const gateway = ctx.gateway
-  const closeAtMs = closeAt(state)
   const cursors: OpenTunnel = { client: new FrameCursor(), upstream: new FrameCursor() }
   client.setTimeout(0)
   client.setNoDelay(true)
   upstream.setNoDelay(true)
   gateway.upgraded.add(client)
-  let timer: NodeJS.Timeout | undefined
   let closing = false
   const end = () => {
-    clearTimeout(timer)
     unsubscribe()
     gateway.upgraded.delete(client)
     client.destroy()
@@ -340,7 +329,6 @@ function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, sta
   const closeForPolicy = (reason: TunnelCloseReason) => {
     if (closing) return
     closing = true
-    clearTimeout(timer)
     unsubscribe()
     client.unpipe(upstream)
     upstream.unpipe(client)
@@ -358,27 +346,13 @@ function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, sta
       `websocket closed: ${text}`,
     )
   }
-  const identity = state.identity
-  const unsubscribe = identity
-    ? onRevocation(() => {
-        const store = gateway.policy.revocation?.store
-        if (store?.check(identity.claims, Date.now()) === REVOKED) closeForPolicy('revoked')
-      })
-    : () => {}
+  // The token was checked once, at the upgrade: the tunnel closes at its end or revocation.
+  const unsubscribe = watchToken(state, () => gateway.policy, closeForPolicy)
   client.on('close', end)
   upstream.on('close', end)
   client.on('data', (chunk: Buffer) => cursors.client.feed(chunk))
   upstream.on('data', (chunk: Buffer) => cursors.upstream.feed(chunk))
   client.pipe(upstream)
   upstream.pipe(client)
-  if (closeAtMs !== undefined) {
-    const arm = () => {
-      const left = closeAtMs - Date.now()
-      if (left <= 0) return closeForPolicy('expired')
-      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
-      timer.unref()
-    }
-    arm()
-  }
   return cursors
 }

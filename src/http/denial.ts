@@ -36,9 +36,10 @@ export type DenyReason =
   | 'proof_replay_unavailable' // 503: the DPoP proof replay cache cannot record the proof (redis down with fail_closed, or full)
   | 'binding_mismatch' // 401: the token is bound to a key or certificate this request does not prove, or it was sent as a bearer token
   | 'unbound_token' // 401: the route requires a sender-constrained token; this one is not bound
+  | 'headers_too_large' // 431: an HTTP/2 request's header list is over limits.max_header_bytes (HTTP/1.1's is refused by Node's parser)
 
 export interface Denial {
-  status: 308 | 400 | 401 | 403 | 404 | 413 | 503
+  status: 308 | 400 | 401 | 403 | 404 | 413 | 431 | 503
   reason: DenyReason
   /** Safe to show the client: says why, never echoes key material or the token. */
   description: string
@@ -96,6 +97,7 @@ export type FailureReason =
   | 'internal_error' // 500: a bug of the gateway's
   | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
   | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
+  | 'deadline_exceeded' // 504: a gRPC call's own deadline (grpc-timeout) passed before its answer ended
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify chose. */
@@ -117,6 +119,7 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   internal_error: [500, 'the gateway failed to process the request'],
   request_timeout: [408, 'the request was not received in time'],
   upstream_busy: [503, 'no connection to the upstream became free in time'],
+  deadline_exceeded: [504, "the call's deadline passed before the upstream answered"],
 }
 
 /** Every error answer the gateway writes. */
@@ -159,6 +162,7 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   proof_replay_unavailable: 503,
   binding_mismatch: 401,
   unbound_token: 401,
+  headers_too_large: 431,
 }
 
 export function isDenial(value: unknown): value is Denial {

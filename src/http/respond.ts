@@ -5,6 +5,8 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { challenge, dpopChallenge, isFailure, type ErrorAnswer } from './denial.js'
+import { grpcTrailers, isGrpcRequest } from './grpc_status.js'
+import { sendHeadWithEnd } from './h2_response.js'
 
 // A Retry-After for 503 whose cause does not say when: the causes (keys or the revocation list
 // unavailable) are retried in the background, so a client may try again soon. A denial that
@@ -50,7 +52,32 @@ export function errorBody(answer: ErrorAnswer, requestId: string): string {
  * answer; set here too for the answers fastify gives before its hooks (frameworkErrors).
  */
 export function sendError(reply: FastifyReply, answer: ErrorAnswer, requestId: string): FastifyReply {
+  if (isGrpcRequest(reply.request.headers)) return sendGrpcError(reply, answer, requestId)
   return reply.code(answer.status).headers(errorHeaders(answer)).header(REQUEST_ID_HEADER, requestId).send(errorBody(answer, requestId))
+}
+
+/**
+ * A gRPC call's refusal or failure, as gRPC's Trailers-Only answer (PROTOCOL-HTTP2.md): HTTP 200,
+ * `grpc-status` and `grpc-message` (the reason code) in the one header block, which on HTTP/2 also
+ * ends the stream; no body. The headers of the HTTP answer (WWW-Authenticate, Retry-After) stay,
+ * so a client reads the challenge from the call's metadata. The access line and the metrics keep
+ * the HTTP status the reason has (answeredStatus).
+ */
+function sendGrpcError(reply: FastifyReply, answer: ErrorAnswer, requestId: string): FastifyReply {
+  const headers = errorHeaders(answer)
+  delete headers['content-type']
+  const type = String(reply.request.headers['content-type']).split(';', 1)[0]!.trim()
+  ;(reply.raw as Answered)[ANSWERED_STATUS] = answer.status
+  sendHeadWithEnd(reply.raw)
+  return reply.code(200).headers(headers).headers(grpcTrailers(answer)).header('content-type', type).header(REQUEST_ID_HEADER, requestId).send()
+}
+
+const ANSWERED_STATUS = Symbol('jwtgate.answeredStatus')
+type Answered = { [ANSWERED_STATUS]?: number }
+
+/** The status a finished answer counts as in the access line and the metrics: a gRPC refusal's HTTP status, not its 200. */
+export function answeredStatus(res: object, statusCode: number): number {
+  return (res as Answered)[ANSWERED_STATUS] ?? statusCode
 }
 
 /** Answers on a Node response that fastify does not own, then ends it. */

@@ -19,7 +19,7 @@ import { compileIdentityDefaults } from '../proxy/identity_config.js'
 import { compileUpstreams } from '../proxy/upstream.js'
 import { compileRevocation } from '../revocation/config.js'
 import { RouteTable, type RouteCandidate } from '../routing/route_table.js'
-import { deepFreeze, type ClientLimits, type CompiledPolicy, type Route } from './compiled.js'
+import { deepFreeze, type ClientLimits, type CompiledPolicy, type ListenProtocols, type Route } from './compiled.js'
 import { compileRoute, compileRouteMatcher, type Declared } from './compile_route.js'
 import type { LeftOut } from './compilable.js'
 import { routeNames } from './route_names.js'
@@ -47,7 +47,7 @@ const LIMITS_DEFAULT = defaultsOf(PolicySchema.properties.limits, [
   'max_connections',
   'max_connections_per_address',
 ])
-const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port'])
+const LISTEN_DEFAULT = defaultsOf(PolicySchema.properties.listen, ['host', 'reuse_port', 'protocols'])
 const ADMIN_DEFAULT = defaultsOf(AddressSchema, ['host'])
 const SHUTDOWN_DEFAULT = defaultsOf(PolicySchema.properties.shutdown, ['drain_delay', 'timeout'])
 const LOG_DEFAULT = defaultsOf(PolicySchema.properties.log, ['level', 'access', 'time', 'level_label'])
@@ -101,6 +101,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
 
   const upstreams = compileUpstreams(doc.upstreams, source, problem)
   const listenTls = compileListenTls(doc.listen.tls, source, problem)
+  const protocols = compileListenProtocols(doc.listen.protocols ?? LISTEN_DEFAULT.protocols, doc.listen.tls !== undefined, problem)
   const maxHeaderBytes = doc.limits?.max_header_bytes ?? LIMITS_DEFAULT.max_header_bytes
   const maxTokenBytes = doc.max_token_bytes ?? DEFAULT.max_token_bytes
   if (maxTokenBytes >= maxHeaderBytes) {
@@ -170,6 +171,7 @@ function* compileSteps(source: PolicySource, log: Logger, previous?: CompiledPol
       port: doc.listen.port,
       reusePort: doc.listen.reuse_port ?? LISTEN_DEFAULT.reuse_port,
       tls: listenTls,
+      protocols,
     },
     maxHeaderBytes,
     clientLimits,
@@ -264,6 +266,18 @@ function compileClientLimits(limits: NonNullable<PolicyDocument['limits']>, prob
     problem(['limits', 'body_rate_window'], 'limits.body_rate_window must be at least 100ms while min_body_rate is set')
   }
   return out
+}
+
+/**
+ * `listen.protocols`: h2c is HTTP/2 in clear and h2 HTTP/2 over TLS, so each goes with the
+ * listener's TLS setting or not at all (a name that cannot apply would read as a promise).
+ */
+function compileListenProtocols(names: readonly string[], tls: boolean, problem: OnProblem): ListenProtocols {
+  names.forEach((name, i) => {
+    if (name === 'h2' && !tls) problem(['listen', 'protocols', i], 'h2 is HTTP/2 over TLS and needs listen.tls; HTTP/2 in clear is h2c')
+    if (name === 'h2c' && tls) problem(['listen', 'protocols', i], 'h2c is HTTP/2 in clear; with listen.tls HTTP/2 is h2 (chosen by ALPN)')
+  })
+  return { http1: names.includes('http1'), http2: names.includes(tls ? 'h2' : 'h2c') }
 }
 
 function adminAddress(admin: NonNullable<PolicyDocument['admin']>): CompiledPolicy['admin'] {

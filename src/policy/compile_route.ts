@@ -17,7 +17,7 @@ import { defaultsOf } from './defaults.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { RouteSchema, type RouteDocument } from './schema.js'
 
-const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths'])
+const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths', 'grpc'])
 
 /** The names the policy declares, compiled or not (see compile.ts declaredNames). */
 export interface Declared {
@@ -109,6 +109,14 @@ export function compileRoute(
   // A WebSocket handshake is a GET; the route could never see one.
   if (spec.websocket && spec.methods && !spec.methods.includes('GET'))
     fail(['websocket'], 'websocket: true needs GET in methods: a WebSocket handshake is a GET request')
+  // gRPC needs HTTP/2 end to end (its status comes in trailers, its calls stream both ways): an
+  // upstream spoken to over HTTP/1.1 could not carry one call, so it is refused here, not at run time.
+  if (spec.grpc && upstream && upstream.protocol === 'http1')
+    fail(
+      ['grpc'],
+      `grpc: true needs an upstream that speaks HTTP/2: upstreams.${upstream.name} has protocol http1; give it protocol: h2c (http://) or h2 (https://)`,
+    )
+  if (spec.grpc && spec.websocket) fail(['websocket'], 'a gRPC route carries no WebSocket upgrades (HTTP/2 has none)')
   let cors = ctx.cors
   if (spec.cors === false) cors = null
   else if (spec.cors) {
@@ -129,6 +137,7 @@ export function compileRoute(
     forwardToken,
     cors,
     websocket: spec.websocket ?? DEFAULT.websocket,
+    grpc: spec.grpc ?? DEFAULT.grpc,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
     allowAmbiguousPaths: spec.allow_ambiguous_paths ?? DEFAULT.allow_ambiguous_paths,
     headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip, withholdProof),

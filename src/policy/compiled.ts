@@ -28,6 +28,8 @@ export interface Route {
   readonly cors: CorsRule | null
   /** `websocket: true`: upgrades are checked, then tunnelled to the upstream. */
   readonly websocket: boolean
+  /** `grpc: true`: the route carries gRPC; its upstream speaks HTTP/2 (checked at load). */
+  readonly grpc: boolean
   /** The largest request body; 0 for no limit. */
   readonly maxBodyBytes: number
   /** `allow_ambiguous_paths`: a path normalizePath marks ambiguous is forwarded rather than refused. */
@@ -48,6 +50,13 @@ export interface ClientLimits {
   readonly maxConnectionsPerAddress: number
 }
 
+/** What the proxy listener speaks (`listen.protocols`); read when it opens, so a change applies at the next start. */
+export interface ListenProtocols {
+  readonly http1: boolean
+  /** HTTP/2: with prior knowledge in clear (h2c), by ALPN over TLS (h2). */
+  readonly http2: boolean
+}
+
 export interface CompiledPolicy {
   readonly file: string
   /** Absolute paths of the other files read at load (secret files, certificates, keys): a change to one is a policy change. */
@@ -56,7 +65,13 @@ export interface CompiledPolicy {
   readonly hash: string
   /** `tls`: the certificate and key read at load; null for plain HTTP. */
   /** `reusePort`: with workers > 1, each worker listens itself (SO_REUSEPORT), else the primary hands out connections. */
-  readonly listen: { readonly host: string; readonly port: number; readonly reusePort: boolean; readonly tls: ListenTls | null }
+  readonly listen: {
+    readonly host: string
+    readonly port: number
+    readonly reusePort: boolean
+    readonly tls: ListenTls | null
+    readonly protocols: ListenProtocols
+  }
   /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
   readonly maxHeaderBytes: number
   /** The bounds on slow clients and on client connections (`limits:`); 0 turns one off. */

@@ -53,6 +53,10 @@ const Address = Type.Object(
 // PEM files; a relative path is relative to the policy file's directory.
 const PemFile = Type.String({ minLength: 1, description: "a PEM file; relative to the policy file's directory" })
 
+// The HTTP versions a listener or an upstream speaks: HTTP/1.1, HTTP/2 in clear with prior
+// knowledge (h2c), HTTP/2 over TLS chosen by ALPN (h2).
+const Protocol = StringEnum(['http1', 'h2c', 'h2'])
+
 const Listen = Type.Object(
   {
     host: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0' })),
@@ -62,6 +66,15 @@ const Listen = Type.Object(
         default: true,
         description:
           'with workers > 1: each worker listens on the port itself (SO_REUSEPORT) and the kernel spreads connections; false: the primary accepts them and hands them round-robin; read at start',
+      }),
+    ),
+    protocols: Type.Optional(
+      Type.Array(Protocol, {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['http1'],
+        description:
+          'what the proxy listener speaks: http1, h2c (HTTP/2 in clear, prior knowledge; not with tls), h2 (HTTP/2 over TLS by ALPN; needs tls); http1 and h2c together share the port',
       }),
     ),
     tls: Type.Optional(
@@ -220,6 +233,12 @@ const UpstreamHealth = Type.Object(
 const Upstream = Type.Object(
   {
     url: Type.String({ minLength: 1, secret: 'url_credentials' }),
+    protocol: Type.Optional(
+      StringEnum(['http1', 'h2c', 'h2'], {
+        default: 'http1',
+        description: 'how requests reach it: http1, h2c (HTTP/2 in clear, http:// url) or h2 (HTTP/2 over TLS, https:// url); gRPC routes need h2c or h2',
+      }),
+    ),
     health: Type.Optional(UpstreamHealth),
     // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
@@ -385,6 +404,12 @@ const Route = Type.Object(
     cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
     websocket: Type.Optional(
       Type.Boolean({ default: false, description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' }),
+    ),
+    grpc: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'the route carries gRPC: its upstream must speak HTTP/2 (protocol h2c or h2), checked at load',
+      }),
     ),
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),

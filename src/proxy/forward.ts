@@ -65,7 +65,9 @@ export function upstreamRequestHeaders(
   const nominated = nominatedBy(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (skipped.has(name) || name === 'connection' || nominated?.has(name)) continue
+    // HTTP/2's pseudo-header fields (:method, :path, :authority, :scheme) are the request line's,
+    // which the forwarder writes itself.
+    if (skipped.has(name) || name === 'connection' || nominated?.has(name) || name.charCodeAt(0) === 58) continue
     const value = headers[name]
     if (name === 'cookie' && tokenCookies && typeof value === 'string') {
       const rest = cookiesWithout(value, tokenCookies)

@@ -44,6 +44,15 @@ export function compileIdentityDefaults(doc: PolicyDocument, problem: OnProblem)
   }
 }
 
+// gRPC reads a metadata name ending in -bin as base64 of binary data (PROTOCOL-HTTP2.md): a claim
+// written there would reach a gRPC service decoded into other bytes. Identity headers are gRPC
+// metadata as they are (lower-case ASCII names, text values), so such a name is refused.
+function isGrpcBinaryName(name: string): boolean {
+  return name.endsWith('-bin') || name.endsWith('_bin')
+}
+const GRPC_BINARY_PROBLEM = (name: string) =>
+  `${name} ends in -bin, which gRPC reads as base64 binary metadata: a claim would reach a gRPC service as other bytes; choose another name`
+
 function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocument>>, at: DocPath, problem: OnProblem): IdentityHeader[] {
   const out: IdentityHeader[] = []
   for (const [header, value] of Object.entries(spec)) {
@@ -51,6 +60,10 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
     // x_forwarded_for is X-Forwarded-For to CGI-style back ends: both spellings are checked.
     if (isOwnedHeader(name)) {
       problem([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
+      continue
+    }
+    if (isGrpcBinaryName(name)) {
+      problem([...at, header], GRPC_BINARY_PROBLEM(header))
       continue
     }
     const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
@@ -86,6 +99,10 @@ function payloadHeader(name: string, identity: readonly IdentityHeader[], at: Do
   const lower = name.toLowerCase()
   if (isOwnedHeader(lower)) {
     problem(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    return null
+  }
+  if (isGrpcBinaryName(lower)) {
+    problem(at, GRPC_BINARY_PROBLEM(name))
     return null
   }
   if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {

@@ -14,6 +14,8 @@ export interface Upstream {
   readonly name: string
   /** scheme://host:port */
   readonly origin: string
+  /** How requests reach it: HTTP/1.1 (undici), HTTP/2 in clear (h2c) or over TLS (h2) (node:http2, ./h2_upstream.ts). */
+  readonly protocol: UpstreamProtocol
   /** The URL's own path without a trailing slash, prefixed to every forwarded path. */
   readonly basePath: string
   readonly timeoutMs: number
@@ -30,7 +32,9 @@ export interface Upstream {
   readonly health: UpstreamHealthRule | null
 }
 
-const DEFAULT = defaultsOf(UpstreamSchema, ['connections', 'timeout'])
+export type UpstreamProtocol = 'http1' | 'h2c' | 'h2'
+
+const DEFAULT = defaultsOf(UpstreamSchema, ['connections', 'timeout', 'protocol'])
 
 /** Every upstream that compiles, by name; each one that does not is said. */
 export function compileUpstreams(specs: Readonly<Record<string, UpstreamDocument>>, files: PolicyFiles, problem: OnProblem): Map<string, Upstream> {
@@ -61,15 +65,22 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
     problem([...at, 'url'], 'upstream url must not carry credentials, a query or a fragment')
     return undefined
   }
+  const protocol = spec.protocol ?? DEFAULT.protocol
+  // h2c is HTTP/2 in clear, h2 over TLS (RFC 9113 §3): the URL's scheme must say the same.
+  if ((protocol === 'h2' && url.protocol !== 'https:') || (protocol === 'h2c' && url.protocol !== 'http:')) {
+    problem([...at, 'protocol'], `protocol ${protocol} needs an ${protocol === 'h2' ? 'https' : 'http'}:// url (h2 is HTTP/2 over TLS, h2c HTTP/2 in clear)`)
+    return undefined
+  }
   const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], files, problem)
   if (tls === undefined) return undefined
   const health = compileUpstreamHealth(spec.health, [...at, 'health'], problem)
   if (health === undefined) return undefined
   const connections = spec.connections ?? DEFAULT.connections
-  const hash = createHash('sha256').update(`${url.origin}\n${connections}`)
+  const hash = createHash('sha256').update(`${url.origin}\n${connections}\n${protocol}`)
   for (const pem of [tls?.ca, tls?.cert, tls?.key]) hash.update('\n').update(pem ?? '')
   return {
     name,
+    protocol,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     timeoutMs: durationMs(spec.timeout ?? DEFAULT.timeout),

@@ -246,5 +246,5 @@ t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t
 t.test('demo --check runs the whole demo end to end', async (t) => {
   const res = await jwtgate(['demo', '--check'], {}, 60_000)
   t.equal(res.code, 0, res.stdout + res.stderr)
-  t.match(res.stdout, /6 passed, 0 failed/)
+  t.match(res.stdout, /8 passed, 0 failed/)
 })

@@ -328,3 +328,36 @@ t.test('the jwtgate explain command', async (t) => {
   t.match(JSON.parse(res.stdout), { request: { method: 'POST' }, route: { index: 2, name: 'POST /api/**' }, decision: 'deny', reason: 'insufficient_claims' })
   t.equal(res.stderr, '')
 })
+
+t.test('explain a gRPC call: the method is a path, and a denial says the grpc-status the client gets', async (t) => {
+  const idp = await issuer(t)
+  const file = tempFile(
+    'policy.yaml',
+    `version: 1
+listen: { port: 0, protocols: [h2c] }
+issuers:
+  idp: { issuer: ${idp.url}, jwks_uri: ${idp.jwksUri}, audiences: [echo-api], algorithms: [RS256] }
+upstreams:
+  echo: { url: "http://127.0.0.1:50051", protocol: h2c }
+routes:
+  - { path: /demo.Echo/*, upstream: echo, grpc: true, auth: { issuers: [idp], claims: { roles: { contains: streamer } } } }
+`,
+  )
+  const none = await explainHere(['-c', file, 'POST', '/demo.Echo/Count'])
+  t.equal(none.code, 1)
+  t.match(none.stdout, /DENY 401 missing_token: .*\n +a gRPC call gets grpc-status 16, grpc-message missing_token/)
+  const json = JSON.parse(
+    (await explainHere(['-c', file, 'POST', '/demo.Echo/Count', '--claims', JSON.stringify({ iss: idp.url, aud: 'echo-api', sub: 'a' }), '--json'])).stdout,
+  )
+  t.match(json, { decision: 'deny', status: 403, reason: 'insufficient_claims', grpc_status: 7 })
+  const allowed = await explainHere([
+    '-c',
+    file,
+    'POST',
+    '/demo.Echo/Count',
+    '--claims',
+    JSON.stringify({ iss: idp.url, aud: 'echo-api', sub: 'a', roles: ['streamer'] }),
+  ])
+  t.equal(allowed.code, 0)
+  t.match(allowed.stdout, /http:\/\/127\.0\.0\.1:50051\/demo\.Echo\/Count/)
+})

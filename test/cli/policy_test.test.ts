@@ -231,7 +231,7 @@ cases:
   t.same(again.stderr.trimEnd().split('\n'), [
     `${fixed}:4:41 unknown token "admn" (known: admin)`,
     `${fixed}:5:32 cases[1].expect must be allow or a status the gateway answers with (400, 401, 403, 404, 503), not 200; write allow for a request the gateway lets through`,
-    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, bad_host, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large, invalid_dpop_proof, use_dpop_nonce, proof_replayed, proof_replay_unavailable, binding_mismatch, unbound_token)`,
+    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, bad_host, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large, invalid_dpop_proof, use_dpop_nonce, proof_replayed, proof_replay_unavailable, binding_mismatch, unbound_token, headers_too_large)`,
     `${fixed}:6:50 unknown upstream "billing" (known: orders, partners)`,
     `${fixed}:7:44 unknown route "nope" (known: /public/**, admin, /partner/**, *.example.com/api/**, /tree/**, /opt/**, /report/**, /payload/**)`,
     '5 problems in the test file; no case was run',

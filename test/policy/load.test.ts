@@ -56,6 +56,7 @@ t.test('config/example.yaml and config/demo.yaml are valid', async (t) => {
       DEMO_ISSUER: 'http://127.0.0.1:1/',
       DEMO_JWKS_URI: 'http://127.0.0.1:1/jwks',
       DEMO_UPSTREAM: 'http://127.0.0.1:2',
+      DEMO_GRPC_UPSTREAM: 'http://127.0.0.1:3',
     }
     const policy = loadPolicy(file, silent, env)
     for (const issuer of policy.issuers.values()) issuer.stop()
