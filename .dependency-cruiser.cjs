@@ -13,7 +13,7 @@ const LAYERS = [
   ['^src/auth/'],
   ['^src/revocation/'],
   // Runtime pieces that need neither a Route, a CompiledPolicy nor a request's state.
-  ['^src/proxy/'],
+  ['^src/proxy/', '^src/tracing/'],
   [ASSEMBLER, '^src/(decide|explain|report)\\.ts$'],
   ['^src/gateway/', '^src/admin/'],
   ['^src/server\\.ts$', '^src/lifecycle/', '^src/cluster/'],

@@ -23,6 +23,7 @@ import { killAll, killAllNow, runCommand, startService, type Service } from './c
 import { accepts, freePort, median } from './support.js'
 import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageNodeOptions } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
+import { dpopClients, proofLines, type DpopClient } from './dpop.js'
 import { runWrk, type WrkRun } from './wrk.js'
 import { compareVersions, EXPRESS_PEER_SERVER, haproxyFiles, installExpressPeer, revocationList, versionOf } from './peers.js'
 
@@ -62,8 +63,12 @@ const ROUTES_500 = 'c  jwtgate auth:none, 500 routes'
 const REVOCATION = 'c  jwtgate RS256 1k tokens, 100k revoked'
 const HAPROXY = 'p  HAProxy jwt_verify RS256 1k tokens'
 const EXPRESS = 'p  express+express-jwt RS256 1k tokens'
+const DPOP = 'c  jwtgate RS256 1k DPoP-bound, ES256 proofs'
 /** The rows besides the token rows that need RS256 tokens. */
-const EXTRA_RS256 = [REVOCATION, HAPROXY, EXPRESS]
+const EXTRA_RS256 = [REVOCATION, HAPROXY, EXPRESS, DPOP]
+// A DPoP proof is accepted once: each run of the DPoP row gets this many, signed ahead (more
+// requests than that wrap around to used proofs, which show as errors in the row).
+const DPOP_REQUESTS_PER_S = intFromEnv('BENCH_DPOP_REQUESTS_PER_S', 15_000, 1_000_000)
 const ALGORITHMS = ['RS256', 'ES256', 'HS256'] as const
 const AUDIENCE = 'bench-api'
 const PATH = '/api/items'
@@ -77,6 +82,8 @@ interface Scenario {
   service: Service
   /** Its tokens, one a line; none: no Authorization header. */
   tokensFile?: string
+  /** The DPoP row's requests of each round (tokens.lua lines with a proof each), made once the gateway's URL is known. */
+  roundFiles?: string[]
 }
 
 interface RunResult extends WrkRun {
@@ -183,7 +190,12 @@ async function main(): Promise<void> {
   interface Group {
     name: string
     start: () => Promise<Service>
+    /** Bearer tokens, or tokens.lua lines (`DPoP <token>\t<proof>`) for priming. */
     tokens?: string[]
+    /** The DPoP row: its clients and their tokens, whose proofs are made once the gateway listens. */
+    dpop?: { clients: DpopClient[]; tokens: string[] }
+    /** The DPoP row's request files, one per round. */
+    roundFiles?: string[]
     scenarios: { name: string; count?: number }[]
     /** Why the group cannot run here (a tool missing): its rows are listed as skipped. */
     skip?: string
@@ -244,6 +256,26 @@ async function main(): Promise<void> {
       scenarios: [{ name: REVOCATION, count: 1000 }],
     })
     const signer = rs256.signer as Exclude<Signer, { alg: 'HS256' }>
+    if (selected(DPOP)) {
+      // 1,000 clients with their own keys, each token bound to one (cnf.jkt); one proof a request.
+      const clients = dpopClients(1000)
+      const bound = await makeTokens(
+        signer,
+        { iss: rs256.issuer.issuer as string, aud: AUDIENCE, lifetimeS: 24 * 3600, cnf: (i) => ({ jkt: clients[i]!.jkt }) },
+        1000,
+      )
+      groups.push({
+        name: 'jwtgate DPoP',
+        start: jwtgate('jwtgate DPoP', {
+          ...rsPolicy,
+          issuers: { bench: { ...rsPolicy.issuers.bench, binding: { method: 'dpop', required: true } } },
+          // Proofs are signed before the rounds start, so their iat may be minutes old; every one is remembered.
+          dpop: { proof_max_age: '1h', replay_cache: { max_entries: 5_000_000 } },
+        }),
+        dpop: { clients, tokens: bound },
+        scenarios: [{ name: DPOP, count: 1000 }],
+      })
+    }
     const haproxy = which('haproxy')
     const haproxyVersion = haproxy ? versionOf(haproxy) : undefined
     groups.push({
@@ -289,12 +321,25 @@ async function main(): Promise<void> {
   const wanted = groups.filter((g) => !g.skip && g.scenarios.some((x) => selected(x.name)))
   // Started a few at a time and unpinned (module loading is most of the start-up), then pinned.
   const services = await mapLimit(wanted, 3, (g) => g.start())
+  // The DPoP row's proofs name the gateway's URL: one set for priming, one per round.
+  for (const [i, g] of wanted.entries()) {
+    if (!g.dpop) continue
+    const htu = services[i]!.url + PATH
+    g.tokens = await proofLines(g.dpop.clients, g.dpop.tokens, htu, Math.max(PRIME_MIN, g.dpop.clients.length), 'prime')
+    g.roundFiles = []
+    for (let round = 0; round < REPEATS; round++) {
+      const file = path.join(tmp!, `dpop-round-${round}.txt`)
+      writeFileSync(file, (await proofLines(g.dpop.clients, g.dpop.tokens, htu, DPOP_REQUESTS_PER_S * DURATION_S, `round-${round}`)).join('\n') + '\n')
+      g.roundFiles.push(file)
+    }
+    console.error(`bench: ${REPEATS} × ${DPOP_REQUESTS_PER_S * DURATION_S} DPoP proofs signed after ${seconds()} s`)
+  }
   const scenarios: Scenario[] = [{ name: 'a  upstream direct', service: upstream }]
   wanted.forEach((g, i) => {
     for (const x of g.scenarios) {
       if (!selected(x.name)) continue
-      const scenario: Scenario = { name: x.name, service: services[i]! }
-      if (g.tokens && x.count) {
+      const scenario: Scenario = { name: x.name, service: services[i]!, ...(g.roundFiles ? { roundFiles: g.roundFiles } : {}) }
+      if (g.tokens && x.count && !g.dpop) {
         scenario.tokensFile = path.join(tmp!, `tokens-${services[i]!.pid}-${x.count}.txt`)
         writeFileSync(scenario.tokensFile, g.tokens.slice(0, x.count).join('\n') + '\n')
       }
@@ -340,7 +385,7 @@ async function main(): Promise<void> {
         url: s.service.url + PATH,
         connections: CONNECTIONS,
         durationS: DURATION_S,
-        tokensFile: s.tokensFile,
+        tokensFile: s.roundFiles?.[round] ?? s.tokensFile,
         cpu: pinned ? LOADGEN_CPU : undefined,
       })
       const cpu = cpuMicros(s.service.pid) - cpu0
@@ -457,6 +502,7 @@ function comparisons(rows: Summary[]): void {
     [REVOCATION, scenarioName('RS256', 1000), 'revocation, 100k entries against none'],
     [HAPROXY, scenarioName('RS256', 1000), 'HAProxy against jwtgate'],
     [EXPRESS, scenarioName('RS256', 1000), 'express against jwtgate'],
+    [DPOP, scenarioName('RS256', 1000), 'DPoP (one ES256 proof checked per request) against bearer'],
   ]
   const lines = pairs.flatMap(([name, base, what]) => {
     const a = row(name)
@@ -481,7 +527,9 @@ async function prime(service: Service, tokens?: string[]): Promise<void> {
   const worker = async () => {
     while (next < total) {
       const i = next++
-      const headers = tokens ? { authorization: `Bearer ${tokens[i % tokens.length]}` } : {}
+      const line = tokens?.[i % tokens.length]
+      const tab = line?.indexOf('\t') ?? -1
+      const headers = line === undefined ? {} : tab < 0 ? { authorization: `Bearer ${line}` } : { authorization: line.slice(0, tab), dpop: line.slice(tab + 1) }
       const response = await pool.request({ path: PATH, method: 'GET', headers })
       const body = await response.body.text()
       if (response.statusCode !== 200) failures.push(`${response.statusCode} ${body.slice(0, 300)}`)

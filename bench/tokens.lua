@@ -1,5 +1,6 @@
 -- wrk script: one request per token, round-robin. Usage: wrk ... -s tokens.lua <url> -- <file>
--- <file> holds one token per line; "-" (or an empty file) sends no Authorization header.
+-- <file> holds one token per line; "-" (or an empty file) sends no Authorization header. A line
+-- "<Authorization value><TAB><proof>" sends that Authorization and the proof as DPoP (each once).
 -- Every request is formatted once in init(), so a request costs wrk a table read, whatever
 -- the number of tokens. done() prints one JSON line that bench/wrk.ts parses.
 -- With WRK_DELAY_MS set, each connection waits that long after a response before its next
@@ -21,7 +22,13 @@ function init(args)
     for line in io.lines(file) do
       if #line > 0 then
         count = count + 1
-        requests[count] = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. line })
+        -- "<Authorization value>\t<DPoP proof>" (bench/dpop.ts), or a bare bearer token.
+        local authorization, proof = line:match("^([^\t]+)\t(.+)$")
+        if proof ~= nil then
+          requests[count] = wrk.format(nil, nil, { ["Authorization"] = authorization, ["DPoP"] = proof })
+        else
+          requests[count] = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. line })
+        end
       end
     end
   end

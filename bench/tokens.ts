@@ -9,6 +9,8 @@ export interface TokenClaims {
   aud: string
   /** Seconds the tokens stay valid; long enough for a lengthened run. */
   lifetimeS: number
+  /** A cnf claim for token i (a DPoP-bound token's { jkt }). */
+  cnf?: (i: number) => Record<string, unknown>
 }
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -31,7 +33,8 @@ export async function makeTokens(signer: Signer, claims: TokenClaims, count: num
   for (let start = 0; start < count; start += batch) {
     const inputs = Array.from({ length: Math.min(batch, count - start) }, (_, k) => {
       const i = start + k
-      return `${header}.${b64url({ iss: claims.iss, sub: `user-${i}`, aud: claims.aud, roles: ['reader'], jti: `bench-${i}`, iat: now, exp: now + claims.lifetimeS })}`
+      const cnf = claims.cnf ? { cnf: claims.cnf(i) } : {}
+      return `${header}.${b64url({ iss: claims.iss, sub: `user-${i}`, aud: claims.aud, roles: ['reader'], jti: `bench-${i}`, iat: now, exp: now + claims.lifetimeS, ...cnf })}`
     })
     const signatures = await Promise.all(inputs.map((input) => signAsync(signer, input)))
     for (const [k, input] of inputs.entries()) tokens.push(`${input}.${signatures[k]}`)

@@ -19,6 +19,8 @@ export interface Decision {
   identity?: Identity
   /** The issuer the token was checked against (chosen by its iss), accepted or refused: the status page counts and lists by it. */
   issuer?: Issuer
+  /** A verified token the route's requirement refused: what `explain` checks again for every check it fails. Never an identity. */
+  refused?: Identity
   /** The identity headers to set upstream, by lower-case name. */
   identityHeaders?: Record<string, string>
   /** Set when the request must stop; absent means allowed. */
@@ -92,12 +94,13 @@ export function decide(
 function settle(out: Decision, route: Route, result: AuthResult): void {
   if (result === null) return // an optional route's request without a token: anonymous
   if (!isDenial(result)) out.issuer = result.issuer
+  if (isRefused(result)) out.refused = result.identity
   const identity = isDenial(result) ? undefined : isRefused(result) ? result.identity : result
   let denial = isDenial(result) ? result : isRefused(result) ? result.denial : undefined
   // Identity headers for an allowed request; on a report route also for a verified token that
   // failed the requirement, since that request is forwarded too.
   if (identity && (!denial || route.report)) {
-    const headers = identityHeaders(identity.claims, route.identity)
+    const headers = identityHeaders(identity.claims, route.identity, identity.bound)
     if (isDenial(headers)) {
       denial ??= headers
     } else {

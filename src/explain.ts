@@ -2,20 +2,27 @@
 // one request, and why. The answer comes from `decide` (src/decide.ts), the very function the
 // proxy runs; this file only gathers its result and the policy text around it (route patterns,
 // methods, claim conditions) into something a person can read, or one JSON object.
+import { createHash, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { createDecoder } from 'fast-jwt'
 import type { Credentials } from './auth/authenticate.js'
+import { conditionWords } from './auth/claims.js'
+import type { Denial, FailedCheck } from './http/denial.js'
 import { decide, type Decision } from './decide.js'
+import { grpcStatusOf } from './http/grpc_status.js'
 import { createLogger } from './log.js'
+import { accessTokenHash } from './auth/dpop.js'
 import type { Issuer } from './auth/issuer.js'
 import { compilePolicy, type CompiledPolicy, type Route } from './policy/compile.js'
-import { readPolicySource } from './policy/load.js'
+import { readPolicyDraft } from './policy/load.js'
 import type { ClaimConditionDocument, PolicyDocument, RequirementDocument, RouteDocument } from './policy/schema.js'
 import { addCorsHeaders, headerRecord, type Preflight } from './proxy/cors.js'
 import { upstreamUrl } from './proxy/forward.js'
 import { forwardedQuery } from './proxy/token_removal.js'
 import { splitTarget } from './routing/normalize.js'
 import { hostFromHeader, type Mismatch } from './routing/route_table.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
+import { checkText, identityHeadersOf, routeFor, withRouteDefaults } from './report.js'
 
 export interface ExplainOptions extends Question {
   policyFile: string
@@ -36,6 +43,12 @@ export interface Question {
   origin?: string
   /** With `origin`, an OPTIONS request is a CORS preflight asking for this method and these headers. */
   preflight?: { method: string; headers: string[] }
+  /** With `token`: the request's DPoP proof, checked as the proxy checks it (the token then goes with the DPoP scheme). */
+  dpop?: string
+  /** With `token`: the client certificate (PEM) the request presents, for a certificate-bound token. */
+  clientCertificate?: string
+  /** With `claims`: what the request proves of a bound token (VerifiedClaims in src/auth/authenticate.ts). */
+  sender?: Array<'dpop' | 'mtls'>
 }
 
 interface RouteFacts {
@@ -83,6 +96,10 @@ type Requirement =
       optional?: true
       /** Only when the route reads tokens from elsewhere than `Authorization: Bearer`. */
       token_sources?: Array<{ from: string; forwarded: boolean }>
+      /** Sender-constrained tokens: each issuer's binding on this route, and what a request must bring. */
+      binding?: Array<{ issuer: string; method: string; required: boolean }>
+      dpop_proof?: Record<string, string>
+      client_certificate?: string
     } & RequirementTree)
 
 /** The facts `explain` prints; also its --json shape. */
@@ -101,12 +118,24 @@ export interface Explanation {
   evaluated_with: 'token' | 'claims' | 'nothing'
   /** With --claims: the claims evaluated, iss and aud filled in from the route when not given. */
   claims?: Record<string, unknown>
+  /** With --token: its decoded header and claims, as the token carries them (never its signature); or why it cannot be decoded. */
+  token?: { header: Record<string, unknown>; claims: unknown } | { error: string }
   /** The route's decision; on a report route the request is forwarded even when it is deny. */
   decision: 'allow' | 'deny'
   status?: number
   reason?: string
   description?: string
+  /**
+   * The checks the token failed: where each looked, what it found, what it wanted (and how close
+   * it came). The first decided; the others are every further check of the route's requirement
+   * the token fails, so that one run shows all of them.
+   */
+  checks?: Array<FailedCheck & { note?: string }>
+  /** On a gRPC route (grpc: true), the grpc-status a gRPC client is answered with for the denial. */
+  grpc_status?: number
   issuer?: string
+  /** How the token was sender-constrained, on a route that checks binding. */
+  bound?: string
   identity_headers?: Record<string, string>
   authorization_forwarded?: boolean
   /** A CORS preflight the gateway answers itself: nothing is forwarded. */
@@ -122,7 +151,7 @@ export interface Explanation {
  * compiled matchers do not keep.
  */
 export async function explain(options: ExplainOptions): Promise<Explanation> {
-  const source = readPolicySource(options.policyFile)
+  const source = readPolicyDraft(options.policyFile)
   const policy = compilePolicy(source, createLogger('silent'))
   try {
     return await explainLoaded(policy, source.document, options)
@@ -143,7 +172,8 @@ export async function explainLoaded(policy: CompiledPolicy, document: PolicyDocu
 
 /** What a route requires, in the words `explain` prints under "requires". */
 export function requirementWords(policy: CompiledPolicy, route: Route, document: PolicyDocument): string[] {
-  return requirementLines(requirementOf(policy, route, document.routes[route.index]!))
+  // No request: what a proof or certificate must contain is said in general.
+  return requirementLines(requirementOf(policy, route, document.routes[route.index]!, { method: 'GET', target: '/' }))
 }
 
 /** What `explain` prints: the explanation as text, or as one JSON object. */
@@ -171,6 +201,9 @@ export function explainArguments(args: string[], env: Record<string, string | un
         origin: { type: 'string' },
         preflight: { type: 'string' },
         'preflight-headers': { type: 'string' },
+        dpop: { type: 'string' },
+        'client-cert': { type: 'string' },
+        sender: { type: 'string' },
       },
     }),
   )
@@ -189,6 +222,16 @@ export function explainArguments(args: string[], env: Record<string, string | un
   if (values.preflight !== undefined && (method !== 'OPTIONS' || values.origin === undefined))
     return '--preflight METHOD describes an OPTIONS request with --origin'
   if (values['preflight-headers'] !== undefined && values.preflight === undefined) return '--preflight-headers goes with --preflight'
+  if ((values.dpop !== undefined || values['client-cert'] !== undefined) && token === undefined) return '--dpop and --client-cert go with --token'
+  if (values.sender !== undefined && claims === undefined) return '--sender goes with --claims'
+  const sender = values.sender?.split(',').map((s) => s.trim())
+  if (sender?.some((s) => s !== 'dpop' && s !== 'mtls')) return '--sender takes dpop, mtls or dpop,mtls'
+  let clientCertificate: string | undefined
+  if (values['client-cert'] !== undefined) {
+    const read = messageIfThrown(() => readFileSync(values['client-cert']!, 'utf8'))
+    if (read.startsWith('cannot') || !read.includes('-----BEGIN')) return `--client-cert needs a PEM certificate file: ${read.split('\n')[0]}`
+    clientCertificate = read
+  }
   const preflight =
     values.preflight === undefined
       ? undefined
@@ -200,7 +243,19 @@ export function explainArguments(args: string[], env: Record<string, string | un
             .filter(Boolean),
         }
   return {
-    options: { policyFile, method, target: positionals[1]!, host: values.host, token, claims, origin: values.origin, preflight },
+    options: {
+      policyFile,
+      method,
+      target: positionals[1]!,
+      host: values.host,
+      token,
+      claims,
+      origin: values.origin,
+      preflight,
+      ...(values.dpop !== undefined ? { dpop: values.dpop } : {}),
+      ...(clientCertificate ? { clientCertificate } : {}),
+      ...(sender ? { sender: sender as Array<'dpop' | 'mtls'> } : {}),
+    },
     json: values.json === true,
   }
 }
@@ -224,15 +279,7 @@ async function evaluate(policy: CompiledPolicy, options: Question): Promise<{ de
   // it, where the proxy answers 503 for a kid the IdP may have published since.
   const claims = options.claims && withRouteDefaults(options.claims, route)
   const decision: Decision = {}
-  await decide(
-    policy,
-    options.method,
-    options.host,
-    options.target,
-    credentialsOf(options.token, claims, route, options.target),
-    decision,
-    preflightOf(options),
-  )
+  await decide(policy, options.method, options.host, options.target, credentialsOf(options, claims, route, policy), decision, preflightOf(options))
   return { decision, claims }
 }
 
@@ -241,22 +288,39 @@ function preflightOf(options: Question): Preflight | undefined {
   return { origin: options.origin, method: options.preflight.method, headers: options.preflight.headers.join(',') }
 }
 
-/** A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route says otherwise. */
-function credentialsOf(token: string | undefined, claims: Record<string, unknown> | undefined, route: Route | undefined, target: string): Credentials {
-  if (claims) return { claims }
+/**
+ * A --token goes where the route reads tokens first: `Authorization: Bearer` unless the route
+ * says otherwise, `Authorization: DPoP` with --dpop. The request comes to the policy's listener
+ * (https with listen.tls) at --host, with --client-cert's certificate.
+ */
+function credentialsOf(options: Question, claims: Record<string, unknown> | undefined, route: Route | undefined, policy: CompiledPolicy): Credentials {
+  const { token, target } = options
+  if (claims) return { claims, ...(options.sender ? { sender: options.sender } : {}) }
   // No token anywhere: what a request without a token gets.
   if (token === undefined) return { rawHeaders: [], url: target }
+  const binding = { origin: originOf(options, policy), certificate: options.clientCertificate && certificateThumbprint(options.clientCertificate) }
+  const request = { url: target, method: options.method, binding }
+  if (options.dpop !== undefined) return { rawHeaders: ['authorization', `DPoP ${token}`, 'dpop', options.dpop], ...request }
   const source = route?.auth?.sources.all[0]
   switch (source?.kind) {
     case 'cookie':
-      return { rawHeaders: ['cookie', `${source.name}=${token}`], url: target }
+      return { rawHeaders: ['cookie', `${source.name}=${token}`], ...request }
     case 'query':
-      return { rawHeaders: [], url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
+      return { rawHeaders: [], ...request, url: `${target}${target.includes('?') ? '&' : '?'}${encodeURIComponent(source.name)}=${token}` }
     case 'header':
-      return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], url: target }
+      return { rawHeaders: [source.name, `${source.prefix ? capitalized(source.prefix) : ''}${token}`], ...request }
     default:
-      return { rawHeaders: ['authorization', `Bearer ${token}`], url: target }
+      return { rawHeaders: ['authorization', `Bearer ${token}`], ...request }
   }
+}
+
+/** The scheme and authority a client would address: the listener's scheme, --host (localhost without one). */
+function originOf(options: Question, policy: CompiledPolicy): string {
+  return `${policy.listen.tls ? 'https' : 'http'}://${options.host ?? 'localhost'}`
+}
+
+function certificateThumbprint(pem: string): string {
+  return createHash('sha256').update(new X509Certificate(pem).raw).digest('base64url')
 }
 
 function capitalized(text: string): string {
@@ -282,10 +346,11 @@ function explanationOf(
       route && path !== undefined && !decision.preflight
         ? { name: route.upstream.name, url: upstreamUrl(route, path) + forwardedQuery(options.target, route.auth?.sources.queryNames ?? []) }
         : null,
-    requires: route ? requirementOf(policy, route, document.routes[route.index]!) : null,
+    requires: route ? requirementOf(policy, route, document.routes[route.index]!, options) : null,
     ...(route?.report ? { mode: 'report' as const } : {}),
     evaluated_with: claims ? 'claims' : options.token !== undefined ? 'token' : 'nothing',
     ...(claims ? { claims } : {}),
+    ...(options.token !== undefined ? { token: decodedToken(options.token) } : {}),
     ...outcome(decision),
     ...(options.origin !== undefined ? { cors_headers: corsHeadersOf(policy, decision, options.origin) } : {}),
   }
@@ -301,18 +366,75 @@ function corsHeadersOf(policy: CompiledPolicy, decision: Decision, origin: strin
 
 function outcome(
   decision: Decision,
-): Pick<Explanation, 'decision' | 'status' | 'reason' | 'description' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'> {
+): Pick<
+  Explanation,
+  'decision' | 'status' | 'reason' | 'description' | 'grpc_status' | 'issuer' | 'identity_headers' | 'authorization_forwarded' | 'preflight'
+> {
   const { route, identity } = decision
   if (decision.preflight && !decision.denial) return { decision: 'allow', status: 204, preflight: true }
   const denial = decision.denial ?? decision.reported
   const forwarded = {
     ...(identity ? { issuer: identity.issuer.name } : {}),
+    ...(identity?.bound ? { bound: identity.bound } : {}),
     identity_headers: identityHeadersOf(decision),
     authorization_forwarded: route?.forwardToken ?? false,
   }
   if (denial)
-    return { decision: 'deny', status: denial.status, reason: denial.reason, description: denial.description, ...(decision.reported ? forwarded : {}) }
+    return {
+      decision: 'deny',
+      status: denial.status,
+      reason: denial.reason,
+      description: denial.description,
+      ...checksOf(decision, denial),
+      // A call on a gRPC route is answered with this status (src/http/grpc_status.ts).
+      ...(route?.grpc ? { grpc_status: grpcStatusOf(denial) } : {}),
+      ...(decision.reported ? forwarded : {}),
+    }
   return { decision: 'allow', ...forwarded }
+}
+
+/** The denial's check, then every other check of the route's requirement a verified token fails. */
+function checksOf(decision: Decision, denial: Denial): Pick<Explanation, 'checks'> {
+  const failed: Denial[] = [denial]
+  const requirement = decision.route?.auth?.requirement
+  if (decision.refused && requirement) {
+    const all: Denial[] = []
+    requirement.check(decision.refused, Date.now(), all)
+    for (const d of all) if (d.check && !failed.some((f) => f.check?.claim === d.check!.claim && f.check?.wanted === d.check!.wanted)) failed.push(d)
+  }
+  const checks = failed.flatMap((d) => (d.check ? [withNote(d.check)] : []))
+  return checks.length ? { checks } : {}
+}
+
+const decode = createDecoder({ complete: true }) as (token: string) => { header: Record<string, unknown>; payload: unknown }
+
+/** The token's header and claims as it carries them, never its signature: what the checks read. */
+function decodedToken(token: string): NonNullable<Explanation['token']> {
+  try {
+    const { header, payload } = decode(token)
+    return { header, claims: payload }
+  } catch {
+    return { error: 'not a well-formed JWT: it cannot be decoded' }
+  }
+}
+
+/** The check, with a word on a near miss: a value that differs from an accepted one by a trailing slash, in case or by spaces. */
+function withNote(check: FailedCheck): FailedCheck & { note?: string } {
+  const found = typeof check.found === 'string' ? [check.found] : Array.isArray(check.found) ? check.found.filter((f) => typeof f === 'string') : []
+  for (const f of found) {
+    for (const a of check.accepted ?? []) {
+      const how =
+        f.replace(/\/+$/, '') === a.replace(/\/+$/, '')
+          ? 'by a trailing slash'
+          : f.toLowerCase() === a.toLowerCase()
+            ? 'in case'
+            : f.trim() === a.trim()
+              ? 'by spaces at an end'
+              : undefined
+      if (how) return { ...check, note: `${JSON.stringify(f)} differs from the accepted ${JSON.stringify(a)} only ${how}` }
+    }
+  }
+  return check
 }
 
 function skippedRoutes(policy: CompiledPolicy, document: PolicyDocument, options: Question, path: string, before: number): SkippedRoute[] {
@@ -330,13 +452,50 @@ function routeFacts(route: Route, spec: RouteDocument): RouteFacts {
   return { name: route.name, index: route.index, path: spec.path, methods: spec.methods ?? null, host: spec.host ?? null }
 }
 
-function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument): Requirement {
+/** What a request must bring for a bound token on this route: what src/auth/binding.ts and dpop.ts check. */
+function bindingFacts(
+  policy: CompiledPolicy,
+  route: Route,
+  options: Question,
+): Pick<Requirement & { auth: 'token' }, 'binding' | 'dpop_proof' | 'client_certificate'> {
+  const binding = route.auth?.binding
+  const env = policy.auth.binding
+  if (!binding || !env) return {}
+  const rules = [...binding.rules].map(([issuer, rule]) => ({ issuer: issuer.name, method: rule.method, required: rule.required }))
+  const { dpop } = env
+  const proof = {
+    authorization: 'DPoP <token>',
+    header: `exactly one DPoP header, at most ${dpop.maxProofBytes} bytes`,
+    typ: 'dpop+jwt',
+    alg: `one of ${dpop.algs}`,
+    jwk: "the client's public key (no private members); its RFC 7638 thumbprint is the token's cnf.jkt",
+    htm: options.method,
+    htu: `${originOf(options, policy)}${splitTarget(options.target).path} (query and fragment ignored)`,
+    iat: `within ${dpop.maxAgeMs / 1000}s of now`,
+    jti: 'unique: a proof is accepted once',
+    ath: options.token !== undefined ? accessTokenHash(options.token) : 'base64url SHA-256 of the access token',
+    ...(dpop.nonces ? { nonce: 'the newest nonce the gateway sent in DPoP-Nonce' } : {}),
+  }
+  return {
+    binding: rules,
+    ...(binding.dpop ? { dpop_proof: proof } : {}),
+    ...(rules.some((r) => r.method === 'mtls' || r.method === 'any')
+      ? {
+          client_certificate:
+            "the certificate whose SHA-256 thumbprint is the token's cnf.x5t#S256, on the TLS connection or in a trusted proxy's client_certificate_header",
+        }
+      : {}),
+  }
+}
+
+function requirementOf(policy: CompiledPolicy, route: Route, spec: RouteDocument, options: Question): Requirement {
   if (!route.auth || spec.auth === 'none') return { auth: 'none' }
   const sources = route.auth.sources.all
   const usual = sources.length === 1 && sources[0]!.kind === 'header' && sources[0]!.name === 'authorization' && sources[0]!.prefix === 'bearer '
   return {
     auth: 'token',
     ...(spec.auth.optional ? { optional: true as const } : {}),
+    ...bindingFacts(policy, route, options),
     ...(usual ? {} : { token_sources: sources.map((s) => ({ from: s.what, forwarded: s.kind !== 'query' && route.forwardToken })) }),
     ...treeOf(policy, spec.auth),
   }
@@ -390,7 +549,10 @@ export function renderExplanation(e: Explanation): string {
   if (e.requires) put('requires', ...requirementLines(e.requires))
   if (e.mode) put('mode', 'report: the decision is logged and counted, and the request forwarded whatever it is')
   if (e.claims) put('claims', JSON.stringify(e.claims))
+  if (e.token)
+    put('token', ...('error' in e.token ? [e.token.error] : [`header ${JSON.stringify(e.token.header)}`, `claims ${JSON.stringify(e.token.claims)}`]))
   put('decision', ...decisionLines(e))
+  if (e.bound) put('binding', e.bound === 'none' ? 'the token is not sender-constrained' : `the token is sender-constrained: ${e.bound}`)
   if (e.cors_headers)
     put('cors', ...(Object.keys(e.cors_headers).length ? Object.entries(e.cors_headers).map(([n, v]) => `${n}: ${v}`) : ['no CORS rule applies']))
   return out.join('\n') + '\n'
@@ -414,7 +576,13 @@ function mismatchText(s: SkippedRoute, e: Explanation): string {
 
 function requirementLines(r: Requirement): string[] {
   if (r.auth === 'none') return ['nothing: auth none']
-  const tree = [...treeLines(r), ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : [])]
+  const tree = [
+    ...treeLines(r),
+    ...(r.token_sources ? [`read from the ${r.token_sources.map((s) => s.from).join(' or the ')}`] : []),
+    ...(r.binding ? r.binding.map((b) => `binding ${b.method} for ${b.issuer}${b.required ? ' (required: unbound tokens refused)' : ''}`) : []),
+    ...(r.dpop_proof ? ['a DPoP-bound token comes with a DPoP proof:', ...Object.entries(r.dpop_proof).map(([k, v]) => `  ${k}: ${v}`)] : []),
+    ...(r.client_certificate ? [`a certificate-bound token comes with ${r.client_certificate}`] : []),
+  ]
   return r.optional ? ['no token, or a token that meets:', ...tree.map((l) => `  ${l}`)] : tree
 }
 
@@ -429,7 +597,7 @@ function treeLines(r: RequirementTree): string[] {
     ...(r.typ ? [`typ ${r.typ.join(' or ')}`] : []),
     ...(r.require_claims ? [`must carry ${r.require_claims.join(', ')}`] : []),
     ...(r.max_age !== undefined ? [`issued at most ${typeof r.max_age === 'number' ? `${r.max_age}s` : r.max_age} ago (max_age)`] : []),
-    ...r.claims.map((c) => `claim ${conditionText(c)}`),
+    ...r.claims.map((c) => `claim ${c.claim} ${conditionWords(c)}`),
     ...(r.scopes.length ? [`scopes ${r.scopes.join(' ')}`] : []),
   ]
 }
@@ -439,29 +607,25 @@ function issText(i: IssuerFacts): string {
   return `iss ${[i.iss, ...(i.iss_aliases ?? [])].join(' or ')}`
 }
 
-function conditionText(c: ClaimRule): string {
-  const list = (values: unknown[]) => values.map((v) => JSON.stringify(v)).join(', ')
-  const parts: string[] = []
-  if (c.exists === true) parts.push('is present')
-  if (c.exists === false) parts.push('is absent')
-  if (c.equals !== undefined) parts.push(`equals ${JSON.stringify(c.equals)}`)
-  if (c.one_of !== undefined) parts.push(`is one of ${list(c.one_of)}`)
-  if (c.contains !== undefined) parts.push(`contains ${JSON.stringify(c.contains)}`)
-  if (c.contains_any !== undefined) parts.push(`contains any of ${list(c.contains_any)}`)
-  if (c.contains_all !== undefined) parts.push(`contains all of ${list(c.contains_all)}`)
-  if (c.matches !== undefined) parts.push(`matches ${JSON.stringify(c.matches)} (whole string)`)
-  return `${c.claim} ${parts.join(' and ')}`
-}
-
 function decisionLines(e: Explanation): string[] {
   const basis = basisText(e)
   if (e.preflight) return ['ALLOW 204: a CORS preflight, answered by the gateway without a token; nothing is forwarded']
   const forwarded = [...(e.identity_headers && e.requires?.auth === 'token' ? headerLines(e.identity_headers, e) : []), ...forwardingLines(e)]
   if (e.decision === 'deny') {
-    const verdict = [`DENY ${e.status} ${e.reason}: ${e.description}`, ...(basis ? [basis] : [])]
+    const verdict = [
+      `DENY ${e.status} ${e.reason}: ${e.description}`,
+      ...(e.grpc_status !== undefined ? [`a gRPC call gets grpc-status ${e.grpc_status}, grpc-message ${e.reason}`] : []),
+      ...(e.checks ?? []).flatMap(checkLines),
+      ...(basis ? [basis] : []),
+    ]
     return e.mode ? [...verdict, 'not enforced (mode report): forwarded anyway', ...forwarded] : verdict
   }
   return [`ALLOW${e.issuer ? ` (token from ${e.issuer})` : ''}${basis ? `, ${basis}` : ''}`, ...forwarded]
+}
+
+/** The failed check, and the near miss if any. */
+function checkLines(check: NonNullable<Explanation['checks']>[number]): string[] {
+  return [checkText(check), ...(check.note ? [check.note] : [])]
 }
 
 function forwardingLines(e: Explanation): string[] {

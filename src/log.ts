@@ -44,17 +44,39 @@ export class EncodedLines implements pino.DestinationStream {
   }
 }
 
-export interface LoggerOptions {
+/** How every line writes its time and level: `log.time` and `log.level_label` in the policy. */
+export interface LineFormat {
+  /** `epoch`: milliseconds since 1970 (a number); `iso`: ISO-8601 in UTC with milliseconds (a string). */
+  time?: 'epoch' | 'iso'
+  /** `level` as its name (`"info"`) instead of pino's number (30). */
+  levelLabel?: boolean
+}
+
+/** `log.time` and `log.level_label` of a policy document (read before it is compiled: the logger comes first). */
+export function lineFormat(document: { log?: { time?: 'epoch' | 'iso'; level_label?: boolean } } | undefined): LineFormat {
+  return { time: document?.log?.time, levelLabel: document?.log?.level_label }
+}
+
+export interface LoggerOptions extends LineFormat {
   /** A cluster worker's number (1..N), written as `worker` on every line; implies sharedStdout. */
   worker?: number
   /** Standard output is shared with other processes: keep each write atomic. */
   sharedStdout?: boolean
 }
 
+/** pino's own options for a line format: its ISO time function and its level formatter. */
+function formatOptions(format: LineFormat): pino.LoggerOptions {
+  return {
+    ...(format.time === 'iso' ? { timestamp: pino.stdTimeFunctions.isoTime } : {}),
+    ...(format.levelLabel === true ? { formatters: { level: (label: string) => ({ level: label }) } } : {}),
+  }
+}
+
 export function createLogger(level = 'info', destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
   return pino(
     {
       level,
+      ...formatOptions(options),
       base: { service: SERVICE, ...(options.worker === undefined ? {} : { worker: options.worker }) },
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'token', 'secret', '*.secret'],
@@ -63,6 +85,14 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
     },
     destination ?? stdout(options.worker !== undefined || options.sharedStdout === true),
   )
+}
+
+/**
+ * A logger for the lines a process writes as it fails to start (a bad policy, a busy port):
+ * the same shape as every other line, written synchronously to standard error before it exits.
+ */
+export function startupLogger(format: LineFormat = {}): Logger {
+  return pino({ ...formatOptions(format), base: { service: SERVICE } }, pino.destination({ dest: 2, sync: true }))
 }
 
 /** The fields of one access-log line; an undefined field is left out, as pino does. */
@@ -83,9 +113,25 @@ export interface AccessFields {
   reportReason: string | undefined
   /** A WebSocket tunnel's line. */
   websocket: boolean | undefined
+  /** The client's address (trusted_proxies honoured: src/proxy/client_address.ts). */
+  client: string | undefined
+  /** The User-Agent header, cut to USER_AGENT_MAX characters. */
+  userAgent: string | undefined
+  /** Body bytes passed on each way (undefined on a WebSocket tunnel's line). */
+  requestBytes: number | undefined
+  responseBytes: number | undefined
+  /** The upstream's status and the time to its response head, when it answered. */
+  upstreamStatus: number | undefined
+  upstreamMs: number | undefined
+  /** The trace (W3C trace id) and the gateway's span in it, when there is a trace context. */
+  traceId: string | undefined
+  spanId: string | undefined
 }
 
 const INFO = 30
+
+/** The longest User-Agent a line (or a span) carries; browsers' are under 200 characters. */
+export const USER_AGENT_MAX = 256
 
 /**
  * The access log: one line per request, written straight to the logger's destination in the
@@ -96,13 +142,18 @@ const INFO = 30
  * so a reload's level change applies at once.
  */
 export function accessLogger(logger: Logger): (fields: AccessFields) => void {
-  const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym]!
+  const internals = logger as unknown as Record<symbol, unknown>
+  const stream = internals[pino.symbols.streamSym] as pino.DestinationStream
   // The base fields (service, a worker's number) and any bindings, serialized once by pino.
-  const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym]
+  const bindings = internals[pino.symbols.chindingsSym] as string
+  // `{"level":30` or `{"level":"info"` (log.level_label), as pino caches it for the logger, and
+  // pino's time function (`,"time":…`, epoch or ISO by log.time): the lines match pino's.
+  const level = (internals[pino.symbols.lsCacheSym] as Record<number, string>)[INFO]
+  const time = internals[pino.symbols.timeSym] as () => string
   return (f) => {
     if (logger.levelVal > INFO) return
     stream.write(
-      `{"level":${INFO},"time":${Date.now()}${bindings},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
+      `${level}${time()}${bindings},"request_id":${SAFE_ID.test(f.requestId) ? `"${f.requestId}"` : JSON.stringify(f.requestId)}` +
         named('method', f.method) +
         text('path', f.path) +
         named('route', f.route) +
@@ -115,6 +166,15 @@ export function accessLogger(logger: Logger): (fields: AccessFields) => void {
         (f.reportStatus === undefined ? '' : `,"report_status":${f.reportStatus}`) +
         named('report_reason', f.reportReason) +
         (f.websocket ? ',"websocket":true' : '') +
+        text('client_address', f.client) +
+        (f.userAgent === undefined ? '' : text('user_agent', f.userAgent.length > USER_AGENT_MAX ? f.userAgent.slice(0, USER_AGENT_MAX) : f.userAgent)) +
+        (f.requestBytes === undefined ? '' : `,"request_bytes":${f.requestBytes}`) +
+        (f.responseBytes === undefined ? '' : `,"response_bytes":${f.responseBytes}`) +
+        (f.upstreamStatus === undefined ? '' : `,"upstream_status":${f.upstreamStatus}`) +
+        (f.upstreamMs === undefined ? '' : `,"upstream_ms":${f.upstreamMs}`) +
+        // Trace and span ids are hex digits by construction (src/http/trace_context.ts, the SDK's ids).
+        (f.traceId === undefined ? '' : `,"trace_id":"${f.traceId}"`) +
+        (f.spanId === undefined ? '' : `,"span_id":"${f.spanId}"`) +
         ',"msg":"request"}\n',
     )
   }

@@ -1,6 +1,8 @@
 // Small pieces `explain` and `test` share.
 // Everything that decides goes through `decide`, the proxy's own code.
+import { momentText } from './auth/claims.js'
 import { decide, type Decision } from './decide.js'
+import type { FailedCheck } from './http/denial.js'
 import type { Issuer } from './auth/issuer.js'
 import type { CompiledPolicy, Route } from './policy/compile.js'
 
@@ -49,4 +51,18 @@ export async function routeFor(policy: CompiledPolicy, method: string, host: str
   const probe: Decision = {}
   await decide(policy, method, host, target, { rawHeaders: [] }, probe)
   return probe.route
+}
+
+/** `iss must be "https://idp.example.com/"; found "https://idp.example.com"`: what refused a token. */
+export function checkText(check: FailedCheck): string {
+  return `${check.claim} ${check.wanted}; found ${valueText(check.claim, check.found)}`
+}
+
+const TIME_CLAIMS = new Set(['exp', 'nbf', 'iat'])
+
+function valueText(claim: string, value: unknown): string {
+  if (value === undefined) return 'nothing'
+  // A time claim with the moment it names.
+  if (TIME_CLAIMS.has(claim) && typeof value === 'number' && Number.isFinite(value) && Math.abs(value) < 8.64e12) return momentText(value * 1000)
+  return JSON.stringify(value)
 }

@@ -13,12 +13,13 @@ import { listen } from './lifecycle/listen.js'
 import { LivePolicy } from './lifecycle/live_policy.js'
 import { Shutdown } from './lifecycle/shutdown.js'
 import { Reloads, watchPolicy } from './lifecycle/watch.js'
-import { createLogger } from './log.js'
+import { createLogger, lineFormat } from './log.js'
 import { compilePolicy, loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env, type PolicySource } from './policy/load.js'
 import { UpstreamChecks } from './proxy/upstream_health.js'
 import { processStatus, type ProcessParts, type ProcessStatus } from './admin/status.js'
 import { RouteWindows } from './admin/route_figures.js'
+import { tracingWanted } from './tracing/tracing.js'
 
 export interface StartOptions {
   policyFile: string
@@ -28,6 +29,11 @@ export interface StartOptions {
   env?: Env
   /** Where log lines go; stdout by default. */
   logDestination?: pino.DestinationStream
+  /**
+   * The OTEL_* variables that decide whether spans are exported (the OpenTelemetry SDK reads
+   * process.env itself, so this is process.env unless a test says otherwise).
+   */
+  tracingEnv?: NodeJS.ProcessEnv
   /**
    * Overrides the policy's listen address (tests use port 0). `reusePort`: a cluster worker's own
    * socket on a port the workers share through SO_REUSEPORT (src/cluster/primary.ts).
@@ -68,10 +74,12 @@ export { loadPolicy }
 
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const startedAt = Date.now()
-  const logger = createLogger('info', options.logDestination, { worker: options.worker })
   const env = options.env ?? process.env
+  const source = options.source ?? readPolicySource(options.policyFile, env)
+  // The line format is the logger's from its start: a reload that changes it says so (lifecycle/live_policy.ts).
+  const logger = createLogger('info', options.logDestination, { worker: options.worker, ...lineFormat(source.document) })
   const metrics = new Metrics()
-  const live = new LivePolicy(compilePolicy(options.source ?? readPolicySource(options.policyFile, env), logger), {
+  const live = new LivePolicy(compilePolicy(source, logger), {
     file: options.policyFile,
     env,
     logger,
@@ -83,7 +91,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     onRevocationsDropped: (count) => metrics.revocationsDropped(count),
   })
   const policy = live.current
-  const gateway = await buildGateway(policy, logger, metrics)
+  // Loaded only when configured: without the OTEL_* variables no OpenTelemetry module is loaded.
+  const tracing = tracingWanted(options.tracingEnv ?? process.env)
+    ? (await import('./tracing/otel.js')).startTracing(logger, { worker: options.worker })
+    : undefined
+  const gateway = await buildGateway(policy, logger, metrics, tracing)
   // The upstreams' health checks run beside the key fetches, so both are ready together.
   const checks = new UpstreamChecks(logger)
   checks.follow(policy.upstreams)
@@ -115,6 +127,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     checks.stop()
     windows.stop()
     await live.stop()
+    await tracing?.shutdown(0)
     throw err
   }
   logger.info({ address: url, policy: policy.file, policy_hash: policy.hash.slice(0, 12), routes: policy.routes.size }, `jwtgate listening on ${url}`)
@@ -128,6 +141,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     watcher: () => watcher,
     admin: () => admin,
     upstreamChecks: checks,
+    tracing,
   })
   const view = {
     policy: () => live.current,
@@ -230,6 +244,7 @@ function applyListenTls(gateway: GatewayApp, current: CompiledPolicy, next: Comp
     return
   }
   if (next.listen.tls.hash === current.listen.tls?.hash) return
-  ;(server as HttpsServer).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key })
+  const ca = next.listen.tls.clientCertificates?.ca
+  ;(server as HttpsServer).setSecureContext({ cert: next.listen.tls.cert, key: next.listen.tls.key, ...(ca ? { ca } : {}) })
   logger.info('listener certificate reloaded')
 }

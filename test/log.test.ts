@@ -25,6 +25,14 @@ const fields = {
   reportStatus: undefined,
   reportReason: undefined,
   websocket: undefined,
+  client: undefined,
+  userAgent: undefined,
+  requestBytes: undefined,
+  responseBytes: undefined,
+  upstreamStatus: undefined,
+  upstreamMs: undefined,
+  traceId: undefined,
+  spanId: undefined,
 } as const
 
 t.test("a worker's lines, pino's and the access log's, carry its number after service", async (t) => {
@@ -42,11 +50,21 @@ t.test('every field of an access line is escaped, whatever it holds; names reuse
   const write = accessLogger(createLogger('info', capture))
   // request_id is written unescaped only when it matches the request-id pattern; route names are
   // written from a cached fragment, built escaped the first time and reused the second.
-  const odd = { ...fields, requestId: 'id"}\n{"x', route: 'r"1\\', upstream: 'up\u2028', method: 'GE"T', sub: '"\n' }
+  const odd = { ...fields, requestId: 'id"}\n{"x', route: 'r"1\\', upstream: 'up\u2028', method: 'GE"T', sub: '"\n', client: 'a"b', userAgent: 'ua"}\n' }
   write(odd)
   write(odd)
   t.equal(capture.lines.length, 2, 'two lines, each valid JSON (LogCapture parses them)')
-  for (const line of capture.lines) t.match(line, { request_id: odd.requestId, route: odd.route, upstream: odd.upstream, method: odd.method, sub: odd.sub })
+  for (const line of capture.lines) {
+    t.match(line, {
+      request_id: odd.requestId,
+      route: odd.route,
+      upstream: odd.upstream,
+      method: odd.method,
+      sub: odd.sub,
+      client_address: 'a"b',
+      user_agent: 'ua"}\n',
+    })
+  }
 })
 
 t.test('one process: no worker field', async (t) => {

@@ -3,7 +3,7 @@
 import { RE2JS } from 're2js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { ClaimConditionDocument } from '../policy/schema.js'
-import { deny, type Denial } from '../http/denial.js'
+import { deny, failedCheck, oneOf, type Denial } from '../http/denial.js'
 
 export type ClaimPath = readonly string[]
 
@@ -55,6 +55,8 @@ type Scalar = string | number | boolean
 export interface ClaimCondition {
   path: ClaimPath
   label: string
+  /** As written: what it wants in words is conditionWords(spec), made only for a refusal. */
+  spec: ClaimConditionDocument
   test(value: unknown): boolean
   /**
    * For a condition with `matches`: its results by the token's claims object. A cached token
@@ -87,7 +89,7 @@ export function compileCondition(label: string, spec: ClaimConditionDocument, at
       problem([...at, 'exists'], 'exists: false cannot be combined with other conditions: an absent claim fails them all')
       return undefined
     }
-    return { path, label, test: (v) => v === undefined || v === null }
+    return { path, label, spec, test: (v) => v === undefined || v === null }
   }
   if (spec.exists === true) tests.push((v) => v !== undefined && v !== null)
   if (spec.equals !== undefined) {
@@ -117,8 +119,26 @@ export function compileCondition(label: string, spec: ClaimConditionDocument, at
     tests.push((v) => typeof v === 'string' && v.length <= MAX_MATCHED_LENGTH && pattern.test(v))
   }
   const memo = spec.matches === undefined ? {} : { memo: new WeakMap<object, boolean>() }
-  if (tests.length === 1) return { path, label, test: tests[0]!, ...memo }
-  return { path, label, test: (v) => tests.every((t) => t(v)), ...memo }
+  if (tests.length === 1) return { path, label, spec, test: tests[0]!, ...memo }
+  return { path, label, spec, test: (v) => tests.every((t) => t(v)), ...memo }
+}
+
+/**
+ * A condition in words, as the 403 says what was wanted and `explain` shows the requirement:
+ * `must be present and contain "admin"`, `must match ".+@example\\.com" as a whole`.
+ */
+export function conditionWords(spec: ClaimConditionDocument): string {
+  const list = (values: readonly unknown[]) => values.map((v) => JSON.stringify(v)).join(', ')
+  const parts: string[] = []
+  if (spec.exists === true) parts.push('be present')
+  if (spec.exists === false) parts.push('be absent')
+  if (spec.equals !== undefined) parts.push(`equal ${JSON.stringify(spec.equals)}`)
+  if (spec.one_of !== undefined) parts.push(`be one of ${list(spec.one_of)}`)
+  if (spec.contains !== undefined) parts.push(`contain ${JSON.stringify(spec.contains)}`)
+  if (spec.contains_any !== undefined) parts.push(`contain any of ${list(spec.contains_any)}`)
+  if (spec.contains_all !== undefined) parts.push(`contain all of ${list(spec.contains_all)}`)
+  if (spec.matches !== undefined) parts.push(`match ${JSON.stringify(spec.matches)} as a whole`)
+  return `must ${parts.join(' and ')}`
 }
 
 /** The longest string `matches` tests; a longer claim fails the condition. */
@@ -195,10 +215,17 @@ export function grantedScopes(claims: Record<string, unknown>): string[] {
 export function checkTokenClaims(claims: Record<string, unknown>, clockSkewMs: number, now: number): Denial | undefined {
   const iat = claims.iat
   if (iat !== undefined) {
-    if (typeof iat !== 'number' || !Number.isFinite(iat)) return deny('invalid_claims', 'the iat claim must be a number')
-    if (iat * 1000 > now + clockSkewMs) return deny('issued_in_future', 'the token is issued in the future')
+    if (typeof iat !== 'number' || !Number.isFinite(iat))
+      return deny('invalid_claims', 'the iat claim must be a number', failedCheck('iat', iat, 'must be a number'))
+    if (iat * 1000 > now + clockSkewMs)
+      return deny(
+        'issued_in_future',
+        'the token is issued in the future',
+        failedCheck('iat', iat, `must be at most ${momentText(now + clockSkewMs)} (now, plus the clock skew)`),
+      )
   }
-  if (claims.sub !== undefined && typeof claims.sub !== 'string') return deny('invalid_claims', 'the sub claim must be a string')
+  if (claims.sub !== undefined && typeof claims.sub !== 'string')
+    return deny('invalid_claims', 'the sub claim must be a string', failedCheck('sub', claims.sub, 'must be a string'))
   return undefined
 }
 
@@ -210,18 +237,29 @@ export function checkAudience(claims: Record<string, unknown>, audiences: Readon
   // Own properties only: an audience_claim such as `constructor` must not read Object.prototype.
   const aud = Object.hasOwn(claims, audienceClaim) ? claims[audienceClaim] : undefined
   if (typeof aud === 'string') {
-    if (!audiences.has(aud)) return deny('wrong_audience', 'the token is not meant for this audience')
+    if (!audiences.has(aud)) return deny('wrong_audience', 'the token is not meant for this audience', audienceCheck(audienceClaim, aud, audiences))
   } else if (Array.isArray(aud)) {
     let match = false
     for (const a of aud) {
-      if (typeof a !== 'string') return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
+      if (typeof a !== 'string')
+        return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`, audienceCheck(audienceClaim, aud, audiences))
       if (audiences.has(a)) match = true
     }
-    if (!match) return deny('wrong_audience', 'the token is not meant for this audience')
+    if (!match) return deny('wrong_audience', 'the token is not meant for this audience', audienceCheck(audienceClaim, aud, audiences))
   } else if (aud === undefined) {
-    return deny('wrong_audience', `the token has no ${audienceClaim} claim`)
+    return deny('wrong_audience', `the token has no ${audienceClaim} claim`, audienceCheck(audienceClaim, aud, audiences))
   } else {
-    return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`)
+    return deny('invalid_claims', `the ${audienceClaim} claim must be a string or an array of strings`, audienceCheck(audienceClaim, aud, audiences))
   }
   return undefined
+}
+
+/** What an audience check wanted, made only for a refusal. */
+function audienceCheck(audienceClaim: string, aud: unknown, audiences: ReadonlySet<string>) {
+  return failedCheck(audienceClaim, aud, `must be ${oneOf(audiences)}`, [...audiences])
+}
+
+/** A moment as a NumericDate and its UTC time, for what a time claim had to be: `1767225600 (2026-01-01T00:00:00.000Z)`. */
+export function momentText(ms: number): string {
+  return `${Math.floor(ms / 1000)} (${new Date(ms).toISOString()})`
 }

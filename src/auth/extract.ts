@@ -7,6 +7,11 @@ import type { TokenSource, TokenSources } from './token_sources.js'
 export interface FoundToken {
   token: string
   source: TokenSource
+  /** `dpop` for `Authorization: DPoP <token>` (RFC 9449 §7.1), on a route that reads it. */
+  scheme: 'bearer' | 'dpop'
+  /** On a route that reads DPoP proofs: the first DPoP header, and how many there were. */
+  proof: string | undefined
+  proofs: number
 }
 
 /**
@@ -23,8 +28,15 @@ export function extractToken(raw: readonly string[], url: string | undefined, so
   let seen = 0
   // A header source present without its prefix (`Authorization: Basic …`), for the message.
   let unprefixed: TokenSource | undefined
+  let scheme: FoundToken['scheme'] = 'bearer'
+  let proof: string | undefined
+  let proofs = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
+    if (sources.dpop && name.length === 4 && name.toLowerCase() === 'dpop') {
+      proofs++
+      proof ??= raw[i + 1]
+    }
     for (let h = 0; h < headers.length; h++) {
       const source = headers[h]!
       if (name.length !== source.name.length || name.toLowerCase() !== source.name) continue
@@ -34,6 +46,13 @@ export function extractToken(raw: readonly string[], url: string | undefined, so
       // Node's rawHeaders always come in pairs; a list built otherwise must not break this.
       if (value === undefined) break
       if (!startsWithIgnoringCase(value, source.prefix)) {
+        if (source.dpop && startsWithIgnoringCase(value, DPOP_PREFIX)) {
+          if (from) return twoPlaces(from, source)
+          token = value.slice(DPOP_PREFIX.length).trim()
+          from = source
+          scheme = 'dpop'
+          continue
+        }
         unprefixed = source
         continue
       }
@@ -78,8 +97,10 @@ export function extractToken(raw: readonly string[], url: string | undefined, so
   if (token === undefined || from === undefined) return deny('missing_token', 'a bearer token is required')
   if (token.length === 0) return deny('malformed', 'the bearer token is empty')
   if (token.length > maxBytes) return deny('token_too_large', `the token is larger than ${maxBytes} bytes`)
-  return { token, source: from }
+  return { token, source: from, scheme, proof, proofs }
 }
+
+const DPOP_PREFIX = 'dpop '
 
 function twoPlaces(first: TokenSource, second: TokenSource): Denial {
   if (first === second) return deny('multiple_tokens', `more than one ${first.what}`)

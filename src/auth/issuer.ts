@@ -7,6 +7,7 @@ import type { IssuerTemplate } from './issuer_template.js'
 import { JwksCache, type JwksSettings, type KeyLookupResult } from './jwks_cache.js'
 import { prepareKey, type PreparedKey, type VerifyOptions } from './keys.js'
 import type { TokenSourceDocument } from '../policy/schema.js'
+import type { BindingRule } from './binding_rule.js'
 
 export interface IssuerSettings extends VerifyOptions {
   name: string
@@ -20,6 +21,8 @@ export interface IssuerSettings extends VerifyOptions {
   algorithms: readonly string[]
   /** Where its tokens are read; `Authorization: Bearer` by default. */
   tokenSources: readonly TokenSourceDocument[]
+  /** `binding:`, what its tokens' cnf is checked with on routes that do not say. */
+  binding?: BindingRule | undefined
 }
 
 export type KeyLookup = PreparedKey | Denial
@@ -36,6 +39,8 @@ export interface Issuer {
   readonly tokenSources: readonly TokenSourceDocument[]
   readonly algorithms: ReadonlySet<string>
   readonly clockSkewMs: number
+  /** `binding:`; undefined when its tokens' cnf is not looked at (unless a route says). */
+  readonly binding: BindingRule | undefined
   /** The key for this token header; a promise only when the key set must be fetched first. */
   keyFor(kid: string | undefined, alg: string): KeyLookup | Promise<KeyLookup>
   start(): Promise<void>
@@ -58,6 +63,7 @@ function base(settings: IssuerSettings) {
     tokenSources: settings.tokenSources,
     algorithms: new Set(settings.algorithms),
     clockSkewMs: settings.clockSkewMs,
+    binding: settings.binding,
   }
 }
 

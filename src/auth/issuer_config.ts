@@ -4,16 +4,26 @@
 import type { Logger } from 'pino'
 import { isHttpUrl, redactUrl } from '../http/urls.js'
 import { durationMs } from '../policy/duration.js'
-import { readSecretBesidePolicy } from '../policy/policy_files.js'
+import { readSecretBesidePolicy, type PolicyFiles } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
-import { HMAC_ALGORITHMS, IssuerSchema, JwksTuningSchema, type IssuerDocument, type TokenSourceDocument } from '../policy/schema.js'
+import {
+  BindingSchema,
+  HMAC_ALGORITHMS,
+  IssuerSchema,
+  JwksTuningSchema,
+  type BindingDocument,
+  type IssuerDocument,
+  type TokenSourceDocument,
+} from '../policy/schema.js'
+import type { BindingRule } from './binding_rule.js'
 import { unsafeUrl } from './discovery.js'
 import { jwksIssuer, secretIssuer, type Issuer, type IssuerSecret, type IssuerSettings } from './issuer.js'
 import { allowedIssOf, parseIssuerTemplate, tenantIn } from './issuer_template.js'
 import { DEFAULT_TOKEN_SOURCES, sourcePlace } from './token_sources.js'
 
 const DEFAULT = defaultsOf(IssuerSchema, ['audience_claim', 'clock_skew', 'require_exp'])
+const BINDING_DEFAULT = defaultsOf(BindingSchema, ['required'])
 const JWKS_DEFAULT = defaultsOf(JwksTuningSchema, ['timeout', 'cooldown', 'min_age', 'max_age'])
 
 // What each JWKS issuer was built from, so a reload can keep an unchanged issuer (and its warm
@@ -26,7 +36,7 @@ const builtFrom = new WeakMap<Issuer, string>()
  */
 export function compileIssuers(
   specs: Readonly<Record<string, IssuerDocument>>,
-  policyFile: string,
+  files: PolicyFiles,
   log: Logger,
   problem: OnProblem,
   previous?: ReadonlyMap<string, Issuer>,
@@ -49,7 +59,7 @@ export function compileIssuers(
       issuers.set(name, kept)
       continue
     }
-    const issuer = compileIssuer(name, spec, policyFile, log, (where, m) => problem([...at, ...where], m))
+    const issuer = compileIssuer(name, spec, files, log, (where, m) => problem([...at, ...where], m))
     if (issuer) {
       issuers.set(name, issuer)
       builtFrom.set(issuer, JSON.stringify(spec))
@@ -72,7 +82,7 @@ function isRemote(spec: IssuerDocument): boolean {
   return spec.jwks_uri !== undefined || spec.discovery === true
 }
 
-function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, log: Logger, problem: OnProblem): Issuer | undefined {
+function compileIssuer(name: string, spec: IssuerDocument, files: PolicyFiles, log: Logger, problem: OnProblem): Issuer | undefined {
   const sources = (['jwks_uri', 'discovery', 'secret', 'secret_file', 'secrets'] as const).filter((k) => spec[k] !== undefined && spec[k] !== false)
   if (sources.length !== 1) {
     problem(
@@ -103,6 +113,7 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     clockSkewMs: durationMs(spec.clock_skew ?? DEFAULT.clock_skew),
     requireExp: spec.require_exp ?? DEFAULT.require_exp,
     tokenSources: spec.token_sources ?? DEFAULT_TOKEN_SOURCES,
+    binding: compileBinding(spec.binding),
   }
   if (isRemote(spec)) {
     // A key set is public; an HMAC algorithm over it would let anyone holding it sign.
@@ -137,8 +148,13 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
     problem(['algorithms'], 'an issuer with a shared secret accepts only HS256, HS384 or HS512')
     return undefined
   }
-  const secrets = readSecrets(spec, policyFile, hmac, problem)
+  const secrets = readSecrets(spec, files, hmac, problem)
   return secrets && secretIssuer(settings, secrets)
+}
+
+/** `binding:` of an issuer or a route, its default filled in. */
+export function compileBinding(spec: BindingDocument | undefined): BindingRule | undefined {
+  return spec && { method: spec.method, required: spec.required ?? BINDING_DEFAULT.required }
 }
 
 /**
@@ -146,11 +162,10 @@ function compileIssuer(name: string, spec: IssuerDocument, policyFile: string, l
  * Each is at least as long as the largest hash of the issuer's algorithms (RFC 7518 §3.2); kids
  * are unique. Undefined when one cannot be used (each problem said).
  */
-function readSecrets(spec: IssuerDocument, policyFile: string, hmac: readonly string[], problem: OnProblem): IssuerSecret[] | undefined {
+function readSecrets(spec: IssuerDocument, files: PolicyFiles, hmac: readonly string[], problem: OnProblem): IssuerSecret[] | undefined {
   const needed = Math.max(...hmac.map((a) => Number(a.slice(2)) / 8))
   const read = (item: { secret?: string | undefined; secret_file?: string | undefined }, at: DocPath): Buffer | undefined => {
-    const text =
-      item.secret_file !== undefined ? readSecretBesidePolicy(policyFile, item.secret_file, [...at, 'secret_file'], problem, 'secret_file') : item.secret!
+    const text = item.secret_file !== undefined ? readSecretBesidePolicy(files, item.secret_file, [...at, 'secret_file'], problem, 'secret_file') : item.secret!
     if (text === undefined) return undefined
     const secret = Buffer.from(text)
     // RFC 7518 §3.2: the key must be at least as long as the hash output.

@@ -3,7 +3,7 @@
 // `tid` claim (Microsoft's guidance for multi-tenant apps), and, when the policy lists tenants,
 // be one of them.
 import type { DocPath, OnProblem } from '../policy/problems.js'
-import { deny, type Denial } from '../http/denial.js'
+import { deny, failedCheck, oneOf, type Denial } from '../http/denial.js'
 
 export const TENANT_PLACEHOLDER = '{tid}'
 
@@ -44,8 +44,18 @@ export function parseIssuerTemplate(text: string, tenants: readonly string[] | u
 export function matchTenant(template: IssuerTemplate, iss: string, tid: unknown): true | Denial | undefined {
   const tenant = tenantIn(template, iss)
   if (tenant === undefined) return undefined
-  if (tid !== tenant) return deny('wrong_issuer', 'the token tid claim does not match its issuer')
-  if (template.tenants && !template.tenants.has(tenant)) return deny('wrong_issuer', 'the token tenant is not accepted here')
+  if (tid !== tenant)
+    return deny(
+      'wrong_issuer',
+      'the token tid claim does not match its issuer',
+      failedCheck('tid', tid, `must be ${JSON.stringify(tenant)}, the tenant in its iss`),
+    )
+  if (template.tenants && !template.tenants.has(tenant))
+    return deny(
+      'wrong_issuer',
+      'the token tenant is not accepted here',
+      failedCheck('iss', iss, `must name a tenant of ${oneOf(template.tenants)} in ${template.text}`),
+    )
   return true
 }
 

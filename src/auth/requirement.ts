@@ -5,8 +5,19 @@
 import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import type { RequirementDocument } from '../policy/schema.js'
-import { checkAudience, claimAt, compileCondition, conditionHolds, grantedScopes, parseClaimPath, type ClaimCondition, type ClaimPath } from './claims.js'
-import { deny, type Denial } from '../http/denial.js'
+import {
+  checkAudience,
+  claimAt,
+  compileCondition,
+  conditionHolds,
+  conditionWords,
+  grantedScopes,
+  parseClaimPath,
+  type ClaimCondition,
+  type ClaimPath,
+} from './claims.js'
+import { deny, failedCheck, oneOf, type Denial, type FailedCheck } from '../http/denial.js'
+import { acceptedIss } from './issuer_set.js'
 import type { Issuer } from './issuer.js'
 
 /** What a requirement is checked against: a verified token. */
@@ -20,8 +31,12 @@ export interface TokenFacts {
 export interface Requirement {
   /** Every issuer some part of the tree accepts: the token's iss picks one (src/auth/issuer_set.ts) before any key is used. */
   readonly issuers: readonly Issuer[]
-  /** undefined when the token meets the requirement; otherwise the denial (see `any` for which one). */
-  check(token: TokenFacts, now: number): Denial | undefined
+  /**
+   * undefined when the token meets the requirement; otherwise the denial (see `any` for which
+   * one). With `all` (`jwtgate explain`), every check the token fails is added to it, not only
+   * the one that decides; the denial returned is the same.
+   */
+  check(token: TokenFacts, now: number, all?: Denial[]): Denial | undefined
   /**
    * The aud values a token of this issuer needs to meet the requirement: one per token check
    * on its way (the first audience each accepts). For claims written by hand (`explain`, `test`).
@@ -34,12 +49,14 @@ interface Node {
   readonly issuers: ReadonlySet<Issuer>
   /** Scopes every token meeting this node must grant, for the `scope` of a 403. */
   readonly scopes: readonly string[]
-  check(token: TokenFacts, now: number): Denial | undefined
+  check(token: TokenFacts, now: number, all?: Denial[]): Denial | undefined
   audiencesFor(issuer: Issuer): string[]
 }
 
 export interface RequirementContext {
   issuers: ReadonlyMap<string, Issuer>
+  /** Every issuer name the policy declares: one that did not compile has its own problem, said where it is declared. */
+  declared?: { issuers: ReadonlySet<string> }
   problem: OnProblem
 }
 
@@ -49,7 +66,7 @@ const TOKEN_CHECK_FIELDS = ['audiences', 'claims', 'scopes', 'require_claims', '
 export function compileRequirement(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Requirement | undefined {
   const root = compileNode(doc, at, ctx)
   if (!root) return undefined
-  return { issuers: [...root.issuers], check: (token, now) => root.check(token, now), audiencesFor: (issuer) => root.audiencesFor(issuer) }
+  return { issuers: [...root.issuers], check: (token, now, all) => root.check(token, now, all), audiencesFor: (issuer) => root.audiencesFor(issuer) }
 }
 
 function compileNode(doc: RequirementDocument, at: DocPath, ctx: RequirementContext): Node | undefined {
@@ -90,13 +107,20 @@ function anyOf(children: Node[]): Node {
     issuers: new Set(children.flatMap((c) => [...c.issuers])),
     // Whichever alternative is met, these scopes are granted.
     scopes: children.slice(1).reduce((common, c) => common.filter((s) => c.scopes.includes(s)), children[0]!.scopes),
-    check(token, now) {
+    check(token, now, all) {
       let best: Denial | undefined
+      // Explain: every failure of the alternative whose denial is the answer.
+      let bestFailures: Denial[] | undefined
       for (const child of children) {
-        const denial = child.check(token, now)
+        const failures: Denial[] | undefined = all && []
+        const denial = child.check(token, now, failures)
         if (!denial) return undefined
-        if (!best || progress(denial) > progress(best)) best = denial
+        if (!best || progress(denial) > progress(best)) {
+          best = denial
+          bestFailures = failures
+        }
       }
+      if (all) all.push(...bestFailures!)
       return best
     },
     audiencesFor: (issuer) => children.find((c) => c.issuers.has(issuer))?.audiencesFor(issuer) ?? [],
@@ -120,16 +144,18 @@ function allOf(children: Node[], at: DocPath, ctx: RequirementContext): Node | u
   return {
     issuers,
     scopes,
-    check(token, now) {
+    check(token, now, all) {
+      let first: Denial | undefined
       for (const child of children) {
-        const denial = child.check(token, now)
-        if (denial) {
+        const denial = child.check(token, now, all)
+        if (denial && !first) {
           // The client needs every scope of the whole requirement, not just the failing part's.
           if (denial.status === 403 && scopes.length) denial.scope = union([scopes, denial.scope?.split(' ') ?? []]).join(' ')
-          return denial
+          first = denial
+          if (!all) return first
         }
       }
-      return undefined
+      return first
     },
     audiencesFor: (issuer) => union(children.map((c) => c.audiencesFor(issuer))),
   }
@@ -149,10 +175,12 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
   }
 
   const issuers = new Set<Issuer>()
+  const declared = ctx.declared?.issuers ?? new Set(ctx.issuers.keys())
   doc.issuers.forEach((name, i) => {
     const issuer = ctx.issuers.get(name)
     if (issuer) issuers.add(issuer)
-    else fail(['issuers', i], `unknown issuer "${name}"${ctx.issuers.size ? ` (known: ${[...ctx.issuers.keys()].join(', ')})` : ''}`)
+    else if (declared.has(name)) ok = false
+    else fail(['issuers', i], `unknown issuer "${name}"${declared.size ? ` (known: ${[...declared].join(', ')})` : ''}`)
   })
   const conditions: ClaimCondition[] = []
   for (const [label, spec] of Object.entries(doc.claims ?? {})) {
@@ -170,46 +198,116 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
 
   const scopes = doc.scopes ?? []
   const scopeText = scopes.length ? scopes.join(' ') : undefined
-  const insufficient = (description: string): Denial => {
-    const denial = deny('insufficient_claims', description)
+  const insufficient = (description: string, check: FailedCheck): Denial => {
+    const denial = deny('insufficient_claims', description, check)
     if (scopeText) denial.scope = scopeText
     return denial
   }
   const audiences = doc.audiences ? new Set(doc.audiences) : undefined
-  const types = doc.typ === undefined ? undefined : new Set((typeof doc.typ === 'string' ? [doc.typ] : doc.typ).map(mediaType))
+  const typList = doc.typ === undefined ? undefined : typeof doc.typ === 'string' ? [doc.typ] : doc.typ
+  const types = typList && new Set(typList.map(mediaType))
+  // Words for refusals, made at the first (a large policy compiles thousands of checks, most of
+  // which never refuse anything) and kept. The client hears which value a claim lacks, as the
+  // scope of a 403 names the scopes: a token valid and of an accepted issuer gets that far.
+  let memo: RefusalWords | undefined
+  const words = (): RefusalWords => (memo ??= refusalWords(issuers, typList, scopes, doc.max_age, conditions))
 
   return {
     issuers,
     scopes,
     audiencesFor: (issuer) => (issuers.has(issuer) ? [...(audiences ?? issuer.audiences)].slice(0, 1) : []),
-    check(token, now) {
-      if (!issuers.has(token.issuer)) return deny('wrong_issuer', 'the token issuer is not accepted here')
+    // Each failed check is the answer; with `all` (explain) it is noted there and the others run too.
+    check(token, now, all) {
+      if (!issuers.has(token.issuer)) {
+        // Another issuer's token: nothing more of this check is about it.
+        const denial = deny('wrong_issuer', 'the token issuer is not accepted here', failedCheck('iss', token.claims.iss, words().iss, words().accepted))
+        all?.push(denial)
+        return denial
+      }
+      const start = all?.length ?? 0
       const { claims } = token
       // The issuer's audience_claim is read whichever audiences apply: it is where its tokens say who they are for.
       const wrongAudience = checkAudience(claims, audiences ?? token.issuer.audiences, token.issuer.audienceClaim)
-      if (wrongAudience) return wrongAudience
+      if (wrongAudience) {
+        if (!all) return wrongAudience
+        all.push(wrongAudience)
+      }
       if (types && token.typ !== null && (token.typ === undefined || !types.has(mediaType(token.typ)))) {
-        return deny('wrong_type', 'the token type (typ header) is not accepted here')
+        const denial = deny('wrong_type', 'the token type (typ header) is not accepted here', failedCheck('typ', token.typ, words().typ!))
+        if (!all) return denial
+        all.push(denial)
       }
       for (const r of required) {
         const value = claimAt(claims, r.path)
-        if (value === undefined || value === null) return deny('invalid_claims', `the token lacks the claim ${r.label}, which this route requires`)
+        if (value !== undefined && value !== null) continue
+        const denial = deny('invalid_claims', `the token lacks the claim ${r.label}, which this route requires`, failedCheck(r.label, value, 'must be present'))
+        if (!all) return denial
+        all.push(denial)
       }
       if (maxAgeMs !== undefined) {
         // iat, when present, is a finite number: checkTokenClaims ran first.
-        if (claims.iat === undefined) return deny('invalid_claims', 'the token has no iat claim, which max_age needs')
-        if (now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs)
-          return deny('expired', 'the token is older than this route accepts (max_age)')
+        const denial =
+          claims.iat === undefined
+            ? deny('invalid_claims', 'the token has no iat claim, which max_age needs', failedCheck('iat', undefined, words().maxAge))
+            : now - (claims.iat as number) * 1000 > maxAgeMs + token.issuer.clockSkewMs
+              ? deny('expired', 'the token is older than this route accepts (max_age)', failedCheck('iat', claims.iat, words().maxAge))
+              : undefined
+        if (denial) {
+          if (!all) return denial
+          all.push(denial)
+        }
       }
-      for (const condition of conditions) {
-        if (!conditionHolds(condition, claims)) return insufficient(`the token lacks the required claim ${condition.label}`)
+      for (let i = 0; i < conditions.length; i++) {
+        const condition = conditions[i]!
+        if (conditionHolds(condition, claims)) continue
+        const { lacking, conditions: wanted } = words()
+        const denial = insufficient(lacking[i]!, failedCheck(condition.label, claimAt(claims, condition.path), wanted[i]!))
+        if (!all) return denial
+        all.push(denial)
       }
       if (scopes.length) {
         const granted = grantedScopes(claims)
-        for (const scope of scopes) if (!granted.includes(scope)) return insufficient('the token lacks a required scope')
+        for (const scope of scopes) {
+          if (granted.includes(scope)) continue
+          const denial = insufficient('the token lacks a required scope', failedCheck('scope', granted, words().scopes))
+          if (!all) return denial
+          all.push(denial)
+          break
+        }
       }
-      return undefined
+      return all?.[start]
     },
+  }
+}
+
+interface RefusalWords {
+  iss: string
+  accepted: string[]
+  typ: string | undefined
+  scopes: string
+  maxAge: string
+  /** By condition: what it wants, and the 403's description. */
+  conditions: string[]
+  lacking: string[]
+}
+
+function refusalWords(
+  issuers: ReadonlySet<Issuer>,
+  typ: readonly string[] | undefined,
+  scopes: readonly string[],
+  maxAge: string | number | undefined,
+  conditions: readonly ClaimCondition[],
+): RefusalWords {
+  const accepted = acceptedIss(issuers)
+  const wanted = conditions.map((c) => conditionWords(c.spec))
+  return {
+    iss: `must be ${oneOf(accepted)}`,
+    accepted,
+    typ: typ && `must be ${oneOf(typ)}`,
+    scopes: `must grant ${scopes.join(' ')}`,
+    maxAge: `must be within ${typeof maxAge === 'number' ? `${maxAge}s` : maxAge} before now (max_age)`,
+    conditions: wanted,
+    lacking: conditions.map((c, i) => `the token lacks the required claim ${c.label} (it ${wanted[i]})`),
   }
 }
 
@@ -217,7 +315,7 @@ function compileTokenCheck(doc: RequirementDocument & { issuers: string[] }, at:
  * RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and `application/` may
  * be left out; `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
  */
-function mediaType(typ: string): string {
+export function mediaType(typ: string): string {
   const lower = typ.toLowerCase()
   return lower.startsWith('application/') ? lower.slice('application/'.length) : lower
 }

@@ -18,6 +18,7 @@ export function compileRouteTokenSources(
   override: readonly TokenSourceDocument[] | undefined,
   issuers: readonly Issuer[],
   fail: OnProblem,
+  dpop = false,
 ): TokenSources | undefined {
   const places = new Map<string, { place: SourcePlace; issuers: Issuer[] }>()
   let ok = true
@@ -62,6 +63,8 @@ export function compileRouteTokenSources(
     what: place.what,
     unprefixed: place.unprefixed,
     issuers: new IssuerSet(by),
+    // RFC 9449 §7.1: a DPoP-bound token comes as `Authorization: DPoP <token>`.
+    dpop: dpop && place.kind === 'header' && place.name === 'authorization',
   }))
   if (all.filter((s) => s.kind === 'header').length > MAX_HEADER_SOURCES) {
     fail(['auth', 'issuers'], `a route reads tokens from at most ${MAX_HEADER_SOURCES} headers`)

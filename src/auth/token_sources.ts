@@ -19,6 +19,8 @@ export interface TokenSource {
   readonly unprefixed: string
   /** The route's issuers that accept tokens found here. */
   readonly issuers: IssuerSet
+  /** Authorization on a route that takes DPoP-bound tokens: the DPoP scheme is read too. */
+  readonly dpop?: boolean
 }
 
 /** A route's token sources, by kind, so the extractor only looks where something is configured. */
@@ -27,6 +29,8 @@ export interface TokenSources {
   readonly headers: readonly TokenSource[]
   readonly cookies: readonly TokenSource[]
   readonly queries: readonly TokenSource[]
+  /** The route reads DPoP proofs (the DPoP header) for DPoP-bound tokens. */
+  readonly dpop: boolean
   /** The parameter names to remove from the URL before forwarding. */
   readonly queryNames: readonly string[]
   readonly cookieNames: readonly string[]
@@ -81,6 +85,7 @@ export function tokenSources(all: TokenSource[]): TokenSources {
   const cookies = all.filter((s) => s.kind === 'cookie')
   return {
     all,
+    dpop: all.some((s) => s.dpop === true),
     headers: all.filter((s) => s.kind === 'header'),
     cookies,
     queries,

@@ -4,25 +4,33 @@
 import { fileURLToPath } from 'node:url'
 import { startDevIssuer } from '../devkit/dev_issuer.js'
 import { startEchoUpstream } from '../devkit/echo_upstream.js'
+import { startGrpcEcho } from '../devkit/grpc_echo.js'
+import { grpcCall, GRPC_HELLO } from '../devkit/grpc_call.js'
 import { startGateway, type RunningGateway } from '../server.js'
+
+// GRPC_HELLO as printf writes it.
+const GRPC_HELLO_PRINTF = [...GRPC_HELLO].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('')
 
 const DEMO_POLICY = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url))
 
 export async function runDemo({ check }: { check: boolean }): Promise<number> {
   const issuer = await startDevIssuer()
   const upstream = await startEchoUpstream()
+  const grpcEcho = await startGrpcEcho()
   const env = {
     ...process.env,
     DEMO_ISSUER: issuer.url,
     DEMO_JWKS_URI: issuer.jwksUri,
     DEMO_UPSTREAM: upstream.url,
+    DEMO_GRPC_UPSTREAM: grpcEcho.url,
   }
   let gateway: RunningGateway
   try {
     gateway = await startGateway({ policyFile: DEMO_POLICY, env, ...demoPorts(check, process.env) })
   } catch (err) {
-    // A busy port: the issuer and the upstream would keep the process alive, and it would hang.
+    // A busy port: the issuer and the upstreams would keep the process alive, and it would hang.
     await upstream.close()
+    await grpcEcho.close()
     await issuer.close()
     throw err
   }
@@ -31,6 +39,7 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
   const stop = async () => {
     await gateway.close()
     await upstream.close()
+    await grpcEcho.close()
     await issuer.close()
   }
 
@@ -48,6 +57,11 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
     },
   ]
 
+  const grpcExamples = [
+    { what: 'a gRPC call with a valid token: grpc-status 0, the message echoed, x-user-id: alice', token: user, expect: '0' },
+    { what: 'a gRPC call without a token: grpc-status 16 (UNAUTHENTICATED), grpc-message missing_token', token: undefined, expect: '16' },
+  ]
+
   if (check) {
     let failed = 0
     for (const e of examples) {
@@ -57,8 +71,14 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
       if (!ok) failed++
       process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${res.status} ${e.path}  (${e.what})\n`)
     }
+    for (const e of grpcExamples) {
+      const res = await grpcCall(gateway.url, '/demo.Echo/Say', e.token)
+      const ok = res.status === e.expect && (e.expect !== '0' || res.echoed)
+      if (!ok) failed++
+      process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} grpc-status ${res.status} /demo.Echo/Say  (${e.what})\n`)
+    }
     await stop()
-    process.stdout.write(`${examples.length - failed} passed, ${failed} failed\n`)
+    process.stdout.write(`${examples.length + grpcExamples.length - failed} passed, ${failed} failed\n`)
     return failed ? 1 : 0
   }
 
@@ -71,6 +91,15 @@ export async function runDemo({ check }: { check: boolean }): Promise<number> {
   for (const e of examples) {
     lines.push(`# ${e.what}`)
     lines.push(`curl -si --path-as-is ${gateway.url}${e.path}${e.token ? ` -H 'Authorization: Bearer ${e.token}'` : ''}`)
+    lines.push('')
+  }
+  for (const e of grpcExamples) {
+    // One gRPC message (a 5-byte length prefix, then the bytes of a small message) over h2c;
+    // curl -v shows the response headers and the trailers, where grpc-status comes.
+    lines.push(`# ${e.what}`)
+    lines.push(
+      `printf '${GRPC_HELLO_PRINTF}' | curl -sv --http2-prior-knowledge ${gateway.url}/demo.Echo/Say -H 'content-type: application/grpc' -H 'te: trailers'${e.token ? ` -H 'Authorization: Bearer ${e.token}'` : ''} --data-binary @- -o /dev/null 2>&1 | grep -Ei '^< (grpc-|x-user|www-auth|HTTP/2)'`,
+    )
     lines.push('')
   }
   lines.push('Ctrl-C stops the demo.', '')

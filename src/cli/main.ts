@@ -6,7 +6,8 @@ import { policySchema } from '#policy-schema'
 import type { Explanation } from '../explain.js'
 import type { PolicyTestRun } from './policy_test.js'
 import { printPolicyError } from '../lifecycle/policy_error.js'
-import { formatWarning, validatePolicy, validationResult, validationSummary, type Validation } from './validate.js'
+import { formatUnchecked, formatWarning, validatePolicy, validationResult, validationSummary, type Validation } from './validate.js'
+import type { ReadOptions } from '../policy/load.js'
 import { COMMANDS, helpOrVersion, isCommand, misuse, USAGE, versionLine } from './usage.js'
 import { ListenError } from '../lifecycle/listen.js'
 import { PolicyError } from '../policy/problems.js'
@@ -159,30 +160,36 @@ function parseCommand<T>(parse: () => T): T | string {
 
 async function validateCommand(args: string[]): Promise<number> {
   const parsed = parseCommand(() =>
-    parseArgs({ args, allowPositionals: false, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } }),
+    parseArgs({
+      args,
+      allowPositionals: false,
+      options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, offline: { type: 'boolean' } },
+    }),
   )
   if (typeof parsed === 'string') return misuse(parsed, 'validate')
   const policyFile = parsed.values.config ?? process.env.JWTGATE_CONFIG
   if (!policyFile) return misuse('validate needs -c policy.yaml', 'validate')
-  return parsed.values.json ? validateJson(policyFile) : validate(policyFile)
+  const options = { offline: parsed.values.offline === true }
+  return parsed.values.json ? validateJson(policyFile, options) : validate(policyFile, options)
 }
 
 /** `validate --json`: one object on stdout, for CI and editors, whatever the outcome. */
-function validateJson(policyFile: string): number {
-  const result = validationResult(policyFile)
+function validateJson(policyFile: string, options: ReadOptions): number {
+  const result = validationResult(policyFile, options)
   process.stdout.write(`${JSON.stringify(result)}\n`)
   return result.valid ? 0 : 1
 }
 
-function validate(policyFile: string): number {
+function validate(policyFile: string, options: ReadOptions): number {
   let validation: Validation
   try {
-    validation = validatePolicy(policyFile)
+    validation = validatePolicy(policyFile, options)
   } catch (err) {
     return printPolicyError(err)
   }
   // Warnings do not fail validation: they are default-deny working as designed, said aloud.
   for (const w of validation.warnings) process.stderr.write(`${formatWarning(w)}\n`)
+  for (const u of validation.unchecked ?? []) process.stderr.write(`${formatUnchecked(u)}\n`)
   process.stdout.write(`${validationSummary(validation)}\n`)
   return 0
 }

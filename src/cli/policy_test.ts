@@ -10,6 +10,8 @@
 //       route: orders-admin                  # optional: the name of the route that matches
 //       upstream: orders                     # optional: the upstream the route sends it to
 //       headers: { x-user-id: alice, x-user-roles: null }   # identity headers; null: must be absent
+//       sender: [dpop]                       # optional: the request proves a bound token's key with a
+//                                            # valid DPoP proof (dpop) and/or its certificate (mtls)
 //     - request: OPTIONS /api/orders         # a CORS preflight (no token): allow means the
 //       preflight: { origin: https://app.example.com, method: PUT, headers: [authorization] }
 //       expect: allow                        # gateway answers it with 204, cors_rejected that it refuses
@@ -28,6 +30,10 @@
 // `explain --claims`). An explicit iss or aud always wins, and `null` leaves the claim out.
 // Named tokens are used exactly as written: they stand for one real token, whatever route it is
 // sent to, so a wrong iss or aud in one shows up as the 401 the proxy would give.
+//
+// ${VAR} and ${VAR:-fallback} are replaced from the environment in every value, as in the policy
+// (docs/policy.md, "Environment variables and secret files"): a case can name the issuer the
+// policy takes from a variable.
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml'
@@ -37,10 +43,10 @@ import { decide, type Decision } from '../decide.js'
 import type { Preflight } from '../proxy/cors.js'
 import { createLogger } from '../log.js'
 import { loadPolicy, type CompiledPolicy } from '../policy/compile.js'
-import { label, readableErrors, type Env } from '../policy/load.js'
+import { interpolate, label, readableErrors, type Env } from '../policy/load.js'
 import { formatProblem, type DocPath, type PolicyProblem } from '../policy/problems.js'
 import { stopIssuers } from '../lifecycle/live_policy.js'
-import { identityHeadersOf, routeFor, withRouteDefaults } from '../report.js'
+import { checkText, identityHeadersOf, routeFor, withRouteDefaults } from '../report.js'
 
 const REASONS = [
   'bad_path',
@@ -69,6 +75,13 @@ const REASONS = [
   'cors_rejected',
   'https_required',
   'body_too_large',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
+  'proof_replayed',
+  'proof_replay_unavailable',
+  'binding_mismatch',
+  'unbound_token',
+  'headers_too_large',
 ] as const satisfies readonly DenyReason[]
 // Fails to compile when src/http/denial.ts gains a reason this list lacks.
 const everyReason: Record<Exclude<DenyReason, (typeof REASONS)[number]>, never> = {}
@@ -92,6 +105,8 @@ export interface TestCase {
   headers?: Record<string, string | null>
   /** A CORS preflight: its Origin and Access-Control-Request-* headers. */
   preflight?: Preflight
+  /** What the request proves of a bound token (see VerifiedClaims in src/auth/authenticate.ts). */
+  sender?: ReadonlyArray<'dpop' | 'mtls'>
 }
 
 /** One case's outcome: what failed (empty when it passed) and what the gateway decided. */
@@ -109,7 +124,7 @@ export type PolicyTestRun = { problems: PolicyProblem[] } | { results: CaseResul
 export async function runPolicyTests(policyFile: string, testFiles: string[], env: Env = process.env): Promise<PolicyTestRun> {
   const policy = loadPolicy(policyFile, createLogger('silent'), env)
   try {
-    const read = testFiles.map((file) => readTestFile(file, policy))
+    const read = testFiles.map((file) => readTestFile(file, policy, env))
     const problems = read.flatMap((r) => ('problems' in r ? r.problems : []))
     if (problems.length) return { problems }
     return {
@@ -165,14 +180,15 @@ async function evaluate(policy: CompiledPolicy, c: TestCase): Promise<Decision> 
 
 async function credentialsFor(policy: CompiledPolicy, c: TestCase): Promise<Credentials> {
   if (!c.token) return { rawHeaders: [] }
-  if (!c.token.inline) return { claims: c.token.claims }
-  return { claims: withRouteDefaults(c.token.claims, await routeFor(policy, c.method, c.host, c.target)) }
+  const sender = c.sender ? { sender: c.sender } : {}
+  if (!c.token.inline) return { claims: c.token.claims, ...sender }
+  return { claims: withRouteDefaults(c.token.claims, await routeFor(policy, c.method, c.host, c.target)), ...sender }
 }
 
 /** What is wrong with the decision, one phrase per unmet expectation; empty when it passes. */
 function check(c: TestCase, d: Decision): string[] {
   const out: string[] = []
-  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d)}`)
+  if (!meets(c.expect, d)) out.push(`expected ${expectationText(c.expect)}, got ${outcomeText(d, true)}`)
   if (c.route !== undefined && d.route?.name !== c.route) out.push(`expected route ${c.route}, got ${d.route ? d.route.name : 'no route'}`)
   if (c.upstream !== undefined && d.route?.upstream.name !== c.upstream) {
     out.push(`expected upstream ${c.upstream}, got ${d.route ? d.route.upstream.name : 'no route'}`)
@@ -200,8 +216,11 @@ function expectationText(expect: Expectation): string {
   return 'status' in expect ? String(expect.status) : expect.reason
 }
 
-function outcomeText(d: Decision): string {
-  return d.route ? `${decisionText(d)}  (route ${d.route.name})` : decisionText(d)
+/** With `why`: what refused the token, the value found and the one wanted (for a case that did not expect it). */
+function outcomeText(d: Decision, why = false): string {
+  const check = why ? (d.denial ?? d.reported)?.check : undefined
+  const text = check ? `${decisionText(d)} (${checkText(check)})` : decisionText(d)
+  return d.route ? `${text}  (route ${d.route.name})` : text
 }
 
 function decisionText(d: Decision): string {
@@ -227,6 +246,13 @@ const CASE_SCHEMA = {
     route: { type: 'string', minLength: 1, description: 'the name of the route that matches (its name:, or the one derived from methods, host and path)' },
     upstream: { type: 'string', minLength: 1 },
     headers: { type: 'object', additionalProperties: SCALAR },
+    sender: {
+      type: 'array',
+      items: { enum: ['dpop', 'mtls'] },
+      uniqueItems: true,
+      description:
+        'what the request proves of a bound token: a valid DPoP proof for its cnf.jkt (dpop), the certificate of its cnf.x5t#S256 (mtls); none: a bearer request',
+    },
     preflight: {
       type: 'object',
       properties: {
@@ -265,12 +291,13 @@ interface TestFileDocument {
     route?: string
     upstream?: string
     headers?: Record<string, unknown>
+    sender?: Array<'dpop' | 'mtls'>
     preflight?: { origin: string; method: string; headers?: string[] }
   }>
 }
 
-/** The cases of one test file, or every problem in it as file:line:col. */
-export function readTestFile(file: string, policy: CompiledPolicy): { cases: TestCase[] } | { problems: PolicyProblem[] } {
+/** The cases of one test file, or every problem in it as file:line:col. ${VAR} is substituted as in the policy. */
+export function readTestFile(file: string, policy: CompiledPolicy, env: Env = process.env): { cases: TestCase[] } | { problems: PolicyProblem[] } {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -287,6 +314,9 @@ export function readTestFile(file: string, policy: CompiledPolicy): { cases: Tes
     problems.push({ file, ...lines.linePos(syntax.pos[0]), message: syntax.message.split('\n')[0]! })
     return { problems }
   }
+  // A case stands for what the gateway sees: `iss: "${IDP_ISSUER}"` is the issuer the policy got from the same variable.
+  interpolate(doc, env, { add })
+  if (problems.length) return { problems }
   const value = doc.toJS() as unknown
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     add([], 'a test file is a map with cases (a list) and optional tokens')
@@ -340,6 +370,7 @@ function caseOf(
     upstream: spec.upstream,
     headers,
     ...(preflight ? { preflight } : {}),
+    ...(spec.sender ? { sender: spec.sender } : {}),
   }
 }
 

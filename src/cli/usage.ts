@@ -18,9 +18,13 @@ export const COMMANDS = {
 `,
   explain: `usage: jwtgate explain -c policy.yaml METHOD PATH [--host H] [--token JWT | --claims JSON]
                        [--origin O [--preflight METHOD] [--preflight-headers H,H]] [--json]
+                       [--dpop PROOF] [--client-cert PEM] (with --token) [--sender dpop,mtls] (with --claims)
   What the gateway would do with one request, and why: the route, the requirement, the token's
-  header and claims (--token; never its signature) and each check with the value found and the
-  value required.
+  header and claims (--token; never its signature) and each check it fails, with the value found
+  and the value wanted.
+  On a route that checks sender-constrained tokens, what a DPoP proof or client certificate must
+  be; --dpop checks a proof, --client-cert presents a certificate, --sender takes the claims'
+  binding as proven.
   exit: 0 allowed, 1 denied or the policy is invalid, 2 misuse
 `,
   test: `usage: jwtgate test -c policy.yaml FILE.test.yaml...

@@ -19,11 +19,11 @@ import { ReloadMetrics, revocationsDropped } from '../admin/metrics.js'
 import { adminListener } from '../admin/server.js'
 import { listen, ListenError } from '../lifecycle/listen.js'
 import { LivePolicy } from '../lifecycle/live_policy.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
+import { logStartupError } from '../lifecycle/policy_error.js'
 import { Shutdown } from '../lifecycle/shutdown.js'
 import { untilSignalled } from '../lifecycle/signals.js'
 import { Reloads, watchPolicy } from '../lifecycle/watch.js'
-import { createLogger } from '../log.js'
+import { createLogger, lineFormat } from '../log.js'
 import { compilePolicy } from '../policy/compile.js'
 import type { PolicySource } from '../policy/load.js'
 import { REUSE_PORT_ENV, type Question } from './ipc.js'
@@ -39,7 +39,8 @@ const EXIT_MARGIN_MS = 3000
 export async function runPrimary(source: PolicySource): Promise<number> {
   const startedAt = Date.now()
   // The workers write to the same standard output.
-  const logger = createLogger('info', undefined, { sharedStdout: true })
+  const format = lineFormat(source.document)
+  const logger = createLogger('info', undefined, { sharedStdout: true, ...format })
   const registry = new Registry()
   const dropped = revocationsDropped(registry)
   let live: LivePolicy
@@ -56,7 +57,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
       onRevocationsDropped: (count) => dropped.inc(count),
     })
   } catch (err) {
-    return printPolicyError(err)
+    return logStartupError(err, format)
   }
   await live.start()
   const reloads = new ReloadMetrics(registry)
@@ -68,7 +69,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
     workerEnv = live.current.listen.reusePort ? { [REUSE_PORT_ENV]: String(await sharedPort(live.current.listen)) } : {}
   } catch (err) {
     await live.stop()
-    return printPolicyError(err)
+    return logStartupError(err, format)
   }
   const slots = new WorkerSlots(live.current.workers, logger, (_slot, question) => answerWorker(live, question), workerEnv)
   let admin: FastifyInstance | undefined
@@ -102,7 +103,7 @@ export async function runPrimary(source: PolicySource): Promise<number> {
       adminUrl = await listen(admin, adminAddress.host, adminAddress.port, 'admin')
     } catch (err) {
       await shutdown.now()
-      return printPolicyError(err)
+      return logStartupError(err, format)
     }
     logger.info({ address: adminUrl }, `jwtgate admin on ${adminUrl}`)
   }

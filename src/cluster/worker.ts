@@ -4,7 +4,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RevocationStore, Revocation } from '../revocation/store.js'
 import { startGateway, type RunningGateway } from '../server.js'
-import { printPolicyError } from '../lifecycle/policy_error.js'
+import { ListenError } from '../lifecycle/listen.js'
+import { logStartupError } from '../lifecycle/policy_error.js'
 import { PolicyError } from '../policy/problems.js'
 import { Channel, REUSE_PORT_ENV, type Question } from './ipc.js'
 
@@ -53,7 +54,7 @@ export async function runWorker(policyFile: string, worker: number): Promise<num
     })
   } catch (err) {
     // Fail closed: a worker that cannot load its policy does not serve; the primary starts another.
-    if (err instanceof PolicyError) printPolicyError(err)
+    if (err instanceof PolicyError || err instanceof ListenError) logStartupError(err)
     else process.stderr.write(`jwtgate worker ${worker}: ${(err as Error).message}\n`)
     process.exit(1)
   }

@@ -24,8 +24,11 @@ export interface EchoUpstream {
   close(): Promise<void>
 }
 
-/** `tls`: serve https with these options (a certificate; `requestCert` to ask for a client's). */
-export async function startEchoUpstream(options: { port?: number; tls?: ServerOptions } = {}): Promise<EchoUpstream> {
+/**
+ * `tls`: serve https with these options (a certificate; `requestCert` to ask for a client's);
+ * `maxHeaderSize`: Node's limit on a request's header section (16 KiB by default).
+ */
+export async function startEchoUpstream(options: { port?: number; tls?: ServerOptions; maxHeaderSize?: number } = {}): Promise<EchoUpstream> {
   const upstream: EchoUpstream = {
     url: '',
     port: 0,
@@ -59,7 +62,8 @@ export async function startEchoUpstream(options: { port?: number; tls?: ServerOp
       }, upstream.delayMs).unref()
     })
   }
-  const server = options.tls ? createHttpsServer(options.tls, echo) : createServer(echo)
+  const limits = options.maxHeaderSize ? { maxHeaderSize: options.maxHeaderSize } : {}
+  const server = options.tls ? createHttpsServer({ ...options.tls, ...limits }, echo) : createServer(limits, echo)
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve))
   upstream.port = (server.address() as AddressInfo).port
   upstream.url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${upstream.port}`

@@ -9,6 +9,7 @@ import { deny } from '../http/denial.js'
 import { declaredTooLarge } from '../proxy/body_limit.js'
 import { allowsOrigin, preflightOf } from '../proxy/cors.js'
 import { insecureRequest, requestScheme, type HttpsRule } from '../proxy/https_only.js'
+import { h2RequestDenial } from './h2_request.js'
 import type { RequestState } from './request_state.js'
 
 /**
@@ -17,7 +18,9 @@ import type { RequestState } from './request_state.js'
  * token) costs no promise and no microtask.
  */
 export function admit(raw: IncomingMessage, state: RequestState, upgrade: boolean): void | Promise<void> {
-  state.denial = insecureRequest(raw, state.policy.https)
+  // HTTP/2: the header list's size, and one host, from :authority, as HTTP/1.1's Host (./h2_request.ts).
+  if (raw.httpVersionMajor === 2) state.denial = h2RequestDenial(raw, state.policy.maxHeaderBytes)
+  state.denial ??= insecureRequest(raw, state.policy.https)
   if (state.denial) return
   // Node keeps the first of several Host headers; an upstream may read another (RFC 9112 §3.2: 400).
   if (hostCount(raw.rawHeaders) > 1) {

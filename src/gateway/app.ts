@@ -5,21 +5,26 @@ import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { accessLogger, LazyChildLogger } from '../log.js'
+import { accessLogger, LazyChildLogger, USER_AGENT_MAX } from '../log.js'
 import { deny, fail } from '../http/denial.js'
-import { REQUEST_ID_HEADER, sendError } from '../http/respond.js'
+import { answeredStatus, REQUEST_ID_HEADER, sendError } from '../http/respond.js'
 import type { Metrics } from '../admin/metrics.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { limitBody } from '../proxy/body_limit.js'
 import { addCorsHeaders, headerRecord, type HeaderSink } from '../proxy/cors.js'
+import { clientAddress } from '../proxy/client_address.js'
+import { requestScheme } from '../proxy/https_only.js'
 import { UpstreamPools } from '../proxy/upstream_pools.js'
 import { splitTarget } from '../routing/normalize.js'
+import { hostFromHeader } from '../routing/route_table.js'
+import type { Tracing } from '../tracing/tracing.js'
 import { admit } from './admit.js'
 import { applyClientLimits, serverOptions, watchClients } from './client_limits.js'
 import { forward, routeForwarding, type Forwarder, type GatewayRequest, type RouteForwarding } from './forward.js'
-import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
+import { serverFactory } from './listeners.js'
 import { decidedAtUpgrade, handleUpgrade } from './websocket.js'
 import { NO_ROUTE_SCHEMAS } from '../http/route_schemas.js'
+import { clientCertificateOptions } from '../policy/tls_files.js'
 
 export interface GatewayApp {
   app: FastifyInstance
@@ -38,7 +43,10 @@ export interface GatewayApp {
   tunnelClosed(reason: 'expired' | 'revoked', route: string): void
 }
 
-export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics): Promise<GatewayApp> {
+/** `tracing`: the span exporter (src/tracing/otel.ts), when the OTEL_* variables ask for one. */
+export async function buildGateway(policy: CompiledPolicy, logger: Logger, metrics: Metrics, tracing?: Tracing): Promise<GatewayApp> {
+  // With HTTP/2 in listen.protocols, the listener is built in ./listeners.ts (one server for both versions).
+  const factory = serverFactory(policy)
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Our own access line replaces fastify's two per request.
@@ -57,18 +65,21 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     requestTimeout: policy.clientLimits.requestTimeoutMs,
     connectionTimeout: policy.clientLimits.sendTimeoutMs,
     // Node's default (16 KiB) would leave no room next to a token of max_token_bytes.
-    ...(policy.listen.tls
-      ? {
-          https: {
-            cert: policy.listen.tls.cert,
-            key: policy.listen.tls.key,
-            maxHeaderSize: policy.maxHeaderBytes,
-            ...serverOptions(policy.clientLimits),
-            // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
-            handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
-          },
-        }
-      : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
+    ...(factory
+      ? { serverFactory: factory as never }
+      : policy.listen.tls
+        ? {
+            https: {
+              cert: policy.listen.tls.cert,
+              key: policy.listen.tls.key,
+              ...clientCertificateOptions(policy.listen.tls),
+              maxHeaderSize: policy.maxHeaderBytes,
+              ...serverOptions(policy.clientLimits),
+              // A TLS handshake is part of the head a client must send in time (Node's own: 120 s).
+              handshakeTimeout: policy.clientLimits.headersTimeoutMs || 120_000,
+            },
+          }
+        : { http: { maxHeaderSize: policy.maxHeaderBytes, ...serverOptions(policy.clientLimits) } }),
   })
   const server = app.server as Server
   const pools = new UpstreamPools(policy)
@@ -100,11 +111,14 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     },
     forwarding,
     tunnelClosed: (reason, route) => metrics.websocketClosed(reason, route),
-    record(state, id, method, target, status, ms, websocket) {
-      metrics.request(state?.route?.name ?? 'none', method, status, ms / 1000, state?.denial?.reason)
+    record(state, raw, id, status, ms, responseBytes, websocket) {
+      metrics.request(state?.route?.name ?? 'none', raw.method ?? '', status, ms / 1000, state?.denial?.reason)
       if (state?.route?.report) metrics.reportDecision(state.route.name, state.reported?.reason)
-      metrics.remember(state, id, method, target, status)
-      if (state?.policy.accessLog ?? gateway.policy.accessLog) accessLog(writeAccessLine, state, id, method, target, status, ms, websocket)
+      metrics.remember(state, id, raw.method ?? '', raw.url ?? '', status)
+      const policy = state?.policy ?? gateway.policy
+      const client = policy.accessLog || state?.span ? clientAddress(raw, policy.https.trustedProxies) : undefined
+      if (policy.accessLog) accessLog(writeAccessLine, state, raw, client, id, status, ms, responseBytes, websocket)
+      if (state?.span) endSpan(state, raw, client, id, status, websocket)
     },
   }
 
@@ -128,6 +142,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   const forwarder: Forwarder = {
     pools,
     metrics,
+    policy: () => gateway.policy,
     finishHeaders: (headers, request, state) => {
       // Ours wins over an upstream's own (the forwarder keeps the upstream's names lower-cased).
       headers[REQUEST_ID_HEADER] = request.id
@@ -145,6 +160,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     // a one-time token is not used twice.
     const early = decidedAtUpgrade(raw) ?? (raw as Admitted)[ADMITTED]
     const state = early ?? newState(gateway.policy)
+    if (!early) traceRequest(state, raw, tracing)
     const pending = early ? undefined : admit(raw, state, false)
     ;(request as GatewayRequest).jwtgate = state
     if (pending) pending.then(() => proceed(request, reply, state)).catch((err: Error) => reply.send(err))
@@ -161,10 +177,8 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
       reply.code(204).send()
       return
     }
-    const route = state.route!
-    const limits = state.policy.clientLimits
-    request.body = limitBody(request.body, { maxBytes: route.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs })
-    forward(forwarder, forwarding(route), request as GatewayRequest, reply, state)
+    // Body limits are applied by the forwarder that carries the body (src/gateway/forward.ts).
+    forward(forwarder, forwarding(state.route!), request as GatewayRequest, reply, state)
   }
 
   // fastify 5 knows only GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: any other
@@ -182,7 +196,10 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     done(null, payload)
   })
   app.addHook('onResponse', (request, reply, done) => {
-    gateway.record((request as GatewayRequest).jwtgate, request.id, request.raw.method ?? '', request.raw.url ?? '', reply.statusCode, reply.elapsedTime)
+    const state = (request as GatewayRequest).jwtgate
+    // A forwarded answer's body was counted as it streamed; the gateway's own answers carry their length.
+    const bytes = state?.responseBytes ?? Number(reply.getHeader('content-length') ?? 0)
+    gateway.record(state, request.raw, request.id, answeredStatus(reply.raw, reply.statusCode), reply.elapsedTime, bytes)
     done()
   })
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
@@ -197,6 +214,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
   // The same admission as every request, its decision handed to the request path.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const state = newState(gateway.policy)
+    traceRequest(state, req, tracing)
     const go = () => {
       ;(req as Admitted)[ADMITTED] = state
       if (!state.denial && !state.preflight) res.writeContinue()
@@ -213,7 +231,7 @@ export async function buildGateway(policy: CompiledPolicy, logger: Logger, metri
     if (pending) pending.then(go, () => server.emit('request', req, res))
     else go()
   })
-  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId }, req, socket, head))
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => handleUpgrade({ server, gateway, logger, requestId, tracing }, req, socket, head))
   return gateway
 }
 
@@ -233,18 +251,19 @@ function requestId(req: IncomingMessage): string {
 function accessLog(
   write: ReturnType<typeof accessLogger>,
   state: RequestState | undefined,
+  raw: IncomingMessage,
+  client: string | undefined,
   requestId: string,
-  method: string,
-  target: string,
   status: number,
   ms: number,
+  responseBytes: number | undefined,
   websocket: boolean | undefined,
 ): void {
   const claims = state?.identity?.claims
   write({
     requestId,
-    method,
-    path: state?.path ?? splitTarget(target).path.slice(0, 256),
+    method: raw.method,
+    path: requestPath(state, raw),
     route: state?.route?.name,
     upstream: state?.route?.upstream.name,
     status,
@@ -257,5 +276,49 @@ function accessLog(
     reportStatus: state?.reported?.status,
     reportReason: state?.reported?.reason,
     websocket,
+    client,
+    userAgent: raw.headers['user-agent'],
+    requestBytes: websocket ? undefined : (state?.requestBytes ?? 0),
+    responseBytes: websocket ? undefined : responseBytes,
+    upstreamStatus: state?.upstreamStatus,
+    upstreamMs: state?.upstreamMs === undefined ? undefined : Math.round(state.upstreamMs * 100) / 100,
+    traceId: state?.span?.traceId ?? state?.trace?.traceId,
+    spanId: state?.span?.spanId,
+  })
+}
+
+/** The normalized path, or the raw one (cut) when it never was: never the query. */
+function requestPath(state: RequestState | undefined, raw: IncomingMessage): string {
+  return state?.path ?? splitTarget(raw.url ?? '').path.slice(0, 256)
+}
+
+/** Ends the request's SERVER span with what it came to (src/tracing/tracing.ts, RequestOutcome). */
+function endSpan(
+  state: RequestState,
+  raw: IncomingMessage,
+  client: string | undefined,
+  requestId: string,
+  status: number,
+  websocket: boolean | undefined,
+): void {
+  const host = hostFromHeader(raw.headers.host)
+  const userAgent = raw.headers['user-agent']
+  state.span!.end({
+    route: state.route?.name,
+    status,
+    decision: state.denial ? 'deny' : state.reported ? 'report' : 'allow',
+    reason: state.denial?.reason ?? state.reported?.reason ?? state.upstreamError,
+    issuer: state.identity?.issuer.name,
+    upstream: state.route?.upstream.name,
+    path: requestPath(state, raw),
+    scheme: requestScheme(raw, state.policy.https),
+    serverAddress: host === '' ? undefined : host,
+    serverPort: raw.socket.localPort,
+    clientAddress: client,
+    peerAddress: raw.socket.remoteAddress,
+    userAgent: userAgent === undefined ? undefined : userAgent.slice(0, USER_AGENT_MAX),
+    httpVersion: raw.httpVersion,
+    requestId,
+    websocket: websocket === true,
   })
 }

@@ -13,6 +13,7 @@
 // src/proxy/upstream_pools.ts.
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
+import type { Http2Session } from 'node:http2'
 import { isIP, type Socket } from 'node:net'
 import type { Metrics } from '../admin/metrics.js'
 import { fail } from '../http/denial.js'
@@ -36,6 +37,10 @@ export function applyClientLimits(server: Server, limits: ClientLimits): void {
   server.requestTimeout = limits.requestTimeoutMs
   server.maxConnections = limits.maxConnections > 0 ? limits.maxConnections : Number.POSITIVE_INFINITY
   server.timeout = limits.sendTimeoutMs
+}
+
+function isHttp2Session(value: Tracked | Http2Session): value is Http2Session {
+  return 'goaway' in value && typeof value.goaway === 'function'
 }
 
 /** Set on a socket whose request Node cut for taking too long, for the access line of that request. */
@@ -62,7 +67,14 @@ export function watchClients(server: Server, policy: () => CompiledPolicy, metri
 
   // The socket's idle timer (server.timeout, send_timeout) fired. With this listener Node no
   // longer destroys the socket itself, so every case is decided here.
-  server.on('timeout', (socket: Tracked) => {
+  server.on('timeout', (socket: Tracked | Http2Session) => {
+    // An HTTP/2 listener says this of a session quiet for send_timeout (node:http2's server
+    // timeout). Closing it sends GOAWAY: no new stream on it, while streams in flight (a quiet gRPC
+    // stream between its messages) go on; destroying it, Node's default, would cut them.
+    if (isHttp2Session(socket)) {
+      if (!socket.closed) socket.close()
+      return
+    }
     if (socket.writableLength > 0) {
       // Bytes wait for a client that does not read them.
       metrics.clientTimeout('send')

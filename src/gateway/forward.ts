@@ -6,19 +6,23 @@
 // answer are answered by the one error responder: 502 unreachable, 504 timeout, 503 busy, 413
 // body too large, 408 body too slow; none is retried.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { Metrics } from '../admin/metrics.js'
-import { fail } from '../http/denial.js'
+import { fail, type ErrorAnswer } from '../http/denial.js'
+import { grpcTrailers, isGrpcRequest } from '../http/grpc_status.js'
 import { sendError } from '../http/respond.js'
-import type { Route } from '../policy/compile.js'
-import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow } from '../proxy/body_limit.js'
+import type { CompiledPolicy, Route } from '../policy/compile.js'
+import { bodyTooLarge, isBodyTooLarge, isBodyTooSlow, limitBody } from '../proxy/body_limit.js'
 import { responseHeaders, upstreamRequestHeaders } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
-import { UpstreamExchange } from '../proxy/upstream_exchange.js'
+import type { ExchangeOwner } from '../proxy/h2_upstream.js'
+import { ClientGone, UpstreamExchange } from '../proxy/upstream_exchange.js'
 import { isUpstreamBusy, type UpstreamPools } from '../proxy/upstream_pools.js'
 import { TIMED_OUT } from './client_limits.js'
+import { forwardOverHttp2, Refusal } from './grpc_call.js'
 import type { RequestState } from './request_state.js'
+import type { ClientSpan, TraceHeaders } from '../tracing/tracing.js'
 
 export type GatewayRequest = FastifyRequest & { jwtgate: RequestState }
 
@@ -30,6 +34,8 @@ export interface RouteForwarding {
   readonly host: string
   readonly basePath: string
   readonly timeoutMs: number
+  /** The upstream speaks HTTP/2 (protocol h2c or h2): forwarded on node:http2 (src/proxy/h2_upstream.ts). */
+  readonly http2: boolean
   /** Query parameters that carry the route's token: never forwarded (RFC 6750 §2.3, §5.3). */
   readonly tokenParameters: readonly string[]
 }
@@ -42,6 +48,7 @@ export function routeForwarding(route: Route): RouteForwarding {
     host: new URL(upstream.origin).host,
     basePath: upstream.basePath,
     timeoutMs: upstream.timeoutMs,
+    http2: upstream.protocol !== 'http1',
     tokenParameters: Object.freeze([...(route.auth?.sources.queryNames ?? [])]),
   })
 }
@@ -50,6 +57,8 @@ export function routeForwarding(route: Route): RouteForwarding {
 export interface Forwarder {
   pools: UpstreamPools
   metrics: Metrics
+  /** The live policy (a long call's token is checked against its revocations). */
+  policy(): CompiledPolicy
   /** Adds what every answer of the gateway carries (CORS, Connection: close while closing), as fastify's onSend hook does for its own. */
   finishHeaders(headers: OutgoingHttpHeaders, request: FastifyRequest, state: RequestState): void
 }
@@ -64,53 +73,138 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
     sendError(reply, fail('bad_request', 'the path has a segment that starts or ends with ..'), request.id)
     return
   }
-  const pool = forwarder.pools.pool(forwarding.origin)
-  const exchange = new GatewayExchange(forwarder, request, reply, state, forwarding)
-  if (!pool) {
-    exchange.failedBeforeSending(new Error(`no connection pool for ${forwarding.origin}: the upstream was removed by a reload`))
+  const method = raw.method ?? 'GET'
+  // With tracing on, the call to the upstream is a CLIENT span whose context the upstream receives.
+  const client = state.span?.startClient({ method, upstream: forwarding.upstream, origin: forwarding.origin, path })
+  const answer = new GatewayAnswer(forwarder, request, reply, state, forwarding, client)
+  const headers = headersForUpstream(raw.headers, state, raw, request.id, client ?? state.trace)
+  const limits = state.policy.clientLimits
+  const bodyLimits = { maxBytes: state.route!.maxBodyBytes, minRate: limits.minBodyRate, windowMs: limits.bodyRateWindowMs }
+  if (forwarding.http2) {
+    const upstream = forwarder.pools.h2(forwarding.origin)
+    if (!upstream) {
+      answer.failed(removedByReload(forwarding))
+      return
+    }
+    state.forwardedAt = performance.now()
+    forwardOverHttp2(upstream, answer, raw, reply.raw, state, forwarder.policy, {
+      method,
+      path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
+      authority: forwarding.host,
+      headers,
+      body: requestBody(request),
+      bodyLimits,
+      timeoutMs: forwarding.timeoutMs,
+      trailers: undefined,
+    })
     return
   }
-  const headers = headersForUpstream(raw.headers, state, raw, request.id)
+  const pool = forwarder.pools.pool(forwarding.origin)
+  // The wait for a connection is bounded by the route's timeout too.
+  const exchange = new UndiciExchange(reply.raw, forwarding.timeoutMs, answer)
+  if (!pool) {
+    exchange.failedBeforeSending(removedByReload(forwarding))
+    return
+  }
   headers.host = forwarding.host
   state.forwardedAt = performance.now()
   exchange.send(pool, {
     origin: forwarding.origin,
     path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
-    method: raw.method ?? 'GET',
+    method,
     headers,
-    body: (request.body as Readable | undefined) ?? null,
+    // A streamed body through the limits' counter (src/proxy/body_limit.ts), which also counts its bytes.
+    body: (limitBody(requestBody(request), bodyLimits, state) as Readable | null) ?? null,
     // Until the upstream's head, and between two chunks of its body.
     headersTimeout: forwarding.timeoutMs,
     bodyTimeout: forwarding.timeoutMs,
   })
 }
 
-/** The headers the upstream receives for an allowed request: forwarded or tunnelled alike. */
-export function headersForUpstream(headers: IncomingHttpHeaders, state: RequestState, raw: IncomingMessage, requestId: string): IncomingHttpHeaders {
-  // Compiled with the route: a request only reads it.
-  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId)
+/**
+ * The request's body stream, or null for none. fastify hands the body over when the request has a
+ * Content-Length or Transfer-Encoding, or a Content-Type; an HTTP/2 request has neither of the
+ * first two when its body streams, so one without a Content-Type would lose its body: HTTP/2
+ * says a body comes when the HEADERS frame did not end the stream.
+ */
+function requestBody(request: GatewayRequest): Readable | null {
+  const body = request.body as Readable | undefined
+  if (body) return body
+  const raw = request.raw as IncomingMessage & { stream?: { endAfterHeaders: boolean } }
+  return raw.httpVersionMajor === 2 && raw.stream && !raw.stream.endAfterHeaders ? raw : null
 }
 
-class GatewayExchange extends UpstreamExchange {
+function removedByReload(forwarding: RouteForwarding): Error {
+  return new Error(`no connection pool for ${forwarding.origin}: the upstream was removed by a reload`)
+}
+
+/**
+ * The headers the upstream receives for an allowed request: forwarded or tunnelled alike.
+ * `trace`: the context the upstream continues (the CLIENT span's, or the client's own).
+ */
+export function headersForUpstream(
+  headers: IncomingHttpHeaders,
+  state: RequestState,
+  raw: IncomingMessage,
+  requestId: string,
+  trace: TraceHeaders | undefined,
+): IncomingHttpHeaders {
+  // Compiled with the route: a request only reads it.
+  return upstreamRequestHeaders(headers, state.route!.headerCopy, state.identityHeaders, raw, state.policy.https, requestId, trace)
+}
+
+/** The undici forwarder's exchange (HTTP/1.1 upstreams), answering through the route's GatewayAnswer. */
+class UndiciExchange extends UpstreamExchange {
+  constructor(
+    res: ServerResponse,
+    waitMs: number,
+    private readonly owner: GatewayAnswer,
+  ) {
+    super(res, waitMs)
+  }
+
+  failedBeforeSending(error: Error): void {
+    this.settle(error)
+  }
+
+  protected override responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+    return this.owner.responseHead(statusCode, headers)
+  }
+
+  protected override clientLeft(): void {
+    this.owner.clientLeft()
+  }
+
+  protected override finished(error: Error | undefined): void {
+    this.owner.finished(error, this.bodyBytes)
+  }
+
+  protected override failed(error: Error): void {
+    this.owner.failed(error)
+  }
+}
+
+/** What the gateway makes of the upstream's answer and of a failure, whichever forwarder (HTTP/1.1 or HTTP/2) carried it. */
+export class GatewayAnswer implements ExchangeOwner {
   constructor(
     private readonly forwarder: Forwarder,
     private readonly request: GatewayRequest,
     private readonly reply: FastifyReply,
     private readonly state: RequestState,
     private readonly forwarding: RouteForwarding,
-  ) {
-    // The wait for a connection is bounded by the route's timeout too.
-    super(reply.raw, forwarding.timeoutMs)
-  }
+    private readonly client: ClientSpan | undefined,
+  ) {}
 
-  failedBeforeSending(error: Error): void {
-    this.failed(error)
-  }
-
-  protected override responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders {
     const { state, request } = this
     // The upstream's share of the latency.
-    if (state.forwardedAt !== undefined) this.forwarder.metrics.upstream(this.forwarding.upstream, (performance.now() - state.forwardedAt) / 1000)
+    if (state.forwardedAt !== undefined) {
+      const ms = performance.now() - state.forwardedAt
+      this.forwarder.metrics.upstream(this.forwarding.upstream, ms / 1000)
+      state.upstreamMs = ms
+    }
+    state.upstreamStatus = statusCode
+    this.client?.answered(statusCode)
     const out: OutgoingHttpHeaders = responseHeaders(headers)
     // RFC 9110 §8.6, §15.3.5: a 204 has no content, so no Content-Length or Content-Type either
     // (fastify's rule; a delete is fine on this rare path).
@@ -121,16 +215,33 @@ class GatewayExchange extends UpstreamExchange {
     // A connection cannot carry the next request before this one's body is read: answered
     // early (the upstream did not read it all), it is closed after the answer.
     if (!request.raw.complete) out.connection = 'close'
+    // RFC 9449 §8.2: a client whose proof used an older nonce learns the newest with the answer.
+    if (state.identity?.nextNonce) out['dpop-nonce'] = state.identity.nextNonce
     this.forwarder.finishHeaders(out, request, state)
     return out
   }
 
-  protected override clientLeft(): void {
+  /** The HTTP/1.1 exchange is over (answered, failed or cut): its body's size and the CLIENT span's end. */
+  finished(error: Error | undefined, bodyBytes: number): void {
+    this.state.responseBytes = bodyBytes
+    // failed() has named the failure by now, if it answered one.
+    if (this.client) this.client.end(error === undefined ? undefined : (this.state.upstreamError ?? this.state.denial?.reason ?? errorType(error)))
+  }
+
+  clientLeft(): void {
     // Node cut the client (limits.request_timeout): for the access line, not the upstream's failure.
     if ((this.request.raw.socket as { [TIMED_OUT]?: boolean } | null)?.[TIMED_OUT]) this.state.upstreamError = 'request_timeout'
   }
 
-  protected override failed(error: Error & { code?: string }): void {
+  failedMidAnswer(error: Error & { code?: string }): OutgoingHttpHeaders | undefined {
+    const failure = failureOf(error)
+    this.state.upstreamError = failure.reason
+    // A gRPC call gets its status in the trailers; other answers are cut (the client must not
+    // take what it got for the whole answer).
+    return isGrpcRequest(this.request.raw.headers) ? grpcTrailers(failure) : undefined
+  }
+
+  failed(error: Error & { code?: string }): void {
     const { reply, state, forwarder } = this
     const id = this.request.id
     if (isBodyTooSlow(error)) {
@@ -157,11 +268,24 @@ class GatewayExchange extends UpstreamExchange {
       sendError(reply, state.denial, id)
       return
     }
-    // undici's codes for no answer in time: no head within `timeout`, no connection within the connect limit.
-    const timedOut = error.code === 'UND_ERR_HEADERS_TIMEOUT' || error.code === 'UND_ERR_CONNECT_TIMEOUT'
-    const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
+    const failure = failureOf(error)
     state.upstreamError = failure.reason
-    reply.log.warn({ upstream: this.forwarding.upstream, err: { code: error.code, message: error.message } }, 'upstream request failed')
+    if (!(error instanceof Refusal))
+      reply.log.warn({ upstream: this.forwarding.upstream, err: { code: error.code, message: error.message } }, 'upstream request failed')
     sendError(reply, failure, id)
   }
+}
+
+/** A forwarding error as the client is told it: timeouts (undici's codes, which the HTTP/2 forwarder gives too) 504, a denial as itself, the rest 502. */
+function failureOf(error: Error & { code?: string }): ErrorAnswer {
+  if (error instanceof Refusal) return error.answer
+  // No head within `timeout`, no connection within the connect limit, a pause longer than `timeout`.
+  const timedOut = error.code === 'UND_ERR_HEADERS_TIMEOUT' || error.code === 'UND_ERR_CONNECT_TIMEOUT' || error.code === 'UND_ERR_BODY_TIMEOUT'
+  return fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
+}
+
+/** What ended an exchange that failed() did not answer: the CLIENT span's error.type. */
+function errorType(error: Error): string {
+  if (error instanceof ClientGone) return 'client_closed'
+  return 'upstream_response_incomplete'
 }

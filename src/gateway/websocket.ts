@@ -19,17 +19,16 @@ import type { Logger } from 'pino'
 import { fail } from '../http/denial.js'
 import { REQUEST_ID_HEADER, writeError } from '../http/respond.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
-import { onRevocation, REVOKED } from '../revocation/store.js'
 import { responseHeaders, withoutNominated } from '../proxy/forward.js'
 import { forwardedQuery } from '../proxy/token_removal.js'
 import { CONNECT_TIMEOUT_MS, upstreamTlsOptions } from '../proxy/upstream_pools.js'
+import type { Tracing } from '../tracing/tracing.js'
 import { admit } from './admit.js'
 import { headersForUpstream, type RouteForwarding } from './forward.js'
-import { newState, type RecordRequest, type RequestState } from './request_state.js'
+import { newState, traceRequest, type RecordRequest, type RequestState } from './request_state.js'
+import { watchToken, type TokenStopReason } from './token_watch.js'
 
 const DECIDED = Symbol('jwtgate.decidedAtUpgrade')
-// setTimeout's limit; a later expiry is reached in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** What the tunnel needs of the gateway (src/gateway/app.ts's GatewayApp is one). */
 export interface Tunnels {
@@ -45,7 +44,7 @@ export interface Tunnels {
   tunnelClosed?(reason: TunnelCloseReason, route: string): void
 }
 
-export type TunnelCloseReason = 'expired' | 'revoked'
+export type TunnelCloseReason = TokenStopReason
 
 export interface UpgradeContext {
   server: Server
@@ -53,6 +52,8 @@ export interface UpgradeContext {
   logger: Logger
   /** The gateway's request id for a raw request (fastify's genReqId). */
   requestId(req: IncomingMessage): string
+  /** Spans, when tracing is on: the upgrade is a request like any other, with its own SERVER span. */
+  tracing?: Tracing
 }
 
 /** The decision made for an upgrade request that is then served as plain HTTP, if any. */
@@ -70,6 +71,7 @@ export function handleUpgrade(ctx: UpgradeContext, req: IncomingMessage, socket:
     return
   }
   const state = newState(ctx.gateway.policy)
+  traceRequest(state, req, ctx.tracing)
   const admitted = () => {
     if (state.denial || !state.route?.websocket) {
       ;(req as IncomingMessage & { [DECIDED]?: RequestState })[DECIDED] = state
@@ -120,7 +122,10 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const route = state.route!
   const upstream = route.upstream
   const id = ctx.requestId(req)
-  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id)
+  const path = upstream.basePath + state.path!
+  // The upgrade request to the upstream is the CLIENT span, when tracing is on.
+  const client = state.span?.startClient({ method: 'GET', upstream: upstream.name, origin: upstream.origin, path })
+  const headers = headersForUpstream(withoutNominated(req.headers), state, req, id, client ?? state.trace)
   const url = new URL(upstream.origin)
   headers.host = url.host
   headers.connection = 'Upgrade'
@@ -129,13 +134,13 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
   const options = {
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port || (https ? 443 : 80),
-    path: upstream.basePath + state.path! + forwardedQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
+    path: path + forwardedQuery(req.url ?? '', route.auth?.sources.queryNames ?? []),
     method: 'GET',
     headers,
     agent: false,
     ...(https ? upstreamTlsOptions(upstream) : {}),
   }
-  const log = (status: number) => ctx.gateway.record(state, id, 'GET', req.url ?? '', status, performance.now() - started, true)
+  const log = (status: number) => ctx.gateway.record(state, req, id, status, performance.now() - started, undefined, true)
 
   let settled = false
   const upstreamRequest: ClientRequest = (https ? httpsRequest : httpRequest)(options)
@@ -146,6 +151,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     upstreamRequest.destroy()
     const failure = fail(timedOut ? 'upstream_timeout' : 'upstream_unreachable')
     state.upstreamError = failure.reason
+    client?.end(failure.reason)
     log(failure.status)
     writeError(detachedResponse(req, socket), failure, id)
   }
@@ -163,6 +169,7 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
       settled = true
       clearTimeout(timer)
       upstreamRequest.destroy()
+      client?.end('client_closed')
     }
   })
 
@@ -176,6 +183,9 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     }
     settled = true
     clearTimeout(timer)
+    state.upstreamStatus = 101
+    client?.answered(101)
+    client?.end()
     // latin1, as Node read them: header bytes 0x80-0xFF go back as they came, not re-encoded as UTF-8.
     socket.write(switchingProtocols(response.headers, id), 'latin1')
     if (upstreamHead.length) socket.write(upstreamHead)
@@ -190,6 +200,9 @@ function tunnel(ctx: UpgradeContext, req: IncomingMessage, socket: Duplex, head:
     if (settled) return response.destroy()
     settled = true
     clearTimeout(timer)
+    state.upstreamStatus = response.statusCode
+    client?.answered(response.statusCode ?? 502)
+    client?.end()
     log(response.statusCode ?? 502)
     const res = detachedResponse(req, socket)
     res.writeHead(response.statusCode ?? 502, { ...responseHeaders(response.headers), [REQUEST_ID_HEADER]: id } as Record<string, string | string[]>)
@@ -213,12 +226,6 @@ function detachedResponse(req: IncomingMessage, socket: Duplex): ServerResponse 
   res.assignSocket(socket as Socket)
   res.on('finish', () => (socket as Socket).destroySoon())
   return res
-}
-
-/** When the tunnel must close: when the gateway stops accepting its token (exp plus the skew). */
-function closeAt(state: RequestState): number | undefined {
-  const exp = state.identity?.claims.exp
-  return typeof exp === 'number' ? exp * 1000 + state.identity!.issuer.clockSkewMs : undefined
 }
 
 // How long the two ends get to answer the close frame before their connections are destroyed.
@@ -305,16 +312,13 @@ interface OpenTunnel {
 
 function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, state: RequestState, id: string): OpenTunnel {
   const gateway = ctx.gateway
-  const closeAtMs = closeAt(state)
   const cursors: OpenTunnel = { client: new FrameCursor(), upstream: new FrameCursor() }
   client.setTimeout(0)
   client.setNoDelay(true)
   upstream.setNoDelay(true)
   gateway.upgraded.add(client)
-  let timer: NodeJS.Timeout | undefined
   let closing = false
   const end = () => {
-    clearTimeout(timer)
     unsubscribe()
     gateway.upgraded.delete(client)
     client.destroy()
@@ -325,7 +329,6 @@ function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, sta
   const closeForPolicy = (reason: TunnelCloseReason) => {
     if (closing) return
     closing = true
-    clearTimeout(timer)
     unsubscribe()
     client.unpipe(upstream)
     upstream.unpipe(client)
@@ -343,27 +346,13 @@ function pipeTogether(ctx: UpgradeContext, client: Socket, upstream: Socket, sta
       `websocket closed: ${text}`,
     )
   }
-  const identity = state.identity
-  const unsubscribe = identity
-    ? onRevocation(() => {
-        const store = gateway.policy.revocation?.store
-        if (store?.check(identity.claims, Date.now()) === REVOKED) closeForPolicy('revoked')
-      })
-    : () => {}
+  // The token was checked once, at the upgrade: the tunnel closes at its end or revocation.
+  const unsubscribe = watchToken(state, () => gateway.policy, closeForPolicy)
   client.on('close', end)
   upstream.on('close', end)
   client.on('data', (chunk: Buffer) => cursors.client.feed(chunk))
   upstream.on('data', (chunk: Buffer) => cursors.upstream.feed(chunk))
   client.pipe(upstream)
   upstream.pipe(client)
-  if (closeAtMs !== undefined) {
-    const arm = () => {
-      const left = closeAtMs - Date.now()
-      if (left <= 0) return closeForPolicy('expired')
-      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS))
-      timer.unref()
-    }
-    arm()
-  }
   return cursors
 }

@@ -30,9 +30,16 @@ export type DenyReason =
   | 'cors_rejected' // 403: a CORS preflight for an origin, method or header the route's cors does not allow
   | 'https_required' // 403, or a 308 to https for GET and HEAD: require_https and the request came over plain HTTP
   | 'body_too_large' // 413: the request body is larger than the route's max_body_bytes
+  | 'invalid_dpop_proof' // 401: the DPoP proof is missing, malformed or does not fit this request and token (RFC 9449 §4.3)
+  | 'use_dpop_nonce' // 401: the DPoP proof needs the server nonce handed out in DPoP-Nonce (RFC 9449 §8)
+  | 'proof_replayed' // 401: a DPoP proof (its jti) used a second time
+  | 'proof_replay_unavailable' // 503: the DPoP proof replay cache cannot record the proof (redis down with fail_closed, or full)
+  | 'binding_mismatch' // 401: the token is bound to a key or certificate this request does not prove, or it was sent as a bearer token
+  | 'unbound_token' // 401: the route requires a sender-constrained token; this one is not bound
+  | 'headers_too_large' // 431: an HTTP/2 request's header list is over limits.max_header_bytes (HTTP/1.1's is refused by Node's parser)
 
 export interface Denial {
-  status: 308 | 400 | 401 | 403 | 404 | 413 | 503
+  status: 308 | 400 | 401 | 403 | 404 | 413 | 431 | 503
   reason: DenyReason
   /** Safe to show the client: says why, never echoes key material or the token. */
   description: string
@@ -42,10 +49,45 @@ export interface Denial {
   location?: string
   /** For 503: when to try again, in seconds, when the cause knows (Retry-After); 5 otherwise. */
   retryAfterS?: number
+  /** For use_dpop_nonce: the nonce the client must put in its next proof (the DPoP-Nonce header). */
+  nonce?: string
+  /**
+   * On a route that accepts DPoP-bound tokens: the DPoP challenge's `algs`, whether Bearer
+   * tokens are accepted too (then both challenges), and whether the client used the DPoP scheme.
+   */
+  dpop?: { algs: string; bearer: boolean; used: boolean }
+  /**
+   * The check of the token that failed, with what the token had: for `jwtgate explain` and
+   * `jwtgate test`. Never sent to the client or logged, since it holds the token's claims.
+   */
+  check?: FailedCheck
 }
 
-export function deny(reason: DenyReason, description: string): Denial {
-  return { status: STATUS[reason], reason, description }
+/** One failed check of a token: where it looked, what it found there, what it wanted. */
+export interface FailedCheck {
+  /** The claim read (`iss`, `aud`, `roles`), or the header field (`alg`, `typ`). */
+  claim: string
+  /** What the token had there; absent when it had nothing. */
+  found?: unknown
+  /** What was wanted, in words: `must be "https://idp.example.com/"`, `must contain "admin"`. */
+  wanted: string
+  /** For a check of exact values (iss, aud): the values accepted. */
+  accepted?: readonly string[]
+}
+
+export function deny(reason: DenyReason, description: string, check?: FailedCheck): Denial {
+  return check ? { status: STATUS[reason], reason, description, check } : { status: STATUS[reason], reason, description }
+}
+
+/** A failed check of `claim`, which held `found` (undefined when absent). */
+export function failedCheck(claim: string, found: unknown, wanted: string, accepted?: readonly string[]): FailedCheck {
+  return { claim, ...(found === undefined ? {} : { found }), wanted, ...(accepted ? { accepted } : {}) }
+}
+
+/** Accepted values as words: `"a"`, or `one of "a", "b"`. */
+export function oneOf(values: Iterable<unknown>): string {
+  const list = [...values].map((v) => JSON.stringify(v))
+  return list.length === 1 ? list[0]! : `one of ${list.join(', ')}`
 }
 
 export type FailureReason =
@@ -55,6 +97,7 @@ export type FailureReason =
   | 'internal_error' // 500: a bug of the gateway's
   | 'request_timeout' // 408: the client sent its headers or body too slowly (limits.headers_timeout, request_timeout, min_body_rate)
   | 'upstream_busy' // 503: no connection to the upstream became free within its timeout
+  | 'deadline_exceeded' // 504: a gRPC call's own deadline (grpc-timeout) passed before its answer ended
 
 export interface Failure {
   /** From the table, except for bad_request: the 4xx fastify chose. */
@@ -76,6 +119,7 @@ const FAILURE: Record<FailureReason, readonly [number, string]> = {
   internal_error: [500, 'the gateway failed to process the request'],
   request_timeout: [408, 'the request was not received in time'],
   upstream_busy: [503, 'no connection to the upstream became free in time'],
+  deadline_exceeded: [504, "the call's deadline passed before the upstream answered"],
 }
 
 /** Every error answer the gateway writes. */
@@ -112,6 +156,13 @@ const STATUS: Record<DenyReason, Denial['status']> = {
   cors_rejected: 403,
   https_required: 403,
   body_too_large: 413,
+  invalid_dpop_proof: 401,
+  use_dpop_nonce: 401,
+  proof_replayed: 401,
+  proof_replay_unavailable: 503,
+  binding_mismatch: 401,
+  unbound_token: 401,
+  headers_too_large: 431,
 }
 
 export function isDenial(value: unknown): value is Denial {
@@ -127,7 +178,8 @@ export function challenge(denial: Denial): string | undefined {
   const realm = 'Bearer realm="jwtgate"'
   switch (denial.status) {
     case 401:
-      if (denial.reason === 'missing_token') return realm
+      // A refusal of the DPoP proof, or of a token sent with the DPoP scheme, is said in the DPoP challenge.
+      if (denial.reason === 'missing_token' || (denial.dpop && (denial.dpop.used || DPOP_ERRORS[denial.reason]))) return realm
       return `${realm}, error="invalid_token", error_description="${quoted(denial.description)}"`
     case 403:
       // Refusals that are not about the token carry no challenge.
@@ -146,6 +198,28 @@ export function challenge(denial: Denial): string | undefined {
     default:
       return undefined
   }
+}
+
+const DPOP_ERRORS: Partial<Record<DenyReason, string>> = {
+  invalid_dpop_proof: 'invalid_dpop_proof',
+  proof_replayed: 'invalid_dpop_proof',
+  use_dpop_nonce: 'use_dpop_nonce',
+}
+
+/**
+ * RFC 9449 §7.1: the DPoP challenge of a 401 on a route that accepts DPoP-bound tokens, with the
+ * proof algorithms it takes. It carries the error when the proof was refused, or when the token
+ * came with the DPoP scheme; otherwise the Bearer challenge does. Where the route also takes
+ * bearer tokens, both challenges are sent (§7.2).
+ */
+export function dpopChallenge(denial: Denial): string | undefined {
+  if (!denial.dpop || denial.status !== 401) return undefined
+  const algs = `algs="${denial.dpop.algs}"`
+  // Where bearer tokens are not accepted, the DPoP challenge is the only one: it says what was wrong.
+  const tokenError = (denial.dpop.used || !denial.dpop.bearer) && denial.reason !== 'missing_token'
+  const error = DPOP_ERRORS[denial.reason] ?? (tokenError ? 'invalid_token' : undefined)
+  if (!error) return `DPoP realm="jwtgate", ${algs}`
+  return `DPoP realm="jwtgate", error="${error}", error_description="${quoted(denial.description)}", ${algs}`
 }
 
 // RFC 6750 §3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.

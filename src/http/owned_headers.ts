@@ -34,11 +34,23 @@ export const HOP_BY_HOP_RESPONSE: ReadonlySet<string> = new Set([
 /** Set on every forwarded request by the gateway itself, whatever the client sent. */
 export const SET_BY_GATEWAY: readonly string[] = ['x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']
 
+/**
+ * W3C Trace Context (./trace_context.ts): read from the client, checked, and written by the
+ * gateway, never copied as it came (a malformed or hostile value would otherwise reach the upstream).
+ */
+export const TRACE_CONTEXT: readonly string[] = ['traceparent', 'tracestate']
+
 /** RFC 7239's header: the client's copy is passed on, but it describes the hops, never a caller. */
 const FORWARDING: readonly string[] = ['forwarded']
 
 /** Where a token reaches the gateway by default (RFC 6750 §2.1, §2.2 and cookies). */
 export const TOKEN_CARRIERS: readonly string[] = ['authorization', 'cookie']
+
+/**
+ * RFC 9449's proof header: read by the gateway on routes that check DPoP proofs, and not passed
+ * on from them unless the route says `forward_dpop_proof`. It never carries a token or a claim.
+ */
+export const DPOP_PROOF = 'dpop'
 
 /** The message's own framing and addressing: whoever changes them changes what the request is. */
 const MESSAGE_HEADERS: readonly string[] = ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection']
@@ -79,8 +91,10 @@ const OWNED: ReadonlySet<string> = new Set([
   ...HOP_BY_HOP_REQUEST,
   ...HOP_BY_HOP_RESPONSE,
   ...SET_BY_GATEWAY,
+  ...TRACE_CONTEXT,
   ...FORWARDING,
   ...PATH_AND_METHOD_OVERRIDES,
+  DPOP_PROOF,
 ])
 
 /** Whether a header, in either spelling, is the gateway's or the protocol's: no claim or payload may be written into it. */

@@ -136,4 +136,7 @@ function warnRestartOnly(current: CompiledPolicy, next: CompiledPolicy, logger: 
   }
   if (next.workers !== current.workers) logger.warn({ workers: current.workers, next: next.workers }, 'a workers change takes effect at the next restart')
   if (next.listen.reusePort !== current.listen.reusePort) logger.warn('a listen.reuse_port change takes effect at the next restart')
+  if (next.lineFormat.time !== current.lineFormat.time || next.lineFormat.levelLabel !== current.lineFormat.levelLabel) {
+    logger.warn('log.time and log.level_label changes take effect at the next restart')
+  }
 }

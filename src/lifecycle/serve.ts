@@ -5,7 +5,8 @@ import cluster from 'node:cluster'
 import { readPolicySource, type PolicySource } from '../policy/load.js'
 import { defaultsOf } from '../policy/defaults.js'
 import { PolicySchema, type PolicyDocument } from '../policy/schema.js'
-import { printPolicyError } from './policy_error.js'
+import { lineFormat } from '../log.js'
+import { logStartupError } from './policy_error.js'
 import { untilSignalled } from './signals.js'
 import type { RunningGateway } from '../server.js'
 
@@ -21,7 +22,7 @@ export async function serve(policyFile: string): Promise<number> {
   try {
     source = readPolicySource(policyFile)
   } catch (err) {
-    return printPolicyError(err)
+    return logStartupError(err)
   }
   if (clustered(source.document.workers)) return (await import('../cluster/primary.js')).runPrimary(source)
   return serveAlone(source)
@@ -33,7 +34,7 @@ async function serveAlone(source: PolicySource): Promise<number> {
   try {
     running = await startGateway({ policyFile: source.file, source, watch: true })
   } catch (err) {
-    return printPolicyError(err)
+    return logStartupError(err, lineFormat(source.document))
   }
   const { drainDelayMs, timeoutMs } = running.gateway.policy.shutdown
   return untilSignalled({ logger: running.logger, reload: running.reload, shutdown: running.shutdown, graceMs: drainDelayMs + timeoutMs })

@@ -19,7 +19,12 @@ export interface ShutdownSteps {
   admin(): { close(): Promise<unknown> } | undefined
   /** The upstreams' background health checks (../proxy/upstream_health.ts). */
   upstreamChecks?: { stop(): void }
+  /** The span exporter (../tracing/otel.ts): what it still holds is sent, within the shutdown timeout. */
+  tracing?: { shutdown(timeoutMs: number): Promise<void> }
 }
+
+// How long an immediate close (tests, a worker whose primary is gone) waits for the last spans.
+const IMMEDIATE_FLUSH_MS = 1000
 
 export class Shutdown {
   private gracefully: Promise<void> | undefined
@@ -51,12 +56,16 @@ export class Shutdown {
   }
 
   private close(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
     return (this.closed ??= (async () => {
       this.steps.watcher()?.close()
       this.steps.upstreamChecks?.stop()
       await this.steps.closeProxy(timeoutMs)
       await this.steps.admin()?.close()
       await this.steps.live.stop()
+      // After the last request's span ended, within what is left of the shutdown timeout (a
+      // second for an immediate close): a collector that is down cannot hold the exit.
+      await this.steps.tracing?.shutdown(timeoutMs > 0 ? deadline - Date.now() : IMMEDIATE_FLUSH_MS)
     })())
   }
 }

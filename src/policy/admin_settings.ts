@@ -2,7 +2,7 @@
 // change while it runs: its token, whether /metrics needs it, what the status page keeps and shows.
 import { createHash } from 'node:crypto'
 import { defaultsOf } from './defaults.js'
-import { readSecretBesidePolicy } from './policy_files.js'
+import { type PolicyFiles, readSecretBesidePolicy } from './policy_files.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { AdminSchema, type PolicyDocument } from './schema.js'
 
@@ -29,7 +29,7 @@ const MIN_TOKEN_BYTES = 16
 type AdminDocument = Exclude<NonNullable<PolicyDocument['admin']>, false>
 
 /** null for `admin: false`; undefined after reporting a problem. */
-export function compileAdmin(doc: AdminDocument | false, policyFile: string, problem: OnProblem): AdminSettings | null | undefined {
+export function compileAdmin(doc: AdminDocument | false, files: PolicyFiles, problem: OnProblem): AdminSettings | null | undefined {
   if (doc === false) return null
   const at = (field: string): DocPath => ['admin', field]
   let tokenDigest: Buffer | null = null
@@ -37,7 +37,7 @@ export function compileAdmin(doc: AdminDocument | false, policyFile: string, pro
     problem(at('token_file'), 'give token or token_file, not both')
     return undefined
   }
-  const token = doc.token_file !== undefined ? readSecretBesidePolicy(policyFile, doc.token_file, at('token_file'), problem, 'token_file') : doc.token
+  const token = doc.token_file !== undefined ? readSecretBesidePolicy(files, doc.token_file, at('token_file'), problem, 'token_file') : doc.token
   if (doc.token_file !== undefined && token === undefined) return undefined
   if (token !== undefined) {
     const bytes = Buffer.byteLength(token)

@@ -29,6 +29,8 @@ export interface Route {
   readonly cors: CorsRule | null
   /** `websocket: true`: upgrades are checked, then tunnelled to the upstream. */
   readonly websocket: boolean
+  /** `grpc: true`: the route carries gRPC; its upstream speaks HTTP/2 (checked at load). */
+  readonly grpc: boolean
   /** The largest request body; 0 for no limit. */
   readonly maxBodyBytes: number
   /** `allow_ambiguous_paths`: a path normalizePath marks ambiguous is forwarded rather than refused. */
@@ -49,6 +51,13 @@ export interface ClientLimits {
   readonly maxConnectionsPerAddress: number
 }
 
+/** What the proxy listener speaks (`listen.protocols`); read when it opens, so a change applies at the next start. */
+export interface ListenProtocols {
+  readonly http1: boolean
+  /** HTTP/2: with prior knowledge in clear (h2c), by ALPN over TLS (h2). */
+  readonly http2: boolean
+}
+
 export interface CompiledPolicy {
   readonly file: string
   /** Absolute paths of the other files read at load (secret files, certificates, keys): a change to one is a policy change. */
@@ -57,7 +66,13 @@ export interface CompiledPolicy {
   readonly hash: string
   /** `tls`: the certificate and key read at load; null for plain HTTP. */
   /** `reusePort`: with workers > 1, each worker listens itself (SO_REUSEPORT), else the primary hands out connections. */
-  readonly listen: { readonly host: string; readonly port: number; readonly reusePort: boolean; readonly tls: ListenTls | null }
+  readonly listen: {
+    readonly host: string
+    readonly port: number
+    readonly reusePort: boolean
+    readonly tls: ListenTls | null
+    readonly protocols: ListenProtocols
+  }
   /** Node's limit on a request's header section (larger gets 431); applies from the next start. */
   readonly maxHeaderBytes: number
   /** The bounds on slow clients and on client connections (`limits:`); 0 turns one off. */
@@ -78,6 +93,8 @@ export interface CompiledPolicy {
   readonly logLevel: string
   /** One access-log line per request (`log.access`). */
   readonly accessLog: boolean
+  /** How lines write their time and level (`log.time`, `log.level_label`); applies from the next start. */
+  readonly lineFormat: { readonly time: 'epoch' | 'iso'; readonly levelLabel: boolean }
   readonly routes: RouteTable<Route>
   readonly issuers: ReadonlyMap<string, Issuer>
   readonly upstreams: ReadonlyMap<string, Upstream>

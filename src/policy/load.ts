@@ -1,11 +1,14 @@
 // Reading a policy file: YAML → ${ENV} interpolation → schema validation → compilation.
 // Every problem found on the way is reported with its file:line:col; nothing is returned
-// unless the whole policy is good, so a bad file can never start or replace a good one.
+// unless the whole policy is good, so a bad file can never start or replace a good one. A
+// draft (parsePolicyDraft) goes on past the schema's problems with the parts that have none,
+// so that its compile reports the rest of them in the same run.
 import { readFileSync } from 'node:fs'
 import type { ErrorObject } from 'ajv'
 import { validatePolicyDocument } from '#policy-schema'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type YAMLError } from 'yaml'
 import { markSecretParameters } from '../http/urls.js'
+import { compilableParts, type LeftOut } from './compilable.js'
 import { PolicySchema, type PolicyDocument } from './schema.js'
 import { redactSecrets } from './secrets.js'
 import { PolicyError, type DocPath, type PolicyProblem, type ProblemSink } from './problems.js'
@@ -21,36 +24,57 @@ export interface PolicySource {
   problems: ProblemSink & { list: PolicyProblem[] }
   /** The document with every secret hidden, as GET /config shows it (made here: it is document work, done off the event loop on a reload). */
   redacted: unknown
+  /** A draft's: the parts of the file left out of `document` for their problems. */
+  leftOut?: LeftOut
+  /** Offline (`validate --offline`): what was taken as given instead of read, at its place: each ${VAR}, and each file the policy names (policy_files.ts). */
+  unchecked?: ProblemSink & { list: PolicyProblem[] }
+}
+
+export interface ReadOptions {
+  /**
+   * For CI without the secrets: no environment variable is read (a ${VAR} without a fallback
+   * is kept as written, and nothing is said about its value) and no file the policy names.
+   */
+  offline?: boolean
 }
 
 export function readPolicySource(file: string, env: Env = process.env): PolicySource {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new PolicyError([{ file, line: 1, col: 1, message: `cannot read policy: ${(err as Error).message}` }])
-  }
-  return parsePolicySource(file, text, env)
+  return parsePolicySource(file, readPolicyText(file), env)
 }
 
+/** A good policy's source; PolicyError with every problem the document has otherwise. */
 export function parsePolicySource(file: string, text: string, env: Env = process.env): PolicySource {
+  const source = parsePolicyDraft(file, text, env)
+  if (source.problems.list.length) throw new PolicyError(source.problems.list)
+  return source
+}
+
+/** readPolicySource, as a draft: see parsePolicyDraft. */
+export function readPolicyDraft(file: string, env: Env = process.env, options: ReadOptions = {}): PolicySource {
+  return parsePolicyDraft(file, readPolicyText(file), env, options)
+}
+
+/**
+ * The source with the problems found so far (environment, fields) and a document of the parts
+ * that have none (compilable.ts), for compilePolicy to find the rest and throw them all. Throws
+ * PolicyError itself only when nothing more can be checked: a syntax error, a section the
+ * compile cannot do without.
+ */
+export function parsePolicyDraft(file: string, text: string, env: Env = process.env, options: ReadOptions = {}): PolicySource {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false })
-  const problems = problemSink(file, doc, lineCounter)
+  // Values left as written (a variable not set): what is wrong with them is that, nothing more.
+  const unknown: DocPath[] = []
+  const problems = problemSink(file, doc, lineCounter, unknown)
   // After the first syntax error the parser's further complaints are mostly its consequences.
   const syntax = doc.errors[0] ?? doc.warnings[0]
-  if (syntax) {
-    const { line, col } = lineCounter.linePos(syntax.pos[0])
-    const sourceLine = text.split('\n')[line - 1] ?? ''
-    // A common trip: inside { } or [ ] YAML reads the braces of ${VAR} as syntax.
-    const hint = sourceLine.includes('${') ? ' (inside { } or [ ], put a value that uses ${...} in quotes)' : ''
-    problems.list.push({ file, line, col, message: syntax.message.split('\n')[0]! + hint })
-  }
+  if (syntax) problems.list.push({ file, ...syntaxProblem(syntax, text.split('\n'), lineCounter) })
   if (problems.list.length) throw new PolicyError(problems.list)
 
   checkAliases(file, doc, lineCounter, problems.list)
   if (problems.list.length) throw new PolicyError(problems.list)
-  interpolate(doc, env, problems)
+  const unchecked = options.offline ? problemSink(file, doc, lineCounter) : undefined
+  unknown.push(...interpolate(doc, env, problems, unchecked))
   let document: unknown
   try {
     // Bounded: an alias bomb (a billion laughs) fails here instead of filling memory.
@@ -61,17 +85,71 @@ export function parsePolicySource(file: string, text: string, env: Env = process
   }
   // Compiled at build time with the loader's options (json_schema.ts): it coerces ${VAR} strings
   // to the numbers the schema wants, and fills in no defaults.
-  if (!validatePolicyDocument(document)) {
-    for (const e of readableErrors(validatePolicyDocument.errors ?? [])) problems.add(e.path, e.message, e.at)
-  }
-  if (problems.list.length) throw new PolicyError(problems.list)
-  const checked = document as PolicyDocument
+  const errors = validatePolicyDocument(document) ? [] : readableErrors(validatePolicyDocument.errors ?? [])
+  // The sink leaves out what is said about a value left as written.
+  for (const e of errors) problems.add(e.path, e.message, e.at)
+  const parts = errors.length
+    ? compilableParts(
+        document,
+        errors.map((e) => e.path),
+      )
+    : { document: document as PolicyDocument, leftOut: undefined }
+  if (!parts) throw new PolicyError(problems.list)
+  const checked = parts.document
   // Before anything of this policy is shown: its redacted copy and every URL printed after it.
   markSecretParameters(checked.log?.redact_url_parameters ?? [])
-  return { file, document: checked, text, problems, redacted: redactSecrets(PolicySchema, document) }
+  return {
+    file,
+    document: checked,
+    text,
+    problems,
+    redacted: redactSecrets(PolicySchema, checked),
+    ...(parts.leftOut ? { leftOut: parts.leftOut } : {}),
+    ...(unchecked ? { unchecked } : {}),
+  }
+}
+
+function readPolicyText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new PolicyError([{ file, line: 1, col: 1, message: `cannot read policy: ${(err as Error).message}` }])
+  }
 }
 
 const MAX_ALIAS_COUNT = 100
+
+/**
+ * A YAML syntax error in the words of the usual slip behind it, at the line to fix. The parser's
+ * own message names the grammar rule, and for a line indented one space too far it points at
+ * the line above: `Nested mappings are not allowed in compact mappings`.
+ */
+function syntaxProblem(error: YAMLError, lines: readonly string[], lineCounter: LineCounter): Omit<PolicyProblem, 'file'> {
+  const at = lineCounter.linePos(error.pos[0])
+  const message = error.message.split('\n')[0]!
+  const source = lines[at.line - 1] ?? ''
+  if (error.code === 'BLOCK_AS_IMPLICIT_KEY' || error.code === 'MULTILINE_IMPLICIT_KEY') {
+    // `key: value` and then a line indented deeper: YAML reads that line as more of the value.
+    const next = lines.findIndex((l, i) => i >= at.line && l.trim() !== '' && !l.trim().startsWith('#'))
+    const key = /^(\s*(?:- )?)([^\s:#][^:#]*):/.exec(source)
+    if (next >= 0 && key && indentOf(lines[next]!) > key[1]!.length) {
+      const field = /^\s*([^\s:#][^:#]*):/.exec(lines[next]!)?.[1]
+      return {
+        line: next + 1,
+        col: indentOf(lines[next]!) + 1,
+        message: `${field ? `"${field}"` : 'this line'} is indented more than "${key[2]}" on line ${at.line}, which has its value on that line; a field beside "${key[2]}" starts at column ${key[1]!.length + 1}`,
+      }
+    }
+  }
+  if (error.code === 'TAB_AS_INDENT') return { ...at, message: `${message}; indent with spaces` }
+  // A common trip: inside { } or [ ] YAML reads the braces of ${VAR} as syntax.
+  if (/(^|[^$])[{[].*\$\{/.test(source)) return { ...at, message: `${message} (inside { } or [ ], put a value that uses \${...} in quotes)` }
+  return { ...at, message }
+}
+
+function indentOf(line: string): number {
+  return line.length - line.trimStart().length
+}
 
 /**
  * Every alias must name an anchor defined before it. The usual cause is not YAML's alias syntax
@@ -92,24 +170,34 @@ function checkAliases(file: string, doc: Document, lines: LineCounter, list: Pol
 // YAML: a secret with '#' or '[' in it stays whole.
 const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
-function interpolate(doc: Document, env: Env, problems: ProblemSink): void {
+/**
+ * Substitutes every reference; returns the paths of the values it could not complete, which
+ * stay as written: a variable that is not set (a problem), or offline (`unchecked`) any
+ * variable without a fallback (noted as taken as given, never read).
+ */
+export function interpolate(doc: Document, env: Env, problems: ProblemSink, unchecked?: ProblemSink): DocPath[] {
+  const unknown: DocPath[] = []
   visit(doc, {
     Scalar(key, node, path) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return
       const source = node.value
+      const at = docPathOf(path, node)
       let missing = false
       const result = source.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
         if (match === '$${') return '${'
-        const value = env[name!]
+        const value = unchecked ? undefined : env[name!]
         if (value !== undefined && value !== '') return value
         if (fallback !== undefined) return fallback
         missing = true
-        problems.add(docPathOf(path, node), `environment variable ${name} is not set`)
+        if (unchecked) unchecked.add(at, `\${${name}} taken as given (offline)`)
+        else problems.add(at, `environment variable ${name} is not set`)
         return ''
       })
-      if (!missing) node.value = result
+      if (missing) unknown.push(at)
+      else node.value = result
     },
   })
+  return unknown
 }
 
 /** The document path of a node from yaml's visitor ancestry. */
@@ -128,11 +216,13 @@ function docPathOf(ancestors: readonly unknown[], node: Node): DocPath {
   return out
 }
 
-function problemSink(file: string, doc: Document, lines: LineCounter): ProblemSink & { list: PolicyProblem[] } {
+/** A sink placing problems in this document; one at or under a path in `unknown` is left out. */
+function problemSink(file: string, doc: Document, lines: LineCounter, unknown: readonly DocPath[] = []): ProblemSink & { list: PolicyProblem[] } {
   const list: PolicyProblem[] = []
   return {
     list,
     add(path, message, at = 'value') {
+      if (unknown.length && unknown.some((u) => u.length <= path.length && u.every((s, i) => String(s) === String(path[i])))) return
       const offset = locate(doc, path, at)
       const { line, col } = lines.linePos(offset)
       list.push({ file, line, col, message })
@@ -181,6 +271,8 @@ export function readableErrors(errors: ErrorObject[]): ReadableError[] {
       .filter((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/') && (e.instancePath + '/').startsWith(u.instancePath + '/'))
       .reduce<ErrorObject | undefined>((nearest, u) => (!nearest || u.schemaPath.length > nearest.schemaPath.length ? u : nearest), undefined)
   for (const e of errors) {
+    // An error about a map key itself: its propertyNames error says it once, at the key.
+    if ((e as { propertyName?: string }).propertyName !== undefined) continue
     const union = insideUnion(e)
     if (union) {
       // Keep a branch's own errors only when the value is an object and the branch is the
@@ -208,12 +300,10 @@ function readable(e: ErrorObject): ReadableError {
     case 'additionalProperties': {
       const name = String(p.additionalProperty)
       const known = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {})
+      const home = fieldOfSibling(name, e.parentSchema, e.data)
       const guess = closest(name, known)
-      return {
-        path: [...path, name],
-        message: `unknown field "${name}"${where ? ` in ${where}` : ''}${guess ? ` (did you mean "${guess}"?)` : ''}`,
-        at: 'key',
-      }
+      const hint = home ? ` (${name} goes inside ${home}: indent it under ${home}:)` : guess ? ` (did you mean "${guess}"?)` : ''
+      return { path: [...path, name], message: `unknown field "${name}"${where ? ` in ${where}` : ''}${hint}`, at: 'key' }
     }
     case 'required':
       return { path, message: `missing required field "${String(p.missingProperty)}"${where ? ` in ${where}` : ''}`, at: 'key' }
@@ -223,9 +313,18 @@ function readable(e: ErrorObject): ReadableError {
       return { path, message: `${where} must be ${JSON.stringify(p.allowedValue)}`, at: 'value' }
     case 'pattern':
       return { path, message: `${where} ${describe(e.parentSchema) ?? `must match ${String(p.pattern)}`}`, at: 'value' }
-    case 'propertyNames':
-      return { path, message: `${where} has an invalid name "${String(p.propertyName)}"`, at: 'value' }
+    case 'propertyNames': {
+      // At the bad name: what is wrong with it is the name's schema's description.
+      const name = String(p.propertyName)
+      const rule = (e.schema as { description?: string } | undefined)?.description
+      return { path: [...path, name], message: `${where} has an invalid name "${name}"${rule ? `: it must be ${rule}` : ''}`, at: 'key' }
+    }
     case 'type':
+      // `scopes: orders:write` is one string where a list is wanted: show the list it meant.
+      if (p.type === 'array' && isScalarValue(e.data)) {
+        const key = path.at(-1)
+        return { path, message: `${where} must be a list, as in ${typeof key === 'string' ? `${key}: ` : ''}[${String(e.data)}]`, at: 'value' }
+      }
       // "must be a requirement: …" says more than "must be object", where the schema says what it is.
       return {
         path,
@@ -258,6 +357,29 @@ export function label(path: DocPath): string {
   let out = ''
   for (const s of path) out += typeof s === 'number' ? `[${s}]` : out ? `.${s}` : s
   return out
+}
+
+/**
+ * The field beside an unknown one whose own fields include it: `claims` written under a route,
+ * one indentation step out of `auth`, belongs in `auth`. Only fields the map has are offered.
+ */
+function fieldOfSibling(name: string, parentSchema: unknown, data: unknown): string | undefined {
+  const properties = (parentSchema as SchemaShape | undefined)?.properties ?? {}
+  const present = isPlainObject(data) ? Object.keys(data as object) : []
+  return present.find((k) => k !== name && Object.hasOwn(properties, k) && hasField(properties[k]!, name))
+}
+
+interface SchemaShape {
+  properties?: Record<string, SchemaShape>
+  anyOf?: SchemaShape[]
+}
+
+function hasField(schema: SchemaShape, name: string): boolean {
+  return Object.hasOwn(schema.properties ?? {}, name) || (schema.anyOf ?? []).some((branch) => hasField(branch, name))
+}
+
+function isScalarValue(v: unknown): boolean {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean'
 }
 
 function isPlainObject(v: unknown): boolean {

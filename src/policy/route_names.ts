@@ -11,15 +11,17 @@ import type { RouteDocument } from './schema.js'
  * cannot (schema pattern), so the two never clash. Derived names that do clash get a short
  * hash of the route's whole entry, which depends on nothing but that entry.
  */
-export function routeNames(routes: readonly RouteDocument[], problem: OnProblem): string[] {
-  const derived = routes.map(derivedName)
-  const names = routes.map((spec, i) => spec.name ?? derived[i]!)
+export function routeNames(routes: ReadonlyArray<RouteDocument | undefined>, problem: OnProblem): string[] {
+  // A route left out of a draft (undefined) has no name, and takes none from the others.
+  const derived = routes.map((spec) => (spec ? derivedName(spec) : ''))
+  const names = routes.map((spec, i) => spec?.name ?? derived[i]!)
   // Counted, not searched: indexOf per route made 5,000 routes cost 25 million comparisons.
   const uses = new Map<string, number>()
   for (const d of derived) uses.set(d, (uses.get(d) ?? 0) + 1)
-  const clashing = new Set(derived.filter((d, i) => routes[i]!.name === undefined && uses.get(d)! > 1))
+  const clashing = new Set(derived.filter((d, i) => routes[i]?.name === undefined && uses.get(d)! > 1))
   const taken = new Map<string, number>()
   routes.forEach((spec, i) => {
+    if (!spec) return
     if (spec.name === undefined && clashing.has(derived[i]!)) names[i] = uniqueName(`${derived[i]}~${entryHash(spec)}`, taken)
     const first = taken.get(names[i]!)
     if (spec.name !== undefined && first !== undefined) problem(['routes', i, 'name'], `route name "${spec.name}" is already used by routes[${first}]`)

@@ -6,9 +6,12 @@ import { policySchema } from '#policy-schema'
 import type * as Definition from './schema_definition.js'
 import { fieldSchemas, type SchemaNode } from './schema_walk.js'
 
-export { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
+export { ASYMMETRIC_ALGORITHMS, DPOP_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
 export type {
+  BindingDocument,
   ClaimConditionDocument,
+  ClientCertificateHeaderDocument,
+  DpopDocument,
   CorsDocument,
   IdentityHeaderDocument,
   IssuerDocument,
@@ -28,6 +31,8 @@ const FIELDS = fieldSchemas(policySchema)
 
 // The sections whose fields have defaults, for defaultsOf() in the compilers beside their code.
 export const AdminSchema = section<typeof Definition.AdminSchema>('admin')
+export const BindingSchema = section<typeof Definition.BindingSchema>('issuers.*.binding')
+export const DpopSchema = section<typeof Definition.DpopSchema>('dpop')
 export const CorsSchema = section<typeof Definition.CorsSchema>('cors')
 export const IdentityHeaderObjectSchema = section<typeof Definition.IdentityHeaderObjectSchema>('identity_headers.*')
 export const IssuerSchema = section<typeof Definition.IssuerSchema>('issuers.*')

@@ -7,7 +7,7 @@
 // (defaults.ts) and checked against docs/policy.md; a secret field carries `secret` (secrets.ts),
 // which is all GET /config needs to redact it.
 import Type, { type Static, type TSchema } from 'typebox'
-import { ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
+import { ASYMMETRIC_ALGORITHMS, DPOP_ALGORITHMS, HMAC_ALGORITHMS } from './algorithms.js'
 
 /** A string enum that validates as `{type: string, enum}` so errors read "must be one of …". */
 function StringEnum<T extends string[]>(values: [...T], options: object = {}) {
@@ -23,7 +23,7 @@ function NamedMap<V extends TSchema>(key: TSchema, value: V, options: object = {
 }
 
 // Durations are written "500ms", "30s", "10m", "1h" or as a plain number of seconds.
-function Duration(options: { default?: string } = {}) {
+function Duration(options: { default?: string; description?: string } = {}) {
   return Type.Union([Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }), Type.Number({ minimum: 0 })], {
     description: 'a duration such as 500ms, 30s, 10m or 1h, or a number of seconds',
     ...options,
@@ -69,6 +69,10 @@ const Admin = Type.Object(
 // PEM files; a relative path is relative to the policy file's directory.
 const PemFile = Type.String({ minLength: 1, description: "a PEM file; relative to the policy file's directory" })
 
+// The HTTP versions a listener or an upstream speaks: HTTP/1.1, HTTP/2 in clear with prior
+// knowledge (h2c), HTTP/2 over TLS chosen by ALPN (h2).
+const Protocol = StringEnum(['http1', 'h2c', 'h2'])
+
 const Listen = Type.Object(
   {
     host: Type.Optional(Type.String({ minLength: 1, default: '0.0.0.0' })),
@@ -80,13 +84,40 @@ const Listen = Type.Object(
           'with workers > 1: each worker listens on the port itself (SO_REUSEPORT) and the kernel spreads connections; false: the primary accepts them and hands them round-robin; read at start',
       }),
     ),
+    protocols: Type.Optional(
+      Type.Array(Protocol, {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['http1'],
+        description:
+          'what the proxy listener speaks: http1, h2c (HTTP/2 in clear, prior knowledge; not with tls), h2 (HTTP/2 over TLS by ALPN; needs tls); http1 and h2c together share the port',
+      }),
+    ),
     tls: Type.Optional(
       Type.Object(
         {
           cert_file: PemFile,
           key_file: PemFile,
+          client_certificates: Type.Optional(
+            Type.Object(
+              {
+                ca_file: Type.Optional(PemFile),
+                required: Type.Optional(
+                  Type.Boolean({ default: false, description: 'true: a client without a certificate the CA signed cannot connect (needs ca_file)' }),
+                ),
+              },
+              {
+                additionalProperties: false,
+                description:
+                  'ask clients for a TLS certificate, for certificate-bound tokens (RFC 8705); with ca_file only certificates it signed count, without it any certificate the client holds the key of',
+              },
+            ),
+          ),
         },
-        { additionalProperties: false, description: 'terminate TLS: the certificate chain and its private key, re-read when they change' },
+        {
+          additionalProperties: false,
+          description: 'terminate TLS: the certificate chain and its private key, re-read when they change; client_certificates asks clients for theirs',
+        },
       ),
     ),
   },
@@ -131,6 +162,18 @@ const IssuerSecret = Type.Object(
     secret_file: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false, description: 'a shared HMAC secret (secret or secret_file), with the kid of its tokens if they carry one' },
+)
+
+// Sender-constrained tokens: which proof of possession a token's cnf is checked with.
+const Binding = Type.Object(
+  {
+    method: StringEnum(['dpop', 'mtls', 'any', 'none'], {
+      description:
+        'dpop: cnf.jkt checked against a DPoP proof (RFC 9449); mtls: cnf.x5t#S256 against the client certificate (RFC 8705); any: either; none: cnf is not looked at',
+    }),
+    required: Type.Optional(Type.Boolean({ default: false, description: 'true: a token that is not bound is refused (unbound_token)' })),
+  },
+  { additionalProperties: false, description: 'sender-constrained tokens: a bound token is always checked; required refuses unbound ones' },
 )
 
 const Issuer = Type.Object(
@@ -182,6 +225,7 @@ const Issuer = Type.Object(
     require_exp: Type.Optional(Type.Boolean({ default: true })),
     jwks: Type.Optional(JwksTuning),
     optional_at_startup: Type.Optional(Type.Boolean({ default: false })),
+    binding: Type.Optional(Binding),
   },
   { additionalProperties: false },
 )
@@ -205,6 +249,12 @@ const UpstreamHealth = Type.Object(
 const Upstream = Type.Object(
   {
     url: Type.String({ minLength: 1, secret: 'url_credentials' }),
+    protocol: Type.Optional(
+      StringEnum(['http1', 'h2c', 'h2'], {
+        default: 'http1',
+        description: 'how requests reach it: http1, h2c (HTTP/2 in clear, http:// url) or h2 (HTTP/2 over TLS, https:// url); gRPC routes need h2c or h2',
+      }),
+    ),
     health: Type.Optional(UpstreamHealth),
     // The longest a request waits for a free connection (then 503), then for each part of the answer (then 504).
     timeout: Type.Optional(Duration({ default: '30s' })),
@@ -303,6 +353,7 @@ const RouteAuth = Type.Union(
         optional: Type.Optional(
           Type.Boolean({ description: 'a request without a token is forwarded anonymously; a token that is sent must meet the requirement' }),
         ),
+        binding: Type.Optional(Binding),
       },
       { additionalProperties: false },
     ),
@@ -351,6 +402,7 @@ const Route = Type.Object(
     upstream: Name,
     auth: RouteAuth,
     forward_token: Type.Optional(Type.Boolean({ default: false })),
+    forward_dpop_proof: Type.Optional(Type.Boolean({ default: false, description: 'pass the DPoP header on to the upstream' })),
     token_sources: Type.Optional(TokenSources()),
     replay_protection: Type.Optional(Type.Boolean({ default: false })),
     mode: Type.Optional(
@@ -368,6 +420,12 @@ const Route = Type.Object(
     cors: Type.Optional(Type.Union([Type.Literal(false), Cors], { description: 'false, or CORS settings replacing the global cors for this route' })),
     websocket: Type.Optional(
       Type.Boolean({ default: false, description: 'proxy WebSocket upgrades on this route, after checking the token on the upgrade request' }),
+    ),
+    grpc: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'the route carries gRPC: its upstream must speak HTTP/2 (protocol h2c or h2), checked at load',
+      }),
     ),
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
@@ -404,6 +462,63 @@ const Revocation = Type.Object(
     admin_token_file: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
+)
+
+// DPoP proofs (RFC 9449), for issuers and routes whose binding is dpop or any.
+const Dpop = Type.Object(
+  {
+    algorithms: Type.Optional(
+      Type.Array(StringEnum([...DPOP_ALGORITHMS]), {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'],
+        description: 'the algorithms a proof may be signed with; asymmetric only',
+      }),
+    ),
+    proof_max_age: Type.Optional(Duration({ default: '60s', description: "how far a proof's iat may be from the gateway's clock, either way" })),
+    max_proof_bytes: Type.Optional(Type.Integer({ minimum: 512, maximum: 16_384, default: 4096, description: 'the largest DPoP header; larger gets 401' })),
+    replay_cache: Type.Optional(
+      Type.Object(
+        {
+          max_entries: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 10_000_000,
+              default: 100_000,
+              description: 'proofs remembered in memory (per process, when revocation.backend is not redis); when full, new proofs get 503',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    nonce: Type.Optional(
+      Type.Object(
+        {
+          secret: Type.Optional(Type.String({ minLength: 32, secret: true })),
+          secret_file: Type.Optional(Type.String({ minLength: 1 })),
+          lifetime: Type.Optional(Duration({ default: '5m', description: 'how long a nonce handed out is accepted' })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'require server nonces in proofs (RFC 9449 §9); the secret (32 bytes or more) must be the same on every replica; without one, each process makes its own',
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+// Behind a TLS-terminating proxy: where it passes the client certificate on (RFC 8705 bindings).
+const ClientCertificateHeader = Type.Object(
+  {
+    name: HeaderName,
+    format: StringEnum(['xfcc', 'pem'], {
+      description: "xfcc: Envoy's x-forwarded-client-cert (Hash or Cert); pem: a URL-encoded PEM certificate (nginx $ssl_client_escaped_cert, AWS ALB)",
+    }),
+  },
+  { additionalProperties: false, description: 'read only from trusted_proxies; removed from every request before forwarding' },
 )
 
 export const PolicySchema = Type.Object(
@@ -514,11 +629,33 @@ export const PolicySchema = Type.Object(
       ),
     ),
     revocation: Type.Optional(Revocation),
+    dpop: Type.Optional(Dpop),
+    client_certificate_header: Type.Optional(ClientCertificateHeader),
+    binding_header: Type.Optional(
+      Type.String({
+        pattern: TOKEN,
+        minLength: 1,
+        description: 'a header telling the upstream how the token was sender-constrained: dpop, mtls, "dpop mtls" or none',
+      }),
+    ),
     log: Type.Optional(
       Type.Object(
         {
           level: Type.Optional(StringEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })),
           access: Type.Optional(Type.Boolean({ default: true, description: 'Whether to write one access line per request (at info).' })),
+          time: Type.Optional(
+            StringEnum(['epoch', 'iso'], {
+              default: 'epoch',
+              description:
+                'How every line writes `time`: epoch, milliseconds since 1970 as a number; iso, an ISO-8601 UTC string with milliseconds. Takes effect at the next restart.',
+            }),
+          ),
+          level_label: Type.Optional(
+            Type.Boolean({
+              default: false,
+              description: 'Write `level` as its name ("info") instead of its number (30). Takes effect at the next restart.',
+            }),
+          ),
           redact_url_parameters: Type.Optional(
             Type.Array(Type.String({ pattern: '^[A-Za-z0-9._~-]+$' }), {
               description:
@@ -546,10 +683,15 @@ export type ClaimConditionDocument = Static<typeof ClaimCondition>
 export type RouteRequirementDocument = Exclude<RouteAuthDocument, 'none'>
 export type IdentityHeaderDocument = Static<typeof IdentityHeader>
 export type TokenSourceDocument = Static<typeof TokenSource>
+export type BindingDocument = Static<typeof Binding>
+export type DpopDocument = Static<typeof Dpop>
+export type ClientCertificateHeaderDocument = Static<typeof ClientCertificateHeader>
 
 // The sections whose fields have defaults, for defaultsOf() in the compilers beside their code.
 export {
   Admin as AdminSchema,
+  Binding as BindingSchema,
+  Dpop as DpopSchema,
   Cors as CorsSchema,
   IdentityHeaderObject as IdentityHeaderObjectSchema,
   Issuer as IssuerSchema,

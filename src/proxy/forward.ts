@@ -6,7 +6,8 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { TokenSources } from '../auth/token_sources.js'
 import { requestScheme, type HttpsRule } from './https_only.js'
 import { cookiesWithout } from './token_removal.js'
-import { HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY } from '../http/owned_headers.js'
+import { DPOP_PROOF, HOP_BY_HOP_REQUEST, HOP_BY_HOP_RESPONSE, SET_BY_GATEWAY, TRACE_CONTEXT } from '../http/owned_headers.js'
+import type { TraceHeaders } from '../tracing/tracing.js'
 
 /** Where a route forwards a normalized path. */
 export function upstreamUrl(route: { upstream: { origin: string; basePath: string } }, path: string): string {
@@ -14,7 +15,7 @@ export function upstreamUrl(route: { upstream: { origin: string; basePath: strin
 }
 
 // Hop-by-hop and the headers the gateway sets itself, whatever the client sent.
-const NOT_COPIED = new Set([...HOP_BY_HOP_REQUEST, ...SET_BY_GATEWAY])
+const NOT_COPIED = new Set([...HOP_BY_HOP_REQUEST, ...SET_BY_GATEWAY, ...TRACE_CONTEXT])
 
 /** What one route never copies upstream, and the token cookies it cuts out of Cookie. */
 export interface HeaderCopy {
@@ -24,8 +25,13 @@ export interface HeaderCopy {
   stripIdentityHeaders: (headers: IncomingHttpHeaders) => void
 }
 
-/** Built once per route: `sources` are the route's token sources (undefined without auth). */
-export function headerCopy(sources: TokenSources | undefined, forwardToken: boolean, stripIdentityHeaders: HeaderCopy['stripIdentityHeaders']): HeaderCopy {
+/** Built once per route: `sources` are the route's token sources (undefined without auth); `withholdProof` leaves the DPoP header out. */
+export function headerCopy(
+  sources: TokenSources | undefined,
+  forwardToken: boolean,
+  stripIdentityHeaders: HeaderCopy['stripIdentityHeaders'],
+  withholdProof = false,
+): HeaderCopy {
   // Unless the route forwards its token, the headers that carry it are not copied either
   // (Authorization on a route without auth: a token meant for us is not the upstream's).
   const tokenHeaders = forwardToken ? [] : sources ? sources.headers.map((s) => s.name) : ['authorization']
@@ -33,6 +39,7 @@ export function headerCopy(sources: TokenSources | undefined, forwardToken: bool
   // is a token nobody checked: never passed on beside the verified one, whatever forward_token
   // says. (A route reading Authorization refuses one without its prefix: src/auth/extract.ts.)
   if (sources && !sources.headers.some((s) => s.name === 'authorization')) tokenHeaders.push('authorization')
+  if (withholdProof) tokenHeaders.push(DPOP_PROOF)
   const tokenCookies = !forwardToken && sources?.cookies.length ? sources.cookieNames : undefined
   return { skipped: new Set([...NOT_COPIED, ...tokenHeaders]), tokenCookies, stripIdentityHeaders }
 }
@@ -52,12 +59,15 @@ export function upstreamRequestHeaders(
   raw: IncomingMessage,
   https: HttpsRule,
   requestId: string,
+  trace?: TraceHeaders,
 ): IncomingHttpHeaders {
   const { skipped, tokenCookies } = copy
   const nominated = nominatedBy(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (skipped.has(name) || name === 'connection' || nominated?.has(name)) continue
+    // HTTP/2's pseudo-header fields (:method, :path, :authority, :scheme) are the request line's,
+    // which the forwarder writes itself.
+    if (skipped.has(name) || name === 'connection' || nominated?.has(name) || name.charCodeAt(0) === 58) continue
     const value = headers[name]
     if (name === 'cookie' && tokenCookies && typeof value === 'string') {
       const rest = cookiesWithout(value, tokenCookies)
@@ -71,6 +81,12 @@ export function upstreamRequestHeaders(
   // Computed by decide() from the verified claims; written after the client's copies were removed.
   if (identity) for (const name in identity) out[name] = identity[name]
   out['x-request-id'] = requestId
+  // The trace context the upstream continues: the gateway's CLIENT span, or the client's own
+  // context checked (src/http/trace_context.ts); none when neither exists.
+  if (trace) {
+    out.traceparent = trace.traceparent
+    if (trace.tracestate !== undefined) out.tracestate = trace.tracestate
+  }
   // Append the peer to the chain (as nginx's $proxy_add_x_forwarded_for does): the sidecar is
   // usually behind an ingress whose entries the upstream may want. Proto and host describe the
   // request as it reached us, so they are set, never taken from the client.

@@ -53,12 +53,28 @@ function parseCidr(text: string, at: DocPath, problem: OnProblem): { address: st
 /** `https` or `http`: how the request reached us, or reached the trusted proxy in front of us. */
 export function requestScheme(raw: IncomingMessage, rule: HttpsRule): 'https' | 'http' {
   if ('encrypted' in raw.socket) return 'https'
-  const peer = raw.socket.remoteAddress
-  if (rule.trustedProxies === null || peer === undefined || !rule.trustedProxies.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4')) return 'http'
+  if (!fromTrustedProxy(raw, rule)) return 'http'
   // The proxy nearest the client wrote the first value; anything but https counts as http.
-  const forwarded = raw.headers['x-forwarded-proto']
-  const first = typeof forwarded === 'string' ? forwarded.split(',', 1)[0]!.trim().toLowerCase() : ''
-  return first === 'https' ? 'https' : 'http'
+  return firstValue(raw.headers['x-forwarded-proto']).toLowerCase() === 'https' ? 'https' : 'http'
+}
+
+/** Whether the peer of this connection is one of `trusted_proxies`, whose X-Forwarded-* (and client certificate header) count. */
+export function fromTrustedProxy(raw: IncomingMessage, rule: HttpsRule): boolean {
+  const peer = raw.socket.remoteAddress
+  return rule.trustedProxies !== null && peer !== undefined && rule.trustedProxies.check(peer, isIP(peer) === 6 ? 'ipv6' : 'ipv4')
+}
+
+function firstValue(header: string | string[] | undefined): string {
+  return typeof header === 'string' ? header.split(',', 1)[0]!.trim() : ''
+}
+
+/**
+ * `scheme://authority` of the request as its client addressed it, for a DPoP proof's htu: the
+ * scheme as requestScheme says, the host a trusted proxy names in X-Forwarded-Host, else Host.
+ */
+export function requestOrigin(raw: IncomingMessage, rule: HttpsRule): string {
+  const forwardedHost = !('encrypted' in raw.socket) && fromTrustedProxy(raw, rule) ? firstValue(raw.headers['x-forwarded-host']) : ''
+  return `${requestScheme(raw, rule)}://${forwardedHost || raw.headers.host || ''}`
 }
 
 /**

@@ -16,6 +16,8 @@ export interface IdentityDefaults {
   readonly headers: readonly IdentityHeader[]
   readonly payloadHeader: string | null
   readonly maxBytes: number
+  /** `binding_header`, lower case; null for none. */
+  readonly bindingHeader: string | null
   /** Removes from a client's headers every one the gateway may write, in either spelling. */
   readonly strip: (headers: Record<string, unknown>) => void
 }
@@ -37,9 +39,19 @@ export function compileIdentityDefaults(doc: PolicyDocument, problem: OnProblem)
     headers,
     payloadHeader: payload,
     maxBytes: doc.identity_header_max_bytes ?? DEFAULT.identity_header_max_bytes,
+    bindingHeader: doc.binding_header === undefined ? null : bindingHeader(doc.binding_header, headers, payload, fail),
     strip: headerStripper(strippedHeaderNames(doc), prefixes) as IdentityDefaults['strip'],
   }
 }
+
+// gRPC reads a metadata name ending in -bin as base64 of binary data (PROTOCOL-HTTP2.md): a claim
+// written there would reach a gRPC service decoded into other bytes. Identity headers are gRPC
+// metadata as they are (lower-case ASCII names, text values), so such a name is refused.
+function isGrpcBinaryName(name: string): boolean {
+  return name.endsWith('-bin') || name.endsWith('_bin')
+}
+const GRPC_BINARY_PROBLEM = (name: string) =>
+  `${name} ends in -bin, which gRPC reads as base64 binary metadata: a claim would reach a gRPC service as other bytes; choose another name`
 
 function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocument>>, at: DocPath, problem: OnProblem): IdentityHeader[] {
   const out: IdentityHeader[] = []
@@ -48,6 +60,10 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
     // x_forwarded_for is X-Forwarded-For to CGI-style back ends: both spellings are checked.
     if (isOwnedHeader(name)) {
       problem([...at, header], `${header} cannot carry a claim: the gateway or the protocol owns it`)
+      continue
+    }
+    if (isGrpcBinaryName(name)) {
+      problem([...at, header], GRPC_BINARY_PROBLEM(header))
       continue
     }
     const claim = parseClaimPath(typeof value === 'string' ? value : value.claim, [...at, header], problem)
@@ -64,11 +80,29 @@ function compileIdentityHeaders(spec: Readonly<Record<string, IdentityHeaderDocu
   return out
 }
 
+/** `binding_header`'s name, checked like an identity header's; null after saying why. */
+function bindingHeader(name: string, identity: readonly IdentityHeader[], payload: string | null, problem: OnProblem): string | null {
+  const lower = name.toLowerCase()
+  if (isOwnedHeader(lower)) {
+    problem(['binding_header'], `${name} cannot be the binding header: the gateway or the protocol owns it`)
+    return null
+  }
+  if (lower === payload || identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
+    problem(['binding_header'], `${name} is also an identity header; give the binding header a name of its own`)
+    return null
+  }
+  return lower
+}
+
 /** `forward_payload_header`'s name, checked like an identity header's; null after saying why. */
 function payloadHeader(name: string, identity: readonly IdentityHeader[], at: DocPath, problem: OnProblem): string | null {
   const lower = name.toLowerCase()
   if (isOwnedHeader(lower)) {
     problem(at, `${name} cannot carry the token payload: the gateway or the protocol owns it`)
+    return null
+  }
+  if (isGrpcBinaryName(lower)) {
+    problem(at, GRPC_BINARY_PROBLEM(name))
     return null
   }
   if (identity.some((h) => h.name.replaceAll('_', '-') === lower.replaceAll('_', '-'))) {
@@ -86,6 +120,9 @@ function payloadHeader(name: string, identity: readonly IdentityHeader[], at: Do
 function strippedHeaderNames(doc: PolicyDocument): string[] {
   const names = [...Object.keys(doc.identity_headers ?? {}), ...PATH_AND_METHOD_OVERRIDES]
   if (doc.forward_payload_header) names.push(doc.forward_payload_header)
+  // What the gateway says about the binding, and what only a trusted proxy may say about the client's certificate.
+  if (doc.binding_header) names.push(doc.binding_header)
+  if (doc.client_certificate_header) names.push(doc.client_certificate_header.name)
   for (const route of doc.routes) {
     names.push(...Object.keys(route.identity_headers ?? {}))
     if (route.forward_payload_header) names.push(route.forward_payload_header)
@@ -112,5 +149,9 @@ export function compileRouteIdentity(spec: RouteDocument, at: DocPath, defaults:
     problem([...at, 'identity_headers'], `${payload} is the policy's forward_payload_header; give the identity header another name`)
     ok = false
   }
-  return ok ? { headers, payloadHeader: payload, maxBytes: defaults.maxBytes } : undefined
+  if (defaults.bindingHeader && (payload === defaults.bindingHeader || headers.some((h) => h.name === defaults.bindingHeader))) {
+    problem([...at, 'identity_headers'], `${defaults.bindingHeader} is the policy's binding_header; give the identity header another name`)
+    ok = false
+  }
+  return ok ? { headers, payloadHeader: payload, maxBytes: defaults.maxBytes, bindingHeader: defaults.bindingHeader } : undefined
 }

@@ -20,6 +20,8 @@ export interface IdentityOutput {
   payloadHeader: string | null
   /** `identity_header_max_bytes`: a longer value refuses the request rather than being cut. */
   maxBytes: number
+  /** `binding_header`: lower-case name of the header saying how the token was sender-constrained; null for none. */
+  bindingHeader?: string | null
 }
 
 /**
@@ -48,8 +50,10 @@ export function headerStripper(names: Iterable<string>, prefixes: readonly strin
  * list of roles or groups would tell the upstream something the token does not say, and
  * leaving the header out would say the token has no such claim.
  */
-export function identityHeaders(claims: Record<string, unknown>, output: IdentityOutput): Record<string, string> | Denial {
+/** `bound`: how the token was sender-constrained (src/auth/binding.ts), for the binding header; `none` when absent. */
+export function identityHeaders(claims: Record<string, unknown>, output: IdentityOutput, bound?: string): Record<string, string> | Denial {
   const out: Record<string, string> = {}
+  if (output.bindingHeader) out[output.bindingHeader] = bound ?? 'none'
   for (const rule of output.headers) {
     const value = encodeClaim(claimAt(claims, rule.claim), rule.encoding)
     if (value === undefined) continue

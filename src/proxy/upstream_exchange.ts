@@ -40,6 +40,10 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** Bytes of the body still to come by the upstream's Content-Length; NaN when it has none. */
   private remaining = Number.NaN
   private resumeOnDrain: (() => void) | undefined
+  /** finished() was called. */
+  private over = false
+  /** Bytes of the upstream's body passed on to the client so far. */
+  protected bodyBytes = 0
 
   constructor(
     protected readonly res: ServerResponse,
@@ -57,6 +61,18 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   /** The client's connection closed before the answer was complete (the upstream request is aborted). */
   protected clientLeft(): void {}
+
+  /**
+   * The exchange is over, once: the upstream's answer passed on whole (no error), or it failed
+   * (after failed() answered), broke off mid-body, or the client left (ClientGone).
+   */
+  protected finished(_error: Error | undefined): void {}
+
+  private finish(error: Error | undefined): void {
+    if (this.over) return
+    this.over = true
+    this.finished(error)
+  }
 
   /** Sends the request through `dispatcher`; the answer arrives on this handler. */
   send(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions): void {
@@ -77,14 +93,18 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.timer)
     // Nothing to answer any more; the upstream request, if written, is aborted.
     this.settled = true
-    this.controller?.abort(new ClientGone())
+    const gone = new ClientGone()
+    this.controller?.abort(gone)
     this.clientLeft()
+    this.finish(gone)
   }
 
-  private settle(error: Error): void {
+  /** Fails the exchange (failed(), then finished()); later calls from undici are ignored. */
+  protected settle(error: Error): void {
     clearTimeout(this.timer)
     this.settled = true
     this.failed(error)
+    this.finish(error)
   }
 
   onRequestStart(controller: Controller): void {
@@ -127,9 +147,11 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.done) return
+    this.bodyBytes += chunk.length
     if (chunk.length === this.remaining) {
       // The whole (rest of the) body: with the head still unwritten, one write for both.
       this.done = true
+      this.finish(undefined)
       this.res.end(chunk)
       return
     }
@@ -144,6 +166,7 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.done) return
     this.done = true
+    this.finish(undefined)
     this.res.end()
   }
 
@@ -158,6 +181,7 @@ export abstract class UpstreamExchange implements Dispatcher.DispatchHandler {
     // Mid-body: the client must not take what it got for the whole answer.
     this.done = true
     this.settled = true
+    this.finish(error)
     this.res.destroy()
   }
 }

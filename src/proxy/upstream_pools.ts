@@ -3,6 +3,7 @@
 // compiler makes sure one origin has one set of settings. Requests are sent on them by
 // upstream_exchange.ts, which also bounds the wait for a free connection (UpstreamBusy).
 import { Pool } from 'undici'
+import { H2Upstream } from './h2_upstream.js'
 import type { Upstream } from './upstream.js'
 
 /** What the pools are made from: a compiled policy's upstreams. */
@@ -17,8 +18,11 @@ export function upstreamTlsOptions(upstream: Upstream): { rejectUnauthorized: tr
   return { rejectUnauthorized: true, ...upstream.tls }
 }
 
+/** An origin's connections: an undici Pool (HTTP/1.1) or HTTP/2 sessions (./h2_upstream.ts). */
+type Entry = { key: string; pool: Pool | H2Upstream }
+
 export class UpstreamPools {
-  private pools = new Map<string, { key: string; pool: Pool }>()
+  private pools = new Map<string, Entry>()
 
   constructor(policy: Upstreams) {
     this.update(policy)
@@ -30,7 +34,7 @@ export class UpstreamPools {
    * requests on it have finished.
    */
   update(policy: Upstreams): void {
-    const next = new Map<string, { key: string; pool: Pool }>()
+    const next = new Map<string, Entry>()
     for (const upstream of policy.upstreams.values()) {
       if (next.has(upstream.origin)) continue
       const current = this.pools.get(upstream.origin)
@@ -47,14 +51,23 @@ export class UpstreamPools {
    * its upstream (the client gets a 502).
    */
   pool(origin: string): Pool | undefined {
-    return this.pools.get(origin)?.pool
+    const pool = this.pools.get(origin)?.pool
+    return pool instanceof Pool ? pool : undefined
+  }
+
+  /** The HTTP/2 sessions of an origin with protocol h2c or h2; undefined as for pool(). */
+  h2(origin: string): H2Upstream | undefined {
+    const pool = this.pools.get(origin)?.pool
+    return pool instanceof H2Upstream ? pool : undefined
   }
 
   /** Each origin's connections, for the status page: open, in use (carrying a request), and requests waiting for one. */
   stats(): Array<{ origin: string; connected: number; inUse: number; queued: number }> {
-    return [...this.pools].map(([origin, { pool }]) => {
+    // HTTP/2 upstreams (node:http2 sessions) keep no such counts: they are left out.
+    return [...this.pools].flatMap(([origin, { pool }]) => {
+      if (pool instanceof H2Upstream) return []
       const { connected, free, queued } = pool.stats
-      return { origin, connected, inUse: connected - free, queued }
+      return [{ origin, connected, inUse: connected - free, queued }]
     })
   }
 
@@ -67,7 +80,8 @@ export class UpstreamPools {
   }
 }
 
-function newPool(upstream: Upstream): Pool {
+function newPool(upstream: Upstream): Pool | H2Upstream {
+  if (upstream.protocol !== 'http1') return new H2Upstream(upstream, CONNECT_TIMEOUT_MS)
   return new Pool(upstream.origin, {
     connections: upstream.connections,
     pipelining: 1,

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { durationMs } from '../policy/duration.js'
-import { readSecretBesidePolicy } from '../policy/policy_files.js'
+import { readSecretBesidePolicy, type PolicyFiles } from '../policy/policy_files.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { defaultsOf } from '../policy/defaults.js'
 import { RevocationSchema, type RevocationDocument } from '../policy/schema.js'
@@ -38,7 +38,7 @@ const builtFrom = new WeakMap<RevocationStore, string>()
  */
 export function compileRevocation(
   spec: RevocationDocument,
-  policyFile: string,
+  files: PolicyFiles,
   log: Logger,
   problem: OnProblem,
   previous: CompiledRevocation | null | undefined,
@@ -62,7 +62,7 @@ export function compileRevocation(
   if (spec.backend !== 'redis' && spec.redis !== undefined) fail(at('redis'), `redis: is only used with backend: redis (the backend is ${spec.backend})`)
   if (spec.backend === 'file') {
     if (spec.file === undefined) fail(at('backend'), 'backend: file needs file: { path: … }')
-    else settings.file = { path: path.resolve(path.dirname(policyFile), spec.file.path) }
+    else settings.file = { path: path.resolve(path.dirname(files.file), spec.file.path) }
   }
   if (spec.backend === 'redis') {
     if (spec.redis === undefined) fail(at('backend'), 'backend: redis needs redis: { url: … }')
@@ -81,7 +81,7 @@ export function compileRevocation(
     const where = at(spec.admin_token !== undefined ? 'admin_token' : 'admin_token_file')
     let token: string | undefined = spec.admin_token
     if (spec.admin_token_file !== undefined) {
-      token = readSecretBesidePolicy(policyFile, spec.admin_token_file, where, fail, 'admin_token_file')
+      token = readSecretBesidePolicy(files, spec.admin_token_file, where, fail, 'admin_token_file')
     }
     if (token !== undefined) {
       if (Buffer.byteLength(token) < MIN_ADMIN_TOKEN_BYTES)

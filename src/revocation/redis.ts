@@ -9,6 +9,7 @@
 //   <prefix>iss-jti:<json [iss, jti]>  as jti:, for the tokens of one issuer only
 //   <prefix>iss-sub:<json [iss, sub]>  as sub:, for one issuer's subject
 //   <prefix>used:<json [iss, jti]>  "1"                 replay protection, until exp + margin
+//   <prefix>dpop:<jkt>:<jti>  "1"                      a used DPoP proof, while its iat is acceptable
 // (jti: and sub: keys, the layout before entries had an issuer, apply to every issuer.)
 // and the channel <prefix>events, on which each write is announced.
 //
@@ -17,6 +18,8 @@
 // merged in. Entries are only ever added (and expire), so merging is always safe: the set a
 // replica holds is never weaker than what Redis said at any point.
 import type { Redis as RedisClient, RedisOptions } from 'ioredis'
+import { MemoryProofReplay, type ProofReplay } from '../auth/replay.js'
+import { deny, type Denial } from '../http/denial.js'
 import { checkIssuer } from './set.js'
 import { changed, RevocationStore, type Revocation } from './store.js'
 
@@ -50,6 +53,7 @@ export class RedisStore extends RevocationStore {
   private heartbeat: NodeJS.Timeout | undefined
   private retry: NodeJS.Timeout | undefined
   private firstOutcome: (() => void) | undefined
+  private replay: ProofReplay | undefined
 
   private get keys() {
     const prefix = this.settings.redis!.keyPrefix
@@ -59,6 +63,7 @@ export class RedisStore extends RevocationStore {
       issJti: `${prefix}iss-jti:`,
       issSub: `${prefix}iss-sub:`,
       used: `${prefix}used:`,
+      dpop: `${prefix}dpop:`,
       channel: `${prefix}events`,
     }
   }
@@ -262,12 +267,39 @@ export class RedisStore extends RevocationStore {
     await client.eval(REVOKE_SCRIPT, 1, key, value, ttl, rank, channel, message)
   }
 
+  /**
+   * Used DPoP proofs in Redis, shared by every replica: one SET NX per proof. While Redis is
+   * away, fail_closed refuses proofs (503); serve_stale remembers them in this process only.
+   */
+  override proofReplay(maxEntries: number): ProofReplay {
+    if (this.replay) return this.replay
+    const local = new MemoryProofReplay(maxEntries)
+    const away = (key: string, ttlMs: number, now: number): boolean | Denial =>
+      this.settings.failClosed ? REPLAY_UNAVAILABLE : local.firstUse(key, ttlMs, now)
+    this.replay = {
+      firstUse: (key, ttlMs, now) => {
+        const client = this.client
+        if (client?.status !== 'ready') return away(key, ttlMs, now)
+        return client.set(this.keys.dpop + key, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX').then(
+          (reply) => reply === 'OK',
+          (err: Error) => {
+            this.log.warn({ error: err.message }, 'DPoP replay cache: redis did not answer')
+            return away(key, ttlMs, now)
+          },
+        )
+      },
+    }
+    return this.replay
+  }
+
   protected async claimFirstUse(key: string, ttlMs: number): Promise<boolean> {
     const client = this.client
     if (client?.status !== 'ready') throw new Error(`redis is not connected${this.lastError ? ` (${this.lastError})` : ''}`)
     return (await client.set(this.keys.used + key, '1', 'PX', Math.ceil(ttlMs), 'NX')) === 'OK'
   }
 }
+
+const REPLAY_UNAVAILABLE: Denial = Object.freeze(deny('proof_replay_unavailable', 'the DPoP proof replay cache is unavailable; try again later'))
 
 function globEscape(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&')

@@ -4,6 +4,7 @@
 // `consumeOnce` (one backend round trip). Backends: memory.ts, file.ts, redis.ts.
 import type { Logger } from 'pino'
 import type { RevocationCheck } from '../auth/authenticate.js'
+import type { ProofReplay } from '../auth/replay.js'
 import { deny, type Denial } from '../http/denial.js'
 import { jtiOf, RevocationSet, unscope } from './set.js'
 
@@ -96,6 +97,14 @@ export abstract class RevocationStore implements RevocationCheck {
       this.log.warn({ error: (err as Error).message }, 'replay protection: the backend is unavailable')
       return UNAVAILABLE
     }
+  }
+
+  /**
+   * Where used DPoP proofs are remembered when the backend is shared by every replica (redis);
+   * undefined: in memory, per process. `maxEntries` bounds what is kept locally meanwhile.
+   */
+  proofReplay(_maxEntries: number): ProofReplay | undefined {
+    return undefined
   }
 
   /** Revokes one token by its jti, kept until its exp (default: now + max_token_lifetime). */

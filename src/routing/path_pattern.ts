@@ -177,6 +177,44 @@ export function coverPrefix(p: PathPattern): readonly string[] {
   return out
 }
 
+interface CoverNode {
+  items: number[]
+  children: Map<string, CoverNode>
+}
+
+/**
+ * Patterns filed by their coverPrefix, to find the ones that may cover a given pattern without
+ * comparing every pair: only those filed on its branch (a prefix of its own coverPrefix) can.
+ * Near-linear for a policy of distinct prefixes; patterns that start with a wildcard are on
+ * every branch.
+ */
+export class CoverIndex {
+  private readonly root: CoverNode = { items: [], children: new Map() }
+
+  /** `prefix`: the coverPrefix of the item's pattern. */
+  add(item: number, prefix: readonly string[]): void {
+    let node = this.root
+    for (const literal of prefix) {
+      let child = node.children.get(literal)
+      if (!child) node.children.set(literal, (child = { items: [], children: new Map() }))
+      node = child
+    }
+    node.items.push(item)
+  }
+
+  /** The items filed on the branch of a pattern with this coverPrefix, in ascending order: the only ones whose pattern may cover it. */
+  candidates(prefix: readonly string[]): number[] {
+    let node: CoverNode | undefined = this.root
+    const out = [...node.items]
+    for (const literal of prefix) {
+      node = node.children.get(literal)
+      if (!node) break
+      for (const item of node.items) out.push(item)
+    }
+    return out.sort((x, y) => x - y)
+  }
+}
+
 /**
  * True iff every normalized path matched by `b` is also matched by `a`. Exact, not just sound.
  *

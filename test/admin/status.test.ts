@@ -49,7 +49,7 @@ t.test('/status.json: overview, routes with live figures, issuers and keys, refu
   t.match(api.last_5m, { requests: 3, allowed: 1, denied: { missing_token: 1, expired: 1 } }, 'a young process: the window is everything')
   t.type(api.since_start.p50_ms, 'number')
   t.ok(api.since_start.p99_ms >= api.since_start.p50_ms)
-  t.match(admin, { methods: ['GET'], requires: [/a valid token from idp/, 'claim roles contains "admin"'] })
+  t.match(admin, { methods: ['GET'], requires: [/a valid token from idp/, 'claim roles must contain "admin"'] })
   t.match(admin.since_start, { requests: 1, denied: { insufficient_claims: 1 } })
   t.match(broken.since_start, { requests: 1, allowed: 1, server_errors: 1 })
   t.match(unused, { never_matched: true, since_start: { requests: 0, p50_ms: null } })

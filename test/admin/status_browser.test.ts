@@ -92,7 +92,7 @@ browserTest(t, 'what a person sees after real traffic', async (t) => {
   t.match(routes[3]!.slice(5, 9), ['1', '1', '0', '1'], 'reports: one request, allowed, its upstream down: one 5xx')
   t.match(routes[4]![4], 'report')
   t.match(routes[4]![7], /would deny: insufficient_claims 1/)
-  t.match(routes[1]![3], /claim roles contains "admin"/, "what the route requires, in explain's words")
+  t.match(routes[1]![3], /claim roles must contain "admin"/, "what the route requires, in explain's words")
 
   const refusals = await rows(page, '#refusals-list table')
   // Time, route, method, path, status, reason (code and words), issuer, request id.

@@ -28,7 +28,7 @@ t.test('the page: security headers, the data in the first answer, everything esc
   t.notMatch(html, /<script>|<script [^>]*>[^<]|<style|\sstyle=|\son[a-z]+=/, 'no inline script, style or handler')
   t.match(html, /<script src="\/status.js" defer><\/script>/)
   t.match(html, /<th scope="row"><span class="route-name">admin<\/span>/, 'routes rendered on the server')
-  t.match(html, /claim roles contains &quot;admin&quot;/)
+  t.match(html, /claim roles must contain &quot;admin&quot;/)
   t.match(html, /<code>bad_path<\/code>|<code>missing_token<\/code>/)
   t.notMatch(html, /<img/, 'a path a client chose is text')
   t.match(html, /&lt;img\/src\/onerror=alert\(1\)&gt;/)

@@ -3,6 +3,7 @@ import t from 'tap'
 import { DEFAULT_TOKEN_SOURCES } from '../../src/auth/token_sources.js'
 import { secretIssuer, type Issuer } from '../../src/auth/issuer.js'
 import { compileRequirement, type Requirement, type TokenFacts } from '../../src/auth/requirement.js'
+import type { Denial } from '../../src/http/denial.js'
 import type { RequirementDocument } from '../../src/policy/schema.js'
 
 function hmacIssuer(name: string, iss: string, audiences: string[]): Issuer {
@@ -49,7 +50,8 @@ t.test('one token check: issuer, audience, claims, scopes', async (t) => {
   t.match(r.check(token(idp, { roles: ['reader'], scope: 'orders:write' }), now), {
     status: 403,
     reason: 'insufficient_claims',
-    description: 'the token lacks the required claim roles',
+    description: 'the token lacks the required claim roles (it must contain "admin")',
+    check: { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' },
     scope: 'orders:write',
   })
   t.match(r.check(token(idp, { roles: ['admin'] }), now), { status: 403, description: 'the token lacks a required scope', scope: 'orders:write' })
@@ -200,6 +202,54 @@ t.test('nested: all of any', async (t) => {
   t.equal(r.check(token(idp, { scope: 'orders:admin orders:read', email_verified: true }), now), undefined)
   t.match(r.check(token(idp, { roles: ['admin'], scope: 'orders:read' }), now), { status: 403, description: /email_verified/, scope: 'orders:read' })
   t.match(r.check(token(idp, { email_verified: true, scope: 'orders:read' }), now), { status: 403, description: /roles/ })
+})
+
+t.test('every failed check, with what it found and wanted, for explain; the answer stays the first', async (t) => {
+  const r = compile({
+    issuers: ['idp'],
+    audiences: ['admin-api'],
+    typ: 'at+jwt',
+    require_claims: ['jti'],
+    claims: { roles: { contains: 'admin' } },
+    scopes: ['a'],
+  })
+  const bad = token(idp, { aud: 'orders-api', roles: ['reader'], scope: 'b' })
+  const all: Denial[] = []
+  const answer = r.check(bad, now, all)
+  t.same(answer, r.check(bad, now), 'the same answer as without the list')
+  t.same(
+    all.map((d) => [d.reason, d.check]),
+    [
+      ['wrong_audience', { claim: 'aud', found: 'orders-api', wanted: 'must be "admin-api"', accepted: ['admin-api'] }],
+      ['wrong_type', { claim: 'typ', found: 'JWT', wanted: 'must be "at+jwt"' }],
+      ['invalid_claims', { claim: 'jti', wanted: 'must be present' }],
+      ['insufficient_claims', { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' }],
+      ['insufficient_claims', { claim: 'scope', found: ['b'], wanted: 'must grant a' }],
+    ],
+  )
+  const met: Denial[] = []
+  t.equal(r.check(token(idp, { aud: 'admin-api', jti: 'j', roles: ['admin'], scope: 'a' }, 'at+jwt'), now, met), undefined)
+  t.same(met, [])
+  // any: the failures of the alternative whose answer it is; all: of every part.
+  const any = compile({ any: [{ issuers: ['internal'] }, { issuers: ['idp'], claims: { roles: { contains: 'admin' } }, scopes: ['a'] }] })
+  const anyAll: Denial[] = []
+  t.match(any.check(token(idp, { roles: [] }), now, anyAll), { reason: 'insufficient_claims' })
+  t.same(
+    anyAll.map((d) => d.check?.claim),
+    ['roles', 'scope'],
+  )
+  const both = compile({
+    all: [
+      { issuers: ['idp'], scopes: ['a'] },
+      { issuers: ['idp'], require_claims: ['jti'] },
+    ],
+  })
+  const bothAll: Denial[] = []
+  t.match(both.check(token(idp, {}), now, bothAll), { reason: 'insufficient_claims', scope: 'a' })
+  t.same(
+    bothAll.map((d) => d.check?.claim),
+    ['scope', 'jti'],
+  )
 })
 
 t.test('a requirement that cannot work is refused with where and why', async (t) => {

@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { demoPorts } from '../../src/cli/demo.js'
 import { fileURLToPath } from 'node:url'
-import { formatWarning, validatePolicy, validationSummary } from '../../src/cli/validate.js'
+import { formatWarning, validatePolicy, validationResult, validationSummary } from '../../src/cli/validate.js'
 import { childEnv, jwtgate, MAIN, validationProblems as problems } from '../support/cli.js'
 import { API_ROUTE, bearer, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
 
@@ -43,6 +43,52 @@ t.test('the jwtgate validate command on config/example.yaml', async (t) => {
     /config\/example\.yaml:\d+:\d+ warning: requests to \/admin\/\*\* with methods other than GET, POST match no route and get 404/,
     'default-deny surprises are pointed out',
   )
+})
+
+t.test('validate --offline: CI checks a policy without its secret files or the environment', async (t) => {
+  const kit = `${ROOT}deploy/kubernetes/base/policy.yaml`
+  // Without the mounted Secret: the problem names the file, and the route using the issuer adds nothing.
+  const online = await jwtgate(['validate', '-c', kit])
+  t.equal(online.code, 1)
+  t.match(
+    online.stderr,
+    /policy\.yaml:\d+:\d+ cannot read secret_file \/etc\/jwtgate-secrets\/internal-jwt-secret: ENOENT\n1 problem; the policy was not loaded\n$/,
+  )
+  const offline = await jwtgate(['validate', '--offline', '-c', kit])
+  t.equal(offline.code, 0, offline.stderr)
+  t.match(offline.stdout, /policy\.yaml: ok offline \(\d+ routes, 2 issuers, 1 upstreams; 1 value from the environment or files taken as given\)\n$/)
+  t.match(offline.stderr, /policy\.yaml:\d+:\d+ not checked: secret_file \/etc\/jwtgate-secrets\/internal-jwt-secret not read \(offline\)/)
+  // The environment is not read: online, this short secret is refused.
+  const example = `${ROOT}config/example.yaml`
+  const short = { INTERNAL_JWT_SECRET: 'short' }
+  t.match((await jwtgate(['validate', '-c', example], short)).stderr, /the secret must be at least 32 bytes/)
+  const json = await jwtgate(['validate', '--offline', '--json', '-c', example], short)
+  t.equal(json.code, 0, json.stdout)
+  t.match(JSON.parse(json.stdout), { valid: true, unchecked: [{ line: 16, col: 13, message: '${INTERNAL_JWT_SECRET} taken as given (offline)' }] })
+
+  // Values from the environment of every kind, taken as given; what depends on none is checked.
+  const secret = tempFile('secret', 'x'.repeat(32))
+  const yaml = `version: 1
+listen: { port: "\${PORT}" }
+issuers:
+  local: { issuer: "\${ISS}", secret_file: ${secret}, audiences: [a], algorithms: [HS256] }
+  idp: { issuer: "https://idp.example.com/", jwks_uri: "\${JWKS_URI}", audiences: [a], algorithms: [RS256] }
+upstreams:
+  a: { url: "\${UPSTREAM}", timeout: "\${UPSTREAM_TIMEOUT}" }
+routes:
+  - { path: /x, upstream: a, auth: { issuers: [local, idp] } }
+`
+  const ok = validatePolicy(tempFile('offline.yaml', yaml), { offline: true })
+  t.match(validationSummary(ok), /: ok offline \(1 routes, 2 issuers, 1 upstreams; 6 values from the environment or files taken as given\)$/)
+  const bad =
+    yaml.replace('upstream: a, auth: { issuers: [local, idp] }', 'upstream: b, auth: { issuers: [local, other] }') +
+    '  - { path: /x, upstream: a, auth: none }\n'
+  const file = tempFile('bad.yaml', bad)
+  t.same(validationResult(file, { offline: true }).problems, [
+    { file, line: 9, col: 27, message: 'unknown upstream "b" (known: a)' },
+    { file, line: 9, col: 55, message: 'unknown issuer "other" (known: local, idp)' },
+    { file, line: 10, col: 13, message: 'route is unreachable: routes[0] (/x) matches every request it would' },
+  ])
 })
 
 t.test('misuse exits 2 with one line on stderr and no stack trace', async (t) => {
@@ -131,13 +177,38 @@ t.test('DEMO_PORT alone moves the admin listener too; DEMO_ADMIN_PORT sets it', 
   t.same(demoPorts(true, { DEMO_PORT: '9000' }), { listen: { port: 0 }, admin: { port: 0 } })
 })
 
-t.test('serve: refuses a bad policy and starts nothing', async (t) => {
+t.test('serve: refuses a bad policy and starts nothing, saying why in JSON lines, not a stack trace', async (t) => {
   const file = tempFile('bad.yaml', 'version: 1\nlisten: { port: 0 }\nupstreams: {}\nroutes: []\n')
   const res = await jwtgate(['serve', '-c', file], {}, 20_000)
   t.equal(res.code, 1)
-  t.match(res.stderr, /bad\.yaml:3:12 upstreams must NOT have fewer than 1 properties/)
-  t.match(res.stderr, /\n2 problems; the policy was not loaded\n$/)
   t.notMatch(res.stdout, /listening/)
+  const lines = res.stderr
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.equal(lines.length, 3, 'one line per problem and a summary')
+  t.match(lines[0], {
+    level: 60,
+    time: Number,
+    service: 'jwtgate',
+    file,
+    line: 3,
+    col: 12,
+    problem: 'upstreams must NOT have fewer than 1 properties',
+    msg: `${file}:3:12 upstreams must NOT have fewer than 1 properties`,
+  })
+  t.match(lines[2], { level: 60, problems: 2, msg: '2 problems; the policy was not loaded' })
+  t.notMatch(res.stderr, /\n\s+at /, 'no stack trace')
+
+  // A policy read far enough to know its log format uses it (a reference that does not resolve).
+  const formatted = tempFile(
+    'bad.yaml',
+    'version: 1\nlisten: { port: 0 }\nlog: { time: iso, level_label: true }\nupstreams:\n  a: { url: "http://127.0.0.1:1" }\nroutes:\n  - { path: /x, upstream: b, auth: none }\n',
+  )
+  const res2 = await jwtgate(['serve', '-c', formatted], {}, 20_000)
+  t.equal(res2.code, 1)
+  const first = JSON.parse(res2.stderr.split('\n')[0]!) as Record<string, unknown>
+  t.match(first, { level: 'fatal', time: /^\d{4}-\d\d-\d\dT/, line: 7, problem: /unknown upstream "b"/ })
 })
 
 t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t) => {
@@ -175,5 +246,5 @@ t.test('serve: logs where it listens, proxies, and exits 0 on SIGTERM', async (t
 t.test('demo --check runs the whole demo end to end', async (t) => {
   const res = await jwtgate(['demo', '--check'], {}, 60_000)
   t.equal(res.code, 0, res.stdout + res.stderr)
-  t.match(res.stdout, /6 passed, 0 failed/)
+  t.match(res.stdout, /8 passed, 0 failed/)
 })

@@ -41,7 +41,7 @@ t.test('explain', async (t) => {
     t.match(res.stdout, /^route +admin \(routes\[1\] \/admin\/\*\*\)  methods GET, POST, host any$/m)
     t.match(res.stdout, `upstream  orders → ${up.url}/admin/users?page=2`)
     t.match(res.stdout, `requires  a valid token from idp (iss ${idp.url}, aud orders-api)`)
-    t.match(res.stdout, /^ +claim roles contains "admin"$/m)
+    t.match(res.stdout, /^ +claim roles must contain "admin"$/m)
     t.match(res.stdout, /^decision  ALLOW \(token from idp\), with the claims given, taken as verified$/m)
     t.match(res.stdout, /^ +sets x-user-id: alice$/m)
     t.match(res.stdout, /^ +sets x-user-roles: admin,ops$/m)
@@ -143,7 +143,8 @@ t.test('explain', async (t) => {
   t.test('a denied request exits 1 and says why', async (t) => {
     const res = await explainHere(['-c', file, 'GET', '/admin/users', '--claims', claims({ roles: ['reader'] })])
     t.equal(res.code, 1)
-    t.match(res.stdout, /^decision  DENY 403 insufficient_claims: the token lacks the required claim roles$/m)
+    t.match(res.stdout, /^decision  DENY 403 insufficient_claims: the token lacks the required claim roles \(it must contain "admin"\)$/m)
+    t.match(res.stdout, /^ {10}roles must contain "admin"; found \["reader"\]$/m, 'the value found and the one wanted')
     t.notMatch(res.stdout, /sets /)
     const noRoute = await explainHere(['-c', file, 'DELETE', '/admin/users'])
     t.equal(noRoute.code, 1)
@@ -166,7 +167,7 @@ t.test('explain', async (t) => {
         `requires  any of:`,
         `            1. a valid token from idp (iss ${idp.url}, aud admin-api)`,
         `               typ at+jwt`,
-        `               claim email matches ".+@example\\\\.com" (whole string)`,
+        `               claim email must match ".+@example\\\\.com" as a whole`,
         `            2. all of:`,
         `                 1. a valid token from idp (iss ${idp.url}, aud orders-api)`,
         `                    scopes a`,
@@ -174,7 +175,8 @@ t.test('explain', async (t) => {
         `                    must carry jti`,
         `                    issued at most 5m ago (max_age)`,
         `mode      report: the decision is logged and counted, and the request forwarded whatever it is`,
-        `decision  DENY 403 insufficient_claims: the token lacks the required claim email`,
+        `decision  DENY 403 insufficient_claims: the token lacks the required claim email (it must match ".+@example\\\\.com" as a whole)`,
+        `          email must match ".+@example\\\\.com" as a whole; found nothing`,
         `          with the claims given, taken as verified (typ, a header, is not checked)`,
         `          not enforced (mode report): forwarded anyway`,
         `          sets x-user-id: bob`,
@@ -247,6 +249,45 @@ t.test('explain', async (t) => {
     t.match(unknown.stdout, /DENY 401 unknown_kid/)
   })
 
+  t.test('--token shows its header and claims, never its signature, and what a refusing check found and wanted', async (t) => {
+    // The issuer differs by a trailing slash: the usual reason an IdP's tokens "are not accepted".
+    const slashless = idp.url.replace(/\/$/, '')
+    const token = idp.sign({ iss: slashless, sub: 'alice', aud: 'orders-api', roles: ['admin'] })
+    const res = await explainHere(['-c', file, 'GET', '/admin/users', '--token', token])
+    t.equal(res.code, 1)
+    t.match(res.stdout, `\ntoken     header {"alg":"RS256","typ":"JWT","kid":"${idp.keys[0]!.kid}"}\n`)
+    t.match(res.stdout, `\n          claims {"iss":"${slashless}","iat":`)
+    t.match(res.stdout, '\ndecision  DENY 401 wrong_issuer: the token issuer is not accepted here\n')
+    t.match(res.stdout, `\n          iss must be "${idp.url}"; found "${slashless}"\n`)
+    t.match(res.stdout, `\n          "${slashless}" differs from the accepted "${idp.url}" only by a trailing slash\n`)
+    t.notMatch(res.stdout, token.split('.')[2]!, 'never the signature')
+
+    const [audience, claim, garbage] = await Promise.all([
+      explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: ['billing-api'], roles: ['reader'] }), '--json']),
+      explainHere(['-c', file, 'GET', '/admin/users', '--token', idp.sign({ sub: 'alice', aud: 'orders-api', roles: ['reader'] }), '--json']),
+      explainHere(['-c', file, 'GET', '/admin/users', '--token', 'not-a-token']),
+    ])
+    const json = JSON.parse(audience.stdout)
+    // Every check the token fails, in one run: the one that decided, then the others.
+    t.match(json, {
+      token: { header: { alg: 'RS256' }, claims: { sub: 'alice', aud: ['billing-api'] } },
+      reason: 'wrong_audience',
+      checks: [
+        { claim: 'aud', found: ['billing-api'], wanted: 'must be "orders-api"', accepted: ['orders-api'] },
+        { claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' },
+      ],
+    })
+    t.equal(json.checks.length, 2)
+    t.same(Object.keys(json.token), ['header', 'claims'])
+    t.match(JSON.parse(claim.stdout), {
+      status: 403,
+      description: 'the token lacks the required claim roles (it must contain "admin")',
+      checks: [{ claim: 'roles', found: ['reader'], wanted: 'must contain "admin"' }],
+    })
+    t.match(garbage.stdout, /^token     not a well-formed JWT: it cannot be decoded$/m)
+    t.match(garbage.stdout, /DENY 401 malformed/)
+  })
+
   t.test('usage errors are refused before anything is read; a bad policy is refused with file:line:col', async (t) => {
     const misuses = [
       ['GET'],
@@ -286,4 +327,37 @@ t.test('the jwtgate explain command', async (t) => {
   t.equal(res.code, 1, res.stderr)
   t.match(JSON.parse(res.stdout), { request: { method: 'POST' }, route: { index: 2, name: 'POST /api/**' }, decision: 'deny', reason: 'insufficient_claims' })
   t.equal(res.stderr, '')
+})
+
+t.test('explain a gRPC call: the method is a path, and a denial says the grpc-status the client gets', async (t) => {
+  const idp = await issuer(t)
+  const file = tempFile(
+    'policy.yaml',
+    `version: 1
+listen: { port: 0, protocols: [h2c] }
+issuers:
+  idp: { issuer: ${idp.url}, jwks_uri: ${idp.jwksUri}, audiences: [echo-api], algorithms: [RS256] }
+upstreams:
+  echo: { url: "http://127.0.0.1:50051", protocol: h2c }
+routes:
+  - { path: /demo.Echo/*, upstream: echo, grpc: true, auth: { issuers: [idp], claims: { roles: { contains: streamer } } } }
+`,
+  )
+  const none = await explainHere(['-c', file, 'POST', '/demo.Echo/Count'])
+  t.equal(none.code, 1)
+  t.match(none.stdout, /DENY 401 missing_token: .*\n +a gRPC call gets grpc-status 16, grpc-message missing_token/)
+  const json = JSON.parse(
+    (await explainHere(['-c', file, 'POST', '/demo.Echo/Count', '--claims', JSON.stringify({ iss: idp.url, aud: 'echo-api', sub: 'a' }), '--json'])).stdout,
+  )
+  t.match(json, { decision: 'deny', status: 403, reason: 'insufficient_claims', grpc_status: 7 })
+  const allowed = await explainHere([
+    '-c',
+    file,
+    'POST',
+    '/demo.Echo/Count',
+    '--claims',
+    JSON.stringify({ iss: idp.url, aud: 'echo-api', sub: 'a', roles: ['streamer'] }),
+  ])
+  t.equal(allowed.code, 0)
+  t.match(allowed.stdout, /http:\/\/127\.0\.0\.1:50051\/demo\.Echo\/Count/)
 })

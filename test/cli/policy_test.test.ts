@@ -12,11 +12,15 @@ import { gateway, issuer, policy, rawRequest, tempFile, upstream } from '../supp
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 /** `jwtgate test -c POLICY FILE` without the process: what it prints and its exit code. Fails the test if it used the network. */
-async function jwtgateTest(policyFile: string, testFile: string): Promise<{ status: number; stdout: string; stderr: string }> {
+async function jwtgateTest(
+  policyFile: string,
+  testFile: string,
+  env: Record<string, string> = {},
+): Promise<{ status: number; stdout: string; stderr: string }> {
   const network: string[] = []
   const restore = refuseNetwork(network)
   try {
-    const { code, stdout, stderr } = testRunReport(await runPolicyTests(policyFile, [testFile]))
+    const { code, stdout, stderr } = testRunReport(await runPolicyTests(policyFile, [testFile], env))
     // As the child of the command's own test below would: exit 99, saying what it tried.
     if (network.length) return { status: 99, stdout, stderr: network.map((n) => `NETWORK USED: ${n}\n`).join('') }
     return { status: code, stdout, stderr }
@@ -172,7 +176,11 @@ cases:
   t.equal(res.status, 1)
   const lines = res.stdout.trimEnd().split('\n')
   t.match(lines[0], /^ok   /)
-  t.match(lines[1], `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims  (route admin)  at ${file}:5:5`)
+  // What refused the token: the value found and the one wanted.
+  t.match(
+    lines[1],
+    `FAIL GET /admin/users [reader]  expected allow, got 403 insufficient_claims (roles must contain "admin"; found ["reader"])  (route admin)  at ${file}:5:5`,
+  )
   t.match(lines[2], `FAIL GET /partner/x [reader]    expected 403, got allow → partners  (route /partner/**)  at ${file}:6:5`)
   t.match(
     lines[3],
@@ -223,7 +231,7 @@ cases:
   t.same(again.stderr.trimEnd().split('\n'), [
     `${fixed}:4:41 unknown token "admn" (known: admin)`,
     `${fixed}:5:32 cases[1].expect must be allow or a status the gateway answers with (400, 401, 403, 404, 503), not 200; write allow for a request the gateway lets through`,
-    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, bad_host, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large)`,
+    `${fixed}:6:32 cases[2].expect "denied" is neither allow nor a reason code (bad_path, bad_host, no_route, multiple_tokens, missing_token, malformed, token_too_large, wrong_issuer, bad_algorithm, unknown_kid, keys_unavailable, bad_signature, expired, not_yet_valid, issued_in_future, wrong_audience, invalid_claims, insufficient_claims, revoked, replayed, revocation_unavailable, wrong_type, identity_too_large, cors_rejected, https_required, body_too_large, invalid_dpop_proof, use_dpop_nonce, proof_replayed, proof_replay_unavailable, binding_mismatch, unbound_token, headers_too_large)`,
     `${fixed}:6:50 unknown upstream "billing" (known: orders, partners)`,
     `${fixed}:7:44 unknown route "nope" (known: /public/**, admin, /partner/**, *.example.com/api/**, /tree/**, /opt/**, /report/**, /payload/**)`,
     '5 problems in the test file; no case was run',
@@ -236,6 +244,40 @@ cases:
   t.match(notAMap.stderr, /list\.test\.yaml:1:1 a test file is a map with cases \(a list\) and optional tokens/)
   const missing = await jwtgateTest(POLICY, '/nonexistent/policy.test.yaml')
   t.match(missing.stderr, /\/nonexistent\/policy\.test\.yaml:1:1 cannot read test file/)
+})
+
+t.test('a test file takes ${VAR} from the environment, as the policy does', async (t) => {
+  const policyFile = tempFile(
+    'policy.yaml',
+    `version: 1
+listen: { port: 8080 }
+issuers:
+  idp: { issuer: "\${IDP_ISSUER}", jwks_uri: "https://idp.example.com/jwks.json", audiences: [orders-api], algorithms: [RS256] }
+upstreams:
+  orders: { url: "http://127.0.0.1:3001" }
+routes:
+  - { path: /api/**, upstream: orders, auth: { issuers: [idp], claims: { team: { equals: "\${TEAM:-orders}" } } } }
+`,
+  )
+  const file = tempFile(
+    'policy.test.yaml',
+    `tokens:
+  alice: { iss: "\${IDP_ISSUER}", aud: orders-api, sub: alice, team: "\${TEAM:-orders}" }
+cases:
+  - { request: GET /api/a, token: alice, expect: allow }
+  - { request: GET /api/a, token: { sub: bob, team: "$\${TEAM}" }, expect: insufficient_claims }
+`,
+  )
+  const env = { IDP_ISSUER: 'https://idp.example.com/' }
+  const res = await jwtgateTest(policyFile, file, env)
+  t.equal(res.status, 0, res.stdout + res.stderr)
+  t.match(res.stdout, /^ok   GET \/api\/a \[alice\] +allow → orders/)
+  t.match(res.stdout, /\n2 passed, 0 failed\n$/)
+  // A variable the test file needs and the environment lacks is a problem of the file, at its place.
+  const other = tempFile('other.test.yaml', 'cases:\n  - { request: GET /api/a, token: { iss: "${OTHER_ISSUER}" }, expect: allow }\n')
+  const missing = await jwtgateTest(policyFile, other, env)
+  t.equal(missing.status, 1)
+  t.same(missing.stderr.trimEnd().split('\n'), [`${other}:2:42 environment variable OTHER_ISSUER is not set`, '1 problem in the test file; no case was run'])
 })
 
 t.test('the jwtgate test command: config/example.test.yaml passes against config/example.yaml', async (t) => {

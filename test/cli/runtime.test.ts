@@ -1,12 +1,13 @@
 // What the `jwtgate` command runs on and what it loads: the compiled dist/ on a supported Node,
 // with no build tool, schema builder or schema compiler in the process (issue 12).
-import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
+import t, { type Test } from 'tap'
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { BIN, childEnv } from '../support/cli.js'
-import { bearer, eventually, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { BIN, childEnv, serveChild } from '../support/cli.js'
+import { bearer, get, issuer, policy, tempFile, upstream } from '../support/harness.js'
+import { startOtlpReceiver } from '../support/otlp_receiver.js'
 
 const ROOT = path.resolve(path.dirname(BIN), '..')
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
@@ -57,44 +58,27 @@ t.test('nothing in dist/ imports a devDependency', async (t) => {
   }
 })
 
-t.test('a started gateway has loaded no tsx, esbuild, TypeBox, get-jwks or ajv compiler, and nothing from src/', async (t) => {
+/** Starts `jwtgate serve` with the loaded-modules hook, sends a denial and a forwarded request, stops it: the modules it loaded. */
+async function serveAndRecord(t: Test, env: Record<string, string>, headers: Record<string, string> = {}): Promise<string[]> {
   const idp = await issuer(t)
   const up = await upstream(t)
   const file = tempFile('policy.yaml', policy({ issuer: idp, upstream: up, routes: '  - { path: /api/**, upstream: orders, auth: { issuers: [idp] } }' }))
   const record = tempFile('loaded.txt', '')
   const hook = path.join(ROOT, 'test/support/loaded_modules.mjs')
-  const child = spawn(process.execPath, ['--import', hook, BIN, 'serve', '-c', file], {
-    cwd: ROOT,
-    env: childEnv({ LOADED_MODULES_FILE: record }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  t.teardown(() => {
-    child.kill('SIGKILL')
-  })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => {
-    out += d
-  })
-  child.stderr.on('data', (d: Buffer) => {
-    out += d
-  })
-  const started = () => /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(out)
-  await eventually(
-    () => `jwtgate serve starts: ${out}`,
-    20_000,
-    () => started() !== null,
-  )
-  const [, url, admin] = started()!
+  const child = await serveChild(t, file, { env: { LOADED_MODULES_FILE: record, ...env }, script: BIN, nodeArgs: ['--import', hook], cwd: ROOT })
+  const [, url, admin] = /jwtgate listening on (\S+?)"[\s\S]*jwtgate admin on (\S+?)"/.exec(child.out())!
   // The request path once through: a denial, a verified token forwarded, the admin endpoints.
-  t.equal((await get(`${url}/api/x`)).status, 401)
-  t.equal((await get(`${url}/api/x`, bearer(idp.sign({ sub: 'alice', aud: 'orders-api' })))).status, 200)
+  t.equal((await get(`${url}/api/x`, headers)).status, 401)
+  t.equal((await get(`${url}/api/x`, { ...headers, ...bearer(idp.sign({ sub: 'alice', aud: 'orders-api' })) })).status, 200)
   t.equal((await get(`${admin}/readyz`)).status, 200)
   t.equal((await get(`${admin}/metrics`)).status, 200)
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-  child.kill('SIGTERM')
-  t.equal(await exited, 0)
+  child.proc.kill('SIGTERM')
+  t.equal(await child.exited, 0)
+  return readFileSync(record, 'utf8').split('\n').filter(Boolean)
+}
 
-  const loaded = readFileSync(record, 'utf8').split('\n').filter(Boolean)
+t.test('a started gateway has loaded no tsx, esbuild, TypeBox, get-jwks, ajv compiler or OpenTelemetry, and nothing from src/', async (t) => {
+  const loaded = await serveAndRecord(t, {})
   const from = (pattern: RegExp) => loaded.filter((u) => pattern.test(u))
   t.ok(from(/\/node_modules\/fastify\//).length, 'the record sees CommonJS packages (fastify)')
   t.ok(from(/\/dist\/generated\/policy_schema\.js$/).length, "the record sees the command's own modules (the generated schema)")
@@ -108,9 +92,33 @@ t.test('a started gateway has loaded no tsx, esbuild, TypeBox, get-jwks or ajv c
     [],
     'no fastify schema compilers (http/route_schemas.ts)',
   )
+  // prom-client's process_cpu metric requires the API (its no-op facade) for exemplars
+  // (prom-client/lib/metrics/processCpuTotal.js:3), as it did before tracing existed.
+  t.same(from(/\/node_modules\/@opentelemetry\/(?!api\/)/), [], 'no OpenTelemetry module without the OTEL_* variables (the SDK, the exporter, …)')
+  t.same(from(/\/dist\/tracing\/otel\.js$/), [], 'nor the module that would import them')
   t.same(
     loaded.filter((u) => u.startsWith(pathToFileURL(path.join(ROOT, 'src')).href)),
     [],
     'nothing from src/',
   )
+})
+
+t.test('with OTEL_EXPORTER_OTLP_ENDPOINT the same command loads the SDK and exports the spans', async (t) => {
+  const receiver = await startOtlpReceiver()
+  t.teardown(() => receiver.close())
+  const traceId = '11111111111111111111111111111111'
+  const loaded = await serveAndRecord(t, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, { traceparent: `00-${traceId}-2222222222222222-01` })
+  const from = (pattern: RegExp) => loaded.filter((u) => pattern.test(u))
+  t.ok(from(/\/node_modules\/@opentelemetry\/sdk-trace\//).length, 'the SDK')
+  t.ok(from(/\/node_modules\/@opentelemetry\/exporter-trace-otlp-proto\//).length, 'the exporter')
+  // (The exporter's otlp-transformer imports sdk-metrics and sdk-logs through its index: the
+  // official exporter's cost, paid only with tracing on.)
+  t.same(
+    from(/\/node_modules\/@opentelemetry\/(sdk-node|instrumentation|context-async-hooks|exporter-trace-otlp-grpc)\//),
+    [],
+    'no SDK bundle, instrumentation or context manager',
+  )
+  // The shutdown sent the batch (its default delay is 5 s, longer than this gateway lived).
+  const spans = receiver.spans.filter((s) => s.traceId === traceId)
+  t.same(spans.map((s) => `${s.kind} ${s.name}`).sort(), ['2 GET /api/**', '2 GET /api/**', '3 GET'])
 })

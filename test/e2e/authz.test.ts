@@ -95,8 +95,11 @@ t.test('authorization and identity output', async (t) => {
     const res = await refused(t, '/any/x', bearer(idp.sign({ ...good, roles: ['reader'], scope: 'orders:admin' })), 403, 'insufficient_claims')
     t.equal(
       res.headers.get('www-authenticate'),
-      'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks the required claim roles", scope="orders:admin"',
+      'Bearer realm="jwtgate", error="insufficient_scope", error_description="the token lacks the required claim roles (it must contain admin)", scope="orders:admin"',
     )
+    // The value wanted is said; the token's own claims (what explain shows as found) are not.
+    t.same(Object.keys(res.json), ['error', 'message', 'request_id'])
+    t.notMatch(JSON.stringify(res.json) + res.headers.get('www-authenticate'), 'reader')
     const noToken = await refused(t, '/any/x', {}, 401, 'missing_token')
     t.equal(noToken.headers.get('www-authenticate'), 'Bearer realm="jwtgate"', 'a missing token stays a bare challenge')
     await refused(t, '/any/x', bearer(partner.sign({ sub: 'p1', aud: 'orders-api' })), 401, 'wrong_audience')
@@ -113,7 +116,11 @@ t.test('authorization and identity output', async (t) => {
       403,
       'insufficient_claims',
     )
-    t.match(badEmail.headers.get('www-authenticate'), /lacks the required claim email", scope="orders:read"$/, 'matches is anchored; the scope is still named')
+    t.match(
+      badEmail.headers.get('www-authenticate'),
+      /lacks the required claim email \(it must match .+@example.com as a whole\)", scope="orders:read"$/,
+      'matches is anchored; the scope is still named',
+    )
     await refused(t, '/all/x', bearer(partner.sign({ sub: 'p1', aud: 'partner-api' })), 401, 'wrong_issuer')
   })
 

@@ -244,7 +244,7 @@ t.test('Auth0: namespaced claims with dots and slashes, in conditions and identi
   const seen = up.received.at(-1)!.headers
   t.same([seen['x-user-id'], seen['x-user-roles'], seen['x-plan']], ['auth0|5f7c8ec7c33c6c004bbafe82', 'admin,support', 'pro'])
   const denied = await get(`${gw.url}/admin/x`, bearer(accessToken(['support'])))
-  t.same([denied.status, denied.json.message], [403, 'the token lacks the required claim "https://example.com/roles"'])
+  t.same([denied.status, denied.json.message], [403, 'the token lacks the required claim "https://example.com/roles" (it must contain "admin")'])
   t.equal((await get(`${gw.url}/admin/x`, bearer(accessToken(['admin'], 'free')))).status, 403)
   // The unquoted path would look for nested objects "https://example" → "com/roles": no such claim.
   t.equal(

@@ -191,7 +191,7 @@ t.test('token sources', async (t) => {
     await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/tree/x`, { 'x-api-token': token }))
     await refused(t, 401, 'wrong_issuer', () => get(`${gw.url}/tree/x`, bearer(partnerToken)))
     const other = await refused(t, 403, 'insufficient_claims', () => get(`${gw.url}/tree/x`, bearer(idp.sign({ ...claims, sub: 'carol' }))))
-    t.equal(other.json.message, 'the token lacks the required claim sub', 'the idp alternative says what is lacking')
+    t.equal(other.json.message, 'the token lacks the required claim sub (it must equal "alice")', 'the idp alternative says what is lacking')
   })
 
   t.test('an Authorization the route does not verify never reaches the upstream beside the verified cookie', async (t) => {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../src/log.js'
 import { compilePolicy } from '../../src/policy/compile.js'
-import { parsePolicySource } from '../../src/policy/load.js'
+import { parsePolicyDraft, parsePolicySource } from '../../src/policy/load.js'
 import { PolicyError, formatProblem } from '../../src/policy/problems.js'
 import { loadPolicy } from '../../src/server.js'
 import { tempFile } from '../support/harness.js'
@@ -12,7 +12,7 @@ const silent = createLogger('silent')
 
 function problems(yaml: string, env: Record<string, string> = {}): string[] {
   try {
-    const policy = compilePolicy(parsePolicySource('policy.yaml', yaml, env), silent)
+    const policy = compilePolicy(parsePolicyDraft('policy.yaml', yaml, env), silent)
     for (const issuer of policy.issuers.values()) issuer.stop()
     return []
   } catch (err) {
@@ -56,6 +56,7 @@ t.test('config/example.yaml and config/demo.yaml are valid', async (t) => {
       DEMO_ISSUER: 'http://127.0.0.1:1/',
       DEMO_JWKS_URI: 'http://127.0.0.1:1/jwks',
       DEMO_UPSTREAM: 'http://127.0.0.1:2',
+      DEMO_GRPC_UPSTREAM: 'http://127.0.0.1:3',
     }
     const policy = loadPolicy(file, silent, env)
     for (const issuer of policy.issuers.values()) issuer.stop()
@@ -101,14 +102,59 @@ t.test('a route unreachable behind an earlier one', async (t) => {
   t.same(out, ['policy.yaml:15:11 route is unreachable: routes[0] (/api/**) matches every request it would'])
 })
 
+t.test('every problem of a file in one run: environment, fields, references and unreachable routes', async (t) => {
+  const yaml =
+    GOOD.replace('issuer: https://idp.example.com/', 'issuer: ${IDP_ISSUER}').replace('port: 8080', 'port: "${PORT}"') +
+    `  - path: /api/orders/*
+    upstream: orders
+    auth: none
+  - path: /billing/**
+    upstream: billing
+    auth: none
+  - path: /x
+    upstream: orders
+    auth: none
+    methds: [GET]
+`
+  t.same(problems(yaml), [
+    'policy.yaml:2:34 environment variable PORT is not set',
+    'policy.yaml:5:13 environment variable IDP_ISSUER is not set',
+    'policy.yaml:24:5 unknown field "methds" in routes[3] (did you mean "methods"?)',
+    'policy.yaml:19:15 unknown upstream "billing" (known: orders)',
+    'policy.yaml:15:11 route is unreachable: routes[0] (/api/**) matches every request it would',
+  ])
+})
+
+t.test('a section with a problem of its own is not reported again by what uses it', async (t) => {
+  // A schema problem in the issuer, a meaning problem in the upstream: the route uses both.
+  const broken = GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256, none]').replace('url: "http://127.0.0.1:3001"', 'url: "ftp://127.0.0.1:3001"')
+  t.same(problems(broken), [
+    'policy.yaml:8:25 issuers.idp.algorithms[1] must be one of: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512',
+    'policy.yaml:10:18 upstream url "ftp://127.0.0.1:3001" is not an http(s) URL',
+  ])
+  // A route with a problem of its own still shadows, and is shadowed, in the same run.
+  const routes =
+    GOOD.replace('upstream: orders\n    auth: { issuers: [idp] }', 'upstream: billing\n    auth: { issuers: [idp] }') +
+    '  - path: /api/a\n    upstream: orders\n    auth: none\n'
+  t.same(problems(routes), [
+    'policy.yaml:13:15 unknown upstream "billing" (known: orders)',
+    'policy.yaml:15:11 route is unreachable: routes[0] (/api/**) matches every request it would',
+  ])
+  // A required section broken as a whole stops there: every route would name it.
+  t.same(problems(GOOD.replace('upstreams:\n  orders: { url: "http://127.0.0.1:3001", timeout: 15s }', 'upstreams: []')), [
+    'policy.yaml:9:12 upstreams must be object',
+  ])
+})
+
 t.test('HMAC algorithms with a JWKS, asymmetric with a secret, short secrets', async (t) => {
   t.match(problems(GOOD.replace('algorithms: [RS256]', 'algorithms: [RS256, HS256]')), [/HS256 cannot be used with a jwks_uri/])
   const secretIssuer = GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret: ${S}')
   t.match(problems(secretIssuer, { S: 'x'.repeat(40) }), [/accepts only HS256, HS384 or HS512/])
   t.match(problems(secretIssuer.replace('[RS256]', '[HS256]'), { S: 'short' }), [/at least 32 bytes/])
   t.same(problems(secretIssuer.replace('[RS256]', '[HS256]'), { S: 'x'.repeat(32) }), [])
-  t.match(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret_file: /nonexistent/secret').replace('[RS256]', '[HS256]')), [
-    /cannot read secret_file: ENOENT/,
+  // The path is named; the route that uses the issuer is not told it is unknown.
+  t.same(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', 'secret_file: /nonexistent/secret').replace('[RS256]', '[HS256]')), [
+    'policy.yaml:6:18 cannot read secret_file /nonexistent/secret: ENOENT',
   ])
   const file = tempFile('secret', 'y'.repeat(48) + '\n')
   t.same(problems(GOOD.replace('jwks_uri: https://idp.example.com/.well-known/jwks.json', `secret_file: ${file}`).replace('[RS256]', '[HS384]')), [])
@@ -125,6 +171,27 @@ t.test('every problem is listed, not just the first', async (t) => {
 t.test('YAML syntax errors and duplicate keys', async (t) => {
   t.match(problems('version: 1\nlisten: [\n'), [/^policy\.yaml:\d+:\d+ /])
   t.match(problems(GOOD.replace('upstreams:', 'upstreams:\n  orders: { url: "http://127.0.0.1:1" }')), [/^policy\.yaml:11:3 .*[Uu]nique/])
+})
+
+t.test('YAML slips get a hint in their own words, at the line to fix', async (t) => {
+  // One space too many: the parser complains about the line above, in the words of its grammar.
+  t.same(problems(GOOD.replace('    upstream: orders', '     upstream: orders')), [
+    'policy.yaml:13:6 "upstream" is indented more than "path" on line 12, which has its value on that line; a field beside "path" starts at column 5',
+  ])
+  t.same(problems(GOOD.replace('    audiences: [orders-api]', '     audiences: [orders-api]')), [
+    'policy.yaml:7:6 "audiences" is indented more than "jwks_uri" on line 6, which has its value on that line; a field beside "jwks_uri" starts at column 5',
+  ])
+  // A tab is the problem, not ${…}: no word about quotes.
+  t.same(problems(GOOD.replace('    issuer: https://idp.example.com/', '\tissuer: ${IDP_ISSUER}'), { IDP_ISSUER: 'x' }), [
+    'policy.yaml:5:1 Tabs are not allowed as indentation; indent with spaces',
+  ])
+  t.same(problems(GOOD.replace('auth: { issuers: [idp] }', 'auth: { issuers: [idp], scopes: orders:write }')), [
+    'policy.yaml:14:37 routes[0].auth.scopes must be a list, as in scopes: [orders:write]',
+  ])
+  // claims one step out of auth, beside it in the route.
+  t.same(problems(GOOD.replace('auth: { issuers: [idp] }', 'auth:\n      issuers: [idp]\n    claims: { roles: { contains: admin } }')), [
+    'policy.yaml:16:5 unknown field "claims" in routes[0] (claims goes inside auth: indent it under auth:)',
+  ])
 })
 
 t.test('identity headers may not name headers the gateway owns', async (t) => {
@@ -273,10 +340,9 @@ const ROUTE_AUTH = 'auth: { issuers: [idp] }'
 t.test('token sources: one place each, never what the gateway owns, never on auth: none', async (t) => {
   const issuerSources = (list: string) => problems(GOOD.replace('algorithms: [RS256]', `algorithms: [RS256]\n    token_sources: ${list}`))
   t.same(issuerSources('[{ header: Authorization }, { cookie: session }, { query: access_token }, { header: X-Token, prefix: "" }]'), [])
-  // The route naming it then reports the issuer as unknown too, as for any broken issuer.
+  // The route naming the broken issuer is not told it is unknown: its problem is said once, where it is.
   t.same(issuerSources('[{ header: X-Token, cookie: session }]'), [
     'policy.yaml:9:21 a token source names exactly one of header, cookie or query (found header, cookie)',
-    'policy.yaml:15:23 unknown issuer "idp"',
   ])
   t.match(issuerSources('[{ prefix: "Bearer " }]'), [/names exactly one of header, cookie or query$/])
   t.match(issuerSources('[{ cookie: session, prefix: "x" }]'), [/prefix goes with header/])

@@ -22,6 +22,7 @@ const REDIS_USER_PASSWORD = 'redis-userinfo-password'
 const REDIS_QUERY_PASSWORD = 'redis-query-password'
 const JWKS_PASSWORD = 'jwks-userinfo-p@ss'
 const JWKS_API_KEY = 'jwks-api-key-value'
+const NONCE_SECRET = 'dpop-nonce-secret-'.padEnd(40, 'n')
 
 // Sets every field the schema marks secret (the first test checks that it does).
 const EVERY_SECRET = `version: 1
@@ -38,6 +39,8 @@ revocation:
   backend: redis
   redis: { url: "rediss://jwtgate:${REDIS_USER_PASSWORD}@10.0.0.1:6380/2?password=${REDIS_QUERY_PASSWORD}&db=2" }
   admin_token: "\${T}"
+dpop:
+  nonce: { secret: "\${N}" }
 `
 
 /** The values at a marked path (`*` for any key or item) of a document. */
@@ -50,7 +53,7 @@ function valuesAt(doc: unknown, path: string[]): unknown[] {
 }
 
 t.test('every field the schema marks secret is redacted in /config', async (t) => {
-  const source = parsePolicySource('policy.yaml', EVERY_SECRET, { S: HMAC_SECRET, T: ADMIN_TOKEN, A: STATUS_TOKEN })
+  const source = parsePolicySource('policy.yaml', EVERY_SECRET, { S: HMAC_SECRET, T: ADMIN_TOKEN, A: STATUS_TOKEN, N: NONCE_SECRET })
   const policy = compilePolicy(source, createLogger('silent'))
   const shown = JSON.stringify(policy.redacted)
   for (const [path, mark] of secretPaths(PolicySchema)) {
@@ -66,7 +69,7 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
       else t.equal(value, urls[path], path)
     }
   }
-  for (const secret of [HMAC_SECRET, ADMIN_TOKEN, STATUS_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD, JWKS_PASSWORD, JWKS_API_KEY, 'p@ss']) {
+  for (const secret of [NONCE_SECRET, HMAC_SECRET, ADMIN_TOKEN, STATUS_TOKEN, REDIS_USER_PASSWORD, REDIS_QUERY_PASSWORD, JWKS_PASSWORD, JWKS_API_KEY, 'p@ss']) {
     t.notOk(shown.includes(secret), secret)
   }
   t.equal(valuesAt(policy.redacted, ['issuers', 'internal', 'issuer'])[0], 'internal', 'the rest is shown as written')
@@ -76,6 +79,7 @@ t.test('every field the schema marks secret is redacted in /config', async (t) =
 t.test('the marked fields are the secrets of the policy', async (t) => {
   t.same([...secretPaths(PolicySchema)].sort(), [
     ['admin.token', true],
+    ['dpop.nonce.secret', true],
     ['issuers.*.jwks_uri', 'url_credentials'],
     ['issuers.*.secret', true],
     ['issuers.*.secrets.*.secret', true],

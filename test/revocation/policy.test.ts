@@ -107,7 +107,9 @@ t.test('problems are reported at their place', async (t) => {
   t.same(problems(withRevocation('  backend: memory\n  max_token_lifetime: 0s')), ['policy.yaml:24:23 max_token_lifetime must be more than 0'])
   t.same(problems(withRevocation('  backend: memory\n  admin_token: short')), ['policy.yaml:24:16 the admin token must be at least 16 bytes; it has 5'])
   t.same(problems(withRevocation('  backend: memory\n  admin_token: "${T}"')), ['policy.yaml:24:16 environment variable T is not set'])
-  t.same(problems(withRevocation('  backend: memory\n  admin_token_file: /nonexistent/token')), ['policy.yaml:24:21 cannot read admin_token_file: ENOENT'])
+  t.same(problems(withRevocation('  backend: memory\n  admin_token_file: /nonexistent/token')), [
+    'policy.yaml:24:21 cannot read admin_token_file /nonexistent/token: ENOENT',
+  ])
   t.same(problems(withRevocation(`  backend: memory\n  admin_token: "${'x'.repeat(20)}"\n  admin_token_file: /x`)), [
     'policy.yaml:25:21 give admin_token or admin_token_file, not both',
   ])

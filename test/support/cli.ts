@@ -19,7 +19,9 @@ export const BIN = fileURLToPath(new URL('../../bin/jwtgate.js', import.meta.url
  */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const options = (process.env.NODE_OPTIONS ?? '').split(/\s+/).filter((o) => o && !o.includes('@tapjs/'))
-  return { ...process.env, NODE_OPTIONS: options.join(' '), ...extra }
+  // Nor the OTEL_* variables of a developer's shell: a test that wants tracing says so in `extra`.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')))
+  return { ...env, NODE_OPTIONS: options.join(' '), ...extra }
 }
 
 export interface CliRun {
@@ -110,10 +112,45 @@ export async function servedCluster(t: { teardown(fn: () => unknown): void }, po
   await eventually(
     () => `the cluster starts: ${gw.out()}`,
     40_000,
-    () => /"all workers listening"/.test(gw.out()),
+    // Each process writes its lines in batches: the workers' may come after the primary's.
+    () => /"all workers listening"/.test(gw.out()) && /jwtgate listening on/.test(gw.out()),
   )
   const url = /jwtgate listening on (\S+?)"/.exec(gw.out())![1]!
   const admin = /jwtgate admin on (\S+?)"/.exec(gw.out())![1]!
   await eventually('ready', 20_000, async () => (await get(`${admin}/readyz`)).status === 200)
   return { url, admin, out: gw.out }
+}
+
+export interface ServeChild {
+  proc: ChildProcessWithoutNullStreams
+  /** Everything it wrote so far, standard output and error together. */
+  out(): string
+  exited: Promise<number | null>
+}
+
+/**
+ * `jwtgate serve -c FILE` (the compiled command, or `script` with `nodeArgs`) as a running()
+ * child; resolves once its output matches `ready`.
+ */
+export async function serveChild(
+  t: { teardown(fn: () => unknown): void },
+  policyFile: string,
+  options: { env?: Record<string, string>; ready?: RegExp; script?: string; nodeArgs?: string[]; cwd?: string } = {},
+): Promise<ServeChild> {
+  const { proc, out } = running(t, [options.script ?? MAIN, 'serve', '-c', policyFile], options)
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
+  const ready = options.ready ?? /jwtgate listening on \S+?"[\s\S]*jwtgate admin on \S+?"/
+  const started = Date.now()
+  while (!ready.test(out())) {
+    if (Date.now() - started > 40_000) throw new Error(`jwtgate serve did not start: ${out()}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return { proc, out, exited }
+}
+
+/** `jwtgate serve -c FILE` as a child, with or without an admin listener; resolves with the proxy's port once it listens. */
+export async function servePort(t: { teardown(fn: () => unknown): void }, file: string, env: Record<string, string> = {}): Promise<number> {
+  const listening = /jwtgate listening on https?:\/\/127\.0\.0\.1:(\d+)/
+  const child = await serveChild(t, file, { env, ready: listening })
+  return Number(listening.exec(child.out())![1])
 }
