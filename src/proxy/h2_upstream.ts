@@ -15,6 +15,7 @@ import { sendHeadWithEnd } from '../http/h2_response.js'
 import { watchBody, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
+import { ClientGone } from './upstream_exchange.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants
 
@@ -127,6 +128,8 @@ export interface ExchangeOwner {
    * Returns the trailers to end it with (gRPC: a status), or undefined to reset the client's stream.
    */
   failedMidAnswer(error: Error): OutgoingHttpHeaders | undefined
+  /** The exchange is over: answered (no error), failed, or the client left (ClientGone); the answer body's bytes. */
+  finished?(error: Error | undefined, bodyBytes: number): void
 }
 
 export interface H2Request {
@@ -156,6 +159,7 @@ export class H2Exchange {
   private settled = false
   /** The upstream's head was given to the client's response (which may hold it back until the end: sendHeadWithEnd). */
   private headWritten = false
+  private bodyBytes = 0
   private trailers: IncomingHttpHeaders | undefined
   private body: Readable | undefined
   private stopWatching: () => void = () => {}
@@ -249,6 +253,7 @@ export class H2Exchange {
   private onData(chunk: Buffer): void {
     if (this.settled) return
     if (this.timer) this.timer.refresh()
+    this.bodyBytes += chunk.length
     if (!this.res.write(chunk)) {
       const stream = this.stream!
       stream.pause()
@@ -269,6 +274,7 @@ export class H2Exchange {
     }
     if (this.trailers) this.res.addTrailers(forwardedTrailers(this.trailers))
     this.res.end()
+    this.owner.finished?.(undefined, this.bodyBytes)
   }
 
   /** Stops sending the client's body upstream (the rest of it is not read) and cancels the upstream stream. */
@@ -284,6 +290,15 @@ export class H2Exchange {
     this.settled = true
     clearTimeout(this.timer)
     this.stopUpstream()
+    // failed() or failedMidAnswer() names the failure first, then the exchange is over.
+    try {
+      this.answerFailure(error)
+    } finally {
+      this.owner.finished?.(error, this.bodyBytes)
+    }
+  }
+
+  private answerFailure(error: Error): void {
     if (!this.headWritten) {
       this.owner.failed(error)
       return
@@ -313,6 +328,7 @@ export class H2Exchange {
     // The client cancelled (RST_STREAM) or its connection went: so does the upstream stream.
     this.stopUpstream()
     this.owner.clientLeft()
+    this.owner.finished?.(new ClientGone(), this.bodyBytes)
   }
 
   /**

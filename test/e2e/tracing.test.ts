@@ -5,6 +5,7 @@
 // start from a YAML policy, as everywhere in test/e2e.
 import t from 'tap'
 import { createServer } from 'node:http'
+import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
 import { eventually, gateway, get, issuer, type LogCapture, upstream } from '../support/harness.js'
@@ -347,3 +348,32 @@ t.test('a collector that never answers cannot hold the shutdown past shutdown.ti
     'the shutdown gave up on the export and said so',
   )
 })
+
+t.test(
+  'an HTTP/2 upstream (node:http2 forwarder): the CLIENT span ends, and its context is what the upstream got; the access line has the body size',
+  async (t) => {
+    const seen: Array<string | undefined> = []
+    const h2 = http2.createServer((req, res) => {
+      seen.push(req.headers.traceparent as string | undefined)
+      res.end('hello over h2')
+    })
+    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => new Promise<void>((resolve) => h2.close(() => resolve())))
+    const h2Url = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`
+    const gw = await gateway(
+      t,
+      `version: 1\nlisten: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nupstreams:\n  h2: { url: "${h2Url}", protocol: h2c, timeout: 2s }\nroutes:\n  - { name: over-h2, path: /h2/**, upstream: h2, auth: none }\n`,
+    )
+    const traceId = 'a1b2c3d4e5f60718293a4b5c6d7e8f90'
+    const res = await get(`${gw.url}/h2/x`, { traceparent: `00-${traceId}-${CLIENT_SPAN}-01` })
+    t.equal(res.status, 200)
+    const spans = await spansFor(traceId, 2)
+    const server = one(spans, SpanKind.SERVER)
+    const client = one(spans, SpanKind.CLIENT)
+    t.equal(client.parentSpanId, server.spanId, 'the client span is the server span’s child')
+    t.equal(seen[0], `00-${traceId}-${client.spanId}-01`, 'the upstream continued the client span')
+    t.equal(client.attributes['http.response.status_code'], 200)
+    await eventually('the access line', 2000, async () => accessLines(gw.logs).length > 0)
+    t.equal(accessLines(gw.logs).at(-1)!.response_bytes, 'hello over h2'.length, 'the answer body counted as it streamed')
+  },
+)
