@@ -15,7 +15,7 @@ import { sendHeadWithEnd } from '../http/h2_response.js'
 import { watchBody, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
-import { ClientGone } from './upstream_exchange.js'
+import { ClientGone } from './client_gone.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants
 

@@ -19,13 +19,9 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'n
 import type { Dispatcher } from 'undici'
 import { UpstreamBusy } from './upstream_pools.js'
 
-/** The client went away before the upstream's answer was written. */
-export class ClientGone extends Error {
-  constructor() {
-    super('the client closed the connection')
-    this.name = 'ClientGone'
-  }
-}
+import { ClientGone } from './client_gone.js'
+
+export { ClientGone }
 
 /** undici's controller of one dispatched request (types/dispatcher.d.ts, DispatchController). */
 type Controller = Dispatcher.DispatchController
