@@ -17,9 +17,8 @@
 // What the answer's head carries and how a failure is answered are the owner's (a subclass).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
-import { UpstreamBusy } from './upstream_pools.js'
-
 import { ClientGone } from './client_gone.js'
+import { UpstreamBusy } from './upstream_pools.js'
 
 export { ClientGone }
 
