@@ -1,22 +1,8 @@
 // The status page of `workers: 2`: one page for the whole gateway, served by the primary from
 // every worker's part (figures added up, each worker's key cache and refusals), as /metrics is.
 import t from 'tap'
-import { request } from 'node:http'
 import { servedCluster } from '../support/cli.js'
-import { bearer, get, issuer, tempFile, upstream } from '../support/harness.js'
-
-/** One request on a new connection, so the kernel may give it to either worker. */
-function fresh(url: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, headers }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode!))
-    })
-    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
+import { bearer, get, issuer, tempFile, upstream, fresh } from '../support/harness.js'
 
 t.test('workers: 2, one page: figures added up, each worker listed', async (t) => {
   const idp = await issuer(t)
@@ -39,7 +25,7 @@ routes:
 
   const token = idp.sign({ sub: 'a', aud: 'orders-api' })
   const answers: number[] = []
-  for (let i = 0; i < 20; i++) answers.push(await fresh(`${url}/api/${i}`, i % 2 ? bearer(token) : {}))
+  for (let i = 0; i < 20; i++) answers.push((await fresh(`${url}/api/${i}`, i % 2 ? bearer(token) : {})).status)
   t.same(answers.filter((s) => s === 200).length, 10)
 
   const status = (await get(`${admin}/status.json`)).json

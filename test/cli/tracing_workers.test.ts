@@ -2,23 +2,9 @@
 // resource), and the graceful shutdown sends what each still holds: the batch delay here is ten
 // minutes, so every span the receiver gets came with a worker's shutdown.
 import t from 'tap'
-import { request } from 'node:http'
 import { serveChild } from '../support/cli.js'
-import { tempFile, upstream } from '../support/harness.js'
+import { tempFile, upstream, fresh } from '../support/harness.js'
 import { SpanKind, startOtlpReceiver } from '../support/otlp_receiver.js'
-
-/** One request on a new connection: the kernel (SO_REUSEPORT) spreads new connections over the workers. */
-function fresh(url: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, headers }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode!))
-    })
-    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
 
 t.test('each worker exports its own spans, and its shutdown flushes them', async (t) => {
   const receiver = await startOtlpReceiver()
@@ -45,7 +31,8 @@ routes:
   const traceId = '5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a'
   // 24 connections: that all of them land on one worker has odds of 2^-23.
   const REQUESTS = 24
-  for (let i = 0; i < REQUESTS; i++) t.equal(await fresh(`${url}/open/${i}`, { traceparent: `00-${traceId}-${String(i + 1).padStart(16, '0')}-01` }), 200)
+  for (let i = 0; i < REQUESTS; i++)
+    t.equal((await fresh(`${url}/open/${i}`, { traceparent: `00-${traceId}-${String(i + 1).padStart(16, '0')}-01` })).status, 200)
   t.same(receiver.spans, [], 'nothing exported while running: the batch waits')
 
   proc.kill('SIGTERM')

@@ -3,29 +3,11 @@
 // life in order (starting one costs seconds on a loaded machine); the steps are subtests.
 import t from 'tap'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { request } from 'node:http'
 import { writeFileSync } from 'node:fs'
 import { childEnv, jwtgate, MAIN } from '../support/cli.js'
-import { bearer, eventually, issuer, sleep, tempFile, upstream } from '../support/harness.js'
+import { bearer, eventually, issuer, sleep, tempFile, upstream, fresh } from '../support/harness.js'
 
 const ADMIN_TOKEN = 'admin-token-for-the-workers-test'
-
-/** One request on a new connection: the cluster's round-robin hands each connection to the next worker. */
-function fresh(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, headers }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => {
-        body += d
-      })
-      res.on('end', () => resolve({ status: res.statusCode!, body }))
-    })
-    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
 
 async function statuses(url: string, n: number, headers: Record<string, string> = {}): Promise<number[]> {
   const out: number[] = []

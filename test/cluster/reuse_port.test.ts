@@ -4,10 +4,9 @@
 // Counted in the kernel's own table of listening sockets (/proc/net/tcp), and by which worker
 // wrote each request's access line.
 import { readFileSync } from 'node:fs'
-import { request } from 'node:http'
 import t from 'tap'
 import { MAIN, running } from '../support/cli.js'
-import { eventually, tempFile, upstream } from '../support/harness.js'
+import { eventually, tempFile, upstream, fresh } from '../support/harness.js'
 
 /** Sockets in LISTEN state (0A) on 127.0.0.1:port, from the kernel's table. */
 function listeningSockets(port: number): number {
@@ -18,19 +17,6 @@ function listeningSockets(port: number): number {
       const fields = line.trim().split(/\s+/)
       return fields[1] === local && fields[3] === '0A'
     }).length
-}
-
-/** One request on a new connection. */
-function fresh(url: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode!))
-    })
-    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
-    req.on('error', reject)
-    req.end()
-  })
 }
 
 const up = await upstream(t)
@@ -54,7 +40,7 @@ for (const reusePort of [true, false]) {
 
     t.equal(listeningSockets(port), reusePort ? 2 : 1, reusePort ? 'one listening socket per worker' : "one listening socket, the primary's")
     const statuses: number[] = []
-    for (let i = 0; i < 40; i++) statuses.push(await fresh(`${url}/x`))
+    for (let i = 0; i < 40; i++) statuses.push((await fresh(`${url}/x`)).status)
     t.same(statuses, Array(40).fill(200))
     const workers = () =>
       new Set(

@@ -1,5 +1,6 @@
 // Test harness: real servers on 127.0.0.1 only. A dev issuer serving its JWKS, an echo upstream
 // recording what reached it, and the gateway started from a YAML file written for the test.
+import { request as httpRequest } from 'node:http'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -196,4 +197,24 @@ export async function closedPort(): Promise<number> {
   const { port } = server.address() as { port: number }
   await new Promise((resolve) => server.close(resolve))
   return port
+}
+
+/**
+ * One request on a connection of its own (no keep-alive agent), so that with `workers: N` the
+ * kernel or the primary may hand it to any worker; bounded by 5 s.
+ */
+export function fresh(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { agent: false, headers }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => {
+        body += d
+      })
+      res.on('end', () => resolve({ status: res.statusCode!, body }))
+    })
+    req.setTimeout(5000, () => req.destroy(new Error(`${url} timed out`)))
+    req.on('error', reject)
+    req.end()
+  })
 }
