@@ -134,6 +134,18 @@ function requestBody(request: GatewayRequest): Readable | null {
   return raw.httpVersionMajor === 2 && raw.stream && !raw.stream.endAfterHeaders ? raw : null
 }
 
+/**
+ * Whether the client's request has been read to its end. An HTTP/2 request whose HEADERS frame
+ * ended the stream has no body, but node:http2 marks it complete only once its (empty) body was
+ * read, which a GET's never is: taken as unread, its answer got `Connection: close`, that is a
+ * RST_STREAM(NO_ERROR) after it, which cut the answer for some clients (curl, 1 request in 5).
+ */
+function requestRead(raw: IncomingMessage): boolean {
+  if (raw.complete) return true
+  const stream = (raw as IncomingMessage & { stream?: { endAfterHeaders: boolean } }).stream
+  return raw.httpVersionMajor === 2 && stream?.endAfterHeaders === true
+}
+
 function removedByReload(forwarding: RouteForwarding): Error {
   return new Error(`no connection pool for ${forwarding.origin}: the upstream was removed by a reload`)
 }
@@ -214,7 +226,7 @@ export class GatewayAnswer implements ExchangeOwner {
     }
     // A connection cannot carry the next request before this one's body is read: answered
     // early (the upstream did not read it all), it is closed after the answer.
-    if (!request.raw.complete) out.connection = 'close'
+    if (!requestRead(request.raw)) out.connection = 'close'
     // RFC 9449 §8.2: a client whose proof used an older nonce learns the newest with the answer.
     if (state.identity?.nextNonce) out['dpop-nonce'] = state.identity.nextNonce
     this.forwarder.finishHeaders(out, request, state)
