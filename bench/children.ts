@@ -37,12 +37,12 @@ export function startService(
   command: string,
   args: string[],
   ready: (line: string) => string | undefined,
-  options: { logFile?: string; probe?: () => Promise<string | undefined>; timeoutMs?: number } = {},
+  options: { logFile?: string; probe?: () => Promise<string | undefined>; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<Service> {
   const { logFile, probe, timeoutMs = 60_000 } = options
   const fd = logFile === undefined ? undefined : openSync(logFile, 'a')
   const startedAt = performance.now()
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', fd ?? 'pipe', fd ?? 'pipe'] })
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', fd ?? 'pipe', fd ?? 'pipe'], env: { ...process.env, ...options.env } })
   if (fd !== undefined) closeSync(fd)
   live.add(child)
   let piped = ''

@@ -92,6 +92,21 @@ export function machineTicks(): { total: number; steal: number } {
 }
 
 /** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
+/**
+ * The environment the image's last stage sets besides NODE_OPTIONS (its `ENV NAME=value` lines):
+ * what the gateway runs with in production, e.g. MALLOC_ARENA_MAX. BENCH_IMAGE_ENV=0: none.
+ */
+export function imageEnvironment(root: string): Record<string, string> {
+  if (process.env.BENCH_IMAGE_ENV === '0') return {}
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
+  const lastStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
+  const env: Record<string, string> = {}
+  for (const [, name, value] of lastStage.matchAll(/^ENV ([A-Z_][A-Z0-9_]*)=(.*)$/gm)) {
+    if (name !== 'NODE_OPTIONS') env[name!] = value!.replace(/^"(.*)"$/, '$1')
+  }
+  return env
+}
+
 export function imageNodeOptions(root: string): string {
   const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
   return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''

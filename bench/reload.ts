@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { validatePolicy } from '../src/cli/validate.js'
-import { imageNodeOptions } from './proc.js'
+import { imageEnvironment, imageNodeOptions } from './proc.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RELOADS = Number(process.env.BENCH_RELOADS ?? 5)
@@ -85,7 +85,10 @@ async function main(): Promise<void> {
   })
   const file = path.join(tmp, 'serve.yaml')
   writeFileSync(file, stringify(policy(5000, upstreamUrl, port), { aliasDuplicateObjects: false }))
-  const child = spawn(process.execPath, [...NODE_FLAGS, path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...NODE_FLAGS, path.join(ROOT, 'bin/jwtgate.js'), 'serve', '-c', file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...imageEnvironment(ROOT) },
+  })
   let out = ''
   child.stdout.on('data', (d: Buffer) => {
     out += d.toString()

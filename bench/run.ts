@@ -21,7 +21,7 @@ import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
 import { accepts, freePort, median } from './support.js'
-import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageNodeOptions } from './proc.js'
+import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageEnvironment, imageNodeOptions } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { dpopClients, proofLines, type DpopClient } from './dpop.js'
 import { runWrk, type WrkRun } from './wrk.js'
@@ -48,6 +48,8 @@ const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log
 // Node options for the jwtgate processes: the image's (its Dockerfile's NODE_OPTIONS) unless
 // BENCH_NODE_FLAGS says otherwise, e.g. "" for Node's defaults or "--max-semi-space-size=4".
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
+// The image's other ENV lines (MALLOC_ARENA_MAX) for the jwtgate processes; BENCH_IMAGE_ENV=0: none.
+const IMAGE_ENV = imageEnvironment(ROOT)
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
 // A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
@@ -171,6 +173,7 @@ async function main(): Promise<void> {
     writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
     return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening, {
       logFile: `${file}.log`,
+      env: IMAGE_ENV,
       probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)),
     })
   }
@@ -475,6 +478,7 @@ async function main(): Promise<void> {
       logLevel: LOG_LEVEL ?? 'default',
       accessLog: ACCESS_LOG ?? 'default',
       nodeFlags: NODE_FLAGS.join(' '),
+      imageEnv: IMAGE_ENV,
     }
     writeFileSync(OUT, JSON.stringify({ meta, scenarios: summaries, paced }, null, 2) + '\n')
     console.error(`bench: results written to ${OUT}`)
@@ -573,7 +577,8 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
   )
   console.log(
     `jwtgate ${info.revision} from dist/, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}` +
-      `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}`,
+      `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}` +
+      `${Object.keys(IMAGE_ENV).length ? `, environment ${Object.entries(IMAGE_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`,
   )
   // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
   // CPU figures from run to run: above a few per cent, read the ratios with care.

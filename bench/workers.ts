@@ -16,7 +16,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { killAll, runCommand, type Service, startService } from './children.js'
-import { cpuMicros, imageNodeOptions, processTree, which } from './proc.js'
+import { cpuMicros, imageEnvironment, imageNodeOptions, processTree, which } from './proc.js'
 import { accepts, freePort, median } from './support.js'
 import { runWrk } from './wrk.js'
 
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
       const main = path.join(ROOT, 'dist/cli/main.js')
       return startService(name, process.execPath, [...NODE_FLAGS, main, 'serve', '-c', file], () => undefined, {
         logFile: file.replace(/\.yaml$/, '.log'),
+        env: imageEnvironment(ROOT),
         // A cluster accepts once its workers listen; a request then proves one answers.
         probe: () => accepts(port).then((ok) => (ok ? `http://127.0.0.1:${port}` : undefined)),
       })
