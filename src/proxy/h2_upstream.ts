@@ -11,7 +11,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
-import { sendHeadWithEnd } from '../http/h2_response.js'
+import { sendHeadWithEnd, writeForwardedHead } from '../http/h2_response.js'
 import { watchBody, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
@@ -269,7 +269,7 @@ export class H2Exchange {
     // An answer that is only a head (gRPC's Trailers-Only): passed on as one, on HTTP/2.
     if (ended) sendHeadWithEnd(this.res)
     try {
-      this.res.writeHead(status, head)
+      writeForwardedHead(this.res, status, head)
       this.headWritten = true
     } catch (err) {
       this.onFailure(err as Error)
