@@ -10,6 +10,8 @@
 // rotating-token rows are the cache's steady state, not a cold start (BENCH_TOKEN_CACHE=0 turns
 // the cache off: then every request verifies a signature).
 // Rounds run every scenario once, in an order rotated per round; the table shows medians.
+// The HTTP/2 rows (a2, b2, c2: unary gRPC calls over h2c to an h2c upstream, bench/h2load.ts)
+// run in the same rounds, against their own upstream and floor; h2load missing, they are skipped.
 import { execFileSync } from 'node:child_process'
 import { createPublicKey, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -25,6 +27,7 @@ import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageEnvir
 import { makeTokens, type Signer } from './tokens.js'
 import { dpopClients, proofLines, type DpopClient } from './dpop.js'
 import { runWrk, type WrkRun } from './wrk.js'
+import { grpcCalls, runH2load } from './h2load.js'
 import { compareVersions, EXPRESS_PEER_SERVER, haproxyFiles, installExpressPeer, revocationList, versionOf } from './peers.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -42,6 +45,9 @@ function intFromEnv(name: string, fallback: number, max: number): number {
 const DURATION_S = intFromEnv('BENCH_DURATION', 3, 3600)
 const REPEATS = intFromEnv('BENCH_REPEATS', 3, 100)
 const CONNECTIONS = intFromEnv('BENCH_CONNECTIONS', 50, 10_000)
+// h2load's connections and the streams each keeps open (as a gRPC client's channel multiplexes calls).
+const H2_CONNECTIONS = intFromEnv('BENCH_H2_CONNECTIONS', 10, 1000)
+const H2_STREAMS = intFromEnv('BENCH_H2_STREAMS', 10, 1000)
 const TOKEN_CACHE = process.env.BENCH_TOKEN_CACHE // unset: jwtgate's default
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL // unset: jwtgate's default (info, one line a request)
 const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log.access: true)
@@ -61,11 +67,25 @@ const PRIME_MIN = 1500
 const BUILD_DIR = path.join(ROOT, 'node_modules/.cache/jwtgate-bench')
 const TOKEN_COUNTS = [1, 1000, 10_000] as const
 const REVOKED_ENTRIES = 100_000
+const UPSTREAM = 'a  upstream direct'
+const FLOOR = 'b  floor (fastify+reply-from)'
+const NONE = 'c  jwtgate auth:none'
 const ROUTES_500 = 'c  jwtgate auth:none, 500 routes'
 const REVOCATION = 'c  jwtgate RS256 1k tokens, 100k revoked'
 const HAPROXY = 'p  HAProxy jwt_verify RS256 1k tokens'
 const EXPRESS = 'p  express+express-jwt RS256 1k tokens'
 const DPOP = 'c  jwtgate RS256 1k DPoP-bound, ES256 proofs'
+// The HTTP/2 rows: their own upstream (a2) and floor (b2), bench/h2_upstream.ts and bench/h2_floor.ts.
+const H2_UPSTREAM = 'a2 h2c upstream direct'
+const H2_FLOOR = 'b2 h2c floor (fastify http2)'
+const H2_NONE = 'c2 jwtgate h2c gRPC auth:none'
+const H2_RS256_1 = 'c2 jwtgate h2c gRPC RS256 1 token'
+const H2_RS256_1K = 'c2 jwtgate h2c gRPC RS256 1k tokens (query)'
+const H2_ROWS = [H2_NONE, H2_RS256_1, H2_RS256_1K]
+// The gRPC method the HTTP/2 rows call; the 1k row's route reads its token from ?access_token=
+// (h2load sends one header set, but cycles through a list of URLs).
+const GRPC_PATH = '/bench.Echo/Say'
+const GRPC_QUERY_PATH = '/bench.EchoByQuery/Say'
 /** The rows besides the token rows that need RS256 tokens. */
 const EXTRA_RS256 = [REVOCATION, HAPROXY, EXPRESS, DPOP]
 // A DPoP proof is accepted once: each run of the DPoP row gets this many, signed ahead (more
@@ -79,9 +99,19 @@ const SERVER_CPU = 1
 // Read before pinning: afterwards this process sees one CPU.
 const CPUS = os.availableParallelism()
 
+/** An HTTP/2 row's calls: the method's path, and where its token goes (none: no token). */
+interface H2Calls {
+  path: string
+  token?: 'header' | 'query'
+}
+
 interface Scenario {
   name: string
   service: Service
+  /** The upstream behind it (whose CPU time the row reports too). */
+  upstream: Service
+  /** An HTTP/2 row: h2load's request headers and, for rotating tokens, its file of URLs. */
+  h2?: { path: string; headers: string[]; urlsFile?: string }
   /** Its tokens, one a line; none: no Authorization header. */
   tokensFile?: string
   /** The DPoP row's requests of each round (tokens.lua lines with a proof each), made once the gateway's URL is known. */
@@ -135,7 +165,9 @@ async function main(): Promise<void> {
   // Tokens first, while both CPUs are free: 10,000 RS256 signatures take a few seconds.
   const started = performance.now()
   const seconds = () => ((performance.now() - started) / 1000).toFixed(1)
-  const algorithms = ALGORITHMS.filter((alg) => [...TOKEN_COUNTS.map((n) => scenarioName(alg, n)), ...EXTRA_RS256].some((n) => n.includes(alg) && selected(n)))
+  const algorithms = ALGORITHMS.filter((alg) =>
+    [...TOKEN_COUNTS.map((n) => scenarioName(alg, n)), ...EXTRA_RS256, ...H2_ROWS].some((n) => n.includes(alg) && selected(n)),
+  )
   const signers = new Map<string, { signer: Signer; issuer: Record<string, unknown> }>()
   for (const alg of algorithms) {
     if (alg === 'HS256') {
@@ -166,11 +198,16 @@ async function main(): Promise<void> {
   }
   const listening = (line: string) => /"msg":"jwtgate listening on (http:\/\/[^"]+)"/.exec(line)?.[1]
   const upstream = await startService('upstream', process.execPath, script('upstream'), json)
+  // The HTTP/2 rows' upstream, when they run.
+  const h2load = which('h2load')
+  const h2Skip = h2load ? undefined : 'h2load is not installed (apt-get install -y nghttp2-client)'
+  const h2Wanted = [H2_UPSTREAM, H2_FLOOR, ...H2_ROWS].some(selected)
+  const h2Upstream = h2Wanted && !h2Skip ? await startService('h2c upstream', process.execPath, script('h2_upstream'), json) : undefined
   // The port is chosen here: with BENCH_LOG_LEVEL=warn the gateway does not log where it listens.
-  const jwtgate = (name: string, policy: Record<string, unknown>) => async () => {
+  const jwtgate = (name: string, policy: Record<string, unknown>, protocols?: string[]) => async () => {
     const file = path.join(tmp!, name.replace(/\W+/g, '_'))
     const port = await freePort()
-    writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port } }))
+    writeFileSync(`${file}.yaml`, stringify({ ...policy, listen: { host: '127.0.0.1', port, ...(protocols ? { protocols } : {}) } }))
     return startService(name, process.execPath, [...profileArgs(name), ...NODE_FLAGS, jwtgateMain, 'serve', '-c', `${file}.yaml`], listening, {
       logFile: `${file}.log`,
       env: IMAGE_ENV,
@@ -199,7 +236,7 @@ async function main(): Promise<void> {
     dpop?: { clients: DpopClient[]; tokens: string[] }
     /** The DPoP row's request files, one per round. */
     roundFiles?: string[]
-    scenarios: { name: string; count?: number }[]
+    scenarios: { name: string; count?: number; h2?: H2Calls }[]
     /** Why the group cannot run here (a tool missing): its rows are listed as skipped. */
     skip?: string
   }
@@ -207,12 +244,12 @@ async function main(): Promise<void> {
     {
       name: 'floor',
       start: () => startService('floor', process.execPath, [...profileArgs('floor'), ...script('floor'), upstream.url], json),
-      scenarios: [{ name: 'b  floor (fastify+reply-from)' }],
+      scenarios: [{ name: FLOOR }],
     },
     {
       name: 'jwtgate auth:none',
       start: jwtgate('jwtgate auth:none', { ...basePolicy, routes: [{ path: '/**', upstream: 'up', auth: 'none' }] }),
-      scenarios: [{ name: 'c  jwtgate auth:none' }],
+      scenarios: [{ name: NONE }],
     },
   ]
   for (const alg of algorithms) {
@@ -319,6 +356,53 @@ async function main(): Promise<void> {
       },
     })
   }
+  // HTTP/2: unary gRPC calls over h2c, to the h2c upstream (bench/h2_upstream.ts).
+  const h2Upstreams = { up: { url: h2Upstream?.url ?? 'http://127.0.0.1:1', protocol: 'h2c' } }
+  const grpcRoute = (path: string, auth: unknown, extra: Record<string, unknown> = {}) => ({ path, upstream: 'up', grpc: true, auth, ...extra })
+  groups.push(
+    {
+      name: 'h2c floor',
+      start: () => startService('h2c floor', process.execPath, [...profileArgs('h2c floor'), ...script('h2_floor'), h2Upstream!.url], json),
+      scenarios: [{ name: H2_FLOOR, h2: { path: GRPC_PATH } }],
+      skip: h2Skip,
+    },
+    {
+      name: 'jwtgate h2c auth:none',
+      start: jwtgate('jwtgate h2c auth:none', { ...basePolicy, upstreams: h2Upstreams, routes: [grpcRoute('/**', 'none')] }, ['h2c']),
+      scenarios: [{ name: H2_NONE, h2: { path: GRPC_PATH } }],
+      skip: h2Skip,
+    },
+  )
+  if (rs256) {
+    groups.push({
+      name: 'jwtgate h2c RS256',
+      start: jwtgate(
+        'jwtgate h2c RS256',
+        {
+          ...basePolicy,
+          issuers: { bench: { ...rs256.issuer, audiences: [AUDIENCE], algorithms: ['RS256'] } },
+          upstreams: h2Upstreams,
+          routes: [
+            grpcRoute(
+              `${GRPC_QUERY_PATH.slice(0, GRPC_QUERY_PATH.lastIndexOf('/'))}/*`,
+              { issuers: ['bench'] },
+              { token_sources: [{ query: 'access_token' }] },
+            ),
+            grpcRoute('/**', { issuers: ['bench'] }),
+          ],
+        },
+        ['h2c'],
+      ),
+      tokens: tokens.get('RS256'),
+      scenarios: [
+        { name: H2_RS256_1, count: 1, h2: { path: GRPC_PATH, token: 'header' } },
+        { name: H2_RS256_1K, count: 1000, h2: { path: GRPC_QUERY_PATH, token: 'query' } },
+      ],
+      skip: h2Skip,
+    })
+  }
+  if (h2Skip && selected(H2_UPSTREAM))
+    groups.push({ name: 'h2c upstream', start: () => Promise.reject(new Error(h2Skip)), scenarios: [{ name: H2_UPSTREAM }], skip: h2Skip })
   const skipped = groups.filter((g) => g.skip && g.scenarios.some((x) => selected(x.name)))
   for (const g of skipped) console.error(`bench: ${g.name} skipped: ${g.skip}`)
   const wanted = groups.filter((g) => !g.skip && g.scenarios.some((x) => selected(x.name)))
@@ -337,25 +421,40 @@ async function main(): Promise<void> {
     }
     console.error(`bench: ${REPEATS} × ${DPOP_REQUESTS_PER_S * DURATION_S} DPoP proofs signed after ${seconds()} s`)
   }
-  const scenarios: Scenario[] = [{ name: 'a  upstream direct', service: upstream }]
+  const scenarios: Scenario[] = []
+  if (selected(UPSTREAM)) scenarios.push({ name: UPSTREAM, service: upstream, upstream })
+  if (h2Upstream) scenarios.push({ name: H2_UPSTREAM, service: h2Upstream, upstream: h2Upstream, h2: { path: GRPC_PATH, headers: [] } })
+  // How each process is primed: HTTP/1.1 GETs (every token once), or gRPC calls per HTTP/2 row.
+  const priming: Array<() => Promise<void>> = []
+  if (selected(UPSTREAM)) priming.push(() => prime(upstream))
+  if (h2Upstream) priming.push(() => primeH2(h2Upstream, { path: GRPC_PATH }, []))
   wanted.forEach((g, i) => {
+    const service = services[i]!
+    if (!g.scenarios.some((x) => x.h2)) priming.push(() => prime(service, g.tokens))
     for (const x of g.scenarios) {
       if (!selected(x.name)) continue
-      const scenario: Scenario = { name: x.name, service: services[i]!, ...(g.roundFiles ? { roundFiles: g.roundFiles } : {}) }
-      if (g.tokens && x.count && !g.dpop) {
-        scenario.tokensFile = path.join(tmp!, `tokens-${services[i]!.pid}-${x.count}.txt`)
-        writeFileSync(scenario.tokensFile, g.tokens.slice(0, x.count).join('\n') + '\n')
+      const scenario: Scenario = { name: x.name, service, upstream: x.h2 ? h2Upstream! : upstream, ...(g.roundFiles ? { roundFiles: g.roundFiles } : {}) }
+      const tokens = g.tokens?.slice(0, x.count ?? 0) ?? []
+      if (x.h2) {
+        scenario.h2 = { path: x.h2.path, headers: x.h2.token === 'header' ? [`authorization: Bearer ${tokens[0]}`] : [] }
+        if (x.h2.token === 'query') {
+          scenario.h2.urlsFile = path.join(tmp!, `urls-${service.pid}-${x.count}.txt`)
+          writeFileSync(scenario.h2.urlsFile, tokens.map((t) => `${service.url}${x.h2!.path}?access_token=${t}`).join('\n') + '\n')
+        }
+        const calls = x.h2
+        priming.push(() => primeH2(service, calls, tokens))
+      } else if (g.tokens && x.count && !g.dpop) {
+        scenario.tokensFile = path.join(tmp!, `tokens-${service.pid}-${x.count}.txt`)
+        writeFileSync(scenario.tokensFile, tokens.join('\n') + '\n')
       }
       scenarios.push(scenario)
     }
   })
-  console.error(`bench: ${wanted.length + 1} processes for ${scenarios.length} scenarios ready after ${seconds()} s; priming`)
+  console.error(`bench: ${wanted.length + 1 + (h2Upstream ? 1 : 0)} processes for ${scenarios.length} scenarios ready after ${seconds()} s; priming`)
   // Priming runs before pinning, on both CPUs: it is the slowest part of the set-up.
-  await mapLimit([{ service: upstream, tokens: undefined }, ...wanted.map((g, i) => ({ service: services[i]!, tokens: g.tokens }))], 2, (x) =>
-    prime(x.service, x.tokens),
-  )
+  await mapLimit(priming, 2, (run) => run())
   if (pinned) {
-    for (const s of [upstream, ...services]) pin(s.pid, SERVER_CPU)
+    for (const s of [upstream, ...(h2Upstream ? [h2Upstream] : []), ...services]) pin(s.pid, SERVER_CPU)
     pin(process.pid, LOADGEN_CPU)
   }
   console.error(`bench: primed after ${seconds()} s${pinned ? '' : '; taskset or a second CPU missing: nothing pinned'}`)
@@ -378,27 +477,39 @@ async function main(): Promise<void> {
     const order = [...scenarios.slice(shift), ...scenarios.slice(0, shift)]
     for (const s of order) {
       s.service.assertAlive()
-      upstream.assertAlive()
+      s.upstream.assertAlive()
       await sleep(50) // the previous run's connections close
       const cpu0 = cpuMicros(s.service.pid)
-      const up0 = cpuMicros(upstream.pid)
+      const up0 = cpuMicros(s.upstream.pid)
       const machine0 = machineTicks()
-      const result = await runWrk({
-        wrk,
-        url: s.service.url + PATH,
-        connections: CONNECTIONS,
-        durationS: DURATION_S,
-        tokensFile: s.roundFiles?.[round] ?? s.tokensFile,
-        cpu: pinned ? LOADGEN_CPU : undefined,
-      })
-      const cpu = cpuMicros(s.service.pid) - cpu0
-      const up = cpuMicros(upstream.pid) - up0
+      const cpu = pinned ? LOADGEN_CPU : undefined
+      const result = s.h2
+        ? await runH2load({
+            h2load: h2load!,
+            url: s.service.url + s.h2.path,
+            urlsFile: s.h2.urlsFile,
+            connections: H2_CONNECTIONS,
+            streams: H2_STREAMS,
+            durationS: DURATION_S,
+            headers: s.h2.headers,
+            cpu,
+          })
+        : await runWrk({
+            wrk,
+            url: s.service.url + PATH,
+            connections: CONNECTIONS,
+            durationS: DURATION_S,
+            tokensFile: s.roundFiles?.[round] ?? s.tokensFile,
+            cpu,
+          })
+      const cpuUs = cpuMicros(s.service.pid) - cpu0
+      const up = cpuMicros(s.upstream.pid) - up0
       const machine1 = machineTicks()
       stolen.push((machine1.steal - machine0.steal) / Math.max(1, machine1.total - machine0.total))
       s.service.truncateLog()
       runs
         .get(s)!
-        .push({ ...result, round, cpuUsPerReq: cpu / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
+        .push({ ...result, round, cpuUsPerReq: cpuUs / result.requests, upstreamCpuUsPerReq: up / result.requests, rssMB: rssBytes(s.service.pid) / 2 ** 20 })
       process.stderr.write(`  round ${round + 1}/${REPEATS} ${s.name.padEnd(30)} ${result.rps.toFixed(0).padStart(7)} req/s\n`)
     }
   }
@@ -407,7 +518,7 @@ async function main(): Promise<void> {
   // floor's throughput, each connection waiting between its requests. The p99 jwtgate adds there
   // is issue 6's latency target.
   const paced: { name: string; rps: number; p50Ms: number; p99Ms: number }[] = []
-  const floorScenario = scenarios.find((s) => s.name.startsWith('b '))!
+  const floorScenario = scenarios.find((s) => s.name === FLOOR)!
   const rsScenario = scenarios.find((s) => s.name === scenarioName('RS256', 1000))
   if (rsScenario) {
     const half = median(runs.get(floorScenario)!.map((r) => r.rps)) / 2
@@ -474,6 +585,8 @@ async function main(): Promise<void> {
       durationS: DURATION_S,
       repeats: REPEATS,
       connections: CONNECTIONS,
+      h2Connections: H2_CONNECTIONS,
+      h2Streams: H2_STREAMS,
       tokenCache: TOKEN_CACHE ?? 'default',
       logLevel: LOG_LEVEL ?? 'default',
       accessLog: ACCESS_LOG ?? 'default',
@@ -493,16 +606,31 @@ function profileArgs(name: string): string[] {
   return PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, name.replace(/\W+/g, '_'))}`] : []
 }
 
-/** BENCH_ONLY picks scenarios by name; (a) and (b) always run, the ratios need them. */
+/**
+ * BENCH_ONLY picks scenarios by name. The bases of a protocol, (a) and (b) for HTTP/1.1, (a2) and
+ * (b2) for HTTP/2, run with any row of theirs: the ratios need them; (a) and (b) also when
+ * BENCH_ONLY names no row at all.
+ */
 function selected(name: string): boolean {
-  return !ONLY || name.startsWith('a ') || name.startsWith('b ') || ONLY.test(name)
+  if (!ONLY || ONLY.test(name)) return true
+  const only = ONLY
+  const http1Rows = [NONE, ROUTES_500, ...ALGORITHMS.flatMap((alg) => TOKEN_COUNTS.map((n) => scenarioName(alg, n))), ...EXTRA_RS256]
+  if (name === H2_UPSTREAM || name === H2_FLOOR) return H2_ROWS.some((row) => only.test(row))
+  if (name === UPSTREAM || name === FLOOR) return http1Rows.some((row) => only.test(row)) || !H2_ROWS.some((row) => only.test(row))
+  return false
+}
+
+/** The row a row's ÷a or ÷b compares with: its own protocol's upstream or floor. */
+function baseOf(rows: Summary[], row: Summary, base: 'a' | 'b'): Summary | undefined {
+  const h2 = row.name[1] === '2'
+  return rows.find((r) => r.name === (base === 'a' ? (h2 ? H2_UPSTREAM : UPSTREAM) : h2 ? H2_FLOOR : FLOOR))
 }
 
 /** How a row compares with another of the same run: the figures issues 5 and 6 ask for. */
 function comparisons(rows: Summary[]): void {
   const row = (name: string) => rows.find((r) => r.name === name)
   const pairs: [string, string | undefined, string][] = [
-    [ROUTES_500, 'c  jwtgate auth:none', 'route matching, 500 routes against 1'],
+    [ROUTES_500, NONE, 'route matching, 500 routes against 1'],
     [REVOCATION, scenarioName('RS256', 1000), 'revocation, 100k entries against none'],
     [HAPROXY, scenarioName('RS256', 1000), 'HAProxy against jwtgate'],
     [EXPRESS, scenarioName('RS256', 1000), 'express against jwtgate'],
@@ -520,6 +648,20 @@ function comparisons(rows: Summary[]): void {
 
 function scenarioName(alg: string, count: number): string {
   return `c  jwtgate ${alg} ${count === 1 ? '1 token' : `${count / 1000}k tokens`}`
+}
+
+/** HTTP/2 rows: every token once (at least PRIME_MIN calls), each required to end with grpc-status 0. */
+async function primeH2(service: Service, calls: H2Calls, tokens: string[]): Promise<void> {
+  const total = Math.max(PRIME_MIN, tokens.length)
+  const list = Array.from({ length: total }, (_, i): { path: string; headers: Record<string, string> } => {
+    const token = tokens[i % tokens.length]
+    if (token === undefined || !calls.token) return { path: calls.path, headers: {} }
+    return calls.token === 'header'
+      ? { path: calls.path, headers: { authorization: `Bearer ${token}` } }
+      : { path: `${calls.path}?access_token=${token}`, headers: {} }
+  })
+  const failures = await grpcCalls(service.url, list, H2_CONNECTIONS * H2_STREAMS)
+  if (failures.length) throw new Error(`${service.name}: ${failures.length} of ${total} priming calls failed, e.g. ${failures[0]}`)
 }
 
 /** Sends every token once (at least PRIME_MIN requests) and requires a 200 for each. */
@@ -548,9 +690,9 @@ async function prime(service: Service, tokens?: string[]): Promise<void> {
 }
 
 function printTable(rows: Summary[], info: { pinned: boolean; revision: string; steal: { median: number; max: number } | undefined }): void {
-  const a = rows.find((r) => r.name.startsWith('a '))!
-  const b = rows.find((r) => r.name.startsWith('b '))!
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
+  const a = (r: Summary) => baseOf(rows, r, 'a') ?? { rps: Number.NaN }
+  const b = (r: Summary) => baseOf(rows, r, 'b') ?? { rps: Number.NaN, cpuUsPerReq: Number.NaN }
   const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MB', 'peak RSS MB', 'req/s ÷a', 'req/s ÷b', 'CPU ÷b', 'errors']
   const lines = rows.map((r) => [
     r.name,
@@ -560,9 +702,9 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
     fixed(r.cpuUsPerReq, 1),
     fixed(r.rssMB, 0),
     fixed(r.peakRssMB, 0),
-    fixed(r.rps / a.rps, 2),
-    fixed(r.rps / b.rps, 2),
-    fixed(r.cpuUsPerReq / b.cpuUsPerReq, 2),
+    fixed(r.rps / a(r).rps, 2),
+    fixed(r.rps / b(r).rps, 2),
+    fixed(r.cpuUsPerReq / b(r).cpuUsPerReq, 2),
     r.errors ? String(r.errors) : '',
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
@@ -575,6 +717,11 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
       `CPU µs/req and RSS are the proxy process's alone (row a: the upstream's), RSS after the row's last run and at its peak (the rows of one algorithm share one gateway, so one peak); ÷a = share of the bare upstream's throughput, ÷b = relative to the bare Node proxy (CPU ÷b > 1: costlier per request); ` +
       `token rows are after priming, so rotating tokens are cache hits unless BENCH_TOKEN_CACHE=0. Noisy machine: differences under ~10% are noise.`,
   )
+  if (rows.some((r) => r.name[1] === '2'))
+    console.log(
+      `HTTP/2 rows (a2, b2, c2): unary gRPC calls over h2c to an h2c upstream, h2load, ${H2_CONNECTIONS} connections × ${H2_STREAMS} streams; ` +
+        `their ÷a and ÷b are against a2 and b2 (the fastify http2 forwarder); the 1k row's tokens are in ?access_token= (h2load sends one header set).`,
+    )
   console.log(
     `jwtgate ${info.revision} from dist/, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}` +
       `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}` +

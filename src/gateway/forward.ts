@@ -92,7 +92,7 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
       path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
       authority: forwarding.host,
       headers,
-      body: requestBody(request),
+      ...h2Body(request),
       bodyLimits,
       timeoutMs: forwarding.timeoutMs,
       trailers: undefined,
@@ -135,6 +135,17 @@ function requestBody(request: GatewayRequest): Readable | null {
 }
 
 /**
+ * The body for an HTTP/2 upstream. An HTTP/2 client's is read from its stream itself rather than
+ * through node:http2's compatibility request, a Readable fed from that stream chunk by chunk: one
+ * stream and its events less a request.
+ */
+function h2Body(request: GatewayRequest): { body: Readable | null; bodyIsClientStream: boolean } {
+  const raw = request.raw as IncomingMessage & { stream?: Readable & { endAfterHeaders: boolean } }
+  if (raw.httpVersionMajor !== 2 || !raw.stream) return { body: requestBody(request), bodyIsClientStream: false }
+  return { body: raw.stream.endAfterHeaders ? null : raw.stream, bodyIsClientStream: true }
+}
+
+/**
  * Whether the client's request has been read to its end. An HTTP/2 request whose HEADERS frame
  * ended the stream has no body, but node:http2 marks it complete only once its (empty) body was
  * read, which a GET's never is: taken as unread, its answer got `Connection: close`, that is a
@@ -142,8 +153,10 @@ function requestBody(request: GatewayRequest): Readable | null {
  */
 function requestRead(raw: IncomingMessage): boolean {
   if (raw.complete) return true
-  const stream = (raw as IncomingMessage & { stream?: { endAfterHeaders: boolean } }).stream
-  return raw.httpVersionMajor === 2 && stream?.endAfterHeaders === true
+  // An HTTP/2 body forwarded to an HTTP/2 upstream is read from the stream (h2Body), which the
+  // compatibility request's `complete` does not see.
+  const stream = (raw as IncomingMessage & { stream?: { endAfterHeaders: boolean; readableEnded: boolean } }).stream
+  return raw.httpVersionMajor === 2 && (stream?.endAfterHeaders === true || stream?.readableEnded === true)
 }
 
 function removedByReload(forwarding: RouteForwarding): Error {
