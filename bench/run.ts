@@ -56,6 +56,9 @@ const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
 // The image's other ENV lines (MALLOC_ARENA_MAX) for the jwtgate processes; BENCH_IMAGE_ENV=0: none.
 const IMAGE_ENV = imageEnvironment(ROOT)
+const IMAGE_ENV_TEXT = Object.entries(IMAGE_ENV)
+  .map(([name, value]) => `${name}=${value}`)
+  .join(' ')
 const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
 const OUT = process.env.BENCH_OUT
 // A directory: the proxies run under `node --cpu-prof` and write their profiles there on exit
@@ -725,7 +728,7 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
   console.log(
     `jwtgate ${info.revision} from dist/, token cache ${TOKEN_CACHE ?? 'default'}, log level ${LOG_LEVEL ?? 'default'}, access log ${ACCESS_LOG ?? 'default'}` +
       `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}` +
-      `${Object.keys(IMAGE_ENV).length ? `, environment ${Object.entries(IMAGE_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`,
+      (IMAGE_ENV_TEXT ? `, environment ${IMAGE_ENV_TEXT}` : ''),
   )
   // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
   // CPU figures from run to run: above a few per cent, read the ratios with care.
