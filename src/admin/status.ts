@@ -171,7 +171,7 @@ export interface StatusUpstream {
   name: string
   url: string
   connections: { open: number; in_use: number; waiting: number }
-  health: { state: 'healthy' | 'unhealthy' | 'not checked yet'; path: string; last_check: string | null; last_problem: string | null } | null
+  health: { state: 'healthy' | 'unhealthy' | 'not checked yet'; path: string; check: string; last_check: string | null; last_problem: string | null } | null
   /** Its failures among the recent refusals, newest first. */
   recent_errors: Array<{ at: string; reason: string; route: string | null; request_id: string }>
 }
@@ -430,6 +430,7 @@ function upstreamRow(document: PolicyDocument, name: string, origin: string, par
     ? {
         state: checks.some((c) => c.healthy === false) ? 'unhealthy' : checks.every((c) => c.healthy) ? 'healthy' : 'not checked yet',
         path: checks[0]!.path,
+        check: checks[0]!.check,
         last_check: iso(Math.max(...checks.map((c) => c.lastCheckAt ?? 0)) || undefined),
         last_problem: checks.find((c) => c.lastProblem)?.lastProblem ?? null,
       }

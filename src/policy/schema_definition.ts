@@ -230,10 +230,25 @@ const Issuer = Type.Object(
   { additionalProperties: false },
 )
 
-// Names as Envoy's HTTP health check has them (path, interval, timeout, the two thresholds).
+// Names as Envoy's HTTP health check has them (path, interval, timeout, the two thresholds); its
+// gRPC health check's service_name is `service` here, with `grpc: true`.
 const UpstreamHealth = Type.Object(
   {
-    path: Type.String({ pattern: '^/[^\\s#]*$', description: "the absolute path (and query) GET on the upstream's origin" }),
+    path: Type.Optional(
+      Type.String({ pattern: '^/[^\\s#]*$', description: "the absolute path (and query) GET on the upstream's origin; required unless grpc" }),
+    ),
+    grpc: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'call the standard gRPC health service (grpc.health.v1.Health/Check) instead of GET path; needs protocol h2c or h2',
+      }),
+    ),
+    service: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: 'with grpc: the service name the health check asks about; left out (or empty) for the whole server',
+      }),
+    ),
     interval: Type.Optional(Duration({ default: '5s' })),
     timeout: Type.Optional(Duration({ default: '1s' })),
     healthy_threshold: Type.Optional(
