@@ -445,6 +445,13 @@ const Route = Type.Object(
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
     ),
+    // Envoy's route max_grpc_timeout: a client's deadline is its word, so it gets a ceiling.
+    max_grpc_timeout: Type.Optional(
+      Duration({
+        default: '1h',
+        description: 'the longest deadline (grpc-timeout) a gRPC call on this route gets: a longer one is cut to it, also for the upstream; 0 for no limit',
+      }),
+    ),
     allow_ambiguous_paths: Type.Optional(
       Type.Boolean({
         default: false,
