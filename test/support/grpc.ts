@@ -126,9 +126,14 @@ export type EchoClient = grpc.Client & {
   Chat(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<Message, Message>
 }
 
-/** A client of the gateway at host:port (a plain-text channel: h2c), with channel options (grpc.default_authority, …). */
-export function echoClient(t: Teardown, address: string, options: grpc.ChannelOptions = {}): EchoClient {
-  const client = new demo.Echo(address, grpc.credentials.createInsecure(), options) as unknown as EchoClient
+/** A client of the gateway at host:port (a plain-text channel, h2c, unless given TLS credentials), with channel options (grpc.default_authority, …). */
+export function echoClient(
+  t: Teardown,
+  address: string,
+  options: grpc.ChannelOptions = {},
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): EchoClient {
+  const client = new demo.Echo(address, credentials, options) as unknown as EchoClient
   t.teardown(() => client.close())
   return client
 }
