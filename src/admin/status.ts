@@ -11,6 +11,7 @@ import { redactUrl } from '../http/urls.js'
 import type { CompiledPolicy, Route } from '../policy/compile.js'
 import type { PolicyDocument } from '../policy/schema.js'
 import type { UpstreamCheckDetails } from '../proxy/upstream_health.js'
+import type { PoolStats } from '../proxy/upstream_pools.js'
 import type { RevocationStats } from '../revocation/store.js'
 import type { IssuerCounts, Metrics } from './metrics.js'
 import type { Refusal } from './refusals.js'
@@ -38,7 +39,7 @@ export interface ProcessStatus {
   issuers: IssuerKeys[]
   issuerCounts: Record<string, IssuerCounts>
   refusals: Refusal[]
-  pools: Array<{ origin: string; connected: number; inUse: number; queued: number }>
+  pools: PoolStats[]
   checks: UpstreamCheckDetails[]
   revocation: RevocationStats | null
 }
@@ -170,8 +171,9 @@ export interface StatusRefusal {
 export interface StatusUpstream {
   name: string
   url: string
-  connections: { open: number; in_use: number; waiting: number }
-  health: { state: 'healthy' | 'unhealthy' | 'not checked yet'; path: string; last_check: string | null; last_problem: string | null } | null
+  /** `streams`: for an HTTP/2 upstream, the streams open on its connections. */
+  connections: { open: number; in_use: number; waiting: number; streams?: number }
+  health: { state: 'healthy' | 'unhealthy' | 'not checked yet'; path: string; check: string; last_check: string | null; last_problem: string | null } | null
   /** Its failures among the recent refusals, newest first. */
   recent_errors: Array<{ at: string; reason: string; route: string | null; request_id: string }>
 }
@@ -409,7 +411,7 @@ function revocationRow(parts: Array<{ worker: number; status: ProcessStatus }>, 
 }
 
 function upstreamRow(document: PolicyDocument, name: string, origin: string, parts: Array<{ worker: number; status: ProcessStatus }>): StatusUpstream {
-  const connections = { open: 0, in_use: 0, waiting: 0 }
+  const connections: StatusUpstream['connections'] = { open: 0, in_use: 0, waiting: 0 }
   const checks: UpstreamCheckDetails[] = []
   for (const p of parts) {
     const pool = p.status.pools.find((s) => s.origin === origin)
@@ -417,6 +419,7 @@ function upstreamRow(document: PolicyDocument, name: string, origin: string, par
       connections.open += pool.connected
       connections.in_use += pool.inUse
       connections.waiting += pool.queued
+      if (pool.streams !== undefined) connections.streams = (connections.streams ?? 0) + pool.streams
     }
     const check = p.status.checks.find((c) => c.upstream === name)
     if (check) checks.push(check)
@@ -430,6 +433,7 @@ function upstreamRow(document: PolicyDocument, name: string, origin: string, par
     ? {
         state: checks.some((c) => c.healthy === false) ? 'unhealthy' : checks.every((c) => c.healthy) ? 'healthy' : 'not checked yet',
         path: checks[0]!.path,
+        check: checks[0]!.check,
         last_check: iso(Math.max(...checks.map((c) => c.lastCheckAt ?? 0)) || undefined),
         last_problem: checks.find((c) => c.lastProblem)?.lastProblem ?? null,
       }

@@ -315,9 +315,9 @@ function upstreams(doc: StatusDocument): string {
   const rows = doc.upstreams.map((u) => [
     `<span class="route-name">${esc(u.name)}</span>`,
     `<code class="small">${esc(u.url)}</code>`,
-    `${u.connections.open} open, ${u.connections.in_use} in use${u.connections.waiting ? `, <span class="bad">${u.connections.waiting} waiting</span>` : ''}`,
+    `${u.connections.open} open, ${u.connections.in_use} in use${u.connections.streams === undefined ? '' : `, ${u.connections.streams} streams`}${u.connections.waiting ? `, <span class="bad">${u.connections.waiting} waiting</span>` : ''}`,
     u.health
-      ? `<span class="${u.health.state === 'healthy' ? 'ok' : 'bad'}">${esc(u.health.state)}</span> (GET <code>${esc(u.health.path)}</code>${u.health.last_check ? `, checked ${timeTag(u.health.last_check)}` : ''})${u.health.last_problem ? `<br><span class="small">last problem: ${esc(u.health.last_problem)}</span>` : ''}`
+      ? `<span class="${u.health.state === 'healthy' ? 'ok' : 'bad'}">${esc(u.health.state)}</span> (<code>${esc(u.health.check)}</code>${u.health.last_check ? `, checked ${timeTag(u.health.last_check)}` : ''})${u.health.last_problem ? `<br><span class="small">last problem: ${esc(u.health.last_problem)}</span>` : ''}`
       : '<span class="muted">no health check</span>',
     u.recent_errors.length
       ? `<ul class="reasons">${u.recent_errors.map((e) => `<li>${timeTag(e.at)} <code>${esc(e.reason)}</code> ${e.route ? esc(e.route) : ''} <code class="small">${esc(e.request_id)}</code></li>`).join('')}</ul>`

@@ -106,3 +106,12 @@ export function grpcTimeoutMs(value: string | string[] | undefined): number | un
 }
 
 const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 }
+
+/** A deadline in ms as a `grpc-timeout` value: the finest of ms, S, M, H that fits in 8 digits, rounded up. */
+export function grpcTimeoutValue(ms: number): string {
+  for (const unit of ['m', 'S', 'M', 'H']) {
+    const count = Math.ceil(ms / UNIT_MS[unit]!)
+    if (count <= 99_999_999) return `${count}${unit}`
+  }
+  return '99999999H'
+}

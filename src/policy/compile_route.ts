@@ -14,10 +14,11 @@ import type { Upstream } from '../proxy/upstream.js'
 import { compileHostPattern, compilePathPattern, type RouteCandidate } from '../routing/route_table.js'
 import { deepFreeze, type Route } from './compiled.js'
 import { defaultsOf } from './defaults.js'
+import { durationMs } from './duration.js'
 import type { DocPath, OnProblem } from './problems.js'
 import { RouteSchema, type RouteDocument } from './schema.js'
 
-const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths', 'grpc'])
+const DEFAULT = defaultsOf(RouteSchema, ['forward_token', 'forward_dpop_proof', 'mode', 'websocket', 'allow_ambiguous_paths', 'grpc', 'max_grpc_timeout'])
 
 /** The names the policy declares, compiled or not (see compile.ts declaredNames). */
 export interface Declared {
@@ -139,6 +140,7 @@ export function compileRoute(
     websocket: spec.websocket ?? DEFAULT.websocket,
     grpc: spec.grpc ?? DEFAULT.grpc,
     maxBodyBytes: spec.max_body_bytes ?? ctx.maxBodyBytes,
+    maxGrpcTimeoutMs: durationMs(spec.max_grpc_timeout ?? DEFAULT.max_grpc_timeout),
     allowAmbiguousPaths: spec.allow_ambiguous_paths ?? DEFAULT.allow_ambiguous_paths,
     headerCopy: headerCopy(auth?.sources, forwardToken, ctx.identity.strip, withholdProof),
   })

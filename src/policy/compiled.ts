@@ -33,6 +33,8 @@ export interface Route {
   readonly grpc: boolean
   /** The largest request body; 0 for no limit. */
   readonly maxBodyBytes: number
+  /** `max_grpc_timeout`: the longest deadline a gRPC call gets, in ms; 0 for no limit. */
+  readonly maxGrpcTimeoutMs: number
   /** `allow_ambiguous_paths`: a path normalizePath marks ambiguous is forwarded rather than refused. */
   readonly allowAmbiguousPaths: boolean
   /** What forwarding never copies to the upstream on this route (token headers and cookies included); computed here, read per request. */

@@ -230,10 +230,25 @@ const Issuer = Type.Object(
   { additionalProperties: false },
 )
 
-// Names as Envoy's HTTP health check has them (path, interval, timeout, the two thresholds).
+// Names as Envoy's HTTP health check has them (path, interval, timeout, the two thresholds); its
+// gRPC health check's service_name is `service` here, with `grpc: true`.
 const UpstreamHealth = Type.Object(
   {
-    path: Type.String({ pattern: '^/[^\\s#]*$', description: "the absolute path (and query) GET on the upstream's origin" }),
+    path: Type.Optional(
+      Type.String({ pattern: '^/[^\\s#]*$', description: "the absolute path (and query) GET on the upstream's origin; required unless grpc" }),
+    ),
+    grpc: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'call the standard gRPC health service (grpc.health.v1.Health/Check) instead of GET path; needs protocol h2c or h2',
+      }),
+    ),
+    service: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: 'with grpc: the service name the health check asks about; left out (or empty) for the whole server',
+      }),
+    ),
     interval: Type.Optional(Duration({ default: '5s' })),
     timeout: Type.Optional(Duration({ default: '1s' })),
     healthy_threshold: Type.Optional(
@@ -429,6 +444,13 @@ const Route = Type.Object(
     ),
     max_body_bytes: Type.Optional(
       Type.Integer({ minimum: 0, description: 'the largest request body on this route, in bytes; larger gets 413; 0 for no limit' }),
+    ),
+    // Envoy's route max_grpc_timeout: a client's deadline is its word, so it gets a ceiling.
+    max_grpc_timeout: Type.Optional(
+      Duration({
+        default: '1h',
+        description: 'the longest deadline (grpc-timeout) a gRPC call on this route gets: a longer one is cut to it, also for the upstream; 0 for no limit',
+      }),
     ),
     allow_ambiguous_paths: Type.Optional(
       Type.Boolean({

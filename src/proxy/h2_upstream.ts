@@ -96,6 +96,26 @@ export class H2Upstream {
     return tracked
   }
 
+  /**
+   * For the status page: sessions open (connecting included), those carrying a stream, streams
+   * open, and streams waiting for room (beyond what the upstream's SETTINGS_MAX_CONCURRENT_STREAMS
+   * allows: nghttp2 holds them). A session that got GOAWAY is no longer counted, its last streams either.
+   */
+  stats(): { sessions: number; busy: number; streams: number; queued: number } {
+    let sessions = 0
+    let busy = 0
+    let streams = 0
+    let queued = 0
+    for (const t of this.sessions) {
+      if (t.session.closed || t.session.destroyed) continue
+      sessions++
+      if (t.open > 0) busy++
+      streams += t.open
+      queued += Math.max(0, t.open - (t.session.remoteSettings.maxConcurrentStreams ?? 100))
+    }
+    return { sessions, busy, streams, queued }
+  }
+
   /** Closes the sessions once their streams finish (a reload that changed or removed the upstream). */
   async close(): Promise<void> {
     await Promise.all(this.sessions.map((t) => new Promise<void>((resolve) => t.session.close(resolve))))

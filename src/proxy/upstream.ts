@@ -73,7 +73,7 @@ export function compileUpstream(name: string, spec: UpstreamDocument, at: DocPat
   }
   const tls = compileUpstreamTls(spec.tls, url.protocol === 'https:', [...at, 'tls'], files, problem)
   if (tls === undefined) return undefined
-  const health = compileUpstreamHealth(spec.health, [...at, 'health'], problem)
+  const health = compileUpstreamHealth(spec.health, protocol, [...at, 'health'], problem)
   if (health === undefined) return undefined
   const connections = spec.connections ?? DEFAULT.connections
   const hash = createHash('sha256').update(`${url.origin}\n${connections}\n${protocol}`)

@@ -18,6 +18,15 @@ export function upstreamTlsOptions(upstream: Upstream): { rejectUnauthorized: tr
   return { rejectUnauthorized: true, ...upstream.tls }
 }
 
+/** One origin's connections as the status page shows them; `streams` only for an HTTP/2 upstream. */
+export interface PoolStats {
+  origin: string
+  connected: number
+  inUse: number
+  queued: number
+  streams?: number
+}
+
 /** An origin's connections: an undici Pool (HTTP/1.1) or HTTP/2 sessions (./h2_upstream.ts). */
 type Entry = { key: string; pool: Pool | H2Upstream }
 
@@ -61,13 +70,18 @@ export class UpstreamPools {
     return pool instanceof H2Upstream ? pool : undefined
   }
 
-  /** Each origin's connections, for the status page: open, in use (carrying a request), and requests waiting for one. */
-  stats(): Array<{ origin: string; connected: number; inUse: number; queued: number }> {
-    // HTTP/2 upstreams (node:http2 sessions) keep no such counts: they are left out.
-    return [...this.pools].flatMap(([origin, { pool }]) => {
-      if (pool instanceof H2Upstream) return []
+  /**
+   * Each origin's connections, for the status page: open, in use (carrying a request), and
+   * requests waiting for one; for an HTTP/2 upstream, its sessions so, and the streams open on them.
+   */
+  stats(): PoolStats[] {
+    return [...this.pools].map(([origin, { pool }]) => {
+      if (pool instanceof H2Upstream) {
+        const { sessions, busy, streams, queued } = pool.stats()
+        return { origin, connected: sessions, inUse: busy, queued, streams }
+      }
       const { connected, free, queued } = pool.stats
-      return [{ origin, connected, inUse: connected - free, queued }]
+      return { origin, connected, inUse: connected - free, queued }
     })
   }
 

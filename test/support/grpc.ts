@@ -22,6 +22,8 @@ export interface SeenCall {
   method: string
   metadata: Record<string, string>
   cancelled: boolean
+  /** The call's deadline as the server read it (its grpc-timeout), in ms from its arrival; Infinity for none. */
+  deadlineMs: number
 }
 
 export interface GrpcUpstream {
@@ -43,8 +45,9 @@ function metadataOf(metadata: grpc.Metadata): Record<string, string> {
 export async function startGrpcUpstream(t: Teardown): Promise<GrpcUpstream> {
   const server = new grpc.Server()
   const calls: SeenCall[] = []
-  const record = (method: string, call: { metadata: grpc.Metadata; on(event: 'cancelled', fn: () => void): void }) => {
-    const seen: SeenCall = { method, metadata: metadataOf(call.metadata), cancelled: false }
+  const record = (method: string, call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline; on(event: 'cancelled', fn: () => void): void }) => {
+    const deadline = Number(call.getDeadline())
+    const seen: SeenCall = { method, metadata: metadataOf(call.metadata), cancelled: false, deadlineMs: deadline - Date.now() }
     calls.push(seen)
     call.on('cancelled', () => {
       seen.cancelled = true
@@ -123,9 +126,14 @@ export type EchoClient = grpc.Client & {
   Chat(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<Message, Message>
 }
 
-/** A client of the gateway at host:port (a plain-text channel: h2c). */
-export function echoClient(t: Teardown, address: string): EchoClient {
-  const client = new demo.Echo(address, grpc.credentials.createInsecure()) as unknown as EchoClient
+/** A client of the gateway at host:port (a plain-text channel, h2c, unless given TLS credentials), with channel options (grpc.default_authority, …). */
+export function echoClient(
+  t: Teardown,
+  address: string,
+  options: grpc.ChannelOptions = {},
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): EchoClient {
+  const client = new demo.Echo(address, credentials, options) as unknown as EchoClient
   t.teardown(() => client.close())
   return client
 }
