@@ -693,6 +693,8 @@ async function prime(service: Service, tokens?: string[]): Promise<void> {
 }
 
 function printTable(rows: Summary[], info: { pinned: boolean; revision: string; steal: { median: number; max: number } | undefined }): void {
+  // The HTTP/2 rows (a2, b2, c2) as a block after the others.
+  rows = [...rows.filter((r) => r.name[1] !== '2'), ...rows.filter((r) => r.name[1] === '2')]
   const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-')
   const a = (r: Summary) => baseOf(rows, r, 'a') ?? { rps: Number.NaN }
   const b = (r: Summary) => baseOf(rows, r, 'b') ?? { rps: Number.NaN, cpuUsPerReq: Number.NaN }

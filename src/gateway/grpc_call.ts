@@ -52,10 +52,13 @@ export function forwardOverHttp2(
         res.once('close', () => clearTimeout(timer))
       }
     }
-    const stop = watchToken(state, policy, (reason) =>
-      exchange.cut(new Refusal(deny(reason, reason === 'expired' ? 'the token expired during the call' : 'the token was revoked during the call'))),
-    )
-    res.once('close', stop)
+    // A call without a token (auth: none) has nothing to watch, and no listener to add for it.
+    if (state.identity) {
+      const stop = watchToken(state, policy, (reason) =>
+        exchange.cut(new Refusal(deny(reason, reason === 'expired' ? 'the token expired during the call' : 'the token was revoked during the call'))),
+      )
+      res.once('close', stop)
+    }
   }
   exchange.send(upstream, req)
 }

@@ -7,8 +7,12 @@ import type { RequestState } from './request_state.js'
 
 export type TokenStopReason = 'expired' | 'revoked'
 
-// setTimeout's limit; a later expiry is reached in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1
+// The expiry is reached in steps of at most this: Node keeps one list of timers per duration, so
+// watches armed with the same step share one (an append), where the time left, different for
+// every call, made a list of its own, inserted into and removed from the timers' priority queue
+// for each gRPC call (about 1% of a unary call's CPU in a profile). A watch that outlives a step
+// arms the next; within the last step the timer is set to the expiry itself.
+const STEP_MS = 60_000
 
 /** When the gateway stops accepting the request's token; undefined without a token or exp. */
 export function tokenEndsAt(state: RequestState): number | undefined {
@@ -45,7 +49,7 @@ export function watchToken(state: RequestState, policy: () => CompiledPolicy, st
     const arm = () => {
       const left = endsAt - Date.now()
       if (left <= 0 && timer !== undefined) return finish('expired')
-      timer = setTimeout(arm, Math.min(Math.max(left, 0), MAX_TIMER_MS))
+      timer = setTimeout(arm, Math.min(Math.max(left, 0), STEP_MS))
       timer.unref()
     }
     arm()

@@ -108,12 +108,13 @@ function nominatedBy(connection: string | string[] | undefined): Set<string> | u
   return new Set(names.map((name) => name.trim().toLowerCase()))
 }
 
+/** The upstream's answer headers the client receives; an HTTP/2 upstream's pseudo-header fields (`:status`) are left out too. */
 export function responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   // Headers the upstream's Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1).
   const nominated = nominatedBy(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (HOP_BY_HOP_RESPONSE.has(name) || nominated?.has(name)) continue
+    if (HOP_BY_HOP_RESPONSE.has(name) || nominated?.has(name) || name.charCodeAt(0) === 58) continue
     out[name] = headers[name]
   }
   return out

@@ -137,7 +137,7 @@ function headersTimeout(ms: number): Error {
 
 /** What an H2Exchange asks of the gateway: the same three answers as the HTTP/1.1 forwarder's owner. */
 export interface ExchangeOwner {
-  /** The head for the client from the upstream's (lower-case names, no pseudo-header fields); undefined refuses the status. */
+  /** The head for the client from the upstream's (lower-case names; its pseudo-header fields are the owner's to leave out); undefined refuses the status. */
   responseHead(statusCode: number, headers: IncomingHttpHeaders): OutgoingHttpHeaders | undefined
   /** Answers a failure that came before anything of the upstream's answer was written. */
   failed(error: Error): void
@@ -278,7 +278,7 @@ export class H2Exchange {
     if (this.settled) return
     const status = Number(upstreamHeaders[':status'])
     // 1xx interim answers are the hop's own (node:http2 gives them as 'headers', not 'response').
-    const head = this.owner.responseHead(status, withoutPseudo(upstreamHeaders))
+    const head = this.owner.responseHead(status, upstreamHeaders)
     if (head === undefined) {
       this.onFailure(new Error(`the upstream answered with status ${status}`))
       return
@@ -410,12 +410,6 @@ function resetClient(res: ServerResponse, code: number | undefined): void {
     return
   }
   res.destroy()
-}
-
-function withoutPseudo(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {}
-  for (const name in headers) if (name.charCodeAt(0) !== 58) out[name] = headers[name]
-  return out
 }
 
 /** Trailers passed on, either way: without pseudo-header or hop-by-hop fields. */

@@ -109,6 +109,13 @@ t.test('auth: none with forward_token: false drops Authorization, which was mean
   t.equal(forward({ authorization: 'Bearer t' }, headerCopy(undefined, true, strip)).authorization, 'Bearer t')
 })
 
+t.test("an HTTP/2 upstream's pseudo-header fields are not sent back as headers", async (t) => {
+  t.same(responseHeaders({ ':status': '200', 'content-type': 'application/grpc', 'grpc-encoding': 'identity' }), {
+    'content-type': 'application/grpc',
+    'grpc-encoding': 'identity',
+  })
+})
+
 t.test('hop-by-hop response headers and the ones Connection nominates are not sent back', async (t) => {
   const out = responseHeaders({
     connection: 'x-internal, Keep-Alive',
