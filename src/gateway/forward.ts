@@ -94,6 +94,7 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
       headers,
       ...h2Body(request),
       bodyLimits,
+      count: state,
       timeoutMs: forwarding.timeoutMs,
       trailers: undefined,
     })

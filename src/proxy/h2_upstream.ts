@@ -12,7 +12,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import { sendHeadWithEnd, writeForwardedHead } from '../http/h2_response.js'
-import { watchBody, type BodyLimits } from './body_limit.js'
+import { watchBody, type BodyCount, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
 import { ClientGone } from './client_gone.js'
@@ -160,6 +160,8 @@ export interface H2Request {
   body: Readable | null
   /** The body's limits (limits.max_body_bytes, min_body_rate), watched on its way (./body_limit.ts watchBody). */
   bodyLimits: BodyLimits
+  /** Where the body's bytes passed on to the upstream are counted (the access line's request_bytes). */
+  count?: BodyCount
   /** Until the upstream's head, and between two parts of its answer; 0 for none. */
   timeoutMs: number
   /** `body` is the client's own HTTP/2 stream (read directly, not through node:http2's compatibility request). */
@@ -243,7 +245,7 @@ export class H2Exchange {
         (err) => this.onFailure(err),
         () => stream.writableLength > 0,
       )
-      this.sendBody(body, stream)
+      this.sendBody(body, stream, req.count)
     }
   }
 
@@ -251,9 +253,11 @@ export class H2Exchange {
    * The body to the upstream stream with backpressure, as pipe() would, without pipe()'s seven
    * listeners on each side and their removal (a few per cent of a unary call in a profile).
    */
-  private sendBody(body: Readable, stream: ClientHttp2Stream): void {
+  private sendBody(body: Readable, stream: ClientHttp2Stream, count: BodyCount | undefined): void {
     const resume = () => body.resume()
+    if (count) count.requestBytes = 0
     const onData = (chunk: Buffer) => {
+      if (count) count.requestBytes! += chunk.length
       if (!stream.write(chunk)) {
         body.pause()
         stream.once('drain', resume)

@@ -327,6 +327,26 @@ t.test('an HTTP/2 connection quiet for send_timeout gets GOAWAY, and a quiet str
   t.equal(res.body, 'first last', 'the stream in flight finished')
 })
 
+t.test('the access line counts the bytes of a body forwarded to an HTTP/2 upstream, and of its answer', async (t) => {
+  const server = http2.createServer()
+  server.on('stream', (stream) => {
+    let received = 0
+    stream.on('data', (c: Buffer) => {
+      received += c.length
+    })
+    stream.on('end', () => {
+      stream.respond({ ':status': 200 })
+      stream.end(`got ${received}`)
+    })
+  })
+  const gw = await gatewayBefore(t, server, '', '/upload/**')
+  const session = h2Session(t, gw.url)
+  const res = await h2Request(session, { ':method': 'POST', ':path': '/upload/x', 'content-type': 'application/octet-stream' }, Buffer.alloc(3000))
+  t.equal(res.body, 'got 3000')
+  await eventually('the access line', 5000, () => gw.logs.lines.some((l) => l.msg === 'request'))
+  t.match(gw.logs.lines.find((l) => l.msg === 'request'), { status: 200, request_bytes: 3000, response_bytes: 'got 3000'.length })
+})
+
 /** An h2c gateway (with `limits`) in front of `server`, an h2c upstream it starts, for one public route. */
 async function gatewayBefore(t: Parameters<typeof gateway>[0], server: http2.Http2Server, limits: string, path: string) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
