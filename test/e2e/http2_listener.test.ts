@@ -344,7 +344,10 @@ t.test('the access line counts the bytes of a body forwarded to an HTTP/2 upstre
   const res = await h2Request(session, { ':method': 'POST', ':path': '/upload/x', 'content-type': 'application/octet-stream' }, Buffer.alloc(3000))
   t.equal(res.body, 'got 3000')
   await eventually('the access line', 5000, () => gw.logs.lines.some((l) => l.msg === 'request'))
-  t.match(gw.logs.lines.find((l) => l.msg === 'request'), { status: 200, request_bytes: 3000, response_bytes: 'got 3000'.length })
+  t.match(
+    gw.logs.lines.find((l) => l.msg === 'request'),
+    { status: 200, request_bytes: 3000, response_bytes: 'got 3000'.length },
+  )
 })
 
 /** An h2c gateway (with `limits`) in front of `server`, an h2c upstream it starts, for one public route. */
