@@ -8,10 +8,12 @@ import { PolicySchema, type PolicyDocument } from '../policy/schema.js'
 import { lineFormat } from '../log.js'
 import { logStartupError } from './policy_error.js'
 import { untilSignalled } from './signals.js'
+import { limitHeapGrowth } from './heap_growth.js'
 import type { RunningGateway } from '../server.js'
 
 /** Runs until a signal ends it; resolves with the exit code only when it cannot start. */
 export async function serve(policyFile: string): Promise<number> {
+  limitHeapGrowth()
   // A worker of `workers: N`: node:cluster forked it with the same command line; it reads the
   // file itself, as it would after a restart.
   const worker = Number(process.env.JWTGATE_WORKER)
