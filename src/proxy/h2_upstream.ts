@@ -16,6 +16,7 @@ import { watchBody, type BodyCount, type BodyLimits } from './body_limit.js'
 import { HOP_BY_HOP_RESPONSE } from '../http/owned_headers.js'
 import type { Upstream } from './upstream.js'
 import { ClientGone } from './client_gone.js'
+import { connectHttp2 } from './h2_connect.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants
 
@@ -73,10 +74,7 @@ export class H2Upstream {
 
   private connect(): Tracked {
     const { origin, tls, protocol } = this.target
-    const session = http2.connect(origin, {
-      settings: { enablePush: false },
-      ...(protocol === 'h2' ? { ALPNProtocols: ['h2'], rejectUnauthorized: true, ...tls } : {}),
-    })
+    const session = connectHttp2(origin, protocol, tls)
     const tracked: Tracked = { session, open: 0 }
     this.sessions.push(tracked)
     // Streams see the failure; the session's own error needs a listener not to throw.
@@ -186,6 +184,7 @@ export class H2Exchange {
   /** The upstream's head was given to the client's response (which may hold it back until the end: sendHeadWithEnd). */
   private headWritten = false
   private bodyBytes = 0
+  private resumeOnDrain: (() => void) | undefined
   private trailers: IncomingHttpHeaders | undefined
   private stopWatching: () => void = () => {}
   /** Stops passing the client's body on (the rest of it is not read). */
@@ -307,22 +306,22 @@ export class H2Exchange {
     if (!this.res.write(chunk)) {
       const stream = this.stream!
       stream.pause()
-      this.res.once('drain', () => stream.resume())
+      this.resumeOnDrain ??= () => stream.resume()
+      this.res.once('drain', this.resumeOnDrain)
     }
   }
 
   private onEnd(): void {
     if (this.settled) return
+    // The stream ended without a head: nothing to forward.
+    if (!this.headWritten) {
+      this.onFailure(new Error('the upstream ended the stream without an answer'))
+      return
+    }
     this.settled = true
     clearTimeout(this.timer)
     this.stopWatching()
     this.stopBody()
-    if (!this.headWritten) {
-      // The stream ended without a head: nothing to forward.
-      this.settled = false
-      this.onFailure(new Error('the upstream ended the stream without an answer'))
-      return
-    }
     if (this.trailers) this.res.addTrailers(forwardedTrailers(this.trailers))
     this.res.end()
     this.owner.finished?.(undefined, this.bodyBytes)

@@ -15,7 +15,7 @@
 // (grpc.health.v1.Health/Check, grpc/grpc doc/health-checking.md), as Envoy's gRPC health check
 // and the kubelet's grpc probe do: it passes when the call succeeds with SERVING.
 import { request as httpRequest, type IncomingMessage } from 'node:http'
-import http2, { type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { ClientHttp2Session, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import { request as httpsRequest } from 'node:https'
 import type { Logger } from 'pino'
 import { defaultsOf } from '../policy/defaults.js'
@@ -23,6 +23,7 @@ import { durationMs } from '../policy/duration.js'
 import type { DocPath, OnProblem } from '../policy/problems.js'
 import { UpstreamHealthSchema, type UpstreamHealthDocument } from '../policy/schema.js'
 import type { UpstreamTls } from '../policy/tls_files.js'
+import { connectHttp2 } from './h2_connect.js'
 
 export interface UpstreamHealthRule {
   /** Absolute path (and query) on the upstream's origin; the URL's base path is not prefixed. For gRPC, the health method's. */
@@ -242,11 +243,8 @@ class HealthCheck {
         resolve(outcome)
       }
       try {
-        // h2 is verified as every https upstream, with ALPN h2 only (as ./h2_upstream.ts connects).
-        session = http2.connect(origin, {
-          settings: { enablePush: false },
-          ...(protocol === 'h2' ? { ALPNProtocols: ['h2'], rejectUnauthorized: true, ...tls } : {}),
-        })
+        // As the forwarder connects: h2 verified as every https upstream, ALPN h2 only.
+        session = connectHttp2(origin, protocol, tls)
       } catch (err) {
         return done((err as Error).message)
       }
