@@ -8,7 +8,7 @@ const ASSEMBLER = '^src/policy/(compile|compiled|compile_route|lint)\\.ts$'
 /** Lowest first. A path pattern is matched against the module's path from the repository root. */
 const LAYERS = [
   // The vocabulary every layer shares: logging, HTTP words, the policy document.
-  ['^src/log\\.ts$', '^src/http/', '^src/policy/(?!(compile|compiled|compile_route|lint)\\.ts$)'],
+  ['^src/log(_output)?\\.ts$', '^src/http/', '^src/policy/(?!(compile|compiled|compile_route|lint)\\.ts$)'],
   ['^src/routing/'],
   ['^src/auth/'],
   ['^src/revocation/'],

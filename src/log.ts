@@ -1,6 +1,7 @@
 // The process logger. Tokens, cookies and secrets never reach a log line: the access log lists
 // chosen fields only, and these paths are redacted in case a header object is ever logged.
 import pino, { type Logger } from 'pino'
+import { BatchedOutput } from './log_output.js'
 
 const SERVICE = 'jwtgate'
 
@@ -9,41 +10,22 @@ const PIPE_BUF = 4096
 
 // Standard output shared with other processes (the workers and the primary of `workers: N`
 // write to the same pipe): a write larger than PIPE_BUF may be split and interleaved with
-// another process's write, cutting a JSON line in two. sonic-boom writes its buffers in chunks
-// of at most maxWrite bytes, each made of whole lines, so with maxWrite at PIPE_BUF every write
-// is atomic (minLength must be below maxWrite). A single line longer than that cannot be.
+// another process's write, cutting a JSON line in two. Each write is made of whole lines and at
+// most batchBytes long, so with batches of PIPE_BUF every write is atomic. A single line longer
+// than that cannot be.
 
 /**
- * Standard output, written in batches: lines gather until 60 KB or for at most 100 ms, then go
- * out in one asynchronous write (and at exit, synchronously: pino's exit hook flushes the
- * destination). One write per line cost a write call and a hand-off to libuv's thread pool for
- * every request, about a tenth of the CPU of a request in the benchmark's profile; 60 KB batches
- * rather than sonic-boom's 16 KB cost 2.0-2.2 µs of the process's CPU a line against 3.4-4.4
- * (system time 0.2-0.4 against 1.0-1.5: a fourth of the write calls, each of ~170 lines). sonic-boom
- * batches in buffer mode, each line encoded once as it comes: in its string mode every write
- * measures the byte length of the whole pending string, flattening it, which cost ~2.7 µs per
- * line with 16 KB batches, two thirds of an access line (measured: 3.8 µs a line in string mode,
- * 1.0-1.3 in buffer mode).
+ * Standard output, written in batches (src/log_output.ts): lines gather until the batch is full
+ * (64 KB) or for at most 100 ms, then go out in one asynchronous write (and at exit,
+ * synchronously). One write per line cost a write call and a hand-off to libuv's thread pool for
+ * every request, about a tenth of the CPU of a request in the benchmark's profile; 64 KB batches
+ * rather than 16 KB cost 2.0-2.2 µs of the process's CPU a line against 3.4-4.4 (system time
+ * 0.2-0.4 against 1.0-1.5: a fourth of the write calls, each of ~170 lines). 256 batches (16 MB)
+ * at most wait for a slow reader; lines beyond are dropped and counted.
  */
 function stdout(shared: boolean): pino.DestinationStream {
-  return new EncodedLines(
-    pino.destination({
-      dest: 1,
-      sync: false,
-      contentMode: 'buffer',
-      periodicFlush: 100,
-      ...(shared ? { minLength: PIPE_BUF - 256, maxWrite: PIPE_BUF } : { minLength: 60 * 1024, maxWrite: 64 * 1024 }),
-    }),
-  )
-}
-
-/** pino writes strings; this hands them to a sonic-boom in buffer mode (its types know only strings). */
-export class EncodedLines implements pino.DestinationStream {
-  constructor(readonly out: pino.DestinationStream) {}
-
-  write(line: string): void {
-    ;(this.out.write as unknown as (data: Buffer) => void).call(this.out, Buffer.from(line))
-  }
+  const batchBytes = shared ? PIPE_BUF : 64 * 1024
+  return new BatchedOutput({ fd: 1, batchBytes, flushMs: 100, maxBatches: (16 * 1024 * 1024) / batchBytes })
 }
 
 /** How every line writes its time and level: `log.time` and `log.level_label` in the policy. */
