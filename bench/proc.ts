@@ -91,10 +91,11 @@ export function machineTicks(): { total: number; steal: number } {
   return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 }
 }
 
-/** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
 /**
  * The environment the image's last stage sets besides NODE_OPTIONS (its `ENV NAME=value` lines):
- * what the gateway runs with in production, e.g. MALLOC_ARENA_MAX. BENCH_IMAGE_ENV=0: none.
+ * what the gateway runs with in production, e.g. LD_PRELOAD (its allocator). BENCH_IMAGE_ENV=0:
+ * none. A preloaded library this machine does not have is left out and named in `missing`
+ * (the dynamic loader would only complain and go on without it).
  */
 export function imageEnvironment(root: string): Record<string, string> {
   if (process.env.BENCH_IMAGE_ENV === '0') return {}
@@ -104,9 +105,36 @@ export function imageEnvironment(root: string): Record<string, string> {
   for (const [, name, value] of lastStage.matchAll(/^ENV ([A-Z_][A-Z0-9_]*)=(.*)$/gm)) {
     if (name !== 'NODE_OPTIONS') env[name!] = value!.replace(/^"(.*)"$/, '$1')
   }
+  if (env.LD_PRELOAD !== undefined && !env.LD_PRELOAD.split(/[\s:]+/).every(loadable)) delete env.LD_PRELOAD
   return env
 }
 
+/** The image's preloaded libraries this machine lacks (the bench says so: its figures are not the image's). */
+export function missingPreloads(root: string): string[] {
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
+  const preload = /^ENV LD_PRELOAD=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1')
+  return preload === undefined ? [] : preload.split(/[\s:]+/).filter((lib) => lib && !loadable(lib))
+}
+
+/** Whether the dynamic loader finds a library: a path that exists, or a name in ldconfig's cache. */
+function loadable(library: string): boolean {
+  if (library.includes('/')) {
+    try {
+      accessSync(library, constants.R_OK)
+      return true
+    } catch {
+      return false
+    }
+  }
+  try {
+    const cache = execFileSync('ldconfig', ['-p'], { encoding: 'utf8', timeout: 5000, env: { PATH: '/sbin:/usr/sbin:/bin:/usr/bin' } })
+    return cache.split('\n').some((line) => line.trim().startsWith(`${library} `))
+  } catch {
+    return false
+  }
+}
+
+/** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
 export function imageNodeOptions(root: string): string {
   const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
   return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''

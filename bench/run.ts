@@ -23,7 +23,7 @@ import { stringify } from 'yaml'
 import { startDevIssuer, type DevIssuer } from '../src/devkit/dev_issuer.js'
 import { killAll, killAllNow, runCommand, startService, type Service } from './children.js'
 import { accepts, freePort, median } from './support.js'
-import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageEnvironment, imageNodeOptions } from './proc.js'
+import { cpuMicros, machineTicks, peakRssBytes, pin, rssBytes, which, imageEnvironment, imageNodeOptions, missingPreloads } from './proc.js'
 import { makeTokens, type Signer } from './tokens.js'
 import { dpopClients, proofLines, type DpopClient } from './dpop.js'
 import { runWrk, type WrkRun } from './wrk.js'
@@ -54,8 +54,9 @@ const ACCESS_LOG = process.env.BENCH_ACCESS_LOG // unset: jwtgate's default (log
 // Node options for the jwtgate processes: the image's (its Dockerfile's NODE_OPTIONS) unless
 // BENCH_NODE_FLAGS says otherwise, e.g. "" for Node's defaults or "--max-semi-space-size=4".
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? imageNodeOptions(ROOT)).split(/\s+/).filter(Boolean)
-// The image's other ENV lines (MALLOC_ARENA_MAX) for the jwtgate processes; BENCH_IMAGE_ENV=0: none.
+// The image's other ENV lines (LD_PRELOAD: its allocator) for the jwtgate processes; BENCH_IMAGE_ENV=0: none.
 const IMAGE_ENV = imageEnvironment(ROOT)
+const MISSING_PRELOADS = process.env.BENCH_IMAGE_ENV === '0' ? [] : missingPreloads(ROOT)
 const IMAGE_ENV_TEXT = Object.entries(IMAGE_ENV)
   .map(([name, value]) => `${name}=${value}`)
   .join(' ')
@@ -732,6 +733,10 @@ function printTable(rows: Summary[], info: { pinned: boolean; revision: string; 
       `${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}` +
       (IMAGE_ENV_TEXT ? `, environment ${IMAGE_ENV_TEXT}` : ''),
   )
+  if (MISSING_PRELOADS.length)
+    console.log(
+      `NOT the image's allocator: ${MISSING_PRELOADS.join(', ')} is not installed here (apt-get install -y libmimalloc2.0), so jwtgate ran on glibc's malloc and its RSS is not the image's`,
+    )
   // Time stolen by the hypervisor runs nothing of ours but stretches every latency and moves the
   // CPU figures from run to run: above a few per cent, read the ratios with care.
   if (info.steal)

@@ -151,6 +151,14 @@ routes:
   t.equal(await ok.text(), 'upstream saw alice')
   t.match(await (await fetch(`${admin}/metrics`)).text(), /^jwtgate_requests_total\{.*status_class="2xx"\} 1$/m, 'GET /metrics')
 
+  // The allocator the image preloads: a package the stage installs, and loaded into the process
+  // for real where the machine has it (CI installs it: .ci/run).
+  t.equal(env(final).LD_PRELOAD, 'libmimalloc.so.2', 'the image preloads mimalloc')
+  t.ok(apt.has('libmimalloc2.0'), 'the runtime stage installs libmimalloc2.0')
+  const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8')
+  if (process.env.CI || libraryInstalled('libmimalloc.so.2')) t.match(maps, /\/libmimalloc\.so\.2/, 'the gateway runs on mimalloc')
+  else t.comment('libmimalloc2.0 is not installed here: the gateway ran on glibc malloc')
+
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))
   if (rss) t.comment(`resident memory after start: ${Math.round(Number(rss[1]) / 1024)} MiB`)
 
@@ -318,4 +326,10 @@ function snapshot(dir: string, out = new Map<string, string>()): Map<string, str
 function changes(before: Map<string, string>, after: Map<string, string>): string[] {
   const changed = [...after].filter(([f, v]) => before.get(f) !== v).map(([f]) => f)
   return [...changed, ...[...before.keys()].filter((f) => !after.has(f))]
+}
+
+/** Whether the dynamic loader's cache has a library (what LD_PRELOAD's bare names are looked up in). */
+function libraryInstalled(name: string): boolean {
+  const cache = spawnSync('ldconfig', ['-p'], { encoding: 'utf8', env: { PATH: '/sbin:/usr/sbin:/bin:/usr/bin' } })
+  return cache.stdout?.split('\n').some((line) => line.trim().startsWith(`${name} `)) ?? false
 }
