@@ -49,3 +49,13 @@ t.test('it is a valid draft-07 schema, and carries the defaults for editors', as
   t.equal(schema.properties.listen!.properties!.host!.default, '0.0.0.0')
   t.equal(schema.properties.limits!.properties!.max_header_bytes!.default, 32_768)
 })
+
+t.test('the generated validator module is ASCII, and its descriptions decode to the definition', async (t) => {
+  const { policySchemaModule } = await import('../../src/policy/json_schema.js')
+  const source = policySchemaModule()
+  // One non-ASCII character makes V8 keep the whole module source (held for the process's life) two bytes a character.
+  t.notOk(/[\u0080-\uffff]/.test(source), 'no character outside ASCII')
+  t.ok(source.includes('claim path \\u2192 condition'), 'the arrow of a description, escaped')
+  const exported = /^export const policySchema = (.*)$/m.exec(source)![1]!
+  t.same(JSON.parse(exported), policyJsonSchema(), 'the schema the module exports, characters and all')
+})
