@@ -1,7 +1,7 @@
 // The process logger. Tokens, cookies and secrets never reach a log line: the access log lists
 // chosen fields only, and these paths are redacted in case a header object is ever logged.
 import pino, { type Logger } from 'pino'
-import { BatchedOutput } from './log_output.js'
+import { BatchedOutput, type OutputLosses } from './log_output.js'
 
 const SERVICE = 'jwtgate'
 
@@ -26,6 +26,12 @@ const PIPE_BUF = 4096
 function stdout(shared: boolean): pino.DestinationStream {
   const batchBytes = shared ? PIPE_BUF : 64 * 1024
   return new BatchedOutput({ fd: 1, batchBytes, flushMs: 100, maxBatches: (16 * 1024 * 1024) / batchBytes })
+}
+
+/** What a logger's standard output could not write; undefined when it writes elsewhere (a test's capture). */
+export function outputLosses(logger: Logger): OutputLosses | undefined {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  return stream instanceof BatchedOutput ? stream.losses : undefined
 }
 
 /** How every line writes its time and level: `log.time` and `log.level_label` in the policy. */

@@ -25,10 +25,10 @@ export interface BatchedOutputOptions {
   maxBatches: number
 }
 
-/** What could not be written: lines dropped while every batch was full, batches lost to a write error. */
+/** Lines not written: dropped while every batch was full (`full`), or in a batch a write failed (`failed`). */
 export interface OutputLosses {
-  dropped: number
-  failedBatches: number
+  full: number
+  failed: number
 }
 
 const RETRY_MS = 100
@@ -41,9 +41,12 @@ export class BatchedOutput {
   /** The batch being filled and its length in bytes; no buffer until the first line. */
   private filling: Buffer | undefined
   private used = 0
-  /** Batches waiting, oldest first, with their lengths; the head is the one being written. */
+  /** Batches waiting, oldest first, with their lengths and line counts; the head is the one being written. */
   private readonly queue: Buffer[] = []
   private readonly lengths: number[] = []
+  private readonly lineCounts: number[] = []
+  /** Lines in the batch being filled. */
+  private lines = 0
   /** Bytes of the queue's head already written, while a write is in flight. */
   private written = 0
   private writing = false
@@ -54,7 +57,7 @@ export class BatchedOutput {
   private timerArmed = false
   private droppedSinceReport = 0
   private closed = false
-  readonly losses: OutputLosses = { dropped: 0, failedBatches: 0 }
+  readonly losses: OutputLosses = { full: 0, failed: 0 }
 
   constructor(readonly options: BatchedOutputOptions) {}
 
@@ -78,6 +81,7 @@ export class BatchedOutput {
       }
     }
     this.used += this.filling!.write(line, this.used)
+    this.lines++
     if (!this.timerArmed) this.arm()
   }
 
@@ -103,6 +107,7 @@ export class BatchedOutput {
     for (let i = start; i < this.queue.length; i++) writeAllSync(this.options.fd, this.queue[i]!, this.lengths[i]!)
     this.queue.length = start
     this.lengths.length = start
+    this.lineCounts.length = start
     unflushed.delete(this)
   }
 
@@ -128,8 +133,10 @@ export class BatchedOutput {
     if (this.filling !== undefined && this.used > 0) {
       this.queue.push(this.filling)
       this.lengths.push(this.used)
+      this.lineCounts.push(this.lines)
       this.filling = undefined
       this.used = 0
+      this.lines = 0
     }
   }
 
@@ -142,11 +149,12 @@ export class BatchedOutput {
       this.allocated++
     } else return false
     this.used = 0
+    this.lines = 0
     return true
   }
 
   private drop(): void {
-    this.losses.dropped++
+    this.losses.full++
     this.droppedSinceReport++
   }
 
@@ -160,6 +168,7 @@ export class BatchedOutput {
     const buffer = Buffer.from(line)
     this.queue.push(buffer)
     this.lengths.push(buffer.length)
+    this.lineCounts.push(1)
     this.kick()
   }
 
@@ -182,7 +191,7 @@ export class BatchedOutput {
         return
       }
       // EPIPE (the reader is gone) and the like: this batch is lost; later ones are tried.
-      this.losses.failedBatches++
+      this.losses.failed += this.lineCounts[0]!
       bytes = this.lengths[0]! - this.written
     }
     this.written += bytes
@@ -192,12 +201,14 @@ export class BatchedOutput {
     }
     const done = this.queue.shift()!
     this.lengths.shift()
+    this.lineCounts.shift()
     if (done.length === this.options.batchBytes) this.spare.push(done)
     this.writing = false
     // Lines were dropped since the queue last had room: say so where they are missing.
     if (this.droppedSinceReport > 0) {
       this.queue.push(Buffer.from(dropReport(this.droppedSinceReport)))
       this.lengths.push(this.queue[this.queue.length - 1]!.length)
+      this.lineCounts.push(1)
       this.droppedSinceReport = 0
     }
     if (this.queue.length === 0 && this.used === 0) unflushed.delete(this)

@@ -13,7 +13,7 @@ import { listen } from './lifecycle/listen.js'
 import { LivePolicy } from './lifecycle/live_policy.js'
 import { Shutdown } from './lifecycle/shutdown.js'
 import { Reloads, watchPolicy } from './lifecycle/watch.js'
-import { createLogger, lineFormat } from './log.js'
+import { createLogger, lineFormat, outputLosses } from './log.js'
 import { compilePolicy, loadPolicy, type CompiledPolicy } from './policy/compile.js'
 import { readPolicySource, type Env, type PolicySource } from './policy/load.js'
 import { UpstreamChecks } from './proxy/upstream_health.js'
@@ -79,6 +79,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // The line format is the logger's from its start: a reload that changes it says so (lifecycle/live_policy.ts).
   const logger = createLogger('info', options.logDestination, { worker: options.worker, ...lineFormat(source.document) })
   const metrics = new Metrics()
+  metrics.watchLog(outputLosses(logger))
   const live = new LivePolicy(compilePolicy(source, logger), {
     file: options.policyFile,
     env,

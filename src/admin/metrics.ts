@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Issuer } from '../auth/issuer.js'
 import type { RequestState } from '../gateway/request_state.js'
+import type { OutputLosses } from '../log_output.js'
 import { RefusalRing } from './refusals.js'
 import { emptyCounts, LATENCY_BUCKETS, type Counts } from './route_figures.js'
 import { Histogram, RequestCounter } from './series.js'
@@ -28,6 +29,7 @@ export const METRIC_NAMES = [
   'jwtgate_revocations_dropped_total',
   'jwtgate_upstream_healthy',
   'jwtgate_revocation_backend_up',
+  'jwtgate_log_lines_dropped_total',
 ] as const
 
 /** Which slow-client bound cut a client (limits: in the policy). */
@@ -117,6 +119,7 @@ export class Metrics {
   private tokenCacheSize = () => 0
   private upstreamStates: () => Array<{ upstream: string; healthy: boolean }> = () => []
   private revocationState: () => { backend: string; state: string } | undefined = () => undefined
+  private logLosses: OutputLosses | undefined
   // What only the status page reads, kept beside the counters and never exported: /metrics
   // scrapes cost what they did.
   readonly refusals = new RefusalRing(100)
@@ -179,6 +182,17 @@ export class Metrics {
         if (store) this.set({ backend: store.backend }, store.state === 'synced' ? 1 : 0)
       },
     })
+    new Counter({
+      name: 'jwtgate_log_lines_dropped_total',
+      help: 'Log lines not written, by reason: output_full (standard output was not read and 16 MB of lines waited), write_error (a write to it failed).',
+      labelNames: ['reason'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        this.inc({ reason: 'output_full' }, metrics.logLosses?.full ?? 0)
+        this.inc({ reason: 'write_error' }, metrics.logLosses?.failed ?? 0)
+      },
+    })
     new Gauge({
       name: 'jwtgate_token_cache_entries',
       help: 'Verified tokens currently cached.',
@@ -187,6 +201,11 @@ export class Metrics {
         this.set(metrics.tokenCacheSize())
       },
     })
+  }
+
+  /** What the log's output could not write (../log_output.ts), read at scrape time. */
+  watchLog(losses: OutputLosses | undefined): void {
+    this.logLosses = losses
   }
 
   /** Called with each policy that goes live. */
