@@ -56,14 +56,12 @@ export class BatchedOutput {
   private timer: NodeJS.Timeout | undefined
   private timerArmed = false
   private droppedSinceReport = 0
-  private closed = false
   readonly losses: OutputLosses = { full: 0, failed: 0 }
 
   constructor(readonly options: BatchedOutputOptions) {}
 
   /** pino's destination interface: one or more whole lines. */
   write(line: string): void {
-    if (this.closed) return
     const size = this.options.batchBytes
     // UTF-8 takes at most 3 bytes for a UTF-16 code unit: most lines need no exact measure.
     if (this.filling === undefined || this.used + line.length * 3 > size) {
@@ -108,13 +106,6 @@ export class BatchedOutput {
     this.queue.length = start
     this.lengths.length = start
     this.lineCounts.length = start
-    unflushed.delete(this)
-  }
-
-  /** Stops writing (tests): lines held are dropped. */
-  close(): void {
-    this.closed = true
-    if (this.timer !== undefined) clearTimeout(this.timer)
     unflushed.delete(this)
   }
 
@@ -173,7 +164,7 @@ export class BatchedOutput {
   }
 
   private kick(): void {
-    if (this.writing || this.queue.length === 0 || this.closed) return
+    if (this.writing || this.queue.length === 0) return
     this.writing = true
     this.written = 0
     this.writeHead()
