@@ -85,6 +85,7 @@ t.test('a started gateway has loaded no tsx, esbuild, TypeBox, get-jwks, ajv com
   t.same(from(/\/node_modules\/(tsx|esbuild|@esbuild|get-tsconfig)\//), [], 'no tsx or esbuild: the command runs compiled JavaScript')
   t.same(from(/\/node_modules\/typebox\//), [], 'no TypeBox: the schema was generated at build time')
   t.same(from(/\/node_modules\/get-jwks\//), [], 'no get-jwks')
+  t.same(from(/\/node_modules\/re2js\//), [], 'no regular expression engine: the policy has no matches condition')
   t.same(from(/\/node_modules\/ajv\/(?!dist\/runtime\/)/), [], "no ajv but the standalone validator's runtime helpers")
   // fastify's error serializer, prebuilt, comes from fast-json-stringify/lib/: its compiler is index.js.
   t.same(
