@@ -1,7 +1,7 @@
 // The process logger. Tokens, cookies and secrets never reach a log line: the access log lists
 // chosen fields only, and these paths are redacted in case a header object is ever logged.
 import pino, { type Logger } from 'pino'
-import { BatchedOutput, type OutputLosses } from './log_output.js'
+import { BatchedOutput, DROPPED, type OutputLosses } from './log_output.js'
 
 const SERVICE = 'jwtgate'
 
@@ -63,7 +63,8 @@ function formatOptions(format: LineFormat): pino.LoggerOptions {
 }
 
 export function createLogger(level = 'info', destination?: pino.DestinationStream, options: LoggerOptions = {}): Logger {
-  return pino(
+  const output = destination ?? stdout(options.worker !== undefined || options.sharedStdout === true)
+  const logger = pino(
     {
       level,
       ...formatOptions(options),
@@ -73,8 +74,11 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
         censor: '[redacted]',
       },
     },
-    destination ?? stdout(options.worker !== undefined || options.sharedStdout === true),
+    output,
   )
+  // Dropped lines are reported in the logger's own line format.
+  if (output instanceof BatchedOutput) output.reportDrops = (count) => logger.warn({ dropped_lines: count }, DROPPED)
+  return logger
 }
 
 /**

@@ -195,21 +195,28 @@ export class BatchedOutput {
     this.lineCounts.shift()
     if (done.length === this.options.batchBytes) this.spare.push(done)
     this.writing = false
-    // Lines were dropped since the queue last had room: say so where they are missing.
-    if (this.droppedSinceReport > 0) {
-      this.queue.push(Buffer.from(dropReport(this.droppedSinceReport)))
-      this.lengths.push(this.queue[this.queue.length - 1]!.length)
-      this.lineCounts.push(1)
+    // Lines were dropped since the queue last had room: say so where they are missing, once a
+    // batch buffer is free for the line.
+    if (this.droppedSinceReport > 0 && this.spare.length > 0) {
+      const count = this.droppedSinceReport
       this.droppedSinceReport = 0
+      this.reportDrops(count)
     }
     if (this.queue.length === 0 && this.used === 0) unflushed.delete(this)
     this.kick()
   }
+
+  /**
+   * Writes the line that says how many lines were dropped. The logger sets it (src/log.ts) so the
+   * line has the logger's format (time, level label, a worker's number); this is its shape alone.
+   */
+  reportDrops: (count: number) => void = (count) => {
+    this.write(`{"level":40,"time":${Date.now()},"service":"jwtgate","dropped_lines":${count},"msg":"${DROPPED}"}\n`)
+  }
 }
 
-function dropReport(count: number): string {
-  return `{"level":40,"time":${Date.now()},"service":"jwtgate","dropped_lines":${count},"msg":"log lines dropped: standard output did not keep up"}\n`
-}
+/** The message of the line that reports dropped lines. */
+export const DROPPED = 'log lines dropped: standard output did not keep up'
 
 function flushAllSync(): void {
   for (const output of unflushed) output.flushSync()

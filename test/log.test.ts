@@ -97,6 +97,37 @@ process.exit(3)
   t.match(lines, [{ msg: 'first' }, { msg: 'request', request_id: 'r1', sub: 'é' }, { msg: 'last' }])
 })
 
+t.test("lines dropped for a full output are reported in the logger's own line format", async (t) => {
+  // 20,000 lines of 1 KB logged in one synchronous loop: no write completes meanwhile, so past
+  // the 16 MB the output holds, lines are dropped.
+  const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-log-'))
+  const script = path.join(dir, 'drop.ts')
+  writeFileSync(
+    script,
+    `import { createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
+const logger = createLogger('info', undefined, { worker: 2, time: 'iso', levelLabel: true })
+for (let i = 0; i < 20000; i++) logger.info({ i, pad: 'x'.repeat(1000) }, 'filler')
+setTimeout(() => {
+  logger.info('after')
+  setTimeout(() => process.exit(0), 300)
+}, 500)
+`,
+  )
+  const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })
+  t.equal(child.status, 0, child.stderr)
+  const lines = child.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  const fillers = lines.filter((l) => l.msg === 'filler').length
+  const report = lines.find((l) => l.dropped_lines !== undefined)
+  t.ok(fillers < 20000, `lines were dropped (${fillers} written)`)
+  t.match(report, { level: 'warn', worker: 2, service: 'jwtgate', msg: 'log lines dropped: standard output did not keep up' })
+  t.match(report?.time, /^\d{4}-\d\d-\d\dT/, 'ISO time, as log.time asks')
+  t.equal(report?.dropped_lines, 20000 - fillers, 'the count is every line missing')
+  t.equal(lines.at(-1)?.msg, 'after', 'logging goes on')
+})
+
 t.test('processes sharing standard output write at most PIPE_BUF (4096) bytes at a time', async (t) => {
   const outputOf = (logger: pino.Logger) => (logger as unknown as Record<symbol, BatchedOutput>)[pino.symbols.streamSym]!.options
   for (const options of [{ worker: 1 }, { sharedStdout: true }]) {
