@@ -34,6 +34,12 @@ export function outputLosses(logger: Logger): OutputLosses | undefined {
   return stream instanceof BatchedOutput ? stream.losses : undefined
 }
 
+/** Waits until a logger's standard output has written what it holds, at most timeoutMs (before a process exits). */
+export function drainLog(logger: Logger, timeoutMs: number): Promise<void> {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  return stream instanceof BatchedOutput ? stream.drain(timeoutMs) : Promise.resolve()
+}
+
 /** How every line writes its time and level: `log.time` and `log.level_label` in the policy. */
 export interface LineFormat {
   /** `epoch`: milliseconds since 1970 (a number); `iso`: ISO-8601 in UTC with milliseconds (a string). */

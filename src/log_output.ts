@@ -56,6 +56,8 @@ export class BatchedOutput {
   private timer: NodeJS.Timeout | undefined
   private timerArmed = false
   private droppedSinceReport = 0
+  /** drain() calls waiting for the queue to empty. */
+  private readonly drained: Array<() => void> = []
   readonly losses: OutputLosses = { full: 0, failed: 0 }
 
   constructor(readonly options: BatchedOutputOptions) {}
@@ -96,6 +98,23 @@ export class BatchedOutput {
       exitHook = true
       process.on('exit', flushAllSync)
     }
+  }
+
+  /**
+   * Resolves once every line held now is written, or after timeoutMs (a reader that stopped must
+   * not hold the exit): the graceful shutdown's last step. The synchronous flush at exit cannot
+   * wait for a write already handed to the thread pool, and process.exit() ends it unfinished.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    this.seal()
+    if (!this.writing) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      this.drained.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   /** Writes every line held now, synchronously (the process is exiting). The write in flight is the thread pool's. */
@@ -204,6 +223,7 @@ export class BatchedOutput {
     }
     if (this.queue.length === 0 && this.used === 0) unflushed.delete(this)
     this.kick()
+    if (!this.writing) for (const done of this.drained.splice(0)) done()
   }
 
   /**

@@ -104,13 +104,15 @@ t.test("lines dropped for a full output are reported in the logger's own line fo
   const script = path.join(dir, 'drop.ts')
   writeFileSync(
     script,
-    `import { createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
+    `import { createLogger, drainLog } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
 const logger = createLogger('info', undefined, { worker: 2, time: 'iso', levelLabel: true })
 for (let i = 0; i < 20000; i++) logger.info({ i, pad: 'x'.repeat(1000) }, 'filler')
-setTimeout(() => {
+setTimeout(async () => {
   logger.info('after')
-  setTimeout(() => process.exit(0), 300)
-}, 500)
+  // What process.exit() would cut short: a batch still being written by the thread pool.
+  await drainLog(logger, 10_000)
+  process.exit(0)
+}, 200)
 `,
   )
   const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })

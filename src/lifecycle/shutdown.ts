@@ -2,6 +2,7 @@
 // the drain delay, the proxy listener closed with its requests in flight finished, then the
 // watcher, the admin listener and what the policy runs.
 import type { Logger } from 'pino'
+import { drainLog } from '../log.js'
 import type { LivePolicy } from './live_policy.js'
 
 export interface ShutdownSteps {
@@ -25,6 +26,8 @@ export interface ShutdownSteps {
 
 // How long an immediate close (tests, a worker whose primary is gone) waits for the last spans.
 const IMMEDIATE_FLUSH_MS = 1000
+// How long the last log lines may take to reach standard output before the process exits.
+const LOG_DRAIN_MS = 1000
 
 export class Shutdown {
   private gracefully: Promise<void> | undefined
@@ -53,6 +56,8 @@ export class Shutdown {
     await this.steps.drain()
     await this.close(live.current.shutdown.timeoutMs)
     logger.info('shut down')
+    // The process exits next: the last access lines, and this one, must be written first.
+    await drainLog(logger, LOG_DRAIN_MS)
   }
 
   private close(timeoutMs: number): Promise<void> {
