@@ -91,29 +91,31 @@ export function machineTicks(): { total: number; steal: number } {
   return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 }
 }
 
-/**
- * The environment the image's last stage sets besides NODE_OPTIONS (its `ENV NAME=value` lines):
- * what the gateway runs with in production, e.g. LD_PRELOAD (its allocator). BENCH_IMAGE_ENV=0:
- * none. A preloaded library this machine does not have is left out and named in `missing`
- * (the dynamic loader would only complain and go on without it).
- */
-export function imageEnvironment(root: string): Record<string, string> {
-  if (process.env.BENCH_IMAGE_ENV === '0') return {}
+/** The `ENV NAME=value` lines of the Dockerfile's last stage: what the image runs jwtgate with. */
+function dockerfileEnv(root: string): Record<string, string> {
   const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
   const lastStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
   const env: Record<string, string> = {}
-  for (const [, name, value] of lastStage.matchAll(/^ENV ([A-Z_][A-Z0-9_]*)=(.*)$/gm)) {
-    if (name !== 'NODE_OPTIONS') env[name!] = value!.replace(/^"(.*)"$/, '$1')
-  }
-  if (env.LD_PRELOAD !== undefined && !env.LD_PRELOAD.split(/[\s:]+/).every(loadable)) delete env.LD_PRELOAD
+  for (const [, name, value] of lastStage.matchAll(/^ENV ([A-Z_][A-Z0-9_]*)=(.*)$/gm)) env[name!] = value!.replace(/^"(.*)"$/, '$1')
+  return env
+}
+
+/**
+ * The environment the image sets besides NODE_OPTIONS: what the gateway runs with in production,
+ * e.g. LD_PRELOAD (its allocator). BENCH_IMAGE_ENV=0: none. LD_PRELOAD is left out when this
+ * machine lacks a library it names (missingPreloads; the dynamic loader would only complain and
+ * go on without it).
+ */
+export function imageEnvironment(root: string): Record<string, string> {
+  if (process.env.BENCH_IMAGE_ENV === '0') return {}
+  const { NODE_OPTIONS: _, ...env } = dockerfileEnv(root)
+  if (missingPreloads(root).length > 0) delete env.LD_PRELOAD
   return env
 }
 
 /** The image's preloaded libraries this machine lacks (the bench says so: its figures are not the image's). */
 export function missingPreloads(root: string): string[] {
-  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
-  const preload = /^ENV LD_PRELOAD=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1')
-  return preload === undefined ? [] : preload.split(/[\s:]+/).filter((lib) => lib && !loadable(lib))
+  return (dockerfileEnv(root).LD_PRELOAD ?? '').split(/[\s:]+/).filter((lib) => lib && !loadable(lib))
 }
 
 /** Whether the dynamic loader finds a library: a path that exists, or a name in ldconfig's cache. */
@@ -136,6 +138,5 @@ function loadable(library: string): boolean {
 
 /** The Node options the image runs jwtgate with: its Dockerfile's NODE_OPTIONS. */
 export function imageNodeOptions(root: string): string {
-  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8')
-  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.replace(/^"(.*)"$/, '$1') ?? ''
+  return dockerfileEnv(root).NODE_OPTIONS ?? ''
 }

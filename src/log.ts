@@ -28,16 +28,20 @@ function stdout(shared: boolean): pino.DestinationStream {
   return new BatchedOutput({ fd: 1, batchBytes, flushMs: 100, maxBatches: (16 * 1024 * 1024) / batchBytes })
 }
 
-/** What a logger's standard output could not write; undefined when it writes elsewhere (a test's capture). */
-export function outputLosses(logger: Logger): OutputLosses | undefined {
+/** A logger's batched standard output; undefined when it writes elsewhere (a test's capture). */
+function outputOf(logger: Logger): BatchedOutput | undefined {
   const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
-  return stream instanceof BatchedOutput ? stream.losses : undefined
+  return stream instanceof BatchedOutput ? stream : undefined
+}
+
+/** What a logger's standard output could not write. */
+export function outputLosses(logger: Logger): OutputLosses | undefined {
+  return outputOf(logger)?.losses
 }
 
 /** Waits until a logger's standard output has written what it holds, at most timeoutMs (before a process exits). */
-export function drainLog(logger: Logger, timeoutMs: number): Promise<void> {
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
-  return stream instanceof BatchedOutput ? stream.drain(timeoutMs) : Promise.resolve()
+export async function drainLog(logger: Logger, timeoutMs: number): Promise<void> {
+  await outputOf(logger)?.drain(timeoutMs)
 }
 
 /** How every line writes its time and level: `log.time` and `log.level_label` in the policy. */

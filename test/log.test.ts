@@ -74,38 +74,42 @@ t.test('one process: no worker field', async (t) => {
   t.notOk('worker' in capture.lines[0]!)
 })
 
-t.test('lines logged just before the process exits reach standard output, in order', async (t) => {
-  // Fewer than a batch, and no time for the periodic flush: only the exit flush writes them.
-  const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-log-'))
-  const script = path.join(dir, 'exit.ts')
+/**
+ * Runs `body` as a script whose standard output is a pipe (the logger's own, fd 1), with
+ * `createLogger`, `accessLogger` and `drainLog` imported from src/log.ts: its exit status and the
+ * JSON lines it wrote.
+ */
+function runLogScript(body: string): { status: number | null; stderr: string; lines: Array<Record<string, unknown>> } {
+  const script = path.join(mkdtempSync(path.join(tmpdir(), 'jwtgate-log-')), 'script.ts')
   writeFileSync(
     script,
-    `import { accessLogger, createLogger } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
-const logger = createLogger('info')
+    `import { accessLogger, createLogger, drainLog } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}\n${body}`,
+  )
+  const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })
+  const lines = child.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+  return { status: child.status, stderr: child.stderr, lines }
+}
+
+t.test('lines logged just before the process exits reach standard output, in order', async (t) => {
+  // Fewer than a batch, and no time for the periodic flush: only the exit flush writes them.
+  const { status, stderr, lines } = runLogScript(`const logger = createLogger('info')
 logger.info('first')
 accessLogger(logger)({ requestId: 'r1', method: 'GET', path: '/x', route: undefined, upstream: undefined, status: 200, ms: 1, issuer: undefined, sub: 'é', reason: undefined, report: undefined, reportStatus: undefined, reportReason: undefined, websocket: undefined })
 logger.warn('last')
 process.exit(3)
-`,
-  )
-  const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000 })
-  t.equal(child.status, 3, child.stderr)
-  const lines = child.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
+`)
+  t.equal(status, 3, stderr)
   t.match(lines, [{ msg: 'first' }, { msg: 'request', request_id: 'r1', sub: 'é' }, { msg: 'last' }])
 })
 
 t.test("lines dropped for a full output are reported in the logger's own line format", async (t) => {
   // 20,000 lines of 1 KB logged in one synchronous loop: no write completes meanwhile, so past
   // the 16 MB the output holds, lines are dropped.
-  const dir = mkdtempSync(path.join(tmpdir(), 'jwtgate-log-'))
-  const script = path.join(dir, 'drop.ts')
-  writeFileSync(
-    script,
-    `import { createLogger, drainLog } from ${JSON.stringify(fileURLToPath(new URL('../src/log.ts', import.meta.url)))}
-const logger = createLogger('info', undefined, { worker: 2, time: 'iso', levelLabel: true })
+  const { status, stderr, lines } = runLogScript(`const logger = createLogger('info', undefined, { worker: 2, time: 'iso', levelLabel: true })
 for (let i = 0; i < 20000; i++) logger.info({ i, pad: 'x'.repeat(1000) }, 'filler')
 setTimeout(async () => {
   logger.info('after')
@@ -113,14 +117,8 @@ setTimeout(async () => {
   await drainLog(logger, 10_000)
   process.exit(0)
 }, 200)
-`,
-  )
-  const child = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 })
-  t.equal(child.status, 0, child.stderr)
-  const lines = child.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
+`)
+  t.equal(status, 0, stderr)
   const fillers = lines.filter((l) => l.msg === 'filler').length
   const report = lines.find((l) => l.dropped_lines !== undefined)
   t.ok(fillers < 20000, `lines were dropped (${fillers} written)`)

@@ -87,12 +87,14 @@ export function forward(forwarder: Forwarder, forwarding: RouteForwarding, reque
       return
     }
     state.forwardedAt = performance.now()
+    const clientStream = clientH2Stream(request)
     forwardOverHttp2(upstream, answer, raw, reply.raw, state, forwarder.policy, {
       method,
       path: path + forwardedQuery(raw.url ?? '', forwarding.tokenParameters),
       authority: forwarding.host,
       headers,
-      ...h2Body(request),
+      body: clientStream ? (clientStream.endAfterHeaders ? null : clientStream) : requestBody(request),
+      bodyIsClientStream: clientStream !== undefined,
       bodyLimits,
       count: state,
       timeoutMs: forwarding.timeoutMs,
@@ -136,14 +138,13 @@ function requestBody(request: GatewayRequest): Readable | null {
 }
 
 /**
- * The body for an HTTP/2 upstream. An HTTP/2 client's is read from its stream itself rather than
- * through node:http2's compatibility request, a Readable fed from that stream chunk by chunk: one
- * stream and its events less a request.
+ * An HTTP/2 client's own stream, undefined over HTTP/1.1. For an HTTP/2 upstream the body is read
+ * from it rather than through node:http2's compatibility request, a Readable fed from that stream
+ * chunk by chunk: one stream and its events less a request.
  */
-function h2Body(request: GatewayRequest): { body: Readable | null; bodyIsClientStream: boolean } {
+function clientH2Stream(request: GatewayRequest): (Readable & { endAfterHeaders: boolean }) | undefined {
   const raw = request.raw as IncomingMessage & { stream?: Readable & { endAfterHeaders: boolean } }
-  if (raw.httpVersionMajor !== 2 || !raw.stream) return { body: requestBody(request), bodyIsClientStream: false }
-  return { body: raw.stream.endAfterHeaders ? null : raw.stream, bodyIsClientStream: true }
+  return raw.httpVersionMajor === 2 ? raw.stream : undefined
 }
 
 /**
@@ -154,7 +155,7 @@ function h2Body(request: GatewayRequest): { body: Readable | null; bodyIsClientS
  */
 function requestRead(raw: IncomingMessage): boolean {
   if (raw.complete) return true
-  // An HTTP/2 body forwarded to an HTTP/2 upstream is read from the stream (h2Body), which the
+  // An HTTP/2 body forwarded to an HTTP/2 upstream is read from the stream (clientH2Stream), which the
   // compatibility request's `complete` does not see.
   const stream = (raw as IncomingMessage & { stream?: { endAfterHeaders: boolean; readableEnded: boolean } }).stream
   return raw.httpVersionMajor === 2 && (stream?.endAfterHeaders === true || stream?.readableEnded === true)
